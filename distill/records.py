@@ -1,0 +1,138 @@
+"""Typed records that flow between stages.
+
+Every stage takes and returns these pydantic models; `dataset.jsonl` holds `Example`s and
+`rejected.jsonl` holds `Reject`s, one JSON object a line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(BaseModel):
+    role: Role
+    content: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = None
+        if self.cost_usd is not None or other.cost_usd is not None:
+            cost = (self.cost_usd or 0.0) + (other.cost_usd or 0.0)
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=cost,
+        )
+
+
+class SamplingParams(BaseModel):
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 384
+
+
+class PlanItem(BaseModel):
+    """One unit of work: a taxonomy leaf crossed with one value per axis."""
+
+    id: str
+    node_path: str
+    axes: dict[str, str]
+    index: int  # position of this item among the leaf's items
+
+    @staticmethod
+    def make_id(taxonomy: str, node_path: str, axes: dict[str, str], index: int) -> str:
+        # Depends only on what identifies the item, so editing another node never changes it.
+        key = json.dumps([taxonomy, node_path, sorted(axes.items()), index])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+class ExampleMeta(BaseModel):
+    """Provenance of an example. All optional so externally made datasets load too."""
+
+    model_config = ConfigDict(extra="allow")
+
+    taxonomy: str | None = None
+    taxonomy_path: str | None = None
+    axes: dict[str, str] = Field(default_factory=dict)
+    seed_ids: list[str] = Field(default_factory=list)
+    teacher: str | None = None
+    prompt_sha256: str | None = None
+    sampling: SamplingParams | None = None
+    usage: Usage | None = None
+    plan_item_id: str | None = None
+    task: str | None = None
+
+
+class Example(BaseModel):
+    """A training example in chat form; TRL's SFTTrainer takes `messages` as it is."""
+
+    id: str
+    messages: list[Message]
+    meta: ExampleMeta = Field(default_factory=ExampleMeta)
+    output: dict[str, Any] | None = None  # the parsed object, for structured tasks
+
+    def turn(self, role: Role) -> str:
+        """Content of the last message with this role ('' when absent)."""
+        for message in reversed(self.messages):
+            if message.role == role:
+                return message.content
+        return ""
+
+    @property
+    def prompt(self) -> str:
+        return self.turn("user")
+
+    @property
+    def response(self) -> str:
+        return self.turn("assistant")
+
+
+class Reject(BaseModel):
+    """Something that did not make it into the dataset, and why. Never dropped silently."""
+
+    id: str  # the plan item id, or the example id for curation rejects
+    stage: Literal["generate", "check", "dedup", "decontaminate", "review", "split"]
+    reason: str  # a short stable code, e.g. "unparseable_json", "near_duplicate"
+    detail: str  # human readable: what exactly was wrong
+    example: Example | None = None  # what was rejected, when there was one
+    raw: str | None = None  # the raw teacher text, when parsing failed
+    node_path: str | None = None
+
+
+def read_jsonl(path) -> list[dict[str, Any]]:
+    from pathlib import Path
+
+    rows = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def write_jsonl(path, rows) -> None:
+    """Write atomically: a crash mid-write never leaves a half file behind."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            if isinstance(row, BaseModel):
+                handle.write(row.model_dump_json(exclude_none=True))
+            else:
+                handle.write(json.dumps(row, ensure_ascii=False))
+            handle.write("\n")
+    os.replace(tmp, path)

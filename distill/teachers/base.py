@@ -1,0 +1,54 @@
+"""The one protocol every teacher backend speaks: a batch of chat requests in, texts and usage out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from distill.records import Message, SamplingParams, Usage
+
+
+class GenerationRequest(BaseModel):
+    key: str  # the caller's name for this request, echoed back in the result
+    messages: list[Message]
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    json_schema: dict[str, Any] | None = None  # ask for structured output where the backend can
+
+    def fingerprint(self, teacher_spec: str) -> str:
+        """Content address of everything that changes the answer (not the key)."""
+        payload = {
+            "teacher": teacher_spec,
+            "messages": [m.model_dump() for m in self.messages],
+            "sampling": self.sampling.model_dump(),
+            "schema": self.json_schema,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class GenerationResult(BaseModel):
+    key: str
+    text: str | None = None  # None when the call failed
+    finish_reason: str | None = None  # "stop", "length", "content_filter", "refusal", ...
+    usage: Usage = Field(default_factory=Usage)
+    error: str | None = None  # the last error, when the call failed after its retries
+    cached: bool = False  # answered from a cache: no new spend
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    spec: str  # e.g. "local", "hf:HuggingFaceTB/SmolLM2-135M-Instruct", "openai:gpt-4o-mini"
+    batch_size: int  # requests one `generate` call takes at most
+    concurrency: int  # `generate` calls that may run at once
+
+    async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Answer every request; a failure is a result with `error` set, never an exception."""
+        ...
+
+    def close(self) -> None: ...
