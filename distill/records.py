@@ -136,3 +136,12 @@ def write_jsonl(path, rows) -> None:
                 handle.write(json.dumps(row, ensure_ascii=False))
             handle.write("\n")
     os.replace(tmp, path)
+
+
+class HeldoutSource(BaseModel):
+    """A held-out evaluation set to keep out of the training data (and to evaluate on)."""
+
+    path: str  # JSONL, CSV, Parquet, or a `datasets` save_to_disk folder
+    fields: list[str] | None = None  # text fields to match; CSV without header: column numbers "0", "1"...
+    format: Literal["auto", "jsonl", "csv", "parquet", "datasets"] = "auto"
+    name: str | None = None
