@@ -1,0 +1,185 @@
+"""Schema and content checks: what a reviewer would otherwise catch by hand.
+
+Each check looks at one example and returns None (passes) or a `Failure(reason, detail)`. They work
+on `messages` alone, so examples from any external JSONL are checked the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ValidationError
+
+from distill.curate.language import detect_language
+from distill.curate.normalize import normalize_text
+from distill.records import Example
+
+
+@dataclass
+class Failure:
+    reason: str
+    detail: str
+
+
+class CheckSettings(BaseModel):
+    min_words: int = 2
+    max_words: int = 2000
+    language: str | None = "en"
+    labels: list[str] | None = None
+    max_repeated_ngram_ratio: float = 0.3
+    repetition_ngram: int = 3
+    output_schema: type[BaseModel] | None = None
+
+
+_REFUSAL = re.compile(
+    r"\b(i(?:'m| am) sorry,? but i (?:can(?:no|')t|am unable|won't)|i can(?:no|')t (?:help|assist|provide|comply|answer)"
+    r"|i(?:'m| am) (?:not able|unable) to (?:help|assist|provide|answer|comply)|i must decline|i won't be able to help)",
+    re.IGNORECASE,
+)
+_AI_BOILERPLATE = re.compile(
+    r"\b(as an ai\b|as a (?:large )?language model|i(?:'m| am) (?:just )?an ai\b|as an artificial intelligence"
+    r"|i don't have (?:personal )?(?:opinions|feelings|emotions)|my training data|my knowledge cutoff)",
+    re.IGNORECASE,
+)
+_TERMINAL = re.compile(r"""[.!?:;)\]}"'`*>|%]\s*$|```\s*$""")
+
+
+def check_structure(example: Example, settings: CheckSettings) -> Failure | None:
+    if not example.prompt.strip():
+        return Failure("missing_prompt", "no user turn with content")
+    if not example.response.strip():
+        return Failure("empty_output", "the assistant turn is empty")
+    return None
+
+
+def check_schema(example: Example, settings: CheckSettings) -> Failure | None:
+    if settings.output_schema is None:
+        return None
+    data = example.output
+    if data is None:
+        try:
+            data = json.loads(example.response)
+        except ValueError as err:
+            return Failure("schema_invalid", f"no `output` and the response is not JSON ({err.msg})")
+    try:
+        settings.output_schema.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        return Failure("schema_invalid", f"{settings.output_schema.__name__}: {where}: {first['msg']}")
+    return None
+
+
+def check_truncated(example: Example, settings: CheckSettings) -> Failure | None:
+    if example.meta.model_extra and example.meta.model_extra.get("finish_reason") == "length":
+        return Failure("truncated", "the teacher stopped at max_tokens (finish_reason=length)")
+    text = example.response.rstrip()
+    if text.count("```") % 2:
+        return Failure("truncated", "an unclosed ``` code block")
+    last_line = text.splitlines()[-1] if text else ""
+    # Prose that stops mid-sentence; short lines (list items, labels) may legitimately lack a stop.
+    if len(last_line.split()) >= 8 and not _TERMINAL.search(last_line) and last_line[-1:].isalnum():
+        return Failure("truncated", f"ends mid-sentence: ...{last_line[-60:]!r}")
+    return None
+
+
+def check_length(example: Example, settings: CheckSettings) -> Failure | None:
+    words = len(example.response.split())
+    if settings.labels is None and words < settings.min_words:
+        return Failure("too_short", f"{words} words < min_words {settings.min_words}")
+    if words > settings.max_words:
+        return Failure("too_long", f"{words} words > max_words {settings.max_words}")
+    return None
+
+
+def check_refusal(example: Example, settings: CheckSettings) -> Failure | None:
+    text = example.response
+    if m := _REFUSAL.search(text):
+        return Failure("refusal", f"refusal phrase {m.group(0)!r}")
+    if m := _AI_BOILERPLATE.search(text):
+        return Failure("ai_boilerplate", f"boilerplate {m.group(0)!r}")
+    return None
+
+
+def check_repeats_question(example: Example, settings: CheckSettings) -> Failure | None:
+    prompt, response = normalize_text(example.prompt).split(), normalize_text(example.response).split()
+    if not prompt or not response:
+        return None
+    if response == prompt:
+        return Failure("repeats_question", "the answer is the question verbatim")
+    # The answer is mostly the question again, with a handful of words around it.
+    if len(prompt) >= 5 and " ".join(prompt) in " ".join(response) and len(response) - len(prompt) < max(5, len(prompt) // 2):
+        return Failure("repeats_question", f"the answer restates the question and adds only {len(response) - len(prompt)} words")
+    return None
+
+
+def repeated_ngram_ratio(words: list[str], n: int) -> float:
+    """Share of word n-grams that repeat an earlier n-gram of the same text (0 = none)."""
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def check_repetition(example: Example, settings: CheckSettings) -> Failure | None:
+    words = normalize_text(example.response).split()
+    if len(words) < 4 * settings.repetition_ngram:
+        return None
+    ratio = repeated_ngram_ratio(words, settings.repetition_ngram)
+    if ratio > settings.max_repeated_ngram_ratio:
+        return Failure(
+            "repetitive",
+            f"{ratio:.0%} of {settings.repetition_ngram}-grams repeat (max {settings.max_repeated_ngram_ratio:.0%})",
+        )
+    return None
+
+
+def check_language(example: Example, settings: CheckSettings) -> Failure | None:
+    if not settings.language:
+        return None
+    for role, text in (("prompt", example.prompt), ("response", example.response)):
+        found = detect_language(text)
+        if found is not None and found != settings.language:
+            return Failure("wrong_language", f"{role} looks like {found!r}, expected {settings.language!r}")
+    return None
+
+
+def _label_of(example: Example) -> str:
+    if isinstance(example.output, dict) and isinstance(example.output.get("label"), str):
+        return example.output["label"]
+    return example.response
+
+
+def check_label(example: Example, settings: CheckSettings) -> Failure | None:
+    if not settings.labels:
+        return None
+    label = _label_of(example).strip().strip(".!\"'`").strip()
+    allowed = {l.casefold(): l for l in settings.labels}
+    if label.casefold() not in allowed:
+        shown = label if len(label) <= 40 else label[:40] + "..."
+        return Failure("label_not_in_set", f"label {shown!r} not in {sorted(settings.labels)}")
+    return None
+
+
+# Order matters: the first failure is the recorded reason, so structural problems come first.
+CHECKS: list[Callable[[Example, CheckSettings], Failure | None]] = [
+    check_structure,
+    check_schema,
+    check_label,
+    check_truncated,
+    check_length,
+    check_refusal,
+    check_repeats_question,
+    check_repetition,
+    check_language,
+]
+
+
+def first_failure(example: Example, settings: CheckSettings) -> Failure | None:
+    for check in CHECKS:
+        if (failure := check(example, settings)) is not None:
+            return failure
+    return None

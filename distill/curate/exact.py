@@ -1,0 +1,48 @@
+"""Exact duplicates: one 64-bit xxhash of each text's normalised form (NFKC, case, whitespace,
+punctuation), first occurrence kept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import xxhash
+
+from distill.curate.normalize import normalized_bytes_batch
+
+_BATCH = 10_000
+
+
+def exact_keys(texts: Sequence[str]) -> np.ndarray:
+    """uint64 key per text; equal keys mean equal normalised text."""
+    keys = np.empty(len(texts), dtype=np.uint64)
+    h = xxhash.xxh3_64_intdigest
+    for start in range(0, len(texts), _BATCH):
+        docs = normalized_bytes_batch(list(texts[start : start + _BATCH])).split(b"\x00")
+        # Normalised bytes may hold runs of spaces; split/join collapses them.
+        keys[start : start + len(docs)] = [h(b" ".join(d.split())) for d in docs]
+    return keys
+
+
+@dataclass
+class ExactDuplicate:
+    removed: int
+    kept: int
+
+
+def find_exact_duplicates(keys: np.ndarray, protected: np.ndarray | None = None) -> list[ExactDuplicate]:
+    """Every item whose key was seen before (protected items first, then in order) is a duplicate."""
+    n = len(keys)
+    order = np.arange(n) if protected is None else np.lexsort((np.arange(n), ~protected))
+    _, first_pos = np.unique(keys[order], return_index=True)
+    keeper_of_key = dict(zip(keys[order][first_pos].tolist(), order[first_pos].tolist()))
+    kept = keys.copy()
+    out = []
+    is_first = np.zeros(n, dtype=bool)
+    is_first[order[first_pos]] = True
+    for i in np.flatnonzero(~is_first).tolist():
+        if protected is not None and protected[i]:
+            continue
+        out.append(ExactDuplicate(removed=i, kept=keeper_of_key[int(kept[i])]))
+    return out

@@ -1,0 +1,64 @@
+"""A small, dependency-free language guess: writing system first, then stop-word share.
+
+Good enough to catch a teacher that answered in the wrong language; it abstains (None) on text too
+short or too ambiguous to call, so it never rejects a terse answer on a guess.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from distill.curate.normalize import normalize_text
+
+_STOPWORDS = {
+    "en": "the of and to in is that for it with as was on are be by this which or from at an not have has can should",
+    "es": "el la de que y en los las del se por un una con para es no al lo como más pero sus le ya",
+    "fr": "le la les de des et en un une du est que qui dans pour pas sur au avec ce il elle sont par",
+    "de": "der die das und ist nicht zu den mit von sich des auf für im dem ein eine auch es an als wird",
+    "it": "il di che e la le gli per un una non sono della del con nel alla anche come più questo",
+    "pt": "o a os as de do da que e em um uma para com não no na por mais dos das se ao",
+    "nl": "de het een en van is dat op te in zijn voor met niet aan er ook als bij door",
+}
+_SETS = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
+_SCRIPTS = {
+    "CJK": "zh", "HIRAGANA": "ja", "KATAKANA": "ja", "HANGUL": "ko", "CYRILLIC": "ru", "ARABIC": "ar",
+    "GREEK": "el", "HEBREW": "he", "DEVANAGARI": "hi", "THAI": "th",
+}
+
+
+def _script_language(text: str) -> str | None:
+    counts: dict[str, int] = {}
+    letters = 0
+    for ch in text:
+        if not ch.isalpha():
+            continue
+        letters += 1
+        if ord(ch) < 0x250:  # Latin
+            continue
+        name = unicodedata.name(ch, "")
+        for script, lang in _SCRIPTS.items():
+            if name.startswith(script):
+                counts[lang] = counts.get(lang, 0) + 1
+                break
+    if letters and counts:
+        lang, count = max(counts.items(), key=lambda kv: kv[1])
+        if count / letters > 0.3:
+            return lang
+    return None
+
+
+def detect_language(text: str, min_words: int = 8) -> str | None:
+    """ISO 639-1 code, or None when the text is too short or unclear."""
+    if not text.isascii():
+        if (script := _script_language(text)) is not None:
+            return script
+    words = normalize_text(text).split()
+    if len(words) < min_words:
+        return None
+    hits = {lang: sum(w in stop for w in words) for lang, stop in _SETS.items()}
+    lang, best = max(hits.items(), key=lambda kv: kv[1])
+    runner_up = max(v for k, v in hits.items() if k != lang)
+    # Need some stop words at all, and a clear lead over the next language.
+    if best / len(words) < 0.08 or best < 2 * runner_up:
+        return None
+    return lang
