@@ -1,0 +1,190 @@
+"""Load held-out evaluation sets (JSONL, JSON, CSV, Parquet, a `datasets` folder) into text items."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.errors import DistillError
+from distill.records import HeldoutSource
+
+# Tried in order when the user names no fields.
+DEFAULT_FIELDS = ["question", "QUESTION", "prompt", "instruction", "input", "text", "problem"]
+
+
+@dataclass
+class HeldoutItem:
+    id: str
+    text: str
+    source: str
+
+
+def parse_heldout_option(value: str) -> HeldoutSource:
+    """`PATH` or `PATH:field1,field2` (the form `--heldout` takes on the command line)."""
+    path, sep, fields = value.rpartition(":")
+    if sep and path and "/" not in fields and not Path(value).exists():
+        names = [f.strip() for f in fields.split(",") if f.strip()]
+        return HeldoutSource(path=path, fields=names or None)
+    return HeldoutSource(path=value)
+
+
+def _format_of(source: HeldoutSource) -> str:
+    if source.format != "auto":
+        return source.format
+    path = Path(source.path)
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+            return "datasets"
+        raise DistillError(
+            "a folder, but not a `datasets` save_to_disk folder (no dataset_info.json); name a file instead",
+            path=path,
+        )
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    formats = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+    if suffix.lower() not in formats:
+        raise DistillError(
+            f"unknown held-out format {suffix or '(no extension)'!r}; use .jsonl, .json, .csv, .parquet or a datasets folder",
+            path=path,
+        )
+    return formats[suffix.lower()]
+
+
+def _rows_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DistillError(f"not valid JSON ({err.msg}); each line must be one JSON object", path=path, line=number) from None
+            if not isinstance(row, dict):
+                raise DistillError("each line must be a JSON object", path=path, line=number)
+            rows.append((number, row))
+    return rows
+
+
+def _rows_json(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DistillError(f"not valid JSON ({err.msg}); for one object a line, name the file .jsonl", path=path, line=err.lineno) from None
+    if isinstance(data, dict):  # keyed by id, as PubMedQA ships
+        return [(i, {"id": key, **value}) for i, (key, value) in enumerate(data.items(), 1) if isinstance(value, dict)]
+    if isinstance(data, list):
+        return [(i, row) for i, row in enumerate(data, 1) if isinstance(row, dict)]
+    raise DistillError("expected a JSON list of objects or an object of objects", path=path)
+
+
+def _rows_csv(path: Path, fields: list[str] | None) -> list[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        sample = handle.read(65536)
+        handle.seek(0)
+        dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+        numbered = fields is not None and all(f.isdigit() for f in fields)
+        if fields is None:
+            try:
+                numbered = not csv.Sniffer().has_header(sample)
+            except csv.Error:
+                numbered = True
+        reader = csv.reader(handle, dialect)
+        rows: list[tuple[int, dict[str, Any]]] = []
+        header: list[str] | None = None
+        for number, cells in enumerate(reader, 1):
+            if not cells:
+                continue
+            if numbered:
+                rows.append((number, {str(i): c for i, c in enumerate(cells)}))
+            elif header is None:
+                header = cells
+            else:
+                rows.append((number, dict(zip(header, cells))))
+    return rows
+
+
+def _rows_table(table, path: Path) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, row) for i, row in enumerate(table.to_pylist(), 1)]
+
+
+def _rows_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        return _rows_table(pq.read_table(path), path)
+    except Exception as err:  # pyarrow raises several types for a bad file
+        raise DistillError(f"not a readable Parquet file ({err})", path=path) from None
+
+
+def _rows_datasets(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    try:
+        from datasets import DatasetDict, load_from_disk
+    except ImportError:
+        raise DistillError("reading a `datasets` folder needs `pip install datasets` (the train extra)", path=path) from None
+    data = load_from_disk(str(path))
+    if isinstance(data, DatasetDict):
+        split = "test" if "test" in data else next(iter(data))
+        data = data[split]
+    return [(i, row) for i, row in enumerate(data, 1)]
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(_text_of(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(_text_of(v) for v in value.values())
+    return "" if value is None else str(value)
+
+
+def load_heldout(source: HeldoutSource) -> list[HeldoutItem]:
+    """Every row of the file as a text item made of the chosen fields."""
+    path = Path(source.path)
+    if not path.exists():
+        raise DistillError("held-out file not found; check the path (relative paths start from the current folder)", path=path)
+    fmt = _format_of(source)
+    readers = {
+        "jsonl": lambda: _rows_jsonl(path),
+        "json": lambda: _rows_json(path),
+        "csv": lambda: _rows_csv(path, source.fields),
+        "parquet": lambda: _rows_parquet(path),
+        "datasets": lambda: _rows_datasets(path),
+    }
+    rows = readers[fmt]()
+    if not rows:
+        raise DistillError("the held-out file has no rows", path=path)
+    fields = source.fields
+    if fields is None:
+        if fmt == "csv" and all(k.isdigit() for k in rows[0][1]):
+            fields = list(rows[0][1])
+        else:
+            fields = [f for f in DEFAULT_FIELDS if f in rows[0][1]][:1]
+            if not fields:
+                raise DistillError(
+                    f"no text field to match; name one with PATH:field (columns: {', '.join(map(str, rows[0][1]))})",
+                    path=path,
+                )
+    name = source.name or path.stem
+    items = []
+    for number, row in rows:
+        missing = [f for f in fields if f not in row]
+        if missing:
+            raise DistillError(
+                f"field {missing[0]!r} missing (has: {', '.join(map(str, row))}); name the right fields with PATH:field1,field2",
+                path=path,
+                line=number,
+            )
+        text = " ".join(_text_of(row[f]) for f in fields).strip()
+        if text:
+            row_id = row.get("id", number)
+            items.append(HeldoutItem(id=f"{name}:{row_id}", text=text, source=str(path)))
+    return items
+
+
+def load_all(sources: list[HeldoutSource]) -> list[HeldoutItem]:
+    items: list[HeldoutItem] = []
+    for source in sources:
+        items.extend(load_heldout(source))
+    return items

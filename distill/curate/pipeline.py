@@ -1,0 +1,288 @@
+"""The curation stage: checks -> exact dedup -> near dedup -> decontamination, with a yield per node."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from distill.curate.checks import CheckSettings, first_failure
+from distill.curate.dataset_io import dedup_text, load_examples
+from distill.curate.decontaminate import DecontamConfig, build_index, find_contamination
+from distill.curate.exact import exact_keys, find_exact_duplicates
+from distill.curate.heldout import load_all
+from distill.curate.minhash import MinHashConfig, find_near_duplicates, resolve_bands
+from distill.records import Example, HeldoutSource, Reject
+
+Progress = Callable[[str, int, int], None]
+NO_NODE = "(none)"
+
+
+class CurateConfig(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    # Content checks
+    min_words: int = 2
+    max_words: int = 2000
+    language: str | None = "en"
+    labels: list[str] | None = None
+    output_schema: type[BaseModel] | None = None
+    max_repeated_ngram_ratio: float = 0.3
+    # Dedup
+    exact_dedup: bool = True
+    near_dedup: bool = True
+    threshold: float = Field(0.7, gt=0, le=1)
+    shingle_size: int = Field(5, ge=1)
+    num_perm: int = Field(128, ge=8)
+    bands: int | None = None
+    rows: int | None = None
+    confirm: Literal["exact", "estimate"] = "exact"
+    dedup_on: Literal["conversation", "prompt", "response"] = "conversation"
+    quality_key: str = "quality"  # meta[quality_key], when present, picks the best of a duplicate group
+    against: list[str] = Field(default_factory=list)
+    # Decontamination
+    heldout: list[HeldoutSource] = Field(default_factory=list)
+    ngram: int = Field(8, ge=1)
+    report_ngram: int = Field(13, ge=1)
+    decontam_minhash_threshold: float | None = None
+    workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1)
+
+    def check_settings(self) -> CheckSettings:
+        return CheckSettings(
+            min_words=self.min_words, max_words=self.max_words, language=self.language, labels=self.labels,
+            output_schema=self.output_schema, max_repeated_ngram_ratio=self.max_repeated_ngram_ratio,
+        )
+
+    def minhash(self) -> MinHashConfig:
+        return MinHashConfig(
+            threshold=self.threshold, num_perm=self.num_perm, shingle_size=self.shingle_size,
+            bands=self.bands, rows=self.rows, confirm=self.confirm,
+        )
+
+    def decontam(self) -> DecontamConfig:
+        return DecontamConfig(ngram=self.ngram, report_ngram=self.report_ngram, minhash_threshold=self.decontam_minhash_threshold)
+
+
+class DuplicateRow(BaseModel):
+    id: str
+    duplicate_of: str
+    method: Literal["exact", "near"]
+    similarity: float  # Jaccard of word shingles with the kept item (1.0 for exact)
+    via: str | None = None  # the item it matched directly, when grouped through another
+    via_similarity: float | None = None
+    source: str | None = None  # the earlier run / dataset holding `duplicate_of`, when not this set
+
+
+class ContaminationRow(BaseModel):
+    id: str
+    heldout_id: str
+    heldout_text: str
+    ngram: str
+    n: int
+    matches: int
+    method: Literal["ngram", "minhash"]
+    similarity: float | None = None
+    also_13gram: bool = False
+    node_path: str | None = None
+
+
+@dataclass
+class NodeStats:
+    generated: int = 0
+    valid: int = 0
+    unique: int = 0
+    clean: int = 0
+    kept: int = 0
+    reasons: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "generated": self.generated, "valid": self.valid, "unique": self.unique, "clean": self.clean,
+            "kept": self.kept, "reasons": dict(self.reasons.most_common()),
+        }
+
+
+@dataclass
+class CurateResult:
+    kept: list[Example]
+    rejects: list[Reject]
+    node_stats: dict[str, NodeStats]
+    contamination: list[ContaminationRow]
+    duplicates: list[DuplicateRow]
+    dedup_info: dict[str, Any] = field(default_factory=dict)
+    decontam_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> NodeStats:
+        return self.node_stats.get("(all)", NodeStats())
+
+    def empty_nodes(self) -> list[tuple[str, str]]:
+        """Nodes that generated something and kept nothing, with their most common reason."""
+        out = []
+        for node, stats in sorted(self.node_stats.items()):
+            if node != "(all)" and stats.generated and not stats.kept:
+                reason = stats.reasons.most_common(1)[0][0] if stats.reasons else "unknown"
+                out.append((node, reason))
+        return out
+
+    def to_stats(self) -> dict[str, Any]:
+        total = self.total
+        return {
+            "curate": {
+                **{k: v for k, v in total.as_dict().items() if k != "reasons"},
+                "reasons": dict(total.reasons.most_common()),
+                "nodes": {k: v.as_dict() for k, v in sorted(self.node_stats.items()) if k != "(all)"},
+                "empty_nodes": [{"node": n, "top_reason": r} for n, r in self.empty_nodes()],
+                "dedup": self.dedup_info,
+                "decontamination": self.decontam_info,
+            }
+        }
+
+
+def node_chain(path: str | None) -> list[str]:
+    """The node and all its ancestors: "a/b/c" -> ["a", "a/b", "a/b/c"]."""
+    if not path:
+        return [NO_NODE]
+    parts = [p for p in path.split("/") if p]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))] or [NO_NODE]
+
+
+def _quality(example: Example, key: str) -> float | None:
+    value = (example.meta.model_extra or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _load_against(paths: list[str]) -> tuple[list[Example], list[str], list[str]]:
+    examples, ids, sources = [], [], []
+    for path in paths:
+        for example in load_examples(path):
+            examples.append(example)
+            ids.append(example.id)
+            sources.append(str(path))
+    return examples, ids, sources
+
+
+def curate(examples: list[Example], config: CurateConfig, progress: Progress | None = None) -> CurateResult:
+    """Run every curation step; nothing is dropped without a `Reject` saying why."""
+    n = len(examples)
+    status = np.zeros(n, dtype=np.int8)  # 0 rejected, then 1 valid, 2 unique, 3 clean
+    rejects: dict[int, Reject] = {}
+
+    def reject(i: int, stage: str, reason: str, detail: str) -> None:
+        ex = examples[i]
+        rejects[i] = Reject(id=ex.id, stage=stage, reason=reason, detail=detail, example=ex, node_path=ex.meta.taxonomy_path)
+
+    # 1. Checks
+    settings = config.check_settings()
+    for i, example in enumerate(examples):
+        failure = first_failure(example, settings)
+        if failure is None:
+            status[i] = 1
+        else:
+            reject(i, "check", failure.reason, failure.detail)
+        if progress and (i % 1000 == 0 or i == n - 1):
+            progress("check", i + 1, n)
+
+    # 2-3. Dedup, within the set and against earlier runs (those are `protected`: never removed)
+    against_examples, against_ids, against_sources = _load_against(config.against)
+    texts = [dedup_text(e, config.dedup_on) for e in examples] + [dedup_text(e, config.dedup_on) for e in against_examples]
+    ids = [e.id for e in examples] + against_ids
+    protected = np.r_[np.zeros(n, bool), np.ones(len(against_ids), bool)]
+    alive = np.r_[status == 1, np.ones(len(against_ids), bool)]
+    source_of = lambda j: against_sources[j - n] if j >= n else None  # noqa: E731
+    duplicates: list[DuplicateRow] = []
+    dedup_info: dict[str, Any] = {"against": list(config.against), "against_items": len(against_ids)}
+    if config.exact_dedup:
+        keys = exact_keys(texts)
+        live = np.flatnonzero(alive)
+        for dup in find_exact_duplicates(keys[live], protected[live]):
+            i, j = int(live[dup.removed]), int(live[dup.kept])
+            alive[i] = False
+            duplicates.append(DuplicateRow(id=ids[i], duplicate_of=ids[j], method="exact", similarity=1.0, source=source_of(j)))
+            where = f" in {source_of(j)}" if j >= n else ""
+            reject(i, "dedup", "exact_duplicate", f"same normalised text as {ids[j]}{where}")
+        dedup_info["exact_removed"] = sum(d.method == "exact" for d in duplicates)
+    if config.near_dedup:
+        mh = config.minhash()
+        bands, rows = resolve_bands(mh)
+        quality = np.array([_quality(e, config.quality_key) or 0.0 for e in examples] + [0.0] * len(against_ids))
+        result = find_near_duplicates(
+            texts, mh, active=alive, protected=protected, quality=quality, workers=config.workers, progress=progress
+        )
+        for dup in result.duplicates:
+            i, j = dup.removed, dup.kept
+            alive[i] = False
+            via = ids[dup.via] if dup.via != j else None
+            duplicates.append(DuplicateRow(
+                id=ids[i], duplicate_of=ids[j], method="near", similarity=dup.similarity,
+                via=via, via_similarity=dup.via_similarity if via else None, source=source_of(j),
+            ))
+            where = f" in {source_of(j)}" if j >= n else ""
+            reject(i, "dedup", "near_duplicate", f"Jaccard {dup.similarity:.2f} with {ids[j]}{where}")
+        dedup_info.update({
+            "near_removed": sum(d.method == "near" for d in duplicates), "threshold": mh.threshold,
+            "num_perm": mh.num_perm, "shingle_size": mh.shingle_size, "bands": bands, "rows": rows,
+            "candidate_pairs": result.candidates, "confirmed_pairs": result.confirmed, "confirm": mh.confirm,
+        })
+    status[(status == 1) & alive[:n]] = 2
+
+    # 4. Decontamination
+    contamination: list[ContaminationRow] = []
+    decontam_info: dict[str, Any] = {"heldout": [s.path for s in config.heldout]}
+    if config.heldout:
+        items = load_all(config.heldout)
+        dc = config.decontam()
+        index = build_index(items, dc)
+        live = np.flatnonzero(status == 2)
+        if progress:
+            progress("decontaminate", 0, len(live))
+        hits = find_contamination([texts[i] for i in live], index, dc)
+        for hit in hits:
+            i = int(live[hit.index])
+            ex = examples[i]
+            contamination.append(ContaminationRow(
+                id=ex.id, heldout_id=hit.heldout_id, heldout_text=hit.heldout_text, ngram=hit.ngram, n=hit.n,
+                matches=hit.matches, method=hit.method, similarity=hit.similarity,
+                also_13gram=hit.also_at_report_ngram, node_path=ex.meta.taxonomy_path,
+            ))
+            status[i] = 0
+            what = f"{hit.n}-gram {hit.ngram!r}" if hit.method == "ngram" else f"MinHash Jaccard {hit.similarity:.2f}"
+            reject(i, "decontaminate", "contaminated", f"shares {what} with held-out {hit.heldout_id}")
+        if progress:
+            progress("decontaminate", len(live), len(live))
+        decontam_info.update({
+            "heldout_items": len(items), "ngram": dc.ngram, "flagged": len(hits),
+            f"flagged_at_{dc.report_ngram}": sum(h.also_at_report_ngram for h in hits),
+            "flagged_by_minhash": sum(h.method == "minhash" for h in hits),
+        })
+    status[status == 2] = 3
+
+    nodes = _node_stats(examples, status, rejects)
+    kept = [examples[i] for i in np.flatnonzero(status == 3)]
+    return CurateResult(
+        kept=kept, rejects=[rejects[i] for i in sorted(rejects)], node_stats=nodes, contamination=contamination,
+        duplicates=duplicates, dedup_info=dedup_info, decontam_info=decontam_info,
+    )
+
+
+def _node_stats(examples: list[Example], status: np.ndarray, rejects: dict[int, Reject]) -> dict[str, NodeStats]:
+    nodes: dict[str, NodeStats] = {"(all)": NodeStats()}
+    # How far each example got: rejected at check -> 0 stages passed, and so on.
+    passed = {"check": 0, "dedup": 1, "decontaminate": 2}
+    for i, example in enumerate(examples):
+        reached = 3 if status[i] == 3 else passed[rejects[i].stage]
+        for name in ["(all)", *node_chain(example.meta.taxonomy_path)]:
+            s = nodes.setdefault(name, NodeStats())
+            s.generated += 1
+            s.valid += reached >= 1
+            s.unique += reached >= 2
+            s.clean += reached >= 3
+            s.kept += reached >= 3
+            if i in rejects:
+                s.reasons[rejects[i].reason] += 1
+    return nodes
