@@ -1,0 +1,33 @@
+"""Real held-out data for the curation tests (read from ../shared; skipped when absent)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+HELDOUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "heldout"
+MMLU = HELDOUT / "mmlu_medical"
+PUBMEDQA = HELDOUT / "pubmedqa_ori_pqal.json"
+
+needs_data = pytest.mark.skipif(not PUBMEDQA.exists(), reason="../shared/data/heldout is not available")
+
+
+@lru_cache
+def pubmedqa() -> list[dict]:
+    data = json.loads(PUBMEDQA.read_text(encoding="utf-8"))
+    return [{"pmid": k, **v} for k, v in data.items()]
+
+
+@lru_cache
+def mmlu(subject: str = "professional_medicine") -> list[list[str]]:
+    with (MMLU / f"{subject}_test.csv").open(encoding="utf-8", newline="") as handle:
+        return [row for row in csv.reader(handle) if row]
+
+
+def abstract_words() -> list[list[str]]:
+    """Each PubMedQA abstract as a list of words (real biomedical prose)."""
+    return [" ".join(item["CONTEXTS"]).split() for item in pubmedqa()]
