@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from curate_data import needs_data, pubmedqa
+from test_curate_helpers import needs_data, pubmedqa
 from distill.curate.checks import CheckSettings, first_failure, repeated_ngram_ratio
 from distill.curate.language import detect_language
 from distill.records import Example, ExampleMeta, Message

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from curate_data import abstract_words, needs_data
+from test_curate_helpers import abstract_words, needs_data
 from distill.curate.exact import exact_keys, find_exact_duplicates
 from distill.curate.minhash import MinHashConfig, detection_probability, find_near_duplicates, lsh_bands
 from distill.curate.normalize import normalize_text
