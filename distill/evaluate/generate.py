@@ -1,0 +1,63 @@
+"""Batched greedy generation from the base model and from base+adapter, with one copy of the weights.
+
+The adapter is loaded onto the base once; base answers come from the same model with the adapter switched
+off (`disable_adapter`), so evaluation needs the memory of one model, not two.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distill.train.manifest import Manifest, load_student_tokenizer, read_manifest
+
+
+def load_student(adapter_dir: Path):
+    """(PeftModel, tokenizer, manifest) for an adapter written by `distill train`.
+
+    The base is loaded unquantised (fp32 on CPU, bf16 on CUDA) even for QLoRA adapters: on CPU, 4-bit
+    inference is slow, and the adapter's delta applies to the same weights up to nf4 rounding.
+    """
+    import torch
+    from peft import PeftModel
+
+    from distill.models import load_causal_lm
+
+    manifest = read_manifest(adapter_dir)
+    tokenizer = load_student_tokenizer(manifest)
+    cuda = torch.cuda.is_available()
+    base = load_causal_lm(manifest.base_model, dtype=torch.bfloat16 if cuda else torch.float32)
+    if cuda:
+        base = base.to("cuda")
+    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    model.eval()
+    return model, tokenizer, manifest
+
+
+def generate(model, tokenizer, manifest: Manifest, conversations: list[list[dict]], *, max_new_tokens: int = 128,
+             batch_size: int = 8, adapter: bool = True) -> list[str]:
+    """Greedy answers to each conversation (its turns before the answer), in input order."""
+    import torch
+
+    tokenizer.padding_side = "left"  # decoder-only: pad on the left so every row ends where generation starts
+    stop = tokenizer.convert_tokens_to_ids(manifest.eot_token)
+    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch: less padding
+    answers: list[str] = [""] * len(prompts)
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(device)
+        with torch.inference_mode(), _adapter_switch(model, adapter):
+            output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop,
+                                    pad_token_id=tokenizer.pad_token_id)
+        new = output[:, encoded["input_ids"].shape[1] :]
+        for i, row in zip(batch, new):
+            answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+    return answers
+
+
+def _adapter_switch(model, adapter: bool):
+    from contextlib import nullcontext
+
+    return nullcontext() if adapter else model.disable_adapter()

@@ -1,0 +1,179 @@
+"""Task metrics with confidence intervals: small held-out sets make point estimates misleading.
+
+Proportions get Wilson intervals (sane at 0/n and n/n); everything else a seeded percentile bootstrap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from collections import Counter
+from typing import Any, Callable, Sequence
+
+from pydantic import BaseModel
+
+NO_LABEL = "(none)"
+
+
+class Estimate(BaseModel):
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> Estimate:
+    if n == 0:
+        return Estimate(value=0.0, low=0.0, high=0.0, n=0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return Estimate(value=p, low=max(0.0, centre - half), high=min(1.0, centre + half), n=n)
+
+
+def bootstrap(statistic: Callable[[list[int]], float], n: int, resamples: int = 1000, seed: int = 0) -> Estimate:
+    """Percentile interval of `statistic(indices)` over resampled index lists."""
+    if n == 0:
+        return Estimate(value=0.0, low=0.0, high=0.0, n=0)
+    rng = random.Random(seed)
+    full = statistic(list(range(n)))
+    samples = sorted(statistic([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
+    return Estimate(value=full, low=samples[int(0.025 * (resamples - 1))], high=samples[int(0.975 * (resamples - 1))],
+                    n=n)
+
+
+def mean_estimate(values: Sequence[float], resamples: int = 1000, seed: int = 0) -> Estimate:
+    return bootstrap(lambda idx: sum(values[i] for i in idx) / len(idx), len(values), resamples, seed)
+
+
+def accuracy(golds: Sequence[str], preds: Sequence[str]) -> Estimate:
+    return wilson(sum(g == p for g, p in zip(golds, preds)), len(golds))
+
+
+def macro_f1_value(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str]) -> float:
+    """Mean over the gold label set of per-label F1 (a prediction outside it only costs recall)."""
+    if not labels:
+        return 0.0
+    scores = []
+    for label in labels:
+        tp = sum(g == label and p == label for g, p in zip(golds, preds))
+        fp = sum(g != label and p == label for g, p in zip(golds, preds))
+        fn = sum(g == label and p != label for g, p in zip(golds, preds))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores)
+
+
+def macro_f1(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str], resamples: int = 1000,
+             seed: int = 0) -> Estimate:
+    return bootstrap(lambda idx: macro_f1_value([golds[i] for i in idx], [preds[i] for i in idx], labels),
+                     len(golds), resamples, seed)
+
+
+def confusion_matrix(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str]) -> dict[str, dict[str, int]]:
+    """gold -> predicted -> count; predictions outside the label set land in NO_LABEL."""
+    columns = list(labels) + [NO_LABEL]
+    matrix = {gold: dict.fromkeys(columns, 0) for gold in labels}
+    for gold, pred in zip(golds, preds):
+        matrix.setdefault(gold, dict.fromkeys(columns, 0))
+        matrix[gold][pred if pred in columns else NO_LABEL] += 1
+    return matrix
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def tokens(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """SQuAD-style bag-of-words F1."""
+    pred, ref = tokens(prediction), tokens(reference)
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F-measure: longest common subsequence of words, so word order counts."""
+    pred, ref = tokens(prediction), tokens(reference)
+    if not pred or not ref:
+        return float(pred == ref)
+    previous = [0] * (len(ref) + 1)
+    for word in pred:
+        current = [0]
+        for j, other in enumerate(ref):
+            current.append(previous[j] + 1 if word == other else max(previous[j + 1], current[j]))
+        previous = current
+    lcs = previous[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(pred), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def parse_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in the text (models wrap JSON in prose or code fences), or None."""
+    start = text.find("{")
+    while start != -1:
+        depth = 0
+        in_string = escaped = False
+        for i in range(start, len(text)):
+            char = text[i]
+            if in_string:
+                escaped = char == "\\" and not escaped
+                if char == '"' and not escaped:
+                    in_string = False
+                continue
+            if char == '"':
+                in_string = True
+            elif char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    try:
+                        value = json.loads(text[start : i + 1])
+                    except json.JSONDecodeError:
+                        break
+                    return value if isinstance(value, dict) else None
+        start = text.find("{", start + 1)
+    return None
+
+
+def schema_valid(text: str, reference: dict[str, Any]) -> bool:
+    """A JSON object carrying every field of the reference output, each of the same JSON type."""
+    parsed = parse_json_object(text)
+    if parsed is None:
+        return False
+    for key, value in reference.items():
+        if key not in parsed:
+            return False
+        if value is not None and parsed[key] is not None and type(parsed[key]) is not type(value):
+            if not (isinstance(value, (int, float)) and isinstance(parsed[key], (int, float))):
+                return False
+    return True
+
+
+def extract_label(text: str, labels: Sequence[str]) -> str:
+    """The predicted label: the JSON `label` field when there is one, else the first label named in the text."""
+    parsed = parse_json_object(text)
+    if parsed is not None and isinstance(parsed.get("label"), str):
+        return parsed["label"].strip()
+    lowered = text.lower()
+    found = []
+    for label in sorted(labels, key=len, reverse=True):  # longest first: "very negative" before "negative"
+        match = re.search(r"(?<!\w)" + re.escape(label.lower()) + r"(?!\w)", lowered)
+        if match:
+            found.append((match.start(), label))
+    return min(found)[1] if found else NO_LABEL

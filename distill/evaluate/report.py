@@ -1,0 +1,286 @@
+"""`distill eval`: base vs base+adapter (and the teacher) on the held-out split, per task and per leaf.
+
+Writes `eval.json` (every number, every answer) and `eval.md` (the tables a person reads).
+The teacher's answers are the eval split's reference turns (the split holds teacher outputs never
+trained on), so they enter comparisons where a reference can be judged against: schema validity and the
+LLM-as-judge; reference-based scores of the teacher against itself would be 1 and are not reported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from distill.errors import DistillError
+from distill.evaluate import metrics as m
+from distill.records import Example
+
+SYSTEMS = ("base", "student")
+
+
+class EvalConfig(BaseModel):
+    """Options of `distill eval`.
+
+    - max_new_tokens / batch_size: greedy generation budget and batch size.
+    - limit: evaluate at most this many held-out examples (None: all).
+    - judge: a teacher spec (e.g. "openai:gpt-4o-mini") or a Teacher object for pairwise LLM-as-judge on open
+      QA; None: reference-based overlap (token F1, ROUGE-L) only.
+    - out_dir: where eval.json / eval.md go (default: the run directory).
+    - resamples / seed: bootstrap settings for the confidence intervals.
+    - threads: CPU torch threads (None: the idle cores).
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    max_new_tokens: int = Field(128, gt=0)
+    batch_size: int = Field(8, gt=0)
+    limit: int | None = Field(None, gt=0)
+    judge: Any = None
+    out_dir: Path | None = None
+    resamples: int = Field(1000, gt=0)
+    seed: int = 0
+    threads: int | None = None
+
+
+class EvalResult(BaseModel):
+    json_path: Path
+    markdown_path: Path
+    report: dict[str, Any]
+
+
+def evaluate(run_dir: Path, adapter_dir: Path, config: EvalConfig) -> EvalResult:
+    """Generate base and student answers on RUN_DIR/eval.jsonl, score them, write eval.json and eval.md."""
+    from distill.evaluate.generate import generate, load_student
+    from distill.train.data import read_examples
+    from distill.train.sft import set_threads
+
+    run_dir, adapter_dir = Path(run_dir), Path(adapter_dir)
+    eval_path = run_dir / "eval.jsonl"
+    if not eval_path.is_file():
+        raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
+    examples = [e for e in read_examples(eval_path) if e.response][: config.limit]
+    if not examples:
+        raise DistillError("the eval split has no example with a reference answer", path=eval_path)
+    set_threads(config.threads)
+    model, tokenizer, manifest = load_student(adapter_dir)
+    conversations = [_context(e) for e in examples]
+    answers = {
+        system: generate(model, tokenizer, manifest, conversations, max_new_tokens=config.max_new_tokens,
+                         batch_size=config.batch_size, adapter=system == "student")
+        for system in SYSTEMS
+    }
+    answers["teacher"] = [e.response for e in examples]
+    judge = _judge(config.judge)
+    report = build_report(examples, answers, config, judge)
+    report["adapter"] = {"dir": str(adapter_dir), "student": manifest.student, "base_model": manifest.base_model,
+                         "chat_template_sha256": manifest.chat_template_sha256,
+                         "tokenizer_sha256": manifest.tokenizer_sha256}
+    out_dir = Path(config.out_dir) if config.out_dir else run_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "eval.json", out_dir / "eval.md"
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    md_path.write_text(render_markdown(report), encoding="utf-8")
+    return EvalResult(json_path=json_path, markdown_path=md_path, report=report)
+
+
+def _context(example: Example) -> list[dict]:
+    """The turns before the reference answer: what the model is asked."""
+    messages = [msg.model_dump() for msg in example.messages]
+    last = max(i for i, msg in enumerate(messages) if msg["role"] == "assistant")
+    return messages[:last]
+
+
+def task_of(example: Example) -> str:
+    if example.meta.task:
+        return example.meta.task
+    return "classification" if example.output and "label" in example.output else "qa"
+
+
+def build_report(examples: list[Example], answers: dict[str, list[str]], config: EvalConfig, judge=None) -> dict:
+    """Scores per task, per taxonomy leaf, and the answers themselves. Pure: no model involved."""
+    by_task: dict[str, list[int]] = defaultdict(list)
+    by_leaf: dict[str, list[int]] = defaultdict(list)
+    for i, example in enumerate(examples):
+        by_task[task_of(example)].append(i)
+        by_leaf[example.meta.taxonomy_path or "(none)"].append(i)
+    report: dict[str, Any] = {"n": len(examples), "systems": list(SYSTEMS) + ["teacher"], "tasks": {}, "leaves": {}}
+    for task, idx in sorted(by_task.items()):
+        report["tasks"][task] = score(task, [examples[i] for i in idx], {s: [a[i] for i in idx] for s, a in
+                                                                         answers.items()}, config, judge)
+    for leaf, idx in sorted(by_leaf.items()):
+        tasks = sorted({task_of(examples[i]) for i in idx})
+        report["leaves"][leaf] = {
+            task: score(task, [examples[i] for i in idx if task_of(examples[i]) == task],
+                        {s: [a[i] for i in idx if task_of(examples[i]) == task] for s, a in answers.items()},
+                        config, judge=None, with_confusion=False)
+            for task in tasks
+        }
+    report["examples"] = [
+        {"id": e.id, "leaf": e.meta.taxonomy_path, "task": task_of(e), **{s: answers[s][i] for s in answers}}
+        for i, e in enumerate(examples)
+    ]
+    return report
+
+
+def score(task: str, examples: list[Example], answers: dict[str, list[str]], config: EvalConfig, judge=None,
+          with_confusion: bool = True) -> dict:
+    out: dict[str, Any] = {"n": len(examples), "systems": {}}
+    structured = [i for i, e in enumerate(examples) if e.output]
+    for system, texts in answers.items():
+        row: dict[str, Any] = {}
+        if structured:
+            valid = sum(m.schema_valid(texts[i], examples[i].output) for i in structured)
+            row["schema_validity"] = m.wilson(valid, len(structured)).model_dump()
+        if system != "teacher":
+            row.update(_classification(examples, texts, config, with_confusion) if task == "classification"
+                       else _overlap(examples, texts, config))
+        out["systems"][system] = row
+    if judge is not None and task != "classification":
+        out["judge"] = {
+            f"student_vs_{other}": _judge_pairs(judge, examples, answers["student"], answers[other], config)
+            for other in ("base", "teacher")
+        }
+    return out
+
+
+def gold_label(example: Example) -> str:
+    if example.output and isinstance(example.output.get("label"), str):
+        return example.output["label"].strip()
+    return m.extract_label(example.response, [])  # no label set known: (none)
+
+
+def _classification(examples, texts, config: EvalConfig, with_confusion: bool) -> dict:
+    golds = [gold_label(e) for e in examples]
+    labels = sorted({g for g in golds if g != m.NO_LABEL})
+    preds = [m.extract_label(t, labels) for t in texts]
+    row = {"accuracy": m.accuracy(golds, preds).model_dump(),
+           "macro_f1": m.macro_f1(golds, preds, labels, config.resamples, config.seed).model_dump()}
+    if with_confusion:
+        row["labels"] = labels
+        row["confusion"] = m.confusion_matrix(golds, preds, labels)
+    return row
+
+
+def _overlap(examples, texts, config: EvalConfig) -> dict:
+    refs = [e.response for e in examples]
+    return {
+        "token_f1": m.mean_estimate([m.token_f1(t, r) for t, r in zip(texts, refs)], config.resamples,
+                                    config.seed).model_dump(),
+        "rouge_l": m.mean_estimate([m.rouge_l(t, r) for t, r in zip(texts, refs)], config.resamples,
+                                   config.seed).model_dump(),
+    }
+
+
+# --- LLM-as-judge -------------------------------------------------------------------------------------------
+
+JUDGE_PROMPT = """You compare two answers to the same question. Judge correctness first, then helpfulness and \
+concision. Ignore which answer comes first.
+
+Question:
+{question}
+
+Answer A:
+{a}
+
+Answer B:
+{b}
+
+Reply with exactly one word: A, B, or tie."""
+
+
+def _judge(judge):
+    if judge is None or not isinstance(judge, str):
+        return judge
+    from distill.teachers.registry import make_teacher
+
+    return make_teacher(judge)
+
+
+def _judge_pairs(judge, examples, first: list[str], second: list[str], config: EvalConfig) -> dict:
+    """Each pair judged twice with positions swapped; a win needs both orders to agree, else it is a tie.
+
+    Score per item: 1 win, 0.5 tie, 0 loss for `first`; the mean with a bootstrap interval.
+    """
+    import asyncio
+
+    from distill.records import Message, SamplingParams
+    from distill.teachers.base import GenerationRequest
+
+    requests = []
+    for i, example in enumerate(examples):
+        question = "\n\n".join(msg.content for msg in example.messages if msg.role == "user")
+        for order, (a, b) in enumerate(((first[i], second[i]), (second[i], first[i]))):
+            requests.append(GenerationRequest(
+                key=f"{i}:{order}",
+                messages=[Message(role="user", content=JUDGE_PROMPT.format(question=question, a=a, b=b))],
+                sampling=SamplingParams(temperature=0.0, top_p=1.0, max_tokens=4)))
+    results = {}
+    for start in range(0, len(requests), max(1, judge.batch_size)):
+        for result in asyncio.run(judge.generate(requests[start : start + judge.batch_size])):
+            results[result.key] = _verdict(result.text if result.ok else None)
+    scores, failed = [], 0
+    for i in range(len(examples)):
+        straight, swapped = results.get(f"{i}:0"), results.get(f"{i}:1")
+        if straight is None or swapped is None:
+            failed += 1
+            continue
+        first_wins = (straight == "A") + (swapped == "B")
+        first_loses = (straight == "B") + (swapped == "A")
+        scores.append(1.0 if first_wins == 2 else 0.0 if first_loses == 2 else 0.5)
+    estimate = m.mean_estimate(scores, config.resamples, config.seed).model_dump()
+    return {"win_rate": estimate, "wins": scores.count(1.0), "ties": scores.count(0.5), "losses": scores.count(0.0),
+            "failed": failed, "judge": getattr(judge, "spec", str(judge))}
+
+
+def _verdict(text: str | None) -> str | None:
+    if not text:
+        return None
+    word = text.strip().split()[0].strip(".:*'\"").lower() if text.strip() else ""
+    return {"a": "A", "b": "B", "tie": "tie"}.get(word)
+
+
+# --- Markdown ---------------------------------------------------------------------------------------------
+
+def _est(value: dict | None) -> str:
+    if not value:
+        return "-"
+    return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
+
+
+def render_markdown(report: dict) -> str:
+    adapter = report.get("adapter", {})
+    lines = [f"# Evaluation: {adapter.get('student', 'student')} + adapter vs base", "",
+             f"{report['n']} held-out examples; 95% intervals in brackets (Wilson for proportions, bootstrap "
+             "otherwise). The teacher's answers are the references.", ""]
+    for task, block in report["tasks"].items():
+        lines += [f"## {task} (n={block['n']})", ""]
+        columns = [c for c in ("accuracy", "macro_f1", "token_f1", "rouge_l", "schema_validity")
+                   if any(c in row for row in block["systems"].values())]
+        lines += ["| system | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+        for system, row in block["systems"].items():
+            lines.append(f"| {system} | " + " | ".join(_est(row.get(c)) for c in columns) + " |")
+        student = block["systems"].get("student", {})
+        if "confusion" in student:
+            labels = list(next(iter(student["confusion"].values()), {}).keys())
+            lines += ["", "Student confusion matrix (rows: gold, columns: predicted):", "",
+                      "| gold \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+            for gold, row in student["confusion"].items():
+                lines.append(f"| {gold} | " + " | ".join(str(row[label]) for label in labels) + " |")
+        for name, verdict in block.get("judge", {}).items():
+            lines += ["", f"Judge ({verdict['judge']}), {name.replace('_', ' ')}: win rate "
+                      f"{_est(verdict['win_rate'])} ({verdict['wins']} wins, {verdict['ties']} ties, "
+                      f"{verdict['losses']} losses, {verdict['failed']} unjudged; positions swapped)"]
+        lines.append("")
+    lines += ["## Per taxonomy leaf", "", "| leaf | task | n | base | student |", "|---|---|---:|---|---|"]
+    for leaf, tasks in report["leaves"].items():
+        for task, block in tasks.items():
+            key = "accuracy" if task == "classification" else "token_f1"
+            lines.append(f"| {leaf} | {task} ({key}) | {block['n']} | "
+                         f"{_est(block['systems'].get('base', {}).get(key))} | "
+                         f"{_est(block['systems'].get('student', {}).get(key))} |")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""The adapter's model card: what it was trained from (taxonomy, teacher, counts, review) and how."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from distill.records import Example
+from distill.train.manifest import Manifest
+
+
+def read_stats(run_dir: Path) -> dict[str, Any]:
+    """The run's stats.json when there is one; the card says less without it, never fails."""
+    path = Path(run_dir) / "stats.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _counts(values) -> str:
+    counts = Counter(value or "(unknown)" for value in values)
+    return ", ".join(f"{name} ({n})" for name, n in counts.most_common())
+
+
+def render_card(manifest: Manifest, train: list[Example], held_out: list[Example], stats: dict[str, Any]) -> str:
+    taxonomy = stats.get("taxonomy") or _counts(e.meta.taxonomy for e in train) or "(unknown)"
+    if isinstance(taxonomy, dict):
+        taxonomy = taxonomy.get("name", json.dumps(taxonomy))
+    teacher = stats.get("teacher") or _counts(e.meta.teacher for e in train)
+    leaves = Counter(e.meta.taxonomy_path or "(none)" for e in train)
+    held = Counter(e.meta.taxonomy_path or "(none)" for e in held_out)
+    tasks = _counts(e.meta.task for e in train)
+    m = manifest.metrics
+    lines = [
+        "---",
+        f"base_model: {manifest.base_model if not manifest.base_model.startswith('/') else manifest.student}",
+        "library_name: peft",
+        "tags: [distill, lora, trl, sft]",
+        "---",
+        "",
+        f"# LoRA adapter for {manifest.student}",
+        "",
+        f"Trained by `distill train` on {manifest.train_examples} synthetic examples "
+        f"({manifest.eval_examples} held out for evaluation).",
+        "",
+        "## Data provenance",
+        f"- Taxonomy: {taxonomy}",
+        f"- Teacher: {teacher}",
+        f"- Tasks: {tasks}",
+        f"- Train split sha256: `{manifest.train_sha256[:16]}`, eval split sha256: `{manifest.eval_sha256[:16]}`",
+    ]
+    for key in ("counts", "review"):
+        if stats.get(key):
+            lines.append(f"- {key.capitalize()} (from stats.json): `{json.dumps(stats[key], sort_keys=True)}`")
+    lines += ["", "| taxonomy leaf | train | held out |", "|---|---:|---:|"]
+    for leaf in sorted(set(leaves) | set(held)):
+        lines.append(f"| {leaf} | {leaves.get(leaf, 0)} | {held.get(leaf, 0)} |")
+    cfg = manifest.config
+    lines += [
+        "",
+        "## Training",
+        f"- Method: {'QLoRA (nf4, double quantisation)' if manifest.qlora else 'LoRA'}, r {cfg.get('lora_r')}, "
+        f"alpha {cfg.get('lora_alpha')}, dropout {cfg.get('lora_dropout')}, targets {cfg.get('target_modules')}",
+        f"- lr {cfg.get('learning_rate')} ({cfg.get('lr_scheduler')}, warm-up {cfg.get('warmup_ratio')}), "
+        f"epochs {cfg.get('epochs')}, max_steps {cfg.get('max_steps')}, batch {cfg.get('batch_size')} x "
+        f"accumulation {cfg.get('grad_accum')}, max_length {cfg.get('max_length')}",
+        f"- Loss on the assistant turn and its end-of-turn token `{manifest.eot_token}` only "
+        f"({manifest.mask.get('labelled_fraction', 0):.1%} of tokens)",
+        f"- Chat template sha256 `{manifest.chat_template_sha256[:16]}`, tokenizer sha256 "
+        f"`{manifest.tokenizer_sha256[:16]}`",
+        "",
+        "## Results",
+        f"- Steps: {m.get('steps')}, train loss {_fmt(m.get('train_loss_first'))} -> {_fmt(m.get('train_loss_last'))}",
+        f"- Eval loss: base {_fmt(m.get('eval_loss_before'))}, adapter {_fmt(m.get('eval_loss_after'))}",
+        f"- Throughput: {_fmt(m.get('tokens_per_second'))} tokens/s, {_fmt(m.get('seconds_per_step'))} s/step",
+        "",
+        "Run `distill eval RUN_DIR --student THIS_FOLDER` for task metrics on the held-out split.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)

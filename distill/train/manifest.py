@@ -1,0 +1,106 @@
+"""The adapter's manifest: which base, which template and tokenizer, which data, what came out.
+
+Evaluation and export read it back so they format prompts exactly as training did; a tokenizer whose
+hash differs from the recorded one is refused rather than silently producing garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from distill.errors import DistillError
+
+MANIFEST_NAME = "distill_manifest.json"
+
+
+class Manifest(BaseModel):
+    student: str  # as the user gave it ("local", an id, a folder)
+    base_model: str  # what it resolved to
+    qlora: bool
+    chat_template: str
+    chat_template_sha256: str
+    tokenizer_sha256: str
+    eot_token: str
+    train_examples: int
+    eval_examples: int
+    train_sha256: str  # of the split files, so "which data" has an answer
+    eval_sha256: str
+    config: dict[str, Any]
+    mask: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    merged_dir: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tokenizer_sha256(tokenizer) -> str:
+    """Hash of what decides token ids: the vocabulary, merges and special tokens, not file layout."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        payload = backend.to_str()
+    else:
+        payload = json.dumps(sorted(tokenizer.get_vocab().items()))
+    payload += json.dumps(sorted(map(str, tokenizer.all_special_tokens)))
+    return sha256_text(payload)
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {}
+    for name in ("distill", "torch", "transformers", "trl", "peft", "bitsandbytes"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Path:
+    path = Path(directory) / MANIFEST_NAME
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_manifest(directory: Path) -> Manifest:
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        raise DistillError(f"no {MANIFEST_NAME}: not an adapter written by `distill train`", path=directory)
+    try:
+        return Manifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        raise DistillError(f"unreadable manifest: {exc.errors()[0]['msg']}", path=path) from None
+
+
+def load_student_tokenizer(manifest: Manifest):
+    """The base tokenizer with the recorded template, refused if its vocabulary changed since training."""
+    from distill.models import load_tokenizer
+
+    tokenizer = load_tokenizer(manifest.base_model)
+    if tokenizer_sha256(tokenizer) != manifest.tokenizer_sha256:
+        raise DistillError(
+            f"the tokenizer of {manifest.base_model} differs from the one the adapter was trained with "
+            "(hash mismatch): evaluate or export with the same base model"
+        )
+    tokenizer.chat_template = manifest.chat_template
+    return tokenizer

@@ -1,0 +1,279 @@
+"""`distill train`: TRL's SFTTrainer with a (Q)LoRA adapter on the run's training split.
+
+The order matters and is the whole story: split -> tokenizer and end-of-turn -> memory check -> model ->
+trainer (TRL tokenises and masks the prompt) -> our label alignment and mask check -> eval loss of the
+base -> train (resuming from the last checkpoint) -> eval loss -> adapter, manifest, card (-> merge).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel
+
+from distill.errors import DistillError
+from distill.train import data
+from distill.train.config import TrainConfig
+from distill.train.memory import MemoryEstimate
+
+CHECKPOINTS = "checkpoints"
+
+
+class TrainResult(BaseModel):
+    adapter_dir: Path
+    merged_dir: Path | None = None
+    steps: int
+    train_loss_first: float | None = None
+    train_loss_last: float | None = None
+    eval_loss_before: float | None = None
+    eval_loss_after: float | None = None
+    tokens_per_second: float | None = None
+    seconds_per_step: float | None = None
+    resumed_from: str | None = None
+    memory: MemoryEstimate
+    mask: data.MaskStats
+
+
+def default_out_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "student"
+
+
+def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progress: bool = True,
+          log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train an adapter on `run_dir`'s training split and write it to `out_dir` (default RUN_DIR/student).
+
+    Writes the adapter, `distill_manifest.json` (template, tokenizer hash, data hashes, metrics) and a
+    model card `README.md`; checkpoints go to OUT/checkpoints and a re-run resumes from the last one.
+    With `config.merge`, also OUT-merged (a 16-bit merged model). `log` receives one-line notices
+    (default: stderr when `progress`).
+    """
+    import torch
+
+    from distill.models import load_tokenizer, resolve_model
+
+    say = log or ((lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None))
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir else default_out_dir(run_dir)
+    set_threads(config.threads)
+    train_examples, eval_examples = data.load_splits(run_dir, seed=config.seed)
+    base_model = resolve_model(config.student)
+    tokenizer = load_tokenizer(config.student)
+    eot_token = data.end_of_turn_token(tokenizer)
+    eot_id = tokenizer.convert_tokens_to_ids(eot_token)
+
+    cuda = torch.cuda.is_available()
+    checkpointing = config.gradient_checkpointing if config.gradient_checkpointing is not None else cuda
+    memory = check_fit(base_model, config, cuda, checkpointing)
+    say(memory.summary())
+    if config.qlora and not cuda:
+        say("note: no CUDA device: QLoRA runs through bitsandbytes' CPU path, slower than plain LoRA "
+            "(which fits easily for small students): pass --no-qlora for plain LoRA")
+
+    model = load_model(base_model, config.qlora, cuda, checkpointing)
+    trainer = build_trainer(model, tokenizer, train_examples, eval_examples, config, out_dir, cuda, checkpointing)
+    trainer.train_dataset = data.align_dataset(trainer.train_dataset, eot_id)
+    if trainer.eval_dataset is not None:
+        trainer.eval_dataset = data.align_dataset(trainer.eval_dataset, eot_id)
+    mask = data.mask_stats(trainer.train_dataset, eot_id)
+    data.check_mask(mask, config.max_length)
+    if mask.rows_with_eot < mask.rows:
+        say(f"note: {mask.rows - mask.rows_with_eot} of {mask.rows} training rows were truncated before "
+            f"{eot_token} (max_length {config.max_length}); they teach the answer but not where it stops")
+
+    _use_progress_bar(trainer, progress)
+    last = _last_checkpoint(out_dir / CHECKPOINTS) if config.resume else None
+    eval_before = None
+    if trainer.eval_dataset is not None and config.eval_before and last is None:
+        eval_before = trainer.evaluate()["eval_loss"]
+    if last:
+        say(f"resuming from {last}")
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    except KeyboardInterrupt:
+        trainer._save_checkpoint(trainer.model, trial=None)  # full state (optimizer, scheduler, RNG) to resume
+        raise DistillError(f"interrupted at step {trainer.state.global_step}; checkpoint saved under "
+                           f"{out_dir / CHECKPOINTS}: run the same command again to resume") from None
+    elapsed = time.perf_counter() - started
+    eval_after = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
+
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    steps_run = trainer.state.global_step - (_step_of(last) if last else 0)
+    tokens = trainer.state.num_input_tokens_seen or 0
+    result = TrainResult(
+        adapter_dir=out_dir, steps=trainer.state.global_step,
+        train_loss_first=losses[0] if losses else None, train_loss_last=losses[-1] if losses else None,
+        eval_loss_before=eval_before, eval_loss_after=eval_after,
+        tokens_per_second=tokens / elapsed if elapsed and not last else None,
+        seconds_per_step=elapsed / steps_run if steps_run else None,
+        resumed_from=str(last) if last else None, memory=memory, mask=mask,
+    )
+    save_outputs(trainer, tokenizer, result, config, base_model, eot_token, run_dir, train_examples, eval_examples)
+    if config.merge:
+        from distill.train.merge import merge_adapter
+
+        del trainer, model  # free the training copy before loading a 16-bit one
+        result.merged_dir = merge_adapter(out_dir)
+        say(f"merged 16-bit model written to {result.merged_dir}")
+    return result
+
+
+def set_threads(threads: int | None) -> int:
+    """CPU threads for torch. Default: the cores nobody else is using (at least 1, at most 8).
+
+    Measured here (2 cores shared with other jobs): 1 thread ran a LoRA step in 1.3 s where 2 threads took
+    23 s, because oversubscribed cores make torch's threads wait on each other.
+    """
+    import os
+
+    import torch
+
+    if threads is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+        threads = max(1, min(8, cores - busy))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def check_fit(base_model: str, config: TrainConfig, cuda: bool, checkpointing: bool) -> MemoryEstimate:
+    from distill.train import memory
+
+    estimate = memory.estimate(
+        memory.model_shape(base_model), qlora=config.qlora, cuda=cuda, lora_r=config.lora_r,
+        batch_size=config.batch_size, max_length=config.max_length, gradient_checkpointing=checkpointing,
+    )
+    if config.check_memory and not estimate.fits:
+        raise DistillError(memory.advice(estimate, qlora=config.qlora, batch_size=config.batch_size,
+                                         max_length=config.max_length, gradient_checkpointing=checkpointing))
+    return estimate
+
+
+def load_model(base_model: str, qlora: bool, cuda: bool, checkpointing: bool):
+    """The base in fp32 (CPU) / bf16 (CUDA), or 4-bit nf4 with double quantisation for QLoRA."""
+    import torch
+
+    from distill.models import load_causal_lm
+
+    compute = torch.bfloat16 if cuda else torch.float32  # bf16 on CPU made steps ~10x slower here
+    kwargs = {"dtype": compute}
+    if cuda:
+        from accelerate import PartialState
+
+        kwargs["device_map"] = {"": PartialState().local_process_index}  # one full copy per GPU process
+    if qlora:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute,  # storage dtype lets FSDP shard it
+        )
+        kwargs.setdefault("device_map", {"": "cpu"})
+    model = load_causal_lm(base_model, **kwargs)
+    if qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    return model
+
+
+def build_trainer(model, tokenizer, train_examples, eval_examples, config: TrainConfig, out_dir: Path, cuda: bool,
+                  checkpointing: bool):
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    # Packing is exact only when attention respects the packed boundaries (position ids); it pays on GPUs.
+    # On CPU it was measured to bring no speed-up, so "auto" leaves it off there.
+    packing = config.packing if config.packing is not None else cuda
+    has_eval = bool(eval_examples)
+    args = SFTConfig(
+        output_dir=str(out_dir / CHECKPOINTS),
+        use_cpu=not cuda,
+        bf16=cuda,
+        fp16=False,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        gradient_checkpointing=checkpointing,
+        max_length=config.max_length,
+        packing=packing,
+        completion_only_loss=True,
+        eval_strategy=("steps" if config.eval_steps else "epoch") if has_eval else "no",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        disable_tqdm=True,
+        seed=config.seed,
+        dataloader_pin_memory=cuda,
+    )
+    lora = LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules, bias="none", task_type="CAUSAL_LM",
+    )
+    return SFTTrainer(
+        model=model, args=args, processing_class=tokenizer, peft_config=lora,
+        train_dataset=data.build_dataset(train_examples),
+        eval_dataset=data.build_dataset(eval_examples) if has_eval else None,
+    )
+
+
+def save_outputs(trainer, tokenizer, result: TrainResult, config: TrainConfig, base_model: str, eot_token: str,
+                 run_dir: Path, train_examples, eval_examples) -> None:
+    from distill.train import manifest as mf
+    from distill.train.card import read_stats, render_card
+
+    out_dir = result.adapter_dir
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    manifest = mf.Manifest(
+        student=config.student, base_model=base_model, qlora=config.qlora,
+        chat_template=tokenizer.chat_template, chat_template_sha256=mf.sha256_text(tokenizer.chat_template),
+        tokenizer_sha256=mf.tokenizer_sha256(tokenizer), eot_token=eot_token,
+        train_examples=len(train_examples), eval_examples=len(eval_examples),
+        train_sha256=mf.sha256_file(run_dir / "train.jsonl"), eval_sha256=mf.sha256_file(run_dir / "eval.jsonl"),
+        config=config.model_dump(), mask=result.mask.model_dump(),
+        metrics=result.model_dump(include={"steps", "train_loss_first", "train_loss_last", "eval_loss_before",
+                                           "eval_loss_after", "tokens_per_second", "seconds_per_step"}),
+        versions=mf.library_versions(),
+    )
+    mf.write_manifest(out_dir, manifest)
+    (out_dir / "README.md").write_text(render_card(manifest, train_examples, eval_examples, read_stats(run_dir)),
+                                       encoding="utf-8")
+
+
+def _last_checkpoint(directory: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
+
+
+def _step_of(checkpoint: str) -> int:
+    try:
+        return int(Path(checkpoint).name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _use_progress_bar(trainer, progress: bool) -> None:
+    """Our bar (loss, tokens/s) instead of transformers' bar and its raw log dicts."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from distill.train.progress import LossProgress
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(LossProgress())
