@@ -163,6 +163,9 @@ def _ngram_text(text: str, target: int, n: int, length: int) -> str:
 
 def find_contamination(texts: Sequence[str], index: HeldoutIndex, config: DecontamConfig) -> list[ContaminationHit]:
     """One hit per contaminated generated text, naming the held-out item and a matching n-gram."""
+    missing = {config.ngram, config.report_ngram} - set(index.indexes)
+    if missing:
+        raise ValueError(f"the held-out index has no {sorted(missing)}-grams; build it with the same DecontamConfig")
     main = index.indexes[config.ngram]
     grams = _all_grams(texts, index)
     docs, where = _matches(texts, main, grams, config)

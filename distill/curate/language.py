@@ -11,13 +11,14 @@ import unicodedata
 from distill.curate.normalize import normalize_text
 
 _STOPWORDS = {
+    # Words that are also common English words ("a", "do", "in", "die") are left out of the others.
     "en": "the of and to in is that for it with as was on are be by this which or from at an not have has can should",
-    "es": "el la de que y en los las del se por un una con para es no al lo como más pero sus le ya",
+    "es": "el la de que y en los las del por un una con para es al lo como más pero sus ya",
     "fr": "le la les de des et en un une du est que qui dans pour pas sur au avec ce il elle sont par",
-    "de": "der die das und ist nicht zu den mit von sich des auf für im dem ein eine auch es an als wird",
-    "it": "il di che e la le gli per un una non sono della del con nel alla anche come più questo",
-    "pt": "o a os as de do da que e em um uma para com não no na por mais dos das se ao",
-    "nl": "de het een en van is dat op te in zijn voor met niet aan er ook als bij door",
+    "de": "der das und ist nicht zu den mit von sich des auf für im dem ein eine auch als wird",
+    "it": "il di che la le gli per un una non sono della del con nel alla anche come più questo",
+    "pt": "os de da que em um uma para com não na por mais dos das ao",
+    "nl": "de het een en van dat op te zijn voor met niet aan er ook als bij door",
 }
 _SETS = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
 _SCRIPTS = {
