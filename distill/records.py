@@ -40,6 +40,8 @@ class SamplingParams(BaseModel):
     temperature: float = 0.8
     top_p: float = 0.95
     max_tokens: int = 384
+    # Part of the cache key: two plan items with the same prompt still get two samples.
+    seed: int | None = None
 
 
 class PlanItem(BaseModel):

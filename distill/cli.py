@@ -1,0 +1,104 @@
+"""The `distill` command line. Each command parses options and calls one library function."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from distill.errors import DistillError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Synthetic data and distillation: taxonomy -> teacher -> curated dataset -> student.")
+taxonomy_app = typer.Typer(no_args_is_help=True, help="Check and inspect taxonomy files.")
+app.add_typer(taxonomy_app, name="taxonomy")
+console = Console()
+
+
+@app.command()
+def generate(
+    taxonomy: Path = typer.Option(..., "--taxonomy", "-t", help="Taxonomy YAML file."),
+    teacher: str = typer.Option("local", help="local | hf:<model> | openai:<model> | anthropic:<model> | vllm:<model>"),
+    out: Path | None = typer.Option(None, help="Run directory (default runs/<taxonomy name>); re-running resumes."),
+    limit: int | None = typer.Option(None, min=1, help="Generate at most N plan items, spread over the taxonomy."),
+    seed: int = typer.Option(0, help="Seed for the plan and few-shot sampling."),
+    retry_failed: bool = typer.Option(False, help="Also retry items whose teacher calls failed."),
+    batch_size: int | None = typer.Option(None, min=1, help="Requests per batch (in-process teachers)."),
+    no_curate: bool = typer.Option(False, "--no-curate", help="Skip curation: keep every valid example."),
+) -> None:
+    """Generate a dataset over every node of a taxonomy with a teacher model."""
+    from distill.generate.runner import GenerateOptions, generate as run_generate
+    from distill.generate.summary import print_report
+    from distill.teachers.registry import parse_spec, teacher_options
+
+    parse_spec(teacher)  # an unknown spec fails before any model loads
+    options = GenerateOptions(taxonomy=taxonomy, teacher=teacher, out=out, limit=limit, seed=seed,
+                              retry_failed=retry_failed, curate=not no_curate, progress=sys.stderr.isatty(),
+                              teacher_options=teacher_options(batch_size=batch_size))
+    print_report(console, run_generate(options))
+
+
+@taxonomy_app.command("validate")
+def taxonomy_validate(path: Path) -> None:
+    """Check a taxonomy file and its seeds; prints one line per problem found."""
+    from distill.taxonomy import build_plan, load_taxonomy
+
+    loaded = load_taxonomy(path)
+    plan = build_plan(loaded)
+    seeds = {s.id for node in loaded.nodes for s in node.seeds}
+    console.print(f"[green]ok[/green] {path}: {len(loaded.nodes)} nodes, {len(loaded.leaves)} leaves, "
+                  f"{len(seeds)} seeds, {len(plan)} planned items")
+
+
+@taxonomy_app.command("show")
+def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed.")) -> None:
+    """Print the tree, the axes and the planned counts."""
+    from distill.generate.summary import print_taxonomy
+    from distill.taxonomy import build_plan, load_taxonomy
+
+    loaded = load_taxonomy(path)
+    print_taxonomy(console, loaded, build_plan(loaded, seed=seed))
+
+
+def _register_stage_commands() -> None:
+    """Stages add their own commands, so the CLI stays thin and a stage is found in its own folder."""
+    import importlib
+
+    for module in ("distill.curate.commands", "distill.train.commands", "distill.evaluate.commands"):
+        try:
+            importlib.import_module(module).register(app)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+_register_stage_commands()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except DistillError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: everything answered so far is saved in run.db; "
+                                   "run the same command again to resume")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""End of a run: curate what was generated and rebuild the run directory's files from run.db."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distill.records import Example, PlanItem, Reject, write_jsonl
+from distill.store import FAILED, PENDING, RunStore
+from distill.taxonomy import LoadedTaxonomy
+
+
+@dataclass
+class NodeRow:
+    path: str
+    depth: int
+    planned: int = 0
+    generated: int = 0  # the teacher answered (valid or not)
+    valid: int = 0  # parsed into an example
+    kept: int = 0  # survived curation
+    failed: int = 0
+    reasons: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class RunReport:
+    out: Path
+    rows: list[NodeRow]
+    stats: dict
+    files: dict[str, Path]
+
+    @property
+    def total(self) -> NodeRow:
+        return self.rows[0]
+
+
+def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], out: Path, curate: bool = True) -> RunReport:
+    scope = {item.id for item in plan}
+    statuses = store.statuses()
+    examples = store.examples(scope)
+    generation_rejects = store.latest_generation_rejects(scope)
+    kept, curation_rejects, curation_stats = _curate(examples, loaded, curate)
+    store.replace_curation_rejects(curation_rejects)
+
+    rows = _node_rows(loaded, plan, statuses, examples, kept, generation_rejects + curation_rejects)
+    stats = {
+        "taxonomy": loaded.name,
+        "task": loaded.taxonomy.task,
+        "run": store.info(),
+        "counts": {
+            "planned": len(plan),
+            "pending": sum(statuses.get(i.id) == PENDING for i in plan),
+            "generated": rows[0].generated,
+            "valid": len(examples),
+            "kept": len(kept),
+            "rejected": len(generation_rejects) + len(curation_rejects) - rows[0].failed,
+            "failed": rows[0].failed,
+        },
+        "reject_reasons": dict(Counter(r.reason for r in generation_rejects + curation_rejects).most_common()),
+        "nodes": {
+            row.path: {"planned": row.planned, "generated": row.generated, "valid": row.valid,
+                       "kept": row.kept, "failed": row.failed, "rejects": dict(row.reasons.most_common())}
+            for row in rows
+        },
+        "usage": store.usage_totals(),
+        "teacher_calls": store.call_counts(),
+        "curation": curation_stats,
+    }
+    files = {"dataset": out / "dataset.jsonl", "rejected": out / "rejected.jsonl", "stats": out / "stats.json",
+             "run_db": out / "run.db"}
+    write_jsonl(files["dataset"], kept)
+    write_jsonl(files["rejected"], generation_rejects + curation_rejects)
+    tmp = files["stats"].with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(stats, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, files["stats"])
+    return RunReport(out=out, rows=rows, stats=stats, files=files)
+
+
+def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool) -> tuple[list[Example], list[Reject], dict]:
+    if not enabled or not examples:
+        return examples, [], {}
+    from distill.curate.pipeline import CurateConfig, curate
+    from distill.generate.tasks import classification_schema
+
+    labels = list(loaded.taxonomy.labels or {}) or None
+    config = CurateConfig(
+        labels=labels,
+        output_schema=classification_schema(labels) if labels else None,
+        heldout=loaded.taxonomy.heldout,
+    )
+    result = curate(examples, config)
+    return result.kept, result.rejects, result.to_stats()
+
+
+def _node_rows(loaded: LoadedTaxonomy, plan: list[PlanItem], statuses: dict[str, str], examples: list[Example],
+               kept: list[Example], rejects: list[Reject]) -> list[NodeRow]:
+    total = NodeRow(path="(all)", depth=0)
+    rows = {node.path: NodeRow(path=node.path, depth=node.path.count("/") + 1) for node in loaded.nodes}
+
+    def lineage(path: str | None) -> list[NodeRow]:
+        if path is None or path not in rows:
+            return [total]
+        parts = path.split("/")
+        return [total, *(rows["/".join(parts[: i + 1])] for i in range(len(parts)))]
+
+    for item in plan:
+        status = statuses.get(item.id, PENDING)
+        for row in lineage(item.node_path):
+            row.planned += 1
+            row.generated += status not in (PENDING, FAILED)
+            row.failed += status == FAILED
+    for example in examples:
+        for row in lineage(example.meta.taxonomy_path):
+            row.valid += 1
+    for example in kept:
+        for row in lineage(example.meta.taxonomy_path):
+            row.kept += 1
+    for reject in rejects:
+        path = reject.node_path or (reject.example.meta.taxonomy_path if reject.example else None)
+        for row in lineage(path):
+            row.reasons[reject.reason] += 1
+    return [total, *(rows[node.path] for node in loaded.nodes)]

@@ -1,0 +1,197 @@
+"""The run store: one SQLite file (WAL) per run directory, the source of truth for a run.
+
+Every teacher call is committed the moment it returns, so kill -9 loses nothing already answered,
+and a re-run looks calls up by their fingerprint instead of paying for them again. The JSONL files
+beside it are exports, rebuilt from here at the end of every run.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from distill.records import Example, PlanItem, Reject
+from distill.teachers.base import GenerationRequest, GenerationResult
+
+# Ordered and append-only: a store records how far it got in PRAGMA user_version.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE run_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE plan_items (
+        id TEXT PRIMARY KEY, node_path TEXT NOT NULL, axes TEXT NOT NULL, idx INTEGER NOT NULL,
+        ord INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'pending', error TEXT, updated_at REAL
+    );
+    CREATE TABLE teacher_calls (
+        id INTEGER PRIMARY KEY, plan_item_id TEXT, step TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        teacher TEXT NOT NULL, request TEXT NOT NULL, text TEXT, finish_reason TEXT, usage TEXT,
+        error TEXT, cached INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL
+    );
+    CREATE INDEX teacher_calls_fingerprint ON teacher_calls (fingerprint);
+    CREATE TABLE examples (
+        id TEXT PRIMARY KEY, plan_item_id TEXT, node_path TEXT, body TEXT NOT NULL, created_at REAL NOT NULL
+    );
+    CREATE TABLE rejects (
+        id INTEGER PRIMARY KEY, item_id TEXT NOT NULL, stage TEXT NOT NULL, reason TEXT NOT NULL,
+        detail TEXT NOT NULL, node_path TEXT, body TEXT NOT NULL, created_at REAL NOT NULL
+    );
+    CREATE INDEX rejects_item ON rejects (item_id);
+    """,
+]
+
+PENDING, GENERATED, REJECTED, FAILED = "pending", "generated", "rejected", "failed"
+
+
+class RunStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process kill
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for statement in filter(str.strip, script.split(";")):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+
+    def transaction(self):
+        return _Transaction(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # run info
+    def set_info(self, **values: object) -> None:
+        with self.transaction():
+            for key, value in values.items():
+                self.db.execute("INSERT OR REPLACE INTO run_info VALUES (?, ?)", (key, json.dumps(value)))
+
+    def info(self) -> dict[str, object]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM run_info")}
+
+    # plan
+    def add_plan(self, items: Iterable[PlanItem]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO plan_items (id, node_path, axes, idx, ord) VALUES (?, ?, ?, ?, ?)",
+                [(i.id, i.node_path, json.dumps(i.axes), i.index, n) for n, i in enumerate(items)],
+            )
+
+    def statuses(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT id, status FROM plan_items"))
+
+    def set_status(self, item_id: str, status: str, error: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE plan_items SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+            (status, error, time.time(), item_id),
+        )
+
+    # teacher calls
+    def find_call(self, fingerprint: str) -> GenerationResult | None:
+        row = self.db.execute(
+            "SELECT text, finish_reason, usage FROM teacher_calls WHERE fingerprint = ? AND error IS NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (fingerprint,),
+        ).fetchone()
+        if row is None:
+            return None
+        return GenerationResult(key="", text=row[0], finish_reason=row[1], usage=json.loads(row[2]), cached=True)
+
+    def add_call(self, plan_item_id: str | None, step: str, teacher: str, request: GenerationRequest,
+                 fingerprint: str, result: GenerationResult) -> None:
+        self.db.execute(
+            "INSERT INTO teacher_calls (plan_item_id, step, fingerprint, teacher, request, text, finish_reason,"
+            " usage, error, cached, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (plan_item_id, step, fingerprint, teacher, request.model_dump_json(), result.text,
+             result.finish_reason, result.usage.model_dump_json(), result.error, int(result.cached), time.time()),
+        )
+
+    def call_counts(self) -> dict[str, int]:
+        row = self.db.execute(
+            "SELECT COUNT(*), SUM(error IS NOT NULL), SUM(cached) FROM teacher_calls"
+        ).fetchone()
+        return {"calls": row[0] or 0, "errors": row[1] or 0, "cached": row[2] or 0}
+
+    def usage_totals(self) -> dict[str, float]:
+        totals = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+        for (usage,) in self.db.execute("SELECT usage FROM teacher_calls WHERE cached = 0 AND usage IS NOT NULL"):
+            data = json.loads(usage)
+            totals["prompt_tokens"] += data.get("prompt_tokens") or 0
+            totals["completion_tokens"] += data.get("completion_tokens") or 0
+            totals["cost_usd"] += data.get("cost_usd") or 0.0
+        return totals
+
+    # outcomes
+    def add_example(self, example: Example) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO examples VALUES (?, ?, ?, ?, ?)",
+                (example.id, example.meta.plan_item_id, example.meta.taxonomy_path, example.model_dump_json(), time.time()),
+            )
+            if example.meta.plan_item_id:
+                self.set_status(example.meta.plan_item_id, GENERATED)
+
+    def add_reject(self, reject: Reject, plan_status: str | None = REJECTED) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO rejects (item_id, stage, reason, detail, node_path, body, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (reject.id, reject.stage, reject.reason, reject.detail, reject.node_path,
+                 reject.model_dump_json(exclude_none=True), time.time()),
+            )
+            if plan_status:
+                self.set_status(reject.id, plan_status, f"{reject.reason}: {reject.detail}")
+
+    def replace_curation_rejects(self, rejects: Iterable[Reject]) -> None:
+        """Curation is recomputed over the whole run each time; its rejects replace the last round's."""
+        with self.transaction():
+            self.db.execute("DELETE FROM rejects WHERE stage != 'generate'")
+            self.db.executemany(
+                "INSERT INTO rejects (item_id, stage, reason, detail, node_path, body, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r.id, r.stage, r.reason, r.detail, r.node_path, r.model_dump_json(exclude_none=True), time.time())
+                 for r in rejects],
+            )
+
+    def examples(self, plan_item_ids: set[str] | None = None) -> list[Example]:
+        rows = self.db.execute("SELECT plan_item_id, body FROM examples ORDER BY rowid")
+        return [Example.model_validate_json(body) for pid, body in rows if plan_item_ids is None or pid in plan_item_ids]
+
+    def rejects(self, stage: str | None = None) -> Iterator[Reject]:
+        query = "SELECT body FROM rejects" + (" WHERE stage = ?" if stage else "") + " ORDER BY id"
+        for (body,) in self.db.execute(query, (stage,) if stage else ()):
+            yield Reject.model_validate_json(body)
+
+    def latest_generation_rejects(self, plan_item_ids: set[str]) -> list[Reject]:
+        """The last generation reject of each item that is still rejected (a retry may have fixed others)."""
+        rows = self.db.execute(
+            "SELECT r.item_id, r.body FROM rejects r JOIN plan_items p ON p.id = r.item_id "
+            "WHERE r.stage = 'generate' AND p.status IN ('rejected', 'failed') ORDER BY r.id"
+        )
+        latest = {item_id: body for item_id, body in rows if item_id in plan_item_ids}
+        return [Reject.model_validate_json(body) for body in latest.values()]
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.nested = self.db.in_transaction
+        if not self.nested:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.nested:
+            return False
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
