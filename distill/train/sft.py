@@ -74,11 +74,7 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
 
     model = load_model(base_model, config.qlora, cuda, checkpointing)
     trainer = build_trainer(model, tokenizer, train_examples, eval_examples, config, out_dir, cuda, checkpointing)
-    trainer.train_dataset = data.align_dataset(trainer.train_dataset, eot_id)
-    if trainer.eval_dataset is not None:
-        trainer.eval_dataset = data.align_dataset(trainer.eval_dataset, eot_id)
-    mask = data.mask_stats(trainer.train_dataset, eot_id)
-    data.check_mask(mask, config.max_length)
+    mask = prepare_labels(trainer, eot_id, config.max_length)
     if mask.rows_with_eot < mask.rows:
         say(f"note: {mask.rows - mask.rows_with_eot} of {mask.rows} training rows were truncated before "
             f"{eot_token} (max_length {config.max_length}); they teach the answer but not where it stops")
@@ -202,7 +198,7 @@ def build_trainer(model, tokenizer, train_examples, eval_examples, config: Train
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
-        gradient_checkpointing=checkpointing,
+        **({"gradient_checkpointing": True} if checkpointing else {}),  # the name is deprecated in transformers 5
         max_length=config.max_length,
         packing=packing,
         completion_only_loss=True,
@@ -228,6 +224,16 @@ def build_trainer(model, tokenizer, train_examples, eval_examples, config: Train
         train_dataset=data.build_dataset(train_examples),
         eval_dataset=data.build_dataset(eval_examples) if has_eval else None,
     )
+
+
+def prepare_labels(trainer, eot_id: int, max_length: int) -> data.MaskStats:
+    """Align TRL's labels (end-of-turn learned, template tail ignored) and refuse a near-empty mask."""
+    trainer.train_dataset = data.align_dataset(trainer.train_dataset, eot_id)
+    if trainer.eval_dataset is not None:
+        trainer.eval_dataset = data.align_dataset(trainer.eval_dataset, eot_id)
+    mask = data.mask_stats(trainer.train_dataset, eot_id)
+    data.check_mask(mask, max_length)
+    return mask
 
 
 def save_outputs(trainer, tokenizer, result: TrainResult, config: TrainConfig, base_model: str, eot_token: str,
