@@ -1,9 +1,9 @@
 """Planning: every leaf gets its quota, and within a leaf every axis is split by its weights.
 
-Each axis is apportioned on its own (largest remainder, ties broken by a seeded shuffle), then the
-axes are paired up by seeded shuffles. So every leaf gets each axis value in proportion to its
-weight, even when the quota is smaller than the number of combinations, and the same --seed always
-gives the same plan.
+Each axis is apportioned on its own, with the rounding carried from leaf to leaf, then the axes are
+paired up by seeded shuffles. So each leaf gets every axis value in proportion to its weight (to
+within one item), the whole plan matches the weights even when quotas are smaller than the number
+of combinations, and the same --seed always gives the same plan.
 """
 
 from __future__ import annotations
@@ -28,24 +28,33 @@ def leaf_quotas(loaded: LoadedTaxonomy) -> dict[str, int]:
     return {leaf.path: fixed.get(leaf.path, shares.get(leaf.path, 0)) for leaf in leaves}
 
 
-def apportion(weights: dict[str, float], count: int, rng: random.Random) -> dict[str, int]:
-    """Split `count` over keys in proportion to weights (largest remainder, seeded tie-break)."""
+def apportion(weights: dict[str, float], count: int, rng: random.Random,
+              carry: dict[str, float] | None = None) -> dict[str, int]:
+    """Split `count` over keys in proportion to weights, one unit at a time to the largest deficit.
+
+    `carry` holds what earlier calls over- or under-allocated and is updated in place, so rounding
+    evens out across leaves instead of always favouring the same values (error diffusion).
+    """
+    carry = {} if carry is None else carry
     total = sum(weights.values())
-    exact = {key: count * w / total for key, w in weights.items()}
-    shares = {key: math.floor(v) for key, v in exact.items()}
-    keys = list(weights)
-    rng.shuffle(keys)  # ties go to a seeded random key, not always the first listed
-    keys.sort(key=lambda k: exact[k] - shares[k], reverse=True)
-    for key in keys[: count - sum(shares.values())]:
+    target = {key: count * w / total + carry.get(key, 0.0) for key, w in weights.items()}
+    shares = dict.fromkeys(weights, 0)
+    order = list(weights)
+    rng.shuffle(order)  # ties go to a seeded random key, not always the first listed
+    for _ in range(count):
+        key = max(order, key=lambda k: target[k] - shares[k])
         shares[key] += 1
+    for key in weights:
+        carry[key] = target[key] - shares[key]
     return shares
 
 
-def plan_leaf(taxonomy_name: str, leaf: TreeNode, axes: dict, quota: int, seed: int) -> list[PlanItem]:
+def plan_leaf(taxonomy_name: str, leaf: TreeNode, axes: dict, quota: int, seed: int,
+              carry: dict[str, dict[str, float]]) -> list[PlanItem]:
     rng = random.Random(f"{seed}:{leaf.path}")
     columns: dict[str, list[str]] = {}
     for axis_name, axis in axes.items():
-        shares = apportion(axis.values, quota, rng)
+        shares = apportion(axis.values, quota, rng, carry.setdefault(axis_name, {}))
         column = [value for value in axis.values for _ in range(shares[value])]
         rng.shuffle(column)
         columns[axis_name] = column
@@ -67,7 +76,8 @@ def build_plan(loaded: LoadedTaxonomy, seed: int = 0) -> list[PlanItem]:
     """The whole plan, in an order that interleaves leaves (so any prefix is spread over the tree)."""
     quotas = leaf_quotas(loaded)
     axes = loaded.taxonomy.crossed_axes()
-    per_leaf = [plan_leaf(loaded.name, leaf, axes, quotas[leaf.path], seed) for leaf in loaded.leaves]
+    carry: dict[str, dict[str, float]] = {}
+    per_leaf = [plan_leaf(loaded.name, leaf, axes, quotas[leaf.path], seed, carry) for leaf in loaded.leaves]
     return interleave(per_leaf, random.Random(seed))
 
 

