@@ -19,10 +19,17 @@ def exact_keys(texts: Sequence[str]) -> np.ndarray:
     keys = np.empty(len(texts), dtype=np.uint64)
     h = xxhash.xxh3_64_intdigest
     for start in range(0, len(texts), _BATCH):
-        docs = normalized_bytes_batch(list(texts[start : start + _BATCH])).split(b"\x00")
-        # Normalised bytes may hold runs of spaces; split/join collapses them.
-        keys[start : start + len(docs)] = [h(b" ".join(d.split())) for d in docs]
+        docs = _collapse_spaces(normalized_bytes_batch(list(texts[start : start + _BATCH]))).split(b"\x00")
+        keys[start : start + len(docs)] = [h(d) for d in docs]
     return keys
+
+
+def _collapse_spaces(buf: bytes) -> bytes:
+    """Runs of spaces -> one space, none around doc separators; on the whole batch at once,
+    because splitting each doc into words costs ~10x more than these few C-level passes."""
+    while b"  " in buf:
+        buf = buf.replace(b"  ", b" ")
+    return buf.replace(b" \x00", b"\x00").replace(b"\x00 ", b"\x00").strip(b" ")
 
 
 @dataclass

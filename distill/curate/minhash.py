@@ -127,32 +127,33 @@ def sign_all(
 ) -> SignedBatch:
     """Sign every text, in batches, on `workers` processes when there is enough work to share."""
     bands, rows = resolve_bands(config)
-    chunks = [texts[i : i + _BATCH] for i in range(0, len(texts), _BATCH)]
-    jobs = ((chunk, config, bands, rows) for chunk in chunks)
-    parts: list[SignedBatch] = []
-    if workers > 1 and len(chunks) > 2:
-        # fork shares the parent's memory for free; results come back in order.
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(workers) as pool:
-            for part in pool.imap(_sign_job, jobs, chunksize=1):
-                parts.append(part)
-                if progress:
-                    progress("sign", min(len(parts) * _BATCH, len(texts)), len(texts))
-    else:
-        for job in jobs:
-            parts.append(_sign_job(job))
-            if progress:
-                progress("sign", min(len(parts) * _BATCH, len(texts)), len(texts))
-    if not parts:
-        return SignedBatch(
-            np.empty((0, config.num_perm), np.uint32), np.empty((0, bands), np.uint64),
-            np.empty(0, np.int64),
-        )
-    return SignedBatch(
-        signatures=np.concatenate([p.signatures for p in parts]),
-        keys=np.concatenate([p.keys for p in parts]),
-        n_shingles=np.concatenate([p.n_shingles for p in parts]),
+    n = len(texts)
+    # Filled in place: concatenating per-batch parts would double the peak memory at 1M records.
+    signed = SignedBatch(
+        signatures=np.empty((n, config.num_perm), np.uint32),
+        keys=np.empty((n, bands), np.uint64),
+        n_shingles=np.empty(n, np.int64),
     )
+    starts = list(range(0, n, _BATCH))
+    jobs = ((texts[i : i + _BATCH], config, bands, rows) for i in starts)
+
+    def store(start: int, part: SignedBatch) -> None:
+        stop = start + len(part.n_shingles)
+        signed.signatures[start:stop] = part.signatures
+        signed.keys[start:stop] = part.keys
+        signed.n_shingles[start:stop] = part.n_shingles
+        if progress:
+            progress("sign", stop, n)
+
+    if workers > 1 and len(starts) > 2:
+        # fork shares the parent's memory for free; imap returns results in order.
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for start, part in zip(starts, pool.imap(_sign_job, jobs, chunksize=1)):
+                store(start, part)
+    else:
+        for start, job in zip(starts, jobs):
+            store(start, _sign_job(job))
+    return signed
 
 
 def resolve_bands(config: MinHashConfig) -> tuple[int, int]:

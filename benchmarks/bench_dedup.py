@@ -1,0 +1,147 @@
+"""Near-duplicate and exact dedup: accuracy against exact Jaccard, and speed / memory at 1M records.
+
+Records are ~120 words drawn from the real PubMedQA abstract vocabulary (word frequencies as in the
+abstracts), with near-duplicates planted at known edit counts. Run from the repository root:
+
+    .venv/bin/python benchmarks/bench_dedup.py --quick     # ~1 minute
+    .venv/bin/python benchmarks/bench_dedup.py             # full: 1,000,000 records
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distill.curate.exact import exact_keys, find_exact_duplicates  # noqa: E402
+from distill.curate.minhash import (  # noqa: E402
+    MinHashConfig, candidate_pairs, detection_probability, estimated_jaccard, exact_jaccard,
+    find_near_duplicates, resolve_bands, shingle_sets, sign_all,
+)
+
+PUBMEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "heldout" / "pubmedqa_ori_pqal.json"
+
+
+def vocabulary() -> list[str]:
+    data = json.loads(PUBMEDQA.read_text(encoding="utf-8"))
+    return " ".join(" ".join(v["CONTEXTS"]) for v in data.values()).split()
+
+
+def corpus(n_base: int, n_copies: int, max_edits: int, rng: np.random.Generator, words: list[str]):
+    """Base records plus copies with 0..max_edits substituted words; returns texts and (src, copy) pairs."""
+    idx = rng.integers(0, len(words), size=(n_base + n_copies, 120), dtype=np.int64)
+    src = rng.integers(0, n_base, n_copies)
+    for k in range(n_copies):
+        row = idx[src[k]].copy()
+        edits = int(rng.integers(0, max_edits + 1))
+        pos = rng.choice(120, edits, replace=False)
+        row[pos] = rng.integers(0, len(words), edits)
+        idx[n_base + k] = row
+    texts = [" ".join([words[i] for i in row]) for row in idx.tolist()]
+    pairs = np.stack([src, np.arange(n_base, n_base + n_copies)], axis=1)
+    return texts, pairs
+
+
+def accuracy(args, words) -> None:
+    rng = np.random.default_rng(0)
+    n_base, n_copies = (5_000, 3_000) if args.quick else (50_000, 20_000)
+    texts, pairs = corpus(n_base, n_copies, 14, rng, words)
+    config = MinHashConfig()
+    bands, rows = resolve_bands(config)
+    signed = sign_all(texts, config, workers=2)
+    sets = shingle_sets(texts, config.shingle_size)
+    truth = np.array([exact_jaccard(sets[a], sets[b]) for a, b in pairs.tolist()])
+    candidates = {tuple(p) for p in candidate_pairs(signed.keys).tolist()}
+    detected = np.array([tuple(p) in candidates for p in pairs.tolist()])
+    print(f"\n## Accuracy: {len(texts):,} records, {len(pairs):,} planted pairs, {bands} bands x {rows} rows")
+    print("| Jaccard bin | pairs | detected | S-curve | deviation |\n|---|---:|---:|---:|---:|")
+    worst = 0.0
+    for lo in np.arange(0.3, 1.0, 0.1):
+        hi = lo + 0.1 + (1e-9 if lo > 0.85 else 0)
+        m = (truth >= lo) & (truth < hi)
+        if m.sum() < 20:
+            continue
+        exp = detection_probability(truth[m], bands, rows).mean()
+        dev = detected[m].mean() - exp
+        worst = max(worst, abs(dev))
+        print(f"| {lo:.1f}-{min(lo + 0.1, 1.0):.1f} | {m.sum()} | {detected[m].mean():.3f} | {exp:.3f} | {dev:+.3f} |")
+    print(f"max |deviation| from 1-(1-s^r)^b: {worst:.3f}")
+    for confirm in ("exact", "estimate"):
+        result = find_near_duplicates(texts, MinHashConfig(confirm=confirm), signed=signed)
+        found = {tuple(p) for p in result.pairs.tolist()}
+        high = truth >= 0.8
+        recall = np.mean([tuple(p) in found for p in pairs[high].tolist()])
+        true_sim = np.array([exact_jaccard(sets[i], sets[j]) for i, j in result.pairs.tolist()])
+        precision = float(np.mean(true_sim >= config.threshold)) if len(true_sim) else 1.0
+        print(f"confirm={confirm}: recall (Jaccard>=0.8) {recall:.4f}, precision (true Jaccard>={config.threshold}) "
+              f"{precision:.4f}, {result.candidates:,} candidates -> {result.confirmed:,} confirmed")
+    est = estimated_jaccard(signed.signatures, pairs)
+    print(f"estimate error vs exact Jaccard: mean {np.mean(est - truth):+.4f}, std {np.std(est - truth):.4f}")
+
+
+def peak_rss_mb() -> tuple[float, float]:
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return self_kb / 1024, child_kb / 1024
+
+
+def current_rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+
+
+def speed(args, words) -> None:
+    n = 100_000 if args.quick else 1_000_000
+    repeats = 2 if args.quick else 3
+    rng = np.random.default_rng(1)
+    t = time.perf_counter()
+    texts, _ = corpus(int(n * 0.9), n - int(n * 0.9), 14, rng, words)
+    print(f"\n## Speed: {n:,} records of 120 words (generated in {time.perf_counter() - t:.1f} s, "
+          f"{sum(not s.isascii() for s in texts[:10000]) / 100:.0f}% non-ASCII)")
+    base_rss = current_rss_mb()
+    config = MinHashConfig()
+    for workers in (2, 1):
+        times = []
+        for _ in range(repeats if workers == 2 else 1):
+            t = time.perf_counter()
+            result = find_near_duplicates(texts, config, workers=workers)
+            times.append(time.perf_counter() - t)
+        med = statistics.median(times)
+        print(f"near dedup, {workers} process(es): median {med:.1f} s over {len(times)} run(s) -> "
+              f"{n / med:,.0f} records/s ({n / med / workers:,.0f} per core); "
+              f"{len(result.duplicates):,} removed, {result.candidates:,} candidates")
+    self_mb, child_mb = peak_rss_mb()
+    print(f"memory: texts {base_rss:,.0f} MB resident before dedup; peak RSS main {self_mb:,.0f} MB "
+          f"(dedup working set {self_mb - base_rss:,.0f} MB), largest worker {child_mb:,.0f} MB")
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        keys = exact_keys(texts)
+        dups = find_exact_duplicates(keys)
+        times.append(time.perf_counter() - t)
+    med = statistics.median(times)
+    print(f"exact dedup (normalise + xxh3 + unique), 1 process: median {med:.2f} s -> {n / med:,.0f} records/s; "
+          f"{len(dups):,} removed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    parser.add_argument("--only", choices=["accuracy", "speed"])
+    args = parser.parse_args()
+    words = vocabulary()
+    if args.only != "speed":
+        accuracy(args, words)
+    if args.only != "accuracy":
+        speed(args, words)
+
+
+if __name__ == "__main__":
+    main()
