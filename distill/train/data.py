@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -82,16 +81,11 @@ def _fallback_split(examples: list[Example], fraction: float, seed: int) -> tupl
     for example in examples:
         by_leaf.setdefault(example.meta.taxonomy_path or "", []).append(example)
     train, held_out = [], []
-    rng = random.Random(seed)
     for leaf in sorted(by_leaf):
         group = sorted(by_leaf[leaf], key=lambda e: hashlib.sha256(f"{seed}:{e.id}".encode()).hexdigest())
-        n_eval = round(len(group) * fraction)
-        if n_eval == 0 and len(group) >= 2 and rng.random() < fraction * len(group):
-            n_eval = 1
+        n_eval = min(len(group) - 1, max(1, round(len(group) * fraction)))  # a leaf of 2+ is always evaluated
         held_out.extend(group[:n_eval])
         train.extend(group[n_eval:])
-    if not held_out and len(train) >= 2:
-        held_out.append(train.pop())
     return train, held_out
 
 
