@@ -1,0 +1,80 @@
+"""`distill eval` end to end on the adapter trained once for the session."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from test_train_helpers import trained  # noqa: F401
+from typer.testing import CliRunner
+
+from distill.errors import DistillError
+from distill.evaluate.report import EvalConfig, build_report, evaluate
+from distill.records import Example
+
+pytestmark = [pytest.mark.model]
+
+
+@pytest.fixture(scope="module")
+def report(trained, tmp_path_factory):  # noqa: F811
+    run_dir, result = trained
+    out = tmp_path_factory.mktemp("eval")
+    return evaluate(run_dir, result.adapter_dir, EvalConfig(out_dir=out, max_new_tokens=24, resamples=200, threads=1))
+
+
+def test_eval_writes_json_and_markdown(report, trained):  # noqa: F811
+    run_dir, _ = trained
+    data = json.loads(report.json_path.read_text())
+    held_out = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    assert data["n"] == len(held_out) and len(data["examples"]) == len(held_out)
+    assert set(data["tasks"]) == {"classification", "qa"}
+    cls = data["tasks"]["classification"]["systems"]
+    for system in ("base", "student"):
+        assert {"accuracy", "macro_f1", "confusion", "schema_validity"} <= set(cls[system])
+        assert cls[system]["accuracy"]["low"] <= cls[system]["accuracy"]["value"] <= cls[system]["accuracy"]["high"]
+    assert cls["teacher"]["schema_validity"]["value"] == 1.0
+    assert {"token_f1", "rouge_l"} <= set(data["tasks"]["qa"]["systems"]["student"])
+    assert set(data["leaves"]) == {e["meta"]["taxonomy_path"] for e in held_out}
+    markdown = report.markdown_path.read_text()
+    assert "## classification" in markdown and "## Per taxonomy leaf" in markdown and "confusion matrix" in markdown
+
+
+def test_trained_student_beats_base_on_the_toy_task(report):
+    systems = json.loads(report.json_path.read_text())["tasks"]["classification"]["systems"]
+    # Eight steps on an easy, fixed-format task teach the JSON answer the base model does not give.
+    assert systems["student"]["schema_validity"]["value"] > systems["base"]["schema_validity"]["value"]
+
+
+def test_build_report_scores_known_answers():
+    examples = [Example(id=str(i), messages=[{"role": "user", "content": "x"},
+                                             {"role": "assistant", "content": f'{{"label": "{g}"}}'}],
+                        meta={"task": "classification", "taxonomy_path": "leaf"}, output={"label": g})
+                for i, g in enumerate(["pos", "neg", "pos", "neg"])]
+    answers = {"base": ["pos", "pos", "pos", "pos"], "student": ['{"label": "pos"}', '{"label": "neg"}',
+                                                                   '{"label": "pos"}', '{"label": "pos"}'],
+               "teacher": [e.response for e in examples]}
+    report = build_report(examples, answers, EvalConfig(resamples=100))
+    cls = report["tasks"]["classification"]["systems"]
+    assert cls["base"]["accuracy"]["value"] == 0.5 and cls["student"]["accuracy"]["value"] == 0.75
+    assert cls["base"]["schema_validity"]["value"] == 0.0 and cls["student"]["schema_validity"]["value"] == 1.0
+    assert cls["student"]["confusion"]["neg"] == {"neg": 1, "pos": 1, "(none)": 0}
+    assert report["leaves"]["leaf"]["classification"]["systems"]["student"]["accuracy"]["value"] == 0.75
+
+
+def test_eval_cli(trained, tmp_path):  # noqa: F811
+    from distill.evaluate.commands import register
+
+    run_dir, result = trained
+    app = typer.Typer()
+    register(app)
+    out = CliRunner().invoke(app, [str(run_dir), "--student", str(result.adapter_dir), "--out", str(tmp_path),
+                                   "--limit", "2", "--max-new-tokens", "8", "--threads", "1"])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "eval.json").is_file() and "# Evaluation" in out.output
+
+
+def test_eval_without_adapter_manifest_is_a_clear_error(trained, tmp_path):  # noqa: F811
+    run_dir, _ = trained
+    with pytest.raises(DistillError, match="not an adapter written by `distill train`"):
+        evaluate(run_dir, tmp_path, EvalConfig())
