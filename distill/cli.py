@@ -27,16 +27,44 @@ def generate(
     retry_failed: bool = typer.Option(False, help="Also retry items whose teacher calls failed."),
     batch_size: int | None = typer.Option(None, min=1, help="Requests per batch (in-process teachers)."),
     no_curate: bool = typer.Option(False, "--no-curate", help="Skip curation: keep every valid example."),
+    # API teachers (openai:, anthropic:); keys come only from OPENAI_API_KEY / ANTHROPIC_API_KEY.
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible server (vLLM, llama.cpp, Ollama); "
+                                        "default $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL."),
+    concurrency: int | None = typer.Option(None, min=1, help="API requests in flight at most (default 16)."),
+    rpm: float | None = typer.Option(None, min=0.1, help="Client-side requests-per-minute limit."),
+    tpm: float | None = typer.Option(None, min=1, help="Client-side tokens-per-minute limit."),
+    timeout: float | None = typer.Option(None, min=0.01, help="Seconds to wait for one API response (default 60)."),
+    max_retries: int | None = typer.Option(None, min=0, help="Retries on 429, 5xx, 529, timeouts (default 6)."),
+    budget_usd: float | None = typer.Option(None, min=0, help="Hard spend cap for this run directory, in USD."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print items, estimated tokens and cost; send nothing."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Bypass the shared response cache."),
+    cache_dir: Path | None = typer.Option(None, help="Response cache folder (default $DISTILL_CACHE_DIR or "
+                                          "~/.cache/distill)."),
+    batch: bool = typer.Option(False, "--batch", help="Use the provider's batch API (about half price, slower)."),
+    preflight: bool = typer.Option(True, "--preflight/--no-preflight",
+                                   help="Try a small sample first and stop early if most of it fails."),
+    api_config: Path | None = typer.Option(None, help="YAML: prices: {model: {input, output}} (USD/1M tokens) "
+                                           "and openai:/anthropic: {rpm, tpm, concurrency}."),
 ) -> None:
     """Generate a dataset over every node of a taxonomy with a teacher model."""
-    from distill.generate.runner import GenerateOptions, generate as run_generate
+    from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
+    from distill.generate.budget import print_estimate
     from distill.generate.summary import print_report
+    from distill.teachers.cost import load_api_config
     from distill.teachers.registry import parse_spec, teacher_options
 
     parse_spec(teacher)  # an unknown spec fails before any model loads
-    options = GenerateOptions(taxonomy=taxonomy, teacher=teacher, out=out, limit=limit, seed=seed,
-                              retry_failed=retry_failed, curate=not no_curate, progress=sys.stderr.isatty(),
-                              teacher_options=teacher_options(batch_size=batch_size))
+    options = GenerateOptions(
+        taxonomy=taxonomy, teacher=teacher, out=out, limit=limit, seed=seed, retry_failed=retry_failed,
+        curate=not no_curate, progress=sys.stderr.isatty(),
+        teacher_options=teacher_options(batch_size=batch_size, base_url=base_url, concurrency=concurrency, rpm=rpm,
+                                        tpm=tpm, timeout_s=timeout, max_retries=max_retries, batch=batch or None,
+                                        api_config=load_api_config(api_config) or None),
+        cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
+    )
+    if dry_run:
+        print_estimate(console, estimate_run(options))
+        return
     print_report(console, run_generate(options))
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.generate import preflight
+from distill.generate.budget import Budget, BudgetStop, Estimate, estimate_items
 from distill.generate.dispatch import Dispatcher
 from distill.generate.export import RunReport, finish_run
 from distill.generate.parse import Rejected
@@ -32,6 +34,14 @@ class GenerateOptions:
     curate: bool = True
     progress: bool = True
     teacher_options: TeacherOptions = field(default_factory=TeacherOptions)
+    # API teachers (openai:, anthropic:) only; the local path ignores these.
+    cache: bool = True  # the user-level response cache shared across runs
+    cache_dir: Path | None = None  # default: $DISTILL_CACHE_DIR or ~/.cache/distill
+    budget_usd: float | None = None  # hard cap on this run directory's spend
+    preflight: bool = True  # a small sample first; stop early when most of it fails
+
+
+API_PREFIXES = ("openai", "anthropic")
 
 
 class TeacherFailed(Exception):
@@ -56,19 +66,51 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
                        teacher=options.teacher, task=loaded.taxonomy.task)
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
+        budget = None
         if todo:
             teacher = teacher_factory() if teacher_factory else make_teacher(options.teacher, options.teacher_options)
             try:
-                asyncio.run(_generate_items(store, loaded, todo, teacher, options))
+                api = options.teacher.partition(":")[0] in API_PREFIXES and teacher_factory is None
+                if api and options.cache:
+                    from distill.teachers.cache import CachedTeacher, default_cache_dir
+
+                    teacher = CachedTeacher(teacher, (options.cache_dir or default_cache_dir()) / "responses.sqlite")
+                if hasattr(teacher, "attach_store"):  # batch jobs persist their ids in run.db
+                    teacher.attach_store(store)
+                budget = _budget(store, teacher, options)
+                asyncio.run(_generate_all(store, loaded, todo, teacher, options, budget,
+                                          run_preflight=api and options.preflight and not store.info().get("preflight_ok")))
             finally:
                 teacher.close()
-        return finish_run(store, loaded, plan, out, curate=options.curate)
+        report = finish_run(store, loaded, plan, out, curate=options.curate)
+        if budget is not None and budget.stopped:
+            raise budget.error(sum(s == PENDING for s in store.statuses().values()))
+        return report
     except KeyboardInterrupt:
         # Everything answered is already committed; export what there is so the files match run.db.
         finish_run(store, loaded, plan, out, curate=False)
         raise
     finally:
         store.close()
+
+
+def estimate_run(options: GenerateOptions) -> Estimate:
+    """`--dry-run`: what the run would send (items not yet done, their calls, tokens, cost); sends nothing."""
+    from distill.teachers.cost import PriceTable
+
+    loaded = load_taxonomy(options.taxonomy)
+    out = options.out or default_out(loaded)
+    plan = limit_plan(build_plan(loaded, seed=options.seed), options.limit)
+    todo = plan
+    if (out / "run.db").exists():  # a resumed run only pays for what is left
+        store = RunStore(out / "run.db")
+        try:
+            todo = _todo(store, plan, options.retry_failed)
+        finally:
+            store.close()
+    extra = options.teacher_options.model_extra or {}
+    prices = PriceTable((extra.get("api_config") or {}).get("prices"))
+    return asyncio.run(estimate_items(loaded, todo, options.teacher, prices, batch=bool(extra.get("batch"))))
 
 
 def _check_same_taxonomy(store: RunStore, loaded: LoadedTaxonomy, out: Path) -> None:
@@ -79,6 +121,36 @@ def _check_same_taxonomy(store: RunStore, loaded: LoadedTaxonomy, out: Path) -> 
         )
 
 
+def _budget(store: RunStore, teacher: Teacher, options: GenerateOptions) -> Budget | None:
+    if options.budget_usd is None:
+        return None
+    price = getattr(teacher, "price_request", None)
+    probe = GenerationRequest(key="probe", messages=[])
+    if price is None or price(probe) is None:
+        raise DistillError(f"--budget-usd needs a price for {options.teacher!r}: add it under prices: in --api-config "
+                           "(USD per million input and output tokens)")
+    return Budget(options.budget_usd, spent_usd=store.usage_totals()["cost_usd"])
+
+
+async def _generate_all(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], teacher: Teacher,
+                        options: GenerateOptions, budget: Budget | None, run_preflight: bool) -> None:
+    try:
+        if run_preflight:
+            sample = preflight.choose_sample(items, preflight.sample_size(len(loaded.leaves)))
+            if len(sample) < len(items):
+                await _generate_items(store, loaded, sample, teacher, options, budget)
+                if budget is None or not budget.stopped:
+                    preflight.check(store, sample)
+                    store.set_info(preflight_ok=True)
+                chosen = {item.id for item in sample}
+                items = [item for item in items if item.id not in chosen]
+        await _generate_items(store, loaded, items, teacher, options, budget)
+    finally:
+        aclose = getattr(teacher, "aclose", None)
+        if aclose is not None:  # async HTTP clients close inside the loop that owns them
+            await aclose()
+
+
 def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[PlanItem]:
     statuses = store.statuses()
     wanted = {PENDING, FAILED} if retry_failed else {PENDING}
@@ -86,7 +158,7 @@ def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[Pla
 
 
 async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], teacher: Teacher,
-                          options: GenerateOptions) -> None:
+                          options: GenerateOptions, budget: Budget | None = None) -> None:
     task = TASKS[loaded.taxonomy.task]
     leaves = {leaf.path: leaf for leaf in loaded.leaves}
     # Enough items in flight to fill every concurrent batch twice over, so the teacher never waits on us.
@@ -99,7 +171,14 @@ async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[P
                 stored = store.find_call(fingerprint)
                 if stored is not None:  # answered in an earlier (maybe killed) run: never pay twice
                     return stored.model_copy(update={"key": request.key})
-                result = await dispatcher.submit(request)
+                result = None
+                reserved = budget.reserve(teacher.price_request(request)) if budget is not None else 0.0
+                try:
+                    result = await dispatcher.submit(request)
+                finally:
+                    if budget is not None:
+                        # Cached answers cost nothing new; a failed call is not billed.
+                        budget.settle(reserved, None if result is None or result.cached else result.usage.cost_usd)
                 store.add_call(item.id, step, teacher.spec, request, fingerprint, result)
                 progress.add_tokens(result.usage.prompt_tokens, result.usage.completion_tokens)
                 if not result.ok:
@@ -117,6 +196,8 @@ async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[P
                         store.add_reject(Reject(id=item.id, stage="generate", reason=rejected.reason,
                                                 detail=rejected.detail, raw=rejected.raw, node_path=item.node_path))
                         progress.advance(kept=False)
+                    except BudgetStop:
+                        pass  # never sent: the item stays pending for a run with more budget
                     except TeacherFailed as failed:
                         store.add_reject(
                             Reject(id=item.id, stage="generate", reason="teacher_failed",

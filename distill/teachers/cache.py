@@ -1,0 +1,98 @@
+"""A user-level response cache shared by every run: a repeated or edited run pays only for what is new.
+
+Keyed by the request's fingerprint (provider and model, messages, sampling, schema), so editing
+one taxonomy node changes only that node's prompts, and only those miss. Only answers are stored,
+never errors, and never request headers (so never a key).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from distill.records import Usage
+from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    fingerprint TEXT PRIMARY KEY, teacher TEXT NOT NULL, text TEXT, finish_reason TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL, created_at REAL NOT NULL
+)
+"""
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("DISTILL_CACHE_DIR"):
+        return Path(os.environ["DISTILL_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "distill"
+
+
+class ResponseCache:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")  # several runs may share it at once
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute(SCHEMA)
+
+    def get(self, fingerprint: str) -> GenerationResult | None:
+        row = self.db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens, cost_usd FROM responses"
+                              " WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        if row is None:
+            return None
+        return GenerationResult(key="", text=row[0], finish_reason=row[1], cached=True,
+                                usage=Usage(prompt_tokens=row[2] or 0, completion_tokens=row[3] or 0,
+                                            cost_usd=row[4]))
+
+    def put(self, fingerprint: str, teacher: str, result: GenerationResult) -> None:
+        if not result.ok or result.cached:
+            return
+        self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (fingerprint, teacher, result.text, result.finish_reason, result.usage.prompt_tokens,
+                         result.usage.completion_tokens, result.usage.cost_usd, time.time()))
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class CachedTeacher:
+    """Answers from the cache where it can, asks `inner` for the rest, and remembers its answers."""
+
+    def __init__(self, inner: Teacher, path: str | Path):
+        self.inner = inner
+        self.cache = ResponseCache(path)
+        self.spec, self.batch_size, self.concurrency = inner.spec, inner.batch_size, inner.concurrency
+        self.namespace = getattr(inner, "cache_namespace", inner.spec)
+
+    def __getattr__(self, name: str):  # price_request, aclose ... of the inner teacher
+        return getattr(self.inner, name)
+
+    async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        results: dict[str, GenerationResult] = {}
+        missing: list[tuple[GenerationRequest, str]] = []
+        for request in requests:
+            fingerprint = request.fingerprint(self.namespace)
+            hit = self.cache.get(fingerprint)
+            if hit is not None:
+                results[request.key] = hit.model_copy(update={"key": request.key})
+            else:
+                missing.append((request, fingerprint))
+        if missing:
+            answered = await self.inner.generate([r for r, _ in missing])
+            for (request, fingerprint), result in zip(missing, answered):
+                self.cache.put(fingerprint, self.namespace, result)
+                results[request.key] = result
+        return [results[r.key] for r in requests]
+
+    def close(self) -> None:
+        self.cache.close()
+        self.inner.close()
+

@@ -1,0 +1,86 @@
+"""Prices and token estimates: what a call cost, and what a request could cost at most.
+
+Prices are USD per million tokens (input, output), list prices of common models; the user's API
+config (`prices:`) overrides or adds models. Provider batch APIs bill about half.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distill.errors import DistillError
+
+# (input, output) USD per 1M tokens. Longest matching prefix wins, so dated names resolve.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5": (1.25, 10.00),
+    "o3-mini": (1.10, 4.40),
+    "o4-mini": (1.10, 4.40),
+    "o3": (2.00, 8.00),
+    "gpt-3.5-turbo": (0.50, 1.50),
+    "claude-3-haiku": (0.25, 1.25),
+    "claude-3-5-haiku": (0.80, 4.00),
+    "claude-haiku-4-5": (1.00, 5.00),
+    "claude-3-5-sonnet": (3.00, 15.00),
+    "claude-3-7-sonnet": (3.00, 15.00),
+    "claude-sonnet-4": (3.00, 15.00),
+    "claude-opus-4": (15.00, 75.00),
+}
+BATCH_DISCOUNT = 0.5
+
+
+class PriceTable:
+    def __init__(self, overrides: dict[str, Any] | None = None):
+        self.prices = dict(PRICES)
+        for model, price in (overrides or {}).items():
+            if isinstance(price, dict):
+                self.prices[model] = (float(price["input"]), float(price["output"]))
+            else:
+                self.prices[model] = (float(price[0]), float(price[1]))
+
+    def price(self, model: str) -> tuple[float, float] | None:
+        if model in self.prices:
+            return self.prices[model]
+        matches = [name for name in self.prices if model.startswith(name)]
+        return self.prices[max(matches, key=len)] if matches else None
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int, batch: bool = False) -> float | None:
+        price = self.price(model)
+        if price is None:
+            return None  # unknown model (a local vLLM server): tokens are still counted
+        usd = (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
+        return usd * BATCH_DISCOUNT if batch else usd
+
+
+def estimate_prompt_tokens(messages: list) -> int:
+    """An upper-leaning guess without a tokenizer: English runs ~4 characters a token; count 3."""
+    return sum(len(m.content) // 3 + 4 for m in messages)
+
+
+def load_api_config(path: Path | None) -> dict[str, Any]:
+    """The user's API config: `prices: {model: {input, output}}` and `openai:`/`anthropic:` limits."""
+    if path is None:
+        return {}
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        data = YAML(typ="safe").load(Path(path).read_text())
+    except FileNotFoundError:
+        raise DistillError("API config file not found", path=path) from None
+    except YAMLError as exc:
+        raise DistillError(f"not valid YAML: {str(exc).splitlines()[0]}", path=path) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DistillError("expected a mapping with prices: and per-provider settings", path=path)
+    for model, price in (data.get("prices") or {}).items():
+        if not (isinstance(price, dict) and {"input", "output"} <= set(price)):
+            raise DistillError(f"prices.{model}: give input: and output: in USD per million tokens", path=path)
+    return data

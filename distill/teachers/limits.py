@@ -1,0 +1,307 @@
+"""Client-side limits for API teachers: rate buckets, adaptive concurrency (AIMD), bounded retries.
+
+Providers answer overload with 429 / 529 / 5xx and a `retry-after`. Retrying blindly at full
+concurrency makes it worse, so a 429 both pauses every request until `retry-after` and halves the
+number of requests in flight; each success adds it back slowly (additive increase).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from distill.errors import DistillError
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
+OVERLOAD_STATUS = {429, 503, 529}
+
+
+class RateLimiter:
+    """Requests-per-minute and tokens-per-minute buckets, plus a shared pause after a 429.
+
+    The buckets start full (a minute's allowance) and refill continuously. Limits the provider
+    reports in `x-ratelimit-*` / `anthropic-ratelimit-*` headers tighten ours when lower.
+    """
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None):
+        self.rpm, self.tpm = rpm, tpm
+        self._requests = rpm or 0.0
+        self._tokens = tpm or 0.0
+        self._stamp = time.monotonic()
+        self.paused_until = 0.0
+
+    def _refill(self, now: float) -> None:
+        elapsed, self._stamp = now - self._stamp, now
+        if self.rpm:
+            self._requests = min(self.rpm, self._requests + elapsed * self.rpm / 60)
+        if self.tpm:
+            self._tokens = min(self.tpm, self._tokens + elapsed * self.tpm / 60)
+
+    async def acquire(self, tokens: int = 0) -> None:
+        while True:
+            now = time.monotonic()
+            wait = self.paused_until - now
+            if wait <= 0 and not self.rpm and not self.tpm:
+                return  # the common case: no client-side limits, nothing to account
+            if wait <= 0:
+                self._refill(now)
+                tokens = min(tokens, int(self.tpm)) if self.tpm else tokens  # one huge prompt must still pass
+                need_r = 0.0 if not self.rpm else max(0.0, 1 - self._requests) * 60 / self.rpm
+                need_t = 0.0 if not self.tpm else max(0.0, tokens - self._tokens) * 60 / self.tpm
+                wait = max(need_r, need_t)
+                if wait <= 0:
+                    if self.rpm:
+                        self._requests -= 1
+                    if self.tpm:
+                        self._tokens -= tokens
+                    return
+            await asyncio.sleep(min(wait, 5.0) + random.uniform(0, 0.01))
+
+    def pause(self, seconds: float) -> None:
+        """Everyone waits: after a 429, the next requests would only meet another 429."""
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+    def observe(self, headers: Any) -> None:
+        """Learn the provider's limits from response headers (OpenAI and Anthropic spellings)."""
+        if headers is None:
+            return
+        limit_r = _number(headers.get("x-ratelimit-limit-requests") or headers.get("anthropic-ratelimit-requests-limit"))
+        limit_t = _number(headers.get("x-ratelimit-limit-tokens") or headers.get("anthropic-ratelimit-tokens-limit"))
+        if limit_r and (not self.rpm or limit_r < self.rpm):
+            self.rpm, self._requests = limit_r, min(self._requests or limit_r, limit_r)
+        if limit_t and (not self.tpm or limit_t < self.tpm):
+            self.tpm, self._tokens = limit_t, min(self._tokens or limit_t, limit_t)
+        remaining = _number(headers.get("x-ratelimit-remaining-requests")
+                            or headers.get("anthropic-ratelimit-requests-remaining"))
+        if remaining == 0:
+            reset = parse_duration(headers.get("x-ratelimit-reset-requests"))
+            self.pause(reset if reset is not None else 1.0)
+
+
+class AdaptiveConcurrency:
+    """AIMD: at most `limit` requests in flight; halve on overload, +1/limit per success."""
+
+    def __init__(self, maximum: int):
+        self.maximum = max(1, maximum)
+        self.limit = float(self.maximum)
+        self.active = 0
+        self._waiters: list[asyncio.Future] = []
+        self._last_cut = 0.0
+
+    async def __aenter__(self) -> AdaptiveConcurrency:
+        while self.active >= int(self.limit):
+            future = asyncio.get_running_loop().create_future()
+            self._waiters.append(future)
+            await future
+        self.active += 1
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.active -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        free = int(self.limit) - self.active
+        while free > 0 and self._waiters:
+            future = self._waiters.pop(0)
+            if not future.done():
+                future.set_result(None)
+                free -= 1
+
+    def success(self) -> None:
+        if self.limit < self.maximum:
+            self.limit = min(self.maximum, self.limit + 1 / self.limit)
+            self._wake()
+
+    def overload(self) -> None:
+        now = time.monotonic()
+        if now - self._last_cut > 1.0:  # one burst of 429s is one signal, not fifty halvings
+            self.limit = max(1.0, self.limit / 2)
+            self._last_cut = now
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = 6
+    base_s: float = 0.5
+    cap_s: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, 120.0) + random.uniform(0, 0.1 * retry_after + 0.01)
+        return random.uniform(0, min(self.cap_s, self.base_s * 2 ** attempt))  # full jitter
+
+
+class CallFailed(Exception):
+    """A call that failed for good: not retryable, or out of retries. `message` is safe to store."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+@dataclass
+class Failure:
+    retryable: bool
+    overload: bool
+    retry_after: float | None
+    status: int | None
+    message: str
+
+
+def classify(exc: BaseException) -> Failure:
+    """Works for both SDKs: they share the APIStatusError / APITimeoutError / APIConnectionError shapes."""
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    retry_after = None
+    if headers is not None:
+        retry_after = parse_duration(headers.get("retry-after-ms"), ms=True) or parse_duration(headers.get("retry-after"))
+    if status is not None:
+        body = _error_text(exc)
+        return Failure(status in RETRYABLE_STATUS, status in OVERLOAD_STATUS, retry_after, status,
+                       f"HTTP {status}: {body}")
+    if isinstance(exc, TransientError):
+        return Failure(True, False, None, None, f"malformed response: {exc}")
+    if "Timeout" in name:
+        return Failure(True, False, None, None, "timeout: no response in time")
+    if "Connection" in name:
+        return Failure(True, False, None, None, f"connection error: {exc}")
+    return Failure(False, False, None, None, f"{name}: {exc}")
+
+
+def _error_text(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return str(getattr(exc, "message", None) or exc)
+
+
+async def with_retries(send: Callable[[], Awaitable[T]], *, limiter: RateLimiter, gate: AdaptiveConcurrency,
+                       policy: RetryPolicy, tokens: int = 0, scrub: Callable[[str], str] = str) -> T:
+    """Call `send` under the limits; retry retryable failures with backoff; raise CallFailed at the end."""
+    attempt = 0
+    while True:
+        await limiter.acquire(tokens)
+        async with gate:
+            try:
+                value = await send()
+            except Exception as exc:
+                failure = classify(exc)
+            else:
+                gate.success()
+                return value
+        if failure.overload:
+            gate.overload()
+            if failure.retry_after is not None:
+                limiter.pause(failure.retry_after)
+        if not failure.retryable or attempt >= policy.max_retries:
+            tries = f" after {attempt + 1} attempts" if attempt else ""
+            raise CallFailed(scrub(failure.message)[:500] + tries, failure.status)
+        await asyncio.sleep(policy.delay(attempt, failure.retry_after))
+        attempt += 1
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(value: str | None, ms: bool = False) -> float | None:
+    """'0.5', '2', '1m30s', '250ms' -> seconds (OpenAI's reset headers use the unit form)."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        number = float(value)
+        return number / 1000 if ms else number
+    except ValueError:
+        pass
+    parts = _DURATION.findall(value)
+    if not parts:
+        return None
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class TransientError(Exception):
+    """A response we could not use (malformed body) that a retry may fix."""
+
+
+def require_key(env_var: str, spec: str, optional: bool = False) -> str | None:
+    """The API key from the environment, or a DistillError naming the variable (never a key)."""
+    import os
+
+    key = os.environ.get(env_var, "").strip()
+    if not key and not optional:
+        raise DistillError(f"teacher {spec!r} needs an API key: set the environment variable {env_var}")
+    return key or None
+
+
+def scrubber(*secrets: str | None) -> Callable[[str], str]:
+    """Masks keys in text that may be stored or printed (some servers echo the key in errors)."""
+    live = [s for s in secrets if s and len(s) >= 4]
+
+    def scrub(text: str) -> str:
+        for secret in live:
+            text = text.replace(secret, "***")
+        return " ".join(text.split())  # one line
+
+    return scrub
+
+
+def connection_limits(concurrency: int):
+    """Keep a connection per request in flight: the SDK default keeps 100 alive and churns above that."""
+    try:
+        import httpx2 as httpx  # what the current SDKs are built on
+    except ImportError:  # pragma: no cover - older SDKs use httpx
+        import httpx
+    return httpx.Limits(max_connections=concurrency + 16, max_keepalive_connections=concurrency + 16)
+
+
+@dataclass
+class ApiSettings:
+    """What every API teacher takes from `TeacherOptions` (flags win over the provider's config)."""
+
+    concurrency: int = 16
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 6
+    base_url: str | None = None
+    prices: dict[str, Any] | None = None
+    retry_base_s: float = 0.5  # first backoff step; tests shrink it
+
+    @classmethod
+    def from_options(cls, options: Any, provider: str) -> ApiSettings:
+        extra = options.model_extra or {}
+        config = (extra.get("api_config") or {}).get(provider) or {}
+
+        def pick(name: str, default: Any) -> Any:
+            value = getattr(options, name, None)
+            if value is None:
+                value = extra.get(name)
+            if value is None:
+                value = config.get(name)
+            return default if value is None else value
+
+        return cls(concurrency=int(pick("concurrency", 16)), rpm=pick("rpm", None), tpm=pick("tpm", None),
+                   timeout_s=float(pick("timeout_s", 60.0)), max_retries=int(pick("max_retries", 6)),
+                   base_url=pick("base_url", None),
+                   prices=(extra.get("api_config") or {}).get("prices"),
+                   retry_base_s=float(pick("retry_base_s", 0.5)))

@@ -1,0 +1,137 @@
+"""`openai:<model>`: OpenAI, or any OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI) via a base URL.
+
+Requests go through the official SDK with its own retries off: ours (limits.py) share one rate
+limiter and one AIMD gate across every request, which per-request SDK retries cannot. Responses are
+read as plain JSON rather than SDK models: it is the hot path, and the fields we need are few.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from distill.records import Usage
+from distill.teachers.base import GenerationRequest, GenerationResult
+from distill.teachers.cost import PriceTable, estimate_prompt_tokens
+from distill.teachers.limits import (AdaptiveConcurrency, ApiSettings, CallFailed, RateLimiter, RetryPolicy,
+                                     TransientError, connection_limits, require_key, scrubber, with_retries)
+
+# Structured output, best first; a server that rejects one gets the next (llama.cpp lacks json_schema).
+JSON_MODES = ("json_schema", "json_object", "prompt")
+
+
+class OpenAITeacher:
+    batch_size = 1  # one HTTP request per generation; concurrency gives the throughput
+
+    def __init__(self, spec: str, model: str, settings: ApiSettings):
+        import openai
+
+        base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        # A self-hosted server often needs no key; OpenAI itself always does.
+        key = require_key("OPENAI_API_KEY", spec, optional=base_url is not None)
+        self.spec, self.model = spec, model
+        # The same model name on another server is another model: keep their cached answers apart.
+        self.cache_namespace = spec if base_url is None else f"{spec}@{base_url.rstrip('/')}"
+        self.concurrency = settings.concurrency
+        self.prices = PriceTable(settings.prices)
+        self.limiter = RateLimiter(settings.rpm, settings.tpm)
+        self.gate = AdaptiveConcurrency(settings.concurrency)
+        self.policy = RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_base_s)
+        self.scrub = scrubber(key)
+        self.json_mode = 0
+        # OpenAI's newer models take max_completion_tokens only; compatible servers know max_tokens.
+        self.max_tokens_field = "max_completion_tokens" if base_url is None else "max_tokens"
+        self.client = openai.AsyncOpenAI(
+            api_key=key or "not-needed", base_url=base_url, timeout=settings.timeout_s, max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(limits=connection_limits(settings.concurrency),
+                                                       timeout=settings.timeout_s),
+        )
+
+    async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        if len(requests) == 1:
+            return [await self.generate_one(requests[0])]
+        return list(await asyncio.gather(*(self.generate_one(r) for r in requests)))
+
+    async def generate_one(self, request: GenerationRequest) -> GenerationResult:
+        tokens = estimate_prompt_tokens(request.messages) + request.sampling.max_tokens
+        while True:
+            mode = self.json_mode
+            params = self.params(request, mode)
+            try:
+                raw = await with_retries(lambda: self._send(params), limiter=self.limiter, gate=self.gate,
+                                         policy=self.policy, tokens=tokens, scrub=self.scrub)
+            except CallFailed as failed:
+                if request.json_schema is not None and failed.status in (400, 422) and mode < len(JSON_MODES) - 1 \
+                        and _about_format(failed.message):
+                    self.json_mode = max(self.json_mode, mode + 1)  # remember for every later request
+                    continue
+                return GenerationResult(key=request.key, error=failed.message)
+            return self.result(request.key, raw)
+
+    async def _send(self, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        response = await self.client.chat.completions.with_raw_response.create(**params)
+        try:
+            data = json.loads(response.content)
+            data["choices"][0]["message"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise TransientError(f"{type(exc).__name__} in a {len(response.content)}-byte body") from None
+        self.limiter.observe(response.headers)
+        return data
+
+    def params(self, request: GenerationRequest, mode: int) -> dict[str, Any]:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        s = request.sampling
+        params: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": s.temperature,
+                                  "top_p": s.top_p, self.max_tokens_field: s.max_tokens}
+        if s.seed is not None:
+            params["seed"] = s.seed
+        schema = request.json_schema
+        if schema is not None:
+            if JSON_MODES[mode] == "json_schema":
+                params["response_format"] = {"type": "json_schema",
+                                             "json_schema": {"name": "output", "schema": schema, "strict": False}}
+            else:
+                # json_object needs the word JSON in the prompt, and the schema is no longer enforced.
+                hint = "Reply with one JSON object only, matching this JSON schema: " + json.dumps(schema)
+                messages.append({"role": "system", "content": hint})
+                if JSON_MODES[mode] == "json_object":
+                    params["response_format"] = {"type": "json_object"}
+        return params
+
+    def result(self, key: str, data: dict[str, Any]) -> GenerationResult:
+        choice = data["choices"][0]
+        message = choice.get("message") or {}
+        text, finish = message.get("content"), choice.get("finish_reason")
+        if message.get("refusal"):
+            text, finish = message["refusal"], "refusal"
+        usage = data.get("usage") or {}
+        prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        return GenerationResult(key=key, text=text, finish_reason=finish,
+                                usage=Usage(prompt_tokens=prompt, completion_tokens=completion,
+                                            cost_usd=self.prices.cost(self.model, prompt, completion)))
+
+    def price_request(self, request: GenerationRequest) -> float | None:
+        """The most this request can cost: its prompt (estimated high) and every allowed output token."""
+        return self.prices.cost(self.model, estimate_prompt_tokens(request.messages), request.sampling.max_tokens)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    def close(self) -> None:
+        pass  # the HTTP client is closed in aclose, inside the event loop that owns it
+
+
+def _about_format(message: str) -> bool:
+    lowered = message.lower()
+    return any(word in lowered for word in ("response_format", "json_schema", "json_object", "grammar"))
+
+
+def make(spec: str, model: str, options) -> Any:
+    settings = ApiSettings.from_options(options, "openai")
+    if (options.model_extra or {}).get("batch"):
+        from distill.teachers.batch_api import OpenAIBatchTeacher
+
+        return OpenAIBatchTeacher(spec, model, settings)
+    return OpenAITeacher(spec, model, settings)

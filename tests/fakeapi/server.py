@@ -1,0 +1,346 @@
+"""The loopback fake: OpenAI chat completions, files and batches; Anthropic messages and message batches.
+
+A plain asyncio HTTP/1.1 server (keep-alive, Content-Length bodies) in a background thread, so the
+real SDKs talk to it over real sockets. Every request is counted per prompt, so tests can assert
+that nothing was paid twice. Faults are scripted per prompt attempt (`Faults.script`) or chosen per
+prompt by hash (`Faults.content`), so runs are deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+WORDS = ("inhaler wheeze trigger pollen dose fever cough mucus sinus rest fluids steroid spacer peak flow "
+         "allergy smoke exercise night chest tight breath nurse clinic relief viral rhinitis throat honey zinc "
+         "refund invoice charge card login password reset email account locked order parcel late double "
+         "billing statement coupon warranty code screen error browser phone token session").split()
+
+
+@dataclass
+class Faults:
+    latency_s: float = 0.0
+    # Per prompt, attempt n gets script[n] (an HTTP status, "slow", "malformed", "disconnect"); then success.
+    script: list[Any] = field(default_factory=list)
+    retry_after: str | None = "0.05"
+    slow_s: float = 2.0
+    # Fraction of prompts (chosen by hash) answered badly: length, refusal, filter, empty, truncated_json, fenced, prose.
+    content: dict[str, float] = field(default_factory=dict)
+    reject_json_schema: bool = False  # like llama.cpp: 400 on response_format json_schema
+    ratelimit_headers: dict[str, str] = field(default_factory=dict)
+    expect_key: str | None = None
+    batch_delay_s: float = 0.05
+    batch_fail_first: int = 0  # per prompt, the first n batch attempts end errored
+    batch_expire_first: int = 0  # per prompt, the first n batch attempts end expired
+
+
+class FakeAPI:
+    def __init__(self, faults: Faults | None = None):
+        self.faults = faults or Faults()
+        self.requests: Counter[str] = Counter()  # prompt -> HTTP (or batch line) attempts
+        self.paid: Counter[str] = Counter()  # prompt -> successful, billable answers
+        self.log: list[dict[str, Any]] = []  # every request's path and headers (for key checks)
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.anthropic_batches: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.port = 0
+
+    # lifecycle
+    def start(self) -> FakeAPI:
+        self.thread.start()
+        server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=1024), self.loop).result()
+        self.server = server
+        self.port = server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        async def close():
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> FakeAPI:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def total_paid(self) -> int:
+        return sum(self.paid.values())
+
+    # HTTP
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ", 2)
+                headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+                body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+                status, extra, payload = await self._route(method, target.split("?")[0], headers, body)
+                if status == 0:  # "disconnect": drop the connection without an answer
+                    writer.close()
+                    return
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                ctype = "application/json" if not isinstance(payload, bytes) else "application/octet-stream"
+                out = [f"HTTP/1.1 {status} X", f"content-type: {ctype}", f"content-length: {len(data)}",
+                       "connection: keep-alive", *(f"{k}: {v}" for k, v in extra.items())]
+                writer.write(("\r\n".join(out) + "\r\n\r\n").encode() + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes):
+        self.log.append({"path": path, "headers": headers})
+        key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+        if self.faults.expect_key is not None and key != self.faults.expect_key:
+            masked = key[:3] + "***" + key[-2:] if len(key) > 6 else "***"
+            msg = f"Incorrect API key provided: {masked}"
+            return 401, {}, {"type": "error", "error": {"type": "authentication_error", "message": msg}}
+        if path == "/v1/chat/completions":
+            return await self._answer("openai", json.loads(body))
+        if path == "/v1/messages":
+            return await self._answer("anthropic", json.loads(body))
+        if path == "/v1/files" and method == "POST":
+            return self._upload(headers, body)
+        if m := re.fullmatch(r"/v1/files/([\w-]+)/content", path):
+            return 200, {}, self.files[m.group(1)]
+        if path == "/v1/batches" and method == "POST":
+            return self._openai_batch_create(json.loads(body))
+        if m := re.fullmatch(r"/v1/batches/([\w-]+)", path):
+            return 200, {}, self._openai_batch_poll(m.group(1))
+        if path == "/v1/messages/batches" and method == "POST":
+            return self._anthropic_batch_create(json.loads(body))
+        if m := re.fullmatch(r"/v1/messages/batches/([\w-]+)/results", path):
+            return 200, {}, self.anthropic_batches[m.group(1)]["results"]
+        if m := re.fullmatch(r"/v1/messages/batches/([\w-]+)", path):
+            return 200, {}, self._anthropic_batch_poll(m.group(1))
+        return 404, {}, {"error": {"message": f"no route {method} {path}"}}
+
+    # realtime answers
+    async def _answer(self, provider: str, request: dict[str, Any]):
+        prompt = prompt_id(request)
+        with self.lock:
+            attempt = self.requests[prompt]
+            self.requests[prompt] += 1
+        if self.faults.latency_s:
+            await asyncio.sleep(self.faults.latency_s)
+        fault = self.faults.script[attempt] if attempt < len(self.faults.script) else None
+        if fault == "slow":  # past the client's timeout: it has gone, so nothing is delivered or billed
+            await asyncio.sleep(self.faults.slow_s)
+            return 0, {}, b""
+        if fault == "malformed":
+            return 200, {}, b'{"id": "chatcmpl-1", "choices": [{"mess'
+        elif fault == "disconnect":
+            return 0, {}, b""
+        elif isinstance(fault, int):
+            headers = {"retry-after": self.faults.retry_after} if self.faults.retry_after else {}
+            kind = "overloaded_error" if fault == 529 else "rate_limit_error" if fault == 429 else "api_error"
+            return fault, headers, {"type": "error", "error": {"type": kind, "message": f"injected {fault}"}}
+        if provider == "openai" and self.faults.reject_json_schema and \
+                (request.get("response_format") or {}).get("type") == "json_schema":
+            return 400, {}, {"error": {"message": "response_format type json_schema is not supported", "type": "invalid_request_error"}}
+        with self.lock:
+            self.paid[prompt] += 1
+        answer = self.compose(provider, request, prompt)
+        return 200, dict(self.faults.ratelimit_headers), answer
+
+    def compose(self, provider: str, request: dict[str, Any], prompt: str) -> dict[str, Any]:
+        kind = self.content_kind(prompt)
+        structured = wants_json(request)
+        words = [WORDS[int(prompt[i:i + 2], 16) % len(WORDS)] for i in range(0, 40, 2)]
+        if structured:
+            obj = {"text": f"My {words[0]} {words[1]} problem: " + " ".join(words[2:10]),
+                   "rationale": "The customer mentions " + " and ".join(words[10:13])}
+            text = json.dumps(obj)
+            if kind == "fenced":
+                text = f"Here you go:\n```json\n{text}\n```"
+            elif kind == "truncated_json":
+                text = text[: len(text) // 2]
+            elif kind == "prose":
+                text = "Sure! The customer is unhappy about " + " ".join(words[:6]) + "."
+        elif last_user(request).rstrip().endswith("?"):
+            text = ("Usually " + " ".join(words[:8]) + ". See a clinician if " + " ".join(words[8:14])
+                    + " gets worse or lasts more than a week.")
+        elif kind == "prose":
+            text = "Here are some thoughts about " + " ".join(words[:6]) + "."
+        else:
+            text = f"How does {words[0]} affect {words[1]} {words[2]} when {words[3]} {words[4]} {words[5]}?"
+        finish = "stop"
+        if kind == "length":
+            finish, text = "length", text[:20]
+        elif kind == "filter":
+            finish, text = "content_filter", ""
+        elif kind == "empty":
+            text = ""
+        prompt_tokens = sum(len(str(m.get("content", ""))) for m in request.get("messages", [])) // 4 + 1
+        completion_tokens = len(text) // 4 + 1
+        if provider == "openai":
+            message = {"role": "assistant", "content": text, "refusal": None}
+            if kind == "refusal":
+                message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+            return {"id": "chatcmpl-" + prompt[:12], "object": "chat.completion", "created": int(time.time()),
+                    "model": request.get("model"), "choices": [{"index": 0, "message": message,
+                                                                 "finish_reason": finish, "logprobs": None}],
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                              "total_tokens": prompt_tokens + completion_tokens}}
+        stop = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}[finish]
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        if kind == "refusal":
+            stop, content = "refusal", [{"type": "text", "text": "I can't help with that."}]
+        elif request.get("tools") and kind not in ("truncated_json", "fenced", "prose") and finish == "stop":
+            stop = "tool_use"
+            content = [{"type": "tool_use", "id": "toolu_" + prompt[:10], "name": request["tools"][0]["name"],
+                        "input": json.loads(text)}]
+        return {"id": "msg_" + prompt[:12], "type": "message", "role": "assistant", "model": request.get("model"),
+                "content": content, "stop_reason": stop, "stop_sequence": None,
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}}
+
+    def content_kind(self, prompt: str) -> str | None:
+        position = int(prompt[:8], 16) / 2 ** 32
+        edge = 0.0
+        for kind, share in self.faults.content.items():
+            edge += share
+            if position < edge:
+                return kind
+        return None
+
+    # OpenAI batch
+    def _upload(self, headers: dict[str, str], body: bytes):
+        boundary = headers["content-type"].split("boundary=")[1].strip('"').encode()
+        content = b""
+        for part in body.split(b"--" + boundary):
+            if b'name="file"' in part:
+                content = part.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n", 1)[0]
+        file_id = f"file-{len(self.files) + 1}"
+        self.files[file_id] = content
+        return 200, {}, {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                         "filename": "batch.jsonl", "purpose": "batch", "status": "processed"}
+
+    def _openai_batch_create(self, request: dict[str, Any]):
+        batch_id = f"batch_{len(self.batches) + 1}"
+        lines = [json.loads(line) for line in self.files[request["input_file_id"]].splitlines() if line.strip()]
+        self.batches[batch_id] = {"request": request, "lines": lines, "created": time.time(), "done": None}
+        return 200, {}, self._openai_batch_poll(batch_id)
+
+    def _openai_batch_poll(self, batch_id: str) -> dict[str, Any]:
+        batch = self.batches[batch_id]
+        status = "in_progress"
+        if time.time() - batch["created"] >= self.faults.batch_delay_s:
+            if batch["done"] is None:
+                batch["done"] = self._run_openai_batch(batch_id, batch["lines"])
+            status = batch["done"]["status"]
+        obj = {"id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "errors": None,
+               "input_file_id": batch["request"]["input_file_id"], "completion_window": "24h", "status": status,
+               "created_at": int(batch["created"]), "request_counts": {"total": len(batch["lines"]), "completed": 0,
+                                                                      "failed": 0}}
+        if batch["done"]:
+            obj.update(output_file_id=batch["done"]["output"], error_file_id=batch["done"]["error"])
+        return obj
+
+    def _run_openai_batch(self, batch_id: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        out, errors, expired = [], [], False
+        for line in lines:
+            prompt = prompt_id(line["body"])
+            attempt = self.batch_attempt(prompt)
+            if attempt < self.faults.batch_expire_first:
+                expired = True  # never processed: absent from both files
+                continue
+            if attempt < self.faults.batch_expire_first + self.faults.batch_fail_first:
+                errors.append({"id": "r", "custom_id": line["custom_id"], "response": None,
+                               "error": {"code": "server_error", "message": "injected batch failure"}})
+                continue
+            self.paid[prompt] += 1
+            out.append({"id": "r", "custom_id": line["custom_id"], "error": None,
+                        "response": {"status_code": 200, "request_id": "req",
+                                     "body": self.compose("openai", line["body"], prompt)}})
+        ids = {}
+        for name, rows in (("output", out), ("error", errors)):
+            if rows:
+                ids[name] = f"file-{len(self.files) + 1}"
+                self.files[ids[name]] = "\n".join(json.dumps(r) for r in rows).encode() + b"\n"
+            else:
+                ids[name] = None
+        return {"status": "expired" if expired else "completed", **ids}
+
+    def batch_attempt(self, prompt: str) -> int:
+        with self.lock:
+            attempt = self.requests[prompt]
+            self.requests[prompt] += 1
+        return attempt
+
+    # Anthropic batch
+    def _anthropic_batch_create(self, request: dict[str, Any]):
+        batch_id = f"msgbatch_{len(self.anthropic_batches) + 1}"
+        self.anthropic_batches[batch_id] = {"requests": request["requests"], "created": time.time(), "results": None}
+        return 200, {}, self._anthropic_batch_poll(batch_id)
+
+    def _anthropic_batch_poll(self, batch_id: str) -> dict[str, Any]:
+        batch = self.anthropic_batches[batch_id]
+        ended = time.time() - batch["created"] >= self.faults.batch_delay_s
+        if ended and batch["results"] is None:
+            rows = []
+            for entry in batch["requests"]:
+                prompt = prompt_id(entry["params"])
+                attempt = self.batch_attempt(prompt)
+                if attempt < self.faults.batch_expire_first:
+                    result = {"type": "expired"}
+                elif attempt < self.faults.batch_expire_first + self.faults.batch_fail_first:
+                    result = {"type": "errored", "error": {"type": "error", "error": {"type": "api_error",
+                                                                                        "message": "injected"}}}
+                else:
+                    self.paid[prompt] += 1
+                    result = {"type": "succeeded", "message": self.compose("anthropic", entry["params"], prompt)}
+                rows.append({"custom_id": entry["custom_id"], "result": result})
+            batch["results"] = "\n".join(json.dumps(r) for r in rows).encode() + b"\n"
+        n = len(batch["requests"])
+        stamp = "2025-01-01T00:00:00Z"
+        return {"id": batch_id, "type": "message_batch", "processing_status": "ended" if ended else "in_progress",
+                "request_counts": {"processing": 0 if ended else n, "succeeded": 0, "errored": 0, "canceled": 0,
+                                   "expired": 0},
+                "ended_at": stamp if ended else None, "created_at": stamp, "expires_at": stamp,
+                "archived_at": None, "cancel_initiated_at": None,
+                "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results" if ended else None}
+
+
+def prompt_id(request: dict[str, Any]) -> str:
+    """What identifies one prompt: its messages (and system), sampling seed and token cap."""
+    key = json.dumps([request.get("system"), request.get("messages"), request.get("seed"),
+                      request.get("max_tokens") or request.get("max_completion_tokens")], sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def wants_json(request: dict[str, Any]) -> bool:
+    if request.get("response_format") or request.get("tools"):
+        return True
+    return any("JSON" in str(m.get("content", "")) for m in request.get("messages", []) if m.get("role") == "system")
+
+
+def last_user(request: dict[str, Any]) -> str:
+    users = [m for m in request.get("messages", []) if m.get("role") == "user"]
+    content = users[-1].get("content", "") if users else ""
+    if isinstance(content, list):
+        content = " ".join(part.get("text", "") for part in content)
+    return content

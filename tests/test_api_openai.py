@@ -1,0 +1,242 @@
+"""openai: teacher against the loopback server, through the real SDK: retries, rejects, cache, budget, keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distill.errors import BudgetExceeded, DistillError
+from distill.generate.runner import GenerateOptions, generate
+from distill.store import RunStore
+from distill.teachers.registry import teacher_options
+from fakeapi import FakeAPI, Faults
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "fixtures" / "tiny"
+KEY = "sk-test-DO-NOT-LEAK-4f9a1c"
+
+
+@pytest.fixture(autouse=True)
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("DISTILL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+def run(api: FakeAPI, out: Path, taxonomy: str | Path = "qa", **overrides) -> object:
+    extra = dict(base_url=api.url + "/v1", timeout_s=0.5, max_retries=4, retry_base_s=0.01, concurrency=4)
+    extra.update(overrides.pop("teacher", {}))
+    path = taxonomy if isinstance(taxonomy, Path) else TINY / f"{taxonomy}.yaml"
+    options = GenerateOptions(taxonomy=path, teacher="openai:gpt-4o-mini", out=out, curate=False, progress=False,
+                              teacher_options=teacher_options(**extra), **overrides)
+    return generate(options)
+
+
+def accounted(out: Path) -> dict[str, int]:
+    store = RunStore(out / "run.db")
+    try:
+        statuses = list(store.statuses().values())
+    finally:
+        store.close()
+    return {s: statuses.count(s) for s in set(statuses)}
+
+
+def test_transient_faults_are_retried_and_every_prompt_paid_once(tmp_path):
+    faults = Faults(script=[429, 500, 529, "malformed", "slow", "disconnect"], retry_after="0.02", slow_s=1.0)
+    with FakeAPI(faults) as api:
+        report = run(api, tmp_path / "run", teacher={"max_retries": 8})
+    assert report.stats["counts"]["kept"] == 4
+    assert accounted(tmp_path / "run") == {"generated": 4}
+    assert len(api.paid) == 8 and set(api.paid.values()) == {1}  # two calls an item, each answered once
+    assert set(api.requests.values()) == {7}  # six injected faults, then the answer
+
+
+def test_bad_answers_become_rejects_with_reasons(tmp_path):
+    faults = Faults(content={"length": 0.2, "refusal": 0.2, "filter": 0.2, "empty": 0.2})
+    with FakeAPI(faults) as api:
+        run(api, tmp_path / "qa")
+        run(api, tmp_path / "tickets", taxonomy="tickets")
+    reasons = set()
+    for name in ("qa", "tickets"):
+        counts = accounted(tmp_path / name)
+        assert sum(counts.values()) == 4 and "pending" not in counts
+        rejected = [json.loads(line) for line in (tmp_path / name / "rejected.jsonl").read_text().splitlines()]
+        assert len(rejected) == counts.get("rejected", 0)
+        reasons |= {r["reason"] for r in rejected}
+    assert reasons and reasons <= {"truncated", "refusal", "content_filter", "empty_output", "no_question"}
+
+
+def test_fenced_and_truncated_json_are_repaired_or_rejected_with_reason(tmp_path):
+    with FakeAPI(Faults(content={"fenced": 0.5, "prose": 0.5})) as api:
+        run(api, tmp_path / "run", taxonomy="tickets")
+    counts = accounted(tmp_path / "run")
+    assert sum(counts.values()) == 4
+    rejected = [json.loads(line) for line in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()]
+    assert {r["reason"] for r in rejected} <= {"unparseable_json"}
+    assert all(r.get("raw") for r in rejected)  # the bad output is kept to look at
+    assert counts.get("generated", 0) >= 1  # fenced JSON parsed
+
+
+def test_server_without_json_schema_falls_back_to_json_object(tmp_path):
+    with FakeAPI(Faults(reject_json_schema=True)) as api:
+        report = run(api, tmp_path / "run", taxonomy="tickets")
+    assert report.stats["counts"]["kept"] == 4
+
+
+def test_persistent_failure_is_recorded_then_retry_failed_fixes_it(tmp_path):
+    faults = Faults(script=[500] * 3)
+    with FakeAPI(faults) as api:
+        run(api, tmp_path / "run", teacher={"max_retries": 1})
+        assert accounted(tmp_path / "run") == {"failed": 4}
+        rejected = [json.loads(line) for line in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()]
+        assert all("HTTP 500" in r["detail"] for r in rejected)
+        run(api, tmp_path / "run", teacher={"max_retries": 1})  # without --retry-failed: nothing is sent
+        assert accounted(tmp_path / "run") == {"failed": 4}
+        api.faults.script = []  # the outage is over
+        report = run(api, tmp_path / "run", retry_failed=True, teacher={"max_retries": 1})
+    assert report.stats["counts"]["kept"] == 4 and set(api.paid.values()) == {1}
+
+
+def test_cache_is_shared_across_runs_and_an_edited_node_misses_alone(tmp_path):
+    with FakeAPI() as api:
+        run(api, tmp_path / "a")
+        first = sum(api.requests.values())
+        run(api, tmp_path / "b")  # a new run directory: answered from the user cache
+        assert sum(api.requests.values()) == first
+        run(api, tmp_path / "c", cache=False)
+        assert sum(api.requests.values()) == 2 * first
+
+        edited = tmp_path / "tax"
+        shutil.copytree(TINY, edited)
+        text = (edited / "qa.yaml").read_text().replace("Colds, runny nose, sore throat", "Colds and flu")
+        (edited / "qa.yaml").write_text(text)
+        before = sum(api.requests.values())
+        run(api, tmp_path / "d", taxonomy=edited / "qa.yaml")
+    # Only the common-cold items (2 of 4, two calls each) are asked again.
+    assert sum(api.requests.values()) - before == 4
+
+
+def test_budget_is_a_hard_cap(tmp_path):
+    with FakeAPI(Faults(latency_s=0.01)) as api:
+        with pytest.raises(BudgetExceeded) as caught:
+            run(api, tmp_path / "run", budget_usd=0.0003, preflight=False)
+    assert "budget" in str(caught.value)
+    store = RunStore(tmp_path / "run" / "run.db")
+    spent = store.usage_totals()["cost_usd"]
+    statuses = list(store.statuses().values())
+    store.close()
+    assert 0 < spent <= 0.0003
+    assert "pending" in statuses  # what was not sent waits for more budget
+    assert json.loads((tmp_path / "run" / "stats.json").read_text())  # everything saved and exported
+
+
+def test_unknown_price_with_budget_is_a_clear_error(tmp_path):
+    with FakeAPI() as api:
+        options = GenerateOptions(taxonomy=TINY / "qa.yaml", teacher="openai:my-local-model", out=tmp_path / "r",
+                                  progress=False, budget_usd=1.0,
+                                  teacher_options=teacher_options(base_url=api.url + "/v1"))
+        with pytest.raises(DistillError, match="prices"):
+            generate(options)
+
+
+def test_missing_key_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    options = GenerateOptions(taxonomy=TINY / "qa.yaml", teacher="openai:gpt-4o-mini", out=tmp_path / "r",
+                              progress=False)
+    with pytest.raises(DistillError, match="OPENAI_API_KEY"):
+        generate(options)
+
+
+def _files_contain(root: Path, needle: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_no_key_in_any_file_even_when_the_server_echoes_it(tmp_path):
+    with FakeAPI(Faults(expect_key="something-else")) as api:  # 401 with a masked echo of our key
+        run(api, tmp_path / "denied")
+    with FakeAPI(Faults(expect_key=KEY)) as api:
+        run(api, tmp_path / "ok")
+        assert api.log and all(KEY in (e["headers"].get("authorization") or "") for e in api.log)
+    assert accounted(tmp_path / "denied") == {"failed": 4}
+    assert accounted(tmp_path / "ok") == {"generated": 4}
+    for part in (KEY.encode(), KEY[-8:].encode()):
+        assert _files_contain(tmp_path, part) == []
+
+
+def test_preflight_stops_a_teacher_that_cannot_follow_the_format(tmp_path):
+    taxonomy = tmp_path / "tax" / "tickets.yaml"
+    shutil.copytree(TINY, taxonomy.parent)
+    taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", "per_leaf: 20"))
+    with FakeAPI(Faults(content={"prose": 1.0})) as api:
+        started = time.monotonic()
+        with pytest.raises(DistillError, match="pre-flight failed: 5 of 5.*unparseable_json.*the teacher wrote"):
+            run(api, tmp_path / "run", taxonomy=taxonomy)
+    assert time.monotonic() - started < 10
+    assert sum(api.requests.values()) == 5  # the sample only, out of 40 planned items
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "distill.cli", "generate", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_kill_9_and_resume_never_pays_twice(tmp_path):
+    taxonomy = tmp_path / "tax" / "qa.yaml"
+    shutil.copytree(TINY, taxonomy.parent)
+    taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", "per_leaf: 8"))
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    with FakeAPI(Faults(latency_s=0.15)) as api:
+        args = ["--taxonomy", str(taxonomy), "--teacher", "openai:gpt-4o-mini", "--out", str(tmp_path / "run"),
+                "--base-url", api.url + "/v1", "--concurrency", "4", "--no-curate"]
+        proc = _cli(*args, env=env)
+        deadline = time.monotonic() + 30
+        while api.total_paid() < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        paid_before = api.total_paid()
+        assert 10 <= paid_before < 32  # killed mid-run
+        # A kill -9 can land between the server's answer and the commit: that answer is the only one
+        # that may be asked again, so compare against what the run and cache had stored.
+        done = subprocess.run([sys.executable, "-m", "distill.cli", "generate", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert accounted(tmp_path / "run") == {"generated": 16}
+    assert len(api.paid) == 32
+    repaid = sum(n - 1 for n in api.paid.values())
+    assert repaid <= 4  # at most the requests in flight at the kill (concurrency 4)
+    store = RunStore(tmp_path / "run" / "run.db")
+    fingerprints = [row[0] for row in store.db.execute("SELECT fingerprint FROM teacher_calls WHERE error IS NULL")]
+    store.close()
+    assert len(fingerprints) == len(set(fingerprints)) == 32  # the resumed run re-asked nothing it had
+
+
+def test_dry_run_prints_estimate_and_sends_nothing(tmp_path):
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    with FakeAPI() as api:
+        done = subprocess.run([sys.executable, "-m", "distill.cli", "generate", "--taxonomy", str(TINY / "qa.yaml"),
+                               "--teacher", "openai:gpt-4o-mini", "--out", str(tmp_path / "run"),
+                               "--base-url", api.url + "/v1", "--dry-run"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "4 items" in done.stdout and "8 teacher calls" in done.stdout and "$" in done.stdout
+    assert sum(api.requests.values()) == 0 and not (tmp_path / "run").exists()
+
+
+def test_budget_exit_code_from_the_cli(tmp_path):
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    with FakeAPI() as api:
+        done = subprocess.run([sys.executable, "-m", "distill.cli", "generate", "--taxonomy", str(TINY / "qa.yaml"),
+                               "--teacher", "openai:gpt-4o-mini", "--out", str(tmp_path / "run"),
+                               "--base-url", api.url + "/v1", "--budget-usd", "0.0001", "--no-preflight"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and "budget of $0.0001 reached" in done.stderr
+    assert KEY not in done.stderr + done.stdout
