@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import time
@@ -37,15 +36,17 @@ def vocabulary() -> list[str]:
 
 def corpus(n_base: int, n_copies: int, max_edits: int, rng: np.random.Generator, words: list[str]):
     """Base records plus copies with 0..max_edits substituted words; returns texts and (src, copy) pairs."""
-    idx = rng.integers(0, len(words), size=(n_base + n_copies, 120), dtype=np.int64)
+    idx = rng.integers(0, len(words), size=(n_base + n_copies, 120), dtype=np.int32)
     src = rng.integers(0, n_base, n_copies)
+    edits = rng.integers(0, max_edits + 1, n_copies)
     for k in range(n_copies):
         row = idx[src[k]].copy()
-        edits = int(rng.integers(0, max_edits + 1))
-        pos = rng.choice(120, edits, replace=False)
-        row[pos] = rng.integers(0, len(words), edits)
+        pos = rng.choice(120, edits[k], replace=False)
+        row[pos] = rng.integers(0, len(words), edits[k])
         idx[n_base + k] = row
-    texts = [" ".join([words[i] for i in row]) for row in idx.tolist()]
+    texts = []
+    for start in range(0, len(idx), 20_000):  # in slices: a 1M x 120 list of ints would take GBs
+        texts.extend(" ".join([words[i] for i in row]) for row in idx[start : start + 20_000].tolist())
     pairs = np.stack([src, np.arange(n_base, n_base + n_copies)], axis=1)
     return texts, pairs
 
@@ -87,14 +88,49 @@ def accuracy(args, words) -> None:
     print(f"estimate error vs exact Jaccard: mean {np.mean(est - truth):+.4f}, std {np.std(est - truth):.4f}")
 
 
-def peak_rss_mb() -> tuple[float, float]:
-    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return self_kb / 1024, child_kb / 1024
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-def current_rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+def reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to the current RSS
+
+
+class WorkerMemory:
+    """Samples the workers' unique memory (USS): pages they share copy-on-write with the parent
+    after fork are the parent's, so RSS would count the texts twice."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_total = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0.0
+            for child in me.children():
+                try:
+                    total += child.memory_full_info().uss / 2**20
+                except psutil.Error:
+                    pass
+            self.peak_total = max(self.peak_total, total)
+            self._stop.wait(0.1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def speed(args, words) -> None:
@@ -105,21 +141,26 @@ def speed(args, words) -> None:
     texts, _ = corpus(int(n * 0.9), n - int(n * 0.9), 14, rng, words)
     print(f"\n## Speed: {n:,} records of 120 words (generated in {time.perf_counter() - t:.1f} s, "
           f"{sum(not s.isascii() for s in texts[:10000]) / 100:.0f}% non-ASCII)")
-    base_rss = current_rss_mb()
+    import gc
+
+    gc.collect()
+    base_rss = _status_mb("VmRSS")
     config = MinHashConfig()
     for workers in (2, 1):
         times = []
         for _ in range(repeats if workers == 2 else 1):
+            reset_peak()
             t = time.perf_counter()
-            result = find_near_duplicates(texts, config, workers=workers)
+            with WorkerMemory() as workers_mem:
+                result = find_near_duplicates(texts, config, workers=workers)
             times.append(time.perf_counter() - t)
+            peak = _status_mb("VmHWM")
         med = statistics.median(times)
         print(f"near dedup, {workers} process(es): median {med:.1f} s over {len(times)} run(s) -> "
-              f"{n / med:,.0f} records/s ({n / med / workers:,.0f} per core); "
+              f"{n / med:,.0f} records/s ({n / med / workers:,.0f} per process); "
               f"{len(result.duplicates):,} removed, {result.candidates:,} candidates")
-    self_mb, child_mb = peak_rss_mb()
-    print(f"memory: texts {base_rss:,.0f} MB resident before dedup; peak RSS main {self_mb:,.0f} MB "
-          f"(dedup working set {self_mb - base_rss:,.0f} MB), largest worker {child_mb:,.0f} MB")
+        print(f"  memory: the texts themselves {base_rss:,.0f} MB; dedup adds {peak - base_rss:,.0f} MB in the main "
+              f"process + {workers_mem.peak_total:,.0f} MB in workers (peak unique memory)")
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
