@@ -81,7 +81,8 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
                 asyncio.run(_generate_all(store, loaded, todo, teacher, options, budget,
                                           run_preflight=api and options.preflight and not store.info().get("preflight_ok")))
             finally:
-                teacher.close()
+                if teacher_factory is None:  # a teacher handed in stays the caller's to close
+                    teacher.close()
         report = finish_run(store, loaded, plan, out, curate=options.curate)
         if budget is not None and budget.stopped:
             raise budget.error(sum(s == PENDING for s in store.statuses().values()))

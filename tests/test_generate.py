@@ -1,0 +1,162 @@
+"""Generation end to end with the real SmolLM2 teacher, rejects with reasons, and resume after kill -9."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distill.generate.parse import Rejected, extract_json, extract_question, usable_text
+from distill.generate.runner import GenerateOptions, generate
+from distill.generate.tasks import ItemContext
+from distill.records import Example, Reject, read_jsonl
+from distill.taxonomy import build_plan, load_taxonomy
+from distill.teachers.base import GenerationResult
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
+REPO = Path(__file__).parents[1]
+GENERATE_REASONS = {"truncated", "empty_output", "refusal", "no_question", "unparseable_json", "schema_invalid",
+                    "content_filter", "teacher_failed"}
+
+
+class CountingTeacher:
+    """Passes every batch to the real teacher and remembers what it was asked (not a stand-in)."""
+
+    def __init__(self, inner):
+        self.inner, self.asked = inner, []
+        self.spec, self.batch_size, self.concurrency = inner.spec, inner.batch_size, inner.concurrency
+
+    async def generate(self, requests):
+        self.asked.extend(r.fingerprint(self.spec) for r in requests)
+        return await self.inner.generate(requests)
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="session")
+def local_teacher():
+    import torch
+
+    from distill.teachers.registry import TeacherOptions, make_teacher
+
+    torch.set_num_threads(2)
+    return make_teacher("local", TeacherOptions(batch_size=4))
+
+
+def test_prompt_renders_topic_axes_and_seed_turns():
+    loaded = load_taxonomy(FIXTURES / "qa.yaml")
+    item = build_plan(loaded)[0]
+    ctx = ItemContext(loaded, item, loaded.node(item.node_path), "local", call=None)
+    context = ctx.template_context(ctx.seeds())
+    prompt = ctx.render("qa_instruction.j2", **context)
+    topic = item.node_path.rsplit("/", 1)[-1].replace("-", " ")
+    assert topic in prompt.lower()
+    assert all(f": {value}." in prompt for value in item.axes.values())
+    assert len(ctx.seeds()) == 2  # seeds_per_prompt, inherited from the parent
+    system = ctx.render("qa_response.j2", **context)
+    assert system.startswith(loaded.taxonomy.system_prompt)
+    assert ctx.seeds() == ctx.seeds()  # the same item always sees the same seeds: its prompt hash is stable
+
+
+def test_parsers_turn_bad_output_into_reasons():
+    with pytest.raises(Rejected) as truncated:
+        usable_text(GenerationResult(key="k", text="An answer that was cut", finish_reason="length"), "response")
+    assert truncated.value.reason == "truncated"
+    with pytest.raises(Rejected) as refused:
+        usable_text(GenerationResult(key="k", text="I'm sorry, I cannot help with that.", finish_reason="stop"), "r")
+    assert refused.value.reason == "refusal"
+    assert extract_question('Question: "What causes wheeze in asthma?" It is caused by') == \
+        "What causes wheeze in asthma?"
+    with pytest.raises(Rejected, match="no_question"):
+        extract_question("What causes wheeze in asthma?", avoid={"what causes wheeze in asthma"})
+    value, repaired = extract_json('Sure!\n```json\n{"text": "My card was charged twice", "rationale": "double",}\n```')
+    assert value == {"text": "My card was charged twice", "rationale": "double"} and repaired
+    with pytest.raises(Rejected, match="unparseable_json"):
+        extract_json("The customer is upset about billing.")
+
+
+@pytest.mark.model
+def test_generate_qa_end_to_end_with_the_real_model(tmp_path, local_teacher):
+    out = tmp_path / "run"
+    report = generate(GenerateOptions(taxonomy=FIXTURES / "qa.yaml", out=out, progress=False),
+                      teacher_factory=lambda: local_teacher)
+    stats = json.loads((out / "stats.json").read_text())
+    kept = [Example.model_validate(row) for row in read_jsonl(out / "dataset.jsonl")]
+    rejected = [Reject.model_validate(row) for row in read_jsonl(out / "rejected.jsonl")]
+    # Every plan item is accounted for: kept, or rejected with a reason.
+    assert stats["counts"]["planned"] == 4 == len({e.id for e in kept} | {r.id for r in rejected})
+    assert report.total.planned == 4 and report.total.generated == 4
+    for example in kept:
+        assert [m.role for m in example.messages] == ["system", "user", "assistant"]
+        assert example.messages[1].content.endswith("?")
+        meta = example.meta
+        assert meta.teacher.startswith("local") and meta.taxonomy_path.startswith("respiratory/")
+        assert len(meta.prompt_sha256) == 64 and meta.seed_ids and meta.usage.completion_tokens > 0
+        assert set(meta.axes) == {"question_type", "audience"}
+    for reject in rejected:
+        assert reject.reason and reject.detail
+        if reject.stage == "generate":
+            assert reject.reason in GENERATE_REASONS
+    calls = sqlite3.connect(out / "run.db").execute("SELECT COUNT(*), COUNT(text) FROM teacher_calls").fetchone()
+    assert calls[0] == calls[1] >= 4  # every raw response is kept
+
+
+@pytest.mark.model
+def test_classification_outputs_are_schema_checked(tmp_path, local_teacher):
+    out = tmp_path / "run"
+    generate(GenerateOptions(taxonomy=FIXTURES / "tickets.yaml", out=out, progress=False),
+             teacher_factory=lambda: local_teacher)
+    kept = [Example.model_validate(row) for row in read_jsonl(out / "dataset.jsonl")]
+    rejected = [Reject.model_validate(row) for row in read_jsonl(out / "rejected.jsonl")]
+    assert len({e.id for e in kept} | {r.id for r in rejected}) == 4
+    for example in kept:
+        answer = json.loads(example.response)
+        assert answer == example.output and answer["label"] == example.meta.axes["label"]
+    for reject in rejected:
+        if reject.stage == "generate" and reject.reason != "teacher_failed":
+            assert reject.raw is not None  # the teacher's text is kept for every parse failure
+
+
+@pytest.mark.model
+def test_killed_run_resumes_without_asking_again(tmp_path, local_teacher):
+    """kill -9 mid-run, then re-run: no request already answered is sent to the teacher again."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "distill.cli", "generate", "--taxonomy", str(FIXTURES / "qa.yaml"),
+           "--out", str(out), "--batch-size", "1", "--no-curate"]
+    process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 240
+    answered = 0
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(0.5)
+        if (out / "run.db").exists():
+            try:
+                answered = sqlite3.connect(out / "run.db").execute("SELECT COUNT(*) FROM teacher_calls").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+            if answered >= 2:
+                break
+    assert process.poll() is None, f"the run ended before it could be killed: {process.stderr.read()}"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    db = sqlite3.connect(out / "run.db")
+    before = {row[0] for row in db.execute("SELECT fingerprint FROM teacher_calls WHERE error IS NULL")}
+    assert len(before) >= 2
+
+    counting = CountingTeacher(local_teacher)
+    generate(GenerateOptions(taxonomy=FIXTURES / "qa.yaml", out=out, progress=False, curate=False),
+             teacher_factory=lambda: counting)
+    assert not before & set(counting.asked)
+    statuses = {row[0] for row in db.execute("SELECT status FROM plan_items")}
+    assert statuses <= {"generated", "rejected"}
+
+    # A third run has nothing left to ask.
+    again = CountingTeacher(local_teacher)
+    generate(GenerateOptions(taxonomy=FIXTURES / "qa.yaml", out=out, progress=False), teacher_factory=lambda: again)
+    assert again.asked == []
