@@ -1,8 +1,10 @@
 """Decontamination: catch rates for planted copies of real held-out items, and throughput.
 
-The held-out index is 10,000 real items: MMLU medical questions with their options, PubMedQA
-questions with long answers, and PubMedQA abstract sentences. The generated set mixes verbatim,
-5%-edited and partial copies with innocent items that start with real MMLU question stems.
+The held-out index holds 10,000 items: every MMLU medical question with its options, PubMedQA's
+official test set (question + long answer, and each abstract paragraph), and filler of shuffled real
+words up to 10,000. The generated set mixes verbatim, 5%-edited and partial copies of real items with
+innocent items: a real MMLU question stem followed by prose from the PubMedQA abstracts that are not
+held out.
 
     .venv/bin/python benchmarks/bench_decontam.py --quick
     .venv/bin/python benchmarks/bench_decontam.py          # full: 200,000 generated items
@@ -35,20 +37,32 @@ STEMS = [
 ]
 
 
-def heldout_items(size: int = 10_000) -> list[HeldoutItem]:
+def pubmed_split() -> tuple[dict, dict]:
+    """PubMedQA's official test PMIDs (held out) and the other 500 (free prose for innocent items)."""
+    pubmed = json.loads((HELDOUT / "pubmedqa_ori_pqal.json").read_text(encoding="utf-8"))
+    test = set(json.loads((HELDOUT / "pubmedqa_test_ground_truth.json").read_text(encoding="utf-8")))
+    return {k: v for k, v in pubmed.items() if k in test}, {k: v for k, v in pubmed.items() if k not in test}
+
+
+def heldout_items(size: int = 10_000) -> tuple[list[HeldoutItem], int]:
+    """Real items first (returned count), then filler made of shuffled real words up to `size`."""
     items: list[HeldoutItem] = []
     for path in sorted((HELDOUT / "mmlu_medical").glob("*.csv")):
         with path.open(encoding="utf-8", newline="") as handle:
             for k, row in enumerate(csv.reader(handle)):
                 items.append(HeldoutItem(id=f"{path.stem}:{k}", text=" ".join(row[:5]), source=str(path)))
-    pubmed = json.loads((HELDOUT / "pubmedqa_ori_pqal.json").read_text(encoding="utf-8"))
-    for pmid, item in pubmed.items():
+    test, _ = pubmed_split()
+    for pmid, item in test.items():
         items.append(HeldoutItem(id=f"pubmedqa:{pmid}", text=item["QUESTION"] + " " + item["LONG_ANSWER"], source="pubmedqa"))
-    for pmid, item in pubmed.items():
-        for k, sentence in enumerate(re.split(r"(?<=[.!?])\s+", " ".join(item["CONTEXTS"]))):
-            if len(items) < size and len(sentence.split()) >= 6:
-                items.append(HeldoutItem(id=f"pubmedqa:{pmid}:s{k}", text=sentence, source="pubmedqa"))
-    return items[:size]
+        for k, paragraph in enumerate(item["CONTEXTS"]):
+            items.append(HeldoutItem(id=f"pubmedqa:{pmid}:c{k}", text=paragraph, source="pubmedqa"))
+    real = len(items)
+    rng = np.random.default_rng(42)
+    words = " ".join(i.text for i in items).split()
+    while len(items) < size:
+        filler = " ".join(words[j] for j in rng.integers(0, len(words), 80).tolist())
+        items.append(HeldoutItem(id=f"filler:{len(items)}", text=filler, source="filler"))
+    return items[:size], real
 
 
 def edit(text: str, rate: float, rng: np.random.Generator) -> str:
@@ -58,10 +72,18 @@ def edit(text: str, rate: float, rng: np.random.Generator) -> str:
     return " ".join(words)
 
 
-def generated_set(items: list[HeldoutItem], n: int, rng: np.random.Generator):
-    vocab = " ".join(i.text for i in items).split()
+def generated_set(items: list[HeldoutItem], real: int, n: int, rng: np.random.Generator):
+    """Copies of real held-out items, and innocent items: a real MMLU stem + a 60-word window of a
+    PubMedQA abstract that is not in the held-out set."""
+    _, free = pubmed_split()
+    prose = " ".join(" ".join(v["CONTEXTS"]) for v in free.values()).split()
     n_planted = max(300, n // 100)
-    picks = rng.choice(len(items), 3 * n_planted, replace=False).tolist()
+    # Items under 4 words ("Observational study.") are not indexed (DecontamConfig.min_item_words);
+    # partial copies take half an item, so those come from items of 16+ words (half >= one 8-gram).
+    usable = [i for i in range(real) if len(items[i].text.split()) >= 4]
+    long_enough = [i for i in usable if len(items[i].text.split()) >= 16]
+    picks = rng.choice(usable, 2 * n_planted, replace=False).tolist()
+    picks += rng.choice(long_enough, n_planted, replace=False).tolist()
     texts, kinds = [], []
     for k, i in enumerate(picks):
         source = items[i].text
@@ -73,11 +95,11 @@ def generated_set(items: list[HeldoutItem], n: int, rng: np.random.Generator):
             kinds.append("edited 5%")
         else:
             words = source.split()
-            texts.append("Consider: " + " ".join(words[: max(8, len(words) // 2)]))
+            texts.append("Consider: " + " ".join(words[: len(words) // 2]))
             kinds.append("partial (half)")
-    for k in range(n - len(texts)):
-        body = " ".join(vocab[j] for j in rng.integers(0, len(vocab), 60).tolist())
-        texts.append(f"{STEMS[k % len(STEMS)]} {body}")
+    starts = rng.integers(0, len(prose) - 60, n - len(texts))
+    for k, start in enumerate(starts.tolist()):
+        texts.append(f"{STEMS[k % len(STEMS)]} {' '.join(prose[start : start + 60])}")
         kinds.append("innocent, shares a stem")
     order = rng.permutation(len(texts))
     return [texts[i] for i in order], np.array(kinds)[order]
@@ -89,12 +111,13 @@ def main() -> None:
     args = parser.parse_args()
     n = 20_000 if args.quick else 200_000
     rng = np.random.default_rng(0)
-    items = heldout_items()
+    items, real = heldout_items()
     config = DecontamConfig()
     t = time.perf_counter()
     index = build_index(items, config)
-    print(f"held-out index: {len(items):,} items, {len(index.indexes[8].hashes):,} distinct 8-grams, built in {time.perf_counter() - t:.2f} s")
-    texts, kinds = generated_set(items, n, rng)
+    print(f"held-out index: {len(items):,} items ({real:,} real MMLU medical + PubMedQA test items, the rest filler), "
+          f"{len(index.indexes[8].hashes):,} distinct 8-grams, built in {time.perf_counter() - t:.2f} s")
+    texts, kinds = generated_set(items, real, n, rng)
     times = []
     for _ in range(2 if args.quick else 3):
         t = time.perf_counter()

@@ -26,8 +26,17 @@ class DecontamConfig(BaseModel):
     ngram: int = Field(8, ge=1, le=50)
     report_ngram: int = Field(13, ge=1, le=50)  # counted for comparability, not used to remove
     min_item_words: int = Field(4, ge=1)  # shorter held-out items are too generic to match whole
-    heldout_common_items: int = Field(3, ge=2)  # an n-gram in this many held-out items is a stem
-    generated_common_fraction: float = Field(0.005, gt=0, le=1)  # ... or in this share of generated items
+    # How many distinct n-grams shared with one held-out item flag a text: at least `min_matches`
+    # and `min_coverage` of the item's n-grams, but never more than `span_matches` (a verbatim span
+    # of ~15 words always counts) nor more than the item has. One or two shared 8-grams are usually
+    # boilerplate ("the aim of this study was to assess the", a stem plus one word).
+    min_matches: int = Field(3, ge=1)
+    min_coverage: float = Field(0.1, ge=0, le=1)
+    span_matches: int = Field(8, ge=1)
+    # An n-gram in this many held-out items is a stem. Not lower: a reading passage shared by a
+    # few exam questions is content, and stems ("which of the following is the most") recur far more.
+    heldout_common_items: int = Field(10, ge=2)
+    generated_common_fraction: float = Field(0.001, gt=0, le=1)  # ... or in this share of generated items
     generated_common_min: int = Field(5, ge=2)  # ... but never fewer items than this
     minhash_threshold: float | None = Field(None, gt=0, le=1)
 
@@ -40,6 +49,8 @@ class _NgramIndex:
     hashes: np.ndarray
     owner: np.ndarray
     items_with: np.ndarray  # how many held-out items contain each hash
+    per_item: np.ndarray  # distinct hashes of each held-out item
+    prefilter: np.ndarray  # bool by low hash bits: a cheap "certainly absent" test before the search
     lengths: np.ndarray  # n, or the whole item's length for short items
 
 
@@ -90,8 +101,27 @@ def _build(items: list[HeldoutItem], n: int, min_item_words: int) -> _NgramIndex
         hashes=uniq,
         owner=pair[first, 1].astype(np.int64),
         items_with=counts,
+        per_item=np.bincount(pair[:, 1].astype(np.int64), minlength=len(items)),
+        prefilter=_prefilter(uniq),
         lengths=np.array([length_of[x] for x in uniq.tolist()], dtype=np.int64),
     )
+
+
+_PREFILTER_BITS = 24  # 16 MB; at 10k held-out items ~1% of lookups pass through to the binary search
+
+
+def _prefilter(hashes: np.ndarray) -> np.ndarray:
+    table = np.zeros(1 << _PREFILTER_BITS, dtype=bool)
+    table[(hashes & np.uint64((1 << _PREFILTER_BITS) - 1)).astype(np.intp)] = True
+    return table
+
+
+def _lookup(index: _NgramIndex, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which of `hashes` are in the index, their positions there)."""
+    maybe = np.flatnonzero(index.prefilter[(hashes & np.uint64((1 << _PREFILTER_BITS) - 1)).astype(np.intp)])
+    pos = np.searchsorted(index.hashes, hashes[maybe]).clip(0, len(index.hashes) - 1)
+    found = index.hashes[pos] == hashes[maybe]
+    return maybe[found], pos[found]
 
 
 def build_index(items: list[HeldoutItem], config: DecontamConfig) -> HeldoutIndex:
@@ -119,46 +149,51 @@ def _generated_ngrams(texts: Sequence[str], lengths: set[int], full: set[int]) -
     }
 
 
-def _matches(texts: Sequence[str], index: _NgramIndex, grams, config: DecontamConfig):
+def _matches(n_texts: int, index: _NgramIndex, grams, config: DecontamConfig):
     """Per matched (doc, held-out n-gram) pair: doc, position in the index. Stems filtered out."""
     if not len(index.hashes):
         return np.empty(0, np.int64), np.empty(0, np.int64)
     docs_all, where_all = [], []
     for n in [index.n, *_short_lengths(index)]:
         h, d = grams[n]
-        pos = np.searchsorted(index.hashes, h).clip(0, len(index.hashes) - 1)
-        hit = index.hashes[pos] == h
+        hit, pos = _lookup(index, h)
         docs_all.append(d[hit])
-        where_all.append(pos[hit])
+        where_all.append(pos)
     docs = np.concatenate(docs_all)
     where = np.concatenate(where_all)
     # One count per (doc, n-gram): a phrase repeated inside one item is still one item.
     pair = np.unique(np.stack([docs, where], axis=1), axis=0)
     docs, where = pair[:, 0], pair[:, 1]
-    common_generated = max(config.generated_common_min, int(np.ceil(config.generated_common_fraction * len(texts))))
+    common_generated = max(config.generated_common_min, int(np.ceil(config.generated_common_fraction * n_texts)))
     docs_per_ngram = np.bincount(where, minlength=len(index.hashes))
     stem = (index.items_with[where] >= config.heldout_common_items) | (docs_per_ngram[where] >= common_generated)
     return docs[~stem], where[~stem]
 
 
-def _all_grams(texts: Sequence[str], index: HeldoutIndex):
-    fulls = set(index.indexes)
-    shorts = {n for ix in index.indexes.values() for n in _short_lengths(ix)}
+def _all_grams(texts: Sequence[str], indexes: list[_NgramIndex]):
+    fulls = {ix.n for ix in indexes}
+    shorts = {n for ix in indexes for n in _short_lengths(ix)}
     # Full-length n-grams also fingerprint texts shorter than n whole; the index does the same.
     return _generated_ngrams(texts, fulls | shorts, fulls)
 
 
-def _ngram_text(text: str, target: int, n: int, length: int) -> str:
-    """The normalised words of `text` whose n-gram hash is `target` (for the report)."""
-    words = normalize_text(text).split()
-    batch = tokenize_batch([text])
-    h, _ = ngram_hashes(batch, length, short_whole=False)
-    if length == n or len(words) >= length:
-        found = np.flatnonzero(h == np.uint64(target))
-        if len(found):
-            start = int(found[0])
-            return " ".join(words[start : start + length])
-    return " ".join(words[:length])
+def _required_matches(item_ngrams: int, config: DecontamConfig) -> int:
+    wanted = max(config.min_matches, int(np.ceil(config.min_coverage * item_ngrams)))
+    return max(1, min(item_ngrams, wanted, config.span_matches))
+
+
+def _ngram_texts(texts: Sequence[str], targets: list[int], lengths: list[int]) -> list[str]:
+    """For each text, the normalised words whose n-gram hash is its target (for the report)."""
+    batch = tokenize_batch(list(texts))
+    by_length = {n: ngram_hashes(batch, n, short_whole=False) for n in set(lengths)}
+    out = []
+    for k, (target, n) in enumerate(zip(targets, lengths)):
+        hashes, docs = by_length[n]
+        lo, hi = np.searchsorted(docs, [k, k + 1])
+        found = np.flatnonzero(hashes[lo:hi] == np.uint64(target))
+        start = int(found[0]) if len(found) else 0
+        out.append(" ".join(normalize_text(texts[k]).split()[start : start + n]))
+    return out
 
 
 def find_contamination(texts: Sequence[str], index: HeldoutIndex, config: DecontamConfig) -> list[ContaminationHit]:
@@ -167,34 +202,35 @@ def find_contamination(texts: Sequence[str], index: HeldoutIndex, config: Decont
     if missing:
         raise ValueError(f"the held-out index has no {sorted(missing)}-grams; build it with the same DecontamConfig")
     main = index.indexes[config.ngram]
-    grams = _all_grams(texts, index)
-    docs, where = _matches(texts, main, grams, config)
-    report_docs: set[int] = set()
-    if config.report_ngram != config.ngram:
-        report_docs = set(_matches(texts, index.indexes[config.report_ngram], grams, config)[0].tolist())
-    hits: dict[int, ContaminationHit] = {}
+    docs, where = _matches(len(texts), main, _all_grams(texts, [main]), config)
+    found: list[tuple[int, int, int, int]] = []  # doc, held-out item, index position, matches
     if len(docs):
         order = np.argsort(docs, kind="stable")
         docs, where = docs[order], where[order]
         starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
         ends = np.r_[starts[1:], len(docs)]
         for s, e in zip(starts.tolist(), ends.tolist()):
-            doc = int(docs[s])
             owners = main.owner[where[s:e]]
-            best_owner = int(np.bincount(owners).argmax())  # the held-out item sharing the most
-            pick = int(where[s:e][owners == best_owner][0])
-            item = index.items[best_owner]
-            length = int(main.lengths[pick])
-            hits[doc] = ContaminationHit(
-                index=doc,
-                heldout_id=item.id,
-                heldout_text=item.text,
-                ngram=_ngram_text(texts[doc], int(main.hashes[pick]), main.n, length),
-                n=length,
-                matches=e - s,
-                method="ngram",
-                also_at_report_ngram=doc in report_docs,
-            )
+            counts = np.bincount(owners)
+            best_owner = int(counts.argmax())  # the held-out item sharing the most
+            if counts[best_owner] >= _required_matches(int(main.per_item[best_owner]), config):
+                pick = int(where[s:e][owners == best_owner][0])
+                found.append((int(docs[s]), best_owner, pick, int(counts[best_owner])))
+    flagged_texts = [texts[doc] for doc, *_ in found]
+    report_docs: set[int] = set()
+    if config.report_ngram != config.ngram and found:
+        # Only flagged texts can overlap at the longer n; the stem threshold still counts all texts.
+        report = index.indexes[config.report_ngram]
+        sub_docs, _ = _matches(len(texts), report, _all_grams(flagged_texts, [report]), config)
+        report_docs = {found[k][0] for k in set(sub_docs.tolist())}
+    ngrams = _ngram_texts(flagged_texts, [int(main.hashes[p]) for _, _, p, _ in found], [int(main.lengths[p]) for _, _, p, _ in found])
+    hits: dict[int, ContaminationHit] = {}
+    for (doc, owner, pick, matches), ngram in zip(found, ngrams):
+        item = index.items[owner]
+        hits[doc] = ContaminationHit(
+            index=doc, heldout_id=item.id, heldout_text=item.text, ngram=ngram, n=int(main.lengths[pick]),
+            matches=matches, method="ngram", also_at_report_ngram=doc in report_docs,
+        )
     if config.minhash_threshold is not None:
         for doc, hit in _minhash_hits(texts, index, config).items():
             hits.setdefault(doc, hit)
