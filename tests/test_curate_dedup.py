@@ -6,7 +6,6 @@ sets from `normalize_text`, not from the hashing code under test.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

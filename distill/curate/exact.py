@@ -44,12 +44,11 @@ def find_exact_duplicates(keys: np.ndarray, protected: np.ndarray | None = None)
     order = np.arange(n) if protected is None else np.lexsort((np.arange(n), ~protected))
     _, first_pos = np.unique(keys[order], return_index=True)
     keeper_of_key = dict(zip(keys[order][first_pos].tolist(), order[first_pos].tolist()))
-    kept = keys.copy()
     out = []
     is_first = np.zeros(n, dtype=bool)
     is_first[order[first_pos]] = True
     for i in np.flatnonzero(~is_first).tolist():
         if protected is not None and protected[i]:
             continue
-        out.append(ExactDuplicate(removed=i, kept=keeper_of_key[int(kept[i])]))
+        out.append(ExactDuplicate(removed=i, kept=keeper_of_key[int(keys[i])]))
     return out

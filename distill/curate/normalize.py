@@ -2,7 +2,7 @@
 
 Normalised text is NFKC, lower case, with punctuation and symbols turned into spaces and runs of
 whitespace collapsed. Hashing works on whole batches at once: the batch is joined into one byte
-buffer and every word, n-gram and document hash is computed with numpy, so the per-document Python
+buffer and every word and n-gram hash is computed with numpy, so the per-document Python
 cost is a few string operations rather than one call per word.
 """
 
@@ -25,7 +25,6 @@ _ASCII_TABLE = bytes(
     for c in range(256)
 )
 
-_MASK64 = (1 << 64) - 1
 _P = 0x100000001B3  # FNV prime: odd, so it is invertible modulo 2**64
 _P_INV = pow(_P, -1, 1 << 64)
 _Q = 0x9E3779B97F4A7C15  # golden-ratio constant (odd), combines word hashes into n-gram hashes
@@ -119,19 +118,6 @@ def tokenize_batch(texts: list[str]) -> TokenizedBatch:
     word_doc = np.cumsum(buf == 0)[starts]
     doc_starts = np.searchsorted(word_doc, np.arange(len(texts) + 1), side="left").astype(np.int64)
     return TokenizedBatch(word_hashes=word_hashes, doc_starts=doc_starts)
-
-
-def doc_hashes(batch: TokenizedBatch) -> np.ndarray:
-    """One 64-bit hash of each doc's whole normalised word sequence (the exact-dedup key)."""
-    w = batch.word_hashes
-    n = len(w)
-    with np.errstate(over="ignore"):
-        prefix = np.zeros(n + 1, dtype=np.uint64)
-        np.cumsum(w * _cached_powers(_Q, n), out=prefix[1:])
-        s, e = batch.doc_starts[:-1], batch.doc_starts[1:]
-        inv = _cached_powers(_Q_INV, n + 1)[s]
-        raw = (prefix[e] - prefix[s]) * inv + (e - s).astype(np.uint64)
-    return mix64(raw)
 
 
 def ngram_hashes(batch: TokenizedBatch, n: int, short_whole: bool = True) -> tuple[np.ndarray, np.ndarray]:
