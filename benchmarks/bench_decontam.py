@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import statistics
 import sys
 import time
@@ -77,11 +76,11 @@ def generated_set(items: list[HeldoutItem], real: int, n: int, rng: np.random.Ge
     PubMedQA abstract that is not in the held-out set."""
     _, free = pubmed_split()
     prose = " ".join(" ".join(v["CONTEXTS"]) for v in free.values()).split()
-    n_planted = max(300, n // 100)
     # Items under 4 words ("Observational study.") are not indexed (DecontamConfig.min_item_words);
     # partial copies take half an item, so those come from items of 16+ words (half >= one 8-gram).
     usable = [i for i in range(real) if len(items[i].text.split()) >= 4]
     long_enough = [i for i in usable if len(items[i].text.split()) >= 16]
+    n_planted = min(max(300, n // 100), len(usable) // 3)
     picks = rng.choice(usable, 2 * n_planted, replace=False).tolist()
     picks += rng.choice(long_enough, n_planted, replace=False).tolist()
     texts, kinds = [], []
