@@ -15,7 +15,7 @@ from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.teachers.cost import PriceTable, estimate_prompt_tokens
 from distill.teachers.limits import (AdaptiveConcurrency, ApiSettings, CallFailed, RateLimiter, RetryPolicy,
-                                     TransientError, connection_limits, require_key, scrubber, with_retries)
+                                     TransientError, connection_limits, http_module, require_key, scrubber, with_retries)
 
 # Anthropic's stop reasons in the protocol's terms (the parser rejects length / refusal with a reason).
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length",
@@ -39,6 +39,7 @@ class AnthropicTeacher:
         self.gate = AdaptiveConcurrency(settings.concurrency)
         self.policy = RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_base_s)
         self.scrub = scrubber(key)
+        self.raw_type = http_module().Response
         self.client = anthropic.AsyncAnthropic(
             api_key=key, base_url=base_url, timeout=settings.timeout_s, max_retries=0,
             http_client=anthropic.DefaultAsyncHttpxClient(limits=connection_limits(settings.concurrency),
@@ -61,8 +62,9 @@ class AnthropicTeacher:
         return self.result(request.key, data)
 
     async def _send(self, params: dict[str, Any]) -> dict[str, Any]:
-        response = await self.client.messages.with_raw_response.create(**params)
-        body = await response.read()
+        # Plain body, raw response: the typed create() costs ~3 ms of transforms a request (see openai_teacher).
+        response = await self.client.post("/v1/messages", body=params, cast_to=self.raw_type)
+        body = response.content
         try:
             data = json.loads(body)
             data["content"]

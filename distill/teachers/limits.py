@@ -265,13 +265,18 @@ def scrubber(*secrets: str | None) -> Callable[[str], str]:
     return scrub
 
 
+def http_module():
+    """The HTTP library the installed SDKs are built on (httpx2 now, httpx before)."""
+    try:
+        import httpx2 as httpx
+    except ImportError:  # pragma: no cover - older SDKs
+        import httpx
+    return httpx
+
+
 def connection_limits(concurrency: int):
     """Keep a connection per request in flight: the SDK default keeps 100 alive and churns above that."""
-    try:
-        import httpx2 as httpx  # what the current SDKs are built on
-    except ImportError:  # pragma: no cover - older SDKs use httpx
-        import httpx
-    return httpx.Limits(max_connections=concurrency + 16, max_keepalive_connections=concurrency + 16)
+    return http_module().Limits(max_connections=concurrency + 16, max_keepalive_connections=concurrency + 16)
 
 
 @dataclass

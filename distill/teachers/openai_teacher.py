@@ -16,7 +16,7 @@ from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.teachers.cost import PriceTable, estimate_prompt_tokens
 from distill.teachers.limits import (AdaptiveConcurrency, ApiSettings, CallFailed, RateLimiter, RetryPolicy,
-                                     TransientError, connection_limits, require_key, scrubber, with_retries)
+                                     TransientError, connection_limits, http_module, require_key, scrubber, with_retries)
 
 # Structured output, best first; a server that rejects one gets the next (llama.cpp lacks json_schema).
 JSON_MODES = ("json_schema", "json_object", "prompt")
@@ -42,6 +42,7 @@ class OpenAITeacher:
         self.scrub = scrubber(key)
         self.json_mode = 0
         # OpenAI's newer models take max_completion_tokens only; compatible servers know max_tokens.
+        self.raw_type = http_module().Response
         self.max_tokens_field = "max_completion_tokens" if base_url is None else "max_tokens"
         self.client = openai.AsyncOpenAI(
             api_key=key or "not-needed", base_url=base_url, timeout=settings.timeout_s, max_retries=0,
@@ -71,7 +72,9 @@ class OpenAITeacher:
             return self.result(request.key, raw)
 
     async def _send(self, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-        response = await self.client.chat.completions.with_raw_response.create(**params)
+        # The SDK's typed create() walks the whole body (messages, schema) through its TypedDict
+        # transforms: ~3 ms a request. Posting the plain body keeps the SDK's auth, URL and error types.
+        response = await self.client.post("/chat/completions", body=params, cast_to=self.raw_type)
         try:
             data = json.loads(response.content)
             data["choices"][0]["message"]

@@ -47,6 +47,7 @@ class FakeAPI:
         self.requests: Counter[str] = Counter()  # prompt -> HTTP (or batch line) attempts
         self.paid: Counter[str] = Counter()  # prompt -> successful, billable answers
         self.log: list[dict[str, Any]] = []  # every request's path and headers (for key checks)
+        self.answered_at: list[float] = []  # monotonic times of answers (the benchmark's clock)
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.anthropic_batches: dict[str, dict[str, Any]] = {}
@@ -165,6 +166,7 @@ class FakeAPI:
         with self.lock:
             self.paid[prompt] += 1
         answer = self.compose(provider, request, prompt)
+        self.answered_at.append(time.monotonic())
         return 200, dict(self.faults.ratelimit_headers), answer
 
     def compose(self, provider: str, request: dict[str, Any], prompt: str) -> dict[str, Any]:
