@@ -274,9 +274,12 @@ def http_module():
     return httpx
 
 
+POOL = 32  # connections per HTTP client; more clients above that (see openai_teacher)
+
+
 def connection_limits(concurrency: int):
     """Keep a connection per request in flight: the SDK default keeps 100 alive and churns above that."""
-    return http_module().Limits(max_connections=concurrency + 16, max_keepalive_connections=concurrency + 16)
+    return http_module().Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
 
 
 @dataclass
