@@ -130,7 +130,12 @@ def parse_message(key: str, data: dict[str, Any], prices: PriceTable, model: str
 def make(spec: str, model: str, options) -> Any:
     settings = ApiSettings.from_options(options, "anthropic")
     if (options.model_extra or {}).get("batch"):
-        from distill.teachers.batch_api import AnthropicBatchTeacher
+        try:
+            from distill.teachers.batch_api import AnthropicBatchTeacher
+        except ImportError:
+            from distill.errors import DistillError
 
+            raise DistillError("--batch (provider batch APIs) is not available in this version yet; "
+                               "run without --batch") from None
         return AnthropicBatchTeacher(spec, model, settings)
     return AnthropicTeacher(spec, model, settings)

@@ -143,7 +143,12 @@ def _about_format(message: str) -> bool:
 def make(spec: str, model: str, options) -> Any:
     settings = ApiSettings.from_options(options, "openai")
     if (options.model_extra or {}).get("batch"):
-        from distill.teachers.batch_api import OpenAIBatchTeacher
+        try:
+            from distill.teachers.batch_api import OpenAIBatchTeacher
+        except ImportError:
+            from distill.errors import DistillError
 
+            raise DistillError("--batch (provider batch APIs) is not available in this version yet; "
+                               "run without --batch") from None
         return OpenAIBatchTeacher(spec, model, settings)
     return OpenAITeacher(spec, model, settings)
