@@ -44,10 +44,8 @@ def test_bad_yaml_is_one_clear_line(tmp_path, text, message):
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("train-*.yaml")))
+@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.glob("train-*.yaml") if "accelerate" not in p.name))
 def test_example_configs_load(path):
-    if "accelerate" in path.name:
-        pytest.skip("an accelerate config, not a distill one")
     load_train_config(path)
 
 

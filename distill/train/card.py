@@ -37,7 +37,7 @@ def render_card(manifest: Manifest, train: list[Example], held_out: list[Example
     m = manifest.metrics
     lines = [
         "---",
-        f"base_model: {manifest.base_model if not manifest.base_model.startswith('/') else manifest.student}",
+        f"base_model: {_hub_id(manifest)}",
         "library_name: peft",
         "tags: [distill, lora, trl, sft]",
         "---",
@@ -82,6 +82,15 @@ def render_card(manifest: Manifest, train: list[Example], held_out: list[Example
         "",
     ]
     return "\n".join(lines)
+
+
+def _hub_id(manifest: Manifest) -> str:
+    """The base as the Hub knows it: a local path means nothing to a reader of the card."""
+    from distill.models import LOCAL_ALIASES
+
+    if manifest.student in LOCAL_ALIASES:
+        return "HuggingFaceTB/SmolLM2-135M-Instruct"
+    return manifest.student
 
 
 def _fmt(value) -> str:
