@@ -123,14 +123,18 @@ def _sign_job(args):
 
 
 def sign_all(
-    texts: Sequence[str], config: MinHashConfig, workers: int = 1, progress: Progress | None = None
+    texts: Sequence[str], config: MinHashConfig, workers: int = 1, progress: Progress | None = None,
+    keep_signatures: bool = True,
 ) -> SignedBatch:
-    """Sign every text, in batches, on `workers` processes when there is enough work to share."""
+    """Sign every text, in batches, on `workers` processes when there is enough work to share.
+
+    Without `keep_signatures` only band keys are kept (512 MB less at 1M records x 128 permutations);
+    exact confirmation does not need the signatures."""
     bands, rows = resolve_bands(config)
     n = len(texts)
     # Filled in place: concatenating per-batch parts would double the peak memory at 1M records.
     signed = SignedBatch(
-        signatures=np.empty((n, config.num_perm), np.uint32),
+        signatures=np.empty((n if keep_signatures else 0, config.num_perm), np.uint32),
         keys=np.empty((n, bands), np.uint64),
         n_shingles=np.empty(n, np.int64),
     )
@@ -139,7 +143,8 @@ def sign_all(
 
     def store(start: int, part: SignedBatch) -> None:
         stop = start + len(part.n_shingles)
-        signed.signatures[start:stop] = part.signatures
+        if keep_signatures:
+            signed.signatures[start:stop] = part.signatures
         signed.keys[start:stop] = part.keys
         signed.n_shingles[start:stop] = part.n_shingles
         if progress:
@@ -263,22 +268,27 @@ def find_near_duplicates(
     never removed and win their group; otherwise the best `quality` wins, ties to the first.
     """
     n = len(texts)
+    exact = config.confirm == "exact"
     if signed is None:
-        signed = sign_all(texts, config, workers=workers, progress=progress)
+        signed = sign_all(texts, config, workers=workers, progress=progress, keep_signatures=not exact)
     mask = signed.n_shingles > 0
     if active is not None:
         mask &= active
     pairs = candidate_pairs(signed.keys, mask)
     candidates = len(pairs)
-    sims = estimated_jaccard(signed.signatures, pairs)
     sets: dict[int, np.ndarray] = {}
-    if config.confirm == "exact" and len(pairs):
-        # A 0.15 margin is > 3 standard deviations of a 128-permutation estimate near 0.7.
-        plausible = sims >= config.threshold - 0.15
-        pairs, sims = pairs[plausible], sims[plausible]
+    if exact and len(signed.signatures) and len(pairs):
+        # A cheap prefilter when signatures are at hand: 0.15 is > 3 standard deviations of a
+        # 128-permutation estimate near 0.7.
+        pairs = pairs[estimated_jaccard(signed.signatures, pairs) >= config.threshold - 0.15]
+    if exact and len(pairs):
         needed = np.unique(pairs)
         sets = dict(zip(needed.tolist(), shingle_sets([texts[i] for i in needed], config.shingle_size)))
         sims = np.array([exact_jaccard(sets[i], sets[j]) for i, j in pairs.tolist()])
+    elif exact:
+        sims = np.empty(0)
+    else:
+        sims = estimated_jaccard(signed.signatures, pairs)
     ok = sims >= config.threshold
     pairs, sims = pairs[ok], sims[ok]
     if progress:
