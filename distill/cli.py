@@ -92,14 +92,12 @@ def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed.")) ->
 
 def _register_stage_commands() -> None:
     """Stages add their own commands, so the CLI stays thin and a stage is found in its own folder."""
-    import importlib
+    from distill.curate import commands as curate_commands
+    from distill.evaluate import commands as evaluate_commands
+    from distill.train import commands as train_commands
 
-    for module in ("distill.curate.commands", "distill.train.commands", "distill.evaluate.commands"):
-        try:
-            importlib.import_module(module).register(app)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    for stage in (curate_commands, train_commands, evaluate_commands):
+        stage.register(app)
 
 
 _register_stage_commands()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from functools import lru_cache
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -162,11 +163,17 @@ class TicketDraft(BaseModel):
     rationale: str = Field(min_length=8)
 
 
-def classification_schema(labels: list[str]) -> type[BaseModel]:
+def classification_schema(labels: list[str] | tuple[str, ...]) -> type[BaseModel]:
     """The student's output for a classification task: a label from the set and a rationale."""
+    return _classification_schema(tuple(labels))
+
+
+@lru_cache(maxsize=32)
+def _classification_schema(labels: tuple[str, ...]) -> type[BaseModel]:
+    # create_model costs ~1 ms; every item of a run shares the same label set.
     return create_model(
         "ClassificationOutput",
-        label=(Literal[tuple(labels)], ...),
+        label=(Literal[labels], ...),
         rationale=(str, Field(min_length=1)),
     )
 
