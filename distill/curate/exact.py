@@ -25,11 +25,17 @@ def exact_keys(texts: Sequence[str]) -> np.ndarray:
 
 
 def _collapse_spaces(buf: bytes) -> bytes:
-    """Runs of spaces -> one space, none around doc separators; on the whole batch at once,
-    because splitting each doc into words costs ~10x more than these few C-level passes."""
-    while b"  " in buf:
-        buf = buf.replace(b"  ", b" ")
-    return buf.replace(b" \x00", b"\x00").replace(b"\x00 ", b"\x00").strip(b" ")
+    """Runs of spaces -> one space, none at either end of a doc. Vectorised over the whole batch:
+    splitting each doc into words, or a regex, costs ~10x more at ~150 matches per record."""
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    if not len(arr):
+        return buf
+    # First drop spaces that follow a space, a separator or the start; then the (now single)
+    # space left before a separator or the end.
+    arr = arr[~((arr == 32) & np.r_[True, (arr[:-1] == 32) | (arr[:-1] == 0)])]
+    if len(arr):
+        arr = arr[~((arr == 32) & np.r_[arr[1:] == 0, True])]
+    return arr.tobytes()
 
 
 @dataclass
