@@ -90,6 +90,17 @@ def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed.")) ->
     print_taxonomy(console, loaded, build_plan(loaded, seed=seed))
 
 
+@app.command("run")
+def run_job(config: Path = typer.Argument(..., help="Run config YAML (taxonomy, generate, train, eval).")) -> None:
+    """One shot: generate -> curate -> split -> train -> eval; re-running resumes at the unfinished stage."""
+    import json
+
+    from distill.run import load_run_config, run_pipeline
+
+    state = run_pipeline(load_run_config(config), say=lambda line: console.print(line, highlight=False))
+    console.print_json(json.dumps(state["done"], default=str))
+
+
 def _register_stage_commands() -> None:
     """Stages add their own commands, so the CLI stays thin and a stage is found in its own folder."""
     from distill.curate import commands as curate_commands

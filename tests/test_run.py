@@ -1,0 +1,46 @@
+"""`distill run`: the one-shot job end to end on a tiny taxonomy with the local teacher and student."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from distill.errors import DistillError
+from distill.run import load_run_config, run_pipeline
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
+
+
+@pytest.mark.model
+@pytest.mark.train
+def test_one_shot_job_runs_every_stage_and_resumes(tmp_path):
+    shutil.copytree(FIXTURES, tmp_path / "tiny")
+    taxonomy = tmp_path / "tiny" / "qa.yaml"
+    taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", "per_leaf: 4"))
+    config_path = tmp_path / "job.yaml"
+    config_path.write_text(
+        "taxonomy: tiny/qa.yaml\nout: run\nsplit_fraction: 0.3\n"
+        "train: {student: local, qlora: false, max_steps: 2, max_length: 256, batch_size: 2, grad_accum: 1,"
+        " eval_before: false, threads: 2}\n"
+        "eval: {max_new_tokens: 16, resamples: 50, threads: 2}\n"
+    )
+    lines = []
+    state = run_pipeline(load_run_config(config_path), say=lines.append)
+    out = tmp_path / "run"
+    assert list(state["done"]) == ["generate", "split", "train", "eval"]
+    assert state["done"]["split"]["train"] + state["done"]["split"]["eval"] == state["done"]["generate"]["kept"]
+    assert (out / "student" / "adapter_config.json").is_file()
+    assert json.loads((out / "eval.json").read_text())
+    assert json.loads((out / "pipeline.json").read_text())["done"].keys() == state["done"].keys()
+
+    again = []
+    run_pipeline(load_run_config(config_path), say=again.append)
+    assert again == []  # every stage finished: nothing runs twice
+
+
+def test_bad_run_config_is_one_clear_error(tmp_path):
+    config_path = tmp_path / "job.yaml"
+    config_path.write_text("taxonomy: x.yaml\ngenerat: {}\n")
+    with pytest.raises(DistillError, match="job.yaml: generat: unknown field"):
+        load_run_config(config_path)
