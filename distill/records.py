@@ -112,15 +112,29 @@ class Reject(BaseModel):
     node_path: str | None = None
 
 
-def read_jsonl(path) -> list[dict[str, Any]]:
+def iter_jsonl(path):
+    """(line number, object) for every non-blank line; a bad line is a `DistillError` naming file and line."""
     from pathlib import Path
 
-    rows = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                rows.append(json.loads(line))
-    return rows
+    from distill.errors import DistillError
+
+    path = Path(path)
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DistillError(f"not valid JSON ({err.msg}); each line must be one JSON object",
+                                   path=path, line=number) from None
+            if not isinstance(row, dict):
+                raise DistillError("each line must be a JSON object", path=path, line=number)
+            yield number, row
+
+
+def read_jsonl(path) -> list[dict[str, Any]]:
+    return [row for _, row in iter_jsonl(path)]
 
 
 def write_jsonl(path, rows) -> None:

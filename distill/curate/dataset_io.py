@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from distill.errors import DistillError
-from distill.records import Example
+from distill.records import Example, iter_jsonl
 
 
 def dataset_file(path: str | Path) -> Path:
@@ -48,30 +48,21 @@ def load_examples(path: str | Path) -> list[Example]:
     """Every line as an `Example`; ids are made from content when a row has none."""
     path = dataset_file(path)
     examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DistillError(f"not valid JSON ({err.msg}); each line must be one JSON object", path=path, line=number) from None
-            if not isinstance(row, dict):
-                raise DistillError("each line must be a JSON object", path=path, line=number)
-            row = _as_messages(row)
-            if "messages" not in row:
-                raise DistillError(
-                    "missing field 'messages' (also accepted: instruction/output, prompt/completion)", path=path, line=number
-                )
-            if "id" not in row:
-                digest = hashlib.sha256(json.dumps(row["messages"], sort_keys=True).encode()).hexdigest()[:16]
-                row = {**row, "id": f"{path.stem}-{number}-{digest}"}
-            try:
-                examples.append(Example.model_validate(row))
-            except ValidationError as err:
-                first = err.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise DistillError(f"field {where}: {first['msg']}", path=path, line=number) from None
+    for number, row in iter_jsonl(path):
+        row = _as_messages(row)
+        if "messages" not in row:
+            raise DistillError(
+                "missing field 'messages' (also accepted: instruction/output, prompt/completion)", path=path, line=number
+            )
+        if "id" not in row:
+            digest = hashlib.sha256(json.dumps(row["messages"], sort_keys=True).encode()).hexdigest()[:16]
+            row = {**row, "id": f"{path.stem}-{number}-{digest}"}
+        try:
+            examples.append(Example.model_validate(row))
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise DistillError(f"field {where}: {first['msg']}", path=path, line=number) from None
     return examples
 
 

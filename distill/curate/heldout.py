@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
-from distill.records import HeldoutSource
+from distill.records import HeldoutSource, iter_jsonl
 
 # Tried in order when the user names no fields.
 DEFAULT_FIELDS = ["question", "QUESTION", "prompt", "instruction", "input", "text", "problem"]
@@ -53,19 +53,7 @@ def _format_of(source: HeldoutSource) -> str:
 
 
 def _rows_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DistillError(f"not valid JSON ({err.msg}); each line must be one JSON object", path=path, line=number) from None
-            if not isinstance(row, dict):
-                raise DistillError("each line must be a JSON object", path=path, line=number)
-            rows.append((number, row))
-    return rows
+    return list(iter_jsonl(path))
 
 
 def _rows_json(path: Path) -> list[tuple[int, dict[str, Any]]]:
