@@ -8,7 +8,6 @@ of combinations, and the same --seed always gives the same plan.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 

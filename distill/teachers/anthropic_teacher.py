@@ -6,16 +6,15 @@ input comes back as the JSON text the task parses. Limits and retries are shared
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.cost import PriceTable, estimate_prompt_tokens
-from distill.teachers.limits import (AdaptiveConcurrency, ApiSettings, CallFailed, RateLimiter, RetryPolicy,
-                                     TransientError, POOL, connection_limits, http_module, require_key, scrubber, with_retries)
+from distill.teachers.api_teacher import ApiTeacher, batch_not_available
+from distill.teachers.cost import PriceTable
+from distill.teachers.limits import ApiSettings, CallFailed, TransientError, require_key
 
 # Anthropic's stop reasons in the protocol's terms (the parser rejects length / refusal with a reason).
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length",
@@ -23,51 +22,27 @@ FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_
 TOOL = "output"
 
 
-class AnthropicTeacher:
-    batch_size = 1
-
+class AnthropicTeacher(ApiTeacher):
     def __init__(self, spec: str, model: str, settings: ApiSettings):
         import anthropic
 
         key = require_key("ANTHROPIC_API_KEY", spec)
         base_url = settings.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-        self.spec, self.model = spec, model
-        self.cache_namespace = spec if base_url is None else f"{spec}@{base_url.rstrip('/')}"
-        self.concurrency = settings.concurrency
-        self.prices = PriceTable(settings.prices)
-        self.limiter = RateLimiter(settings.rpm, settings.tpm)
-        self.gate = AdaptiveConcurrency(settings.concurrency)
-        self.policy = RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_base_s)
-        self.scrub = scrubber(key)
-        self.raw_type = http_module().Response
-        # httpcore's pool scans every connection on each request (O(n^2) at high concurrency: ~6 ms a
-        # request at 256), so requests are spread over several clients of at most POOL connections each.
-        per_pool = min(settings.concurrency, POOL)
-        self.clients = [anthropic.AsyncAnthropic(
+        super().__init__(spec, model, settings, key, base_url, lambda limits: anthropic.AsyncAnthropic(
             api_key=key, base_url=base_url, timeout=settings.timeout_s, max_retries=0,
-            http_client=anthropic.DefaultAsyncHttpxClient(limits=connection_limits(per_pool),
-                                                          timeout=settings.timeout_s),
-        ) for _ in range(-(-settings.concurrency // per_pool))]
-        self._turn = 0
-
-    async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        if len(requests) == 1:
-            return [await self.generate_one(requests[0])]
-        return list(await asyncio.gather(*(self.generate_one(r) for r in requests)))
+            http_client=anthropic.DefaultAsyncHttpxClient(limits=limits, timeout=settings.timeout_s)))
 
     async def generate_one(self, request: GenerationRequest) -> GenerationResult:
         params = self.params(request)
-        tokens = estimate_prompt_tokens(request.messages) + request.sampling.max_tokens
         try:
-            data = await with_retries(lambda: self._send(params), limiter=self.limiter, gate=self.gate,
-                                      policy=self.policy, tokens=tokens, scrub=self.scrub)
+            data = await self.send_with_retries(request, lambda: self._send(params))
         except CallFailed as failed:
             return GenerationResult(key=request.key, error=failed.message)
         return self.result(request.key, data)
 
     async def _send(self, params: dict[str, Any]) -> dict[str, Any]:
         # Plain body, raw response: the typed create() costs ~3 ms of transforms a request (see openai_teacher).
-        response = await self._next_client().post("/v1/messages", body=params, cast_to=self.raw_type)
+        response = await self.next_client().post("/v1/messages", body=params, cast_to=self.raw_type)
         body = response.content
         try:
             data = json.loads(body)
@@ -96,20 +71,6 @@ class AnthropicTeacher:
     def result(self, key: str, data: dict[str, Any]) -> GenerationResult:
         return parse_message(key, data, self.prices, self.model)
 
-    def price_request(self, request: GenerationRequest) -> float | None:
-        return self.prices.cost(self.model, estimate_prompt_tokens(request.messages), request.sampling.max_tokens)
-
-    def _next_client(self):
-        self._turn = (self._turn + 1) % len(self.clients)
-        return self.clients[self._turn]
-
-    async def aclose(self) -> None:
-        for client in self.clients:
-            await client.close()
-
-    def close(self) -> None:
-        pass
-
 
 def parse_message(key: str, data: dict[str, Any], prices: PriceTable, model: str, batch: bool = False) -> GenerationResult:
     """A Messages API body -> result; a tool call's input becomes JSON text for the task's parser."""
@@ -130,12 +91,5 @@ def parse_message(key: str, data: dict[str, Any], prices: PriceTable, model: str
 def make(spec: str, model: str, options) -> Any:
     settings = ApiSettings.from_options(options, "anthropic")
     if (options.model_extra or {}).get("batch"):
-        try:
-            from distill.teachers.batch_api import AnthropicBatchTeacher
-        except ImportError:
-            from distill.errors import DistillError
-
-            raise DistillError("--batch (provider batch APIs) is not available in this version yet; "
-                               "run without --batch") from None
-        return AnthropicBatchTeacher(spec, model, settings)
+        raise batch_not_available()
     return AnthropicTeacher(spec, model, settings)

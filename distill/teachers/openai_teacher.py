@@ -7,66 +7,39 @@ read as plain JSON rather than SDK models: it is the hot path, and the fields we
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.cost import PriceTable, estimate_prompt_tokens
-from distill.teachers.limits import (AdaptiveConcurrency, ApiSettings, CallFailed, RateLimiter, RetryPolicy,
-                                     TransientError, POOL, connection_limits, http_module, require_key, scrubber, with_retries)
+from distill.teachers.api_teacher import ApiTeacher, batch_not_available
+from distill.teachers.limits import ApiSettings, CallFailed, TransientError, require_key
 
 # Structured output, best first; a server that rejects one gets the next (llama.cpp lacks json_schema).
 JSON_MODES = ("json_schema", "json_object", "prompt")
 
 
-class OpenAITeacher:
-    batch_size = 1  # one HTTP request per generation; concurrency gives the throughput
-
+class OpenAITeacher(ApiTeacher):
     def __init__(self, spec: str, model: str, settings: ApiSettings):
         import openai
 
         base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
         # A self-hosted server often needs no key; OpenAI itself always does.
         key = require_key("OPENAI_API_KEY", spec, optional=base_url is not None)
-        self.spec, self.model = spec, model
-        # The same model name on another server is another model: keep their cached answers apart.
-        self.cache_namespace = spec if base_url is None else f"{spec}@{base_url.rstrip('/')}"
-        self.concurrency = settings.concurrency
-        self.prices = PriceTable(settings.prices)
-        self.limiter = RateLimiter(settings.rpm, settings.tpm)
-        self.gate = AdaptiveConcurrency(settings.concurrency)
-        self.policy = RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_base_s)
-        self.scrub = scrubber(key)
+        super().__init__(spec, model, settings, key, base_url, lambda limits: openai.AsyncOpenAI(
+            api_key=key or "not-needed", base_url=base_url, timeout=settings.timeout_s, max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=settings.timeout_s)))
         self.json_mode = 0
-        self.raw_type = http_module().Response
         # OpenAI's newer models take max_completion_tokens only; compatible servers know max_tokens.
         self.max_tokens_field = "max_completion_tokens" if base_url is None else "max_tokens"
-        # httpcore's pool scans every connection on each request (O(n^2) at high concurrency: ~6 ms a
-        # request at 256), so requests are spread over several clients of at most POOL connections each.
-        per_pool = min(settings.concurrency, POOL)
-        self.clients = [openai.AsyncOpenAI(
-            api_key=key or "not-needed", base_url=base_url, timeout=settings.timeout_s, max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(limits=connection_limits(per_pool),
-                                                       timeout=settings.timeout_s),
-        ) for _ in range(-(-settings.concurrency // per_pool))]
-        self._turn = 0
-
-    async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        if len(requests) == 1:
-            return [await self.generate_one(requests[0])]
-        return list(await asyncio.gather(*(self.generate_one(r) for r in requests)))
 
     async def generate_one(self, request: GenerationRequest) -> GenerationResult:
-        tokens = estimate_prompt_tokens(request.messages) + request.sampling.max_tokens
         while True:
             mode = self.json_mode
             params = self.params(request, mode)
             try:
-                raw = await with_retries(lambda: self._send(params), limiter=self.limiter, gate=self.gate,
-                                         policy=self.policy, tokens=tokens, scrub=self.scrub)
+                raw = await self.send_with_retries(request, lambda: self._send(params))
             except CallFailed as failed:
                 if request.json_schema is not None and failed.status in (400, 422) and mode < len(JSON_MODES) - 1 \
                         and _about_format(failed.message):
@@ -78,7 +51,7 @@ class OpenAITeacher:
     async def _send(self, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         # The SDK's typed create() walks the whole body (messages, schema) through its TypedDict
         # transforms: ~3 ms a request. Posting the plain body keeps the SDK's auth, URL and error types.
-        response = await self._next_client().post("/chat/completions", body=params, cast_to=self.raw_type)
+        response = await self.next_client().post("/chat/completions", body=params, cast_to=self.raw_type)
         try:
             data = json.loads(response.content)
             data["choices"][0]["message"]
@@ -119,21 +92,6 @@ class OpenAITeacher:
                                 usage=Usage(prompt_tokens=prompt, completion_tokens=completion,
                                             cost_usd=self.prices.cost(self.model, prompt, completion)))
 
-    def price_request(self, request: GenerationRequest) -> float | None:
-        """The most this request can cost: its prompt (estimated high) and every allowed output token."""
-        return self.prices.cost(self.model, estimate_prompt_tokens(request.messages), request.sampling.max_tokens)
-
-    def _next_client(self):
-        self._turn = (self._turn + 1) % len(self.clients)
-        return self.clients[self._turn]
-
-    async def aclose(self) -> None:
-        for client in self.clients:
-            await client.close()
-
-    def close(self) -> None:
-        pass  # the HTTP client is closed in aclose, inside the event loop that owns it
-
 
 def _about_format(message: str) -> bool:
     lowered = message.lower()
@@ -143,12 +101,5 @@ def _about_format(message: str) -> bool:
 def make(spec: str, model: str, options) -> Any:
     settings = ApiSettings.from_options(options, "openai")
     if (options.model_extra or {}).get("batch"):
-        try:
-            from distill.teachers.batch_api import OpenAIBatchTeacher
-        except ImportError:
-            from distill.errors import DistillError
-
-            raise DistillError("--batch (provider batch APIs) is not available in this version yet; "
-                               "run without --batch") from None
-        return OpenAIBatchTeacher(spec, model, settings)
+        raise batch_not_available()
     return OpenAITeacher(spec, model, settings)
