@@ -105,7 +105,7 @@ def test_fallback_split_is_deterministic_and_stratified():
 @pytest.mark.parametrize("content, message", [
     (None, "run directory does not exist"),
     ("", "dataset.jsonl is empty"),
-    ("{not json\n", "invalid JSON"),
+    ("{not json\n", "dataset.jsonl:1: not valid JSON"),
     (json.dumps({"id": 1}) + "\n", "not an Example"),
 ])
 def test_bad_run_directories_are_one_line_errors(tmp_path, content, message):

@@ -9,13 +9,12 @@ nothing after it is, and `mask_stats` refuses a mask that would train on (almost
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from distill.errors import DistillError
-from distill.records import Example, read_jsonl, write_jsonl
+from distill.records import Example, iter_jsonl, write_jsonl
 
 MIN_LABELLED_FRACTION = 0.01
 IGNORE = -100
@@ -26,11 +25,7 @@ def read_examples(path: Path) -> list[Example]:
     if not path.is_file():
         raise DistillError("not found", path=path)
     examples = []
-    try:
-        rows = read_jsonl(path)
-    except json.JSONDecodeError as exc:
-        raise DistillError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from None
-    for number, row in enumerate(rows, start=1):
+    for number, row in iter_jsonl(path):
         try:
             examples.append(Example.model_validate(row))
         except ValidationError as exc:
