@@ -8,7 +8,6 @@ confirmed pairs are grouped into connected components (scipy's union-find equiva
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from pydantic import BaseModel, Field
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from distill.curate.normalize import TokenizedBatch, mix64, ngram_hashes, tokenize_batch
+from distill.curate.normalize import mix64, run_batches, shingle_hashes, tokenize_batch, unique_sorted
 
 Progress = Callable[[str, int, int], None]
 
@@ -68,18 +67,23 @@ def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def signatures_of_shingles(hashes: np.ndarray, doc_of: np.ndarray, n_docs: int, num_perm: int, seed: int) -> np.ndarray:
-    """(n_docs, num_perm) uint32 MinHash signatures; docs without shingles get all 0xFFFFFFFF."""
+def signatures_of_shingles(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """(n_docs, num_perm) uint32 MinHash signatures of shingle hashes grouped by doc (`offsets`,
+    n_docs + 1); docs without shingles get all 0xFFFFFFFF."""
     a, b = _permutations(num_perm, seed)
     x = (hashes >> np.uint64(32)).astype(np.uint32)
-    offsets = np.searchsorted(doc_of, np.arange(n_docs + 1))
+    n_docs = len(offsets) - 1
     out = np.full((num_perm, n_docs), np.iinfo(np.uint32).max, dtype=np.uint32)
     has = np.flatnonzero(np.diff(offsets) > 0)
+    scratch = np.empty(0, dtype=np.uint32)
     for i in range(0, len(has), _PERM_BLOCK):
         docs = has[i : i + _PERM_BLOCK]
         lo, hi = offsets[docs[0]], offsets[docs[-1] + 1]
+        if len(scratch) < num_perm * (hi - lo):  # reused: fresh pages for every block cost more than the product
+            scratch = np.empty(num_perm * (hi - lo) * 5 // 4, dtype=np.uint32)
+        prod = scratch[: num_perm * (hi - lo)].reshape(num_perm, hi - lo)
         with np.errstate(over="ignore"):
-            prod = np.multiply.outer(a, x[lo:hi])
+            np.multiply(a[:, None], x[None, lo:hi], out=prod)
             prod += b[:, None]
         out[:, docs] = np.minimum.reduceat(prod, offsets[docs] - lo, axis=1)
     return np.ascontiguousarray(out.T)
@@ -106,33 +110,27 @@ class SignedBatch:
     n_shingles: np.ndarray  # (n,) shingles per doc; 0 means nothing to compare
 
 
-def sign_batch(texts: Sequence[str], config: MinHashConfig, bands: int, rows: int) -> SignedBatch:
-    batch = tokenize_batch(list(texts))
-    hashes, doc_of = ngram_hashes(batch, config.shingle_size)
-    sig = signatures_of_shingles(hashes, doc_of, batch.n_docs, config.num_perm, config.seed)
+def sign_batch(texts: Sequence[str], config: MinHashConfig, bands: int, rows: int, keep_signatures: bool = True) -> SignedBatch:
+    batch = tokenize_batch(texts)
+    hashes, offsets = shingle_hashes(batch, config.shingle_size)
+    sig = signatures_of_shingles(hashes, offsets, config.num_perm, config.seed)
     return SignedBatch(
-        signatures=sig,
+        signatures=sig if keep_signatures else sig[:0],
         keys=band_keys(sig, bands, rows),
-        n_shingles=np.bincount(doc_of, minlength=batch.n_docs),
+        n_shingles=np.diff(offsets),
     )
-
-
-def _sign_job(args):
-    texts, config, bands, rows, keep_signatures = args
-    part = sign_batch(texts, config, bands, rows)
-    if not keep_signatures:  # 4x less to send back between processes
-        part.signatures = part.signatures[:0]
-    return part
 
 
 def sign_all(
     texts: Sequence[str], config: MinHashConfig, workers: int = 1, progress: Progress | None = None,
     keep_signatures: bool = True,
 ) -> SignedBatch:
-    """Sign every text, in batches, on `workers` processes when there is enough work to share.
+    """Sign every text, in batches, on `workers` threads when there is enough work to share.
 
-    Without `keep_signatures` only band keys are kept (512 MB less at 1M records x 128 permutations);
-    exact confirmation does not need the signatures."""
+    Threads, not processes: the numpy work releases the GIL for all but a few percent of the time,
+    nothing is copied to or from a worker, and nothing is forked (forking a process that has started
+    torch's threads can deadlock the child). Without `keep_signatures` only band keys are kept
+    (512 MB less at 1M records x 128 permutations); exact confirmation does not need the signatures."""
     bands, rows = resolve_bands(config)
     n = len(texts)
     # Filled in place: concatenating per-batch parts would double the peak memory at 1M records.
@@ -142,25 +140,17 @@ def sign_all(
         n_shingles=np.empty(n, np.int64),
     )
     starts = list(range(0, n, _BATCH))
-    jobs = ((texts[i : i + _BATCH], config, bands, rows, keep_signatures) for i in starts)
 
-    def store(start: int, part: SignedBatch) -> None:
+    def job(start: int) -> int:
+        part = sign_batch(texts[start : start + _BATCH], config, bands, rows, keep_signatures)
         stop = start + len(part.n_shingles)
         if keep_signatures:
             signed.signatures[start:stop] = part.signatures
         signed.keys[start:stop] = part.keys
         signed.n_shingles[start:stop] = part.n_shingles
-        if progress:
-            progress("sign", stop, n)
+        return stop
 
-    if workers > 1 and len(starts) > 2:
-        # fork shares the parent's memory for free; imap returns results in order.
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for start, part in zip(starts, pool.imap(_sign_job, jobs, chunksize=1)):
-                store(start, part)
-    else:
-        for start, job in zip(starts, jobs):
-            store(start, _sign_job(job))
+    run_batches(job, starts, workers, lambda stop: progress("sign", stop, n) if progress else None)
     return signed
 
 
@@ -173,19 +163,24 @@ def resolve_bands(config: MinHashConfig) -> tuple[int, int]:
 
 
 def candidate_pairs(keys: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
-    """(m, 2) int64 pairs i < j sharing at least one band key, each pair once."""
+    """(m, 2) int64 pairs i < j sharing at least one band key, each pair once.
+
+    Each band is bucketed by one value sort of (key bits, index) packed in a uint64, much faster than
+    an argsort; two keys that agree on all but the index bits share a bucket too, which costs one
+    more candidate (every candidate is confirmed) once in about 2**44 pairs at 1M records."""
     n, bands = keys.shape
-    index = np.arange(n) if active is None else np.flatnonzero(active)
+    index = np.arange(n, dtype=np.uint64) if active is None else np.flatnonzero(active).astype(np.uint64)
+    shift = np.uint64(max(1, (n - 1).bit_length()))
     found = []
     for band in range(bands):
-        col = keys[index, band]
-        order = np.argsort(col, kind="stable")
-        sorted_keys = col[order]
-        members = index[order]
+        col = keys[:, band] if active is None else keys[index.astype(np.intp), band]
+        packed = np.sort(((col >> shift) << shift) | index)
+        sorted_keys = packed >> shift
+        members = (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
         same = sorted_keys[1:] == sorted_keys[:-1]
         if not same.any():
             continue
-        # Runs of equal keys are the buckets.
+        # Runs of equal keys are the buckets; inside one, members are in index order.
         boundaries = np.flatnonzero(np.diff(np.concatenate(([False], same, [False])).astype(np.int8)))
         run_starts, run_ends = boundaries[::2], boundaries[1::2] + 1
         sizes = run_ends - run_starts
@@ -205,7 +200,7 @@ def candidate_pairs(keys: np.ndarray, active: np.ndarray | None = None) -> np.nd
     pairs = np.concatenate(found).astype(np.int64)
     pairs.sort(axis=1)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    codes = np.unique(pairs[:, 0] * np.int64(n) + pairs[:, 1])
+    codes = unique_sorted(pairs[:, 0] * np.int64(n) + pairs[:, 1])
     return np.stack([codes // n, codes % n], axis=1)
 
 
@@ -218,14 +213,11 @@ def estimated_jaccard(signatures: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 
 def shingle_sets(texts: Sequence[str], shingle_size: int) -> list[np.ndarray]:
-    """Sorted unique shingle hashes of each text (for exact Jaccard)."""
+    """Sorted unique shingle hashes of each text (for exact Jaccard of a few pairs)."""
     out: list[np.ndarray] = []
     for i in range(0, len(texts), _BATCH):
-        chunk = list(texts[i : i + _BATCH])
-        batch: TokenizedBatch = tokenize_batch(chunk)
-        hashes, doc_of = ngram_hashes(batch, shingle_size)
-        offsets = np.searchsorted(doc_of, np.arange(len(chunk) + 1))
-        out.extend(np.unique(hashes[offsets[k] : offsets[k + 1]]) for k in range(len(chunk)))
+        hashes, offsets = shingle_hashes(tokenize_batch(texts[i : i + _BATCH]), shingle_size)
+        out.extend(np.unique(hashes[offsets[k] : offsets[k + 1]]) for k in range(len(offsets) - 1))
     return out
 
 
@@ -234,6 +226,58 @@ def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     inter = len(np.intersect1d(a, b, assume_unique=True))
     return inter / (len(a) + len(b) - inter)
+
+
+_CONFIRM_CHUNK = 20_000  # pairs per exact-Jaccard chunk: at most 40,000 shingle sets in memory (~150 MB)
+
+
+def exact_pair_jaccard(texts: Sequence[str], pairs: np.ndarray, shingle_size: int, workers: int = 1) -> np.ndarray:
+    """Exact Jaccard of the shingle-hash sets of each pair (i, j) of `texts` (1.0 when both are empty).
+
+    Vectorised: a chunk's shingle hashes are ranked once, each set becomes sorted int64 keys
+    slot * ranks + rank, and every element of one side of each pair is looked up in the other side's
+    keys with one `searchsorted`."""
+    out = np.empty(len(pairs))
+    for lo in range(0, len(pairs), _CONFIRM_CHUNK):
+        chunk = pairs[lo : lo + _CONFIRM_CHUNK]
+        ids, slots = np.unique(chunk, return_inverse=True)
+        slots = slots.reshape(chunk.shape)
+        sets = _ShingleSets([texts[i] for i in ids.tolist()], shingle_size, workers)
+        out[lo : lo + len(chunk)] = sets.jaccard(slots[:, 0], slots[:, 1])
+    return out
+
+
+class _ShingleSets:
+    def __init__(self, texts: list[str], shingle_size: int, workers: int) -> None:
+        parts: list = [None] * len(range(0, len(texts), _BATCH))
+
+        def job(start: int) -> int:
+            hashes, offsets = shingle_hashes(tokenize_batch(texts[start : start + _BATCH]), shingle_size)
+            parts[start // _BATCH] = (hashes, np.diff(offsets))
+            return start
+
+        run_batches(job, list(range(0, len(texts), _BATCH)), workers)
+        hashes = np.concatenate([h for h, _ in parts]) if parts else np.empty(0, np.uint64)
+        counts = np.concatenate([c for _, c in parts]) if parts else np.empty(0, np.int64)
+        distinct, rank = np.unique(hashes, return_inverse=True)
+        self.radix = max(len(distinct), 1)
+        slot = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
+        self.keys = unique_sorted(slot * self.radix + rank)  # sorted; repeated shingles counted once
+        self.sizes = np.bincount(self.keys // self.radix, minlength=len(texts))
+        self.starts = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(self.sizes, out=self.starts[1:])
+
+    def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        lengths = self.sizes[a]
+        pair = np.repeat(np.arange(len(a)), lengths)
+        first = np.zeros(len(a), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=first[1:])
+        pos = np.arange(len(pair)) - first[pair] + self.starts[a][pair]
+        query = self.keys[pos] + (b[pair] - a[pair]) * self.radix  # the same rank in b's slot
+        found = self.keys[np.searchsorted(self.keys, query).clip(max=max(len(self.keys) - 1, 0))] == query
+        inter = np.bincount(pair, weights=found, minlength=len(a))
+        union = lengths + self.sizes[b] - inter
+        return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
 @dataclass
@@ -279,28 +323,24 @@ def find_near_duplicates(
         mask &= active
     pairs = candidate_pairs(signed.keys, mask)
     candidates = len(pairs)
-    sets: dict[int, np.ndarray] = {}
     if exact and len(signed.signatures) and len(pairs):
         # A cheap prefilter when signatures are at hand: 0.15 is > 3 standard deviations of a
         # 128-permutation estimate near 0.7.
         pairs = pairs[estimated_jaccard(signed.signatures, pairs) >= config.threshold - 0.15]
-    if exact and len(pairs):
-        needed = np.unique(pairs)
-        sets = dict(zip(needed.tolist(), shingle_sets([texts[i] for i in needed], config.shingle_size)))
-        sims = np.array([exact_jaccard(sets[i], sets[j]) for i, j in pairs.tolist()])
-    elif exact:
-        sims = np.empty(0)
+    if exact:
+        sims = exact_pair_jaccard(texts, pairs, config.shingle_size, workers)
     else:
         sims = estimated_jaccard(signed.signatures, pairs)
     ok = sims >= config.threshold
     pairs, sims = pairs[ok], sims[ok]
     if progress:
         progress("group", n, n)
-    duplicates = _group(n, pairs, sims, protected, quality, signed, sets, config)
+    duplicates = _group(texts, pairs, sims, protected, quality, signed, config, workers)
     return NearDupResult(duplicates=duplicates, candidates=candidates, confirmed=len(pairs), pairs=pairs, similarities=sims)
 
 
-def _group(n, pairs, sims, protected, quality, signed, sets, config) -> list[NearDuplicate]:
+def _group(texts, pairs, sims, protected, quality, signed, config, workers) -> list[NearDuplicate]:
+    n = len(texts)
     if not len(pairs):
         return []
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
@@ -308,26 +348,38 @@ def _group(n, pairs, sims, protected, quality, signed, sets, config) -> list[Nea
     score = np.zeros(n) if quality is None else np.asarray(quality, dtype=float).copy()
     if protected is not None:
         score[protected] = np.inf
-    involved = np.unique(pairs)
+    involved = unique_sorted(pairs)
     # Winner per component: highest score, then lowest index.
     order = np.lexsort((involved, -score[involved], label[involved]))
     ranked = involved[order]
     first_of_label = np.r_[True, label[ranked][1:] != label[ranked][:-1]]
-    winner = dict(zip(label[ranked][first_of_label].tolist(), ranked[first_of_label].tolist()))
-    best_neighbour: dict[int, tuple[int, float]] = {}
-    for (i, j), s in zip(pairs.tolist(), sims.tolist()):
-        for a, b in ((i, j), (j, i)):
-            if s > best_neighbour.get(a, (-1, -1.0))[1]:
-                best_neighbour[a] = (b, s)
-    out = []
-    for i in involved.tolist():
-        keep = winner[label[i]]
-        if i == keep or (protected is not None and protected[i]):
-            continue
-        via, via_sim = best_neighbour[i]
-        if config.confirm == "exact" and i in sets and keep in sets:
-            sim = exact_jaccard(sets[i], sets[keep])
+    winner_of_label = np.zeros(n, dtype=np.int64)
+    winner_of_label[label[ranked][first_of_label]] = ranked[first_of_label]
+    # Each item's most similar confirmed neighbour; ties to the earliest pair, (i, j) before (j, i).
+    node = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    other = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    both_sims = np.concatenate([sims, sims])
+    seq = np.concatenate([np.arange(len(pairs)) * 2, np.arange(len(pairs)) * 2 + 1])
+    best = np.lexsort((seq, -both_sims, node))
+    best = best[np.r_[True, node[best][1:] != node[best][:-1]]]  # one per node, in `involved` order
+    via, via_sim = other[best], both_sims[best]
+    keep = winner_of_label[label[involved]]
+    removed = involved != keep
+    if protected is not None:
+        removed &= ~protected[involved]
+    rows = np.flatnonzero(removed)
+    # Similarity to the kept item: the direct one where it was matched to it, else computed.
+    sim = via_sim[rows].copy()
+    indirect = np.flatnonzero(via[rows] != keep[rows])
+    if len(indirect):
+        pairs_to_keep = np.stack([involved[rows][indirect], keep[rows][indirect]], axis=1)
+        if config.confirm == "exact":
+            sim[indirect] = exact_pair_jaccard(texts, pairs_to_keep, config.shingle_size, workers)
         else:
-            sim = float((signed.signatures[i] == signed.signatures[keep]).mean())
-        out.append(NearDuplicate(removed=i, kept=keep, similarity=round(sim, 4), via=via, via_similarity=round(via_sim, 4)))
-    return out
+            sim[indirect] = estimated_jaccard(signed.signatures, pairs_to_keep)
+    return [
+        NearDuplicate(removed=i, kept=k, similarity=round(s, 4), via=v, via_similarity=round(vs, 4))
+        for i, k, s, v, vs in zip(
+            involved[rows].tolist(), keep[rows].tolist(), sim.tolist(), via[rows].tolist(), via_sim[rows].tolist()
+        )
+    ]

@@ -198,7 +198,7 @@ def curate(examples: list[Example], config: CurateConfig, progress: Progress | N
     duplicates: list[DuplicateRow] = []
     dedup_info: dict[str, Any] = {"against": list(config.against), "against_items": len(against_ids)}
     if config.exact_dedup:
-        keys = exact_keys(texts)
+        keys = exact_keys(texts, workers=config.workers)
         live = np.flatnonzero(alive)
         for dup in find_exact_duplicates(keys[live], protected[live]):
             i, j = int(live[dup.removed]), int(live[dup.kept])
@@ -241,7 +241,7 @@ def curate(examples: list[Example], config: CurateConfig, progress: Progress | N
         live = np.flatnonzero(status == 2)
         if progress:
             progress("decontaminate", 0, len(live))
-        hits = find_contamination([texts[i] for i in live], index, dc)
+        hits = find_contamination([texts[i] for i in live], index, dc, workers=config.workers)
         for hit in hits:
             i = int(live[hit.index])
             ex = examples[i]
