@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from distill.records import Example, PlanItem, Reject
 from distill.teachers.base import GenerationRequest, GenerationResult
@@ -38,6 +39,18 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL, node_path TEXT, body TEXT NOT NULL, created_at REAL NOT NULL
     );
     CREATE INDEX rejects_item ON rejects (item_id);
+    """,
+    # Provider batch jobs (--batch): a re-run finds a job still open here and collects it instead of
+    # submitting (and paying for) its requests again. custom_id is the request's fingerprint.
+    """
+    CREATE TABLE batch_jobs (
+        id INTEGER PRIMARY KEY, teacher TEXT NOT NULL, job_id TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
+        submitted_at REAL NOT NULL, finished_at REAL
+    );
+    CREATE TABLE batch_requests (
+        batch INTEGER NOT NULL REFERENCES batch_jobs (id), custom_id TEXT NOT NULL, PRIMARY KEY (batch, custom_id)
+    );
+    CREATE INDEX batch_requests_custom_id ON batch_requests (custom_id);
     """,
 ]
 
@@ -128,6 +141,31 @@ class RunStore:
             totals["completion_tokens"] += data.get("completion_tokens") or 0
             totals["cost_usd"] += data.get("cost_usd") or 0.0
         return totals
+
+    # provider batch jobs
+    def add_batch_job(self, teacher: str, job_id: str, custom_ids: Iterable[str], status: str) -> int:
+        """Record a submitted job at once, before polling it: from here on a kill cannot lose its id."""
+        with self.transaction():
+            row = self.db.execute("INSERT INTO batch_jobs (teacher, job_id, status, submitted_at) VALUES (?, ?, ?, ?)",
+                                  (teacher, job_id, status, time.time())).lastrowid
+            self.db.executemany("INSERT OR IGNORE INTO batch_requests VALUES (?, ?)",
+                                [(row, custom_id) for custom_id in custom_ids])
+        return row
+
+    def update_batch_job(self, row: int, status: str, finished: bool = False, error: str | None = None) -> None:
+        self.db.execute("UPDATE batch_jobs SET status = ?, error = COALESCE(?, error), finished_at = ? WHERE id = ?",
+                        (status, error, time.time() if finished else None, row))
+
+    def batch_jobs(self, teacher: str) -> list[dict[str, Any]]:
+        """The teacher's jobs, oldest first: row, job_id, status, error, times and the custom_ids each carries."""
+        jobs = {row[0]: dict(row=row[0], job_id=row[1], status=row[2], error=row[3], submitted_at=row[4],
+                             finished_at=row[5], custom_ids=[])
+                for row in self.db.execute("SELECT id, job_id, status, error, submitted_at, finished_at FROM batch_jobs"
+                                           " WHERE teacher = ? ORDER BY id", (teacher,))}
+        for row, custom_id in self.db.execute("SELECT r.batch, r.custom_id FROM batch_requests r JOIN batch_jobs j"
+                                              " ON j.id = r.batch WHERE j.teacher = ?", (teacher,)):
+            jobs[row]["custom_ids"].append(custom_id)
+        return list(jobs.values())
 
     # outcomes
     def add_example(self, example: Example) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.api_teacher import ApiTeacher, batch_not_available
+from distill.teachers.api_teacher import ApiTeacher
 from distill.teachers.cost import PriceTable
 from distill.teachers.limits import ApiSettings, CallFailed, TransientError, require_key
 
@@ -69,7 +69,7 @@ class AnthropicTeacher(ApiTeacher):
         return params
 
     def result(self, key: str, data: dict[str, Any]) -> GenerationResult:
-        return parse_message(key, data, self.prices, self.model)
+        return parse_message(key, data, self.prices, self.model, batch=self.batch)
 
 
 def parse_message(key: str, data: dict[str, Any], prices: PriceTable, model: str, batch: bool = False) -> GenerationResult:
@@ -91,5 +91,8 @@ def parse_message(key: str, data: dict[str, Any], prices: PriceTable, model: str
 def make(spec: str, model: str, options) -> Any:
     settings = ApiSettings.from_options(options, "anthropic")
     if (options.model_extra or {}).get("batch"):
-        raise batch_not_available()
+        from distill.teachers.batch import AnthropicBatches, BatchSettings, BatchTeacher
+
+        return BatchTeacher(AnthropicBatches(AnthropicTeacher(spec, model, settings)),
+                            BatchSettings.from_options(options, "anthropic"))
     return AnthropicTeacher(spec, model, settings)

@@ -13,7 +13,7 @@ from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.api_teacher import ApiTeacher, batch_not_available
+from distill.teachers.api_teacher import ApiTeacher
 from distill.teachers.limits import ApiSettings, CallFailed, TransientError, require_key
 
 # Structured output, best first; a server that rejects one gets the next (llama.cpp lacks json_schema).
@@ -88,9 +88,9 @@ class OpenAITeacher(ApiTeacher):
             text, finish = message["refusal"], "refusal"
         usage = data.get("usage") or {}
         prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        cost = self.prices.cost(self.model, prompt, completion, batch=self.batch)
         return GenerationResult(key=key, text=text, finish_reason=finish,
-                                usage=Usage(prompt_tokens=prompt, completion_tokens=completion,
-                                            cost_usd=self.prices.cost(self.model, prompt, completion)))
+                                usage=Usage(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost))
 
 
 def _about_format(message: str) -> bool:
@@ -101,5 +101,8 @@ def _about_format(message: str) -> bool:
 def make(spec: str, model: str, options) -> Any:
     settings = ApiSettings.from_options(options, "openai")
     if (options.model_extra or {}).get("batch"):
-        raise batch_not_available()
+        from distill.teachers.batch import BatchSettings, BatchTeacher, OpenAIBatches
+
+        return BatchTeacher(OpenAIBatches(OpenAITeacher(spec, model, settings)),
+                            BatchSettings.from_options(options, "openai"))
     return OpenAITeacher(spec, model, settings)

@@ -75,6 +75,8 @@ class FakeAPI:
         asyncio.run_coroutine_threadsafe(close(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.loop.close()
 
     def __enter__(self) -> FakeAPI:
         return self.start()
@@ -126,19 +128,22 @@ class FakeAPI:
             return await self._answer("anthropic", json.loads(body))
         if path == "/v1/files" and method == "POST":
             return self._upload(headers, body)
-        if m := re.fullmatch(r"/v1/files/([\w-]+)/content", path):
+        if (m := re.fullmatch(r"/v1/files/([\w-]+)/content", path)) and m.group(1) in self.files:
             return 200, {}, self.files[m.group(1)]
         if path == "/v1/batches" and method == "POST":
             return self._openai_batch_create(json.loads(body))
-        if m := re.fullmatch(r"/v1/batches/([\w-]+)", path):
+        if (m := re.fullmatch(r"/v1/batches/([\w-]+)", path)) and m.group(1) in self.batches:
             return 200, {}, self._openai_batch_poll(m.group(1))
         if path == "/v1/messages/batches" and method == "POST":
             return self._anthropic_batch_create(json.loads(body))
-        if m := re.fullmatch(r"/v1/messages/batches/([\w-]+)/results", path):
-            return 200, {}, self.anthropic_batches[m.group(1)]["results"]
-        if m := re.fullmatch(r"/v1/messages/batches/([\w-]+)", path):
-            return 200, {}, self._anthropic_batch_poll(m.group(1))
-        return 404, {}, {"error": {"message": f"no route {method} {path}"}}
+        m = re.fullmatch(r"/v1/messages/batches/([\w-]+)(/results)?", path)
+        if m and m.group(1) in self.anthropic_batches:
+            batch = self.anthropic_batches[m.group(1)]
+            if not m.group(2):
+                return 200, {}, self._anthropic_batch_poll(m.group(1))
+            if batch["results"] is not None:
+                return 200, {}, batch["results"]
+        return 404, {}, {"type": "error", "error": {"type": "not_found_error", "message": f"no route {method} {path}"}}
 
     # realtime answers
     async def _answer(self, provider: str, request: dict[str, Any]):
@@ -242,6 +247,8 @@ class FakeAPI:
                          "filename": "batch.jsonl", "purpose": "batch", "status": "processed"}
 
     def _openai_batch_create(self, request: dict[str, Any]):
+        if request.get("input_file_id") not in self.files:
+            return 404, {}, {"error": {"message": "No such File object", "type": "invalid_request_error"}}
         batch_id = f"batch_{len(self.batches) + 1}"
         lines = [json.loads(line) for line in self.files[request["input_file_id"]].splitlines() if line.strip()]
         self.batches[batch_id] = {"request": request, "lines": lines, "created": time.time(), "done": None}
@@ -249,30 +256,46 @@ class FakeAPI:
 
     def _openai_batch_poll(self, batch_id: str) -> dict[str, Any]:
         batch = self.batches[batch_id]
-        status = "in_progress"
+        status, counts = "in_progress", {"total": len(batch["lines"]), "completed": 0, "failed": 0}
         if time.time() - batch["created"] >= self.faults.batch_delay_s:
             if batch["done"] is None:
-                batch["done"] = self._run_openai_batch(batch_id, batch["lines"])
-            status = batch["done"]["status"]
-        obj = {"id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "errors": None,
-               "input_file_id": batch["request"]["input_file_id"], "completion_window": "24h", "status": status,
-               "created_at": int(batch["created"]), "request_counts": {"total": len(batch["lines"]), "completed": 0,
-                                                                      "failed": 0}}
+                batch["done"] = self._run_openai_batch(batch["request"], batch["lines"])
+            status, counts = batch["done"]["status"], batch["done"]["counts"]
+        obj = {"id": batch_id, "object": "batch", "endpoint": batch["request"].get("endpoint"),
+               "errors": (batch["done"] or {}).get("errors"), "input_file_id": batch["request"]["input_file_id"],
+               "completion_window": "24h", "status": status, "created_at": int(batch["created"]),
+               "request_counts": counts}
         if batch["done"]:
             obj.update(output_file_id=batch["done"]["output"], error_file_id=batch["done"]["error"])
         return obj
 
-    def _run_openai_batch(self, batch_id: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    def _run_openai_batch(self, request: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+        # Validation first, as the real service does: a bad file fails the whole batch, nothing is run.
+        problems = []
+        ids = [line.get("custom_id") for line in lines]
+        if len(set(ids)) != len(ids):
+            problems.append({"code": "duplicate_custom_id", "message": "custom_id values must be unique", "line": None})
+        for n, line in enumerate(lines, start=1):
+            if line.get("method") != "POST" or line.get("url") != request.get("endpoint"):
+                problems.append({"code": "invalid_request", "message": "url does not match the endpoint", "line": n})
+        if problems or request.get("endpoint") != "/v1/chat/completions" or request.get("completion_window") != "24h":
+            problems = problems or [{"code": "invalid_request", "message": "bad endpoint or window", "line": None}]
+            return {"status": "failed", "output": None, "error": None, "errors": {"object": "list", "data": problems},
+                    "counts": {"total": len(lines), "completed": 0, "failed": 0}}
         out, errors, expired = [], [], False
         for line in lines:
             prompt = prompt_id(line["body"])
             attempt = self.batch_attempt(prompt)
             if attempt < self.faults.batch_expire_first:
-                expired = True  # never processed: absent from both files
+                expired = True  # never processed: the error file says so, per request
+                errors.append({"id": "r", "custom_id": line["custom_id"], "response": None,
+                               "error": {"code": "batch_expired", "message": "This request could not be executed "
+                                                                             "before the completion window expired."}})
                 continue
             if attempt < self.faults.batch_expire_first + self.faults.batch_fail_first:
-                errors.append({"id": "r", "custom_id": line["custom_id"], "response": None,
-                               "error": {"code": "server_error", "message": "injected batch failure"}})
+                errors.append({"id": "r", "custom_id": line["custom_id"], "error": None,
+                               "response": {"status_code": 500, "request_id": "req", "body": {"error": {
+                                   "message": "injected batch failure", "type": "server_error"}}}})
                 continue
             self.paid[prompt] += 1
             out.append({"id": "r", "custom_id": line["custom_id"], "error": None,
@@ -285,7 +308,8 @@ class FakeAPI:
                 self.files[ids[name]] = "\n".join(json.dumps(r) for r in rows).encode() + b"\n"
             else:
                 ids[name] = None
-        return {"status": "expired" if expired else "completed", **ids}
+        return {"status": "expired" if expired else "completed", **ids, "errors": None,
+                "counts": {"total": len(lines), "completed": len(out), "failed": len(errors)}}
 
     def batch_attempt(self, prompt: str) -> int:
         with self.lock:
@@ -295,8 +319,14 @@ class FakeAPI:
 
     # Anthropic batch
     def _anthropic_batch_create(self, request: dict[str, Any]):
+        ids = [entry.get("custom_id") or "" for entry in request.get("requests") or []]
+        if not ids or len(set(ids)) != len(ids) or not all(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", i) for i in ids):
+            return 400, {}, {"type": "error", "error": {"type": "invalid_request_error",
+                                                        "message": "requests: custom_id must be unique and match "
+                                                                   "^[a-zA-Z0-9_-]{1,64}$"}}
         batch_id = f"msgbatch_{len(self.anthropic_batches) + 1}"
-        self.anthropic_batches[batch_id] = {"requests": request["requests"], "created": time.time(), "results": None}
+        self.anthropic_batches[batch_id] = {"requests": request["requests"], "created": time.time(), "results": None,
+                                            "counts": None}
         return 200, {}, self._anthropic_batch_poll(batch_id)
 
     def _anthropic_batch_poll(self, batch_id: str) -> dict[str, Any]:
@@ -317,11 +347,13 @@ class FakeAPI:
                     result = {"type": "succeeded", "message": self.compose("anthropic", entry["params"], prompt)}
                 rows.append({"custom_id": entry["custom_id"], "result": result})
             batch["results"] = "\n".join(json.dumps(r) for r in rows).encode() + b"\n"
+            batch["counts"] = Counter(row["result"]["type"] for row in rows)
         n = len(batch["requests"])
         stamp = "2025-01-01T00:00:00Z"
+        counts = batch["counts"] or {}
         return {"id": batch_id, "type": "message_batch", "processing_status": "ended" if ended else "in_progress",
-                "request_counts": {"processing": 0 if ended else n, "succeeded": 0, "errored": 0, "canceled": 0,
-                                   "expired": 0},
+                "request_counts": {"processing": 0 if ended else n, **{kind: counts.get(kind, 0) for kind in
+                                                                        ("succeeded", "errored", "canceled", "expired")}},
                 "ended_at": stamp if ended else None, "created_at": stamp, "expires_at": stamp,
                 "archived_at": None, "cancel_initiated_at": None,
                 "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results" if ended else None}

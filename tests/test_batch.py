@@ -1,0 +1,189 @@
+"""--batch: OpenAI Batch API and Anthropic Message Batches through the real SDKs against the loopback server.
+
+Every plan item accounted for at batch prices, failed and expired requests resubmitted, a request that
+never succeeds failed with its error, a job open at kill -9 collected (not resubmitted) by the re-run,
+and no key in any file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from distill.generate.runner import GenerateOptions, generate
+from distill.store import RunStore
+from distill.teachers.cost import PriceTable
+from distill.teachers.registry import make_teacher, teacher_options
+from fakeapi import FakeAPI, Faults
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "fixtures" / "tiny"
+KEYS = {"openai": "sk-test-BATCH-NEVER-WRITE-9d1e", "anthropic": "sk-ant-test-BATCH-NEVER-WRITE-3b7f"}
+SPECS = {"openai": "openai:gpt-4o-mini", "anthropic": "anthropic:claude-haiku-4-5"}
+FAST = {"batch_poll_s": 0.05, "batch_collect_s": 0.1}  # the defaults (30 s, 2 s) suit real providers
+
+providers = pytest.mark.parametrize("provider", ["openai", "anthropic"])
+
+
+@pytest.fixture(autouse=True)
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEYS["openai"])
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEYS["anthropic"])
+    monkeypatch.setenv("DISTILL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+
+
+def base_url(api: FakeAPI, provider: str) -> str:
+    return api.url + "/v1" if provider == "openai" else api.url
+
+
+def run(api: FakeAPI, out: Path, provider: str, taxonomy: str = "qa", **teacher):
+    extra = dict(base_url=base_url(api, provider), timeout_s=2.0, max_retries=2, retry_base_s=0.01, concurrency=4,
+                 batch=True, **FAST)
+    extra.update(teacher)
+    options = GenerateOptions(taxonomy=TINY / f"{taxonomy}.yaml", teacher=SPECS[provider], out=out, curate=False,
+                              progress=False, teacher_options=teacher_options(**extra))
+    return generate(options)
+
+
+def jobs(api: FakeAPI, provider: str) -> dict:
+    return api.batches if provider == "openai" else api.anthropic_batches
+
+
+def sent_bodies(api: FakeAPI, provider: str) -> list[dict]:
+    if provider == "openai":
+        return [line["body"] for batch in api.batches.values() for line in batch["lines"]]
+    return [entry["params"] for batch in api.anthropic_batches.values() for entry in batch["requests"]]
+
+
+def stored(out: Path, query: str) -> list[tuple]:
+    store = RunStore(out / "run.db")
+    try:
+        return store.db.execute(query).fetchall()
+    finally:
+        store.close()
+
+
+def statuses(out: Path) -> dict[str, int]:
+    return dict(Counter(status for (status,) in stored(out, "SELECT status FROM plan_items")))
+
+
+def rejected(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+
+
+def files_with(root: Path, needle: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
+
+
+@providers
+def test_batch_run_accounts_for_every_item_at_batch_price(tmp_path, provider):
+    faults = Faults(expect_key=KEYS[provider], content={"refusal": 0.25, "length": 0.25})
+    with FakeAPI(faults) as api:
+        report = run(api, tmp_path / "run", provider)
+        assert api.log and all(path.startswith(("/v1/files", "/v1/batches", "/v1/messages/batches"))
+                               for path in (e["path"] for e in api.log))  # nothing went to the online endpoints
+    counts = statuses(tmp_path / "run")
+    assert sum(counts.values()) == 4 and "pending" not in counts and "failed" not in counts
+    assert len(rejected(tmp_path / "run")) == counts.get("rejected", 0)
+    assert {r["reason"] for r in rejected(tmp_path / "run")} <= {"refusal", "truncated", "no_question"}
+    # One job per round of requests: questions, then answers.
+    assert len(jobs(api, provider)) == 2 and set(api.requests.values()) == {1}
+    model = SPECS[provider].partition(":")[2]
+    calls = stored(tmp_path / "run", "SELECT usage FROM teacher_calls WHERE error IS NULL")
+    assert calls
+    for (usage,) in calls:
+        usage = json.loads(usage)
+        online = PriceTable().cost(model, usage["prompt_tokens"], usage["completion_tokens"])
+        assert usage["cost_usd"] == pytest.approx(online / 2) and usage["cost_usd"] > 0
+    total = sum(json.loads(u)["cost_usd"] for (u,) in calls)
+    assert report.stats["usage"]["cost_usd"] == pytest.approx(total)
+    rows = stored(tmp_path / "run", "SELECT job_id, status, finished_at FROM batch_jobs ORDER BY id")
+    assert [r[0] for r in rows] == list(jobs(api, provider)) and all(r[2] for r in rows)
+    assert files_with(tmp_path, KEYS[provider]) == [] and files_with(tmp_path, KEYS[provider][-8:]) == []
+
+
+@providers
+def test_structured_output_is_in_the_batch_body(tmp_path, provider):
+    with FakeAPI() as api:
+        report = run(api, tmp_path / "run", provider, taxonomy="tickets")
+    assert report.stats["counts"]["kept"] == 4 and len(jobs(api, provider)) == 1
+    for body in sent_bodies(api, provider):
+        if provider == "openai":
+            assert body["response_format"]["type"] == "json_schema"
+            assert "label" in json.dumps(body["response_format"]["json_schema"]["schema"])
+        else:
+            assert body["tool_choice"] == {"type": "tool", "name": "output"} and body["tools"][0]["input_schema"]
+
+
+@providers
+def test_failed_and_expired_requests_are_resubmitted_and_kept(tmp_path, provider):
+    with FakeAPI(Faults(batch_fail_first=1, batch_expire_first=1)) as api:
+        report = run(api, tmp_path / "run", provider)
+    assert statuses(tmp_path / "run") == {"generated": 4} and report.stats["counts"]["kept"] == 4
+    assert set(api.requests.values()) == {3}  # expired, then failed, then answered
+    assert set(api.paid.values()) == {1} and len(api.paid) == 8
+    assert len(jobs(api, provider)) == 6  # three submissions in each of the two rounds
+    store_rows = stored(tmp_path / "run", "SELECT COUNT(*) FROM batch_requests")
+    assert store_rows == [(24,)]  # every submission of every request is on record
+
+
+@providers
+def test_request_failing_every_attempt_ends_failed_with_its_error(tmp_path, provider):
+    with FakeAPI(Faults(batch_fail_first=99)) as api:
+        report = run(api, tmp_path / "run", provider, batch_attempts=2)
+    assert statuses(tmp_path / "run") == {"failed": 4} and report.stats["counts"]["failed"] == 4
+    assert set(api.requests.values()) == {2} and not api.paid  # two attempts each, nothing billed
+    details = [r["detail"] for r in rejected(tmp_path / "run")]
+    assert len(details) == 4 and all(r["reason"] == "teacher_failed" for r in rejected(tmp_path / "run"))
+    assert all("injected" in d for d in details), details
+
+
+def test_budget_reserves_at_batch_price():
+    online = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1"))
+    batch = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", batch=True))
+    from distill.records import Message
+    from distill.teachers.base import GenerationRequest
+
+    request = GenerationRequest(key="k", messages=[Message(role="user", content="How do inhalers work?" * 20)])
+    assert batch.price_request(request) == pytest.approx(online.price_request(request) / 2)
+    assert batch.batch_size > 1000 and batch.collect_s > 0
+
+
+@providers
+def test_kill_9_while_polling_then_rerun_collects_the_job(tmp_path, provider):
+    config = tmp_path / "api.yaml"
+    config.write_text(f"{provider}: {json.dumps(FAST)}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    poll = "/v1/batches/batch_1" if provider == "openai" else "/v1/messages/batches/msgbatch_1"
+    with FakeAPI(Faults(batch_delay_s=600)) as api:  # the first job stays open until the kill
+        args = [sys.executable, "-m", "distill.cli", "generate", "--taxonomy", str(TINY / "qa.yaml"),
+                "--teacher", SPECS[provider], "--out", str(tmp_path / "run"), "--base-url", base_url(api, provider),
+                "--batch", "--api-config", str(config), "--no-curate"]
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        # Polling starts only after the job id is committed to run.db: two polls seen, then kill.
+        while sum(e["path"] == poll for e in api.log) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert len(jobs(api, provider)) == 1 and not api.paid
+        open_jobs = stored(tmp_path / "run", "SELECT job_id, finished_at FROM batch_jobs")
+        assert open_jobs == [(poll.rsplit("/", 1)[1], None)]
+        api.faults.batch_delay_s = 0.05  # the provider finishes the job while nobody watches
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert statuses(tmp_path / "run") == {"generated": 4}
+    assert len(jobs(api, provider)) == 2  # the open job collected, then the answers' job: no resubmission
+    assert set(api.requests.values()) == {1} and set(api.paid.values()) == {1} and len(api.paid) == 8
+    assert all(finished for (finished,) in stored(tmp_path / "run", "SELECT finished_at FROM batch_jobs"))
+    assert files_with(tmp_path, KEYS[provider]) == []
