@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 from transformers.utils import logging as transformers_logging
 
 from distill.records import Usage
@@ -25,9 +26,12 @@ class TransformersTeacher:
         from distill.models import load_causal_lm, load_tokenizer
 
         # Small models loop on a phrase ("You can tell them when you have it...") without a penalty.
+        # It counts only generated tokens: transformers' default also penalises every prompt token,
+        # and a chat prompt holds the end-of-turn token, "?" and the topic's own words, so the model
+        # stopped asking questions, wandered off topic and ran to max_tokens (0 of 24 kept on medical).
         # It changes the answers, so it is part of the spec, and so of every cache key.
         self.repetition_penalty = repetition_penalty
-        self.spec = spec if repetition_penalty == 1.0 else f"{spec}?repetition_penalty={repetition_penalty:g}"
+        self.spec = spec if repetition_penalty == 1.0 else f"{spec}?output_repetition_penalty={repetition_penalty:g}"
         self.batch_size = batch_size
         transformers_logging.disable_progress_bar()  # our own bar is the one to watch
         self.tokenizer = load_tokenizer(model_name)
@@ -65,6 +69,10 @@ class TransformersTeacher:
         ]
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         sample = sampling.temperature > 0
+        prompt_length = batch["input_ids"].shape[1]  # left padding: every row's prompt ends here
+        processors = LogitsProcessorList()
+        if self.repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty, prompt_ignore_length=prompt_length))
         with self._lock, torch.inference_mode():
             output = self.model.generate(
                 **batch,
@@ -73,7 +81,7 @@ class TransformersTeacher:
                 temperature=sampling.temperature if sample else None,
                 top_p=sampling.top_p if sample else None,
                 top_k=None,
-                repetition_penalty=self.repetition_penalty,
+                logits_processor=processors,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         new_tokens = output[:, batch["input_ids"].shape[1]:]
