@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import resource
 import statistics
 import sys
 import time
@@ -107,6 +109,7 @@ def generated_set(items: list[HeldoutItem], real: int, n: int, rng: np.random.Ge
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per timing; the median is printed")
     args = parser.parse_args()
     n = 20_000 if args.quick else 200_000
     rng = np.random.default_rng(0)
@@ -117,17 +120,29 @@ def main() -> None:
     print(f"held-out index: {len(items):,} items ({real:,} real MMLU medical + PubMedQA test items, the rest filler), "
           f"{len(index.indexes[8].hashes):,} distinct 8-grams, built in {time.perf_counter() - t:.2f} s")
     texts, kinds = generated_set(items, real, n, rng)
-    times = []
-    for _ in range(2 if args.quick else 3):
-        t = time.perf_counter()
-        hits = find_contamination(texts, index, config)
-        times.append(time.perf_counter() - t)
-    med = statistics.median(times)
+
+    def cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)  # all threads
+        return own.ru_utime + own.ru_stime
+
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; median of {args.repeats} runs each\n")
+    print("| workers | wall s | items/s | CPU s | items per CPU-second |\n|---:|---:|---:|---:|---:|")
+    walls = {}
+    for workers in (1, 2):
+        times, cpus = [], []
+        for _ in range(args.repeats):
+            t, c = time.perf_counter(), cpu()
+            hits = find_contamination(texts, index, config, workers=workers)
+            times.append(time.perf_counter() - t)
+            cpus.append(cpu() - c)
+        med, cpu_med = statistics.median(times), statistics.median(cpus)
+        walls[workers] = med
+        print(f"| {workers} | {med:.2f} | {len(texts) / med:,.0f} | {cpu_med:.2f} | {len(texts) / cpu_med:,.0f} |")
+    print(f"\n{len(texts):,} generated items against {len(items):,} held-out items; 2 workers vs 1: wall x{walls[1] / walls[2]:.2f}")
     flagged = np.zeros(len(texts), bool)
     flagged[[h.index for h in hits]] = True
     at13 = np.zeros(len(texts), bool)
     at13[[h.index for h in hits if h.also_at_report_ngram]] = True
-    print(f"\n{len(texts):,} generated items: median {med:.2f} s over {len(times)} runs -> {len(texts) / med:,.0f} items/s (1 process)")
     print("\n| planted | items | flagged (8-gram) | also at 13-gram |\n|---|---:|---:|---:|")
     for kind in ("verbatim", "edited 5%", "partial (half)", "innocent, shares a stem"):
         m = kinds == kind

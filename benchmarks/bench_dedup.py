@@ -3,8 +3,8 @@
 Records are ~120 words drawn from the real PubMedQA abstract vocabulary (word frequencies as in the
 abstracts), with near-duplicates planted at known edit counts. Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_dedup.py --quick     # ~1 minute
-    .venv/bin/python benchmarks/bench_dedup.py             # full: 1,000,000 records
+    .venv/bin/python benchmarks/bench_dedup.py --quick     # 100,000 records, ~1 minute
+    .venv/bin/python benchmarks/bench_dedup.py             # full: 1,000,000 records, ~10 minutes
 """
 
 from __future__ import annotations
@@ -89,11 +89,11 @@ def accuracy(args, words) -> None:
 
 
 def cpu_seconds() -> float:
+    """CPU time of this process, all its threads (the workers are threads), user + system."""
     import resource
 
     own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # workers, once the pool has reaped them
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime
 
 
 def _status_mb(field: str) -> float:
@@ -107,86 +107,61 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to the current RSS
 
 
-class WorkerMemory:
-    """Samples the workers' unique memory (USS): pages they share copy-on-write with the parent
-    after fork are the parent's, so RSS would count the texts twice."""
+def timed(fn, repeats: int) -> tuple[float, float, float, object]:
+    """Median wall seconds, median CPU seconds and peak RSS (MB) over `repeats` runs of fn()."""
+    import gc
 
-    def __init__(self) -> None:
-        import threading
-
-        self.peak_total = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0.0
-            for child in me.children():
-                try:
-                    total += child.memory_full_info().uss / 2**20
-                except psutil.Error:
-                    pass
-            self.peak_total = max(self.peak_total, total)
-            self._stop.wait(0.1)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+    walls, cpus, peaks = [], [], []
+    for _ in range(repeats):
+        gc.collect()
+        reset_peak()
+        t, c = time.perf_counter(), cpu_seconds()
+        out = fn()
+        walls.append(time.perf_counter() - t)
+        cpus.append(cpu_seconds() - c)
+        peaks.append(_status_mb("VmHWM"))
+    return statistics.median(walls), statistics.median(cpus), max(peaks), out
 
 
 def speed(args, words) -> None:
     n = 100_000 if args.quick else 1_000_000
-    repeats = 2 if args.quick else 3
+    repeats = args.repeats
     rng = np.random.default_rng(1)
     t = time.perf_counter()
     texts, _ = corpus(int(n * 0.9), n - int(n * 0.9), 14, rng, words)
     print(f"\n## Speed: {n:,} records of 120 words (generated in {time.perf_counter() - t:.1f} s, "
-          f"{sum(not s.isascii() for s in texts[:10000]) / 100:.0f}% non-ASCII)")
+          f"{sum(not s.isascii() for s in texts[:10000]) / 100:.0f}% non-ASCII), median of {repeats} runs each")
     import gc
+    import os
 
     gc.collect()
     base_rss = _status_mb("VmRSS")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start; the texts themselves "
+          f"take {base_rss:,.0f} MB. Records per CPU-second (all threads, user + system) measure the work per core "
+          "even when other processes share the machine; wall time does not.")
     config = MinHashConfig()
-    for workers in (2, 1):
-        times, cpus = [], []
-        for _ in range(repeats if workers == 2 else 1):
-            reset_peak()
-            t, c = time.perf_counter(), cpu_seconds()
-            with WorkerMemory() as workers_mem:
-                result = find_near_duplicates(texts, config, workers=workers)
-            times.append(time.perf_counter() - t)
-            cpus.append(cpu_seconds() - c)
-            peak = _status_mb("VmHWM")
-        med, cpu = statistics.median(times), statistics.median(cpus)
-        # CPU seconds (parent + workers) measure the work per core even when others share the machine.
-        print(f"near dedup, {workers} process(es): median {med:.1f} s wall over {len(times)} run(s) -> "
-              f"{n / med:,.0f} records/s; {cpu:.1f} CPU-s -> {n / cpu:,.0f} records per CPU-second; "
-              f"{len(result.duplicates):,} removed, {result.candidates:,} candidates")
-        print(f"  memory: the texts themselves {base_rss:,.0f} MB; dedup adds {peak - base_rss:,.0f} MB in the main "
-              f"process + {workers_mem.peak_total:,.0f} MB in workers (peak unique memory)")
-    times, cpus = [], []
-    for _ in range(repeats):
-        t, c = time.perf_counter(), cpu_seconds()
-        keys = exact_keys(texts)
-        dups = find_exact_duplicates(keys)
-        times.append(time.perf_counter() - t)
-        cpus.append(cpu_seconds() - c)
-    med, cpu = statistics.median(times), statistics.median(cpus)
-    print(f"exact dedup (normalise + xxh3 + unique), 1 process: median {med:.2f} s -> {n / med:,.0f} records/s; "
-          f"{n / cpu:,.0f} records per CPU-second; {len(dups):,} removed")
+    print("\n| step | workers | wall s | records/s | CPU s | records per CPU-second | added peak memory |\n"
+          "|---|---:|---:|---:|---:|---:|---:|")
+    walls = {}
+    for workers in (1, 2):
+        wall, cpu, peak, result = timed(lambda: find_near_duplicates(texts, config, workers=workers), repeats)
+        walls[workers] = wall
+        print(f"| near dedup (normalise, shingle, sign, band, confirm, group) | {workers} | {wall:.2f} | {n / wall:,.0f} | "
+              f"{cpu:.2f} | {n / cpu:,.0f} | {peak - base_rss:,.0f} MB |")
+    near_removed, near_candidates = len(result.duplicates), result.candidates
+    for workers in (1, 2):
+        wall, cpu, peak, dups = timed(lambda: find_exact_duplicates(exact_keys(texts, workers=workers)), repeats)
+        print(f"| exact dedup (normalise, xxh3, first occurrence) | {workers} | {wall:.2f} | {n / wall:,.0f} | "
+              f"{cpu:.2f} | {n / cpu:,.0f} | {peak - base_rss:,.0f} MB |")
+    print(f"\nnear dedup: {near_removed:,} removed, {near_candidates:,} candidate pairs; exact dedup: {len(dups):,} removed. "
+          f"2 workers vs 1: wall x{walls[1] / walls[2]:.2f} for near dedup (load average now {os.getloadavg()[0]:.1f}).")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
     parser.add_argument("--only", choices=["accuracy", "speed"])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per timing; the median is printed")
     args = parser.parse_args()
     words = vocabulary()
     if args.only != "speed":

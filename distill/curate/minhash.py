@@ -8,6 +8,7 @@ confirmed pairs are grouped into connected components (scipy's union-find equiva
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -60,6 +61,7 @@ def detection_probability(similarity: np.ndarray | float, bands: int, rows: int)
     return 1.0 - (1.0 - np.asarray(similarity, dtype=float) ** rows) ** bands
 
 
+@functools.lru_cache(maxsize=8)
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     a = (rng.integers(0, 2**32, num_perm, dtype=np.uint64) | np.uint64(1)).astype(np.uint32)
@@ -91,16 +93,13 @@ def signatures_of_shingles(hashes: np.ndarray, offsets: np.ndarray, num_perm: in
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(n_docs, bands) uint64: one hash per band of `rows` signature values."""
-    n = len(signatures)
-    keys = np.empty((n, bands), dtype=np.uint64)
-    sig = signatures.astype(np.uint64)
+    sig = signatures[:, : bands * rows].reshape(len(signatures), bands, rows).astype(np.uint64)
     with np.errstate(over="ignore"):
-        for band in range(bands):
-            acc = np.full(n, band + 1, dtype=np.uint64)
-            for col in range(band * rows, (band + 1) * rows):
-                acc = acc * np.uint64(0x100000001B3) + sig[:, col]
-            keys[:, band] = mix64(acc)
-    return keys
+        acc = np.broadcast_to(np.arange(1, bands + 1, dtype=np.uint64), (len(signatures), bands)).copy()
+        for row in range(rows):
+            acc *= np.uint64(0x100000001B3)
+            acc += sig[:, :, row]
+    return mix64(acc)
 
 
 @dataclass
@@ -162,24 +161,26 @@ def resolve_bands(config: MinHashConfig) -> tuple[int, int]:
     return lsh_bands(config.threshold, config.num_perm)
 
 
-def candidate_pairs(keys: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+def candidate_pairs(keys: np.ndarray, active: np.ndarray | None = None, workers: int = 1) -> np.ndarray:
     """(m, 2) int64 pairs i < j sharing at least one band key, each pair once.
 
     Each band is bucketed by one value sort of (key bits, index) packed in a uint64, much faster than
     an argsort; two keys that agree on all but the index bits share a bucket too, which costs one
-    more candidate (every candidate is confirmed) once in about 2**44 pairs at 1M records."""
+    more candidate (every candidate is confirmed) once in about 2**44 pairs at 1M records. Bands
+    run on `workers` threads."""
     n, bands = keys.shape
     index = np.arange(n, dtype=np.uint64) if active is None else np.flatnonzero(active).astype(np.uint64)
     shift = np.uint64(max(1, (n - 1).bit_length()))
-    found = []
-    for band in range(bands):
+    found: list[list[np.ndarray]] = [[] for _ in range(bands)]
+
+    def band_pairs(band: int) -> int:
         col = keys[:, band] if active is None else keys[index.astype(np.intp), band]
         packed = np.sort(((col >> shift) << shift) | index)
         sorted_keys = packed >> shift
         members = (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
         same = sorted_keys[1:] == sorted_keys[:-1]
         if not same.any():
-            continue
+            return band
         # Runs of equal keys are the buckets; inside one, members are in index order.
         boundaries = np.flatnonzero(np.diff(np.concatenate(([False], same, [False])).astype(np.int8)))
         run_starts, run_ends = boundaries[::2], boundaries[1::2] + 1
@@ -189,15 +190,19 @@ def candidate_pairs(keys: np.ndarray, active: np.ndarray | None = None) -> np.nd
             if size <= _ALL_PAIRS_MAX_BUCKET:
                 left, right = np.triu_indices(size, 1)
                 grid = members[starts[:, None] + np.arange(size)]
-                found.append(np.stack([grid[:, left].ravel(), grid[:, right].ravel()], axis=1))
+                found[band].append(np.stack([grid[:, left].ravel(), grid[:, right].ravel()], axis=1))
             else:
                 for s in starts:
                     group = members[s : s + size]
-                    found.append(np.stack([np.full(size - 1, group[0]), group[1:]], axis=1))
-                    found.append(np.stack([group[:-1], group[1:]], axis=1))
-    if not found:
+                    found[band].append(np.stack([np.full(size - 1, group[0]), group[1:]], axis=1))
+                    found[band].append(np.stack([group[:-1], group[1:]], axis=1))
+        return band
+
+    run_batches(band_pairs, list(range(bands)), workers)
+    parts = [p for band in found for p in band]
+    if not parts:
         return np.empty((0, 2), dtype=np.int64)
-    pairs = np.concatenate(found).astype(np.int64)
+    pairs = np.concatenate(parts).astype(np.int64)
     pairs.sort(axis=1)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     codes = unique_sorted(pairs[:, 0] * np.int64(n) + pairs[:, 1])
@@ -236,29 +241,27 @@ def exact_pair_jaccard(texts: Sequence[str], pairs: np.ndarray, shingle_size: in
 
     Vectorised: a chunk's shingle hashes are ranked once, each set becomes sorted int64 keys
     slot * ranks + rank, and every element of one side of each pair is looked up in the other side's
-    keys with one `searchsorted`."""
+    keys with one `searchsorted`. Chunks run on `workers` threads."""
     out = np.empty(len(pairs))
-    for lo in range(0, len(pairs), _CONFIRM_CHUNK):
-        chunk = pairs[lo : lo + _CONFIRM_CHUNK]
+    size = max(1, min(_CONFIRM_CHUNK, -(-len(pairs) // max(workers, 1))))
+
+    def job(lo: int) -> int:
+        chunk = pairs[lo : lo + size]
         ids, slots = np.unique(chunk, return_inverse=True)
         slots = slots.reshape(chunk.shape)
-        sets = _ShingleSets([texts[i] for i in ids.tolist()], shingle_size, workers)
+        sets = _ShingleSets([texts[i] for i in ids.tolist()], shingle_size)
         out[lo : lo + len(chunk)] = sets.jaccard(slots[:, 0], slots[:, 1])
+        return lo
+
+    run_batches(job, list(range(0, len(pairs), size)), workers)
     return out
 
 
 class _ShingleSets:
-    def __init__(self, texts: list[str], shingle_size: int, workers: int) -> None:
-        parts: list = [None] * len(range(0, len(texts), _BATCH))
-
-        def job(start: int) -> int:
-            hashes, offsets = shingle_hashes(tokenize_batch(texts[start : start + _BATCH]), shingle_size)
-            parts[start // _BATCH] = (hashes, np.diff(offsets))
-            return start
-
-        run_batches(job, list(range(0, len(texts), _BATCH)), workers)
+    def __init__(self, texts: list[str], shingle_size: int) -> None:
+        parts = [shingle_hashes(tokenize_batch(texts[start : start + _BATCH]), shingle_size) for start in range(0, len(texts), _BATCH)]
         hashes = np.concatenate([h for h, _ in parts]) if parts else np.empty(0, np.uint64)
-        counts = np.concatenate([c for _, c in parts]) if parts else np.empty(0, np.int64)
+        counts = np.concatenate([np.diff(o) for _, o in parts]) if parts else np.empty(0, np.int64)
         distinct, rank = np.unique(hashes, return_inverse=True)
         self.radix = max(len(distinct), 1)
         slot = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
@@ -321,7 +324,7 @@ def find_near_duplicates(
     mask = signed.n_shingles > 0
     if active is not None:
         mask &= active
-    pairs = candidate_pairs(signed.keys, mask)
+    pairs = candidate_pairs(signed.keys, mask, workers)
     candidates = len(pairs)
     if exact and len(signed.signatures) and len(pairs):
         # A cheap prefilter when signatures are at hand: 0.15 is > 3 standard deviations of a

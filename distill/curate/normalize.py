@@ -271,6 +271,17 @@ def _cached_powers(base: int, n: int) -> np.ndarray:
     return have[:n]
 
 
+def _prefix_sums(values: np.ndarray, base: int) -> np.ndarray:
+    """0, then the running sums of values[i] * base**i (mod 2**64). The sum goes to another array:
+    numpy's cumsum holds the GIL when its output overlaps its input, and releases it otherwise."""
+    with np.errstate(over="ignore"):
+        terms = np.multiply(values, _cached_powers(base, len(values)), dtype=np.uint64)
+        prefix = np.empty(len(values) + 1, dtype=np.uint64)
+        prefix[0] = 0
+        np.cumsum(terms, out=prefix[1:])
+    return prefix
+
+
 @dataclass(eq=False)
 class TokenizedBatch:
     """Word hashes of a batch, flat, with the index of each document's first word."""
@@ -291,12 +302,7 @@ class TokenizedBatch:
         if self._prefix is None:
             # Polynomial prefix sums of word hashes * Q**pos; a span is shifted back by Q**-first.
             total = len(self.word_hashes)
-            with np.errstate(over="ignore"):
-                prefix = np.empty(total + 1, dtype=np.uint64)
-                prefix[0] = 0
-                np.multiply(self.word_hashes, _cached_powers(_Q, total), out=prefix[1:])
-                np.cumsum(prefix[1:], out=prefix[1:])
-            self._prefix = prefix
+            self._prefix = _prefix_sums(self.word_hashes, _Q)
         with np.errstate(over="ignore"):
             return mix64((self._prefix[first + length] - self._prefix[first]) * _cached_powers(_Q_INV, len(self._prefix))[first])
 
@@ -315,11 +321,8 @@ def tokenize_batch(texts: Sequence[str]) -> TokenizedBatch:
     edges = np.flatnonzero(is_word[1:] != is_word[:-1])
     starts, ends = edges[0::2], edges[1::2]
     # Polynomial hash of each word: prefix sums of byte * P**pos, shifted back by P**-start.
+    prefix = _prefix_sums(buf, _P)
     with np.errstate(over="ignore"):
-        prefix = np.empty(n + 1, dtype=np.uint64)
-        prefix[0] = 0
-        np.multiply(buf, _cached_powers(_P, n), out=prefix[1:])
-        np.cumsum(prefix[1:], out=prefix[1:])
         raw = (prefix[ends] - prefix[starts]) * _cached_powers(_P_INV, n)[starts]
         raw += (ends - starts).astype(np.uint64)  # length, so zero-padded variants differ
     # Doc k starts at the first word after the k-th separator.
