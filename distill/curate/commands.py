@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         labels: str | None = typer.Option(None, help="Comma-separated label set for classification data."),
         near_dedup: bool = typer.Option(True, "--near-dedup/--no-near-dedup", help="MinHash near-duplicate removal."),
         decontam_minhash: float | None = typer.Option(None, help="Also flag held-out copies at this MinHash Jaccard."),
-        workers: int | None = typer.Option(None, help="Processes for MinHash signing [default: up to 2]."),
+        workers: int | None = typer.Option(None, help="Threads for hashing, MinHash signing and decontamination [default: up to 2]."),
     ) -> None:
         """Check, dedup and decontaminate a dataset; writes dataset.jsonl, rejected.jsonl, stats.json,
         contamination.jsonl, duplicates.jsonl and report.md."""
