@@ -301,12 +301,11 @@ class TokenizedBatch:
         the same words wherever they are, as n-gram and whole-short-doc fingerprints."""
         if self._prefix is None:
             # Polynomial prefix sums of word hashes * Q**pos; a span is shifted back by Q**-first.
-            total = len(self.word_hashes)
             self._prefix = _prefix_sums(self.word_hashes, _Q)
         with np.errstate(over="ignore"):
             return mix64((self._prefix[first + length] - self._prefix[first]) * _cached_powers(_Q_INV, len(self._prefix))[first])
 
-    _prefix: np.ndarray | None = None
+    _prefix: np.ndarray | None = None  # filled on first use
 
 
 def tokenize_batch(texts: Sequence[str]) -> TokenizedBatch:
