@@ -77,6 +77,11 @@ class ItemContext:
             "system_prompt": self.taxonomy.system_prompt,
         }
 
+    def seed_context(self, seed: Seed) -> dict:
+        """What a template sees when it renders a seed's own request, for a few-shot chat turn."""
+        return self.template_context([], node=self.leaf.seed_origin(seed),
+                                     axes={a: v for a, v in seed.axes.items() if a in self.item.axes})
+
     def meta(self, seeds: list[Seed], prompt: str, usage: Usage, **extra) -> ExampleMeta:
         return ExampleMeta(
             taxonomy=self.loaded.name,
@@ -115,9 +120,7 @@ async def generate_qa(ctx: ItemContext) -> Example:
     # Small teachers follow turns far better than examples listed inside one prompt.
     shots = []
     for seed in seeds:
-        seed_context = ctx.template_context([], node=ctx.leaf.seed_origin(seed),
-                                            axes={a: v for a, v in seed.axes.items() if a in ctx.item.axes})
-        shots += [Message(role="user", content=ctx.render("qa_instruction.j2", **seed_context)),
+        shots += [Message(role="user", content=ctx.render("qa_instruction.j2", **ctx.seed_context(seed))),
                   Message(role="assistant", content=seed.question)]
     instruction_prompt = ctx.render("qa_instruction.j2", **context)
     asked = await ctx.call(
@@ -192,9 +195,8 @@ async def generate_classification(ctx: ItemContext) -> Example:
     # (no rationale, no JSON, refusals); as turns it copies the shape.
     shots = []
     for seed in seeds:
-        seed_context = ctx.template_context([], node=ctx.leaf.seed_origin(seed),
-                                            axes={a: v for a, v in seed.axes.items() if a in ctx.item.axes})
-        shots += [Message(role="user", content=ctx.render("classification.j2", **seed_context, label=seed.label,
+        shots += [Message(role="user", content=ctx.render("classification.j2", **ctx.seed_context(seed),
+                                                          label=seed.label,
                                                           label_description=labels.get(seed.label, ""))),
                   Message(role="assistant", content=json.dumps({"text": seed.text, "rationale": seed.rationale},
                                                                ensure_ascii=False))]
