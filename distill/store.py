@@ -1,12 +1,14 @@
 """The run store: one SQLite file (WAL) per run directory, the source of truth for a run.
 
-Every teacher call is committed the moment it returns, so kill -9 loses nothing already answered,
-and a re-run looks calls up by their fingerprint instead of paying for them again. The JSONL files
-beside it are exports, rebuilt from here at the end of every run.
+Every teacher call is committed within COMMIT_WINDOW_S (20 ms) of its answer (see CommitWindow), so
+kill -9 loses at most the answers of those last milliseconds, and a re-run looks calls up by their
+fingerprint instead of paying for them again. The JSONL files beside it are exports, rebuilt from
+here at the end of every run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -65,6 +67,7 @@ class RunStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process kill
         self.db.execute("PRAGMA busy_timeout=10000")
+        self.window = CommitWindow(self.db)
         self._migrate()
 
     def _migrate(self) -> None:
@@ -76,9 +79,11 @@ class RunStore:
                 self.db.execute(f"PRAGMA user_version = {number}")
 
     def transaction(self):
+        self.window.commit()  # an explicit transaction is durable at its end, with what came before it
         return _Transaction(self.db)
 
     def close(self) -> None:
+        self.window.commit()
         self.db.close()
 
     # run info
@@ -120,12 +125,13 @@ class RunStore:
 
     def add_call(self, plan_item_id: str | None, step: str, teacher: str, request: GenerationRequest,
                  fingerprint: str, result: GenerationResult) -> None:
-        self.db.execute(
-            "INSERT INTO teacher_calls (plan_item_id, step, fingerprint, teacher, request, text, finish_reason,"
-            " usage, error, cached, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (plan_item_id, step, fingerprint, teacher, request.model_dump_json(), result.text,
-             result.finish_reason, result.usage.model_dump_json(), result.error, int(result.cached), time.time()),
-        )
+        with self.window:
+            self.db.execute(
+                "INSERT INTO teacher_calls (plan_item_id, step, fingerprint, teacher, request, text, finish_reason,"
+                " usage, error, cached, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (plan_item_id, step, fingerprint, teacher, request.model_dump_json(), result.text,
+                 result.finish_reason, result.usage.model_dump_json(), result.error, int(result.cached), time.time()),
+            )
 
     def call_counts(self) -> dict[str, int]:
         row = self.db.execute(
@@ -169,7 +175,7 @@ class RunStore:
 
     # outcomes
     def add_example(self, example: Example) -> None:
-        with self.transaction():
+        with self.window:  # grouped with the calls it came from (see CommitWindow)
             self.db.execute(
                 "INSERT OR REPLACE INTO examples VALUES (?, ?, ?, ?, ?)",
                 (example.id, example.meta.plan_item_id, example.meta.taxonomy_path, example.model_dump_json(), time.time()),
@@ -178,7 +184,7 @@ class RunStore:
                 self.set_status(example.meta.plan_item_id, GENERATED)
 
     def add_reject(self, reject: Reject, plan_status: str | None = REJECTED) -> None:
-        with self.transaction():
+        with self.window:
             self.db.execute(
                 "INSERT INTO rejects (item_id, stage, reason, detail, node_path, body, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -216,6 +222,57 @@ class RunStore:
         )
         latest = {item_id: body for item_id, body in rows if item_id in plan_item_ids}
         return [Reject.model_validate_json(body) for body in latest.values()]
+
+
+COMMIT_WINDOW_S = 0.02
+
+
+class CommitWindow:
+    """Group commit for writes made at a high rate: at most one COMMIT per `window_s`.
+
+    A commit costs ~0.05 ms of CPU and 0.3-0.5 ms of blocking I/O on a busy disk; at hundreds of
+    answers a second that stalls the event loop. A grouped write (`with window:`) after a quiet
+    spell commits at once, as before; one within `window_s` of the last commit joins an open
+    transaction that a timer commits at the end of the window. So kill -9 loses, and a resumed run
+    pays again for, at most what was answered in the last `window_s`. Outside an event loop every
+    grouped write commits at once. Close (or an explicit transaction) commits what is open.
+    """
+
+    def __init__(self, db: sqlite3.Connection, window_s: float = COMMIT_WINDOW_S):
+        self.db, self.window_s = db, window_s
+        self.open = False  # a group transaction of ours is open
+        self.last = 0.0  # monotonic time of our last commit
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_loop: asyncio.AbstractEventLoop | None = None
+
+    def __enter__(self) -> sqlite3.Connection:
+        if not self.db.in_transaction:  # inside someone's explicit transaction: that one commits
+            self.db.execute("BEGIN IMMEDIATE")
+            self.open = True
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if not self.open:
+            return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        now = time.monotonic()
+        if exc_type is not None or loop is None or now - self.last >= self.window_s:
+            self.commit()
+        elif self.timer is None or self.timer_loop is not loop:  # (a timer of an ended loop never fires)
+            self.timer, self.timer_loop = loop.call_later(self.last + self.window_s - now, self.commit), loop
+        return False
+
+    def commit(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.open:
+            self.open = False
+            self.db.execute("COMMIT")
+            self.last = time.monotonic()
 
 
 class _Transaction:

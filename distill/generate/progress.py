@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 from rich.text import Text
@@ -23,15 +25,23 @@ class GenerationProgress:
             TextColumn("{task.fields[detail]}"), disable=not enabled,
         )
         self.task = self.progress.add_task("generate", total=total, detail="")
+        self._shown = 0.0  # when the detail text was last rebuilt
 
     def __enter__(self) -> GenerationProgress:
         self.progress.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._refresh(force=True)
         self.progress.__exit__(*exc)
 
-    def _refresh(self) -> None:
+    def _refresh(self, force: bool = False) -> None:
+        # rich redraws ~10 times a second; rebuilding the text for each of hundreds of answers a
+        # second is wasted work on the event loop that also drives the requests.
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._shown < 0.1):
+            return
+        self._shown = now
         detail = f"tok {self.tokens_in:,} in / {self.tokens_out:,} out  valid {self.ok}  rejected {self.bad}"
         if self.failed:
             detail += f"  failed {self.failed}"

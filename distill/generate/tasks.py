@@ -10,6 +10,7 @@ import hashlib
 import json
 import random
 from functools import lru_cache
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -98,7 +99,12 @@ class ItemContext:
         )
 
     def render(self, name: str, **context) -> str:
-        return render(self.loaded.file.resolve().parent, name, **context)
+        return render(_folder(self.loaded.file), name, **context)
+
+
+@lru_cache(maxsize=8)
+def _folder(file: Path) -> Path:
+    return file.resolve().parent  # resolve() is a syscall a path component: once a taxonomy, not once an item
 
 
 def _instruction_text(result: GenerationResult) -> str:

@@ -14,7 +14,7 @@ from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.teachers.api_teacher import ApiTeacher
 from distill.teachers.cost import PriceTable
-from distill.teachers.limits import ApiSettings, CallFailed, TransientError, require_key
+from distill.teachers.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
 # Anthropic's stop reasons in the protocol's terms (the parser rejects length / refusal with a reason).
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length",
@@ -30,7 +30,7 @@ class AnthropicTeacher(ApiTeacher):
         base_url = settings.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
         super().__init__(spec, model, settings, key, base_url, lambda limits: anthropic.AsyncAnthropic(
             api_key=key, base_url=base_url, timeout=settings.timeout_s, max_retries=0,
-            http_client=anthropic.DefaultAsyncHttpxClient(limits=limits, timeout=settings.timeout_s)))
+            http_client=http_client(anthropic, limits, settings.timeout_s)))
 
     async def generate_one(self, request: GenerationRequest) -> GenerationResult:
         params = self.params(request)

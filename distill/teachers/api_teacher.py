@@ -13,7 +13,7 @@ from typing import Any
 from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.teachers.cost import PriceTable, estimate_prompt_tokens
 from distill.teachers.limits import (POOL, AdaptiveConcurrency, ApiSettings, RateLimiter, RetryPolicy,
-                                     connection_limits, http_module, scrubber, with_retries)
+                                     aiohttp_available, connection_limits, http_module, scrubber, with_retries)
 
 
 class ApiTeacher:
@@ -34,7 +34,8 @@ class ApiTeacher:
         self.raw_type = http_module().Response
         # httpcore's pool scans every connection on each request (O(n^2) at high concurrency: ~6 ms a
         # request at 256), so requests are spread over several clients of at most POOL connections each.
-        per_pool = min(settings.concurrency, POOL)
+        # aiohttp's connector has no such cost: one client holds them all.
+        per_pool = settings.concurrency if aiohttp_available() else min(settings.concurrency, POOL)
         self.clients = [make_client(connection_limits(per_pool)) for _ in range(-(-settings.concurrency // per_pool))]
         self._turn = 0
 

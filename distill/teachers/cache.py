@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from distill.records import Usage
+from distill.store import CommitWindow
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 
 SCHEMA = """
@@ -39,6 +40,7 @@ class ResponseCache:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.execute(SCHEMA)
+        self.window = CommitWindow(self.db)  # answers land within 20 ms, not one commit each
 
     def get(self, fingerprint: str) -> GenerationResult | None:
         row = self.db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens, cost_usd FROM responses"
@@ -52,14 +54,16 @@ class ResponseCache:
     def put(self, fingerprint: str, teacher: str, result: GenerationResult) -> None:
         if not result.ok or result.cached:
             return
-        self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (fingerprint, teacher, result.text, result.finish_reason, result.usage.prompt_tokens,
-                         result.usage.completion_tokens, result.usage.cost_usd, time.time()))
+        with self.window:
+            self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (fingerprint, teacher, result.text, result.finish_reason, result.usage.prompt_tokens,
+                             result.usage.completion_tokens, result.usage.cost_usd, time.time()))
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
+        self.window.commit()
         self.db.close()
 
 

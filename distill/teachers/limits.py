@@ -274,7 +274,26 @@ def http_module():
     return httpx
 
 
-POOL = 32  # connections per HTTP client; more clients above that (see openai_teacher)
+POOL = 32  # connections per httpx client; more clients above that (see api_teacher)
+
+
+def aiohttp_available() -> bool:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def http_client(sdk: Any, limits: Any, timeout_s: float) -> Any:
+    """The SDK's own aiohttp transport where aiohttp is installed, else its httpx client.
+
+    Same SDK, same errors and headers. Measured at 256 requests in flight, a request through the
+    SDK costs ~1.0 ms of CPU over aiohttp and ~1.7 ms over httpx/httpcore, and one event loop has
+    to carry hundreds of them a second.
+    """
+    factory = getattr(sdk, "DefaultAioHttpClient", None) if aiohttp_available() else None
+    return (factory or sdk.DefaultAsyncHttpxClient)(limits=limits, timeout=timeout_s)
 
 
 def connection_limits(concurrency: int):

@@ -14,7 +14,7 @@ from typing import Any
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.teachers.api_teacher import ApiTeacher
-from distill.teachers.limits import ApiSettings, CallFailed, TransientError, require_key
+from distill.teachers.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
 # Structured output, best first; a server that rejects one gets the next (llama.cpp lacks json_schema).
 JSON_MODES = ("json_schema", "json_object", "prompt")
@@ -29,7 +29,7 @@ class OpenAITeacher(ApiTeacher):
         key = require_key("OPENAI_API_KEY", spec, optional=base_url is not None)
         super().__init__(spec, model, settings, key, base_url, lambda limits: openai.AsyncOpenAI(
             api_key=key or "not-needed", base_url=base_url, timeout=settings.timeout_s, max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=settings.timeout_s)))
+            http_client=http_client(openai, limits, settings.timeout_s)))
         self.json_mode = 0
         # OpenAI's newer models take max_completion_tokens only; compatible servers know max_tokens.
         self.max_tokens_field = "max_completion_tokens" if base_url is None else "max_tokens"
