@@ -13,6 +13,8 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from distill.errors import DistillError
@@ -24,37 +26,64 @@ OVERLOAD_STATUS = {429, 503, 529}
 
 
 class RateLimiter:
-    """Requests-per-minute and tokens-per-minute buckets, plus a shared pause after a 429.
+    """Requests-per-minute and tokens-per-minute limits as token buckets, plus a shared pause after a 429.
 
-    The buckets start full (a minute's allowance) and refill continuously. Limits the provider
-    reports in `x-ratelimit-*` / `anthropic-ratelimit-*` headers tighten ours when lower.
+    Each bucket refills at its per-minute rate and holds at most one second's allowance (at least
+    one request), so a limit spaces requests evenly from the first one on: any 60 s window carries
+    at most the limit plus one second's worth. (A bucket holding a whole minute would let the first
+    minute carry twice the limit, and burst a quantised provider limit into 429s.) A request larger
+    than the token bucket goes once the bucket is full and leaves it in debt, so the long-run rate
+    stays exact. Limits the provider reports in `x-ratelimit-*` / `anthropic-ratelimit-*` headers
+    tighten ours when lower, and a provider that says none are left pauses everyone until its reset.
+    `clock`, `wall` and `sleep` are injectable for tests.
     """
 
-    def __init__(self, rpm: float | None = None, tpm: float | None = None):
-        self.rpm, self.tpm = rpm, tpm
-        self._requests = rpm or 0.0
-        self._tokens = tpm or 0.0
-        self._stamp = time.monotonic()
+    BURST_S = 1.0  # the most a bucket holds, in seconds of its rate
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
+        self.clock, self.wall, self.sleep = clock, wall, sleep
+        self.rpm: float | None = None
+        self.tpm: float | None = None
+        self._requests = self._tokens = 0.0
+        self._stamp = clock()
         self.paused_until = 0.0
+        self.tighten(rpm, tpm)
+
+    def _cap(self, per_minute: float) -> float:
+        return max(1.0, per_minute * self.BURST_S / 60)
 
     def _refill(self, now: float) -> None:
         elapsed, self._stamp = now - self._stamp, now
         if self.rpm:
-            self._requests = min(self.rpm, self._requests + elapsed * self.rpm / 60)
+            self._requests = min(self._cap(self.rpm), self._requests + elapsed * self.rpm / 60)
         if self.tpm:
-            self._tokens = min(self.tpm, self._tokens + elapsed * self.tpm / 60)
+            self._tokens = min(self._cap(self.tpm), self._tokens + elapsed * self.tpm / 60)
+
+    def tighten(self, rpm: float | None = None, tpm: float | None = None) -> None:
+        """Adopt a limit where we had none or a higher one; a new bucket starts full."""
+        self._refill(self.clock())
+        if rpm and rpm > 0 and (not self.rpm or rpm < self.rpm):
+            cap = self._cap(rpm)
+            self._requests = cap if not self.rpm else min(self._requests, cap)
+            self.rpm = float(rpm)
+        if tpm and tpm > 0 and (not self.tpm or tpm < self.tpm):
+            cap = self._cap(tpm)
+            self._tokens = cap if not self.tpm else min(self._tokens, cap)
+            self.tpm = float(tpm)
 
     async def acquire(self, tokens: int = 0) -> None:
         while True:
-            now = time.monotonic()
+            now = self.clock()
             wait = self.paused_until - now
             if wait <= 0 and not self.rpm and not self.tpm:
                 return  # the common case: no client-side limits, nothing to account
             if wait <= 0:
                 self._refill(now)
-                tokens = min(tokens, int(self.tpm)) if self.tpm else tokens  # one huge prompt must still pass
-                need_r = 0.0 if not self.rpm else max(0.0, 1 - self._requests) * 60 / self.rpm
-                need_t = 0.0 if not self.tpm else max(0.0, tokens - self._tokens) * 60 / self.tpm
+                need_r = 0.0 if not self.rpm else (1 - self._requests) * 60 / self.rpm
+                # A request bigger than the bucket waits for a full bucket, then leaves it in debt.
+                need_t = 0.0 if not self.tpm else (min(tokens, self._cap(self.tpm)) - self._tokens) * 60 / self.tpm
                 wait = max(need_r, need_t)
                 if wait <= 0:
                     if self.rpm:
@@ -62,38 +91,50 @@ class RateLimiter:
                     if self.tpm:
                         self._tokens -= tokens
                     return
-            await asyncio.sleep(min(wait, 5.0) + random.uniform(0, 0.01))
+            await self.sleep(min(wait, 5.0) + random.uniform(0, 0.01))
 
     def pause(self, seconds: float) -> None:
         """Everyone waits: after a 429, the next requests would only meet another 429."""
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+        self.paused_until = max(self.paused_until, self.clock() + seconds)
 
     def observe(self, headers: Any) -> None:
-        """Learn the provider's limits from response headers (OpenAI and Anthropic spellings)."""
+        """Learn the provider's limits from response headers (OpenAI and Anthropic spellings).
+
+        OpenAI: x-ratelimit-{limit,remaining,reset}-{requests,tokens}, resets as durations ('1s',
+        '6m0s'). Anthropic: anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}, resets as
+        RFC 3339 times. Nothing left of either budget pauses every request until its reset.
+        """
         if headers is None:
             return
-        limit_r = _number(headers.get("x-ratelimit-limit-requests") or headers.get("anthropic-ratelimit-requests-limit"))
-        limit_t = _number(headers.get("x-ratelimit-limit-tokens") or headers.get("anthropic-ratelimit-tokens-limit"))
-        if limit_r and (not self.rpm or limit_r < self.rpm):
-            self.rpm, self._requests = limit_r, min(self._requests or limit_r, limit_r)
-        if limit_t and (not self.tpm or limit_t < self.tpm):
-            self.tpm, self._tokens = limit_t, min(self._tokens or limit_t, limit_t)
-        remaining = _number(headers.get("x-ratelimit-remaining-requests")
-                            or headers.get("anthropic-ratelimit-requests-remaining"))
-        if remaining == 0:
-            reset = parse_duration(headers.get("x-ratelimit-reset-requests"))
-            self.pause(reset if reset is not None else 1.0)
+        found = {k.lower(): v for k, v in headers.items() if "ratelimit" in k.lower()}
+        if not found:
+            return  # one pass over the headers: most servers send none
+        for kind in ("requests", "tokens"):
+            openai_style = (found.get(f"x-ratelimit-limit-{kind}"), found.get(f"x-ratelimit-remaining-{kind}"),
+                            found.get(f"x-ratelimit-reset-{kind}"))
+            anthropic_style = (found.get(f"anthropic-ratelimit-{kind}-limit"),
+                               found.get(f"anthropic-ratelimit-{kind}-remaining"),
+                               found.get(f"anthropic-ratelimit-{kind}-reset"))
+            for limit, remaining, reset in (openai_style, anthropic_style):
+                limit = _number(limit)
+                if limit:
+                    self.tighten(**{"rpm" if kind == "requests" else "tpm": limit})
+                remaining = _number(remaining)
+                if remaining is not None and remaining <= 0:
+                    seconds = parse_reset(reset, self.wall())
+                    self.pause(seconds if seconds is not None else 1.0)
 
 
 class AdaptiveConcurrency:
     """AIMD: at most `limit` requests in flight; halve on overload, +1/limit per success."""
 
-    def __init__(self, maximum: int):
+    def __init__(self, maximum: int, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
         self.maximum = max(1, maximum)
         self.limit = float(self.maximum)
         self.active = 0
         self._waiters: list[asyncio.Future] = []
-        self._last_cut = 0.0
+        self._last_cut = float("-inf")
 
     async def __aenter__(self) -> AdaptiveConcurrency:
         while self.active >= int(self.limit):
@@ -121,7 +162,7 @@ class AdaptiveConcurrency:
             self._wake()
 
     def overload(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_cut > 1.0:  # one burst of 429s is one signal, not fifty halvings
             self.limit = max(1.0, self.limit / 2)
             self._last_cut = now
@@ -164,7 +205,9 @@ def classify(exc: BaseException) -> Failure:
     headers = getattr(response, "headers", None)
     retry_after = None
     if headers is not None:
-        retry_after = parse_duration(headers.get("retry-after-ms"), ms=True) or parse_duration(headers.get("retry-after"))
+        retry_after = parse_duration(headers.get("retry-after-ms"), ms=True)
+        if retry_after is None:
+            retry_after = parse_reset(headers.get("retry-after"))
     if status is not None:
         body = _error_text(exc)
         return Failure(status in RETRYABLE_STATUS, status in OVERLOAD_STATUS, retry_after, status,
@@ -188,7 +231,8 @@ def _error_text(exc: BaseException) -> str:
 
 
 async def with_retries(send: Callable[[], Awaitable[T]], *, limiter: RateLimiter, gate: AdaptiveConcurrency,
-                       policy: RetryPolicy, tokens: int = 0, scrub: Callable[[str], str] = str) -> T:
+                       policy: RetryPolicy, tokens: int = 0, scrub: Callable[[str], str] = str,
+                       sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> T:
     """Call `send` under the limits; retry retryable failures with backoff; raise CallFailed at the end."""
     attempt = 0
     while True:
@@ -208,7 +252,7 @@ async def with_retries(send: Callable[[], Awaitable[T]], *, limiter: RateLimiter
         if not failure.retryable or attempt >= policy.max_retries:
             tries = f" after {attempt + 1} attempts" if attempt else ""
             raise CallFailed(scrub(failure.message)[:500] + tries, failure.status)
-        await asyncio.sleep(policy.delay(attempt, failure.retry_after))
+        await sleep(policy.delay(attempt, failure.retry_after))
         attempt += 1
 
 
@@ -230,6 +274,30 @@ def parse_duration(value: str | None, ms: bool = False) -> float | None:
     if not parts:
         return None
     return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def parse_reset(value: str | None, now: float | None = None) -> float | None:
+    """Seconds until a reset: a duration (OpenAI's '6m0s', retry-after's '2'), an RFC 3339 time
+    (Anthropic's anthropic-ratelimit-*-reset) or an HTTP date (retry-after's other form)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    when = None
+    if text[:4].isdigit() and "-" in text:  # 2025-01-01T00:00:01Z, 2025-01-01T00:00:01.5+00:00
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+    elif "," in text:  # Wed, 21 Oct 2015 07:28:00 GMT
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+    if when is None:
+        return parse_duration(text)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _number(value: Any) -> float | None:
