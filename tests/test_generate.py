@@ -1,5 +1,6 @@
 """Generation end to end with the real SmolLM2 teacher, rejects with reasons, and resume after kill -9."""
 
+import asyncio
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import pytest
 
 from distill.generate.parse import Rejected, extract_json, extract_question, usable_text
 from distill.generate.runner import GenerateOptions, generate
-from distill.generate.tasks import ItemContext
+from distill.generate.tasks import TASKS, ItemContext
 from distill.records import Example, Reject, read_jsonl
 from distill.taxonomy import build_plan, load_taxonomy
 from distill.teachers.base import GenerationResult
@@ -64,6 +65,28 @@ def test_prompt_renders_topic_axes_and_seed_turns():
     assert ctx.seeds() == ctx.seeds()  # the same item always sees the same seeds: its prompt hash is stable
 
 
+def test_classification_seeds_are_chat_turns_answered_with_their_json():
+    loaded = load_taxonomy(FIXTURES / "tickets.yaml")
+    item = build_plan(loaded)[0]
+    asked = []
+
+    async def call(step, request):
+        asked.append(request)
+        return GenerationResult(key=request.key, text=json.dumps({"text": "I want my money back for the kettle",
+                                                                 "rationale": "Asks for a refund."}),
+                                finish_reason="stop")
+
+    ctx = ItemContext(loaded, item, loaded.node(item.node_path), "local", call=call)
+    example = asyncio.run(TASKS["classification"](ctx))
+    messages = asked[0].messages
+    seeds = ctx.seeds()
+    assert [m.role for m in messages] == ["user", "assistant"] * len(seeds) + ["user"]
+    for seed, answer in zip(seeds, messages[1::2]):
+        assert json.loads(answer.content) == {"text": seed.text, "rationale": seed.rationale}
+    assert f'label "{item.axes["label"]}"' in messages[-1].content
+    assert json.loads(example.response)["label"] == item.axes["label"]
+
+
 def test_parsers_turn_bad_output_into_reasons():
     with pytest.raises(Rejected) as truncated:
         usable_text(GenerationResult(key="k", text="An answer that was cut", finish_reason="length"), "response")
@@ -105,6 +128,9 @@ def test_generate_qa_end_to_end_with_the_real_model(tmp_path, local_teacher):
             assert reject.reason in GENERATE_REASONS
     calls = sqlite3.connect(out / "run.db").execute("SELECT COUNT(*), COUNT(text) FROM teacher_calls").fetchone()
     assert calls[0] == calls[1] >= 4  # every raw response is kept
+    # The embedded teacher must yield data, not only rejects: with a repetition penalty over the prompt
+    # too (transformers' default) it asked no question or rambled to max_tokens and kept 0.
+    assert kept, f"no item kept; reasons: {[r.reason for r in rejected]}"
 
 
 @pytest.mark.model
@@ -115,6 +141,8 @@ def test_classification_outputs_are_schema_checked(tmp_path, local_teacher):
     kept = [Example.model_validate(row) for row in read_jsonl(out / "dataset.jsonl")]
     rejected = [Reject.model_validate(row) for row in read_jsonl(out / "rejected.jsonl")]
     assert len({e.id for e in kept} | {r.id for r in rejected}) == 4
+    # Seeds as few-shot chat turns: with them listed inside one prompt the embedded teacher kept 0 of 4.
+    assert kept, f"no item kept; reasons: {[r.reason for r in rejected]}"
     for example in kept:
         answer = json.loads(example.response)
         assert answer == example.output and answer["label"] == example.meta.axes["label"]
