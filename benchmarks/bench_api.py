@@ -102,7 +102,8 @@ def main() -> None:
     try:
         for n, concurrency in enumerate(args.concurrency):
             ideal = concurrency / args.latency
-            per_leaf = max(50, int(ideal * args.seconds / 2))  # two leaves
+            # Two leaves; 600 requests at least, so start-up (subtracted for "net") is a small share.
+            per_leaf = max(300, int(ideal * args.seconds / 2))
             tax = taxonomy(work / f"tax{n}", per_leaf)
             rows = []
             for r in range(args.repeat):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,8 +80,9 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
                 if hasattr(teacher, "attach_store"):  # batch jobs persist their ids in run.db
                     teacher.attach_store(store)
                 budget = _budget(store, teacher, options)
-                asyncio.run(_generate_all(store, loaded, todo, teacher, options, budget,
-                                          run_preflight=api and options.preflight and not store.info().get("preflight_ok")))
+                with _fewer_gc_passes():
+                    asyncio.run(_generate_all(store, loaded, todo, teacher, options, budget,
+                                              run_preflight=api and options.preflight and not store.info().get("preflight_ok")))
             finally:
                 if teacher_factory is None:  # a teacher handed in stays the caller's to close
                     teacher.close()
@@ -93,6 +96,25 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
         raise
     finally:
         store.close()
+
+
+@contextmanager
+def _fewer_gc_passes():
+    """Python's cyclic GC, tuned down while the event loop runs.
+
+    At 256 requests in flight each item's objects outlive many young-generation passes, and every
+    full pass rescans what start-up loaded (~200k objects: the SDKs, pydantic models): GC took
+    ~0.25 ms of CPU a request. Start-up is frozen out of the scans and the young generation is
+    collected every 20,000 allocations instead of 700: ~0.02 ms. Both are restored afterwards.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(20_000, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 def estimate_run(options: GenerateOptions) -> Estimate:
