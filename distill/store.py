@@ -249,9 +249,14 @@ class CommitWindow:
         if not self.db.in_transaction:  # inside someone's explicit transaction: that one commits
             self.db.execute("BEGIN IMMEDIATE")
             self.open = True
+        # One write is all or nothing even inside a shared group: an example never lands without its status.
+        self.db.execute("SAVEPOINT grouped_write")
         return self.db
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            self.db.execute("ROLLBACK TO grouped_write")
+        self.db.execute("RELEASE grouped_write")
         if not self.open:
             return False
         try:

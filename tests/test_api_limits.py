@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,7 +21,7 @@ from distill.generate.runner import GenerateOptions, generate
 from distill.records import Message
 from distill.store import RunStore
 from distill.teachers.anthropic_teacher import AnthropicTeacher
-from distill.teachers.base import GenerationRequest
+from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.teachers.limits import (AdaptiveConcurrency, ApiSettings, CallFailed, RateLimiter, RetryPolicy,
                                      parse_reset, with_retries)
 from distill.teachers.openai_teacher import OpenAITeacher
@@ -396,3 +397,32 @@ def test_answers_reach_the_disk_within_the_commit_window(tmp_path):
     assert on_disk() == 6
     store.close()
     reader.close()
+
+
+def test_a_failed_write_in_a_group_leaves_no_half_behind(tmp_path):
+    """An example whose status update fails must not land alone: the item would stay pending and be paid again."""
+    from distill.records import Example
+
+    store = RunStore(tmp_path / "run.db")
+
+    async def go() -> None:
+        store.add_call("item", "draft", "openai:m", request("q1?"), "fp1", GenerationResult(key="k", text="a"))
+        broken = Example.model_validate({"id": "x", "messages": [{"role": "user", "content": "q"},
+                                                                {"role": "assistant", "content": "a"}],
+                                         "meta": {"taxonomy": "t", "taxonomy_path": "a/b", "plan_item_id": "x"}})
+        original = store.set_status
+
+        def fail(*args, **kwargs):
+            raise RuntimeError("disk full")
+
+        store.set_status = fail
+        with pytest.raises(RuntimeError):
+            store.add_example(broken)
+        store.set_status = original
+        store.add_call("item", "draft", "openai:m", request("q2?"), "fp2", GenerationResult(key="k", text="b"))
+
+    asyncio.run(go())
+    store.close()
+    db = sqlite3.connect(tmp_path / "run.db")
+    assert db.execute("SELECT COUNT(*) FROM examples").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM teacher_calls").fetchone()[0] == 2  # the group's other writes stay

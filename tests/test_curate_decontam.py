@@ -94,6 +94,13 @@ def test_short_heldout_items_match_whole_and_tiny_ones_are_ignored(tmp_path):
     assert [(h.index, h.n, h.ngram) for h in hits] == [(0, 7, "name the longest bone of the body")]
 
 
+def test_heldout_set_of_only_tiny_items_flags_nothing(tmp_path):
+    path = tmp_path / "tiny.jsonl"
+    path.write_text('{"question": "Define shock"}\n')
+    ix = build_index(load_heldout(HeldoutSource(path=str(path))), DecontamConfig())
+    assert find_contamination(["Define shock in two sentences for a nurse."], ix, DecontamConfig()) == []
+
+
 def test_ngram_common_across_the_generated_set_is_a_stem(index):
     items, ix = index
     phrase = " ".join(items[10].text.split()[:16])  # a 16-word span of one held-out item only

@@ -74,6 +74,10 @@ class ContaminationHit:
     also_at_report_ngram: bool = False
 
 
+def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
+
+
 def _build(items: list[HeldoutItem], n: int, min_item_words: int) -> _NgramIndex:
     hs, ds, ls = [], [], []
     short_first: dict[int, list[np.ndarray]] = {}
@@ -88,7 +92,8 @@ def _build(items: list[HeldoutItem], n: int, min_item_words: int) -> _NgramIndex
         for length in range(min_item_words, n):
             first = batch.doc_starts[:-1][counts == length]
             short_first.setdefault(length, []).append(batch.word_hashes[first])
-    h, d, lengths = np.concatenate(hs), np.concatenate(ds), np.concatenate(ls)
+    # An empty held-out set (e.g. every item shorter than min_item_words' file) is an empty index.
+    h, d, lengths = _concat(hs, np.uint64), _concat(ds, np.int64), _concat(ls, np.int64)
     keep = lengths >= min_item_words
     h, d, lengths = h[keep], d[keep], lengths[keep]
     # Sorted by hash, then item: each hash once per item, then per hash how many items hold it.

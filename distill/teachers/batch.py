@@ -285,10 +285,11 @@ class BatchTeacher:
             # for a later run to collect, and its requests fail now with the reason.
             self._record(job, "unreachable" if failed.status == 404 else "collect_failed", error=failed.message)
             return {cid: Outcome(error=failed.message, retry=failed.status == 404) for cid in job.custom_ids}
-        self._record(job, state.status, finished=True, error=state.error)
+        error = self.online.scrub(state.error) if state.error else None  # the provider's text may echo a key
+        self._record(job, state.status, finished=True, error=error)
         unanswered = f"batch {job.job_id} ended {state.status} without answering this request"
         for cid in job.custom_ids:  # expired, cancelled or failed jobs leave some out: those are resubmitted
-            outcomes.setdefault(cid, Outcome(error=f"{unanswered}: {state.error}" if state.error else unanswered,
+            outcomes.setdefault(cid, Outcome(error=f"{unanswered}: {error}" if error else unanswered,
                                              retry=True))
         return outcomes
 

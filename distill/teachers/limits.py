@@ -361,7 +361,12 @@ def http_client(sdk: Any, limits: Any, timeout_s: float) -> Any:
     to carry hundreds of them a second.
     """
     factory = getattr(sdk, "DefaultAioHttpClient", None) if aiohttp_available() else None
-    return (factory or sdk.DefaultAsyncHttpxClient)(limits=limits, timeout=timeout_s)
+    if factory is not None:
+        try:
+            return factory(limits=limits, timeout=timeout_s)
+        except RuntimeError:  # an SDK release whose aiohttp client needs its own extra installed
+            pass
+    return sdk.DefaultAsyncHttpxClient(limits=limits, timeout=timeout_s)
 
 
 def connection_limits(concurrency: int):
