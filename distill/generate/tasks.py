@@ -78,6 +78,13 @@ class ItemContext:
             "system_prompt": self.taxonomy.system_prompt,
         }
 
+    async def ask(self, step: str, messages: list[Message], max_tokens: int | None = None,
+                  json_schema: dict | None = None) -> GenerationResult:
+        """One teacher call for this item's `step`, under the taxonomy's sampling settings."""
+        request = GenerationRequest(key=f"{self.item.id}:{step}", messages=messages,
+                                    sampling=self.sampling(max_tokens), json_schema=json_schema)
+        return await self.call(step, request)
+
     def seed_context(self, seed: Seed) -> dict:
         """What a template sees when it renders a seed's own request, for a few-shot chat turn."""
         return self.template_context([], node=self.leaf.seed_origin(seed),
@@ -129,14 +136,11 @@ async def generate_qa(ctx: ItemContext) -> Example:
         shots += [Message(role="user", content=ctx.render("qa_instruction.j2", **ctx.seed_context(seed))),
                   Message(role="assistant", content=seed.question)]
     instruction_prompt = ctx.render("qa_instruction.j2", **context)
-    asked = await ctx.call(
+    asked = await ctx.ask(
         "instruction",
-        GenerationRequest(
-            key=f"{ctx.item.id}:instruction",
-            messages=[Message(role="system", content=ctx.render("qa_instruction_system.j2", **context)), *shots,
-                      Message(role="user", content=instruction_prompt)],
-            sampling=ctx.sampling(ctx.taxonomy.generation.instruction_max_tokens),
-        ),
+        [Message(role="system", content=ctx.render("qa_instruction_system.j2", **context)), *shots,
+         Message(role="user", content=instruction_prompt)],
+        max_tokens=ctx.taxonomy.generation.instruction_max_tokens,
     )
     question = extract_question(_instruction_text(asked), avoid={normalize_question(s.question) for s in ctx.leaf.seeds})
 
@@ -144,14 +148,10 @@ async def generate_qa(ctx: ItemContext) -> Example:
     # itself keeps only the taxonomy's system prompt, the question and the answer.
     shots = [m for s in seeds[:2] for m in (Message(role="user", content=s.question),
                                              Message(role="assistant", content=s.answer))]
-    answered = await ctx.call(
+    answered = await ctx.ask(
         "response",
-        GenerationRequest(
-            key=f"{ctx.item.id}:response",
-            messages=[Message(role="system", content=ctx.render("qa_response.j2", **context)), *shots,
-                      Message(role="user", content=question)],
-            sampling=ctx.sampling(),
-        ),
+        [Message(role="system", content=ctx.render("qa_response.j2", **context)), *shots,
+         Message(role="user", content=question)],
     )
     answer = usable_text(answered, "response")
     return Example(
@@ -208,15 +208,7 @@ async def generate_classification(ctx: ItemContext) -> Example:
                                                                ensure_ascii=False))]
     prompt = ctx.render("classification.j2", **ctx.template_context(seeds), label=label,
                         label_description=labels[label])
-    result = await ctx.call(
-        "draft",
-        GenerationRequest(
-            key=f"{ctx.item.id}:draft",
-            messages=[*shots, Message(role="user", content=prompt)],
-            sampling=ctx.sampling(),
-            json_schema=TICKET_DRAFT_SCHEMA,
-        ),
-    )
+    result = await ctx.ask("draft", [*shots, Message(role="user", content=prompt)], json_schema=TICKET_DRAFT_SCHEMA)
     raw = usable_text(result, "draft")
     value, repaired = extract_json(raw)
     draft = validate(TicketDraft, value, raw)

@@ -93,21 +93,17 @@ def _line_of(data: Any, loc: tuple) -> int | None:
     for key in loc:
         lc = getattr(node, "lc", None)
         if isinstance(node, dict) and key in node:
-            if lc is not None:
-                try:
-                    line = lc.key(key)[0] + 1
-                except (KeyError, TypeError):
-                    pass
-            node = node[key]
+            position = lc.key if lc is not None else None
         elif isinstance(node, list) and isinstance(key, int) and key < len(node):
-            if lc is not None:
-                try:
-                    line = lc.item(key)[0] + 1
-                except (KeyError, TypeError):
-                    pass
-            node = node[key]
+            position = lc.item if lc is not None else None
         else:
             break
+        if position is not None:
+            try:
+                line = position(key)[0] + 1
+            except (KeyError, TypeError):
+                pass
+        node = node[key]
         if line is None and lc is not None:
             line = lc.line + 1
     return line
