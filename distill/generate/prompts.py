@@ -17,7 +17,9 @@ def environment(taxonomy_dir: Path) -> jinja2.Environment:
     search = [taxonomy_dir / "prompts", taxonomy_dir.parent / "prompts", BUILTIN_PROMPTS]
     loader = jinja2.FileSystemLoader([str(p) for p in search if p.is_dir()])
     # StrictUndefined: a typo in a template is an error, not a silently empty prompt.
-    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+    # auto_reload off: otherwise every render stats the template file to see whether it changed.
+    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                              auto_reload=False)
 
 
 def render(taxonomy_dir: Path, name: str, **context) -> str:

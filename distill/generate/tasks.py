@@ -61,7 +61,7 @@ class ItemContext:
                          axes: dict[str, str] | None = None) -> dict:
         """What templates see; `node` and `axes` default to the plan item's (a seed's own for few-shot turns)."""
         node = node or self.leaf
-        defined = self.taxonomy.crossed_axes()
+        defined = self.loaded.crossed_axes
         values = self.item.axes if axes is None else axes
         return {
             "taxonomy": self.taxonomy,
@@ -84,6 +84,18 @@ class ItemContext:
         request = GenerationRequest(key=f"{self.item.id}:{step}", messages=messages,
                                     sampling=self.sampling(max_tokens), json_schema=json_schema)
         return await self.call(step, request)
+
+    def seed_prompt(self, template: str, seed: Seed, **extra: str) -> str:
+        """A seed's own request, the user half of a few-shot turn.
+
+        It depends on the leaf, the seed and the item's axis names only, so it is rendered once for
+        all the items that share them, not once an item (rendering was ~7% of a request's CPU).
+        """
+        key = (template, self.leaf.path, id(seed), tuple(self.item.axes), tuple(extra.items()))
+        text = self.loaded.rendered.get(key)
+        if text is None:
+            text = self.loaded.rendered[key] = self.render(template, **self.seed_context(seed), **extra)
+        return text
 
     def seed_context(self, seed: Seed) -> dict:
         """What a template sees when it renders a seed's own request, for a few-shot chat turn."""
@@ -133,7 +145,7 @@ async def generate_qa(ctx: ItemContext) -> Example:
     # Small teachers follow turns far better than examples listed inside one prompt.
     shots = []
     for seed in seeds:
-        shots += [Message(role="user", content=ctx.render("qa_instruction.j2", **ctx.seed_context(seed))),
+        shots += [Message(role="user", content=ctx.seed_prompt("qa_instruction.j2", seed)),
                   Message(role="assistant", content=seed.question)]
     instruction_prompt = ctx.render("qa_instruction.j2", **context)
     asked = await ctx.ask(
@@ -201,9 +213,8 @@ async def generate_classification(ctx: ItemContext) -> Example:
     # (no rationale, no JSON, refusals); as turns it copies the shape.
     shots = []
     for seed in seeds:
-        shots += [Message(role="user", content=ctx.render("classification.j2", **ctx.seed_context(seed),
-                                                          label=seed.label,
-                                                          label_description=labels.get(seed.label, ""))),
+        shots += [Message(role="user", content=ctx.seed_prompt("classification.j2", seed, label=seed.label,
+                                                               label_description=labels.get(seed.label, ""))),
                   Message(role="assistant", content=json.dumps({"text": seed.text, "rationale": seed.rationale},
                                                                ensure_ascii=False))]
     prompt = ctx.render("classification.j2", **ctx.template_context(seeds), label=label,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from distill.errors import DistillError
-from distill.taxonomy.model import ClassificationSeed, Node, QASeed, Seed, Taxonomy
+from distill.taxonomy.model import Axis, ClassificationSeed, Node, QASeed, Seed, Taxonomy
 
 
 @dataclass
@@ -44,6 +45,13 @@ class LoadedTaxonomy:
     taxonomy: Taxonomy
     file: Path
     nodes: list[TreeNode]  # depth-first, parents before children
+    # Few-shot prompts already rendered, shared by every plan item that shows a seed the same way.
+    rendered: dict[tuple, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def crossed_axes(self) -> dict[str, Axis]:
+        """`Taxonomy.crossed_axes()`, built once: every prompt of a run reads it."""
+        return self.taxonomy.crossed_axes()
 
     @property
     def name(self) -> str:

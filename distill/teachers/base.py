@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from distill.records import Message, SamplingParams, Usage
 
@@ -17,15 +17,26 @@ class GenerationRequest(BaseModel):
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     json_schema: dict[str, Any] | None = None  # ask for structured output where the backend can
 
+    # The fingerprint's JSON less its teacher part, kept with the ids of the fields it was made from:
+    # the runner and the response cache both fingerprint each request (under different teacher names),
+    # and encoding the messages (few-shot turns included) is most of the cost.
+    _content: tuple[int, int, int, str] | None = PrivateAttr(default=None)
+
     def fingerprint(self, teacher_spec: str) -> str:
-        """Content address of everything that changes the answer (not the key)."""
-        payload = {
-            "teacher": teacher_spec,
-            "messages": [m.model_dump() for m in self.messages],
-            "sampling": self.sampling.model_dump(),
-            "schema": self.json_schema,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        """Content address of everything that changes the answer (not the key).
+
+        The sha256 of `json.dumps({"teacher", "messages", "sampling", "schema"}, sort_keys=True)`;
+        "teacher" sorts last, so the rest is encoded once and the teacher appended.
+        """
+        ids = (id(self.messages), id(self.sampling), id(self.json_schema))
+        private = self.__pydantic_private__  # (reading `self._content` goes through pydantic's __getattr__)
+        known = private["_content"]
+        if known is None or known[:3] != ids:  # unset, or a model_copy(update=...) made it stale
+            content = json.dumps({"messages": [m.model_dump() for m in self.messages],
+                                  "sampling": self.sampling.model_dump(), "schema": self.json_schema}, sort_keys=True)
+            known = private["_content"] = (*ids, content[:-1])
+        payload = f'{known[3]}, "teacher": {json.dumps(teacher_spec)}}}'
+        return hashlib.sha256(payload.encode()).hexdigest()
 
 
 class GenerationResult(BaseModel):
