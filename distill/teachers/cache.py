@@ -7,13 +7,15 @@ never errors, and never request headers (so never a key).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
+import warnings
 from pathlib import Path
 
 from distill.records import Usage
-from distill.store import CommitWindow
+from distill.store import COMMIT_WINDOW_S
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 
 SCHEMA = """
@@ -32,7 +34,15 @@ def default_cache_dir() -> Path:
 
 
 class ResponseCache:
-    def __init__(self, path: str | Path):
+    """Answers by fingerprint. New answers are buffered and written together at most every `window_s`.
+
+    The write transaction lasts one `executemany`, never across awaits: several runs (processes) share
+    this file, and one holding SQLite's write lock while its event loop served other requests would
+    stall the others in their busy handlers. A kill -9 loses at most the last window's answers, as
+    run.db's grouped commits do (see `store.CommitWindow`).
+    """
+
+    def __init__(self, path: str | Path, window_s: float = COMMIT_WINDOW_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -40,11 +50,16 @@ class ResponseCache:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.execute(SCHEMA)
-        self.window = CommitWindow(self.db)  # answers land within 20 ms, not one commit each
+        self.window_s = window_s
+        self.pending: dict[str, tuple] = {}  # fingerprint -> row, not yet written
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_loop: asyncio.AbstractEventLoop | None = None
 
     def get(self, fingerprint: str) -> GenerationResult | None:
-        row = self.db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens, cost_usd FROM responses"
-                              " WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        row = self.pending.get(fingerprint)
+        row = row[2:7] if row is not None else self.db.execute(
+            "SELECT text, finish_reason, prompt_tokens, completion_tokens, cost_usd FROM responses"
+            " WHERE fingerprint = ?", (fingerprint,)).fetchone()
         if row is None:
             return None
         return GenerationResult(key="", text=row[0], finish_reason=row[1], cached=True,
@@ -54,16 +69,43 @@ class ResponseCache:
     def put(self, fingerprint: str, teacher: str, result: GenerationResult) -> None:
         if not result.ok or result.cached:
             return
-        with self.window:
-            self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (fingerprint, teacher, result.text, result.finish_reason, result.usage.prompt_tokens,
-                             result.usage.completion_tokens, result.usage.cost_usd, time.time()))
+        self.pending[fingerprint] = (fingerprint, teacher, result.text, result.finish_reason,
+                                     result.usage.prompt_tokens, result.usage.completion_tokens,
+                                     result.usage.cost_usd, time.time())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()  # no loop to run a timer: write now
+            return
+        if self.timer is None or self.timer_loop is not loop:  # (a timer of an ended loop never fires)
+            self.timer, self.timer_loop = loop.call_later(self.window_s, self.flush), loop
+
+    def flush(self) -> None:
+        """Write the buffered answers in one short transaction; on a lock timeout, keep them for the next try."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.pending:
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                list(self.pending.values()))
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError:  # another run held the lock past busy_timeout
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            return
+        self.pending.clear()
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
-        self.window.commit()
+        self.flush()
+        if self.pending:  # still locked out: the answers are in run.db; only the shared cache misses them
+            warnings.warn(f"response cache {self.path}: {len(self.pending)} answers not written (database locked)",
+                          stacklevel=2)
         self.db.close()
 
 
