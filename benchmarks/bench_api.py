@@ -69,12 +69,13 @@ def taxonomy(folder: Path, per_leaf: int) -> Path:
     return path
 
 
-def run_generate(url: str, tax: Path, out: Path, concurrency: int, limit: int | None, env: dict) -> float:
+def run_generate(url: str, tax: Path, out: Path, concurrency: int, limit: int | None, env: dict,
+                 extra: list[str]) -> float:
     """Runs the CLI; returns the CPU seconds (user + system) it used."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     args = [sys.executable, "-m", "distill.cli", "generate", "--taxonomy", str(tax), "--teacher",
             "openai:gpt-4o-mini", "--out", str(out), "--base-url", url + "/v1", "--concurrency", str(concurrency),
-            "--no-preflight", "--no-curate", "--timeout", "30"]
+            "--no-preflight", "--no-curate", "--timeout", "30", *extra]
     if limit:
         args += ["--limit", str(limit)]
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--seconds", type=float, default=8.0, help="ideal duration of each run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per concurrency; medians are shown")
+    parser.add_argument("--sender", choices=["auto", "process", "inline"], default="auto",
+                        help="where the SDK sends from: a child process, the run's own loop, or distill's default")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_api_"))
     env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "DISTILL_CACHE_DIR": str(work / "cache"),
@@ -98,6 +101,7 @@ def main() -> None:
           f"(start-up, imports, export); server = the fake server's own CPU/request")
     print(f"{'conc':>5} {'requests':>8} {'req/s':>8} {'ideal':>8} {'% ideal':>8} {'CPU ms/req':>10} "
           f"{'net ms/req':>10} {'server ms':>9}  runs (% ideal)")
+    extra = {"auto": [], "process": ["--sender-process"], "inline": ["--no-sender-process"]}[args.sender]
     server = ServerProcess(args.latency)
     try:
         for n, concurrency in enumerate(args.concurrency):
@@ -107,9 +111,9 @@ def main() -> None:
             tax = taxonomy(work / f"tax{n}", per_leaf)
             rows = []
             for r in range(args.repeat):
-                base_cpu = run_generate(server.url, tax, work / f"base{n}-{r}", concurrency, 1, env)
+                base_cpu = run_generate(server.url, tax, work / f"base{n}-{r}", concurrency, 1, env, extra)
                 start = server.ask("reset")
-                cpu = run_generate(server.url, tax, work / f"run{n}-{r}", concurrency, None, env)
+                cpu = run_generate(server.url, tax, work / f"run{n}-{r}", concurrency, None, env, extra)
                 stats = server.ask("stats")
                 requests = stats["paid"]
                 # The first answer arrives one latency after the first request went out.

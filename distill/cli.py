@@ -41,6 +41,9 @@ def generate(
     cache_dir: Path | None = typer.Option(None, help="Response cache folder (default $DISTILL_CACHE_DIR or "
                                           "~/.cache/distill)."),
     batch: bool = typer.Option(False, "--batch", help="Use the provider's batch API (about half price, slower)."),
+    sender_process: bool | None = typer.Option(None, "--sender-process/--no-sender-process",
+                                               help="Send API requests from a child process, a second core for "
+                                               "the SDK (default: from 64 requests in flight)."),
     preflight: bool = typer.Option(True, "--preflight/--no-preflight",
                                    help="Try a small sample first and stop early if most of it fails."),
     api_config: Path | None = typer.Option(None, help="YAML: prices: {model: {input, output}} (USD/1M tokens) "
@@ -59,6 +62,7 @@ def generate(
         curate=not no_curate, progress=sys.stderr.isatty(),
         teacher_options=teacher_options(batch_size=batch_size, base_url=base_url, concurrency=concurrency, rpm=rpm,
                                         tpm=tpm, timeout_s=timeout, max_retries=max_retries, batch=batch or None,
+                                        sender_process=sender_process,
                                         api_config=load_api_config(api_config) or None),
         cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
     )

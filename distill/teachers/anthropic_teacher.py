@@ -95,4 +95,6 @@ def make(spec: str, model: str, options) -> Any:
 
         return BatchTeacher(AnthropicBatches(AnthropicTeacher(spec, model, settings)),
                             BatchSettings.from_options(options, "anthropic"))
-    return AnthropicTeacher(spec, model, settings)
+    from distill.teachers.sender import maybe_in_own_process
+
+    return maybe_in_own_process(AnthropicTeacher(spec, model, settings), settings, spec, options)

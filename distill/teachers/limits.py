@@ -386,6 +386,7 @@ class ApiSettings:
     base_url: str | None = None
     prices: dict[str, Any] | None = None
     retry_base_s: float = 0.5  # first backoff step; tests shrink it
+    sender_process: bool | None = None  # send from a child process; None: from SENDER_PROCESS_FROM in flight
 
     @classmethod
     def from_options(cls, options: Any, provider: str) -> ApiSettings:
@@ -404,4 +405,4 @@ class ApiSettings:
                    timeout_s=float(pick("timeout_s", 60.0)), max_retries=int(pick("max_retries", 6)),
                    base_url=pick("base_url", None),
                    prices=(extra.get("api_config") or {}).get("prices"),
-                   retry_base_s=float(pick("retry_base_s", 0.5)))
+                   retry_base_s=float(pick("retry_base_s", 0.5)), sender_process=pick("sender_process", None))

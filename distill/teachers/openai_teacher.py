@@ -105,4 +105,6 @@ def make(spec: str, model: str, options) -> Any:
 
         return BatchTeacher(OpenAIBatches(OpenAITeacher(spec, model, settings)),
                             BatchSettings.from_options(options, "openai"))
-    return OpenAITeacher(spec, model, settings)
+    from distill.teachers.sender import maybe_in_own_process
+
+    return maybe_in_own_process(OpenAITeacher(spec, model, settings), settings, spec, options)

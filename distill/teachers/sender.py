@@ -1,0 +1,193 @@
+"""An API teacher whose HTTP requests are sent from a child process: a second core for the SDK.
+
+At hundreds of requests a second one event loop runs out of CPU: the SDK and its HTTP transport
+cost ~1 ms a request, and rendering prompts, fingerprints and storing every answer about as much
+again. Above `SENDER_PROCESS_FROM` requests in flight (or with `--sender-process`), the run keeps
+its own work and the SDK runs in a child process (`python -m distill.teachers.sender`) holding
+the teacher itself: its rate limiter, AIMD gate, retries and SDK clients, so limits stay shared by
+every request as before. Budget, cache and run.db stay in the run's process.
+
+The wire is one line a message on the child's stdin and stdout: `<id>\\t<GenerationRequest JSON>`
+in, `<id>\\t<GenerationResult JSON>` out (JSON never holds a raw tab or newline). The child reads
+its settings from the first line, answers `0\\tready`, and exits when its stdin closes, also when the
+run is killed: what it had in flight is then lost, as it would be in-process. Keys travel only in
+the environment it inherits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from distill.teachers.base import GenerationRequest, GenerationResult
+
+SENDER_PROCESS_FROM = 64  # requests in flight from which the SDK gets its own process by default
+LINE_LIMIT = 1 << 28  # one request line may hold long few-shot prompts
+START_TIMEOUT_S = 60.0
+
+
+class SenderTeacher:
+    """The teacher protocol, answered by `local`'s twin in a child process.
+
+    `local` is the same teacher built in this process: it answers everything that needs no request
+    (spec, cache namespace, prices for the budget) and checked the settings and the key up front.
+    """
+
+    def __init__(self, local: Any, spec: str, options: Any):
+        self.local = local
+        self.spec, self.cache_namespace = local.spec, local.cache_namespace
+        self.batch_size, self.concurrency = local.batch_size, local.concurrency
+        # The child builds the same teacher inline (never a sender of its own).
+        self.config = json.dumps({"spec": spec, "options": {**options.model_dump(mode="json"), "sender_process": False}})
+        self.proc: asyncio.subprocess.Process | None = None
+        self.waiting: dict[int, asyncio.Future] = {}
+        self.next_id = 0
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.readers: list[asyncio.Task] = []
+        self._starting = asyncio.Lock()
+
+    def price_request(self, request: GenerationRequest) -> float | None:
+        return self.local.price_request(request)
+
+    async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        proc = await self._process()
+        futures = []
+        loop = asyncio.get_running_loop()
+        for request in requests:
+            self.next_id += 1
+            future = self.waiting[self.next_id] = loop.create_future()
+            futures.append(future)
+            proc.stdin.write(b"%d\t%s\n" % (self.next_id, request.model_dump_json().encode()))
+        try:
+            await proc.stdin.drain()
+        except (ConnectionError, RuntimeError):
+            pass  # the child is gone: its reader fails what was waiting
+        results = await asyncio.gather(*futures)
+        return [result.model_copy(update={"key": request.key}) for request, result in zip(requests, results)]
+
+    async def _process(self) -> asyncio.subprocess.Process:
+        async with self._starting:  # the first requests arrive together: start one child, not many
+            if self.proc is None or self.proc.returncode is not None:
+                self.proc = await self._start()
+            return self.proc
+
+    async def _start(self) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "distill.teachers.sender", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
+        proc.stdin.write(self.config.encode() + b"\n")
+        self.readers = [asyncio.create_task(self._read_errors(proc))]
+        try:
+            ready = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            ready = b""
+        if ready.strip() != b"0\tready":
+            proc.kill()
+            await proc.wait()
+            raise RuntimeError(f"the sender process did not start: {self._last_words()}")
+        self.readers.append(asyncio.create_task(self._read_results(proc)))
+        return proc
+
+    async def _read_results(self, proc: asyncio.subprocess.Process) -> None:
+        while line := await proc.stdout.readline():
+            head, _, body = line.partition(b"\t")
+            future = self.waiting.pop(int(head), None)
+            if future is not None and not future.done():
+                future.set_result(GenerationResult.model_validate_json(body))
+        await proc.wait()
+        # The child died (or was closed) with requests out: each fails with why, and its item says so.
+        error = f"the sender process exited with code {proc.returncode}: {self._last_words()}"
+        for key, future in list(self.waiting.items()):
+            if not future.done():
+                future.set_result(GenerationResult(key="", error=error))
+            del self.waiting[key]
+
+    async def _read_errors(self, proc: asyncio.subprocess.Process) -> None:
+        while line := await proc.stderr.readline():
+            self.stderr_tail.append(line.decode(errors="replace").rstrip())
+
+    def _last_words(self) -> str:
+        return self.local.scrub(" | ".join(self.stderr_tail)[-500:]) or "no message"
+
+    async def aclose(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        for reader in self.readers:
+            reader.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+        await self.local.aclose()
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:  # the loop ended without aclose
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.local.close()
+
+
+def maybe_in_own_process(teacher: Any, settings: Any, spec: str, options: Any) -> Any:
+    """`teacher` itself, or a `SenderTeacher` running its twin in a child process (see the module doc)."""
+    wanted = settings.sender_process
+    if wanted is None:
+        wanted = settings.concurrency >= SENDER_PROCESS_FROM
+    return SenderTeacher(teacher, spec, options) if wanted else teacher
+
+
+# The child.
+
+async def _serve(teacher: Any, out: Any) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=LINE_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, out)
+    transport.write(b"0\tready\n")
+    in_flight: set[asyncio.Task] = set()
+
+    async def answer(request_id: bytes, body: bytes) -> None:
+        request = GenerationRequest.model_validate_json(body)
+        try:
+            [result] = await teacher.generate([request])
+        except Exception as exc:  # the protocol says never raise; a bug here must not hang the run
+            result = GenerationResult(key=request.key, error=f"{type(exc).__name__}: {exc}")
+        transport.write(b"%s\t%s\n" % (request_id, result.model_dump_json().encode()))
+
+    # Requests are answered as they come; stdin's end (a closed or killed run) ends the child.
+    while line := await reader.readline():
+        request_id, _, body = line.rstrip(b"\n").partition(b"\t")
+        task = asyncio.create_task(answer(request_id, body))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    for task in in_flight:
+        task.cancel()
+    await asyncio.gather(*in_flight, return_exceptions=True)
+    await teacher.aclose()
+
+
+def main() -> None:
+    from distill.teachers.registry import TeacherOptions, make_teacher
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the run, which closes our stdin
+    # Our stdout is the wire: anything a library prints goes to stderr instead.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    config = json.loads(sys.stdin.buffer.readline())
+    teacher = make_teacher(config["spec"], TeacherOptions(**config["options"]))
+    try:
+        asyncio.run(_serve(teacher, out))
+    finally:
+        teacher.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""API teachers sending from a child process (`--sender-process`): same answers, limits and accounting.
+
+The real SDKs run in the child against the loopback server; budget, cache and run.db stay in the
+run. A child that dies fails its requests with the reason; a killed run takes its child with it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from distill.generate.runner import GenerateOptions, generate
+from distill.store import RunStore
+from distill.teachers.registry import make_teacher, teacher_options
+from distill.teachers.sender import SenderTeacher
+from fakeapi import FakeAPI, Faults
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "fixtures" / "tiny"
+KEYS = {"openai": "sk-test-SENDER-NEVER-WRITE-91d3", "anthropic": "sk-ant-test-SENDER-NEVER-WRITE-2b7e"}
+MODELS = {"openai": "openai:gpt-4o-mini", "anthropic": "anthropic:claude-haiku-4-5"}
+
+
+@pytest.fixture(autouse=True)
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEYS["openai"])
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEYS["anthropic"])
+    monkeypatch.setenv("DISTILL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+def run(api: FakeAPI, out: Path, provider: str = "openai", taxonomy: str | Path = "qa", **overrides):
+    base_url = api.url + "/v1" if provider == "openai" else api.url
+    extra = dict(base_url=base_url, timeout_s=0.5, max_retries=8, retry_base_s=0.01, concurrency=4,
+                 sender_process=True)
+    extra.update(overrides.pop("teacher", {}))
+    path = taxonomy if isinstance(taxonomy, Path) else TINY / f"{taxonomy}.yaml"
+    options = GenerateOptions(taxonomy=path, teacher=MODELS[provider], out=out, curate=False, progress=False,
+                              teacher_options=teacher_options(**extra), **overrides)
+    return generate(options)
+
+
+def statuses(out: Path) -> dict[str, int]:
+    store = RunStore(out / "run.db")
+    try:
+        values = list(store.statuses().values())
+    finally:
+        store.close()
+    return {s: values.count(s) for s in set(values)}
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def senders_of(pid: int) -> list[int]:
+    return [child for child in children_of(pid)
+            if b"distill.teachers.sender" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_faults_are_retried_in_the_child_and_every_prompt_paid_once(tmp_path, provider):
+    faults = Faults(script=[429, 500, 529, "malformed", "slow", "disconnect"], retry_after="0.02", slow_s=1.0)
+    with FakeAPI(faults) as api:
+        report = run(api, tmp_path / "run", provider)
+    assert report.stats["counts"]["kept"] == 4 and statuses(tmp_path / "run") == {"generated": 4}
+    assert len(api.paid) == 8 and set(api.paid.values()) == {1}
+    assert set(api.requests.values()) == {7}  # six faults, then the answer: retried by the child's policy
+    assert report.stats["usage"]["cost_usd"] > 0  # the child's answers carry their prices
+    assert senders_of(os.getpid()) == []  # the child is closed with the run
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert KEYS[provider].encode() not in path.read_bytes(), path
+
+
+def test_rejects_cache_and_budget_work_as_inline(tmp_path):
+    with FakeAPI(Faults(content={"length": 0.3, "refusal": 0.3})) as api:
+        first = run(api, tmp_path / "a", taxonomy="tickets")
+        paid = api.total_paid()
+        second = run(api, tmp_path / "b", taxonomy="tickets")  # same prompts: all from the shared cache
+    assert sum(statuses(tmp_path / "a").values()) == 4 and "pending" not in statuses(tmp_path / "a")
+    assert first.stats["counts"]["rejected"] > 0
+    assert api.total_paid() == paid  # nothing paid twice
+    assert second.stats["counts"] == first.stats["counts"]
+
+
+def test_a_sender_that_dies_fails_its_requests_with_the_reason_and_retry_failed_recovers(tmp_path):
+    taxonomy = tmp_path / "tax" / "qa.yaml"
+    shutil.copytree(TINY, taxonomy.parent)
+    taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", "per_leaf: 6"))
+    killed: list[int] = []
+
+    def kill_the_sender(api: FakeAPI) -> None:
+        deadline = time.monotonic() + 30
+        while api.total_paid() < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for pid in senders_of(os.getpid()):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    with FakeAPI(Faults(latency_s=0.2)) as api:
+        killer = threading.Thread(target=kill_the_sender, args=(api,))
+        killer.start()
+        report = run(api, tmp_path / "run", taxonomy=taxonomy, preflight=False)
+        killer.join()
+        assert killed, "the run never started a sender process"
+        counts = statuses(tmp_path / "run")
+        assert sum(counts.values()) == 12 and "pending" not in counts
+        assert 1 <= counts.get("failed", 0) <= 4  # what was in flight in the dead child (concurrency 4)
+        assert counts["generated"] == 12 - counts["failed"]  # a new child answered everything after
+        store = RunStore(tmp_path / "run" / "run.db")
+        errors = [row[0] for row in store.db.execute("SELECT error FROM teacher_calls WHERE error IS NOT NULL")]
+        store.close()
+        assert errors and all("sender process exited" in e for e in errors)
+        assert report.stats["counts"]["kept"] == counts["generated"]
+        run(api, tmp_path / "run", taxonomy=taxonomy, retry_failed=True)
+    assert statuses(tmp_path / "run") == {"generated": 12}
+
+
+def test_kill_9_takes_the_sender_with_the_run_and_resume_never_pays_twice(tmp_path):
+    taxonomy = tmp_path / "tax" / "qa.yaml"
+    shutil.copytree(TINY, taxonomy.parent)
+    taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", "per_leaf: 8"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with FakeAPI(Faults(latency_s=0.15)) as api:
+        args = [sys.executable, "-m", "distill.cli", "generate", "--taxonomy", str(taxonomy), "--teacher",
+                MODELS["openai"], "--out", str(tmp_path / "run"), "--base-url", api.url + "/v1",
+                "--concurrency", "4", "--no-curate", "--sender-process"]
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while api.total_paid() < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        senders = senders_of(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert len(senders) == 1
+        deadline = time.monotonic() + 10
+        while alive(senders[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(senders[0]), "the sender outlived its run"
+        paid_before = api.total_paid()
+        assert 10 <= paid_before < 32
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert statuses(tmp_path / "run") == {"generated": 16}
+    assert len(api.paid) == 32
+    assert sum(n - 1 for n in api.paid.values()) <= 4  # at most what was in flight at the kill
+
+
+def test_the_sender_process_is_the_default_from_64_requests_in_flight():
+    inline = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=63))
+    sender = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=64))
+    forced_off = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1",
+                                                                  concurrency=256, sender_process=False))
+    assert isinstance(sender, SenderTeacher)
+    assert not isinstance(inline, SenderTeacher) and not isinstance(forced_off, SenderTeacher)
+    for teacher in (inline, sender, forced_off):
+        teacher.close()
