@@ -54,6 +54,23 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX batch_requests_custom_id ON batch_requests (custom_id);
     """,
+    # Creating a provider job is not idempotent, so the intent is recorded first: a row in state
+    # 'submitting' with a client-made submission id (uuid4 hex, OpenAI's job metadata carries it) and
+    # its custom_ids, committed before the create call; the provider's job id fills in once accepted.
+    # job_id loses NOT NULL, which SQLite can only do by rebuilding the table (ids kept, so
+    # batch_requests still points at the same rows). The custom_id index goes: every query reads a
+    # job's requests by batch, which the primary key covers.
+    """
+    CREATE TABLE batch_jobs_v3 (
+        id INTEGER PRIMARY KEY, teacher TEXT NOT NULL, job_id TEXT, submission TEXT, status TEXT NOT NULL,
+        error TEXT, submitted_at REAL NOT NULL, finished_at REAL
+    );
+    INSERT INTO batch_jobs_v3 (id, teacher, job_id, status, error, submitted_at, finished_at)
+        SELECT id, teacher, job_id, status, error, submitted_at, finished_at FROM batch_jobs;
+    DROP TABLE batch_jobs;
+    ALTER TABLE batch_jobs_v3 RENAME TO batch_jobs;
+    DROP INDEX batch_requests_custom_id;
+    """,
 ]
 
 PENDING, GENERATED, REJECTED, FAILED = "pending", "generated", "rejected", "failed"
@@ -149,29 +166,45 @@ class RunStore:
         return totals
 
     # provider batch jobs
-    def add_batch_job(self, teacher: str, job_id: str, custom_ids: Iterable[str], status: str) -> int:
-        """Record a submitted job at once, before polling it: from here on a kill cannot lose its id."""
+    def begin_batch_job(self, teacher: str, submission: str, custom_ids: Iterable[str], at: float) -> int:
+        """Record a job about to be created, committed before the create call: after a kill, the
+        resumed run finds it 'submitting' and looks for it at the provider instead of creating it again."""
         with self.transaction():
-            row = self.db.execute("INSERT INTO batch_jobs (teacher, job_id, status, submitted_at) VALUES (?, ?, ?, ?)",
-                                  (teacher, job_id, status, time.time())).lastrowid
+            row = self.db.execute("INSERT INTO batch_jobs (teacher, submission, status, submitted_at)"
+                                  " VALUES (?, ?, 'submitting', ?)", (teacher, submission, at)).lastrowid
             self.db.executemany("INSERT OR IGNORE INTO batch_requests VALUES (?, ?)",
                                 [(row, custom_id) for custom_id in custom_ids])
         return row
+
+    def batch_create_attempt(self, row: int, at: float) -> None:
+        """Another create attempt starts now (committed first): where a lookup for the job starts."""
+        with self.transaction():
+            self.db.execute("UPDATE batch_jobs SET submitted_at = ? WHERE id = ?", (at, row))
+
+    def accept_batch_job(self, row: int, job_id: str, status: str) -> None:
+        """The provider accepted (or was found to hold) the job: its id is durable before the first poll."""
+        with self.transaction():
+            self.db.execute("UPDATE batch_jobs SET job_id = ?, status = ? WHERE id = ?", (job_id, status, row))
 
     def update_batch_job(self, row: int, status: str, finished: bool = False, error: str | None = None) -> None:
         self.db.execute("UPDATE batch_jobs SET status = ?, error = COALESCE(?, error), finished_at = ? WHERE id = ?",
                         (status, error, time.time() if finished else None, row))
 
     def batch_jobs(self, teacher: str) -> list[dict[str, Any]]:
-        """The teacher's jobs, oldest first: row, job_id, status, error, times and the custom_ids each carries."""
-        jobs = {row[0]: dict(row=row[0], job_id=row[1], status=row[2], error=row[3], submitted_at=row[4],
-                             finished_at=row[5], custom_ids=[])
-                for row in self.db.execute("SELECT id, job_id, status, error, submitted_at, finished_at FROM batch_jobs"
-                                           " WHERE teacher = ? ORDER BY id", (teacher,))}
+        """The teacher's jobs, oldest first: row, job_id (None while submitting), submission, status, error,
+        times and the custom_ids each carries."""
+        jobs = {row[0]: dict(row=row[0], job_id=row[1], submission=row[2], status=row[3], error=row[4],
+                             submitted_at=row[5], finished_at=row[6], custom_ids=[])
+                for row in self.db.execute("SELECT id, job_id, submission, status, error, submitted_at, finished_at"
+                                           " FROM batch_jobs WHERE teacher = ? ORDER BY id", (teacher,))}
         for row, custom_id in self.db.execute("SELECT r.batch, r.custom_id FROM batch_requests r JOIN batch_jobs j"
                                               " ON j.id = r.batch WHERE j.teacher = ?", (teacher,)):
             jobs[row]["custom_ids"].append(custom_id)
         return list(jobs.values())
+
+    def batch_job_ids(self) -> set[str]:
+        """Every provider job id on record, whichever teacher made it."""
+        return {job_id for (job_id,) in self.db.execute("SELECT job_id FROM batch_jobs WHERE job_id IS NOT NULL")}
 
     # outcomes
     def add_example(self, example: Example) -> None:

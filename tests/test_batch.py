@@ -2,14 +2,18 @@
 
 Every plan item accounted for at batch prices, failed and expired requests resubmitted, a request that
 never succeeds failed with its error, a job open at kill -9 collected (not resubmitted) by the re-run,
-and no key in any file.
+and no key in any file. A job is created once: not again when the create's reply is lost, nor when the
+run is killed while the create is in flight; an Anthropic lookup that cannot tell our job from another
+fails clearly; a server refusing json_schema in batch lines gets json_object.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from distill.generate.runner import GenerateOptions, generate
-from distill.store import RunStore
+from distill.store import MIGRATIONS, RunStore
 from distill.teachers.cost import PriceTable
 from distill.teachers.registry import make_teacher, teacher_options
 from fakeapi import FakeAPI, Faults
@@ -46,17 +50,41 @@ def base_url(api: FakeAPI, provider: str) -> str:
     return api.url + "/v1" if provider == "openai" else api.url
 
 
-def run(api: FakeAPI, out: Path, provider: str, taxonomy: str = "qa", **teacher):
+def run(api: FakeAPI, out: Path, provider: str, taxonomy: str = "qa", preflight: bool = True,
+        retry_failed: bool = False, **teacher):
     extra = dict(base_url=base_url(api, provider), timeout_s=2.0, max_retries=2, retry_base_s=0.01, concurrency=4,
                  batch=True, **FAST)
     extra.update(teacher)
     options = GenerateOptions(taxonomy=TINY / f"{taxonomy}.yaml", teacher=SPECS[provider], out=out, curate=False,
-                              progress=False, teacher_options=teacher_options(**extra))
+                              progress=False, preflight=preflight, retry_failed=retry_failed,
+                              teacher_options=teacher_options(**extra))
     return generate(options)
 
 
 def jobs(api: FakeAPI, provider: str) -> dict:
     return api.batches if provider == "openai" else api.anthropic_batches
+
+
+def ours(api: FakeAPI, provider: str) -> list[str]:
+    """The ids of the jobs this client made, oldest first (not the other clients' that Faults adds)."""
+    return [job_id for job_id, job in jobs(api, provider).items() if not job.get("foreign")]
+
+
+def cli_args(api: FakeAPI, provider: str, tmp_path: Path) -> list[str]:
+    config = tmp_path / "api.yaml"
+    config.write_text(f"{provider}: {json.dumps(FAST)}\n")
+    return [sys.executable, "-m", "distill.cli", "generate", "--taxonomy", str(TINY / "qa.yaml"),
+            "--teacher", SPECS[provider], "--out", str(tmp_path / "run"), "--base-url", base_url(api, provider),
+            "--batch", "--api-config", str(config), "--no-curate"]
+
+
+def kill_when(proc: subprocess.Popen, ready) -> None:
+    deadline = time.monotonic() + 60
+    while not ready() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert ready(), "the run ended or stalled before the moment to kill it"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 def sent_bodies(api: FakeAPI, provider: str) -> list[dict]:
@@ -161,21 +189,13 @@ def test_budget_reserves_at_batch_price():
 
 @providers
 def test_kill_9_while_polling_then_rerun_collects_the_job(tmp_path, provider):
-    config = tmp_path / "api.yaml"
-    config.write_text(f"{provider}: {json.dumps(FAST)}\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     poll = "/v1/batches/batch_1" if provider == "openai" else "/v1/messages/batches/msgbatch_1"
     with FakeAPI(Faults(batch_delay_s=600)) as api:  # the first job stays open until the kill
-        args = [sys.executable, "-m", "distill.cli", "generate", "--taxonomy", str(TINY / "qa.yaml"),
-                "--teacher", SPECS[provider], "--out", str(tmp_path / "run"), "--base-url", base_url(api, provider),
-                "--batch", "--api-config", str(config), "--no-curate"]
+        args = cli_args(api, provider, tmp_path)
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
         # Polling starts only after the job id is committed to run.db: two polls seen, then kill.
-        while sum(e["path"] == poll for e in api.log) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_when(proc, lambda: sum(e["path"] == poll for e in api.log) >= 2)
         assert len(jobs(api, provider)) == 1 and not api.paid
         open_jobs = stored(tmp_path / "run", "SELECT job_id, finished_at FROM batch_jobs")
         assert open_jobs == [(poll.rsplit("/", 1)[1], None)]
@@ -187,3 +207,88 @@ def test_kill_9_while_polling_then_rerun_collects_the_job(tmp_path, provider):
     assert set(api.requests.values()) == {1} and set(api.paid.values()) == {1} and len(api.paid) == 8
     assert all(finished for (finished,) in stored(tmp_path / "run", "SELECT finished_at FROM batch_jobs"))
     assert files_with(tmp_path, KEYS[provider]) == []
+
+
+@providers
+@pytest.mark.parametrize("lost", [500, "disconnect", "drop"])
+def test_create_whose_reply_is_lost_is_looked_up_before_it_is_created_again(tmp_path, provider, lost):
+    # 500 / "disconnect": the provider made the job, then the reply was lost. "drop": it made none.
+    # 150 jobs of other clients follow each of ours, so the lookup has to page past them.
+    with FakeAPI(Faults(batch_create_script=[lost], batch_neighbours=150)) as api:
+        report = run(api, tmp_path / "run", provider)
+    assert statuses(tmp_path / "run") == {"generated": 4} and report.stats["counts"]["failed"] == 0
+    assert len(ours(api, provider)) == 2  # one job a round: the first adopted (or, never made, made once)
+    assert set(api.requests.values()) == {1} and set(api.paid.values()) == {1} and len(api.paid) == 8
+    rows = stored(tmp_path / "run", "SELECT job_id, submission, finished_at FROM batch_jobs ORDER BY id")
+    assert [r[0] for r in rows] == ours(api, provider) and all(r[2] for r in rows)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", r[1]) for r in rows)
+    if provider == "openai":  # the job carries our submission id: that is how the lookup knows it
+        assert [api.batches[r[0]]["request"]["metadata"]["distill_submission"] for r in rows] == [r[1] for r in rows]
+
+
+@providers
+def test_kill_9_while_the_create_reply_is_held_then_rerun_adopts_the_job(tmp_path, provider):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The provider makes the first job and holds its reply: the client is killed before it learns the id.
+    with FakeAPI(Faults(batch_create_script=["hold"], slow_s=600)) as api:
+        args = cli_args(api, provider, tmp_path)
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        kill_when(proc, lambda: len(ours(api, provider)) == 1)
+        ((job_id, status, submission),) = stored(tmp_path / "run", "SELECT job_id, status, submission FROM batch_jobs")
+        assert (job_id, status) == (None, "submitting") and submission  # the intent was on record first
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert statuses(tmp_path / "run") == {"generated": 4}
+    assert len(ours(api, provider)) == 2  # the held job adopted, then the answers' job: none twice
+    assert set(api.requests.values()) == {1} and set(api.paid.values()) == {1} and len(api.paid) == 8
+    rows = stored(tmp_path / "run", "SELECT job_id, submission, finished_at FROM batch_jobs ORDER BY id")
+    assert [r[0] for r in rows] == ours(api, provider) and rows[0][1] == submission and all(r[2] for r in rows)
+
+
+def test_server_refusing_json_schema_in_batch_lines_gets_json_object(tmp_path):
+    # One attempt each: a refused output format must not use it up, since nothing was run.
+    with FakeAPI(Faults(reject_json_schema=True)) as api:
+        report = run(api, tmp_path / "run", "openai", taxonomy="tickets", batch_attempts=1)
+    assert report.stats["counts"]["kept"] == 4 and statuses(tmp_path / "run") == {"generated": 4}
+    first, second = (api.batches[job_id]["lines"] for job_id in ours(api, "openai"))
+    assert {line["body"]["response_format"]["type"] for line in first} == {"json_schema"}
+    assert {line["body"]["response_format"]["type"] for line in second} == {"json_object"}
+    assert len(api.paid) == 4 and set(api.paid.values()) == {1}
+
+
+def test_anthropic_lookup_that_cannot_tell_two_batches_apart_fails_clearly(tmp_path):
+    # The reply to our create is lost, and another client made a batch of the same size meanwhile.
+    faults = Faults(batch_create_script=[500], batch_neighbours=1, batch_neighbour_requests=4)
+    with FakeAPI(faults) as api:
+        report = run(api, tmp_path / "run", "anthropic", preflight=False)
+        assert statuses(tmp_path / "run") == {"failed": 4} and report.stats["counts"]["failed"] == 4
+        assert ours(api, "anthropic") == ["msgbatch_1"] and not api.paid  # nothing created again
+        for reject in rejected(tmp_path / "run"):
+            assert "msgbatch_1" in reject["detail"] and "msgbatch_2" in reject["detail"], reject
+            assert "cannot tell" in reject["detail"] and "--retry-failed" in reject["detail"]
+        assert stored(tmp_path / "run", "SELECT job_id, status FROM batch_jobs") == [(None, "submitting")]
+        # The user cancels the other client's batch; the re-run adopts ours.
+        api.anthropic_batches["msgbatch_2"]["cancelled"] = True
+        run(api, tmp_path / "run", "anthropic", preflight=False, retry_failed=True)
+    assert statuses(tmp_path / "run") == {"generated": 4}
+    assert ours(api, "anthropic") == ["msgbatch_1", "msgbatch_3"]
+    assert set(api.paid.values()) == {1} and len(api.paid) == 8
+
+
+def test_a_run_db_from_before_submission_ids_keeps_its_jobs(tmp_path):
+    db = sqlite3.connect(tmp_path / "run.db")  # as the last release left it: one job open
+    for number, script in enumerate(MIGRATIONS[:2], start=1):
+        db.executescript(script + f"; PRAGMA user_version = {number};")
+    db.execute("INSERT INTO batch_jobs (teacher, job_id, status, submitted_at) VALUES (?, ?, ?, ?)",
+               ("t", "batch_9", "in_progress", 1.0))
+    db.execute("INSERT INTO batch_requests VALUES (1, 'c1')")
+    db.commit()
+    db.close()
+    store = RunStore(tmp_path / "run.db")
+    try:
+        (job,) = store.batch_jobs("t")
+        assert (job["job_id"], job["submission"], job["custom_ids"]) == ("batch_9", None, ["c1"])
+        indexes = {name for (name,) in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "batch_requests_custom_id" not in indexes
+    finally:
+        store.close()

@@ -1,29 +1,56 @@
 """`--batch`: provider batch APIs (OpenAI Batch API, Anthropic Message Batches), billed at about half price.
 
 The dispatcher gathers a round of requests (`collect_s`) into one `generate` call, which becomes one
-job: submitted through the official SDK, its id written to run.db the moment the provider accepts
-it, polled every `poll_s`, then collected. A request's custom_id is its fingerprint (64 hex
-characters, within Anthropic's limit), so a re-run after a kill that asks for the same request finds
-the job in run.db and collects it instead of submitting (and paying) again. Requests that errored
-or expired are resubmitted, `attempts` times in all; then they fail with their last error. Each
-answer goes through the online teacher's own parser, so rejects (length, refusal, filter, empty)
-and prices (batch rates) are the same as online.
+job: submitted through the official SDK, polled every `poll_s`, then collected. A request's
+custom_id is its fingerprint (64 hex characters, within Anthropic's limit), so a re-run after a kill
+that asks for the same request finds the job in run.db and collects it instead of submitting (and
+paying) again. Requests that errored or expired are resubmitted, `attempts` times in all; then they
+fail with their last error. Each answer goes through the online teacher's own parser, so rejects
+(length, refusal, filter, empty) and prices (batch rates) are the same as online.
+
+Creating a job is not idempotent, so it happens at most once per submission:
+- the intent is committed to run.db first (state 'submitting', a uuid4 submission id, the
+  custom_ids), and the provider's job id is added the moment it is known;
+- a create whose reply may have been lost after the provider accepted it (timeout, dropped
+  connection, 5xx) is not retried blindly: the job is looked up first and created again only when
+  absent. A clear refusal (4xx) made no job; a 429 is retried under the limits as any request;
+- a run that finds a row still 'submitting' (killed mid-create) looks the job up the same way.
+OpenAI jobs carry the submission id in their metadata, so the lookup is exact. Anthropic's Message
+Batches carry no metadata: the lookup adopts the one batch created around the attempt's time
+(+-CLOCK_SKEW_S, up to the create's timeout after it) with the same number of requests and an id not
+in run.db. Another client making a batch of that size in that window makes it ambiguous; then the
+requests fail saying which batches to check (cancelled ones are never adopted), and nothing is guessed.
+Creates (and these lookups) run one at a time, so a lookup never meets a job of ours not yet on record.
+
+A server that refuses OpenAI's structured-output format in a job's lines (HTTP 400/422 about
+response_format) steps the online teacher's json_mode forward, as online requests do, and those
+requests go out again in the next mode without using up one of their `attempts`: they were never run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from distill.teachers.api_teacher import ApiTeacher
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.limits import RETRYABLE_STATUS, CallFailed, with_retries
+from distill.teachers.limits import RETRYABLE_STATUS, CallFailed, classify, with_retries
+from distill.teachers.openai_teacher import JSON_MODES, _about_format
 
 T = TypeVar("T")
 TRANSFER_S = 600.0  # uploading or downloading a large job takes longer than one answer does
+CLOCK_SKEW_S = 120.0  # our clock against the provider's, when a lookup compares creation times
+LIST_PAGE = 100  # jobs per page when looking one up (OpenAI's most)
+TAG = "distill_submission"  # the OpenAI job metadata key that carries our submission id
+# Resubmissions that cost no attempt (a format step each, one for a job never created): bounds the loop.
+FREE_ROUNDS = len(JSON_MODES) + 1
 
 
 @dataclass
@@ -56,6 +83,7 @@ class Outcome:
     result: GenerationResult | None = None
     error: str | None = None
     retry: bool = False
+    free: bool = False  # resubmitting it uses up none of its attempts: it was never run (see _settle)
 
 
 @dataclass
@@ -71,11 +99,38 @@ class Job:
     custom_ids: set[str]
     job_id: str | None = None  # the provider's id, once accepted
     row: int | None = None  # its row in run.db's batch_jobs
+    submission: str | None = None  # our id for its creation (uuid4 hex), on record before the create call
+    at: float = 0.0  # when its last create attempt started (time.time())
+    mode: int | None = None  # the json mode its OpenAI bodies were built with; None: an earlier run's, unknown
     task: asyncio.Task | None = field(default=None, repr=False)  # submit/poll/collect -> {custom_id: Outcome}
 
 
+@dataclass
+class Submission:
+    """What a lookup knows of one create: our id for it, when its last attempt started, its size."""
+
+    id: str
+    at: float
+    count: int
+
+
+class NotCreated(CallFailed):
+    """The provider refused the create outright (a 4xx, or the upload failed): it holds no job for it."""
+
+
+class LostReply(Exception):
+    """A create the provider may have accepted. with_retries does not retry it (not a retryable kind)."""
+
+
+def maybe_created(exc: BaseException) -> bool:
+    """Could the provider hold the job although the create failed? Only a clear refusal says no: a 4xx,
+    or 529 (Anthropic's overloaded, refused like a 429)."""
+    status = getattr(exc, "status_code", None)
+    return status is None or (status >= 500 and status != 529)
+
+
 class BatchApi:
-    """One provider's batch wire: request lines, submit, poll, collect. Wraps that provider's online teacher."""
+    """One provider's batch wire: request lines, create, find, poll, collect. Wraps that provider's online teacher."""
 
     def __init__(self, teacher: ApiTeacher):
         self.teacher = teacher
@@ -85,17 +140,29 @@ class BatchApi:
         t = self.teacher
         return await with_retries(send, limiter=t.limiter, gate=t.gate, policy=t.policy, scrub=t.scrub)
 
+    def mode(self) -> int:
+        """The structured-output mode `body` builds with now (only OpenAI has more than one)."""
+        return 0
+
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def submit(self, bodies: dict[str, dict[str, Any]]) -> JobState:
-        """Send one job; returns its state with `info.id` the provider's job id."""
+    async def prepare(self, bodies: dict[str, dict[str, Any]], submission: str) -> Any:
+        """What `create` sends. Retried as any call: only the create itself costs money."""
+        raise NotImplementedError
+
+    async def create(self, prepared: Any, submission: str) -> JobState:
+        """One create call, tagged with `submission` where the provider allows; never retried here (see _create)."""
+        raise NotImplementedError
+
+    async def find(self, submission: Submission, recorded: set[str]) -> JobState | None:
+        """The job this submission created, if the provider holds one; `recorded` ids are other submissions'."""
         raise NotImplementedError
 
     async def poll(self, job_id: str) -> JobState:
         raise NotImplementedError
 
-    async def collect(self, state: JobState) -> dict[str, Outcome]:
+    async def collect(self, state: JobState, mode: int | None) -> dict[str, Outcome]:
         raise NotImplementedError
 
 
@@ -104,29 +171,52 @@ class OpenAIBatches(BatchApi):
 
     ENDED = {"completed", "expired", "cancelled", "failed"}
 
+    def mode(self) -> int:
+        return self.teacher.json_mode
+
     def body(self, request: GenerationRequest) -> dict[str, Any]:
-        # json_schema first, as online; the online fallbacks need a per-request reply, which a job has not.
+        # The teacher's current mode: json_schema first, stepped forward by collect() when a server refuses it.
         return {"method": "POST", "url": "/v1/chat/completions",
                 "body": self.teacher.params(request, self.teacher.json_mode)}
 
-    async def submit(self, bodies: dict[str, dict[str, Any]]) -> JobState:
+    async def prepare(self, bodies: dict[str, dict[str, Any]], submission: str) -> str:
         client = self.teacher.next_client()
         lines = "".join(json.dumps({"custom_id": custom_id, **body}, ensure_ascii=False) + "\n"
                         for custom_id, body in bodies.items()).encode()
         upload = await self.call(lambda: client.files.create(file=("distill-batch.jsonl", lines, "application/jsonl"),
                                                              purpose="batch", timeout=TRANSFER_S))
-        batch = await self.call(lambda: client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                                              completion_window="24h", metadata={"source": "distill"}))
-        return JobState(batch.status, batch.status in self.ENDED, batch)
+        return upload.id
+
+    async def create(self, file_id: str, submission: str) -> JobState:
+        batch = await self.teacher.next_client().batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h",
+            metadata={"source": "distill", TAG: submission})
+        return self.state(batch)
+
+    async def find(self, submission: Submission, recorded: set[str]) -> JobState | None:
+        client = self.teacher.next_client()
+        page = await self.call(lambda: client.batches.list(limit=LIST_PAGE))  # newest first
+        while True:
+            for batch in page.data:
+                if (batch.metadata or {}).get(TAG) == submission.id:
+                    return self.state(batch)
+                if batch.created_at < submission.at - CLOCK_SKEW_S:
+                    return None  # older than the submission, and so is everything after it
+            if not page.has_next_page():
+                return None
+            page = await self.call(page.get_next_page)
 
     async def poll(self, job_id: str) -> JobState:
         client = self.teacher.next_client()
-        batch = await self.call(lambda: client.batches.retrieve(job_id))
+        return self.state(await self.call(lambda: client.batches.retrieve(job_id)))
+
+    def state(self, batch: Any) -> JobState:
         errors = [f"{e.code}: {e.message}" for e in ((batch.errors.data if batch.errors else None) or [])]
         return JobState(batch.status, batch.status in self.ENDED, batch, "; ".join(errors) or None)
 
-    async def collect(self, state: JobState) -> dict[str, Outcome]:
+    async def collect(self, state: JobState, mode: int | None) -> dict[str, Outcome]:
         client, batch, outcomes = self.teacher.next_client(), state.info, {}
+        mode = self.teacher.json_mode if mode is None else mode
         # Expired or cancelled jobs still deliver what they finished; what they did not is resubmitted.
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
@@ -137,16 +227,21 @@ class OpenAIBatches(BatchApi):
                     except ValueError:
                         continue  # a line we cannot read leaves its request unanswered: it is resubmitted
                     if isinstance(row, dict):
-                        outcomes[row.get("custom_id")] = self.outcome(row)
+                        outcomes[row.get("custom_id")] = self.outcome(row, mode)
         return outcomes
 
-    def outcome(self, row: dict[str, Any]) -> Outcome:
+    def outcome(self, row: dict[str, Any], mode: int) -> Outcome:
         error, response = row.get("error"), row.get("response") or {}
         if error:  # batch_expired, batch_cancelled, server errors: nothing was answered
             return Outcome(error=f"batch request {error.get('code')}: {error.get('message')}", retry=True)
         status, body = response.get("status_code"), response.get("body") or {}
         if status != 200:
             message = (body.get("error") or {}).get("message") if isinstance(body, dict) else None
+            if status in (400, 422) and mode < len(JSON_MODES) - 1 and _about_format(message or ""):
+                # As online: the server cannot do this structured-output mode, so every later request
+                # (this one resubmitted included) uses the next one. Nothing ran, so no attempt is used.
+                self.teacher.json_mode = max(self.teacher.json_mode, mode + 1)
+                return Outcome(error=f"HTTP {status}: {message}", retry=True, free=True)
             return Outcome(error=f"HTTP {status}: {message}", retry=status in RETRYABLE_STATUS)
         try:
             body["choices"][0]["message"]
@@ -161,18 +256,51 @@ class AnthropicBatches(BatchApi):
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         return self.teacher.params(request)
 
-    async def submit(self, bodies: dict[str, dict[str, Any]]) -> JobState:
-        client = self.teacher.next_client()
-        requests = [{"custom_id": custom_id, "params": params} for custom_id, params in bodies.items()]
-        batch = await self.call(lambda: client.messages.batches.create(requests=requests, timeout=TRANSFER_S))
-        return JobState(batch.processing_status, batch.processing_status == "ended", batch)
+    async def prepare(self, bodies: dict[str, dict[str, Any]], submission: str) -> list[dict[str, Any]]:
+        return [{"custom_id": custom_id, "params": params} for custom_id, params in bodies.items()]
+
+    async def create(self, requests: list[dict[str, Any]], submission: str) -> JobState:
+        # Message Batches take no metadata: `submission` stays ours alone (see find).
+        batch = await self.teacher.next_client().messages.batches.create(requests=requests, timeout=TRANSFER_S)
+        return self.state(batch)
+
+    async def find(self, submission: Submission, recorded: set[str]) -> JobState | None:
+        # A create attempt that started at `at` made its batch before its timeout ran out, give or take skew.
+        earliest, latest = submission.at - CLOCK_SKEW_S, submission.at + TRANSFER_S + CLOCK_SKEW_S
+        client, matches = self.teacher.next_client(), []
+        page = await self.call(lambda: client.messages.batches.list(limit=LIST_PAGE))  # newest first
+        while True:
+            for batch in page.data:
+                created = batch.created_at.timestamp()
+                if created < earliest:
+                    return self._one(matches, submission, earliest, latest)
+                if created <= latest and batch.id not in recorded and batch.cancel_initiated_at is None \
+                        and size(batch) == submission.count:
+                    matches.append(batch)
+            if not page.has_next_page():
+                return self._one(matches, submission, earliest, latest)
+            page = await self.call(page.get_next_page)
+
+    def _one(self, matches: list[Any], submission: Submission, earliest: float, latest: float) -> JobState | None:
+        if len(matches) > 1:  # another client's batch of the same size in the same minutes: do not guess
+            window = " and ".join(datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+                                  for t in (earliest, latest))
+            raise CallFailed(
+                f"cannot tell which Anthropic batch, if any, this run created (its create got no reply): "
+                f"{', '.join(b.id for b in matches)} each hold {submission.count} requests, were created between "
+                f"{window} and are not in run.db; Message Batches carry no tag to tell them apart. Nothing was "
+                f"submitted again: check those batches in the Console, cancel the ones that are not this run's "
+                f"(cancelled batches are never adopted), then re-run with --retry-failed")
+        return self.state(matches[0]) if matches else None
 
     async def poll(self, job_id: str) -> JobState:
         client = self.teacher.next_client()
-        batch = await self.call(lambda: client.messages.batches.retrieve(job_id))
+        return self.state(await self.call(lambda: client.messages.batches.retrieve(job_id)))
+
+    def state(self, batch: Any) -> JobState:
         return JobState(batch.processing_status, batch.processing_status == "ended", batch)
 
-    async def collect(self, state: JobState) -> dict[str, Outcome]:
+    async def collect(self, state: JobState, mode: int | None) -> dict[str, Outcome]:
         client = self.teacher.next_client()
 
         async def fetch() -> list[dict[str, Any]]:
@@ -195,6 +323,12 @@ class AnthropicBatches(BatchApi):
         return Outcome(error=f"batch request {kind}", retry=True)  # expired, canceled: never processed
 
 
+def size(batch: Any) -> int:
+    """An Anthropic batch's number of requests: its counts always add up to it."""
+    c = batch.request_counts
+    return c.processing + c.succeeded + c.errored + c.canceled + c.expired
+
+
 class BatchTeacher:
     """The teacher protocol over a provider's batch API; jobs are recorded in run.db (`attach_store`)."""
 
@@ -207,12 +341,17 @@ class BatchTeacher:
         self.concurrency = online.concurrency  # jobs in flight at once
         self.store = None
         self.latest: dict[str, Job] = {}  # custom_id -> the last job that carried it
+        self.recorded: set[str] = set()  # provider job ids on record: never adopted by another submission
+        self.creating = asyncio.Lock()  # one create (or lookup) at a time: see the module docstring
 
     def attach_store(self, store) -> None:
         """Know every job this run submitted before (a killed run's open ones included)."""
         self.store = store
+        self.recorded = store.batch_job_ids()
         for row in store.batch_jobs(self.cache_namespace):
-            job = Job(set(row["custom_ids"]), row["job_id"], row["row"])
+            if row["job_id"] is None and row["finished_at"] is not None:
+                continue  # a submission that is known never to have become a job
+            job = Job(set(row["custom_ids"]), row["job_id"], row["row"], row["submission"], row["submitted_at"])
             for custom_id in job.custom_ids:
                 self.latest[custom_id] = job
 
@@ -234,11 +373,14 @@ class BatchTeacher:
 
     async def _settle(self, wanted: dict[str, GenerationRequest]) -> dict[str, Outcome]:
         """Each request's final outcome: from a job that already carries it, else from a new one; resubmit
-        what errored or expired until the attempts run out."""
+        what errored or expired until its attempts run out. A free resubmission (a refused output format, a
+        job never created) uses up none: nothing was run, so the request has not had its chance."""
+        attempts = max(1, self.settings.attempts)
         final: dict[str, Outcome] = {}
         tried: dict[str, Job] = {}  # the job whose answer for a custom_id was last read
+        spent: Counter[str] = Counter()  # attempts used, per custom_id
         pending = list(wanted)
-        for _ in range(max(1, self.settings.attempts)):
+        for _ in range(attempts + FREE_ROUNDS):
             groups: dict[Job, list[str]] = {}
             fresh = [cid for cid in pending if self.latest.get(cid) in (None, tried.get(cid))]
             for cid in pending:
@@ -250,8 +392,10 @@ class BatchTeacher:
             pending = []
             for (job, cids), outcomes in zip(groups.items(), answers):
                 for cid in cids:
-                    tried[cid], final[cid] = job, outcomes[cid]
-                    if final[cid].retry:
+                    outcome = outcomes[cid]
+                    tried[cid], final[cid] = job, outcome
+                    spent[cid] += not outcome.free
+                    if outcome.retry and spent[cid] < attempts:
                         pending.append(cid)
             if not pending:
                 break
@@ -265,22 +409,29 @@ class BatchTeacher:
         return job
 
     async def _outcomes(self, job: Job) -> dict[str, Outcome]:
-        if job.task is None:  # a job from an earlier run: collect it, never submit it again
+        if job.task is None:  # a job from an earlier run: find and collect it, never submit it again
             job.task = asyncio.create_task(self._run(job, None))
         return await asyncio.shield(job.task)
 
     async def _run(self, job: Job, requests: dict[str, GenerationRequest] | None) -> dict[str, Outcome]:
         try:
             if job.job_id is None:
-                state = await self.api.submit({cid: self.api.body(r) for cid, r in requests.items()})
-                job.job_id = state.info.id
-                if self.store is not None:
-                    job.row = self.store.add_batch_job(self.cache_namespace, job.job_id, requests, state.status)
+                if await self._place(job, requests) is None:  # an earlier run's create that made no job
+                    self._record(job, "not_created", finished=True)
+                    return {cid: Outcome(error="its batch job was never created", retry=True, free=True)
+                            for cid in job.custom_ids}
             state = await self._poll(job)
-            outcomes = await self.api.collect(state)
+            outcomes = await self.api.collect(state, job.mode)
         except Exception as exc:  # the job's requests fail with the reason; the run goes on
             failed = exc if isinstance(exc, CallFailed) else \
                 CallFailed(self.online.scrub(f"{type(exc).__name__}: {exc}")[:500])
+            if job.job_id is None:
+                # A refused create made no job: closed. Otherwise the provider may hold one we could not
+                # find: the row stays 'submitting', so a later run looks for it again rather than creating it.
+                refused = isinstance(failed, NotCreated)
+                self._record(job, "refused" if refused else "submitting", finished=refused, error=failed.message)
+                return {cid: Outcome(error=failed.message, retry=refused and failed.status == 404)
+                        for cid in job.custom_ids}
             # A job the provider no longer knows (404) is resubmitted; otherwise it stays open in run.db
             # for a later run to collect, and its requests fail now with the reason.
             self._record(job, "unreachable" if failed.status == 404 else "collect_failed", error=failed.message)
@@ -292,6 +443,64 @@ class BatchTeacher:
             outcomes.setdefault(cid, Outcome(error=f"{unanswered}: {error}" if error else unanswered,
                                              retry=True))
         return outcomes
+
+    async def _place(self, job: Job, requests: dict[str, GenerationRequest] | None) -> JobState | None:
+        """The provider's job for `job`, its id recorded: created now, or (requests None: an earlier run's
+        submission) found. None when that earlier submission never became a job."""
+        if requests is None:
+            async with self.creating:
+                state = await self.api.find(self._submission(job), self.recorded)
+        else:
+            state = await self._create(job, requests)
+        if state is not None:
+            job.job_id = state.info.id
+            self.recorded.add(job.job_id)
+            if self.store is not None and job.row is not None:
+                self.store.accept_batch_job(job.row, job.job_id, state.status)
+        return state
+
+    async def _create(self, job: Job, requests: dict[str, GenerationRequest]) -> JobState:
+        """Create the job at most once: on record before the call; after a reply that may have been lost,
+        looked up before any new attempt. Raises NotCreated when the provider refused it outright."""
+        job.submission, job.mode, job.at = uuid.uuid4().hex, self.api.mode(), time.time()
+        bodies = {cid: self.api.body(request) for cid, request in requests.items()}
+        if self.store is not None:
+            job.row = self.store.begin_batch_job(self.cache_namespace, job.submission, requests, job.at)
+        try:
+            prepared = await self.api.prepare(bodies, job.submission)
+        except CallFailed as failed:
+            raise NotCreated(failed.message, failed.status) from None
+        lost: list[str] = []  # why each attempt that may have made the job failed
+        creates = self.online.policy.max_retries + 1
+        async with self.creating:
+            for attempt in range(creates):
+                before = len(lost)
+                try:
+                    return await self.api.call(lambda: self._create_once(job, prepared, lost))
+                except CallFailed as failed:
+                    if len(lost) == before:  # refused now; but an earlier lost attempt may yet show up
+                        raise (CallFailed if lost else NotCreated)(failed.message, failed.status) from None
+                await asyncio.sleep(self.online.policy.delay(attempt, None))  # a new job may take a moment to list
+                found = await self.api.find(self._submission(job), self.recorded)
+                if found is not None:
+                    return found
+        raise CallFailed(f"{lost[-1]}; the job was not found at the provider after {creates} tries: a later run "
+                         f"looks for it again before creating it")
+
+    async def _create_once(self, job: Job, prepared: Any, lost: list[str]) -> JobState:
+        job.at = time.time()
+        if self.store is not None and job.row is not None:
+            self.store.batch_create_attempt(job.row, job.at)  # committed first: a lookup's window starts here
+        try:
+            return await self.api.create(prepared, job.submission)
+        except Exception as exc:
+            if not maybe_created(exc):
+                raise  # refused: with_retries retries a 429 under the limits, gives up on the rest
+            lost.append(self.online.scrub(classify(exc).message)[:500])
+            raise LostReply() from None
+
+    def _submission(self, job: Job) -> Submission:
+        return Submission(job.submission or "", job.at, len(job.custom_ids))
 
     async def _poll(self, job: Job) -> JobState:
         status = None

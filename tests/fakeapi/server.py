@@ -15,8 +15,11 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import parse_qsl
 
 WORDS = ("inhaler wheeze trigger pollen dose fever cough mucus sinus rest fluids steroid spacer peak flow "
          "allergy smoke exercise night chest tight breath nurse clinic relief viral rhinitis throat honey zinc "
@@ -39,6 +42,14 @@ class Faults:
     batch_delay_s: float = 0.05
     batch_fail_first: int = 0  # per prompt, the first n batch attempts end errored
     batch_expire_first: int = 0  # per prompt, the first n batch attempts end expired
+    # Batch create n gets batch_create_script[n]: a 4xx or "drop" (connection dropped) refuses it, no job
+    # made; a 5xx, "disconnect" or "hold" (held slow_s, then dropped) loses the reply to a job that was
+    # made and will run.
+    batch_create_script: list[Any] = field(default_factory=list)
+    # Jobs of other clients made right after each of ours: listed, never run. OpenAI lookups page past
+    # them; Anthropic ones of our size (batch_neighbour_requests) make a lost create ambiguous.
+    batch_neighbours: int = 0
+    batch_neighbour_requests: int = 1
 
 
 class FakeAPI:
@@ -51,6 +62,7 @@ class FakeAPI:
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.anthropic_batches: dict[str, dict[str, Any]] = {}
+        self.batch_creates = 0  # create calls received, both providers
         self.lock = threading.Lock()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -100,7 +112,8 @@ class FakeAPI:
                 method, target, _ = lines[0].split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-                status, extra, payload = await self._route(method, target.split("?")[0], headers, body)
+                path, _, query = target.partition("?")
+                status, extra, payload = await self._route(method, path, headers, body, query)
                 if status == 0:  # "disconnect": drop the connection without an answer
                     writer.close()
                     return
@@ -115,7 +128,7 @@ class FakeAPI:
         finally:
             writer.close()
 
-    async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes):
+    async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes, query: str = ""):
         self.log.append({"path": path, "headers": headers})
         key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         if self.faults.expect_key is not None and key != self.faults.expect_key:
@@ -131,11 +144,19 @@ class FakeAPI:
         if (m := re.fullmatch(r"/v1/files/([\w-]+)/content", path)) and m.group(1) in self.files:
             return 200, {}, self.files[m.group(1)]
         if path == "/v1/batches" and method == "POST":
-            return self._openai_batch_create(json.loads(body))
+            return await self._batch_create("openai", lambda: self._openai_batch_create(json.loads(body)))
+        if path == "/v1/batches" and method == "GET":
+            page, more = page_of(list(reversed(self.batches)), dict(parse_qsl(query)), "after")
+            return 200, {}, {"object": "list", "data": [self._openai_batch_poll(i) for i in page], "has_more": more,
+                             "first_id": page[0] if page else None, "last_id": page[-1] if page else None}
         if (m := re.fullmatch(r"/v1/batches/([\w-]+)", path)) and m.group(1) in self.batches:
             return 200, {}, self._openai_batch_poll(m.group(1))
         if path == "/v1/messages/batches" and method == "POST":
-            return self._anthropic_batch_create(json.loads(body))
+            return await self._batch_create("anthropic", lambda: self._anthropic_batch_create(json.loads(body)))
+        if path == "/v1/messages/batches" and method == "GET":
+            page, more = page_of(list(reversed(self.anthropic_batches)), dict(parse_qsl(query)), "after_id")
+            return 200, {}, {"data": [self._anthropic_batch_poll(i) for i in page], "has_more": more,
+                             "first_id": page[0] if page else None, "last_id": page[-1] if page else None}
         m = re.fullmatch(r"/v1/messages/batches/([\w-]+)(/results)?", path)
         if m and m.group(1) in self.anthropic_batches:
             batch = self.anthropic_batches[m.group(1)]
@@ -257,14 +278,14 @@ class FakeAPI:
     def _openai_batch_poll(self, batch_id: str) -> dict[str, Any]:
         batch = self.batches[batch_id]
         status, counts = "in_progress", {"total": len(batch["lines"]), "completed": 0, "failed": 0}
-        if time.time() - batch["created"] >= self.faults.batch_delay_s:
+        if time.time() - batch["created"] >= self.faults.batch_delay_s and not batch.get("foreign"):
             if batch["done"] is None:
                 batch["done"] = self._run_openai_batch(batch["request"], batch["lines"])
             status, counts = batch["done"]["status"], batch["done"]["counts"]
         obj = {"id": batch_id, "object": "batch", "endpoint": batch["request"].get("endpoint"),
                "errors": (batch["done"] or {}).get("errors"), "input_file_id": batch["request"]["input_file_id"],
                "completion_window": "24h", "status": status, "created_at": int(batch["created"]),
-               "request_counts": counts}
+               "request_counts": counts, "metadata": batch["request"].get("metadata")}
         if batch["done"]:
             obj.update(output_file_id=batch["done"]["output"], error_file_id=batch["done"]["error"])
         return obj
@@ -297,6 +318,13 @@ class FakeAPI:
                                "response": {"status_code": 500, "request_id": "req", "body": {"error": {
                                    "message": "injected batch failure", "type": "server_error"}}}})
                 continue
+            if self.faults.reject_json_schema and \
+                    (line["body"].get("response_format") or {}).get("type") == "json_schema":
+                errors.append({"id": "r", "custom_id": line["custom_id"], "error": None,
+                               "response": {"status_code": 400, "request_id": "req", "body": {"error": {
+                                   "message": "response_format type json_schema is not supported",
+                                   "type": "invalid_request_error"}}}})
+                continue
             self.paid[prompt] += 1
             out.append({"id": "r", "custom_id": line["custom_id"], "error": None,
                         "response": {"status_code": 200, "request_id": "req",
@@ -317,6 +345,44 @@ class FakeAPI:
             self.requests[prompt] += 1
         return attempt
 
+    # batch create faults
+    async def _batch_create(self, provider: str, create: Callable[[], tuple]) -> tuple:
+        """A create under Faults.batch_create_script (see there); jobs of other clients follow each of ours."""
+        with self.lock:
+            n = self.batch_creates
+            self.batch_creates += 1
+        script = self.faults.batch_create_script
+        fault = script[n] if n < len(script) else None
+        error = {"type": "error", "error": {"type": "api_error", "message": f"injected {fault}"}}
+        if isinstance(fault, int) and fault < 500:  # refused: no job
+            headers = {"retry-after": self.faults.retry_after} if fault == 429 and self.faults.retry_after else {}
+            return fault, headers, error
+        if fault == "drop":
+            return 0, {}, b""
+        reply = create()
+        if reply[0] != 200:
+            return reply
+        for _ in range(self.faults.batch_neighbours):
+            self._neighbour(provider)
+        if fault == "hold":  # the client times out, or is killed, first
+            await asyncio.sleep(self.faults.slow_s)
+            return 0, {}, b""
+        if fault == "disconnect":
+            return 0, {}, b""
+        return (fault, {}, error) if isinstance(fault, int) else reply
+
+    def _neighbour(self, provider: str) -> None:
+        """Another client's job in the same account: listed, never run."""
+        if provider == "openai":
+            request = {"input_file_id": "file-other", "endpoint": "/v1/chat/completions",
+                       "metadata": {"source": "someone-else"}}
+            self.batches[f"batch_{len(self.batches) + 1}"] = {"request": request, "lines": [], "created": time.time(),
+                                                               "done": None, "foreign": True}
+        else:
+            requests = [{"custom_id": f"other-{i}", "params": {}} for i in range(self.faults.batch_neighbour_requests)]
+            self.anthropic_batches[f"msgbatch_{len(self.anthropic_batches) + 1}"] = {
+                "requests": requests, "created": time.time(), "results": None, "counts": None, "foreign": True}
+
     # Anthropic batch
     def _anthropic_batch_create(self, request: dict[str, Any]):
         ids = [entry.get("custom_id") or "" for entry in request.get("requests") or []]
@@ -331,7 +397,7 @@ class FakeAPI:
 
     def _anthropic_batch_poll(self, batch_id: str) -> dict[str, Any]:
         batch = self.anthropic_batches[batch_id]
-        ended = time.time() - batch["created"] >= self.faults.batch_delay_s
+        ended = time.time() - batch["created"] >= self.faults.batch_delay_s and not batch.get("foreign")
         if ended and batch["results"] is None:
             rows = []
             for entry in batch["requests"]:
@@ -350,13 +416,29 @@ class FakeAPI:
             batch["counts"] = Counter(row["result"]["type"] for row in rows)
         n = len(batch["requests"])
         stamp = "2025-01-01T00:00:00Z"
+        created = datetime.fromtimestamp(batch["created"], timezone.utc).isoformat()  # lookups compare it
         counts = batch["counts"] or {}
         return {"id": batch_id, "type": "message_batch", "processing_status": "ended" if ended else "in_progress",
                 "request_counts": {"processing": 0 if ended else n, **{kind: counts.get(kind, 0) for kind in
                                                                         ("succeeded", "errored", "canceled", "expired")}},
-                "ended_at": stamp if ended else None, "created_at": stamp, "expires_at": stamp,
-                "archived_at": None, "cancel_initiated_at": None,
+                "ended_at": stamp if ended else None, "created_at": created, "expires_at": stamp,
+                # "cancelled": a test sets it, as a user cancelling the batch in the Console would
+                "archived_at": None, "cancel_initiated_at": stamp if batch.get("cancelled") else None,
                 "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results" if ended else None}
+
+
+def page_of(ids: list[str], query: dict[str, str], after_key: str) -> tuple[list[str], bool]:
+    """One page of `ids` (newest first) and whether more lie beyond it, as both providers' list cursors pick it:
+    after `after_key` (older), else before `before_id` (newer, Anthropic), else from the newest."""
+    limit = int(query.get("limit") or 20)
+    after, before = query.get(after_key), query.get("before_id")
+    if after in ids:
+        rest = ids[ids.index(after) + 1:]
+        return rest[:limit], len(rest) > limit
+    if before in ids:
+        rest = ids[:ids.index(before)]
+        return rest[-limit:], len(rest) > limit
+    return ids[:limit], len(ids) > limit
 
 
 def prompt_id(request: dict[str, Any]) -> str:
