@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import json
 import os
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from distill.teachers.base import GenerationRequest, GenerationResult
@@ -29,6 +32,35 @@ from distill.teachers.base import GenerationRequest, GenerationResult
 SENDER_PROCESS_FROM = 64  # requests in flight from which the SDK gets its own process by default
 LINE_LIMIT = 1 << 28  # one request line may hold long few-shot prompts
 START_TIMEOUT_S = 60.0
+
+
+class Lines:
+    """Lines for a pipe, written together at the end of the loop's turn: one write, and one wake-up
+    of the other process, for every message of a turn rather than one each."""
+
+    def __init__(self, write: Callable[[bytes], Any]):
+        self.write = write
+        self.buffer: list[bytes] = []
+
+    def add(self, line: bytes) -> None:
+        if not self.buffer:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.buffer.append(line)
+
+    def flush(self) -> None:
+        data, self.buffer = b"".join(self.buffer), []
+        self.write(data)
+
+
+@dataclass(eq=False)
+class Child:
+    """One sender process and the requests it owes answers to."""
+
+    proc: asyncio.subprocess.Process
+    lines: Lines
+    waiting: dict[int, asyncio.Future] = field(default_factory=dict)
+    gone: bool = False  # its stdout ended: a new request goes to a new child
+    readers: list[asyncio.Task] = field(default_factory=list)
 
 
 class SenderTeacher:
@@ -44,44 +76,40 @@ class SenderTeacher:
         self.batch_size, self.concurrency = local.batch_size, local.concurrency
         # The child builds the same teacher inline (never a sender of its own).
         self.config = json.dumps({"spec": spec, "options": {**options.model_dump(mode="json"), "sender_process": False}})
-        self.proc: asyncio.subprocess.Process | None = None
-        self.waiting: dict[int, asyncio.Future] = {}
+        self.child: Child | None = None
         self.next_id = 0
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
-        self.readers: list[asyncio.Task] = []
         self._starting = asyncio.Lock()
 
     def price_request(self, request: GenerationRequest) -> float | None:
         return self.local.price_request(request)
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        proc = await self._process()
+        child = await self._child()
         futures = []
         loop = asyncio.get_running_loop()
         for request in requests:
             self.next_id += 1
-            future = self.waiting[self.next_id] = loop.create_future()
+            future = child.waiting[self.next_id] = loop.create_future()
             futures.append(future)
-            proc.stdin.write(b"%d\t%s\n" % (self.next_id, request.model_dump_json().encode()))
-        try:
-            await proc.stdin.drain()
-        except (ConnectionError, RuntimeError):
-            pass  # the child is gone: its reader fails what was waiting
+            child.lines.add(b"%d\t%s\n" % (self.next_id, request.model_dump_json().encode()))
+        # No drain: at most `concurrency` requests are ever buffered for the pipe.
         results = await asyncio.gather(*futures)
         return [result.model_copy(update={"key": request.key}) for request, result in zip(requests, results)]
 
-    async def _process(self) -> asyncio.subprocess.Process:
+    async def _child(self) -> Child:
         async with self._starting:  # the first requests arrive together: start one child, not many
-            if self.proc is None or self.proc.returncode is not None:
-                self.proc = await self._start()
-            return self.proc
+            if self.child is None or self.child.gone:
+                self.child = await self._start()
+            return self.child
 
-    async def _start(self) -> asyncio.subprocess.Process:
+    async def _start(self) -> Child:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "distill.teachers.sender", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
         proc.stdin.write(self.config.encode() + b"\n")
-        self.readers = [asyncio.create_task(self._read_errors(proc))]
+        child = Child(proc, Lines(proc.stdin.write))
+        child.readers.append(asyncio.create_task(self._read_errors(proc)))
         try:
             ready = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
         except asyncio.TimeoutError:
@@ -90,22 +118,23 @@ class SenderTeacher:
             proc.kill()
             await proc.wait()
             raise RuntimeError(f"the sender process did not start: {self._last_words()}")
-        self.readers.append(asyncio.create_task(self._read_results(proc)))
-        return proc
+        child.readers.append(asyncio.create_task(self._read_results(child)))
+        return child
 
-    async def _read_results(self, proc: asyncio.subprocess.Process) -> None:
-        while line := await proc.stdout.readline():
+    async def _read_results(self, child: Child) -> None:
+        while line := await child.proc.stdout.readline():
             head, _, body = line.partition(b"\t")
-            future = self.waiting.pop(int(head), None)
+            future = child.waiting.pop(int(head), None)
             if future is not None and not future.done():
                 future.set_result(GenerationResult.model_validate_json(body))
-        await proc.wait()
+        child.gone = True
+        await child.proc.wait()
         # The child died (or was closed) with requests out: each fails with why, and its item says so.
-        error = f"the sender process exited with code {proc.returncode}: {self._last_words()}"
-        for key, future in list(self.waiting.items()):
+        error = f"the sender process exited with code {child.proc.returncode}: {self._last_words()}"
+        for future in child.waiting.values():
             if not future.done():
                 future.set_result(GenerationResult(key="", error=error))
-            del self.waiting[key]
+        child.waiting.clear()
 
     async def _read_errors(self, proc: asyncio.subprocess.Process) -> None:
         while line := await proc.stderr.readline():
@@ -115,22 +144,22 @@ class SenderTeacher:
         return self.local.scrub(" | ".join(self.stderr_tail)[-500:]) or "no message"
 
     async def aclose(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        for reader in self.readers:
-            reader.cancel()
-        await asyncio.gather(*self.readers, return_exceptions=True)
+        child, self.child = self.child, None
+        if child is not None:
+            if child.proc.returncode is None:
+                child.proc.stdin.close()  # the child ends at the end of its stdin
+                try:
+                    await asyncio.wait_for(child.proc.wait(), 10)
+                except asyncio.TimeoutError:
+                    child.proc.kill()
+                    await child.proc.wait()
+            await asyncio.gather(*child.readers, return_exceptions=True)
         await self.local.aclose()
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:  # the loop ended without aclose
+        if self.child is not None and self.child.proc.returncode is None:  # the loop ended without aclose
             try:
-                os.kill(self.proc.pid, signal.SIGKILL)
+                os.kill(self.child.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         self.local.close()
@@ -152,6 +181,7 @@ async def _serve(teacher: Any, out: Any) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, out)
     transport.write(b"0\tready\n")
+    lines = Lines(transport.write)
     in_flight: set[asyncio.Task] = set()
 
     async def answer(request_id: bytes, body: bytes) -> None:
@@ -160,7 +190,7 @@ async def _serve(teacher: Any, out: Any) -> None:
             [result] = await teacher.generate([request])
         except Exception as exc:  # the protocol says never raise; a bug here must not hang the run
             result = GenerationResult(key=request.key, error=f"{type(exc).__name__}: {exc}")
-        transport.write(b"%s\t%s\n" % (request_id, result.model_dump_json().encode()))
+        lines.add(b"%s\t%s\n" % (request_id, result.model_dump_json().encode()))
 
     # Requests are answered as they come; stdin's end (a closed or killed run) ends the child.
     while line := await reader.readline():
@@ -183,6 +213,10 @@ def main() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     config = json.loads(sys.stdin.buffer.readline())
     teacher = make_teacher(config["spec"], TeacherOptions(**config["options"]))
+    # As in the run's own loop (runner._fewer_gc_passes): start-up's objects out of the GC's scans,
+    # and young collections far apart; this process lives only while the run does.
+    gc.freeze()
+    gc.set_threshold(20_000, *gc.get_threshold()[1:])
     try:
         asyncio.run(_serve(teacher, out))
     finally:
