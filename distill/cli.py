@@ -43,7 +43,7 @@ def generate(
     batch: bool = typer.Option(False, "--batch", help="Use the provider's batch API (about half price, slower)."),
     sender_process: bool | None = typer.Option(None, "--sender-process/--no-sender-process",
                                                help="Send API requests from a child process, a second core for "
-                                               "the SDK (default: from 64 requests in flight)."),
+                                               "the SDK (default: from 128 requests in flight)."),
     preflight: bool = typer.Option(True, "--preflight/--no-preflight",
                                    help="Try a small sample first and stop early if most of it fails."),
     api_config: Path | None = typer.Option(None, help="YAML: prices: {model: {input, output}} (USD/1M tokens) "

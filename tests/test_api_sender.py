@@ -171,9 +171,9 @@ def test_kill_9_takes_the_sender_with_the_run_and_resume_never_pays_twice(tmp_pa
     assert sum(n - 1 for n in api.paid.values()) <= 4  # at most what was in flight at the kill
 
 
-def test_the_sender_process_is_the_default_from_64_requests_in_flight():
-    inline = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=63))
-    sender = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=64))
+def test_the_sender_process_is_the_default_from_128_requests_in_flight():
+    inline = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=127))
+    sender = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=128))
     forced_off = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1",
                                                                   concurrency=256, sender_process=False))
     assert isinstance(sender, SenderTeacher)

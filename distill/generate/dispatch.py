@@ -54,7 +54,8 @@ class Dispatcher:
         batch = [await self.queue.get()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + window_s if window_s else 0.0
-        await asyncio.sleep(0)  # one turn of the loop lets other items enqueue into this batch
+        if self.teacher.batch_size > 1:
+            await asyncio.sleep(0)  # one turn of the loop lets other items enqueue into this batch
         while True:
             while len(batch) < self.teacher.batch_size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
