@@ -6,6 +6,7 @@ run. A child that dies fails its requests with the reason; a killed run takes it
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -20,7 +21,8 @@ import pytest
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import RunStore
 from distill.teachers.registry import make_teacher, teacher_options
-from distill.teachers.sender import SenderTeacher
+from distill.teachers.base import GenerationResult
+from distill.teachers.sender import Child, Lines, SenderTeacher
 from fakeapi import FakeAPI, Faults
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,22 +84,39 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.fixture
+def starts(monkeypatch) -> list[int]:
+    """Counts the sender processes the run started (so a test cannot pass with everything inline)."""
+    started: list[int] = []
+    original = SenderTeacher._start
+
+    async def counted(self):
+        child = await original(self)
+        if child is not None:
+            started.append(child.proc.pid)
+        return child
+
+    monkeypatch.setattr(SenderTeacher, "_start", counted)
+    return started
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-def test_faults_are_retried_in_the_child_and_every_prompt_paid_once(tmp_path, provider):
+def test_faults_are_retried_in_the_child_and_every_prompt_paid_once(tmp_path, provider, starts):
     faults = Faults(script=[429, 500, 529, "malformed", "slow", "disconnect"], retry_after="0.02", slow_s=1.0)
     with FakeAPI(faults) as api:
         report = run(api, tmp_path / "run", provider)
+    assert len(starts) == 1  # one child answered every request
     assert report.stats["counts"]["kept"] == 4 and statuses(tmp_path / "run") == {"generated": 4}
     assert len(api.paid) == 8 and set(api.paid.values()) == {1}
     assert set(api.requests.values()) == {7}  # six faults, then the answer: retried by the child's policy
     assert report.stats["usage"]["cost_usd"] > 0  # the child's answers carry their prices
     assert senders_of(os.getpid()) == []  # the child is closed with the run
-    for path in (tmp_path / "run").rglob("*"):
+    for path in tmp_path.rglob("*"):  # the run and the shared cache
         if path.is_file():
             assert KEYS[provider].encode() not in path.read_bytes(), path
 
 
-def test_rejects_cache_and_budget_work_as_inline(tmp_path):
+def test_rejects_cache_and_budget_work_as_inline(tmp_path, starts):
     with FakeAPI(Faults(content={"length": 0.3, "refusal": 0.3})) as api:
         first = run(api, tmp_path / "a", taxonomy="tickets")
         paid = api.total_paid()
@@ -106,6 +125,7 @@ def test_rejects_cache_and_budget_work_as_inline(tmp_path):
     assert first.stats["counts"]["rejected"] > 0
     assert api.total_paid() == paid  # nothing paid twice
     assert second.stats["counts"] == first.stats["counts"]
+    assert len(starts) == 1  # the second run asked the cache only: it never needed a child
 
 
 def test_a_sender_that_dies_fails_its_requests_with_the_reason_and_retry_failed_recovers(tmp_path):
@@ -180,3 +200,65 @@ def test_the_sender_process_is_the_default_from_128_requests_in_flight():
     assert not isinstance(inline, SenderTeacher) and not isinstance(forced_off, SenderTeacher)
     for teacher in (inline, sender, forced_off):
         teacher.close()
+
+
+def test_a_child_that_cannot_start_fails_every_request_at_once_with_the_reason(tmp_path, monkeypatch):
+    tries = tmp_path / "tries"
+    broken = tmp_path / "python"
+    broken.write_text(f"#!/bin/sh\necho start >> {tries}\necho 'ImportError: no module named openai' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(broken))  # what the run starts its child with
+    with FakeAPI() as api:
+        report = run(api, tmp_path / "run", preflight=False)
+    assert statuses(tmp_path / "run") == {"failed": 4}
+    assert report.stats["counts"]["failed"] == 4
+    assert tries.read_text().count("start") == 1  # one start tried, not one a request
+    store = RunStore(tmp_path / "run" / "run.db")
+    errors = {row[0] for row in store.db.execute("SELECT error FROM teacher_calls WHERE error IS NOT NULL")}
+    store.close()
+    assert errors == {"the sender process did not start: ImportError: no module named openai"}
+    assert sum(api.requests.values()) == 0
+
+
+class DeadProc:
+    """A child that wrote `out` and `err`, then was killed."""
+
+    def __init__(self, out: bytes, err: bytes):
+        self.stdout, self.stderr = asyncio.StreamReader(), asyncio.StreamReader()
+        for stream, data in ((self.stdout, out), (self.stderr, err)):
+            stream.feed_data(data)
+            stream.feed_eof()
+        self.returncode, self.pid = -9, 0
+
+    async def wait(self) -> int:
+        return self.returncode
+
+    def kill(self) -> None:
+        pass
+
+
+def test_cut_and_garbled_lines_fail_their_requests_with_the_childs_last_words_scrubbed():
+    teacher = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=4,
+                                                                 sender_process=True))
+    good = GenerationResult(key="", text="an answer", finish_reason="stop").model_dump_json().encode()
+    out = b"1\t{not json\n" + b"2\t" + good + b"\n" + b'3\t{"key": "", "te'  # killed mid-line
+    key = KEYS["openai"]
+    err = ("x" * 700 + key + "y" * 490 + "\nMemoryError: killed\n").encode()  # the key across the 500-char cut
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        child = Child(DeadProc(out, err), Lines(lambda data: None))
+        child.waiting = {n: loop.create_future() for n in (1, 2, 3)}
+        futures = dict(child.waiting)
+        child.readers.append(asyncio.create_task(teacher._read_errors(child)))
+        await asyncio.wait_for(teacher._read_results(child), 5)
+        return child, {n: f.result() for n, f in futures.items()}
+
+    child, results = asyncio.run(main())
+    assert results[2].text == "an answer"
+    for n in (1, 3):
+        assert results[n].error.startswith("the sender process exited with code -9: ")
+        assert "MemoryError: killed" in results[n].error
+        assert not any(key[i:i + 6] in results[n].error for i in range(len(key) - 5))  # no part of the key
+    assert child.gone and not child.waiting
+    teacher.close()

@@ -61,6 +61,7 @@ class Child:
     waiting: dict[int, asyncio.Future] = field(default_factory=dict)
     gone: bool = False  # its stdout ended: a new request goes to a new child
     readers: list[asyncio.Task] = field(default_factory=list)
+    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
 
 
 class SenderTeacher:
@@ -78,7 +79,9 @@ class SenderTeacher:
         self.config = json.dumps({"spec": spec, "options": {**options.model_dump(mode="json"), "sender_process": False}})
         self.child: Child | None = None
         self.next_id = 0
-        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        # Once a child could not start, the next would not either: every later request fails at once
+        # with the reason rather than each trying (and waiting for) a start of its own.
+        self.start_error: str | None = None
         self._starting = asyncio.Lock()
 
     def price_request(self, request: GenerationRequest) -> float | None:
@@ -86,6 +89,8 @@ class SenderTeacher:
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         child = await self._child()
+        if child is None:
+            return [GenerationResult(key=request.key, error=self.start_error) for request in requests]
         futures = []
         loop = asyncio.get_running_loop()
         for request in requests:
@@ -98,51 +103,70 @@ class SenderTeacher:
         results = [await futures[0]] if len(futures) == 1 else await asyncio.gather(*futures)
         return [result.model_copy(update={"key": request.key}) for request, result in zip(requests, results)]
 
-    async def _child(self) -> Child:
+    async def _child(self) -> Child | None:
         async with self._starting:  # the first requests arrive together: start one child, not many
-            if self.child is None or self.child.gone:
+            if self.start_error is None and (self.child is None or self.child.gone):
                 self.child = await self._start()
-            return self.child
+            return None if self.start_error is not None else self.child
 
-    async def _start(self) -> Child:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "distill.teachers.sender", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
+    async def _start(self) -> Child | None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "distill.teachers.sender", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
+        except OSError as exc:
+            self.start_error = f"the sender process did not start: {exc}"
+            return None
         proc.stdin.write(self.config.encode() + b"\n")
         child = Child(proc, Lines(proc.stdin.write))
-        child.readers.append(asyncio.create_task(self._read_errors(proc)))
+        child.readers.append(asyncio.create_task(self._read_errors(child)))
         try:
             ready = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, ValueError):
             ready = b""
         if ready.strip() != b"0\tready":
-            proc.kill()
+            if proc.returncode is None:
+                proc.kill()
             await proc.wait()
-            raise RuntimeError(f"the sender process did not start: {self._last_words()}")
+            self.start_error = f"the sender process did not start: {await self._last_words(child)}"
+            return None
         child.readers.append(asyncio.create_task(self._read_results(child)))
         return child
 
     async def _read_results(self, child: Child) -> None:
-        while line := await child.proc.stdout.readline():
-            head, _, body = line.partition(b"\t")
-            future = child.waiting.pop(int(head), None)
-            if future is not None and not future.done():
-                future.set_result(GenerationResult.model_validate_json(body))
-        child.gone = True
-        await child.proc.wait()
-        # The child died (or was closed) with requests out: each fails with why, and its item says so.
-        error = f"the sender process exited with code {child.proc.returncode}: {self._last_words()}"
-        for future in child.waiting.values():
-            if not future.done():
-                future.set_result(GenerationResult(key="", error=error))
-        child.waiting.clear()
+        try:
+            while line := await child.proc.stdout.readline():
+                head, _, body = line.partition(b"\t")
+                try:  # a line cut short (a child killed mid-write) is not an answer: its request fails below
+                    request_id, result = int(head), GenerationResult.model_validate_json(body)
+                except ValueError:
+                    continue
+                future = child.waiting.pop(request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(result)
+        except (ValueError, ConnectionError):  # a line past LINE_LIMIT, a broken pipe: this child is done
+            child.proc.kill()
+        finally:
+            # The child died (or was closed) with requests out: each fails with why, and its item says so.
+            child.gone = True
+            await child.proc.wait()
+            error = f"the sender process exited with code {child.proc.returncode}: {await self._last_words(child)}"
+            for future in child.waiting.values():
+                if not future.done():
+                    future.set_result(GenerationResult(key="", error=error))
+            child.waiting.clear()
 
-    async def _read_errors(self, proc: asyncio.subprocess.Process) -> None:
-        while line := await proc.stderr.readline():
-            self.stderr_tail.append(line.decode(errors="replace").rstrip())
+    async def _read_errors(self, child: Child) -> None:
+        while line := await child.proc.stderr.readline():
+            child.stderr_tail.append(line.decode(errors="replace").rstrip())
 
-    def _last_words(self) -> str:
-        return self.local.scrub(" | ".join(self.stderr_tail)[-500:]) or "no message"
+    async def _last_words(self, child: Child) -> str:
+        """The end of what the child wrote to stderr (a traceback, say), keys scrubbed."""
+        try:  # it may still be draining after the exit
+            await asyncio.wait_for(asyncio.shield(child.readers[0]), 1.0)
+        except Exception:
+            pass
+        return self.local.scrub(" | ".join(child.stderr_tail))[-500:] or "no message"
 
     async def aclose(self) -> None:
         child, self.child = self.child, None
@@ -186,12 +210,14 @@ async def _serve(teacher: Any, out: Any) -> None:
     in_flight: set[asyncio.Task] = set()
 
     async def answer(request_id: bytes, body: bytes) -> None:
-        request = GenerationRequest.model_validate_json(body)
+        # Every request gets a line back, whatever happens here: the run waits for each one.
         try:
-            [result] = await teacher.generate([request])
+            [result] = await teacher.generate([GenerationRequest.model_validate_json(body)])
+            line = result.model_dump_json().encode()
         except Exception as exc:  # the protocol says never raise; a bug here must not hang the run
-            result = GenerationResult(key=request.key, error=f"{type(exc).__name__}: {exc}")
-        lines.add(b"%s\t%s\n" % (request_id, result.model_dump_json().encode()))
+            error = teacher.scrub(f"{type(exc).__name__}: {exc}")[:500]
+            line = GenerationResult(key="", error=error).model_dump_json().encode()
+        lines.add(b"%s\t%s\n" % (request_id, line))
 
     # Requests are answered as they come; stdin's end (a closed or killed run) ends the child.
     while line := await reader.readline():
