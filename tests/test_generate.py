@@ -87,6 +87,23 @@ def test_classification_seeds_are_chat_turns_answered_with_their_json():
     assert json.loads(example.response)["label"] == item.axes["label"]
 
 
+@pytest.mark.parametrize("taxonomy", [FIXTURES / "qa.yaml", FIXTURES / "tickets.yaml",
+                                      REPO / "taxonomies" / "medical.yaml", REPO / "taxonomies" / "support-tickets.yaml"])
+def test_few_shot_prompts_rendered_once_a_leaf_match_a_fresh_render(taxonomy):
+    # seed_prompt memoises by leaf, seed and axis names; every item must still get exactly its own render.
+    loaded = load_taxonomy(taxonomy)
+    labels = loaded.taxonomy.labels or {}
+    template = "classification.j2" if loaded.taxonomy.task == "classification" else "qa_instruction.j2"
+    checked = 0
+    for item in build_plan(loaded)[:200]:
+        ctx = ItemContext(loaded, item, loaded.node(item.node_path), "local", call=None)
+        for seed in ctx.seeds():
+            extra = {"label": seed.label, "label_description": labels.get(seed.label, "")} if labels else {}
+            assert ctx.seed_prompt(template, seed, **extra) == ctx.render(template, **ctx.seed_context(seed), **extra)
+            checked += 1
+    assert checked and len(loaded.rendered) < checked  # shared between items, or it saves nothing
+
+
 def test_parsers_turn_bad_output_into_reasons():
     with pytest.raises(Rejected) as truncated:
         usable_text(GenerationResult(key="k", text="An answer that was cut", finish_reason="length"), "response")

@@ -81,28 +81,47 @@ class ResponseCache:
             self.timer, self.timer_loop = loop.call_later(self.window_s, self.flush), loop
 
     def flush(self) -> None:
-        """Write the buffered answers in one short transaction; on a lock timeout, keep them for the next try."""
+        """Write the buffered answers in one short transaction. On a lock timeout they wait for the next
+        try; a row SQLite will not take is dropped with a warning, never left to block the rest."""
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         if not self.pending:
             return
         try:
+            self._write(list(self.pending.values()))
+        except sqlite3.OperationalError:  # another run held the lock past busy_timeout: keep them
+            return
+        except Exception:  # one bad row (say, an integer too large for SQLite): write the others alone
+            for fingerprint, row in list(self.pending.items()):
+                try:
+                    self._write([row])
+                except sqlite3.OperationalError:
+                    return
+                except Exception as exc:
+                    warnings.warn(f"response cache {self.path}: answer {fingerprint[:12]} not cached: {exc}",
+                                  stacklevel=2)
+                del self.pending[fingerprint]
+        self.pending.clear()
+
+    def _write(self, rows: list[tuple]) -> None:
+        try:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                list(self.pending.values()))
+            self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self.db.execute("COMMIT")
-        except sqlite3.OperationalError:  # another run held the lock past busy_timeout
+        except BaseException:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
-            return
-        self.pending.clear()
+            raise
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:  # the cache is a saving, never the reason a run fails
+            warnings.warn(f"response cache {self.path}: not written: {exc}", stacklevel=2)
         if self.pending:  # still locked out: the answers are in run.db; only the shared cache misses them
             warnings.warn(f"response cache {self.path}: {len(self.pending)} answers not written (database locked)",
                           stacklevel=2)
