@@ -63,10 +63,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE batch_jobs_v3 (
         id INTEGER PRIMARY KEY, teacher TEXT NOT NULL, job_id TEXT, submission TEXT, status TEXT NOT NULL,
-        error TEXT, submitted_at REAL NOT NULL, finished_at REAL
+        error TEXT, submitted_at REAL NOT NULL, attempted_at REAL, finished_at REAL,
+        json_mode INTEGER  -- the structured-output mode its lines were built with (OpenAI's fallbacks)
     );
-    INSERT INTO batch_jobs_v3 (id, teacher, job_id, status, error, submitted_at, finished_at)
-        SELECT id, teacher, job_id, status, error, submitted_at, finished_at FROM batch_jobs;
+    INSERT INTO batch_jobs_v3 (id, teacher, job_id, status, error, submitted_at, attempted_at, finished_at)
+        SELECT id, teacher, job_id, status, error, submitted_at, submitted_at, finished_at FROM batch_jobs;
     DROP TABLE batch_jobs;
     ALTER TABLE batch_jobs_v3 RENAME TO batch_jobs;
     DROP INDEX batch_requests_custom_id;
@@ -166,20 +167,23 @@ class RunStore:
         return totals
 
     # provider batch jobs
-    def begin_batch_job(self, teacher: str, submission: str, custom_ids: Iterable[str], at: float) -> int:
+    def begin_batch_job(self, teacher: str, submission: str, custom_ids: Iterable[str], at: float,
+                        json_mode: int | None = None) -> int:
         """Record a job about to be created, committed before the create call: after a kill, the
         resumed run finds it 'submitting' and looks for it at the provider instead of creating it again."""
         with self.transaction():
-            row = self.db.execute("INSERT INTO batch_jobs (teacher, submission, status, submitted_at)"
-                                  " VALUES (?, ?, 'submitting', ?)", (teacher, submission, at)).lastrowid
+            row = self.db.execute("INSERT INTO batch_jobs (teacher, submission, status, submitted_at, attempted_at,"
+                                  " json_mode) VALUES (?, ?, 'submitting', ?, ?, ?)",
+                                  (teacher, submission, at, at, json_mode)).lastrowid
             self.db.executemany("INSERT OR IGNORE INTO batch_requests VALUES (?, ?)",
                                 [(row, custom_id) for custom_id in custom_ids])
         return row
 
     def batch_create_attempt(self, row: int, at: float) -> None:
-        """Another create attempt starts now (committed first): where a lookup for the job starts."""
+        """Another create attempt starts now (committed first): a lookup's window runs from the first
+        attempt (submitted_at) to the last one's timeout."""
         with self.transaction():
-            self.db.execute("UPDATE batch_jobs SET submitted_at = ? WHERE id = ?", (at, row))
+            self.db.execute("UPDATE batch_jobs SET attempted_at = ? WHERE id = ?", (at, row))
 
     def accept_batch_job(self, row: int, job_id: str, status: str) -> None:
         """The provider accepted (or was found to hold) the job: its id is durable before the first poll."""
@@ -194,8 +198,10 @@ class RunStore:
         """The teacher's jobs, oldest first: row, job_id (None while submitting), submission, status, error,
         times and the custom_ids each carries."""
         jobs = {row[0]: dict(row=row[0], job_id=row[1], submission=row[2], status=row[3], error=row[4],
-                             submitted_at=row[5], finished_at=row[6], custom_ids=[])
-                for row in self.db.execute("SELECT id, job_id, submission, status, error, submitted_at, finished_at"
+                             submitted_at=row[5], attempted_at=row[6], finished_at=row[7], json_mode=row[8],
+                             custom_ids=[])
+                for row in self.db.execute("SELECT id, job_id, submission, status, error, submitted_at, attempted_at,"
+                                           " finished_at, json_mode"
                                            " FROM batch_jobs WHERE teacher = ? ORDER BY id", (teacher,))}
         for row, custom_id in self.db.execute("SELECT r.batch, r.custom_id FROM batch_requests r JOIN batch_jobs j"
                                               " ON j.id = r.batch WHERE j.teacher = ?", (teacher,)):

@@ -292,3 +292,37 @@ def test_a_run_db_from_before_submission_ids_keeps_its_jobs(tmp_path):
         assert "batch_requests_custom_id" not in indexes
     finally:
         store.close()
+
+
+@providers
+def test_a_lookup_looks_back_to_the_first_create_attempt(provider):
+    # Any attempt may have made the job: one made by the first attempt must be found even when later
+    # attempts (after 429s and their retry-after) started minutes afterwards.
+    import asyncio
+
+    from distill.teachers.batch import TAG, AnthropicBatches, OpenAIBatches, Submission
+
+    with FakeAPI(Faults(batch_neighbours=3, batch_neighbour_requests=5)) as api:  # other clients' jobs around ours
+        teacher = make_teacher(SPECS[provider], teacher_options(base_url=base_url(api, provider), concurrency=2))
+        batches = (OpenAIBatches if provider == "openai" else AnthropicBatches)(teacher)
+
+        async def main():
+            client = teacher.next_client()
+            first = time.time()
+            if provider == "openai":
+                upload = await client.files.create(file=("b.jsonl", b"{}\n", "application/jsonl"), purpose="batch")
+                made = await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                                   completion_window="24h", metadata={TAG: "sub-1"})
+            else:
+                made = await client.messages.batches.create(requests=[
+                    {"custom_id": "a" * 64, "params": {"model": "m", "max_tokens": 8,
+                                                      "messages": [{"role": "user", "content": "hi"}]}}])
+            count = 1
+            later = first + 600  # the last attempt, ten minutes on
+            try:
+                return made.id, await batches.find(Submission("sub-1", first, later, count), set())
+            finally:
+                await teacher.aclose()
+
+        made_id, found = asyncio.run(main())
+    assert found is not None and found.info.id == made_id

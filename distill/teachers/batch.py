@@ -100,17 +100,22 @@ class Job:
     job_id: str | None = None  # the provider's id, once accepted
     row: int | None = None  # its row in run.db's batch_jobs
     submission: str | None = None  # our id for its creation (uuid4 hex), on record before the create call
-    at: float = 0.0  # when its last create attempt started (time.time())
-    mode: int | None = None  # the json mode its OpenAI bodies were built with; None: an earlier run's, unknown
+    first: float = 0.0  # when its first create attempt started (time.time()): a lookup looks back to here
+    at: float = 0.0  # when its last create attempt started: a lookup looks forward to its timeout
+    mode: int | None = None  # the json mode its OpenAI bodies were built with (None: a job from before run.db kept it)
     task: asyncio.Task | None = field(default=None, repr=False)  # submit/poll/collect -> {custom_id: Outcome}
 
 
 @dataclass
 class Submission:
-    """What a lookup knows of one create: our id for it, when its last attempt started, its size."""
+    """What a lookup knows of one create: our id for it, when its first and last attempts started, its size.
+
+    Any attempt may have made the job (a 429 between them does not say the earlier one did not), so the
+    window runs from the first attempt to the last one's timeout."""
 
     id: str
-    at: float
+    first: float
+    last: float
     count: int
 
 
@@ -200,7 +205,7 @@ class OpenAIBatches(BatchApi):
             for batch in page.data:
                 if (batch.metadata or {}).get(TAG) == submission.id:
                     return self.state(batch)
-                if batch.created_at < submission.at - CLOCK_SKEW_S:
+                if batch.created_at < submission.first - CLOCK_SKEW_S:
                     return None  # older than the submission, and so is everything after it
             if not page.has_next_page():
                 return None
@@ -266,7 +271,7 @@ class AnthropicBatches(BatchApi):
 
     async def find(self, submission: Submission, recorded: set[str]) -> JobState | None:
         # A create attempt that started at `at` made its batch before its timeout ran out, give or take skew.
-        earliest, latest = submission.at - CLOCK_SKEW_S, submission.at + TRANSFER_S + CLOCK_SKEW_S
+        earliest, latest = submission.first - CLOCK_SKEW_S, submission.last + TRANSFER_S + CLOCK_SKEW_S
         client, matches = self.teacher.next_client(), []
         page = await self.call(lambda: client.messages.batches.list(limit=LIST_PAGE))  # newest first
         while True:
@@ -351,7 +356,8 @@ class BatchTeacher:
         for row in store.batch_jobs(self.cache_namespace):
             if row["job_id"] is None and row["finished_at"] is not None:
                 continue  # a submission that is known never to have become a job
-            job = Job(set(row["custom_ids"]), row["job_id"], row["row"], row["submission"], row["submitted_at"])
+            job = Job(set(row["custom_ids"]), row["job_id"], row["row"], row["submission"], row["submitted_at"],
+                      row["attempted_at"] or row["submitted_at"], row["json_mode"])
             for custom_id in job.custom_ids:
                 self.latest[custom_id] = job
 
@@ -463,9 +469,10 @@ class BatchTeacher:
         """Create the job at most once: on record before the call; after a reply that may have been lost,
         looked up before any new attempt. Raises NotCreated when the provider refused it outright."""
         job.submission, job.mode, job.at = uuid.uuid4().hex, self.api.mode(), time.time()
+        job.first = job.at
         bodies = {cid: self.api.body(request) for cid, request in requests.items()}
         if self.store is not None:
-            job.row = self.store.begin_batch_job(self.cache_namespace, job.submission, requests, job.at)
+            job.row = self.store.begin_batch_job(self.cache_namespace, job.submission, requests, job.at, job.mode)
         try:
             prepared = await self.api.prepare(bodies, job.submission)
         except CallFailed as failed:
@@ -500,7 +507,7 @@ class BatchTeacher:
             raise LostReply() from None
 
     def _submission(self, job: Job) -> Submission:
-        return Submission(job.submission or "", job.at, len(job.custom_ids))
+        return Submission(job.submission or "", job.first or job.at, job.at, len(job.custom_ids))
 
     async def _poll(self, job: Job) -> JobState:
         status = None
