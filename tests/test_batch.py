@@ -227,6 +227,16 @@ def test_create_whose_reply_is_lost_is_looked_up_before_it_is_created_again(tmp_
 
 
 @providers
+def test_a_job_that_lists_late_is_still_found_before_it_is_created_again(tmp_path, provider):
+    # The provider made the job but lost the reply, and lists a new job only 0.2 s after making it:
+    # one lookup at once would miss it and pay for a second job.
+    with FakeAPI(Faults(batch_create_script=[500], batch_list_delay_s=0.2)) as api:
+        run(api, tmp_path / "run", provider, preflight=False)
+    assert statuses(tmp_path / "run") == {"generated": 4}
+    assert len(ours(api, provider)) == 2 and set(api.paid.values()) == {1}  # two rounds, one job each
+
+
+@providers
 def test_kill_9_while_the_create_reply_is_held_then_rerun_adopts_the_job(tmp_path, provider):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     # The provider makes the first job and holds its reply: the client is killed before it learns the id.

@@ -49,6 +49,7 @@ TRANSFER_S = 600.0  # uploading or downloading a large job takes longer than one
 CLOCK_SKEW_S = 120.0  # our clock against the provider's, when a lookup compares creation times
 LIST_PAGE = 100  # jobs per page when looking one up (OpenAI's most)
 TAG = "distill_submission"  # the OpenAI job metadata key that carries our submission id
+LOOKUP_WAITS = (2, 8, 30)  # after a lost create reply, lookups this many retry bases apart
 # Resubmissions that cost no attempt (a format step each, one for a job never created): bounds the loop.
 FREE_ROUNDS = len(JSON_MODES) + 1
 
@@ -480,19 +481,29 @@ class BatchTeacher:
         lost: list[str] = []  # why each attempt that may have made the job failed
         creates = self.online.policy.max_retries + 1
         async with self.creating:
-            for attempt in range(creates):
+            for _ in range(creates):
                 before = len(lost)
                 try:
                     return await self.api.call(lambda: self._create_once(job, prepared, lost))
                 except CallFailed as failed:
                     if len(lost) == before:  # refused now; but an earlier lost attempt may yet show up
                         raise (CallFailed if lost else NotCreated)(failed.message, failed.status) from None
-                await asyncio.sleep(self.online.policy.delay(attempt, None))  # a new job may take a moment to list
-                found = await self.api.find(self._submission(job), self.recorded)
+                found = await self._look_for(job)
                 if found is not None:
                     return found
         raise CallFailed(f"{lost[-1]}; the job was not found at the provider after {creates} tries: a later run "
                          f"looks for it again before creating it")
+
+    async def _look_for(self, job: Job) -> JobState | None:
+        """After a reply that may have been lost: a few lookups, spaced out (1, 4 and 15 s at the default
+        0.5 s retry base), before anyone creates the job again. A provider may list a new job only a moment
+        after making it, or still be making it when our timeout gave up on the reply."""
+        for factor in LOOKUP_WAITS:
+            await asyncio.sleep(factor * self.online.policy.base_s)
+            found = await self.api.find(self._submission(job), self.recorded)
+            if found is not None:
+                return found
+        return None
 
     async def _create_once(self, job: Job, prepared: Any, lost: list[str]) -> JobState:
         job.at = time.time()

@@ -50,6 +50,7 @@ class Faults:
     # them; Anthropic ones of our size (batch_neighbour_requests) make a lost create ambiguous.
     batch_neighbours: int = 0
     batch_neighbour_requests: int = 1
+    batch_list_delay_s: float = 0.0  # a new job shows in the list endpoints only this long after it was made
 
 
 class FakeAPI:
@@ -146,7 +147,7 @@ class FakeAPI:
         if path == "/v1/batches" and method == "POST":
             return await self._batch_create("openai", lambda: self._openai_batch_create(json.loads(body)))
         if path == "/v1/batches" and method == "GET":
-            page, more = page_of(list(reversed(self.batches)), dict(parse_qsl(query)), "after")
+            page, more = page_of(self._listed(self.batches), dict(parse_qsl(query)), "after")
             return 200, {}, {"object": "list", "data": [self._openai_batch_poll(i) for i in page], "has_more": more,
                              "first_id": page[0] if page else None, "last_id": page[-1] if page else None}
         if (m := re.fullmatch(r"/v1/batches/([\w-]+)", path)) and m.group(1) in self.batches:
@@ -154,7 +155,7 @@ class FakeAPI:
         if path == "/v1/messages/batches" and method == "POST":
             return await self._batch_create("anthropic", lambda: self._anthropic_batch_create(json.loads(body)))
         if path == "/v1/messages/batches" and method == "GET":
-            page, more = page_of(list(reversed(self.anthropic_batches)), dict(parse_qsl(query)), "after_id")
+            page, more = page_of(self._listed(self.anthropic_batches), dict(parse_qsl(query)), "after_id")
             return 200, {}, {"data": [self._anthropic_batch_poll(i) for i in page], "has_more": more,
                              "first_id": page[0] if page else None, "last_id": page[-1] if page else None}
         m = re.fullmatch(r"/v1/messages/batches/([\w-]+)(/results)?", path)
@@ -370,6 +371,11 @@ class FakeAPI:
         if fault == "disconnect":
             return 0, {}, b""
         return (fault, {}, error) if isinstance(fault, int) else reply
+
+    def _listed(self, batches: dict[str, dict[str, Any]]) -> list[str]:
+        """Job ids newest first, as list endpoints give them; a job shows only `batch_list_delay_s` after it was made."""
+        shown_before = time.time() - self.faults.batch_list_delay_s
+        return [job_id for job_id in reversed(batches) if batches[job_id]["created"] <= shown_before]
 
     def _neighbour(self, provider: str) -> None:
         """Another client's job in the same account: listed, never run."""
