@@ -12,7 +12,7 @@ from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.api_teacher import ApiTeacher
+from distill.teachers.api_teacher import ApiTeacher, make_api_teacher
 from distill.teachers.cost import PriceTable
 from distill.teachers.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
@@ -89,12 +89,4 @@ def parse_message(key: str, data: dict[str, Any], prices: PriceTable, model: str
 
 
 def make(spec: str, model: str, options) -> Any:
-    settings = ApiSettings.from_options(options, "anthropic")
-    if (options.model_extra or {}).get("batch"):
-        from distill.teachers.batch import AnthropicBatches, BatchSettings, BatchTeacher
-
-        return BatchTeacher(AnthropicBatches(AnthropicTeacher(spec, model, settings)),
-                            BatchSettings.from_options(options, "anthropic"))
-    from distill.teachers.sender import maybe_in_own_process
-
-    return maybe_in_own_process(AnthropicTeacher(spec, model, settings), settings, spec, options)
+    return make_api_teacher(AnthropicTeacher, "anthropic", "AnthropicBatches", spec, model, options)

@@ -68,3 +68,23 @@ class ApiTeacher:
 
     def close(self) -> None:
         pass  # the HTTP clients are closed in aclose, inside the event loop that owns them
+
+
+def make_api_teacher(teacher_class: type[ApiTeacher], provider: str, batch_api: str, spec: str, model: str,
+                     options: Any) -> Any:
+    """A provider module's `make`: its online teacher, sent the way the options ask.
+
+    `--batch` wraps it in a provider batch job (`batch_api` names its class in batch.py, imported only
+    then: batch.py builds on this module); otherwise it runs as is, or in a sender process at high
+    concurrency (see sender.py).
+    """
+    settings = ApiSettings.from_options(options, provider)
+    teacher = teacher_class(spec, model, settings)
+    if (options.model_extra or {}).get("batch"):
+        from distill.teachers import batch
+
+        settings_for_jobs = batch.BatchSettings.from_options(options, provider)
+        return batch.BatchTeacher(getattr(batch, batch_api)(teacher), settings_for_jobs)
+    from distill.teachers.sender import maybe_in_own_process
+
+    return maybe_in_own_process(teacher, settings, spec, options)

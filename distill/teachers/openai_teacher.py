@@ -13,7 +13,7 @@ from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.api_teacher import ApiTeacher
+from distill.teachers.api_teacher import ApiTeacher, make_api_teacher
 from distill.teachers.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
 # Structured output, best first; a server that rejects one gets the next (llama.cpp lacks json_schema).
@@ -99,12 +99,4 @@ def _about_format(message: str) -> bool:
 
 
 def make(spec: str, model: str, options) -> Any:
-    settings = ApiSettings.from_options(options, "openai")
-    if (options.model_extra or {}).get("batch"):
-        from distill.teachers.batch import BatchSettings, BatchTeacher, OpenAIBatches
-
-        return BatchTeacher(OpenAIBatches(OpenAITeacher(spec, model, settings)),
-                            BatchSettings.from_options(options, "openai"))
-    from distill.teachers.sender import maybe_in_own_process
-
-    return maybe_in_own_process(OpenAITeacher(spec, model, settings), settings, spec, options)
+    return make_api_teacher(OpenAITeacher, "openai", "OpenAIBatches", spec, model, options)
