@@ -101,7 +101,9 @@ class SenderTeacher:
         # No drain: at most `concurrency` requests are ever buffered for the pipe.
         # (One request a call is the usual case: awaiting its future directly saves gather's extra loop turn.)
         results = [await futures[0]] if len(futures) == 1 else await asyncio.gather(*futures)
-        return [result.model_copy(update={"key": request.key}) for request, result in zip(requests, results)]
+        # The child echoes each key; only the failures made here (no request at hand) need theirs set.
+        return [result if result.key == request.key else result.model_copy(update={"key": request.key})
+                for request, result in zip(requests, results)]
 
     async def _child(self) -> Child | None:
         async with self._starting:  # the first requests arrive together: start one child, not many
