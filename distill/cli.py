@@ -95,13 +95,15 @@ def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed.")) ->
 
 
 @app.command("run")
-def run_job(config: Path = typer.Argument(..., help="Run config YAML (taxonomy, generate, train, eval).")) -> None:
+def run_job(config: Path = typer.Argument(..., help="Run config YAML (taxonomy, generate, train, eval)."),
+            force: bool = typer.Option(False, "--force", help="Go past the review gate (recorded in the adapter).")
+            ) -> None:
     """One shot: generate -> curate -> split -> train -> eval; re-running resumes at the unfinished stage."""
     import json
 
     from distill.run import load_run_config, run_pipeline
 
-    state = run_pipeline(load_run_config(config), say=lambda line: console.print(line, highlight=False))
+    state = run_pipeline(load_run_config(config), say=lambda line: console.print(line, highlight=False), force=force)
     console.print_json(json.dumps(state["done"], default=str))
 
 
@@ -109,9 +111,10 @@ def _register_stage_commands() -> None:
     """Stages add their own commands, so the CLI stays thin and a stage is found in its own folder."""
     from distill.curate import commands as curate_commands
     from distill.evaluate import commands as evaluate_commands
+    from distill.review import commands as review_commands
     from distill.train import commands as train_commands
 
-    for stage in (curate_commands, train_commands, evaluate_commands):
+    for stage in (curate_commands, review_commands, train_commands, evaluate_commands):
         stage.register(app)
 
 

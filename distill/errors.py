@@ -21,3 +21,9 @@ class BudgetExceeded(DistillError):
     """The spend cap was reached; everything already answered is saved."""
 
     exit_code = 3
+
+
+class ReviewPending(DistillError):
+    """The run has a review queue whose gate has not passed (reviews open, or a reject rate too high)."""
+
+    exit_code = 4

@@ -112,6 +112,36 @@ class Reject(BaseModel):
     node_path: str | None = None
 
 
+Verdict = Literal["accept", "reject", "edit", "skip", "undo"]
+
+# Why a reviewer rejects an item: stable codes (the key that picks each, on the page and in the terminal).
+REVIEW_REASONS: dict[str, str] = {
+    "wrong": "wrong or hallucinated",
+    "unsafe": "unsafe",
+    "off_topic": "off-topic",
+    "format": "format",
+    "duplicate": "duplicate",
+    "leaked_benchmark": "leaked benchmark",
+    "other": "other",
+}
+
+
+class Decision(BaseModel):
+    """One reviewer's verdict on one queued item; append-only (an undo is a new Decision)."""
+
+    id: int | None = None
+    item_id: str
+    reviewer: str
+    verdict: Verdict
+    reasons: list[str] = Field(default_factory=list)  # REVIEW_REASONS codes, for rejects
+    note: str = ""
+    messages: list[Message] | None = None  # the edited conversation (edit only), a new version
+    undoes: int | None = None  # the decision an undo withdraws
+    seconds: float | None = None  # time the reviewer spent on the card
+    client_id: str | None = None  # makes a retried submission land once
+    created_at: float | None = None
+
+
 def iter_jsonl(path):
     """(line number, object) for every non-blank line; a bad line is a `DistillError` naming file and line."""
     from pathlib import Path

@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from distill.errors import DistillError
+from distill.review.model import ReviewSettings
 
 STAGES = ("generate", "split", "train", "eval")
 
@@ -39,6 +40,7 @@ class RunConfig(BaseModel):
     split_fraction: float = Field(0.1, gt=0, lt=1)
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields
     eval: dict[str, Any] = Field(default_factory=dict)  # EvalConfig fields
+    review: ReviewSettings | None = None  # a human review queue after generation, and its gate
 
 
 def load_run_config(path: Path) -> RunConfig:
@@ -61,8 +63,11 @@ def load_run_config(path: Path) -> RunConfig:
     return config
 
 
-def run_pipeline(config: RunConfig, say=print) -> dict[str, Any]:
-    """Run every stage not yet finished; returns the summary that is also written to pipeline.json."""
+def run_pipeline(config: RunConfig, say=print, force: bool = False) -> dict[str, Any]:
+    """Run every stage not yet finished; returns the summary that is also written to pipeline.json.
+
+    With a `review:` section (or a queue built by hand) it stops after generation until the review
+    passes its gate (ReviewPending, exit code 4); `force` trains anyway, and the adapter says so."""
     from distill.curate.split import stratified_split
     from distill.evaluate.report import EvalConfig, evaluate
     from distill.generate.runner import GenerateOptions, default_out, generate
@@ -99,6 +104,9 @@ def run_pipeline(config: RunConfig, say=print) -> dict[str, Any]:
                                "re-run to resume (add --retry-failed to `distill generate` for failures)")
         finish("generate", **counts)
     if "split" not in state["done"]:
+        from distill.review.pipeline import review_step
+
+        review_step(out, config.review, force=force, say=say)
         say("stage 2/4: split")
         examples = [Example.model_validate(row) for row in read_jsonl(out / "dataset.jsonl")]
         if len(examples) < 2:
@@ -111,7 +119,7 @@ def run_pipeline(config: RunConfig, say=print) -> dict[str, Any]:
     adapter = default_out_dir(out)
     if "train" not in state["done"]:
         say("stage 3/4: train")
-        result = train(out, train_config, adapter, progress=False, log=say)
+        result = train(out, train_config, adapter, progress=False, log=say, force_review=force)
         finish("train", **result.model_dump(mode="json"))
     if "eval" not in state["done"]:
         say("stage 4/4: eval")

@@ -72,6 +72,41 @@ MIGRATIONS: list[str] = [
     ALTER TABLE batch_jobs_v3 RENAME TO batch_jobs;
     DROP INDEX batch_requests_custom_id;
     """,
+    # The human review (distill/review). Nothing here is ever updated or deleted: a queue grows by new
+    # rows, a decision (undo included) is a new row, so two reviewers writing at once never collide.
+    # review_items keeps each queued item as it was when queued (the original beside every edit);
+    # review_queue holds one row per review wanted (slot 1 = the overlap's second reviewer);
+    # review_decisions holds verdicts, with edited messages as a new version and `undoes` pointing
+    # at the decision an undo withdraws; client_id makes a retried POST land once.
+    # review_reviewers holds sha256 digests of per-reviewer tokens, never the tokens.
+    # review_regenerated marks plan items added by `distill review regenerate` and their round.
+    """
+    CREATE TABLE review_items (
+        item_id TEXT PRIMARY KEY, node_path TEXT, body TEXT NOT NULL, signals TEXT NOT NULL,
+        neighbour TEXT, added_at REAL NOT NULL
+    );
+    CREATE TABLE review_queue (
+        item_id TEXT NOT NULL REFERENCES review_items (item_id), slot INTEGER NOT NULL, ord INTEGER NOT NULL,
+        assigned TEXT, why TEXT NOT NULL, round INTEGER NOT NULL, added_at REAL NOT NULL,
+        PRIMARY KEY (item_id, slot)
+    );
+    CREATE TABLE review_decisions (
+        id INTEGER PRIMARY KEY, item_id TEXT NOT NULL, reviewer TEXT NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('accept', 'reject', 'edit', 'skip', 'undo')),
+        reasons TEXT NOT NULL DEFAULT '[]', note TEXT NOT NULL DEFAULT '', messages TEXT,
+        undoes INTEGER REFERENCES review_decisions (id), seconds REAL, client_id TEXT UNIQUE,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX review_decisions_item ON review_decisions (item_id);
+    CREATE TABLE review_reviewers (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL, token_sha256 TEXT NOT NULL UNIQUE, created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE review_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE review_regenerated (
+        plan_item_id TEXT PRIMARY KEY, node_path TEXT NOT NULL, round INTEGER NOT NULL, created_at REAL NOT NULL
+    );
+    """,
 ]
 
 PENDING, GENERATED, REJECTED, FAILED = "pending", "generated", "rejected", "failed"

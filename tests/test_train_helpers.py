@@ -75,6 +75,7 @@ def trained(tmp_path_factory):
     from distill.train.sft import train
 
     run_dir = make_run(tmp_path_factory.mktemp("run"), stats={"taxonomy": "toy", "teacher": "local",
-                                                              "review": {"approved": 30, "rejected": 2}})
+                                                              "review": {"queued": 32, "reviewed": 32, "accepted": 30,
+                                                                         "rejected": 2, "top_reasons": {"wrong": 2}}})
     result = train(run_dir, fast_config(), progress=False)
     return run_dir, result

@@ -31,7 +31,9 @@ def test_adapter_manifest_and_card_are_written(trained):  # noqa: F811
     assert (manifest["train_examples"], manifest["eval_examples"]) == (n_train, n_eval)
     assert n_train + n_eval == 40 and n_eval >= 3  # every leaf is represented in the held-out split
     card = (out / "README.md").read_text()
-    assert "Taxonomy: toy" in card and "Teacher: local" in card and "approved" in card
+    assert "Taxonomy: toy" in card and "Teacher: local" in card
+    assert "## Human review" in card and "Read 32 of 32 queued items: 30 accepted" in card
+    assert "wrong or hallucinated (2)" in card
     assert f"| sentiment |" in card
 
 

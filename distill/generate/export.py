@@ -44,6 +44,8 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ou
     generation_rejects = store.latest_generation_rejects(scope)
     kept, curation_rejects, curation_stats = _curate(examples, loaded, curate)
     store.replace_curation_rejects(curation_rejects)
+    kept, review_rejects, review_stats = _review(store, kept, out)
+    curation_rejects = curation_rejects + review_rejects  # (review rejects live in its own tables, not here)
 
     rows = _node_rows(loaded, plan, statuses, examples, kept, generation_rejects + curation_rejects)
     stats = {
@@ -69,6 +71,8 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ou
         "teacher_calls": store.call_counts(),
         "curation": curation_stats,
     }
+    if review_stats is not None:
+        stats["review"] = review_stats
     files = {"dataset": out / "dataset.jsonl", "rejected": out / "rejected.jsonl", "stats": out / "stats.json",
              "run_db": out / "run.db"}
     write_jsonl(files["dataset"], kept)
@@ -93,6 +97,13 @@ def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool) -> t
     )
     result = curate(examples, config)
     return result.kept, result.rejects, result.to_stats()
+
+
+def _review(store: RunStore, kept: list[Example], out: Path) -> tuple[list[Example], list[Reject], dict | None]:
+    """The human review applied to what curation kept (distill/review/feedback.py), when there is a queue."""
+    from distill.review.feedback import review_in_store
+
+    return review_in_store(store, kept, out)
 
 
 def _node_rows(loaded: LoadedTaxonomy, plan: list[PlanItem], statuses: dict[str, str], examples: list[Example],

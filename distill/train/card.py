@@ -53,12 +53,12 @@ def render_card(manifest: Manifest, train: list[Example], held_out: list[Example
         f"- Tasks: {tasks}",
         f"- Train split sha256: `{manifest.train_sha256[:16]}`, eval split sha256: `{manifest.eval_sha256[:16]}`",
     ]
-    for key in ("counts", "review"):
-        if stats.get(key):
-            lines.append(f"- {key.capitalize()} (from stats.json): `{json.dumps(stats[key], sort_keys=True)}`")
+    if stats.get("counts"):
+        lines.append(f"- Counts (from stats.json): `{json.dumps(stats['counts'], sort_keys=True)}`")
     lines += ["", "| taxonomy leaf | train | held out |", "|---|---:|---:|"]
     for leaf in sorted(set(leaves) | set(held)):
         lines.append(f"| {leaf} | {leaves.get(leaf, 0)} | {held.get(leaf, 0)} |")
+    lines += review_section(stats.get("review"), manifest.review)
     cfg = manifest.config
     lines += [
         "",
@@ -82,6 +82,48 @@ def render_card(manifest: Manifest, train: list[Example], held_out: list[Example
         "",
     ]
     return "\n".join(lines)
+
+
+def review_section(figures: dict[str, Any] | None, gate: dict[str, Any]) -> list[str]:
+    """The human review in words: the gate (and --force), what was read, the reject rate, agreement."""
+    if not figures and not gate.get("forced"):
+        return []
+    lines = ["", "## Human review"]
+    if gate.get("forced"):
+        lines.append(f"- **Gate overridden with `--force`**: trained although the review gate said: {gate.get('message')}")
+    elif gate.get("gate") == "pass":
+        lines.append(f"- Gate: passed ({gate.get('message')})")
+    if not figures:
+        return lines
+    g = figures.get("gate") or {}
+    lines.append(f"- Read {figures.get('reviewed', 0)} of {figures.get('queued', 0)} queued items: "
+                 f"{figures.get('accepted', 0)} accepted, {figures.get('edited', 0)} edited (the edits trained), "
+                 f"{figures.get('rejected', 0)} rejected (left out), {figures.get('skipped', 0)} skipped")
+    if figures.get("reject_rate") is not None and figures.get("reject_rate_ci"):
+        low, high = figures["reject_rate_ci"]
+        lines.append(f"- Reject rate {figures['reject_rate']:.1%} ({figures.get('interval', '95%')} interval "
+                     f"{low:.1%}-{high:.1%}); threshold {g.get('threshold', 0):.0%}, gate {g.get('verdict', 'n/a')}")
+    if figures.get("top_reasons"):
+        from distill.records import REVIEW_REASONS
+
+        reasons = ", ".join(f"{REVIEW_REASONS.get(r, r)} ({n})" for r, n in figures["top_reasons"].items())
+        lines.append(f"- Reasons: {reasons}")
+    agreement = figures.get("agreement")
+    if agreement:
+        kappa = "n/a (one verdict throughout)" if agreement.get("kappa") is None else f"{agreement['kappa']:.2f}"
+        name = "Cohen's kappa" if agreement.get("method") == "cohen" else "Fleiss' kappa"
+        lines.append(f"- Agreement on {agreement['items']} items read twice ({agreement['reviewers']} reviewers): "
+                     f"{name} {kappa}, {agreement['percent_agreement']:.0%} agree on keep or reject")
+    if figures.get("median_seconds_per_item"):
+        lines.append(f"- Median {figures['median_seconds_per_item']} s of reading per item")
+    branches = {name: b for name, b in (figures.get("branches") or {}).items() if b.get("reviewed")}
+    if branches:
+        lines += ["", "| branch | reviewed | rejected | reject rate (interval) | verdict |", "|---|---:|---:|---|---|"]
+        for name, b in sorted(branches.items()):
+            low, high = b.get("ci") or (0.0, 1.0)
+            lines.append(f"| {name} | {b['reviewed']} of {b['items']} | {b['rejected']} | "
+                         f"{b['reject_rate']:.1%} ({low:.1%}-{high:.1%}) | {b['verdict']} |")
+    return lines
 
 
 def _hub_id(manifest: Manifest) -> str:

@@ -27,6 +27,8 @@ def train_command(
     resume: bool | None = typer.Option(None, "--resume/--no-resume", help="Continue from the last checkpoint."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: the idle cores)."),
     seed: int | None = typer.Option(None, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Train although the review gate has not passed "
+                               "(recorded in the manifest and the model card)."),
 ) -> None:
     """Fine-tune a student with a (Q)LoRA adapter on the run's training split."""
     from distill.train.config import load_train_config
@@ -36,7 +38,7 @@ def train_command(
                             batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, lora_r=lora_r,
                             lora_alpha=lora_alpha, qlora=qlora, packing=packing, merge=merge, resume=resume,
                             threads=threads, seed=seed)
-    result = train(run_dir, cfg, out_dir=out, progress=sys.stderr.isatty())
+    result = train(run_dir, cfg, out_dir=out, progress=sys.stderr.isatty(), force_review=force)
     loss = f"{result.train_loss_first:.3f} -> {result.train_loss_last:.3f}" if result.train_loss_first else "n/a"
     eval_loss = (f", eval loss {result.eval_loss_before or float('nan'):.3f} -> {result.eval_loss_after:.3f}"
                  if result.eval_loss_after is not None else "")

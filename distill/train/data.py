@@ -44,11 +44,17 @@ def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0) -> tup
     train_path, eval_path = run_dir / "train.jsonl", run_dir / "eval.jsonl"
     if train_path.is_file() and eval_path.is_file():
         train, held_out = read_examples(train_path), read_examples(eval_path)
+        # A split written before the review must not train on what the review rejected or fixed.
+        reviewed_train, reviewed_eval = apply_review(run_dir, train), apply_review(run_dir, held_out)
+        if (reviewed_train, reviewed_eval) != (train, held_out):
+            train, held_out = reviewed_train, reviewed_eval
+            write_jsonl(train_path, train)
+            write_jsonl(eval_path, held_out)
     else:
         dataset = run_dir / "dataset.jsonl"
         if not dataset.is_file():
             raise DistillError("no dataset.jsonl here: run `distill generate` / `distill curate` first", path=run_dir)
-        examples = read_examples(dataset)
+        examples = apply_review(run_dir, read_examples(dataset))
         if not examples:
             raise DistillError("dataset.jsonl is empty: nothing to train on", path=dataset)
         train, held_out = split_examples(examples, eval_fraction, seed)
@@ -58,6 +64,13 @@ def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0) -> tup
     if not usable:
         raise DistillError("no training example has an assistant turn to learn from", path=train_path)
     return usable, held_out
+
+
+def apply_review(run_dir: Path, examples: list[Example]) -> list[Example]:
+    """What survives the run's human review (rejected items out, edits in); unchanged without a queue."""
+    from distill.review.feedback import apply_to_run
+
+    return apply_to_run(run_dir, examples)[0]
 
 
 def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:

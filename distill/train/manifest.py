@@ -35,6 +35,7 @@ class Manifest(BaseModel):
     mask: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     merged_dir: str | None = None
+    review: dict[str, Any] = Field(default_factory=dict)  # the review gate: verdict, forced (--force), message
     versions: dict[str, str] = Field(default_factory=dict)
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 

@@ -42,20 +42,23 @@ def default_out_dir(run_dir: Path) -> Path:
 
 
 def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progress: bool = True,
-          log: Callable[[str], None] | None = None) -> TrainResult:
+          log: Callable[[str], None] | None = None, force_review: bool = False) -> TrainResult:
     """Train an adapter on `run_dir`'s training split and write it to `out_dir` (default RUN_DIR/student).
 
     Writes the adapter, `distill_manifest.json` (template, tokenizer hash, data hashes, metrics) and a
     model card `README.md`; checkpoints go to OUT/checkpoints and a re-run resumes from the last one.
     With `config.merge`, also OUT-merged (a 16-bit merged model). `log` receives one-line notices
-    (default: stderr when `progress`).
+    (default: stderr when `progress`). A run with a review queue trains only once its review gate
+    passes (ReviewPending, exit code 4, otherwise); `force_review` overrides, and says so in the
+    manifest and the card.
     """
+    run_dir = Path(run_dir)
+    review = check_review(run_dir, force_review, log or (lambda line: print(line, file=sys.stderr)))
     import torch
 
     from distill.models import load_tokenizer, resolve_model
 
     say = log or ((lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None))
-    run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else default_out_dir(run_dir)
     set_threads(config.threads)
     train_examples, eval_examples = data.load_splits(run_dir, seed=config.seed)
@@ -107,7 +110,8 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
         seconds_per_step=elapsed / steps_run if steps_run else None,
         resumed_from=str(last) if last else None, memory=memory, mask=mask,
     )
-    save_outputs(trainer, tokenizer, result, config, base_model, eot_token, run_dir, train_examples, eval_examples)
+    save_outputs(trainer, tokenizer, result, config, base_model, eot_token, run_dir, train_examples, eval_examples,
+                 review)
     if config.merge:
         from distill.train.merge import merge_adapter
 
@@ -115,6 +119,16 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
         result.merged_dir = merge_adapter(out_dir)
         say(f"merged 16-bit model written to {result.merged_dir}")
     return result
+
+
+def check_review(run_dir: Path, force: bool, say: Callable[[str], None]) -> dict:
+    """The review gate (distill/review/gate.py) before anything loads; what the manifest records of it."""
+    from distill.review.gate import require_pass
+
+    # An override is said even when quiet (`say` prints to stderr then): it changes what the adapter
+    # may be trusted with.
+    result = require_pass(run_dir, force=force, say=say)
+    return {"gate": result.verdict, "forced": force and not result.passed, "message": result.message}
 
 
 def set_threads(threads: int | None) -> int:
@@ -237,7 +251,7 @@ def prepare_labels(trainer, eot_id: int, max_length: int) -> data.MaskStats:
 
 
 def save_outputs(trainer, tokenizer, result: TrainResult, config: TrainConfig, base_model: str, eot_token: str,
-                 run_dir: Path, train_examples, eval_examples) -> None:
+                 run_dir: Path, train_examples, eval_examples, review: dict | None = None) -> None:
     from distill.train import manifest as mf
     from distill.train.card import read_stats, render_card
 
@@ -253,7 +267,7 @@ def save_outputs(trainer, tokenizer, result: TrainResult, config: TrainConfig, b
         config=config.model_dump(), mask=result.mask.model_dump(),
         metrics=result.model_dump(include={"steps", "train_loss_first", "train_loss_last", "eval_loss_before",
                                            "eval_loss_after", "tokens_per_second", "seconds_per_step"}),
-        versions=mf.library_versions(),
+        versions=mf.library_versions(), review=review or {},
     )
     mf.write_manifest(out_dir, manifest)
     (out_dir / "README.md").write_text(render_card(manifest, train_examples, eval_examples, read_stats(run_dir)),

@@ -1,0 +1,98 @@
+"""What a reviewer sees of one item, the same on the web page and in the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from distill.curate.checks import CHECKS, CheckSettings
+from distill.records import Message
+from distill.review.model import Neighbour, Signal
+from distill.review.state import ItemState
+
+
+class Seed(BaseModel):
+    id: str
+    text: str | None = None  # the seed's question or text, when the taxonomy can still be read
+
+
+class Check(BaseModel):
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+class Past(BaseModel):
+    id: int | None
+    reviewer: str
+    verdict: str
+    reasons: list[str]
+    note: str
+    at: float | None
+
+
+class Card(BaseModel):
+    id: str
+    leaf: str | None
+    axes: dict[str, str]
+    teacher: str | None
+    why: str  # why it was queued: leaf | risk | sample | regenerated
+    seeds: list[Seed]
+    signals: list[Signal]
+    neighbour: Neighbour | None
+    checks: list[Check]
+    messages: list[Message]  # as it stands now (the latest edit, else the original)
+    original: list[Message] | None  # the original when an edit stands
+    output: dict | None
+    mine: Past | None  # this reviewer's standing decision
+    outcome: str | None
+    history: list[Past]
+
+
+def run_checks(messages: list[Message], example) -> list[Check]:
+    """Curation's checks (defaults) on the item, so the card shows what passed and what did not."""
+    probe = example.model_copy(update={"messages": messages})
+    out = []
+    for check in CHECKS:
+        failure = check(probe, CheckSettings(language=None))
+        out.append(Check(name=check.__name__.removeprefix("check_"), passed=failure is None,
+                         detail=failure.detail if failure else ""))
+    return out
+
+
+def seed_texts(taxonomy_file: str | None) -> dict[str, str]:
+    """seed id -> its text, from the taxonomy the run was generated with (empty when unreadable)."""
+    if not taxonomy_file:
+        return {}
+    from distill.errors import DistillError
+    from distill.taxonomy import load_taxonomy
+
+    try:
+        loaded = load_taxonomy(Path(taxonomy_file))
+    except (DistillError, OSError):  # a moved or edited taxonomy only costs the card its seed texts
+        return {}
+    texts = {}
+    for node in loaded.nodes:
+        for seed in node.seeds:
+            texts[seed.id] = getattr(seed, "question", None) or getattr(seed, "text", None) or ""
+    return texts
+
+
+def _past(decision) -> Past:
+    return Past(id=decision.id, reviewer=decision.reviewer, verdict=decision.verdict, reasons=decision.reasons,
+                note=decision.note, at=decision.created_at)
+
+
+def make_card(item: ItemState, reviewer: str, seeds: dict[str, str]) -> Card:
+    example = item.item.example
+    messages = item.messages()
+    edited = item.latest_edit() is not None
+    mine = item.standing.get(reviewer)
+    return Card(
+        id=item.item_id, leaf=example.meta.taxonomy_path, axes=example.meta.axes, teacher=example.meta.teacher,
+        why=item.why, seeds=[Seed(id=s, text=seeds.get(s)) for s in example.meta.seed_ids],
+        signals=item.item.signals, neighbour=item.item.neighbour, checks=run_checks(messages, example),
+        messages=messages, original=list(example.messages) if edited else None, output=example.output,
+        mine=_past(mine) if mine else None, outcome=item.outcome, history=[_past(d) for d in item.history],
+    )

@@ -1,0 +1,193 @@
+"""The review, applied to the data: what leaves, what changes, and the figures for stats.json.
+
+`apply_review` is the one place verdicts act on examples. It runs wherever a run's files are rebuilt
+(`distill generate`'s export, `distill review status`, the end of a review session) and wherever
+training reads its split, so a split written before the review never trains on a rejected item or
+an unedited original. It is idempotent: applying it to data it already shaped changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from distill.records import REVIEW_REASONS, Example, Reject, iter_jsonl, write_jsonl
+from distill.review.gate import current_items, evaluate, top_reasons
+from distill.review.ledger import ReviewLedger
+from distill.review.state import ACCEPT, EDIT, REJECT, ReviewState
+
+
+@dataclass
+class LoadedReview:
+    state: ReviewState
+    population: list[Example]  # the items the review judges, as curated (queued ones as queued)
+
+
+def load_review(directory: Path) -> LoadedReview | None:
+    """The review of a run directory or dataset folder; None when it has no queue."""
+    db = Path(directory) / "run.db"
+    if not db.is_file():
+        return None
+    with ReviewLedger.open(directory) as ledger:
+        state = ReviewState.load(ledger)
+        if not state.has_queue:
+            return None
+        return LoadedReview(state=state, population=load_population(Path(directory), state))
+
+
+def review_in_store(store, curated: list[Example], directory: Path) -> tuple[list[Example], list[Reject], dict | None]:
+    """For a run's export (`finish_run`): the review applied to what curation kept, and its figures for
+    stats.json; (curated, [], None) when the run has no queue."""
+    state = ReviewState.load(ReviewLedger(store))
+    if not state.has_queue:
+        return curated, [], None
+    population = [state.items[e.id].item.example if e.id in state.items else e for e in curated]
+    kept, rejects = apply_review(population, state)
+    return kept, rejects, summary(state, population, directory)
+
+
+def load_population(directory: Path, state: ReviewState) -> list[Example]:
+    """dataset.jsonl as curated: a rebuilt file lacks the rejected items and holds edited versions, so
+    queued items are taken as they were queued."""
+    from distill.curate.dataset_io import load_examples
+
+    dataset = directory / "dataset.jsonl"
+    examples = load_examples(dataset) if dataset.is_file() else []
+    seen = {e.id for e in examples}
+    population = [state.items[e.id].item.example if e.id in state.items else e for e in examples]
+    return population + [s.item.example for s in state.items.values() if s.item_id not in seen]
+
+
+def apply_review(examples: list[Example], state: ReviewState) -> tuple[list[Example], list[Reject]]:
+    """(kept, rejects): rejected items leave with the reviewer's reason; edited items carry the latest
+    edit, with provenance in meta["review"]; a regenerated leaf's earlier round leaves unless a
+    reviewer kept it. Items nobody reviewed pass as they are."""
+    latest = state.latest_rounds()
+    kept: list[Example] = []
+    rejects: list[Reject] = []
+    for example in examples:
+        item = state.items.get(example.id)
+        outcome = item.outcome if item else None
+        leaf = example.meta.taxonomy_path or ""
+        if outcome == REJECT:
+            reviews = [d for d in item.reviews.values() if d.verdict == REJECT]
+            notes = "; ".join(f"{d.reviewer}: {d.note}" for d in reviews if d.note)
+            labels = ", ".join(REVIEW_REASONS.get(r, r) for r in item.reasons)
+            detail = f"rejected by {', '.join(d.reviewer for d in reviews)} ({labels})" + (f": {notes}" if notes else "")
+            rejects.append(Reject(id=example.id, stage="review", reason=item.reasons[0], detail=detail,
+                                  example=item.item.example, node_path=example.meta.taxonomy_path))
+            continue
+        if outcome is None and state.round_of(example.id, example.meta.plan_item_id) < latest.get(leaf, 0):
+            rejects.append(Reject(id=example.id, stage="review", reason="superseded", example=example,
+                                  detail=f"unread item of {leaf} from before its regeneration (round {latest[leaf]})",
+                                  node_path=example.meta.taxonomy_path))
+            continue
+        if outcome in (EDIT, ACCEPT):
+            example = _with_provenance(example, item, outcome)
+        kept.append(example)
+    return kept, rejects
+
+
+def _with_provenance(example: Example, item, outcome: str) -> Example:
+    original = item.item.example
+    review: dict[str, Any] = {"verdict": outcome, "reviewers": sorted(item.reviews)}
+    if outcome == EDIT:
+        edit = item.latest_edit()
+        review.update(decision=edit.id, edited_by=edit.reviewer, original_sha256=_messages_sha256(original))
+        example = example.model_copy(update={"messages": list(edit.messages)})
+    meta = example.meta.model_copy(update={"review": review})
+    return example.model_copy(update={"meta": meta})
+
+
+def _messages_sha256(example: Example) -> str:
+    payload = json.dumps([m.model_dump() for m in example.messages], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def apply_to_run(directory: Path, examples: list[Example]) -> tuple[list[Example], list[Reject]]:
+    """apply_review with the directory's own review; unchanged when it has none."""
+    review = load_review(directory)
+    if review is None:
+        return examples, []
+    return apply_review(examples, review.state)
+
+
+def summary(state: ReviewState, population: list[Example], directory: Path | str = "DIR") -> dict[str, Any]:
+    """The review's figures, as stats.json's "review" key and the model card show them."""
+    gate = evaluate(state, population, directory)
+    present = {e.id for e in population}
+    live = [s for s in state.items.values() if s.item_id in present]
+    outcomes = [s.outcome for s in live]
+    skipped = sum(1 for s in live if s.outcome is None and any(d.verdict == "skip" for d in s.standing.values()))
+    overall = gate.units[0] if gate.units else None
+    seconds = [d.seconds for d in state.decisions if d.seconds and d.verdict in ("accept", "reject", "edit")]
+    reviewers: dict[str, int] = {}
+    for s in live:
+        for name in s.reviews:
+            reviewers[name] = reviewers.get(name, 0) + 1
+    from distill.review.agreement import reject_agreement
+
+    pairs = [tuple((name, d.verdict) for name, d in list(s.reviews.items())[:2]) for s in live if len(s.reviews) >= 2]
+    agreement = reject_agreement(pairs)
+    queued_rounds = current_items(state, population)
+    return {
+        "queued": len(live),
+        "reviewed": sum(o is not None for o in outcomes),
+        "accepted": outcomes.count(ACCEPT),
+        "rejected": outcomes.count(REJECT),
+        "edited": outcomes.count(EDIT),
+        "skipped": skipped,
+        "open_reviews": gate.open_reviews,
+        "items_judged": len(queued_rounds),
+        "reject_rate": overall.reject_rate if overall else None,
+        "reject_rate_ci": list(overall.ci) if overall and overall.ci else None,
+        "interval": f"{gate.confidence:.0%} {gate.interval}",
+        "gate": {"verdict": gate.verdict, "threshold": gate.threshold, "message": gate.message,
+                 "min_reviews_per_branch": gate.min_reviews,
+                 "reviews_to_decide": overall.more if overall else None},
+        "top_reasons": top_reasons(state, present),
+        "agreement": agreement.model_dump() if agreement else None,
+        "reviewers": reviewers,
+        "median_seconds_per_item": round(median(seconds), 1) if seconds else None,
+        "overall": _unit(overall) if overall else None,
+        "branches": {u.name: _unit(u) for u in gate.units if u.name != "(all)"},
+    }
+
+
+def _unit(u) -> dict[str, Any]:
+    return {"items": u.items, "reviewed": u.reviewed, "rejected": u.rejected, "edited": u.edited,
+            "accepted": u.accepted, "reject_rate": u.reject_rate, "ci": list(u.ci) if u.ci else None,
+            "judged": u.judged, "verdict": u.verdict, "reviews_to_decide": u.more}
+
+
+def refresh_files(directory: Path) -> dict[str, Any] | None:
+    """Rewrite dataset.jsonl, rejected.jsonl and stats.json["review"] from the review; the summary,
+    or None when there is no queue. Originals stay in run.db, so every rewrite can be undone."""
+    directory = Path(directory)
+    review = load_review(directory)
+    if review is None:
+        return None
+    kept, rejects = apply_review(review.population, review.state)
+    figures = summary(review.state, review.population, directory)
+    write_jsonl(directory / "dataset.jsonl", kept)
+    rejected_path = directory / "rejected.jsonl"
+    earlier = ([row for _, row in iter_jsonl(rejected_path) if row.get("stage") != "review"]
+               if rejected_path.is_file() else [])
+    write_jsonl(rejected_path, [*earlier, *rejects])
+    stats_path = directory / "stats.json"
+    try:
+        stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
+    except json.JSONDecodeError:
+        stats = {}
+    stats["review"] = figures
+    if isinstance(stats.get("counts"), dict):
+        stats["counts"]["kept"] = len(kept)
+    tmp = stats_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(stats, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, stats_path)
+    return figures

@@ -1,0 +1,240 @@
+"""`distill review DIR --serve`: one page (static/) and a small JSON API on Starlette and uvicorn.
+
+Access: every request needs a token. The printed URL carries one; the first request with it sets an
+HttpOnly, SameSite=Strict cookie and redirects to the same URL without it (so it does not linger in
+the address bar or a Referer), and later requests send the cookie (or `Authorization: Bearer`).
+On 127.0.0.1 (the default) a token made for this session is accepted, for the person who started
+it; bound anywhere else only per-reviewer tokens (`distill review add-reviewer`) are, and each
+names its reviewer. Writes also need an `X-Distill` header, which a cross-site form cannot send.
+The page's Content-Security-Policy allows no inline script and nothing from elsewhere; the page
+itself never turns teacher text into HTML (static/review.js builds text nodes).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from distill.errors import DistillError
+from distill.records import REVIEW_REASONS
+from distill.review.ledger import token_digest
+from distill.review.session import BadDecision, ReviewSession
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "distill_review"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+FILES = {"review.js": "text/javascript", "review.css": "text/css"}
+
+
+class Access:
+    """Who a token belongs to: this session's owner (loopback only) or a named reviewer."""
+
+    def __init__(self, session: ReviewSession, owner: str | None, owner_token: str | None):
+        self.session, self.owner = session, owner
+        self.owner_digest = token_digest(owner_token) if owner_token else None
+
+    def reviewer(self, token: str | None) -> str | None:
+        if not token:
+            return None
+        digest = token_digest(token)
+        if self.owner_digest and hmac.compare_digest(digest, self.owner_digest):
+            return self.owner
+        for known, name in self.session.ledger.reviewer_digests().items():
+            if hmac.compare_digest(digest, known):
+                return name
+        return None
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.cookies.get(COOKIE)
+
+
+def build_app(session: ReviewSession, owner: str | None = None, owner_token: str | None = None,
+              allowed_hosts: list[str] | None = None) -> Starlette:
+    access = Access(session, owner, owner_token)
+
+    def refuse() -> Response:
+        return PlainTextResponse("This review needs its access token: open the URL that `distill review --serve` "
+                                 "printed (or the one `distill review add-reviewer` made for you).\n", status_code=401,
+                                 headers=HEADERS)
+
+    def who(request: Request) -> str | None:
+        return access.reviewer(_token(request))
+
+    async def page(request: Request) -> Response:
+        given = request.query_params.get("token")
+        if given is not None:
+            if access.reviewer(given) is None:
+                return refuse()
+            rest = {k: v for k, v in request.query_params.items() if k != "token"}
+            response = RedirectResponse(request.url.path + (f"?{urlencode(rest)}" if rest else ""), status_code=303,
+                                        headers=HEADERS)
+            response.set_cookie(COOKIE, given, httponly=True, samesite="strict", path="/")
+            return response
+        if who(request) is None:
+            return refuse()
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers=HEADERS)
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if who(request) is None:
+            return refuse()
+        if name not in FILES:
+            return PlainTextResponse("not found\n", status_code=404, headers=HEADERS)
+        return FileResponse(STATIC / name, media_type=FILES[name], headers=HEADERS)
+
+    def api(handler, write: bool = False):
+        async def endpoint(request: Request) -> Response:
+            reviewer = who(request)
+            if reviewer is None:
+                return JSONResponse({"error": "missing or unknown access token"}, status_code=401, headers=HEADERS)
+            if write and request.headers.get("x-distill") != "1":
+                return JSONResponse({"error": "writes need the X-Distill header"}, status_code=403, headers=HEADERS)
+            try:
+                body = await request.json() if write else None
+                result = handler(request, reviewer, body)
+            except BadDecision as err:
+                return JSONResponse({"error": str(err)}, status_code=400, headers=HEADERS)
+            except ValueError:
+                return JSONResponse({"error": "the request body is not JSON"}, status_code=400, headers=HEADERS)
+            return JSONResponse(result, headers=HEADERS)
+
+        return endpoint
+
+    def hello(request, reviewer, body):
+        settings = session.settings
+        return {"reviewer": reviewer, "reasons": [{"code": c, "label": label, "key": str(k)}
+                                                  for k, (c, label) in enumerate(REVIEW_REASONS.items(), 1)],
+                "threshold": settings.threshold, "directory": str(session.directory)}
+
+    def overview(request, reviewer, body):
+        return session.overview(reviewer)
+
+    def card(request, reviewer, body):
+        return session.card(request.path_params["item_id"], reviewer).model_dump(mode="json")
+
+    def decide(request, reviewer, body):
+        if not isinstance(body, dict):
+            raise BadDecision("send a JSON object")
+        decision = session.decide(reviewer, str(body.get("item_id", "")), str(body.get("verdict", "")),
+                                  reasons=body.get("reasons") or [], note=str(body.get("note") or ""),
+                                  messages=body.get("messages"), seconds=_number(body.get("seconds")),
+                                  client_id=_client_id(body))
+        return {"decision": decision.model_dump(mode="json")}
+
+    def undo(request, reviewer, body):
+        decision = session.undo(reviewer, client_id=_client_id(body if isinstance(body, dict) else {}))
+        return {"undone": decision.model_dump(mode="json") if decision else None}
+
+    routes = [
+        Route("/", page),
+        Route("/static/{name}", static),
+        Route("/api/hello", api(hello)),
+        Route("/api/queue", api(overview)),
+        Route("/api/item/{item_id}", api(card)),
+        Route("/api/decide", api(decide, write=True), methods=["POST"]),
+        Route("/api/undo", api(undo, write=True), methods=["POST"]),
+    ]
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    return Starlette(routes=routes, middleware=middleware)
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _client_id(body: dict) -> str | None:
+    value = body.get("client_id")
+    return str(value)[:100] if value else None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, so the URL can be printed (port 0: any free one) before serving starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise DistillError(f"cannot listen on {host}:{port} ({err.strerror}); choose another --port "
+                           "(0 picks a free one)") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+class ReviewServer:
+    """The app on uvicorn, on a socket bound up front. `run()` blocks; `start()` runs it in a thread."""
+
+    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 8765, owner: str | None = None):
+        import uvicorn
+
+        self.session = ReviewSession(directory)
+        local = host in LOCAL_HOSTS
+        if not local and not self.session.ledger.reviewer_digests():
+            self.session.close()
+            raise DistillError(f"binding to {host} needs per-reviewer tokens: add one with "
+                               f"`distill review add-reviewer {directory} NAME` first")
+        self.owner_token = secrets.token_urlsafe(32) if local else None
+        self.sock = bind(host, port)
+        self.host, self.port = host, self.sock.getsockname()[1]
+        allowed = [*LOCAL_HOSTS] if local else None  # a DNS-rebound name cannot reach a loopback review
+        self.app = build_app(self.session, owner=owner, owner_token=self.owner_token, allowed_hosts=allowed)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off",
+                                                    access_log=False))
+        self.thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def url(self) -> str:
+        """The owner's URL (loopback), or the base URL a reviewer adds their token to."""
+        return self.base_url + (f"?token={self.owner_token}" if self.owner_token else "")
+
+    def run(self) -> None:
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self.close()
+
+    def start(self) -> ReviewServer:
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        while not self.server.started and self.thread.is_alive():
+            threading.Event().wait(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        self.session.close()

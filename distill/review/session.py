@@ -1,0 +1,153 @@
+"""A review in progress: the queue as a reviewer works through it, for the web page and the terminal.
+
+The queued items are read once (and again only when the queue grows); decisions are read
+incrementally, so a request costs milliseconds however long the review has run. Several reviewers
+share one session on the web page; claims keep two of them off the same card at the same moment.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from distill.errors import DistillError
+from distill.records import REVIEW_REASONS, Decision, Message
+from distill.review.cards import Card, make_card, seed_texts
+from distill.review.ledger import ReviewLedger
+from distill.review.state import ReviewState, build_state
+
+CLAIM_S = 120.0  # a card opened by one reviewer is not handed to another for this long
+VERDICTS = ("accept", "reject", "edit", "skip")
+
+
+class BadDecision(ValueError):
+    """A decision the session refuses (unknown item, missing reason, an edit that changes the roles)."""
+
+
+class ReviewSession:
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.ledger = ReviewLedger.open(self.directory)
+        if not self.ledger.has_queue():
+            self.ledger.close()
+            raise DistillError(f"no review queue yet: build one with `distill review {self.directory}`",
+                               path=self.directory)
+        self.seeds = seed_texts(self.ledger.store.info().get("taxonomy_file"))
+        self._queue_size = -1
+        self._decisions: list[Decision] = []
+        self._claims: dict[str, tuple[str, float]] = {}
+        self.state()  # loads the queue and the settings
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def state(self) -> ReviewState:
+        from distill.review.feedback import load_population
+
+        size = self.ledger.queue_size()
+        if size != self._queue_size:
+            self._queue_size = size
+            self._items, self._queue = self.ledger.items(), self.ledger.queue()
+            self._regenerated = self.ledger.regenerated()
+            self.settings = self.ledger.settings()
+            self._population = None
+        last = self._decisions[-1].id if self._decisions else 0
+        self._decisions += self.ledger.decisions(after=last or 0)
+        state = build_state(self.settings, self._items, self._queue, self._decisions, self._regenerated)
+        if self._population is None:
+            self._population = load_population(self.directory, state)
+        return state
+
+    # reading
+    def card(self, item_id: str, reviewer: str) -> Card:
+        state = self.state()
+        if item_id not in state.items:
+            raise BadDecision(f"{item_id!r} is not in the review queue")
+        self._claims[item_id] = (reviewer, time.monotonic() + CLAIM_S)
+        return make_card(state.items[item_id], reviewer, self.seeds)
+
+    def claimed_by_other(self, item_id: str, reviewer: str) -> bool:
+        claim = self._claims.get(item_id)
+        return claim is not None and claim[0] != reviewer and claim[1] > time.monotonic()
+
+    def overview(self, reviewer: str) -> dict[str, Any]:
+        """The queue as this reviewer sees it, progress overall and per leaf, and the gate."""
+        from distill.review.feedback import summary
+
+        state = self.state()
+        items, leaves = [], {}
+        for s in state.items.values():
+            leaf = s.item.node_path or "(none)"
+            mine = s.standing.get(reviewer)
+            items.append({"id": s.item_id, "leaf": leaf, "why": s.why, "slots": s.slots, "done": s.done,
+                          "mine": mine.verdict if mine else None, "outcome": s.outcome, "reasons": s.reasons,
+                          "todo": s.wants(reviewer), "claimed": self.claimed_by_other(s.item_id, reviewer)})
+            row = leaves.setdefault(leaf, {"items": 0, "done": 0, "rejected": 0})
+            row["items"] += 1
+            row["done"] += s.done
+            row["rejected"] += s.outcome == "reject"
+        figures = summary(state, self._population, self.directory)
+        return {
+            "reviewer": reviewer,
+            "items": items,
+            "progress": {"items": len(items), "done": sum(i["done"] for i in items),
+                         "mine": sum(i["mine"] not in (None, "skip") for i in items),
+                         "todo": sum(i["todo"] for i in items), "leaves": leaves},
+            "gate": figures["gate"],
+            "figures": {k: figures[k] for k in ("reviewed", "accepted", "rejected", "edited", "skipped",
+                                                "reject_rate", "reject_rate_ci", "interval", "agreement")},
+        }
+
+    # writing
+    def decide(self, reviewer: str, item_id: str, verdict: str, reasons: list[str] | None = None, note: str = "",
+               messages: list[dict] | None = None, seconds: float | None = None,
+               client_id: str | None = None) -> Decision:
+        state = self.state()
+        item = state.items.get(item_id)
+        if item is None:
+            raise BadDecision(f"{item_id!r} is not in the review queue")
+        if verdict not in VERDICTS:
+            raise BadDecision(f"verdict must be one of {', '.join(VERDICTS)} (got {verdict!r})")
+        reasons = list(reasons or [])
+        unknown = [r for r in reasons if r not in REVIEW_REASONS]
+        if unknown:
+            raise BadDecision(f"unknown reason {unknown[0]!r}; one of {', '.join(REVIEW_REASONS)}")
+        if verdict == "reject" and not reasons:
+            raise BadDecision("a reject needs at least one reason")
+        edited = None
+        if verdict == "edit":
+            edited = self._check_edit(item.messages(), messages)
+        decision = Decision(item_id=item_id, reviewer=reviewer, verdict=verdict,
+                            reasons=reasons if verdict == "reject" else [], note=note.strip()[:4000],
+                            messages=edited, seconds=seconds if seconds is None else max(0.0, min(seconds, 86400.0)),
+                            client_id=client_id)
+        return self.ledger.add_decision(decision)
+
+    @staticmethod
+    def _check_edit(current: list[Message], messages: list[dict] | None) -> list[Message]:
+        if not messages:
+            raise BadDecision("an edit needs the edited messages")
+        try:
+            edited = [Message.model_validate(m) for m in messages]
+        except ValueError as err:
+            raise BadDecision(f"edited messages: {err}") from None
+        if [m.role for m in edited] != [m.role for m in current]:
+            raise BadDecision("an edit changes the text of the turns, not their roles or number")
+        if any(not m.content.strip() for m in edited if m.role != "system"):
+            raise BadDecision("an edited turn is empty; reject the item instead")
+        if edited == current:
+            raise BadDecision("the edit changes nothing; accept the item instead")
+        return edited
+
+    def undo(self, reviewer: str, client_id: str | None = None) -> Decision | None:
+        """Withdraw this reviewer's latest standing decision (as a new decision); None when none stands."""
+        if client_id:  # a retried undo: the first one already took its decision back
+            done = self.ledger.decision_by_client_id(client_id)
+            if done is not None:
+                return done
+        target = self.state().undoable(reviewer)
+        if target is None:
+            return None
+        return self.ledger.add_decision(Decision(item_id=target.item_id, reviewer=reviewer, verdict="undo",
+                                                 undoes=target.id, client_id=client_id))

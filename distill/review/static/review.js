@@ -1,0 +1,546 @@
+// distill review: one page, keyboard first. Teacher output is untrusted: everything it wrote becomes
+// text nodes (textContent, input values), never HTML; links are made only for http(s) URLs.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+
+  // el("div", {class: "x"}, "text", child...): strings become text nodes, never markup.
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  // ---- safe Markdown: paragraphs, headings, lists, quotes, fenced code, `code`, **bold**, *italic*, [links](https://)
+  function safeUrl(raw) {
+    try {
+      const url = new URL(raw);
+      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  const INLINE = /(`+)([^`][\s\S]*?)\1|\*\*([^*\n][\s\S]*?)\*\*|__([^_\n][\s\S]*?)__|\*([^*\s][^*\n]*?)\*|\[([^\]\n]+)\]\(([^()\s]+)\)/g;
+
+  function inline(text) {
+    const out = [];
+    let last = 0;
+    for (const m of text.matchAll(INLINE)) {
+      if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
+      if (m[2] !== undefined) out.push(el("code", {}, m[2]));
+      else if (m[3] !== undefined) out.push(el("strong", {}, ...inline(m[3])));
+      else if (m[4] !== undefined) out.push(el("strong", {}, ...inline(m[4])));
+      else if (m[5] !== undefined) out.push(el("em", {}, ...inline(m[5])));
+      else {
+        const href = safeUrl(m[7]);
+        if (href) out.push(el("a", {href, target: "_blank", rel: "noopener noreferrer nofollow"}, m[6]));
+        else out.push(document.createTextNode(m[0])); // javascript:, data:, relative: shown as the text it is
+      }
+      last = m.index + m[0].length;
+    }
+    if (last < text.length) out.push(document.createTextNode(text.slice(last)));
+    return out;
+  }
+
+  function markdown(text) {
+    const root = document.createDocumentFragment();
+    const lines = String(text).replace(/\r\n?/g, "\n").split("\n");
+    let para = [];
+    let list = null;
+    const flushPara = () => {
+      if (para.length) root.append(el("p", {}, ...inline(para.join("\n"))));
+      para = [];
+    };
+    const flushList = () => {
+      if (list) root.append(list);
+      list = null;
+    };
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i];
+      const fence = line.match(/^\s*(```|~~~)(.*)$/);
+      if (fence) {
+        flushPara(); flushList();
+        const body = [];
+        for (i++; i < lines.length && !lines[i].trim().startsWith(fence[1]); i++) body.push(lines[i]);
+        root.append(el("pre", {}, el("code", {}, body.join("\n"))));
+        continue;
+      }
+      const heading = line.match(/^(#{1,6})\s+(.*)$/);
+      const bullet = line.match(/^\s*([-*+]|\d+[.)])\s+(.*)$/);
+      if (heading) {
+        flushPara(); flushList();
+        root.append(el("h" + Math.min(6, heading[1].length + 3), {}, ...inline(heading[2])));
+      } else if (bullet) {
+        flushPara();
+        const tag = /\d/.test(bullet[1]) ? "ol" : "ul";
+        if (!list || list.tagName.toLowerCase() !== tag) { flushList(); list = el(tag, {}); }
+        list.append(el("li", {}, ...inline(bullet[2])));
+      } else if (/^\s*>/.test(line)) {
+        flushPara(); flushList();
+        root.append(el("blockquote", {}, ...inline(line.replace(/^\s*>\s?/, ""))));
+      } else if (!line.trim()) {
+        flushPara(); flushList();
+      } else {
+        flushList();
+        para.push(line);
+      }
+    }
+    flushPara(); flushList();
+    return root;
+  }
+
+  // ---- the API: reads, and writes that are queued, retried and never lost
+  async function get(path) {
+    const response = await fetch(path, {credentials: "same-origin", cache: "no-store"});
+    if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+    return response.json();
+  }
+
+  async function post(path, body) {
+    for (let attempt = 0; ; attempt++) {
+      let response;
+      try {
+        response = await fetch(path, {method: "POST", credentials: "same-origin",
+          headers: {"Content-Type": "application/json", "X-Distill": "1"}, body: JSON.stringify(body)});
+      } catch (err) { // the server is away: try again; the client_id makes a retry land once
+        toast(`not saved yet (${err.message}); retrying…`, true);
+        await new Promise((r) => setTimeout(r, Math.min(8000, 250 * 2 ** attempt)));
+        continue;
+      }
+      const data = await response.json().catch(() => ({}));
+      if (response.ok) return data;
+      if (response.status >= 500) {
+        await new Promise((r) => setTimeout(r, Math.min(8000, 250 * 2 ** attempt)));
+        continue;
+      }
+      throw new Error(data.error || `${response.status}`);
+    }
+  }
+
+  let writes = Promise.resolve();
+  let writing = 0;
+  function write(path, body) { // in order: an undo never overtakes the decision it takes back
+    writing++;
+    const done = writes.then(() => post(path, body)).finally(() => { writing--; scheduleRefresh(); });
+    writes = done.catch((err) => { toast(`not saved: ${err.message}`, true); });
+    return done;
+  }
+
+  const uuid = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`);
+
+  // ---- state
+  let hello = null;
+  let overview = null;
+  let view = [];
+  let index = 0;
+  let mode = "view"; // view | reason | edit | help
+  let shownAt = performance.now();
+  const cards = new Map();
+  const loading = new Map();
+  const chosen = new Set();
+  window.distillTimings = [];
+
+  function toast(text, sticky) {
+    const node = $("toast");
+    node.textContent = text;
+    node.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => { node.hidden = true; }, sticky ? 8000 : 2500);
+  }
+
+  function fetchCard(id) {
+    if (cards.has(id)) return Promise.resolve(cards.get(id));
+    if (!loading.has(id)) {
+      loading.set(id, get(`/api/item/${encodeURIComponent(id)}`)
+        .then((card) => { cards.set(id, card); return card; })
+        .finally(() => loading.delete(id)));
+    }
+    return loading.get(id);
+  }
+
+  function filtered() {
+    const leaf = $("filter-leaf").value;
+    const verdict = $("filter-verdict").value;
+    const reason = $("filter-reason").value;
+    return overview.items.filter((item) => {
+      if (leaf && item.leaf !== leaf && !item.leaf.startsWith(leaf + "/")) return false;
+      if (verdict === "todo" && !item.todo) return false;
+      if (verdict === "skip" && item.mine !== "skip") return false;
+      if (verdict && verdict !== "todo" && verdict !== "skip" && item.outcome !== verdict) return false;
+      if (reason && !item.reasons.includes(reason)) return false;
+      return true;
+    });
+  }
+
+  function nextTodo(from) {
+    for (let j = from + 1; j < view.length; j++) if (view[j].todo && !view[j].claimed) return j;
+    for (let j = 0; j <= from && j < view.length; j++) if (view[j].todo && !view[j].claimed) return j;
+    return -1;
+  }
+
+  function preload() {
+    let j = index;
+    for (let k = 0; k < 3; k++) {
+      j = nextTodo(j);
+      if (j < 0) break;
+      fetchCard(view[j].id).catch(() => {});
+    }
+    if (index + 1 < view.length) fetchCard(view[index + 1].id).catch(() => {});
+  }
+
+  async function show(i, t0) {
+    if (!view.length) {
+      $("card").replaceChildren(el("p", {class: "empty"}, overview.progress.todo
+        ? "Nothing matches these filters." : "Nothing left for you to review here. Thank you!"));
+      $("side").replaceChildren(leavesPanel());
+      sizeBars();
+      document.body.dataset.cardId = "";
+      return;
+    }
+    index = Math.max(0, Math.min(i, view.length - 1));
+    const id = view[index].id;
+    const cached = cards.has(id);
+    const card = cached ? cards.get(id) : await fetchCard(id);
+    if (view[index] === undefined || view[index].id !== id) return; // moved on meanwhile
+    render(card);
+    shownAt = performance.now();
+    if (t0 !== undefined) {
+      const layout = performance.now() - t0;
+      requestAnimationFrame(() => window.distillTimings.push({id, cached, layout, frame: performance.now() - t0}));
+    }
+    preload();
+  }
+
+  // ---- rendering
+  const VERDICT_WORDS = {accept: "accepted", reject: "rejected", edit: "edited", skip: "skipped"};
+
+  function reasonLabel(code) {
+    const found = hello.reasons.find((r) => r.code === code);
+    return found ? found.label : code;
+  }
+
+  function message(m, editable) {
+    const body = editable && m.role !== "system"
+      ? el("textarea", {class: "edit", "data-role": m.role, rows: Math.min(18, Math.max(3, m.content.split("\n").length + 1))})
+      : el("div", {class: "content md"}, markdown(m.content));
+    if (body.tagName === "TEXTAREA") body.value = m.content;
+    return el("div", {class: `msg ${m.role}`}, el("div", {class: "role"}, m.role), body);
+  }
+
+  function render(card, editable) {
+    const item = view[index];
+    const state = card.mine
+      ? el("span", {class: `state v-${card.mine.verdict}`}, `you ${VERDICT_WORDS[card.mine.verdict] || card.mine.verdict}`,
+        card.mine.reasons.length ? ` (${card.mine.reasons.map(reasonLabel).join(", ")})` : "")
+      : el("span", {class: "state v-todo"}, item && item.todo ? "to review" : "read by others");
+    const head = el("div", {class: "card-head"},
+      el("span", {class: "leaf"}, card.leaf || "(no leaf)"),
+      Object.entries(card.axes || {}).map(([k, v]) => el("span", {class: "chip"}, `${k}: ${v}`)),
+      state,
+      el("span", {class: "position"}, `${index + 1} / ${view.length}`));
+    const chat = el("div", {class: "chat"}, card.messages.map((m) => message(m, editable)));
+    const parts = [head, chat];
+    if (editable) parts.push(el("p", {class: "hint"}, "Editing: Ctrl+Enter saves the edit, Esc cancels."));
+    if (card.original && !editable) {
+      parts.push(el("details", {class: "original"}, el("summary", {}, "Original (before the edit)"),
+        el("div", {class: "chat"}, card.original.map((m) => message(m, false)))));
+    }
+    $("card").replaceChildren(el("article", {class: "card", "data-id": card.id}, parts));
+    $("side").replaceChildren(sidePanel(card), leavesPanel());
+    sizeBars();
+    document.body.dataset.cardId = card.id;
+    if (editable) {
+      const first = $("card").querySelector("textarea[data-role=assistant]") || $("card").querySelector("textarea");
+      if (first) first.focus();
+    }
+  }
+
+  function section(title, ...children) {
+    return el("section", {}, el("h3", {}, title), ...children);
+  }
+
+  function sidePanel(card) {
+    const why = {leaf: "covers its leaf", risk: "risk signal", sample: "random sample", regenerated: "regenerated leaf"};
+    const parts = [
+      section("Item", el("dl", {},
+        el("dt", {}, "id"), el("dd", {}, card.id),
+        el("dt", {}, "queued for"), el("dd", {}, why[card.why] || card.why),
+        el("dt", {}, "teacher"), el("dd", {}, card.teacher || "unknown"))),
+    ];
+    if (card.signals.length) {
+      parts.push(section("Risk signals", el("ul", {class: "signals"},
+        card.signals.map((s) => el("li", {}, el("b", {}, s.name), " ", s.detail)))));
+    }
+    if (card.seeds.length) {
+      parts.push(section("Seeds used", el("ul", {class: "seeds"},
+        card.seeds.map((s) => el("li", {}, el("code", {}, s.id), s.text ? ` ${s.text}` : "")))));
+    }
+    parts.push(section("Nearest kept neighbour", card.neighbour
+      ? el("p", {}, el("b", {}, `Jaccard ${card.neighbour.similarity.toFixed(2)}`), " ", el("code", {}, card.neighbour.id),
+        el("br"), card.neighbour.prompt)
+      : el("p", {class: "muted"}, "none at Jaccard 0.3 or more")));
+    parts.push(section("Checks", el("ul", {class: "checks"}, card.checks.map((c) =>
+      el("li", {class: c.passed ? "pass" : "fail"}, c.passed ? "✓ " : "✗ ", c.name, c.detail ? `: ${c.detail}` : "")))));
+    if (card.history.length) {
+      parts.push(section("History", el("ol", {class: "history"}, card.history.map((d) =>
+        el("li", {}, `${d.reviewer}: ${d.verdict}`, d.reasons.length ? ` (${d.reasons.map(reasonLabel).join(", ")})` : "",
+          d.note ? ` “${d.note}”` : "")))));
+    }
+    return el("div", {}, parts);
+  }
+
+  function leavesPanel() {
+    const rows = Object.entries(overview.progress.leaves).sort(([a], [b]) => a.localeCompare(b));
+    return section("Leaves", el("table", {class: "leaves"}, rows.map(([leaf, p]) =>
+      el("tr", {},
+        el("td", {}, leaf),
+        el("td", {class: "num"}, `${p.done}/${p.items}`),
+        el("td", {class: "num"}, p.rejected ? `${p.rejected} rej.` : ""),
+        el("td", {}, el("div", {class: "mini"}, el("span", {"data-pct": Math.round(100 * p.done / p.items)})))))));
+  }
+
+  function renderHeader() {
+    const p = overview.progress;
+    $("reviewer").textContent = `· ${overview.reviewer}`;
+    $("progress-text").textContent = `${p.done} of ${p.items} done · ${p.mine} by you · ${p.todo} left for you`;
+    $("progress-fill").dataset.pct = String(p.items ? Math.round(100 * p.done / p.items) : 0);
+    sizeBars();
+    const g = overview.gate;
+    const f = overview.figures;
+    const rate = f.reject_rate === null || f.reject_rate === undefined ? ""
+      : ` · reject rate ${(100 * f.reject_rate).toFixed(1)}% (${f.interval} ${(100 * f.reject_rate_ci[0]).toFixed(1)}–${(100 * f.reject_rate_ci[1]).toFixed(1)}%)`;
+    const more = g.reviews_to_decide ? ` · about ${g.reviews_to_decide} more reviews would decide it` : "";
+    $("gate").replaceChildren(el("span", {class: `gate-${g.verdict}`}, `gate: ${g.verdict}`), rate, more);
+    $("gate").title = g.message;
+    const leafSelect = $("filter-leaf");
+    const have = new Set([...leafSelect.options].map((o) => o.value));
+    const branches = new Set();
+    for (const leaf of Object.keys(p.leaves)) {
+      const parts = leaf.split("/");
+      for (let k = 1; k <= parts.length; k++) branches.add(parts.slice(0, k).join("/"));
+    }
+    for (const leaf of [...branches].sort()) if (!have.has(leaf)) leafSelect.append(el("option", {value: leaf}, leaf));
+  }
+
+  // Widths come from data-pct through the CSSOM, not inline style attributes (the CSP forbids those).
+  function sizeBars() {
+    for (const node of document.querySelectorAll("[data-pct]")) node.style.width = `${node.dataset.pct}%`;
+  }
+
+  // ---- refresh from the server (progress, gate, other reviewers), keeping the card in place
+  let refreshTimer = null;
+  function scheduleRefresh() {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(refresh, 300);
+  }
+
+  async function refresh() {
+    if (writing) return scheduleRefresh(); // never show a stale state over a decision in flight
+    const id = view[index] ? view[index].id : null;
+    overview = await get("/api/queue");
+    renderHeader();
+    view = filtered();
+    const at = view.findIndex((item) => item.id === id);
+    if (at >= 0) index = at;
+    else if (mode === "view") await show(Math.max(0, nextTodo(-1)));
+    const side = $("side");
+    if (mode === "view" && side.lastElementChild) {
+      side.replaceChild(leavesPanel(), side.lastElementChild);
+      sizeBars();
+    }
+  }
+
+  // ---- decisions
+  function markLocally(id, verdict) {
+    const item = overview.items.find((x) => x.id === id);
+    if (item) {
+      item.mine = verdict;
+      item.todo = verdict === "skip" ? item.todo : false;
+      if (verdict !== "skip") item.outcome = item.outcome === "reject" ? "reject" : verdict; // refresh() corrects
+    }
+    cards.delete(id);
+  }
+
+  function decide(verdict, extra, t0) {
+    const item = view[index];
+    if (!item) return;
+    const body = Object.assign({item_id: item.id, verdict, client_id: uuid(),
+      seconds: (performance.now() - shownAt) / 1000}, extra || {});
+    markLocally(item.id, verdict);
+    write("/api/decide", body).then(() => cards.delete(item.id)).catch(() => {});
+    toast(`${VERDICT_WORDS[verdict]}: ${item.id}`);
+    const next = nextTodo(index);
+    show(next >= 0 ? next : index, t0);
+  }
+
+  async function undo(t0) {
+    try {
+      const result = await write("/api/undo", {client_id: uuid()});
+      if (!result.undone) return toast("nothing of yours to undo");
+      const id = result.undone.item_id;
+      cards.delete(id);
+      overview = await get("/api/queue");
+      renderHeader();
+      view = filtered();
+      let at = view.findIndex((x) => x.id === id);
+      if (at < 0) { // filtered out: clear the filters to bring it back
+        $("filter-leaf").value = ""; $("filter-verdict").value = ""; $("filter-reason").value = "";
+        view = filtered();
+        at = view.findIndex((x) => x.id === id);
+      }
+      toast(`undone: ${id}`);
+      await show(at, t0);
+    } catch (err) {
+      toast(`undo failed: ${err.message}`, true);
+    }
+  }
+
+  // ---- modes
+  function openReasons() {
+    mode = "reason";
+    chosen.clear();
+    $("reason-note").value = "";
+    $("reason-list").replaceChildren(...hello.reasons.map((r) =>
+      el("li", {"data-code": r.code}, el("kbd", {}, r.key), " ", r.label)));
+    $("reasons").hidden = false;
+  }
+
+  function closeReasons() {
+    mode = "view";
+    $("reasons").hidden = true;
+    $("reason-note").blur();
+  }
+
+  function toggleReason(key) {
+    const reason = hello.reasons.find((r) => r.key === key);
+    if (!reason) return;
+    if (chosen.has(reason.code)) chosen.delete(reason.code); else chosen.add(reason.code);
+    for (const li of $("reason-list").children) li.classList.toggle("on", chosen.has(li.dataset.code));
+  }
+
+  function confirmReject(t0) {
+    if (!chosen.size) return toast("pick at least one reason: keys 1–7");
+    const note = $("reason-note").value;
+    closeReasons();
+    decide("reject", {reasons: [...chosen], note}, t0);
+  }
+
+  function startEdit() {
+    const id = view[index] && view[index].id;
+    if (!id || !cards.has(id)) return;
+    mode = "edit";
+    render(cards.get(id), true);
+  }
+
+  function saveEdit(t0) {
+    const card = cards.get(view[index].id);
+    const areas = [...$("card").querySelectorAll("textarea")];
+    let k = 0;
+    const messages = card.messages.map((m) => ({role: m.role, content: m.role === "system" ? m.content : areas[k++].value}));
+    mode = "view";
+    if (messages.every((m, i) => m.content === card.messages[i].content)) {
+      render(card);
+      return toast("nothing changed: press a to accept as it is");
+    }
+    if (messages.some((m) => m.role !== "system" && !m.content.trim())) {
+      mode = "edit";
+      return toast("a turn is empty: reject the item instead (Esc, then r)");
+    }
+    decide("edit", {messages}, t0);
+  }
+
+  function cancelEdit() {
+    mode = "view";
+    render(cards.get(view[index].id));
+  }
+
+  function toggleHelp() {
+    const help = $("help");
+    help.hidden = !help.hidden;
+    mode = help.hidden ? "view" : "help";
+  }
+
+  // ---- keys
+  document.addEventListener("keydown", (event) => {
+    const t0 = performance.now();
+    const key = event.key;
+    const typing = event.target instanceof HTMLTextAreaElement || event.target instanceof HTMLInputElement ||
+      event.target instanceof HTMLSelectElement;
+    if (mode === "edit") {
+      if (key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); saveEdit(t0); }
+      else if (key === "Escape") { event.preventDefault(); cancelEdit(); }
+      return;
+    }
+    if (mode === "reason") {
+      if (key === "Escape") { event.preventDefault(); closeReasons(); }
+      else if (key === "Enter") { event.preventDefault(); confirmReject(t0); }
+      else if (key === "Tab" && !typing) { event.preventDefault(); $("reason-note").focus(); }
+      else if (!typing && /^[1-9]$/.test(key)) { event.preventDefault(); toggleReason(key); }
+      return;
+    }
+    if (mode === "help") {
+      if (key === "Escape" || key === "?") { event.preventDefault(); toggleHelp(); }
+      return;
+    }
+    if (typing) {
+      if (key === "Escape") { event.target.blur(); event.preventDefault(); }
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey || !overview) return;
+    const actions = {
+      a: () => decide("accept", {}, t0),
+      r: () => openReasons(),
+      e: () => startEdit(),
+      s: () => decide("skip", {}, t0),
+      u: () => undo(t0),
+      j: () => show(index + 1, t0),
+      ArrowRight: () => show(index + 1, t0),
+      k: () => show(index - 1, t0),
+      ArrowLeft: () => show(index - 1, t0),
+      n: () => { const j = nextTodo(index); if (j >= 0) show(j, t0); else toast("nothing left for you to review"); },
+      "/": () => $("filter-leaf").focus(),
+      "?": () => toggleHelp(),
+    };
+    const action = actions[key];
+    if (action && (view.length || "u?/".includes(key))) {
+      event.preventDefault();
+      action();
+    }
+  });
+
+  for (const id of ["filter-leaf", "filter-verdict", "filter-reason"]) {
+    $(id).addEventListener("change", () => {
+      view = filtered();
+      show(0);
+      $(id).blur();
+    });
+  }
+
+  async function boot() {
+    try {
+      hello = await get("/api/hello");
+      $("directory").textContent = hello.directory;
+      for (const r of hello.reasons) $("filter-reason").append(el("option", {value: r.code}, r.label));
+      overview = await get("/api/queue");
+      renderHeader();
+      view = filtered();
+      await show(Math.max(0, nextTodo(-1)));
+      document.body.dataset.ready = "1";
+    } catch (err) {
+      $("card").replaceChildren(el("p", {class: "empty"}, `Could not load the review: ${err.message}`));
+    }
+  }
+
+  boot();
+})();

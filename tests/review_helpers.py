@@ -1,0 +1,62 @@
+"""Shared by the review tests: a small curated dataset folder with several leaves, and decision helpers."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from distill.records import Decision
+from distill.review.ledger import ReviewLedger
+
+TOPICS = {
+    "respiratory/asthma": ("inhaler", "wheeze", "trigger", "spacer", "peak flow"),
+    "respiratory/common-cold": ("runny nose", "sore throat", "rest", "fluids", "fever"),
+    "cardiology/arrhythmias": ("palpitations", "atrial fibrillation", "heart rate", "ECG", "anticoagulation"),
+    "cardiology/heart-failure": ("breathlessness", "ankle swelling", "diuretics", "ejection fraction", "salt"),
+}
+WORDS = ("patients", "doctors", "often", "should", "careful", "daily", "symptoms", "treatment", "morning",
+         "evening", "usually", "rarely", "monitor", "review", "dose", "advice", "follow", "plan", "weeks", "months")
+
+
+def example_row(item_id: str, leaf: str, question: str, answer: str, **meta) -> dict:
+    return {"id": item_id,
+            "messages": [{"role": "system", "content": "You are a careful medical expert."},
+                         {"role": "user", "content": question},
+                         {"role": "assistant", "content": answer}],
+            "meta": {"taxonomy": "toy", "taxonomy_path": leaf, "teacher": "local", "task": "qa",
+                     "seed_ids": [f"seed-{leaf.split('/')[-1]}-1"], "axes": {"audience": "patient"},
+                     "plan_item_id": item_id, **meta}}
+
+
+def make_dataset(directory: Path, per_leaf: int = 12, seed: int = 0, extra: list[dict] | None = None) -> Path:
+    """A dataset folder: `per_leaf` distinct Q&A items in each of four leaves."""
+    rng = random.Random(seed)
+    rows = []
+    for leaf, terms in TOPICS.items():
+        for i in range(per_leaf):
+            term = terms[i % len(terms)]
+            words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 30)))
+            rows.append(example_row(f"{leaf.split('/')[-1]}-{i:03d}", leaf,
+                                    f"What should I know about {term} (case {i})?",
+                                    f"About {term}: {words}. See a clinician if it gets worse."))
+    rows += extra or []
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return directory
+
+
+def decide(directory: Path, item_id: str, verdict: str, reviewer: str = "alice", **fields) -> Decision:
+    with ReviewLedger.open(directory) as ledger:
+        return ledger.add_decision(Decision(item_id=item_id, reviewer=reviewer, verdict=verdict, **fields))
+
+
+def review_all(directory: Path, reviewer: str = "alice", reject: set[str] = frozenset(), reason: str = "wrong") -> None:
+    """Every open review of `reviewer`: reject the ids in `reject`, accept the rest."""
+    from distill.review.state import ReviewState
+
+    with ReviewLedger.open(directory) as ledger:
+        for item in ReviewState.load(ledger).for_reviewer(reviewer):
+            verdict = "reject" if item.item_id in reject else "accept"
+            ledger.add_decision(Decision(item_id=item.item_id, reviewer=reviewer, verdict=verdict,
+                                         reasons=[reason] if verdict == "reject" else []))
