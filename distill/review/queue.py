@@ -76,9 +76,10 @@ def choose(candidates: list[Example], covered: set[str], count: int, seed: int,
     for leaf in sorted(by_leaf, key=lambda name: rank(seed, name)):
         if leaf not in covered and len(chosen) < count:
             pick = max(by_leaf[leaf], key=risk_of)  # the riskiest, else the first by rank
-            chosen[pick.id] = (pick, "leaf")
+            chosen[pick.id] = (pick, "risk" if risk_of(pick) > 0 else "leaf")
     risky = sorted((e for e in order if e.id not in chosen and risk_of(e) > 0), key=lambda e: -risk_of(e))
-    for example in risky[: max(0, min(count - len(chosen), round(count * RISK_SHARE)))]:
+    slice_left = round(count * RISK_SHARE) - sum(why == "risk" for _, why in chosen.values())
+    for example in risky[: max(0, min(count - len(chosen), slice_left))]:
         chosen[example.id] = (example, "risk")
     left = count - len(chosen)
     if left > 0:
