@@ -29,12 +29,13 @@ def example_row(item_id: str, leaf: str, question: str, answer: str, **meta) -> 
                      "plan_item_id": item_id, **meta}}
 
 
-def make_dataset(directory: Path, per_leaf: int = 12, seed: int = 0, extra: list[dict] | None = None) -> Path:
-    """A dataset folder: `per_leaf` distinct Q&A items in each of four leaves."""
+def make_dataset(directory: Path, per_leaf: int | dict[str, int] = 12, seed: int = 0,
+                 extra: list[dict] | None = None) -> Path:
+    """A dataset folder: `per_leaf` distinct Q&A items in each of four leaves (or as many as a dict says)."""
     rng = random.Random(seed)
     rows = []
     for leaf, terms in TOPICS.items():
-        for i in range(per_leaf):
+        for i in range(per_leaf if isinstance(per_leaf, int) else per_leaf.get(leaf, 0)):
             term = terms[i % len(terms)]
             words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 30)))
             rows.append(example_row(f"{leaf.split('/')[-1]}-{i:03d}", leaf,
@@ -60,3 +61,20 @@ def review_all(directory: Path, reviewer: str = "alice", reject: set[str] = froz
             verdict = "reject" if item.item_id in reject else "accept"
             ledger.add_decision(Decision(item_id=item.item_id, reviewer=reviewer, verdict=verdict,
                                          reasons=[reason] if verdict == "reject" else []))
+
+
+def queue_ids(directory: Path, ids: list[str]) -> None:
+    """Queue exactly these items (the gate tests choose what was read, not the sampler)."""
+    from distill.curate.dataset_io import load_examples
+    from distill.review.model import QueuedItem, QueueRow, ReviewSettings
+
+    examples = {e.id: e for e in load_examples(directory)}
+    with ReviewLedger.open(directory) as ledger:
+        ledger.save_settings(ReviewSettings())
+        ledger.add_to_queue([QueuedItem(item_id=i, node_path=examples[i].meta.taxonomy_path, example=examples[i])
+                             for i in ids],
+                            [QueueRow(item_id=i, slot=0, ord=k, why="sample") for k, i in enumerate(ids)])
+
+
+def leaf_ids(leaf: str, count: int, start: int = 0) -> list[str]:
+    return [f"{leaf.split('/')[-1]}-{i:03d}" for i in range(start, start + count)]
