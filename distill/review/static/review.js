@@ -31,7 +31,7 @@
     }
   }
 
-  const INLINE = /(`+)([^`][\s\S]*?)\1|\*\*([^*\n][\s\S]*?)\*\*|__([^_\n][\s\S]*?)__|\*([^*\s][^*\n]*?)\*|\[([^\]\n]+)\]\(([^()\s]+)\)/g;
+  const INLINE = /(`+)([^`][\s\S]*?)\1|\*\*([^*\n][\s\S]*?)\*\*|\*([^*\s][^*\n]*?)\*|\[([^\]\n]+)\]\(([^()\s]+)\)/g;
 
   function inline(text) {
     const out = [];
@@ -40,11 +40,10 @@
       if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
       if (m[2] !== undefined) out.push(el("code", {}, m[2]));
       else if (m[3] !== undefined) out.push(el("strong", {}, ...inline(m[3])));
-      else if (m[4] !== undefined) out.push(el("strong", {}, ...inline(m[4])));
-      else if (m[5] !== undefined) out.push(el("em", {}, ...inline(m[5])));
+      else if (m[4] !== undefined) out.push(el("em", {}, ...inline(m[4])));
       else {
-        const href = safeUrl(m[7]);
-        if (href) out.push(el("a", {href, target: "_blank", rel: "noopener noreferrer nofollow"}, m[6]));
+        const href = safeUrl(m[6]);
+        if (href) out.push(el("a", {href, target: "_blank", rel: "noopener noreferrer nofollow"}, m[5]));
         else out.push(document.createTextNode(m[0])); // javascript:, data:, relative: shown as the text it is
       }
       last = m.index + m[0].length;
@@ -144,6 +143,7 @@
   let overview = null;
   let view = [];
   let index = 0;
+  let target = null; // the id the reviewer asked to see last
   let mode = "view"; // view | reason | edit | help
   let shownAt = performance.now();
   const cards = new Map();
@@ -210,9 +210,11 @@
     }
     index = Math.max(0, Math.min(i, view.length - 1));
     const id = view[index].id;
+    target = id;
     const cached = cards.has(id);
     const card = cached ? cards.get(id) : await fetchCard(id);
-    if (view[index] === undefined || view[index].id !== id) return; // moved on meanwhile
+    if (target !== id) return; // the reviewer moved on meanwhile
+    index = Math.max(0, view.findIndex((item) => item.id === id)); // a refresh may have replaced the list
     render(card);
     shownAt = performance.now();
     if (t0 !== undefined) {
@@ -347,11 +349,10 @@
 
   async function refresh() {
     if (writing) return scheduleRefresh(); // never show a stale state over a decision in flight
-    const id = view[index] ? view[index].id : null;
     overview = await get("/api/queue");
     renderHeader();
     view = filtered();
-    const at = view.findIndex((item) => item.id === id);
+    const at = view.findIndex((item) => item.id === target);
     if (at >= 0) index = at;
     else if (mode === "view") await show(Math.max(0, nextTodo(-1)));
     const side = $("side");
