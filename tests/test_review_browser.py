@@ -26,9 +26,23 @@ HOSTILE_ANSWER = ('Take <img src=x onerror="window.__pwned = \'img\'"> twice dai
 ORDER = ["planted"] + leaf_ids("respiratory/asthma", 4) + leaf_ids("cardiology/arrhythmias", 4)
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+@pytest.fixture(scope="module")
+def chromium():
+    """Playwright's sync API, for this module only: a session-long Playwright (pytest-playwright's fixtures)
+    keeps its event loop marked running, and every later `asyncio.run()` in the session then fails."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture
