@@ -156,6 +156,12 @@ class RunStore:
                 [(i.id, i.node_path, json.dumps(i.axes), i.index, n) for n, i in enumerate(items)],
             )
 
+    def regenerated_plan_items(self) -> list[PlanItem]:
+        """Plan items `distill review regenerate` added for a leaf (beyond the taxonomy's plan), oldest first."""
+        rows = self.db.execute("SELECT p.id, p.node_path, p.axes, p.idx FROM plan_items p JOIN review_regenerated r"
+                               " ON r.plan_item_id = p.id ORDER BY r.rowid")
+        return [PlanItem(id=i, node_path=path, axes=json.loads(axes), index=idx) for i, path, axes, idx in rows]
+
     def statuses(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT id, status FROM plan_items"))
 

@@ -63,6 +63,7 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     plan = limit_plan(build_plan(loaded, seed=options.seed), options.limit)
     store = RunStore(out / "run.db")
     try:
+        plan += store.regenerated_plan_items()  # a leaf asked again after review stays in the run
         _check_same_taxonomy(store, loaded, out)
         store.set_info(taxonomy=loaded.name, taxonomy_file=str(loaded.file), seed=options.seed,
                        teacher=options.teacher, task=loaded.taxonomy.task)
