@@ -6,6 +6,7 @@ do not skip.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -14,7 +15,7 @@ from review_helpers import example_row, leaf_ids, make_dataset, queue_ids
 from distill.review.ledger import ReviewLedger
 from distill.review.server import ReviewServer
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("DISTILL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HOSTILE_QUESTION = 'Is <script>window.__pwned = "script"</script> a safe dose?'
