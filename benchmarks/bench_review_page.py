@@ -109,18 +109,16 @@ def screenshot(page, directory: Path, path: Path) -> None:
             verdict = "reject" if k in (3, 11) else "accept"
             ledger.add_decision(Decision(item_id=item.item_id, reviewer="bench", verdict=verdict, seconds=8.0 + k % 5,
                                          reasons=["wrong"] if verdict == "reject" else []))
-    target = next(i for i in items[24:] if "**In short:**" in i.item.example.response and i.item.signals or
-                  "**In short:**" in i.item.example.response)
+    listed = [i for i in items[24:] if "**In short:**" in i.item.example.response]
+    target = next((i for i in listed if i.item.signals), listed[0])
     page.reload()
     page.wait_for_selector("body[data-ready='1']")
-    order = page.evaluate("() => 0")  # the page starts on the next item to review; step to the target
-    for _ in range(len(items)):
+    for _ in range(len(items)):  # the page opens on the next item to review; step to the target
         if page.evaluate("document.body.dataset.cardId") == target.item_id:
             break
         before = page.evaluate("document.body.dataset.cardId")
         page.keyboard.press("j")
         page.wait_for_function("id => document.body.dataset.cardId !== id", arg=before)
-    del order
     page.wait_for_timeout(300)
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path))

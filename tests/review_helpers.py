@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import time
 from pathlib import Path
 
 from distill.records import Decision
@@ -78,3 +80,22 @@ def queue_ids(directory: Path, ids: list[str]) -> None:
 
 def leaf_ids(leaf: str, count: int, start: int = 0) -> list[str]:
     return [f"{leaf.split('/')[-1]}-{i:03d}" for i in range(start, start + count)]
+
+
+def wait_for_decisions(directory: Path, count: int, timeout: float = 20.0) -> list[Decision]:
+    """The decisions once `count` have landed (pages and terminals save as they go, in other processes)."""
+    deadline = time.time() + timeout
+    while True:
+        with ReviewLedger.open(directory) as ledger:
+            found = ledger.decisions()
+        if len(found) >= count or time.time() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def tiny_taxonomy(tmp_path: Path, per_leaf: int) -> Path:
+    """tests/fixtures/tiny's QA taxonomy copied, with `per_leaf` items in each of its two leaves."""
+    shutil.copytree(Path(__file__).parent / "fixtures" / "tiny", tmp_path / "tiny")
+    taxonomy = tmp_path / "tiny" / "qa.yaml"
+    taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", f"per_leaf: {per_leaf}"))
+    return taxonomy

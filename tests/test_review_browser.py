@@ -7,12 +7,10 @@ do not skip.
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
-from review_helpers import example_row, leaf_ids, make_dataset, queue_ids
+from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
 
-from distill.review.ledger import ReviewLedger
 from distill.review.server import ReviewServer
 
 CHROMIUM = os.environ.get("DISTILL_CHROMIUM", "/usr/bin/chromium")
@@ -76,17 +74,6 @@ def press_and_wait(page, *keys: str) -> str:
     return card_id(page)
 
 
-def decisions(directory, count: int, timeout: float = 10.0):
-    """The decisions once `count` have landed (the page saves in the background)."""
-    deadline = time.time() + timeout
-    while True:
-        with ReviewLedger.open(directory) as ledger:
-            found = ledger.decisions()
-        if len(found) >= count or time.time() > deadline:
-            return found
-        time.sleep(0.05)
-
-
 def test_keyboard_accept_reject_edit_undo_skip(page, review, tmp_path):
     directory, server = review
     errors = open_page(page, server)
@@ -100,7 +87,7 @@ def test_keyboard_accept_reject_edit_undo_skip(page, review, tmp_path):
     page.keyboard.press("Control+a")
     page.keyboard.type("Edited with the keyboard alone.")
     assert press_and_wait(page, "Control+Enter") == ORDER[3]
-    found = decisions(directory, 3)
+    found = wait_for_decisions(directory, 3)
     assert [(d.item_id, d.verdict, d.reasons) for d in found] == [
         (ORDER[0], "accept", []), (ORDER[1], "reject", ["wrong", "format"]), (ORDER[2], "edit", [])]
     assert found[2].messages[-1].content == "Edited with the keyboard alone."
@@ -108,11 +95,11 @@ def test_keyboard_accept_reject_edit_undo_skip(page, review, tmp_path):
 
     # Undo takes back the edit (a new decision) and brings its card back.
     assert press_and_wait(page, "u") == ORDER[2]
-    undo = decisions(directory, 4)[3]
+    undo = wait_for_decisions(directory, 4)[3]
     assert undo.verdict == "undo" and undo.undoes == found[2].id
     assert "Edited with the keyboard alone." not in page.inner_text("#card")
     assert press_and_wait(page, "s") == ORDER[3]
-    assert decisions(directory, 5)[4].verdict == "skip"
+    assert wait_for_decisions(directory, 5)[4].verdict == "skip"
     page.wait_for_function("() => document.getElementById('progress-text').textContent.startsWith('2 of 9 done')")
 
     # Navigation and the reason filter.

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from fakeapi import FakeAPI
-from review_helpers import make_dataset
+from review_helpers import make_dataset, tiny_taxonomy
 
 from distill.records import read_jsonl
 from distill.review.model import ReviewSettings
@@ -20,7 +19,6 @@ from distill.review.queue import build_queue
 from distill.review.session import ReviewSession
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "fixtures" / "tiny"
 TRAIN = ("{student: local, qlora: false, max_steps: 1, max_length: 192, batch_size: 2, grad_accum: 1, "
          "eval_before: false, threads: 1}")
 
@@ -33,9 +31,7 @@ def distill(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 @pytest.mark.model
 @pytest.mark.train
 def test_run_stops_for_the_review_then_trains_only_on_what_survived(tmp_path):
-    shutil.copytree(TINY, tmp_path / "tiny")
-    taxonomy = tmp_path / "tiny" / "qa.yaml"
-    taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", "per_leaf: 6"))
+    tiny_taxonomy(tmp_path, per_leaf=6)
     job = tmp_path / "job.yaml"
     job.write_text("taxonomy: tiny/qa.yaml\nout: run\nsplit_fraction: 0.25\n"
                    "generate: {teacher: 'openai:gpt-4o-mini', curate: false}\n"

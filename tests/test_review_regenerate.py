@@ -3,12 +3,11 @@ loopback server), new ids, resumable, and the new items in the queue and the dat
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from fakeapi import FakeAPI, Faults
-from review_helpers import review_all
+from review_helpers import review_all, tiny_taxonomy
 
 from distill.errors import DistillError
 from distill.generate.runner import GenerateOptions, generate
@@ -21,7 +20,6 @@ from distill.review.queue import build_queue
 from distill.review.regenerate import regenerate
 from distill.teachers.registry import teacher_options
 
-TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
 ASTHMA = "respiratory/asthma"
 
 
@@ -33,9 +31,7 @@ def env(tmp_path, monkeypatch):
 
 
 def generated_run(tmp_path: Path, api: FakeAPI) -> Path:
-    shutil.copytree(TINY, tmp_path / "tiny")
-    taxonomy = tmp_path / "tiny" / "qa.yaml"
-    taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", "per_leaf: 6"))
+    taxonomy = tiny_taxonomy(tmp_path, per_leaf=6)
     out = tmp_path / "run"
     generate(GenerateOptions(taxonomy=taxonomy, teacher="openai:gpt-4o-mini", out=out, curate=False, progress=False,
                              teacher_options=teacher_options(base_url=api.url + "/v1", max_retries=0)))

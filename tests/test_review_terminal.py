@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from review_helpers import example_row, leaf_ids, make_dataset, queue_ids
+from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
 
-from distill.review.ledger import ReviewLedger
 from distill.review.tui import clean, parse_turns
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,16 +57,6 @@ class Pty:
             os.close(self.master)
 
 
-def decisions(directory: Path, count: int):
-    deadline = time.time() + 20
-    while True:
-        with ReviewLedger.open(directory) as ledger:
-            found = ledger.decisions()
-        if len(found) >= count or time.time() > deadline:
-            return found
-        time.sleep(0.1)
-
-
 def test_terminal_review_accept_reject_edit_undo(tmp_path):
     hostile = example_row("hostile", "respiratory/asthma", "Does \x1b[2J\x1b]0;pwned\x07 this clear the screen?",
                           "[bold red]Not markup[/bold red] and \x1b[31mnot red\x1b[0m.")
@@ -101,7 +90,7 @@ def test_terminal_review_accept_reject_edit_undo(tmp_path):
     finally:
         if term.proc.poll() is None:
             term.proc.kill()
-    found = decisions(directory, 4)
+    found = wait_for_decisions(directory, 4)
     assert [(d.item_id, d.verdict, d.reviewer) for d in found] == [
         (ORDER[0], "accept", "tess"), (ORDER[1], "reject", "tess"), (ORDER[2], "edit", "tess"),
         (ORDER[2], "undo", "tess")]
