@@ -17,7 +17,7 @@ from statistics import median
 from typing import Any
 
 from distill.records import REVIEW_REASONS, Example, Reject, iter_jsonl, write_jsonl
-from distill.review.gate import current_items, evaluate, top_reasons
+from distill.review.gate import Census, census_of, evaluate, top_reasons
 from distill.review.ledger import ReviewLedger
 from distill.review.state import ACCEPT, EDIT, REJECT, ReviewState
 
@@ -117,10 +117,11 @@ def apply_to_run(directory: Path, examples: list[Example]) -> tuple[list[Example
     return apply_review(examples, review.state)
 
 
-def summary(state: ReviewState, population: list[Example], directory: Path | str = "DIR") -> dict[str, Any]:
+def summary(state: ReviewState, population: list[Example] | Census, directory: Path | str = "DIR") -> dict[str, Any]:
     """The review's figures, as stats.json's "review" key and the model card show them."""
-    gate = evaluate(state, population, directory)
-    present = {e.id for e in population}
+    census = census_of(state, population)
+    gate = evaluate(state, census, directory)
+    present = census.where
     live = [s for s in state.items.values() if s.item_id in present]
     outcomes = [s.outcome for s in live]
     skipped = sum(1 for s in live if s.outcome is None and any(d.verdict == "skip" for d in s.standing.values()))
@@ -134,7 +135,6 @@ def summary(state: ReviewState, population: list[Example], directory: Path | str
 
     pairs = [tuple((name, d.verdict) for name, d in list(s.reviews.items())[:2]) for s in live if len(s.reviews) >= 2]
     agreement = reject_agreement(pairs)
-    queued_rounds = current_items(state, population)
     return {
         "queued": len(live),
         "reviewed": sum(o is not None for o in outcomes),
@@ -143,7 +143,7 @@ def summary(state: ReviewState, population: list[Example], directory: Path | str
         "edited": outcomes.count(EDIT),
         "skipped": skipped,
         "open_reviews": gate.open_reviews,
-        "items_judged": len(queued_rounds),
+        "items_judged": overall.items if overall else 0,
         "reject_rate": overall.reject_rate if overall else None,
         "reject_rate_ci": list(overall.ci) if overall and overall.ci else None,
         "interval": f"{gate.confidence:.0%} {gate.interval}",

@@ -76,23 +76,45 @@ class _Tally:
         return self.rejected + self.edited + self.accepted
 
 
-def current_items(state: ReviewState, population: list[Example]) -> list[Example]:
-    """The items the gate judges: each leaf's newest round (every item when nothing was regenerated)."""
-    latest = state.latest_rounds()
-    return [e for e in population
-            if state.round_of(e.id, e.meta.plan_item_id) >= latest.get(e.meta.taxonomy_path or "", 0)]
+@dataclass
+class Census:
+    """What the gate needs of the data, counted once: each item's leaf and regeneration round. A review
+    session keeps one, so judging after each decision costs the queue's size, not the dataset's."""
+
+    where: dict[str, tuple[str, int]]  # item id -> (leaf, round)
+    counts: dict[tuple[str, int], int]  # (leaf, round) -> items
+
+    @classmethod
+    def of(cls, state: ReviewState, population: list[Example]) -> Census:
+        where = {e.id: (e.meta.taxonomy_path or "", state.round_of(e.id, e.meta.plan_item_id)) for e in population}
+        return cls(where=where, counts=dict(Counter(where.values())))
+
+    def is_current(self, leaf: str, round_: int, latest: dict[str, int]) -> bool:
+        """Each leaf's newest round is judged (every item, when nothing was regenerated)."""
+        return round_ >= latest.get(leaf, 0)
 
 
-def units(state: ReviewState, population: list[Example]) -> list[Unit]:
+def census_of(state: ReviewState, population: list[Example] | Census) -> Census:
+    return population if isinstance(population, Census) else Census.of(state, population)
+
+
+def units(state: ReviewState, population: list[Example] | Census) -> list[Unit]:
     settings = state.settings
+    census = census_of(state, population)
+    latest = state.latest_rounds()
     need = intervals.min_reviews_to_pass(settings.threshold, settings.interval, settings.confidence)
     tallies: dict[str, _Tally] = {ALL: _Tally()}
-    for example in current_items(state, population):
-        item = state.items.get(example.id)
-        outcome = item.outcome if item else None
-        for name in [ALL, *node_chain(example.meta.taxonomy_path)]:
-            tally = tallies.setdefault(name, _Tally())
-            tally.items += 1
+    for (leaf, round_), count in census.counts.items():
+        if census.is_current(leaf, round_, latest):
+            for name in [ALL, *node_chain(leaf or None)]:
+                tallies.setdefault(name, _Tally()).items += count
+    for item in state.items.values():
+        leaf, round_ = census.where.get(item.item_id, ("", -1))
+        outcome = item.outcome
+        if round_ < 0 or outcome is None or not census.is_current(leaf, round_, latest):
+            continue
+        for name in [ALL, *node_chain(leaf or None)]:
+            tally = tallies[name]
             tally.rejected += outcome == REJECT
             tally.edited += outcome == EDIT
             tally.accepted += outcome == ACCEPT
@@ -120,7 +142,7 @@ def units(state: ReviewState, population: list[Example]) -> list[Unit]:
     return out
 
 
-def evaluate(state: ReviewState, population: list[Example], directory: Path | str = "DIR") -> GateResult:
+def evaluate(state: ReviewState, population: list[Example] | Census, directory: Path | str = "DIR") -> GateResult:
     settings = state.settings
     need = intervals.min_reviews_to_pass(settings.threshold, settings.interval, settings.confidence)
     common = dict(threshold=settings.threshold, interval=settings.interval, confidence=settings.confidence,
@@ -128,11 +150,11 @@ def evaluate(state: ReviewState, population: list[Example], directory: Path | st
     if not state.has_queue:
         return GateResult(verdict="none", message="no review queue: the gate does not apply", open_reviews=0,
                           queued_reviews=0, units=[], **common)
-    present = {e.id for e in population}
-    live = [s for s in state.items.values() if s.item_id in present]
+    census = census_of(state, population)
+    live = [s for s in state.items.values() if s.item_id in census.where]
     queued = sum(s.slots for s in live)
     open_reviews = sum(len(s.open_slots()) for s in live)
-    found = units(state, population)
+    found = units(state, census)
     failing = [u for u in found if u.verdict in ("fail", "undecided")]
     if open_reviews:
         verdict = "waiting"
@@ -190,7 +212,7 @@ def require_pass(directory: Path, force: bool = False, say=None) -> GateResult:
     raise ReviewPending(result.message)
 
 
-def top_reasons(state: ReviewState, present: set[str] | None = None) -> dict[str, int]:
+def top_reasons(state: ReviewState, present: dict[str, object] | set[str] | None = None) -> dict[str, int]:
     counts: Counter = Counter()
     for item in state.items.values():
         if item.outcome == REJECT and (present is None or item.item_id in present):

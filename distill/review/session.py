@@ -51,12 +51,14 @@ class ReviewSession:
             self._items, self._queue = self.ledger.items(), self.ledger.queue()
             self._regenerated = self.ledger.regenerated()
             self.settings = self.ledger.settings()
-            self._population = None
+            self._census = None
         last = self._decisions[-1].id if self._decisions else 0
         self._decisions += self.ledger.decisions(after=last or 0)
         state = build_state(self.settings, self._items, self._queue, self._decisions, self._regenerated)
-        if self._population is None:
-            self._population = load_population(self.directory, state)
+        if self._census is None:
+            from distill.review.gate import Census
+
+            self._census = Census.of(state, load_population(self.directory, state))
         return state
 
     # reading
@@ -87,7 +89,7 @@ class ReviewSession:
             row["items"] += 1
             row["done"] += s.done
             row["rejected"] += s.outcome == "reject"
-        figures = summary(state, self._population, self.directory)
+        figures = summary(state, self._census, self.directory)
         return {
             "reviewer": reviewer,
             "items": items,
