@@ -122,8 +122,12 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
 
 
 def check_review(run_dir: Path, force: bool, say: Callable[[str], None]) -> dict:
-    """The review gate (distill/review/gate.py) before anything loads; what the manifest records of it."""
+    """The review gate (distill/review/gate.py) before anything loads; what the manifest records of it.
+    The run's files are rebuilt from the review first, so the card reads its current figures."""
+    from distill.review.feedback import refresh_files
     from distill.review.gate import require_pass
+
+    refresh_files(run_dir)
 
     # An override is said even when quiet (`say` prints to stderr then): it changes what the adapter
     # may be trusted with.
