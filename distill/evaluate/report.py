@@ -54,14 +54,28 @@ class EvalResult(BaseModel):
 
 def evaluate(run_dir: Path, adapter_dir: Path, config: EvalConfig) -> EvalResult:
     """Generate base and student answers on RUN_DIR/eval.jsonl, score them, write eval.json and eval.md."""
+    from distill.train.manifest import read_manifest
+
+    run_dir, adapter_dir = Path(run_dir), Path(adapter_dir)
+    # Checked before torch and transformers load (~15 s on a busy machine): a typo fails at once.
+    if not run_dir.is_dir():
+        raise DistillError("run directory does not exist; give the folder `distill generate` wrote", path=run_dir)
+    if not adapter_dir.is_dir():
+        raise DistillError("student folder does not exist; give the adapter folder `distill train` wrote "
+                           "(default RUN_DIR/student)", path=adapter_dir)
+    read_manifest(adapter_dir)
+    eval_path = run_dir / "eval.jsonl"
+    if not eval_path.is_file():
+        raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
+    if isinstance(config.judge, str):
+        from distill.teachers.registry import parse_spec
+
+        parse_spec(config.judge)
+
     from distill.evaluate.generate import generate, load_student
     from distill.train.data import read_examples
     from distill.train.sft import set_threads
 
-    run_dir, adapter_dir = Path(run_dir), Path(adapter_dir)
-    eval_path = run_dir / "eval.jsonl"
-    if not eval_path.is_file():
-        raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
     examples = [e for e in read_examples(eval_path) if e.response][: config.limit]
     if not examples:
         raise DistillError("the eval split has no example with a reference answer", path=eval_path)
