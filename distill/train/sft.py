@@ -33,6 +33,7 @@ class TrainResult(BaseModel):
     tokens_per_second: float | None = None
     seconds_per_step: float | None = None
     resumed_from: str | None = None
+    quantized_layers: int = 0  # bitsandbytes 4-bit linear layers in the trained base (QLoRA), counted on the model
     memory: MemoryEstimate
     mask: data.MaskStats
 
@@ -106,6 +107,7 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
         tokens_per_second=tokens / elapsed if elapsed and not last else None,
         seconds_per_step=elapsed / steps_run if steps_run else None,
         resumed_from=str(last) if last else None, memory=memory, mask=mask,
+        quantized_layers=count_4bit_layers(trainer.model),
     )
     save_outputs(trainer, tokenizer, result, config, base_model, eot_token, run_dir, train_examples, eval_examples)
     if config.merge:
@@ -115,6 +117,15 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
         result.merged_dir = merge_adapter(out_dir)
         say(f"merged 16-bit model written to {result.merged_dir}")
     return result
+
+
+def count_4bit_layers(model) -> int:
+    """bitsandbytes 4-bit linear layers in `model`: how a QLoRA run shows it really ran in 4 bits."""
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return 0
+    return sum(isinstance(module, Linear4bit) for module in model.modules())
 
 
 def set_threads(threads: int | None) -> int:
