@@ -42,5 +42,8 @@ def test_one_shot_job_runs_every_stage_and_resumes(tmp_path):
 def test_bad_run_config_is_one_clear_error(tmp_path):
     config_path = tmp_path / "job.yaml"
     config_path.write_text("taxonomy: x.yaml\ngenerat: {}\n")
-    with pytest.raises(DistillError, match="job.yaml: generat: unknown field"):
+    with pytest.raises(DistillError, match="job.yaml:2: generat: unknown field 'generat'"):
+        load_run_config(config_path)
+    config_path.write_text("taxonomy: x.yaml\ntrain:\n  student: local\n  lora_r: -1\n")
+    with pytest.raises(DistillError, match="job.yaml:4: train.lora_r: Input should be greater than 0"):
         load_run_config(config_path)
