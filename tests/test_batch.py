@@ -27,6 +27,7 @@ from distill.store import MIGRATIONS, RunStore
 from distill.teachers.cost import PriceTable
 from distill.teachers.registry import make_teacher, teacher_options
 from fakeapi import FakeAPI, Faults
+from fakeapi.outcomes import expected_outcomes, recorded_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
@@ -123,7 +124,11 @@ def test_batch_run_accounts_for_every_item_at_batch_price(tmp_path, provider):
     counts = statuses(tmp_path / "run")
     assert sum(counts.values()) == 4 and "pending" not in counts and "failed" not in counts
     assert len(rejected(tmp_path / "run")) == counts.get("rejected", 0)
-    assert {r["reason"] for r in rejected(tmp_path / "run")} <= {"refusal", "truncated", "no_question"}
+    expected = expected_outcomes(api, tmp_path / "run", "qa", provider)
+    assert recorded_outcomes(tmp_path / "run") == expected  # each item's reason is the one its fault calls for
+    assert "kept" in expected.values() and set(expected.values()) - {"kept"}  # the faults landed on some items
+    assert {r["id"]: r["reason"] for r in rejected(tmp_path / "run")} == {
+        item: reason for item, reason in expected.items() if reason != "kept"}
     # One job per round of requests: questions, then answers.
     assert len(jobs(api, provider)) == 2 and set(api.requests.values()) == {1}
     model = SPECS[provider].partition(":")[2]
