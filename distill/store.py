@@ -12,7 +12,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -293,8 +293,9 @@ class CommitWindow:
     grouped write commits at once. Close (or an explicit transaction) commits what is open.
     """
 
-    def __init__(self, db: sqlite3.Connection, window_s: float = COMMIT_WINDOW_S):
-        self.db, self.window_s = db, window_s
+    def __init__(self, db: sqlite3.Connection, window_s: float = COMMIT_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.db, self.window_s, self.clock = db, window_s, clock  # clock: injectable, so tests never race it
         self.open = False  # a group transaction of ours is open
         self.last = 0.0  # monotonic time of our last commit
         self.timer: asyncio.TimerHandle | None = None
@@ -322,7 +323,7 @@ class CommitWindow:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        now = time.monotonic()
+        now = self.clock()
         if exc_type is not None or loop is None or now - self.last >= self.window_s:
             self.commit()
         elif self.timer is None or self.timer_loop is not loop:  # (a timer of an ended loop never fires)
@@ -347,7 +348,7 @@ class CommitWindow:
                 if self.db.in_transaction:  # a full disk: what was committed before stays, this group goes
                     self.db.execute("ROLLBACK")
                 raise
-            self.last = time.monotonic()
+            self.last = self.clock()
 
 
 class _Transaction:
