@@ -207,11 +207,27 @@ Reply with exactly one word: A, B, or tie."""
 
 
 def _judge(judge):
+    """A judge spec is checked now (an API key missing fails before any answer is judged) and kept as a
+    spec: each round of judging makes its teacher inside its own event loop (see `_judge_pairs`)."""
     if judge is None or not isinstance(judge, str):
         return judge
+    import asyncio
+
+    asyncio.run(_closed(_judge_teacher(judge)))
+    return judge
+
+
+def _judge_teacher(spec: str):
     from distill.teachers.registry import make_teacher
 
-    return make_teacher(judge)
+    return make_teacher(spec)
+
+
+async def _closed(teacher) -> None:
+    aclose = getattr(teacher, "aclose", None)
+    if aclose is not None:  # HTTP clients close inside the loop that used them
+        await aclose()
+    teacher.close()
 
 
 def _judge_pairs(judge, examples, first: list[str], second: list[str], config: EvalConfig) -> dict:
@@ -232,10 +248,27 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
                 key=f"{i}:{order}",
                 messages=[Message(role="user", content=JUDGE_PROMPT.format(question=question, a=a, b=b))],
                 sampling=SamplingParams(temperature=0.0, top_p=1.0, max_tokens=4)))
-    results = {}
-    for start in range(0, len(requests), max(1, judge.batch_size)):
-        for result in asyncio.run(judge.generate(requests[start : start + judge.batch_size])):
-            results[result.key] = _verdict(result.text if result.ok else None)
+
+    async def ask_all() -> list:
+        # One event loop for every request: an API teacher's HTTP clients belong to the loop that made
+        # them (one asyncio.run a batch sent the first request and failed every later one).
+        teacher = _judge_teacher(judge) if isinstance(judge, str) else judge
+        size = max(1, teacher.batch_size)
+        gate = asyncio.Semaphore(max(1, getattr(teacher, "concurrency", 1)))
+
+        async def ask(batch):
+            async with gate:
+                return await teacher.generate(batch)
+
+        try:
+            answered = await asyncio.gather(*(ask(requests[start:start + size])
+                                              for start in range(0, len(requests), size)))
+        finally:
+            if isinstance(judge, str):
+                await _closed(teacher)
+        return [result for batch in answered for result in batch]
+
+    results = {result.key: _verdict(result.text if result.ok else None) for result in asyncio.run(ask_all())}
     scores, failed = [], 0
     for i in range(len(examples)):
         straight, swapped = results.get(f"{i}:0"), results.get(f"{i}:1")
@@ -247,7 +280,7 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
         scores.append(1.0 if first_wins == 2 else 0.0 if first_loses == 2 else 0.5)
     estimate = m.mean_estimate(scores, config.resamples, config.seed).model_dump()
     return {"win_rate": estimate, "wins": scores.count(1.0), "ties": scores.count(0.5), "losses": scores.count(0.0),
-            "failed": failed, "judge": getattr(judge, "spec", str(judge))}
+            "failed": failed, "judge": judge if isinstance(judge, str) else getattr(judge, "spec", str(judge))}
 
 
 def _verdict(text: str | None) -> str | None:

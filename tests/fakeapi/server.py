@@ -214,6 +214,9 @@ class FakeAPI:
                 text = text[: len(text) // 2]
             elif kind == "prose":
                 text = "Sure! The customer is unhappy about " + " ".join(words[:6]) + "."
+        elif JUDGE_ASK in last_user(request):  # `distill eval --judge`: the longer answer wins, a tie is "A"
+            a, b = judged_pair(last_user(request))
+            text = "A" if len(a) >= len(b) else "B"
         elif last_user(request).rstrip().endswith("?"):
             text = ("Usually " + " ".join(words[:8]) + ". See a clinician if " + " ".join(words[8:14])
                     + " gets worse or lasts more than a week.")
@@ -456,6 +459,16 @@ def prompt_id(request: dict[str, Any]) -> str:
     key = json.dumps([request.get("system"), request.get("messages"), request.get("seed"),
                       request.get("max_tokens") or request.get("max_completion_tokens")], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+JUDGE_ASK = "Reply with exactly one word: A, B, or tie."
+
+
+def judged_pair(prompt: str) -> tuple[str, str]:
+    """The two answers in a pairwise judge prompt (distill.evaluate.report.JUDGE_PROMPT)."""
+    a = prompt.split("Answer A:\n", 1)[1].split("\n\nAnswer B:\n", 1)[0]
+    b = prompt.split("\n\nAnswer B:\n", 1)[1].rsplit("\n\n" + JUDGE_ASK, 1)[0]
+    return a, b
 
 
 def conversation_key(messages: list[dict[str, Any]], seed: int | None) -> str:
