@@ -21,11 +21,9 @@ def distill_command(*args: str) -> list[str]:
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DISTILL_CACHE_DIR": str(tmp_path / "cache"),
-           "OPENAI_API_KEY": "sk-test-cli-NEVER-WRITE", "COLUMNS": "200", **extra}
-    env.pop("OPENAI_BASE_URL", None)
-    env.pop("DISTILL_DEBUG", None)
-    return env
+    env = {key: value for key, value in os.environ.items() if key not in ("OPENAI_BASE_URL", "DISTILL_DEBUG")}
+    return {**env, "PYTHONPATH": str(ROOT), "DISTILL_CACHE_DIR": str(tmp_path / "cache"),
+            "OPENAI_API_KEY": "sk-test-cli-NEVER-WRITE", "COLUMNS": "200", **extra}
 
 
 def distill(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:

@@ -286,3 +286,23 @@ def test_budget_exit_code_from_the_cli(tmp_path):
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 3 and "budget of $0.0001 reached" in done.stderr
     assert KEY not in done.stderr + done.stdout
+
+
+def test_a_smaller_limit_or_another_seed_never_shrinks_the_exports(tmp_path):
+    taxonomy = bigger(tmp_path, "qa", 4)  # 8 items
+    with FakeAPI() as api:
+        first = run(api, tmp_path / "run", taxonomy=taxonomy, limit=6, preflight=False)
+        assert first.stats["counts"]["kept"] == 6
+        sent = sum(api.requests.values())
+        smaller = run(api, tmp_path / "run", taxonomy=taxonomy, limit=2, preflight=False)
+        assert sum(api.requests.values()) == sent  # nothing new to ask
+        other_seed = run(api, tmp_path / "run", taxonomy=taxonomy, limit=2, seed=1, preflight=False)
+    kept = [json.loads(line)["id"] for line in (tmp_path / "run" / "dataset.jsonl").read_text().splitlines()]
+    assert smaller.stats["counts"]["kept"] == 6  # the export still holds everything generated
+    assert other_seed.stats["counts"]["kept"] == len(kept) == len(set(kept)) > 6  # and the new seed's items too
+    store = RunStore(tmp_path / "run" / "run.db")
+    try:
+        generated = {row[0] for row in store.db.execute("SELECT id FROM plan_items WHERE status = 'generated'")}
+    finally:
+        store.close()
+    assert set(kept) == generated

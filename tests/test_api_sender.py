@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.errors import BudgetExceeded
+from distill.errors import BudgetExceeded, RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import RunStore
 from distill.teachers.registry import make_teacher, teacher_options
@@ -224,9 +224,10 @@ def test_a_child_that_cannot_start_fails_every_request_at_once_with_the_reason(t
     broken.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(broken))  # what the run starts its child with
     with FakeAPI() as api:
-        report = run(api, tmp_path / "run", preflight=False)
+        with pytest.raises(RunFailed, match="nothing was kept: 4 of 4 items failed"):
+            run(api, tmp_path / "run", preflight=False)
     assert statuses(tmp_path / "run") == {"failed": 4}
-    assert report.stats["counts"]["failed"] == 4
+    assert json.loads((tmp_path / "run" / "stats.json").read_text())["counts"]["failed"] == 4
     assert tries.read_text().count("start") == 1  # one start tried, not one a request
     store = RunStore(tmp_path / "run" / "run.db")
     errors = {row[0] for row in store.db.execute("SELECT error FROM teacher_calls WHERE error IS NOT NULL")}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from distill.errors import RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import MIGRATIONS, RunStore
 from distill.teachers.cost import PriceTable
@@ -173,8 +174,10 @@ def test_failed_and_expired_requests_are_resubmitted_and_kept(tmp_path, provider
 @providers
 def test_request_failing_every_attempt_ends_failed_with_its_error(tmp_path, provider):
     with FakeAPI(Faults(batch_fail_first=99)) as api:
-        report = run(api, tmp_path / "run", provider, batch_attempts=2)
-    assert statuses(tmp_path / "run") == {"failed": 4} and report.stats["counts"]["failed"] == 4
+        with pytest.raises(RunFailed, match="nothing was kept: 4 of 4 items failed"):
+            run(api, tmp_path / "run", provider, batch_attempts=2)
+    counts = json.loads((tmp_path / "run" / "stats.json").read_text())["counts"]
+    assert statuses(tmp_path / "run") == {"failed": 4} and counts["failed"] == 4
     assert set(api.requests.values()) == {2} and not api.paid  # two attempts each, nothing billed
     details = [r["detail"] for r in rejected(tmp_path / "run")]
     assert len(details) == 4 and all(r["reason"] == "teacher_failed" for r in rejected(tmp_path / "run"))
@@ -275,8 +278,10 @@ def test_anthropic_lookup_that_cannot_tell_two_batches_apart_fails_clearly(tmp_p
     # The reply to our create is lost, and another client made a batch of the same size meanwhile.
     faults = Faults(batch_create_script=[500], batch_neighbours=1, batch_neighbour_requests=4)
     with FakeAPI(faults) as api:
-        report = run(api, tmp_path / "run", "anthropic", preflight=False)
-        assert statuses(tmp_path / "run") == {"failed": 4} and report.stats["counts"]["failed"] == 4
+        with pytest.raises(RunFailed, match="cannot tell"):
+            run(api, tmp_path / "run", "anthropic", preflight=False)
+        counts = json.loads((tmp_path / "run" / "stats.json").read_text())["counts"]
+        assert statuses(tmp_path / "run") == {"failed": 4} and counts["failed"] == 4
         assert ours(api, "anthropic") == ["msgbatch_1"] and not api.paid  # nothing created again
         for reject in rejected(tmp_path / "run"):
             assert "msgbatch_1" in reject["detail"] and "msgbatch_2" in reject["detail"], reject

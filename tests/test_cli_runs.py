@@ -140,3 +140,28 @@ def test_an_out_folder_on_a_read_only_file_system_is_one_line(tmp_path):
     lines = error_lines(done.stderr)
     assert done.returncode == 2 and "Traceback" not in done.stderr and len(lines) == 1, done.stderr
     assert f"--out {target / 'run'}: cannot make this folder (Read-only file system)" in lines[0]
+
+
+def test_one_huge_record_does_not_blow_up_curate(tmp_path):
+    """A 6 MB line (a runaway generation) is rejected by the cheap checks and never hashed or shingled:
+    it took ~950 MB when every text went through dedup, rejected or not."""
+    import os
+    import random
+
+    rng = random.Random(0)
+    words = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega".split()
+    rows = [{"messages": [{"role": "user", "content": f"What is item {i}?"},
+                          {"role": "assistant", "content": f"Item {i} is " + " ".join(rng.choices(words, k=30)) + "."}]}
+            for i in range(40)]
+    rows.append({"messages": [{"role": "user", "content": "Tell me everything?"},
+                              {"role": "assistant", "content": " ".join(rng.choices(words, k=1_000_000)) + "."}]})
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert data.stat().st_size > 6_000_000
+    proc = subprocess.Popen(distill_command("curate", str(data), "--out", str(tmp_path / "out"), "--language", "any"),
+                            cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read()
+    rejected = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rejected if len(r["example"]["messages"][1]["content"]) > 1_000_000] == ["too_long"]
+    assert usage.ru_maxrss < 450_000, f"peak {usage.ru_maxrss // 1024} MB"  # kB on Linux
