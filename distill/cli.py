@@ -169,12 +169,16 @@ def _fail(message: str, code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The console script: exit 0 done, 2 bad input or usage, 1 the run could not finish, 3 budget, 130 Ctrl-C.
+    """The console script: exit 0 done, 2 bad input or usage, 1 the run could not finish, 3 budget, 130 Ctrl-C."""
+    run_app(app, argv)
 
-    A user's mistake or the machine's (a full disk, a corrupt run.db) is one line, never a traceback;
-    anything else is a bug and keeps its traceback (DISTILL_DEBUG=1 keeps it for everything)."""
+
+def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> None:
+    """Run a typer app as a user's command: a user's mistake or the machine's (a full disk, a corrupt
+    run.db) is one line and an exit code, never a traceback; anything else is a bug and keeps its
+    traceback (DISTILL_DEBUG=1 keeps it for everything)."""
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = typer_app(args=argv, standalone_mode=False)
     except DistillError as exc:
         _fail(str(exc), exc.exit_code)
     except USAGE_ERRORS as exc:  # click's usage message, "Error: ..." and exit 2 (0 for plain help)

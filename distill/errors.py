@@ -41,9 +41,9 @@ class Interrupted(DistillError):
 
     exit_code = 130
 
-    def __init__(self) -> None:
-        super().__init__("interrupted: everything finished so far is saved (run.db, checkpoints); "
-                         "run the same command again to resume")
+    def __init__(self, message: str = "interrupted: everything finished so far is saved (run.db, checkpoints); "
+                                      "run the same command again to resume") -> None:
+        super().__init__(message)
 
 
 def explain(exc: BaseException, path: str | Path | None = None) -> DistillError | None:

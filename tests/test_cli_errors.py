@@ -345,5 +345,10 @@ def test_the_help_of_every_command_exits_0(tmp_path):
 
 def test_python_dash_m_distill_cli_behaves_the_same(tmp_path):
     done = subprocess.run([sys.executable, "-m", "distill.cli", "frobnicate"], cwd=tmp_path, env=cli_env(tmp_path),
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=180)
     assert done.returncode == 2 and "No such command" in done.stderr and "Traceback" not in done.stderr
+    # `accelerate launch -m distill.train` runs the train command alone, with the same handling.
+    for args, says in ((["--bogus"], "No such option: --bogus"), ([str(tmp_path / "nope")], "run directory does not exist")):
+        done = subprocess.run([sys.executable, "-m", "distill.train", *args], cwd=tmp_path, env=cli_env(tmp_path),
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr

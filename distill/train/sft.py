@@ -14,7 +14,7 @@ from typing import Callable
 
 from pydantic import BaseModel
 
-from distill.errors import DistillError
+from distill.errors import DistillError, Interrupted
 from distill.train import data
 from distill.train.config import TrainConfig
 from distill.train.memory import MemoryEstimate
@@ -92,8 +92,8 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
         trainer.train(resume_from_checkpoint=last)
     except KeyboardInterrupt:
         trainer._save_checkpoint(trainer.model, trial=None)  # full state (optimizer, scheduler, RNG) to resume
-        raise DistillError(f"interrupted at step {trainer.state.global_step}; checkpoint saved under "
-                           f"{out_dir / CHECKPOINTS}: run the same command again to resume") from None
+        raise Interrupted(f"interrupted at step {trainer.state.global_step}; checkpoint saved under "
+                          f"{out_dir / CHECKPOINTS}: run the same command again to resume") from None
     elapsed = time.perf_counter() - started
     eval_after = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
 
