@@ -30,13 +30,17 @@ def read_text(path: str | Path, what: str = "file") -> str:
     path = Path(path)
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise DistillError(f"{what} not found; check the path", path=path) from None
-    except IsADirectoryError:
-        raise DistillError(f"is a folder; give the path of the {what}", path=path) from None
     except OSError as exc:
-        raise explain(exc, path) from None
+        raise _unreadable(exc, path, what) from None
     return decode(data, path)
+
+
+def _unreadable(exc: OSError, path: Path, what: str) -> DistillError:
+    if isinstance(exc, FileNotFoundError):
+        return DistillError(f"{what} not found; check the path", path=path)
+    if isinstance(exc, IsADirectoryError):
+        return DistillError(f"is a folder; give the path of the {what}", path=path)
+    return explain(exc, path)
 
 
 def decode(data: bytes, path: str | Path, first_line: int = 1) -> str:
@@ -54,12 +58,8 @@ def text_lines(path: str | Path, what: str = "file") -> Iterator[tuple[int, str]
     path = Path(path)
     try:
         handle = path.open("rb")
-    except FileNotFoundError:
-        raise DistillError(f"{what} not found; check the path", path=path) from None
-    except IsADirectoryError:
-        raise DistillError(f"is a folder; give the path of the {what}", path=path) from None
     except OSError as exc:
-        raise explain(exc, path) from None
+        raise _unreadable(exc, path, what) from None
     with handle:
         for number, raw in enumerate(handle, 1):
             yield number, decode(raw, path, first_line=number)
