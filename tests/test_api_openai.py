@@ -179,7 +179,11 @@ def test_budget_is_a_hard_cap(tmp_path):
     store.close()
     assert 0 < spent <= 0.0003
     assert "pending" in statuses  # what was not sent waits for more budget
-    assert json.loads((tmp_path / "run" / "stats.json").read_text())  # everything saved and exported
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())  # everything saved and exported
+    assert stats["usage"]["cost_usd"] == pytest.approx(spent)
+    assert stats["counts"]["pending"] == statuses.count("pending") > 0
+    kept = (tmp_path / "run" / "dataset.jsonl").read_text().splitlines()
+    assert len(kept) == stats["counts"]["kept"] == statuses.count("generated")
 
 
 def test_unknown_price_with_budget_is_a_clear_error(tmp_path):

@@ -31,7 +31,8 @@ def test_one_shot_job_runs_every_stage_and_resumes(tmp_path):
     assert list(state["done"]) == ["generate", "split", "train", "eval"]
     assert state["done"]["split"]["train"] + state["done"]["split"]["eval"] == state["done"]["generate"]["kept"]
     assert (out / "student" / "adapter_config.json").is_file()
-    assert json.loads((out / "eval.json").read_text())
+    evaluated = json.loads((out / "eval.json").read_text())
+    assert evaluated["n"] == state["done"]["split"]["eval"] and set(evaluated["tasks"]) == {"qa"}
     assert json.loads((out / "pipeline.json").read_text())["done"].keys() == state["done"].keys()
 
     again = []
