@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.errors import DistillError
+from distill.errors import DistillError, RunFailed
 from distill.evaluate import metrics as m
 from distill.records import Example
 
@@ -268,7 +268,12 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
                 await _closed(teacher)
         return [result for batch in answered for result in batch]
 
-    results = {result.key: _verdict(result.text if result.ok else None) for result in asyncio.run(ask_all())}
+    answered = asyncio.run(ask_all())
+    results = {result.key: _verdict(result.text if result.ok else None) for result in answered}
+    errors = [result.error for result in answered if not result.ok]
+    if answered and len(errors) == len(answered):  # a judge that answered nothing is not a result of 0.5
+        raise RunFailed(f"--judge {judge if isinstance(judge, str) else 'judge'}: none of {len(answered)} judge "
+                        f"requests succeeded; e.g. {errors[0]}")
     scores, failed = [], 0
     for i in range(len(examples)):
         straight, swapped = results.get(f"{i}:0"), results.get(f"{i}:1")
