@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
-from distill.errors import DistillError
+from distill.errors import DistillError, Interrupted, explain
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+
+class DistillGroup(TyperGroup):
+    """Turns Ctrl-C inside any command into `Interrupted`: typer would make it a bare exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
+
+app = typer.Typer(cls=DistillGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Synthetic data and distillation: taxonomy -> teacher -> curated dataset -> student.")
 taxonomy_app = typer.Typer(no_args_is_help=True, help="Check and inspect taxonomy files.")
 app.add_typer(taxonomy_app, name="taxonomy")
@@ -75,13 +89,15 @@ def generate(
 @taxonomy_app.command("validate")
 def taxonomy_validate(path: Path) -> None:
     """Check a taxonomy file and its seeds; prints one line per problem found."""
+    from distill.generate.inputs import check_inputs
     from distill.taxonomy import build_plan, load_taxonomy
+    from distill.taxonomy.plan import planned_count
 
     loaded = load_taxonomy(path)
-    plan = build_plan(loaded)
+    check_inputs(loaded, build_plan(loaded, limit=1))  # held-out sets and prompt templates too
     seeds = {s.id for node in loaded.nodes for s in node.seeds}
-    console.print(f"[green]ok[/green] {path}: {len(loaded.nodes)} nodes, {len(loaded.leaves)} leaves, "
-                  f"{len(seeds)} seeds, {len(plan)} planned items")
+    console.print(f"[green]ok[/green] {escape(str(path))}: {len(loaded.nodes)} nodes, {len(loaded.leaves)} leaves, "
+                  f"{len(seeds)} seeds, {planned_count(loaded):,} planned items")
 
 
 @taxonomy_app.command("show")
@@ -96,6 +112,8 @@ def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed.")) ->
 
 @app.command("run")
 def run_job(config: Path = typer.Argument(..., help="Run config YAML (taxonomy, generate, train, eval)."),
+            retry_failed: bool = typer.Option(False, help="Ask the teacher again for items that failed "
+                                              "(as generate.retry_failed: true in the config)."),
             force: bool = typer.Option(False, "--force", help="Go past the review gate (recorded in the adapter).")
             ) -> None:
     """One shot: generate -> curate -> split -> train -> eval; re-running resumes at the unfinished stage."""
@@ -103,7 +121,8 @@ def run_job(config: Path = typer.Argument(..., help="Run config YAML (taxonomy, 
 
     from distill.run import load_run_config, run_pipeline
 
-    state = run_pipeline(load_run_config(config), say=lambda line: console.print(line, highlight=False), force=force)
+    state = run_pipeline(load_run_config(config), say=lambda line: console.print(line, highlight=False),
+                         retry_failed=retry_failed, force=force)
     console.print_json(json.dumps(state["done"], default=str))
 
 
@@ -121,27 +140,66 @@ def _register_stage_commands() -> None:
 _register_stage_commands()
 
 
-def main() -> None:
+def _usage_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """The usage-error and abort classes the installed typer raises: its own vendored click's (typer 0.29+)
+    and click's (older typer), whichever exist."""
+    usage, abort = [], []
     try:
-        app(standalone_mode=False)
-    except DistillError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted: everything answered so far is saved in run.db; "
-                                   "run the same command again to resume")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
+        from typer._click import exceptions as vendored
+
+        usage.append(vendored.ClickException)
+        abort.append(getattr(vendored, "Abort", None) or typer.Abort)
+    except ImportError:
+        pass
+    try:
         import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+        usage.append(click.ClickException)
+        abort.append(click.exceptions.Abort)
+    except ImportError:
+        pass
+    abort.append(typer.Abort)
+    return tuple(usage), tuple(abort)
+
+
+USAGE_ERRORS, ABORTS = _usage_classes()
+
+
+def _fail(message: str, code: int) -> None:
+    prefix = "" if code == Interrupted.exit_code else "[red]error:[/red] "
+    Console(stderr=True).print(prefix + escape(message), highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: exit 0 done, 2 bad input or usage, 1 the run could not finish, 3 budget, 130 Ctrl-C."""
+    run_app(app, argv)
+
+
+def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> None:
+    """Run a typer app as a user's command: a user's mistake or the machine's (a full disk, a corrupt
+    run.db) is one line and an exit code, never a traceback; anything else is a bug and keeps its
+    traceback (DISTILL_DEBUG=1 keeps it for everything)."""
+    try:
+        code = typer_app(args=argv, standalone_mode=False)
+    except DistillError as exc:
+        _fail(str(exc), exc.exit_code)
+    except USAGE_ERRORS as exc:  # click's usage message, "Error: ..." and exit 2 (0 for plain help)
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ABORTS:
+        _fail("aborted", 1)
+    except KeyboardInterrupt:  # outside a command (while parsing): nothing ran
+        _fail(str(Interrupted()), Interrupted.exit_code)
+    except Exception as exc:
+        error = explain(exc)
+        if error is None or os.environ.get("DISTILL_DEBUG"):
+            raise
+        _fail(str(error), error.exit_code)
+    # standalone_mode=False returns the code of a typer.Exit (--help: 0) and a command's own return value.
+    if isinstance(code, int) and code == Interrupted.exit_code:
+        _fail(str(Interrupted()), code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -148,19 +148,21 @@ def iter_jsonl(path):
 
     from distill.errors import DistillError
 
+    from distill.userfiles import text_lines
+
     path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DistillError(f"not valid JSON ({err.msg}); each line must be one JSON object",
-                                   path=path, line=number) from None
-            if not isinstance(row, dict):
-                raise DistillError("each line must be a JSON object", path=path, line=number)
-            yield number, row
+    for number, line in text_lines(path, "JSONL file"):  # bytes that are not UTF-8: one line naming the line
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as err:
+            msg = err.msg if isinstance(err, json.JSONDecodeError) else "nested too deeply"
+            raise DistillError(f"not valid JSON ({msg}); each line must be one JSON object",
+                               path=path, line=number) from None
+        if not isinstance(row, dict):
+            raise DistillError("each line must be a JSON object", path=path, line=number)
+        yield number, row
 
 
 def read_jsonl(path) -> list[dict[str, Any]]:
@@ -174,14 +176,18 @@ def write_jsonl(path, rows) -> None:
 
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            if isinstance(row, BaseModel):
-                handle.write(row.model_dump_json(exclude_none=True))
-            else:
-                handle.write(json.dumps(row, ensure_ascii=False))
-            handle.write("\n")
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                if isinstance(row, BaseModel):
+                    handle.write(row.model_dump_json(exclude_none=True))
+                else:
+                    handle.write(json.dumps(row, ensure_ascii=False))
+                handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or a Ctrl-C leaves the old file, not half a new one
+        raise
 
 
 class HeldoutSource(BaseModel):

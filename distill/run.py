@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
-from distill.errors import DistillError
+from distill.errors import DistillError, RunFailed
 from distill.review.model import ReviewSettings
+from distill.rundir import run_lock
+from distill.userfiles import load_yaml_mapping, located
 
 STAGES = ("generate", "split", "train", "eval")
 
@@ -28,6 +28,7 @@ class GenerateStage(BaseModel):
     limit: int | None = Field(None, gt=0)
     seed: int = 0
     curate: bool = True
+    retry_failed: bool = False  # also retry items whose teacher calls failed (`distill run --retry-failed`)
 
 
 class RunConfig(BaseModel):
@@ -44,18 +45,19 @@ class RunConfig(BaseModel):
 
 
 def load_run_config(path: Path) -> RunConfig:
-    if not path.is_file():
-        raise DistillError("run config not found; give the path of a YAML file", path=path)
+    data = load_yaml_mapping(path, "run config", "taxonomy:, out:, generate:, train: and eval:")
+    from distill.evaluate.report import EvalConfig
+    from distill.train.config import TrainConfig
+
     try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
         config = RunConfig.model_validate(data)
-    except YAMLError as exc:
-        raise DistillError(f"malformed YAML: {str(exc).splitlines()[0]}", path=path) from None
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        hint = "unknown field; remove it" if err["type"] == "extra_forbidden" else err["msg"]
-        raise DistillError(f"{where}: {hint}", path=path) from None
+        raise located(exc, data, path) from None
+    for section, model in (("train", TrainConfig), ("eval", EvalConfig)):  # their fields, checked now
+        try:
+            model(**getattr(config, section))
+        except ValidationError as exc:
+            raise located(exc, data, path, prefix=(section,)) from None
     base = path.parent
     config.taxonomy = base / config.taxonomy
     if config.out is not None:
@@ -63,18 +65,17 @@ def load_run_config(path: Path) -> RunConfig:
     return config
 
 
-def run_pipeline(config: RunConfig, say=print, force: bool = False) -> dict[str, Any]:
+def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
+                 force: bool = False) -> dict[str, Any]:
     """Run every stage not yet finished; returns the summary that is also written to pipeline.json.
 
+    `retry_failed` (or `generate.retry_failed` in the config) asks the teacher again for failed items.
     With a `review:` section (or a queue built by hand) it stops after generation until the review
     passes its gate (ReviewPending, exit code 4); `force` trains anyway, and the adapter says so."""
-    from distill.curate.split import stratified_split
-    from distill.evaluate.report import EvalConfig, evaluate
-    from distill.generate.runner import GenerateOptions, default_out, generate
-    from distill.records import Example, read_jsonl, write_jsonl
+    from distill.evaluate.report import EvalConfig
+    from distill.generate.runner import default_out
     from distill.taxonomy import load_taxonomy
     from distill.train.config import TrainConfig
-    from distill.train.sft import default_out_dir, train
 
     try:
         train_config = TrainConfig(**config.train)
@@ -83,8 +84,24 @@ def run_pipeline(config: RunConfig, say=print, force: bool = False) -> dict[str,
         err = exc.errors()[0]
         raise DistillError(f"run config: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
     out = config.out or default_out(load_taxonomy(config.taxonomy))
+    with run_lock(out, "out:"):  # the whole pipeline: a second `distill run` on it stops at once
+        return _run_stages(config, out, say, retry_failed, force, train_config, eval_config)
+
+
+def _run_stages(config: RunConfig, out: Path, say: Callable[[str], Any], retry_failed: bool, force: bool,
+                train_config: Any, eval_config: Any) -> dict[str, Any]:
+    from distill.curate.split import stratified_split
+    from distill.evaluate.report import evaluate
+    from distill.generate.runner import GenerateOptions, generate
+    from distill.records import Example, read_jsonl, write_jsonl
+    from distill.train.sft import default_out_dir, train
+
     state_path = out / "pipeline.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {"done": {}}
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {"done": {}}
+    except (ValueError, UnicodeDecodeError):
+        raise DistillError("pipeline.json is damaged; delete it to run every stage again (each resumes from what "
+                           "it saved)", path=state_path) from None
 
     def finish(stage: str, **summary: Any) -> None:
         state["done"][stage] = {"at": time.time(), **summary}
@@ -97,11 +114,12 @@ def run_pipeline(config: RunConfig, say=print, force: bool = False) -> dict[str,
         say("stage 1/4: generate + curate")
         report = generate(GenerateOptions(taxonomy=config.taxonomy, teacher=config.generate.teacher, out=out,
                                           limit=config.generate.limit, seed=config.generate.seed,
+                                          retry_failed=retry_failed or config.generate.retry_failed,
                                           curate=config.generate.curate, progress=False))
         counts = report.stats["counts"]
         if counts["pending"] or counts["failed"]:
-            raise DistillError(f"generation left {counts['pending']} pending and {counts['failed']} failed items; "
-                               "re-run to resume (add --retry-failed to `distill generate` for failures)")
+            raise RunFailed(f"generation left {counts['pending']} pending and {counts['failed']} failed items; "
+                            "run again to resume, with --retry-failed to ask the teacher again for the failed ones")
         finish("generate", **counts)
     if "split" not in state["done"]:
         from distill.review.pipeline import review_step

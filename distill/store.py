@@ -12,10 +12,12 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from distill.errors import explain
 from distill.records import Example, PlanItem, Reject
 from distill.teachers.base import GenerationRequest, GenerationResult
 
@@ -112,6 +114,15 @@ MIGRATIONS: list[str] = [
 PENDING, GENERATED, REJECTED, FAILED = "pending", "generated", "rejected", "failed"
 
 
+@contextmanager
+def store_errors(path: Path) -> Iterator[None]:
+    """SQLite's errors name no file: say which run.db is corrupt, or on a full disk, in one line."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise explain(exc, path) from None
+
+
 class RunStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -161,6 +172,11 @@ class RunStore:
         rows = self.db.execute("SELECT p.id, p.node_path, p.axes, p.idx FROM plan_items p JOIN review_regenerated r"
                                " ON r.plan_item_id = p.id ORDER BY r.rowid")
         return [PlanItem(id=i, node_path=path, axes=json.loads(axes), index=idx) for i, path, axes, idx in rows]
+
+    def finished_items(self) -> list[PlanItem]:
+        """Plan items that are no longer pending (generated, rejected or failed), in plan order."""
+        rows = self.db.execute("SELECT id, node_path, axes, idx FROM plan_items WHERE status != 'pending' ORDER BY ord")
+        return [PlanItem(id=i, node_path=n, axes=json.loads(a), index=x) for i, n, a, x in rows]
 
     def statuses(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT id, status FROM plan_items"))
@@ -318,14 +334,19 @@ class CommitWindow:
     grouped write commits at once. Close (or an explicit transaction) commits what is open.
     """
 
-    def __init__(self, db: sqlite3.Connection, window_s: float = COMMIT_WINDOW_S):
-        self.db, self.window_s = db, window_s
+    def __init__(self, db: sqlite3.Connection, window_s: float = COMMIT_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.db, self.window_s, self.clock = db, window_s, clock  # clock: injectable, so tests never race it
         self.open = False  # a group transaction of ours is open
         self.last = 0.0  # monotonic time of our last commit
         self.timer: asyncio.TimerHandle | None = None
         self.timer_loop: asyncio.AbstractEventLoop | None = None
+        self.failure: sqlite3.Error | None = None  # a timer's commit that failed (a full disk): the next write raises it
 
     def __enter__(self) -> sqlite3.Connection:
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
         if not self.db.in_transaction:  # inside someone's explicit transaction: that one commits
             self.db.execute("BEGIN IMMEDIATE")
             self.open = True
@@ -343,12 +364,18 @@ class CommitWindow:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        now = time.monotonic()
+        now = self.clock()
         if exc_type is not None or loop is None or now - self.last >= self.window_s:
             self.commit()
         elif self.timer is None or self.timer_loop is not loop:  # (a timer of an ended loop never fires)
-            self.timer, self.timer_loop = loop.call_later(self.last + self.window_s - now, self.commit), loop
+            self.timer, self.timer_loop = loop.call_later(self.last + self.window_s - now, self._timed_commit), loop
         return False
+
+    def _timed_commit(self) -> None:
+        try:
+            self.commit()
+        except sqlite3.Error as exc:  # raised in the run, not logged by the event loop and lost
+            self.failure = exc
 
     def commit(self) -> None:
         if self.timer is not None:
@@ -356,8 +383,13 @@ class CommitWindow:
             self.timer = None
         if self.open:
             self.open = False
-            self.db.execute("COMMIT")
-            self.last = time.monotonic()
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error:
+                if self.db.in_transaction:  # a full disk: what was committed before stays, this group goes
+                    self.db.execute("ROLLBACK")
+                raise
+            self.last = self.clock()
 
 
 class _Transaction:

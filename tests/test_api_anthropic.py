@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from distill.generate.runner import GenerateOptions, generate
 from distill.store import RunStore
 from distill.teachers.registry import teacher_options
 from fakeapi import FakeAPI, Faults
+from fakeapi.outcomes import expected_outcomes, kinds_seen, recorded_outcomes
 
 TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
 KEY = "sk-ant-test-NEVER-WRITE-77c2"
@@ -56,13 +58,22 @@ def test_structured_output_is_a_forced_tool_call(tmp_path):
     assert len(rows) == 4 and all(row["output"]["label"] for row in rows)
 
 
-def test_refusals_and_max_tokens_are_rejects_with_reasons(tmp_path):
-    with FakeAPI(Faults(content={"refusal": 0.4, "length": 0.4})) as api:
-        run(api, tmp_path / "run")
-    found = statuses(tmp_path / "run")
-    assert len(found) == 4 and "pending" not in found and "rejected" in found
-    reasons = {json.loads(line)["reason"] for line in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()}
-    assert reasons <= {"refusal", "truncated", "no_question"}  # a cut question is "no_question"
+@pytest.mark.parametrize("task, taxonomy", [("qa", "qa"), ("classification", "tickets")])
+def test_refusals_and_max_tokens_are_rejects_with_the_reason_their_fault_calls_for(tmp_path, task, taxonomy):
+    shutil.copytree(TINY, tmp_path / "tax")
+    path = tmp_path / "tax" / f"{taxonomy}.yaml"
+    path.write_text(path.read_text().replace("per_leaf: 2", "per_leaf: 12"))
+    faults = Faults(content={"refusal": 0.15, "length": 0.15, "filter": 0.15, "truncated_json": 0.15})
+    with FakeAPI(faults) as api:
+        generate(GenerateOptions(
+            taxonomy=path, teacher="anthropic:claude-haiku-4-5", out=tmp_path / "run", curate=False, progress=False,
+            preflight=False, teacher_options=teacher_options(base_url=api.url, timeout_s=0.5, max_retries=5,
+                                                             retry_base_s=0.01)))
+    expected = expected_outcomes(api, tmp_path / "run", task, "anthropic")
+    assert recorded_outcomes(tmp_path / "run") == expected and len(expected) == 24  # item by item
+    assert kinds_seen(api) >= {"refusal", "length", "filter"}
+    assert {"kept", "refusal"} <= set(expected.values())
+    assert ("truncated" if task == "classification" else "no_question") in expected.values()
 
 
 def test_key_is_sent_but_never_written(tmp_path):

@@ -17,6 +17,7 @@ import httpx2
 import openai
 import pytest
 
+from distill.errors import RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Message
 from distill.store import RunStore
@@ -51,9 +52,11 @@ class FakeClock:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
+        # Wake at the deadline: callers sleeping side by side do not add up their waits.
+        deadline = self.now + max(0.0, seconds)
         self.slept.append(seconds)
-        self.now += max(0.0, seconds)
         await asyncio.sleep(0)
+        self.now = max(self.now, deadline)
 
 
 def acquire_times(limiter: RateLimiter, clock: FakeClock, n: int, tokens: int = 0) -> list[float]:
@@ -250,6 +253,15 @@ def openai_teacher(api: FakeAPI, **settings) -> OpenAITeacher:
     return OpenAITeacher("openai:gpt-4o-mini", "gpt-4o-mini", ApiSettings(**values))
 
 
+def on_virtual_time(teacher, wall: float | None = None) -> FakeClock:
+    """The teacher's limiter and backoff on a virtual clock: waits are measured exactly, whatever the load.
+    HTTP still goes over real sockets; only waiting is virtual. `wall` fixes the wall clock (reset headers)."""
+    clock = FakeClock(1000.0)
+    teacher.limiter = RateLimiter(clock=clock, sleep=clock.sleep, wall=(lambda: wall) if wall else time.time)
+    teacher.sleep = clock.sleep
+    return clock
+
+
 def ask_in_rounds(teacher, *rounds: list[str]):
     async def go():
         try:
@@ -263,10 +275,10 @@ def ask_in_rounds(teacher, *rounds: list[str]):
 def test_retry_after_from_the_server_is_honoured():
     with FakeAPI(Faults(script=[429], retry_after="0.6")) as api:
         teacher = openai_teacher(api)
-        times = timed(teacher)
+        times = timed(teacher, on_virtual_time(teacher))
         [[result]] = ask_in_rounds(teacher, ["How do I reset my password?"])
     assert result.ok and len(times) == 2
-    assert 0.6 <= times[1] - times[0] < 2.0
+    assert 0.6 <= times[1] - times[0] <= 0.6 + 0.07  # retry-after plus at most its jitter (10% + 10 ms)
     assert teacher.gate.limit < 8  # the 429 halved the requests in flight
 
 
@@ -277,7 +289,8 @@ def test_failed_item_records_the_last_error_after_bounded_retries(tmp_path):
             progress=False, preflight=False,
             teacher_options=teacher_options(base_url=api.url + "/v1", timeout_s=2.0, max_retries=2,
                                             retry_base_s=0.01, concurrency=4))
-        generate(options)
+        with pytest.raises(RunFailed, match="nothing was kept: 4 of 4 items failed"):
+            generate(options)
     assert set(api.requests.values()) == {3} and api.total_paid() == 0  # 1 try + 2 retries, then stop
     store = RunStore(tmp_path / "run" / "run.db")
     try:
@@ -296,45 +309,48 @@ def test_learned_rpm_from_x_ratelimit_headers_slows_the_client():
     texts = [f"Question {i} about my invoice?" for i in range(8)]
     with FakeAPI() as api:  # no headers: the second round goes at once
         teacher = openai_teacher(api)
-        times = timed(teacher)
+        times = timed(teacher, on_virtual_time(teacher))
         ask_in_rounds(teacher, ["warm-up?"], texts)
-    assert max(times[1:]) - min(times[1:]) < 0.3 and teacher.limiter.rpm is None
+    assert max(times[1:]) == min(times[1:]) and teacher.limiter.rpm is None  # no wait at all
 
     headers = {"x-ratelimit-limit-requests": "300", "x-ratelimit-remaining-requests": "299",
                "x-ratelimit-reset-requests": "200ms", "x-ratelimit-limit-tokens": "1000000"}
     with FakeAPI(Faults(ratelimit_headers=headers)) as api:
         teacher = openai_teacher(api)
-        times = timed(teacher)
+        times = timed(teacher, on_virtual_time(teacher))
         results = ask_in_rounds(teacher, ["warm-up?"], texts)
-    assert all(r.ok for r in results[1])
+    assert [r.ok for r in results[1]] == [True] * 8
     assert teacher.limiter.rpm == 300 and teacher.limiter.tpm == 1_000_000
     second = sorted(times[1:])
-    # 300 rpm: one second's worth (5) at once, then one every 0.2 s.
-    assert second[4] - second[0] < 0.15
-    assert (second[-1] - second[4]) / (len(second) - 5) >= 0.18, second
+    # 300 rpm: one second's worth (5) at once, then one every 0.2 s (each wait has up to 10 ms of jitter).
+    assert second[4] == second[0]
+    gaps = [b - a for a, b in zip(second[4:], second[5:])]
+    assert all(0.19 <= gap <= 0.22 for gap in gaps), gaps
 
 
 def test_no_requests_left_pauses_until_the_openai_reset():
     headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "500ms"}
     with FakeAPI(Faults(ratelimit_headers=headers)) as api:
         teacher = openai_teacher(api)
-        times = timed(teacher)
+        times = timed(teacher, on_virtual_time(teacher))
         ask_in_rounds(teacher, ["first?"], ["second?"])
-    assert len(times) == 2 and 0.5 <= times[1] - times[0] < 0.9  # its reset, not a guessed second
+    assert len(times) == 2 and 0.5 <= times[1] - times[0] <= 0.51  # its reset, not a guessed second
 
 
 def test_anthropic_reset_timestamps_pause_until_then():
     with FakeAPI() as api:
         teacher = AnthropicTeacher("anthropic:claude-haiku-4-5", "claude-haiku-4-5",
                                    ApiSettings(base_url=api.url, timeout_s=5.0, max_retries=3, retry_base_s=0.01))
-        sent = timed(teacher, time.time)  # wall clock: the reset header is a wall-clock time
-        reset = datetime.now(timezone.utc) + timedelta(seconds=1.6)  # past the 1 s we would guess without it
+        now = datetime.now(timezone.utc)
+        clock = on_virtual_time(teacher, wall=now.timestamp())  # the reset header is a wall-clock time
+        sent = timed(teacher, clock)
+        reset = now + timedelta(seconds=1.6)  # past the 1 s we would guess without it
         api.faults.ratelimit_headers = {
             "anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-requests-remaining": "0",
             "anthropic-ratelimit-requests-reset": reset.isoformat().replace("+00:00", "Z")}
         ask_in_rounds(teacher, ["first?"], ["second?"])
     assert teacher.limiter.rpm == 50
-    assert len(sent) == 2 and reset.timestamp() - 0.02 <= sent[1] < reset.timestamp() + 0.5  # at the reset
+    assert len(sent) == 2 and 1.6 <= sent[1] - sent[0] <= 1.61  # paused until the reset, exactly
 
 
 def test_anthropic_token_budget_exhausted_pauses_until_its_reset():
@@ -370,7 +386,11 @@ def test_answers_reach_the_disk_within_the_commit_window(tmp_path):
     from distill.store import COMMIT_WINDOW_S
     from distill.teachers.base import GenerationResult
 
+    from distill.store import CommitWindow
+
     store = RunStore(tmp_path / "run.db")
+    clock = FakeClock(100.0)  # the window is measured on it: a slow machine cannot stretch it
+    store.window = CommitWindow(store.db, clock=clock)
     reader = sqlite3.connect(tmp_path / "run.db")  # what a resumed run would see after a kill
 
     def on_disk() -> int:
@@ -382,13 +402,16 @@ def test_answers_reach_the_disk_within_the_commit_window(tmp_path):
     async def go() -> None:
         answer(1)
         assert on_disk() == 1  # after a quiet spell: committed at once
+        clock.now += COMMIT_WINDOW_S / 4
         answer(2)
         answer(3)
         assert on_disk() == 1  # within the window: grouped into one commit
-        await asyncio.sleep(COMMIT_WINDOW_S * 3)
+        await asyncio.sleep(COMMIT_WINDOW_S * 3)  # the timer fires (real time) at the window's end
         assert on_disk() == 3  # the window's timer committed them
+        clock.now += COMMIT_WINDOW_S * 2
         answer(4)
         assert on_disk() == 4  # quiet again: at once
+        clock.now += COMMIT_WINDOW_S / 4
         answer(5)
 
     asyncio.run(go())

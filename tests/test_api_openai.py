@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from distill.errors import BudgetExceeded, DistillError
+from distill.errors import BudgetExceeded, DistillError, RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import RunStore
 from distill.teachers.registry import teacher_options
 from fakeapi import FakeAPI, Faults
+from fakeapi.outcomes import expected_outcomes, kinds_seen, recorded_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
@@ -59,47 +60,90 @@ def test_transient_faults_are_retried_and_every_prompt_paid_once(tmp_path):
     assert set(api.requests.values()) == {7}  # six injected faults, then the answer
 
 
-def test_bad_answers_become_rejects_with_reasons(tmp_path):
-    faults = Faults(content={"length": 0.2, "refusal": 0.2, "filter": 0.2, "empty": 0.2})
+def bigger(tmp_path: Path, name: str, per_leaf: int) -> Path:
+    """A copy of a tiny taxonomy with more items a leaf, so that every fault lands on some item."""
+    folder = tmp_path / f"tax-{name}-{per_leaf}"
+    if not folder.exists():
+        shutil.copytree(TINY, folder)
+    path = folder / f"{name}.yaml"
+    path.write_text(path.read_text().replace("per_leaf: 2", f"per_leaf: {per_leaf}"))
+    return path
+
+
+@pytest.mark.parametrize("task, taxonomy", [("qa", "qa"), ("classification", "tickets")])
+def test_every_bad_answer_is_rejected_with_the_reason_its_fault_calls_for(tmp_path, task, taxonomy):
+    faults = Faults(content={"length": 0.1, "refusal": 0.1, "filter": 0.1, "empty": 0.1, "prose": 0.1})
     with FakeAPI(faults) as api:
-        run(api, tmp_path / "qa")
-        run(api, tmp_path / "tickets", taxonomy="tickets")
-    reasons = set()
-    for name in ("qa", "tickets"):
-        counts = accounted(tmp_path / name)
-        assert sum(counts.values()) == 4 and "pending" not in counts
-        rejected = [json.loads(line) for line in (tmp_path / name / "rejected.jsonl").read_text().splitlines()]
-        assert len(rejected) == counts.get("rejected", 0)
-        reasons |= {r["reason"] for r in rejected}
-    assert reasons and reasons <= {"truncated", "refusal", "content_filter", "empty_output", "no_question"}
+        run(api, tmp_path / "run", taxonomy=bigger(tmp_path, taxonomy, 12), preflight=False)
+    expected = expected_outcomes(api, tmp_path / "run", task, "openai")
+    assert recorded_outcomes(tmp_path / "run") == expected  # item by item, not a set of reasons
+    assert len(expected) == 24
+    reasons = set(expected.values())
+    assert {"kept", "refusal", "content_filter", "empty_output"} <= reasons  # the faults really landed
+    assert ("truncated" in reasons or "no_question" in reasons) and kinds_seen(api) >= {"length", "prose"}
+    rejected = [json.loads(line) for line in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()]
+    assert {r["id"]: r["reason"] for r in rejected} == {i: r for i, r in expected.items() if r != "kept"}
 
 
 def test_fenced_and_truncated_json_are_repaired_or_rejected_with_reason(tmp_path):
-    with FakeAPI(Faults(content={"fenced": 0.5, "prose": 0.5})) as api:
-        run(api, tmp_path / "run", taxonomy="tickets")
-    counts = accounted(tmp_path / "run")
-    assert sum(counts.values()) == 4
+    with FakeAPI(Faults(content={"fenced": 0.3, "truncated_json": 0.3, "prose": 0.3})) as api:
+        run(api, tmp_path / "run", taxonomy=bigger(tmp_path, "tickets", 12), preflight=False)
+    expected = expected_outcomes(api, tmp_path / "run", "classification", "openai")
+    assert recorded_outcomes(tmp_path / "run") == expected
+    assert kinds_seen(api) == {"fenced", "truncated_json", "prose"}
+    assert {"kept", "schema_invalid", "unparseable_json"} <= set(expected.values())
     rejected = [json.loads(line) for line in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()]
-    assert {r["reason"] for r in rejected} <= {"unparseable_json"}
-    assert all(r.get("raw") for r in rejected)  # the bad output is kept to look at
-    assert counts.get("generated", 0) >= 1  # fenced JSON parsed
+    assert rejected and all(r.get("raw") for r in rejected)  # the bad output is kept to look at
+    fenced = [body for body in api.bodies if api.kinds.get(_key(body)) == "fenced"]
+    kept = [json.loads(line) for line in (tmp_path / "run" / "dataset.jsonl").read_text().splitlines()]
+    assert fenced and len(kept) == list(expected.values()).count("kept")  # fenced JSON parsed and kept
+
+
+def _key(body: dict) -> str:
+    from fakeapi.server import conversation_key
+
+    return conversation_key(body["messages"], body.get("seed"))
+
+
+def _formats(api: FakeAPI) -> list[str | None]:
+    return [(body.get("response_format") or {}).get("type") for body in api.bodies]
 
 
 def test_server_without_json_schema_falls_back_to_json_object(tmp_path):
     with FakeAPI(Faults(reject_json_schema=True)) as api:
         report = run(api, tmp_path / "run", taxonomy="tickets")
     assert report.stats["counts"]["kept"] == 4
+    formats = _formats(api)
+    # json_schema first (refused), then json_object for every request, the refused ones sent again.
+    first_object = formats.index("json_object")
+    assert 1 <= first_object <= 4 and set(formats[:first_object]) == {"json_schema"}
+    assert set(formats[first_object:]) == {"json_object"} and len(formats) == 4 + first_object
+    refused = {_key(body) for body in api.bodies[:first_object]}
+    assert refused <= {_key(body) for body in api.bodies[first_object:]}
+    assert all("JSON schema" in body["messages"][-1]["content"] for body in api.bodies[first_object:])
+
+
+def test_server_with_json_schema_gets_json_schema_only(tmp_path):
+    with FakeAPI() as api:
+        report = run(api, tmp_path / "run", taxonomy="tickets")
+    assert report.stats["counts"]["kept"] == 4
+    assert _formats(api) == ["json_schema"] * 4
+    assert all(body["response_format"]["json_schema"]["schema"]["required"] == ["text", "rationale"]
+               for body in api.bodies)
 
 
 def test_persistent_failure_is_recorded_then_retry_failed_fixes_it(tmp_path):
     faults = Faults(script=[500] * 3)
     with FakeAPI(faults) as api:
-        run(api, tmp_path / "run", teacher={"max_retries": 1})
+        with pytest.raises(RunFailed, match="nothing was kept: 4 of 4 items failed; e.g. instruction: HTTP 500"):
+            run(api, tmp_path / "run", teacher={"max_retries": 1})
         assert accounted(tmp_path / "run") == {"failed": 4}
         rejected = [json.loads(line) for line in (tmp_path / "run" / "rejected.jsonl").read_text().splitlines()]
-        assert all("HTTP 500" in r["detail"] for r in rejected)
-        run(api, tmp_path / "run", teacher={"max_retries": 1})  # without --retry-failed: nothing is sent
-        assert accounted(tmp_path / "run") == {"failed": 4}
+        assert len(rejected) == 4 and all("HTTP 500" in r["detail"] for r in rejected)
+        sent = sum(api.requests.values())
+        with pytest.raises(RunFailed, match="--retry-failed"):  # without --retry-failed: nothing is sent
+            run(api, tmp_path / "run", teacher={"max_retries": 1})
+        assert accounted(tmp_path / "run") == {"failed": 4} and sum(api.requests.values()) == sent
         api.faults.script = []  # the outage is over
         report = run(api, tmp_path / "run", retry_failed=True, teacher={"max_retries": 1})
     assert report.stats["counts"]["kept"] == 4 and set(api.paid.values()) == {1}
@@ -135,7 +179,11 @@ def test_budget_is_a_hard_cap(tmp_path):
     store.close()
     assert 0 < spent <= 0.0003
     assert "pending" in statuses  # what was not sent waits for more budget
-    assert json.loads((tmp_path / "run" / "stats.json").read_text())  # everything saved and exported
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())  # everything saved and exported
+    assert stats["usage"]["cost_usd"] == pytest.approx(spent)
+    assert stats["counts"]["pending"] == statuses.count("pending") > 0
+    kept = (tmp_path / "run" / "dataset.jsonl").read_text().splitlines()
+    assert len(kept) == stats["counts"]["kept"] == statuses.count("generated")
 
 
 def test_unknown_price_with_budget_is_a_clear_error(tmp_path):
@@ -161,7 +209,9 @@ def _files_contain(root: Path, needle: bytes) -> list[Path]:
 
 def test_no_key_in_any_file_even_when_the_server_echoes_it(tmp_path):
     with FakeAPI(Faults(expect_key="something-else")) as api:  # 401 with a masked echo of our key
-        run(api, tmp_path / "denied")
+        with pytest.raises(RunFailed, match="HTTP 401") as caught:
+            run(api, tmp_path / "denied")
+        assert KEY not in str(caught.value) and KEY[-8:] not in str(caught.value)
     with FakeAPI(Faults(expect_key=KEY)) as api:
         run(api, tmp_path / "ok")
         assert api.log and all(KEY in (e["headers"].get("authorization") or "") for e in api.log)
@@ -240,3 +290,23 @@ def test_budget_exit_code_from_the_cli(tmp_path):
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 3 and "budget of $0.0001 reached" in done.stderr
     assert KEY not in done.stderr + done.stdout
+
+
+def test_a_smaller_limit_or_another_seed_never_shrinks_the_exports(tmp_path):
+    taxonomy = bigger(tmp_path, "qa", 4)  # 8 items
+    with FakeAPI() as api:
+        first = run(api, tmp_path / "run", taxonomy=taxonomy, limit=6, preflight=False)
+        assert first.stats["counts"]["kept"] == 6
+        sent = sum(api.requests.values())
+        smaller = run(api, tmp_path / "run", taxonomy=taxonomy, limit=2, preflight=False)
+        assert sum(api.requests.values()) == sent  # nothing new to ask
+        other_seed = run(api, tmp_path / "run", taxonomy=taxonomy, limit=2, seed=1, preflight=False)
+    kept = [json.loads(line)["id"] for line in (tmp_path / "run" / "dataset.jsonl").read_text().splitlines()]
+    assert smaller.stats["counts"]["kept"] == 6  # the export still holds everything generated
+    assert other_seed.stats["counts"]["kept"] == len(kept) == len(set(kept)) > 6  # and the new seed's items too
+    store = RunStore(tmp_path / "run" / "run.db")
+    try:
+        generated = {row[0] for row in store.db.execute("SELECT id FROM plan_items WHERE status = 'generated'")}
+    finally:
+        store.close()
+    assert set(kept) == generated

@@ -7,6 +7,7 @@ run. A child that dies fails its requests with the reason; a killed run takes it
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -18,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from distill.errors import BudgetExceeded, RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import RunStore
 from distill.teachers.registry import make_teacher, teacher_options
 from distill.teachers.base import GenerationResult
 from distill.teachers.sender import Child, Lines, SenderTeacher
 from fakeapi import FakeAPI, Faults
+from fakeapi.outcomes import expected_outcomes, recorded_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
@@ -117,15 +120,27 @@ def test_faults_are_retried_in_the_child_and_every_prompt_paid_once(tmp_path, pr
 
 
 def test_rejects_cache_and_budget_work_as_inline(tmp_path, starts):
-    with FakeAPI(Faults(content={"length": 0.3, "refusal": 0.3})) as api:
-        first = run(api, tmp_path / "a", taxonomy="tickets")
+    taxonomy = tmp_path / "tax" / "tickets.yaml"
+    shutil.copytree(TINY, taxonomy.parent)
+    taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", "per_leaf: 6"))  # 12 items
+    cap = 0.0003
+    with FakeAPI(Faults(content={"length": 0.3, "refusal": 0.3}, latency_s=0.01)) as api:
+        with pytest.raises(BudgetExceeded, match=r"budget of \$0.0003 reached"):
+            run(api, tmp_path / "a", taxonomy=taxonomy, budget_usd=cap, preflight=False)
+        capped = statuses(tmp_path / "a")
+        spent = json.loads((tmp_path / "a" / "stats.json").read_text())["usage"]["cost_usd"]
+        assert 0 < spent <= cap and capped.get("pending", 0) > 0  # stopped at the cap, the rest waits
+        first = run(api, tmp_path / "a", taxonomy=taxonomy, budget_usd=1.0, preflight=False)  # more budget: the rest
         paid = api.total_paid()
-        second = run(api, tmp_path / "b", taxonomy="tickets")  # same prompts: all from the shared cache
-    assert sum(statuses(tmp_path / "a").values()) == 4 and "pending" not in statuses(tmp_path / "a")
-    assert first.stats["counts"]["rejected"] > 0
-    assert api.total_paid() == paid  # nothing paid twice
+        second = run(api, tmp_path / "b", taxonomy=taxonomy, preflight=False)  # same prompts: all from the cache
+    done = statuses(tmp_path / "a")
+    assert sum(done.values()) == 12 and set(done) == {"generated", "rejected"}  # nothing left pending or failed
+    expected = expected_outcomes(api, tmp_path / "a", "classification", "openai")
+    assert recorded_outcomes(tmp_path / "a") == expected and len(expected) == 12
+    assert {"kept", "truncated", "refusal"} <= set(expected.values())
+    assert set(api.paid.values()) == {1} and api.total_paid() == paid  # nothing paid twice, the cache included
     assert second.stats["counts"] == first.stats["counts"]
-    assert len(starts) == 1  # the second run asked the cache only: it never needed a child
+    assert len(starts) == 2  # a child for each paying run; the third asked the cache only and never needed one
 
 
 def test_a_sender_that_dies_fails_its_requests_with_the_reason_and_retry_failed_recovers(tmp_path):
@@ -209,9 +224,10 @@ def test_a_child_that_cannot_start_fails_every_request_at_once_with_the_reason(t
     broken.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(broken))  # what the run starts its child with
     with FakeAPI() as api:
-        report = run(api, tmp_path / "run", preflight=False)
+        with pytest.raises(RunFailed, match="nothing was kept: 4 of 4 items failed"):
+            run(api, tmp_path / "run", preflight=False)
     assert statuses(tmp_path / "run") == {"failed": 4}
-    assert report.stats["counts"]["failed"] == 4
+    assert json.loads((tmp_path / "run" / "stats.json").read_text())["counts"]["failed"] == 4
     assert tries.read_text().count("start") == 1  # one start tried, not one a request
     store = RunStore(tmp_path / "run" / "run.db")
     errors = {row[0] for row in store.db.execute("SELECT error FROM teacher_calls WHERE error IS NOT NULL")}

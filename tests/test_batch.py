@@ -22,11 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from distill.errors import RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import MIGRATIONS, RunStore
 from distill.teachers.cost import PriceTable
 from distill.teachers.registry import make_teacher, teacher_options
 from fakeapi import FakeAPI, Faults
+from fakeapi.outcomes import expected_outcomes, recorded_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
@@ -123,7 +125,11 @@ def test_batch_run_accounts_for_every_item_at_batch_price(tmp_path, provider):
     counts = statuses(tmp_path / "run")
     assert sum(counts.values()) == 4 and "pending" not in counts and "failed" not in counts
     assert len(rejected(tmp_path / "run")) == counts.get("rejected", 0)
-    assert {r["reason"] for r in rejected(tmp_path / "run")} <= {"refusal", "truncated", "no_question"}
+    expected = expected_outcomes(api, tmp_path / "run", "qa", provider)
+    assert recorded_outcomes(tmp_path / "run") == expected  # each item's reason is the one its fault calls for
+    assert "kept" in expected.values() and set(expected.values()) - {"kept"}  # the faults landed on some items
+    assert {r["id"]: r["reason"] for r in rejected(tmp_path / "run")} == {
+        item: reason for item, reason in expected.items() if reason != "kept"}
     # One job per round of requests: questions, then answers.
     assert len(jobs(api, provider)) == 2 and set(api.requests.values()) == {1}
     model = SPECS[provider].partition(":")[2]
@@ -168,8 +174,10 @@ def test_failed_and_expired_requests_are_resubmitted_and_kept(tmp_path, provider
 @providers
 def test_request_failing_every_attempt_ends_failed_with_its_error(tmp_path, provider):
     with FakeAPI(Faults(batch_fail_first=99)) as api:
-        report = run(api, tmp_path / "run", provider, batch_attempts=2)
-    assert statuses(tmp_path / "run") == {"failed": 4} and report.stats["counts"]["failed"] == 4
+        with pytest.raises(RunFailed, match="nothing was kept: 4 of 4 items failed"):
+            run(api, tmp_path / "run", provider, batch_attempts=2)
+    counts = json.loads((tmp_path / "run" / "stats.json").read_text())["counts"]
+    assert statuses(tmp_path / "run") == {"failed": 4} and counts["failed"] == 4
     assert set(api.requests.values()) == {2} and not api.paid  # two attempts each, nothing billed
     details = [r["detail"] for r in rejected(tmp_path / "run")]
     assert len(details) == 4 and all(r["reason"] == "teacher_failed" for r in rejected(tmp_path / "run"))
@@ -270,9 +278,14 @@ def test_anthropic_lookup_that_cannot_tell_two_batches_apart_fails_clearly(tmp_p
     # The reply to our create is lost, and another client made a batch of the same size meanwhile.
     faults = Faults(batch_create_script=[500], batch_neighbours=1, batch_neighbour_requests=4)
     with FakeAPI(faults) as api:
-        report = run(api, tmp_path / "run", "anthropic", preflight=False)
-        assert statuses(tmp_path / "run") == {"failed": 4} and report.stats["counts"]["failed"] == 4
-        assert ours(api, "anthropic") == ["msgbatch_1"] and not api.paid  # nothing created again
+        with pytest.raises(RunFailed, match="cannot tell"):
+            run(api, tmp_path / "run", "anthropic", preflight=False)
+        counts = json.loads((tmp_path / "run" / "stats.json").read_text())["counts"]
+        assert statuses(tmp_path / "run") == {"failed": 4} and counts["failed"] == 4
+        assert ours(api, "anthropic") == ["msgbatch_1"]  # nothing created again
+        # The job whose reply was lost was made and runs (the fake runs it once a lookup lists it after
+        # batch_delay_s, which the spaced lookups pass): its answers are paid once, never twice.
+        assert set(api.paid.values()) <= {1}
         for reject in rejected(tmp_path / "run"):
             assert "msgbatch_1" in reject["detail"] and "msgbatch_2" in reject["detail"], reject
             assert "cannot tell" in reject["detail"] and "--retry-failed" in reject["detail"]

@@ -84,3 +84,17 @@ def test_label_outside_the_set_and_schema():
 @pytest.mark.parametrize(("words", "expected"), [("a b c a b c a b c".split(), 4 / 7), ("a b c d e".split(), 0.0)])
 def test_repeated_ngram_ratio(words, expected):
     assert repeated_ngram_ratio(words, 3) == pytest.approx(expected)
+
+
+def test_an_assistant_turn_before_any_user_turn_is_rejected():
+    from distill.curate.checks import CheckSettings, first_failure
+    from distill.records import Example
+
+    backwards = Example.model_validate({"id": "x", "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "assistant", "content": "Paris is the capital."},
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "Paris is the capital of France."}]})
+    failure = first_failure(backwards, CheckSettings(language=None))
+    assert (failure.reason, failure.detail) == ("turn_order", "an assistant turn comes before any user turn")
+    forwards = backwards.model_copy(update={"messages": backwards.messages[:1] + backwards.messages[2:]})
+    assert first_failure(forwards, CheckSettings(language=None)) is None

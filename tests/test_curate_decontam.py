@@ -16,7 +16,6 @@ from distill.curate.pipeline import CurateConfig, curate
 from distill.errors import DistillError
 from distill.records import Example, ExampleMeta, HeldoutSource, Message
 
-pytestmark = needs_data
 PRO_MED = MMLU / "professional_medicine_test.csv"
 STEMS = [
     "Which of the following is the most appropriate next step in management?",
@@ -63,6 +62,7 @@ def generated():
     return texts, np.array(kind)
 
 
+@needs_data
 def test_copies_caught_and_stem_sharing_items_left_alone(index, generated):
     items, ix = index
     texts, kind = generated
@@ -75,6 +75,7 @@ def test_copies_caught_and_stem_sharing_items_left_alone(index, generated):
     assert not flagged[kind == "innocent"].any()
 
 
+@needs_data
 def test_report_names_the_heldout_item_and_the_matching_ngram(index, generated):
     items, ix = index
     texts, kind = generated
@@ -101,6 +102,7 @@ def test_heldout_set_of_only_tiny_items_flags_nothing(tmp_path):
     assert find_contamination(["Define shock in two sentences for a nurse."], ix, DecontamConfig()) == []
 
 
+@needs_data
 def test_ngram_common_across_the_generated_set_is_a_stem(index):
     items, ix = index
     phrase = " ".join(items[10].text.split()[:16])  # a 16-word span of one held-out item only
@@ -109,6 +111,7 @@ def test_ngram_common_across_the_generated_set_is_a_stem(index):
     assert [h.index for h in find_contamination(texts[:1], ix, DecontamConfig())] == [0]
 
 
+@needs_data
 def test_minhash_option_catches_edited_copies_ngrams_miss(index):
     items, _ = index
     words = items[20].text.split()
@@ -128,6 +131,7 @@ def qa(i: str, prompt: str, answer: str) -> Example:
                    meta=ExampleMeta(taxonomy_path="exam/mmlu"))
 
 
+@needs_data
 def test_pipeline_rejects_contaminated_items_and_reports_them():
     pub = pubmedqa()
     copy = qa("copy", pub[3]["QUESTION"] + " Explain briefly.", pub[3]["LONG_ANSWER"])
@@ -142,6 +146,7 @@ def test_pipeline_rejects_contaminated_items_and_reports_them():
     assert result.to_stats()["curate"]["decontamination"]["flagged"] == 1
 
 
+@needs_data
 def test_heldout_formats_load_the_same_items(tmp_path):
     rows = [{"id": r[0][:10], "question": r[0], "answer": r[5]} for r in mmlu()[:20]]
     jsonl = tmp_path / "h.jsonl"

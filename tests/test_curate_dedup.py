@@ -17,7 +17,6 @@ from distill.curate.normalize import normalize_text
 from distill.curate.pipeline import CurateConfig, curate
 from distill.records import Example, ExampleMeta, Message
 
-pytestmark = needs_data
 
 
 def shingles(text: str, k: int = 5) -> set[tuple[str, ...]]:
@@ -54,6 +53,7 @@ def planted():
     return texts, pairs, truth
 
 
+@needs_data
 def test_near_duplicates_found_and_confirmed_against_exact_jaccard(planted):
     texts, pairs, truth = planted
     config = MinHashConfig()
@@ -74,6 +74,7 @@ def test_near_duplicates_found_and_confirmed_against_exact_jaccard(planted):
     assert all(i not in removed for i, _ in pairs)  # the original (first) is the one kept
 
 
+@needs_data
 def test_detection_follows_the_lsh_s_curve(planted):
     texts, pairs, truth = planted
     # A threshold near 0 keeps every LSH candidate, so `found` is what banding alone detects.
@@ -115,6 +116,7 @@ def sentences(words: list[str]) -> str:
     return " ".join(words) + "."
 
 
+@needs_data
 def test_pipeline_keeps_the_best_scored_copy_and_records_what_it_duplicates(planted):
     texts, pairs, truth = planted
     src, dup = next(p for p, j in zip(pairs, truth) if 0.8 <= j < 1.0)
@@ -129,6 +131,7 @@ def test_pipeline_keeps_the_best_scored_copy_and_records_what_it_duplicates(plan
     assert result.rejects[0].reason == "near_duplicate"
 
 
+@needs_data
 def test_dedup_across_sets_against_an_earlier_dataset(tmp_path, planted):
     texts, pairs, truth = planted
     near = [(s, d) for (s, d), j in zip(pairs, truth) if j >= 0.85][:5]

@@ -16,7 +16,6 @@ from distill.curate.split import stratified_split
 from distill.errors import DistillError
 from distill.records import Example, ExampleMeta, Message
 
-pytestmark = needs_data
 LEAVES = ["cardiology/arrhythmias", "cardiology/heart_failure", "oncology/breast", "oncology/lung"]
 
 
@@ -42,6 +41,7 @@ def dataset() -> list[Example]:
     return examples
 
 
+@needs_data
 def test_yield_per_node_counts_every_stage_and_ancestor(dataset):
     result = curate(dataset, CurateConfig(workers=1))
     nodes = result.node_stats
@@ -64,6 +64,7 @@ def test_node_chain():
     assert node_chain(None) == ["(none)"]
 
 
+@needs_data
 def test_stratified_split_is_deterministic_and_covers_every_leaf(dataset):
     train, evaluation = stratified_split(dataset, fraction=0.15, seed=1)
     assert len(train) + len(evaluation) == len(dataset)
@@ -91,6 +92,7 @@ def write(path, examples):
     path.write_text("".join(e.model_dump_json() + "\n" for e in examples))
 
 
+@needs_data
 def test_curate_command_writes_every_output(tmp_path, dataset):
     run = tmp_path / "run"
     run.mkdir()
@@ -111,6 +113,7 @@ def test_curate_command_writes_every_output(tmp_path, dataset):
     assert "kept nothing" in result.output and "neurology/stroke" in (out / "report.md").read_text()
 
 
+@needs_data
 def test_curate_command_on_an_alpaca_file_then_split(tmp_path):
     items = pubmedqa()[:40]
     rows = [{"instruction": i["QUESTION"], "input": "", "output": i["LONG_ANSWER"]} for i in items]

@@ -83,3 +83,14 @@ def test_judge_swaps_positions():
     position_biased = FakeJudge(lambda a, b: "A")
     verdict = _judge_pairs(position_biased, _examples(6), good, bad, config)
     assert verdict["ties"] == 6 and verdict["win_rate"]["value"] == 0.5
+
+
+def test_a_judge_that_answers_nothing_fails_the_eval():
+    from distill.errors import RunFailed
+
+    class Unreachable(FakeJudge):
+        async def generate(self, requests):
+            return [GenerationResult(key=r.key, error="connection refused: nothing is listening") for r in requests]
+
+    with pytest.raises(RunFailed, match="none of 4 judge requests succeeded; e.g. connection refused"):
+        _judge_pairs(Unreachable(None), _examples(2), ["a", "b"], ["c", "d"], EvalConfig(resamples=10))

@@ -78,3 +78,34 @@ def test_eval_without_adapter_manifest_is_a_clear_error(trained, tmp_path):  # n
     run_dir, _ = trained
     with pytest.raises(DistillError, match="not an adapter written by `distill train`"):
         evaluate(run_dir, tmp_path, EvalConfig())
+
+
+def test_judge_end_to_end_against_the_loopback_server(trained, tmp_path):  # noqa: F811
+    """`distill eval --judge openai:...` through the real SDK: both orders asked, verdicts combined."""
+    import subprocess
+
+    from cli_helpers import cli_env, distill_command
+    from fakeapi import FakeAPI
+
+    run_dir, result = trained
+    with FakeAPI() as api:  # it judges as a judge that prefers the longer answer would
+        env = cli_env(tmp_path, OPENAI_BASE_URL=api.url + "/v1", OMP_NUM_THREADS="1")
+        done = subprocess.run(distill_command("eval", str(run_dir), "--student", str(result.adapter_dir), "--out",
+                                              str(tmp_path), "--judge", "openai:gpt-4o-mini", "--limit", "6",
+                                              "--max-new-tokens", "8", "--threads", "1"),
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        asked = [b for b in api.bodies if "Reply with exactly one word" in b["messages"][-1]["content"]]
+    data = json.loads((tmp_path / "eval.json").read_text())
+    qa = [row for row in data["examples"] if row["task"] == "qa"]
+    assert qa and len(asked) == 2 * 2 * len(qa)  # student vs base and vs teacher, each pair in both orders
+    judged = data["tasks"]["qa"]["judge"]
+    for other in ("base", "teacher"):
+        # Longer wins in both orders: a win or a loss; equal lengths say "A" both times: a tie.
+        expected = [1.0 if len(r["student"]) > len(r[other]) else 0.0 if len(r["student"]) < len(r[other]) else 0.5
+                    for r in qa]
+        verdict = judged[f"student_vs_{other}"]
+        assert (verdict["wins"], verdict["ties"], verdict["losses"], verdict["failed"]) == (
+            expected.count(1.0), expected.count(0.5), expected.count(0.0), 0), (other, verdict)
+        assert verdict["win_rate"]["value"] == pytest.approx(sum(expected) / len(expected))
+        assert verdict["judge"] == "openai:gpt-4o-mini"

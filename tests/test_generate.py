@@ -62,7 +62,10 @@ def test_prompt_renders_topic_axes_and_seed_turns():
     assert len(ctx.seeds()) == 2  # seeds_per_prompt, inherited from the parent
     system = ctx.render("qa_response.j2", **context)
     assert system.startswith(loaded.taxonomy.system_prompt)
-    assert ctx.seeds() == ctx.seeds()  # the same item always sees the same seeds: its prompt hash is stable
+    # The same item always sees the same seeds, in a fresh load too: its prompt hash is stable.
+    again = load_taxonomy(FIXTURES / "qa.yaml")
+    fresh = ItemContext(again, item, again.node(item.node_path), "local", call=None)
+    assert [s.id for s in fresh.seeds()] == [s.id for s in ctx.seeds()]
 
 
 def test_classification_seeds_are_chat_turns_answered_with_their_json():

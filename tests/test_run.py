@@ -31,7 +31,8 @@ def test_one_shot_job_runs_every_stage_and_resumes(tmp_path):
     assert list(state["done"]) == ["generate", "split", "train", "eval"]
     assert state["done"]["split"]["train"] + state["done"]["split"]["eval"] == state["done"]["generate"]["kept"]
     assert (out / "student" / "adapter_config.json").is_file()
-    assert json.loads((out / "eval.json").read_text())
+    evaluated = json.loads((out / "eval.json").read_text())
+    assert evaluated["n"] == state["done"]["split"]["eval"] and set(evaluated["tasks"]) == {"qa"}
     assert json.loads((out / "pipeline.json").read_text())["done"].keys() == state["done"].keys()
 
     again = []
@@ -42,5 +43,8 @@ def test_one_shot_job_runs_every_stage_and_resumes(tmp_path):
 def test_bad_run_config_is_one_clear_error(tmp_path):
     config_path = tmp_path / "job.yaml"
     config_path.write_text("taxonomy: x.yaml\ngenerat: {}\n")
-    with pytest.raises(DistillError, match="job.yaml: generat: unknown field"):
+    with pytest.raises(DistillError, match="job.yaml:2: generat: unknown field 'generat'"):
+        load_run_config(config_path)
+    config_path.write_text("taxonomy: x.yaml\ntrain:\n  student: local\n  lora_r: -1\n")
+    with pytest.raises(DistillError, match="job.yaml:4: train.lora_r: Input should be greater than 0"):
         load_run_config(config_path)

@@ -55,23 +55,30 @@ def break_file(path: Path, old: str, new: str) -> None:
 @pytest.mark.parametrize(
     "old, new, expected",
     [
-        ("task: qa", "task: qa\nsytem_prompt: typo", "qa.yaml:4: sytem_prompt: unknown field"),
-        ("  per_leaf: 2", "  per_leaf: -1", "qa.yaml:6: generation.per_leaf"),
-        ("tree:\n", "tree: {}\n", "qa.yaml"),
+        ("task: qa", "task: qa\nsytem_prompt: typo", "qa.yaml:4: sytem_prompt: unknown field 'sytem_prompt'"),
+        ("  per_leaf: 2", "  per_leaf: -1", "qa.yaml:6: generation.per_leaf: Input should be greater than or equal to 1"),
+        (None, "tree: {}\n", "qa.yaml:14: tree: Dictionary should have at least 1 item"),
         ("      asthma:\n        description: Asthma symptoms, triggers and inhalers",
-         "      asthma: {}", "missing required field 'description'"),
-        ("    seeds: seeds/respiratory.jsonl", "    seeds: seeds/nope.jsonl", "seeds/nope.jsonl not found"),
-        ("    seeds: seeds/respiratory.jsonl\n", "", "leaf 'respiratory/asthma' has no seeds"),
-        ("  question_type: [diagnosis, treatment]", "  question_type: [diagnosis, treatment", "malformed YAML"),
-        ("      common-cold:", "      Common Cold:", "use lowercase"),
+         "      asthma: {}", "qa.yaml:19: tree.respiratory.children.asthma.description: missing required field"),
+        ("    seeds: seeds/respiratory.jsonl", "    seeds: seeds/nope.jsonl", "qa.yaml:17: seed file "),
+        ("    seeds: seeds/respiratory.jsonl\n", "",
+         "qa.yaml:18: tree.respiratory.children.asthma: leaf 'respiratory/asthma' has no seeds"),
+        ("  question_type: [diagnosis, treatment]", "  question_type: [diagnosis, treatment",
+         "qa.yaml:13: malformed YAML"),
+        ("      common-cold:", "      Common Cold:", "qa.yaml:18: tree.respiratory.children: node name 'Common Cold'"),
     ],
 )
 def test_bad_taxonomy_is_one_clear_error(tiny, old, new, expected):
-    break_file(tiny / "qa.yaml", old, new)
+    path = tiny / "qa.yaml"
+    if old is None:  # replace the whole tree
+        path.write_text(path.read_text().split("tree:")[0] + new)
+    else:
+        break_file(path, old, new)
     with pytest.raises(DistillError) as caught:
-        load_taxonomy(tiny / "qa.yaml")
+        load_taxonomy(path)
     message = str(caught.value)
-    assert expected in message
+    assert message.startswith(f"{path}:"), message  # file and line first, always
+    assert expected in message, message
     assert "\n" not in message
 
 

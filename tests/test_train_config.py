@@ -31,10 +31,11 @@ def test_flags_override_yaml_and_train_section_is_accepted(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("lora_rank: 8\n", "unknown training config field 'lora_rank'"),
-    ("max_length: lots\n", "field 'max_length'"),
-    ("lora_r: [1\n", "invalid YAML"),
-    ("- a\n- b\n", "must be a mapping"),
+    ("qlora: false\nlora_rank: 8\n", "c.yaml:2: lora_rank: unknown field 'lora_rank'"),
+    ("max_length: lots\n", "c.yaml:1: max_length: Input should be a valid integer"),
+    ("lora_r: [1\n", "c.yaml:2: malformed YAML"),
+    ("- a\n- b\n", "c.yaml:1: expected a mapping"),
+    ("train:\n  lora_r: 0\n", "c.yaml:2: train.lora_r: Input should be greater than 0"),
 ])
 def test_bad_yaml_is_one_clear_line(tmp_path, text, message):
     path = tmp_path / "c.yaml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -14,6 +15,7 @@ pytestmark = [pytest.mark.model, pytest.mark.train]
 def test_loss_falls(trained):  # noqa: F811
     _, result = trained
     assert result.steps == 8
+    assert result.quantized_layers == 0  # plain LoRA: a full-precision base
     assert result.train_loss_last < result.train_loss_first * 0.7
     assert result.eval_loss_after < result.eval_loss_before * 0.7
 
@@ -96,6 +98,8 @@ def test_qlora_runs_on_cpu_through_bitsandbytes(tmp_path):
     run_dir = make_run(tmp_path / "run")
     result = train(run_dir, fast_config(qlora=True, max_steps=2, eval_before=False), progress=False,
                    log=notes.append)
-    assert result.train_loss_first == result.train_loss_first  # not NaN
+    assert math.isfinite(result.train_loss_first) and math.isfinite(result.train_loss_last)
     assert read_manifest(result.adapter_dir).qlora
+    # The base really ran in 4 bits: every linear projection (7 a layer, 30 layers) is a bitsandbytes Linear4bit.
+    assert result.quantized_layers == 7 * 30
     assert any("bitsandbytes' CPU path" in note and "--no-qlora" in note for note in notes)

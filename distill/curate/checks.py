@@ -48,6 +48,9 @@ _TERMINAL = re.compile(r"""[.!?:;)\]}"'`*>|%]\s*$|```\s*$""")
 
 
 def check_structure(example: Example, settings: CheckSettings) -> Failure | None:
+    turns = [m.role for m in example.messages if m.role != "system"]
+    if turns and turns[0] == "assistant":  # a trainer would learn an answer to nothing
+        return Failure("turn_order", "an assistant turn comes before any user turn")
     if not example.prompt.strip():
         return Failure("missing_prompt", "no user turn with content")
     if not example.response.strip():

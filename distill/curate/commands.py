@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from distill.errors import DistillError
 from distill.records import write_jsonl
+from distill.rundir import writable_folder
 
 
 def _default_out(input_path: Path) -> Path:
@@ -25,6 +26,10 @@ def run_curate(input_path: Path, out: Path, config, console: Console, show_progr
     from distill.curate.pipeline import curate
     from distill.curate.report import markdown_report
 
+    if (out / "run.db").exists():
+        raise DistillError(f"--out {out} is a generation run directory: curate would write over its dataset.jsonl "
+                           "and rejected.jsonl (generation's exports); give another --out (default INPUT/curated)")
+    writable_folder(out, "--out")
     examples = load_examples(input_path)
     with Progress(
         TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -38,7 +43,6 @@ def run_curate(input_path: Path, out: Path, config, console: Console, show_progr
             bar.update(tasks[stage], completed=done, total=total)
 
         result = curate(examples, config, progress=progress)
-    out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "dataset.jsonl", result.kept)
     write_jsonl(out / "rejected.jsonl", result.rejects)
     write_jsonl(out / "contamination.jsonl", result.contamination)
@@ -101,6 +105,10 @@ def register(app: typer.Typer) -> None:
             )
         except ValueError as err:  # pydantic: a threshold out of range and the like
             raise DistillError(f"bad option: {err}") from None
+        for source in config.heldout:  # before reading the input: decontamination comes last
+            if not Path(source.path).exists():
+                raise DistillError(f"--heldout: file not found ({Path(source.path).resolve()}; a relative path starts "
+                                   "from the current folder)", path=source.path)
         console = Console()
         result = run_curate(input_path, out_dir, config, console)
         print_summary(result, console, out_dir)

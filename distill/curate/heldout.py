@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from distill.errors import DistillError
 from distill.records import HeldoutSource, iter_jsonl
+from distill.userfiles import read_text
 
 # Tried in order when the user names no fields.
 DEFAULT_FIELDS = ["question", "QUESTION", "prompt", "instruction", "input", "text", "problem"]
@@ -58,7 +60,7 @@ def _rows_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def _rows_json(path: Path) -> list[tuple[int, dict[str, Any]]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, "held-out file"))
     except json.JSONDecodeError as err:
         raise DistillError(f"not valid JSON ({err.msg}); for one object a line, name the file .jsonl", path=path, line=err.lineno) from None
     if isinstance(data, dict):  # keyed by id, as PubMedQA ships
@@ -69,7 +71,7 @@ def _rows_json(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _rows_csv(path: Path, fields: list[str] | None) -> list[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    with io.StringIO(read_text(path, "held-out file"), newline="") as handle:  # not UTF-8: file:line
         sample = handle.read(65536)
         handle.seek(0)
         dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
@@ -82,15 +84,18 @@ def _rows_csv(path: Path, fields: list[str] | None) -> list[tuple[int, dict[str,
         reader = csv.reader(handle, dialect)
         rows: list[tuple[int, dict[str, Any]]] = []
         header: list[str] | None = None
-        for number, cells in enumerate(reader, 1):
-            if not cells:
-                continue
-            if numbered:
-                rows.append((number, {str(i): c for i, c in enumerate(cells)}))
-            elif header is None:
-                header = cells
-            else:
-                rows.append((number, dict(zip(header, cells))))
+        try:
+            for number, cells in enumerate(reader, 1):
+                if not cells:
+                    continue
+                if numbered:
+                    rows.append((number, {str(i): c for i, c in enumerate(cells)}))
+                elif header is None:
+                    header = cells
+                else:
+                    rows.append((number, dict(zip(header, cells))))
+        except csv.Error as err:
+            raise DistillError(f"not valid CSV ({err})", path=path, line=reader.line_num) from None
     return rows
 
 
@@ -131,7 +136,8 @@ def load_heldout(source: HeldoutSource) -> list[HeldoutItem]:
     """Every row of the file as a text item made of the chosen fields."""
     path = Path(source.path)
     if not path.exists():
-        raise DistillError("held-out file not found; check the path (relative paths start from the current folder)", path=path)
+        raise DistillError(f"held-out file not found ({path.resolve()}); a relative --heldout path starts from the "
+                           "current folder, one in a taxonomy from the taxonomy file's folder", path=path)
     fmt = _format_of(source)
     readers = {
         "jsonl": lambda: _rows_jsonl(path),

@@ -190,7 +190,10 @@ def curate(examples: list[Example], config: CurateConfig, progress: Progress | N
 
     # 2-3. Dedup, within the set and against earlier runs (those are `protected`: never removed)
     against_examples, against_ids, against_sources = _load_against(config.against)
-    texts = [dedup_text(e, config.dedup_on) for e in examples] + [dedup_text(e, config.dedup_on) for e in against_examples]
+    # A rejected example takes no part in dedup: its text is left out, so a huge record that a check
+    # rejected (one 6 MB line took ~830 MB here when hashed and shingled) costs nothing more.
+    texts = [dedup_text(e, config.dedup_on) if status[i] == 1 else "" for i, e in enumerate(examples)] \
+        + [dedup_text(e, config.dedup_on) for e in against_examples]
     ids = [e.id for e in examples] + against_ids
     protected = np.r_[np.zeros(n, bool), np.ones(len(against_ids), bool)]
     alive = np.r_[status == 1, np.ones(len(against_ids), bool)]

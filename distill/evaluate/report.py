@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.errors import DistillError
+from distill.errors import DistillError, RunFailed
 from distill.evaluate import metrics as m
 from distill.records import Example
 
@@ -54,14 +54,28 @@ class EvalResult(BaseModel):
 
 def evaluate(run_dir: Path, adapter_dir: Path, config: EvalConfig) -> EvalResult:
     """Generate base and student answers on RUN_DIR/eval.jsonl, score them, write eval.json and eval.md."""
+    from distill.train.manifest import read_manifest
+
+    run_dir, adapter_dir = Path(run_dir), Path(adapter_dir)
+    # Checked before torch and transformers load (~15 s on a busy machine): a typo fails at once.
+    if not run_dir.is_dir():
+        raise DistillError("run directory does not exist; give the folder `distill generate` wrote", path=run_dir)
+    if not adapter_dir.is_dir():
+        raise DistillError("student folder does not exist; give the adapter folder `distill train` wrote "
+                           "(default RUN_DIR/student)", path=adapter_dir)
+    read_manifest(adapter_dir)
+    eval_path = run_dir / "eval.jsonl"
+    if not eval_path.is_file():
+        raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
+    if isinstance(config.judge, str):
+        from distill.teachers.registry import parse_spec
+
+        parse_spec(config.judge)
+
     from distill.evaluate.generate import generate, load_student
     from distill.train.data import read_examples
     from distill.train.sft import set_threads
 
-    run_dir, adapter_dir = Path(run_dir), Path(adapter_dir)
-    eval_path = run_dir / "eval.jsonl"
-    if not eval_path.is_file():
-        raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
     examples = [e for e in read_examples(eval_path) if e.response][: config.limit]
     if not examples:
         raise DistillError("the eval split has no example with a reference answer", path=eval_path)
@@ -193,11 +207,27 @@ Reply with exactly one word: A, B, or tie."""
 
 
 def _judge(judge):
+    """A judge spec is checked now (an API key missing fails before any answer is judged) and kept as a
+    spec: each round of judging makes its teacher inside its own event loop (see `_judge_pairs`)."""
     if judge is None or not isinstance(judge, str):
         return judge
+    import asyncio
+
+    asyncio.run(_closed(_judge_teacher(judge)))
+    return judge
+
+
+def _judge_teacher(spec: str):
     from distill.teachers.registry import make_teacher
 
-    return make_teacher(judge)
+    return make_teacher(spec)
+
+
+async def _closed(teacher) -> None:
+    aclose = getattr(teacher, "aclose", None)
+    if aclose is not None:  # HTTP clients close inside the loop that used them
+        await aclose()
+    teacher.close()
 
 
 def _judge_pairs(judge, examples, first: list[str], second: list[str], config: EvalConfig) -> dict:
@@ -218,10 +248,32 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
                 key=f"{i}:{order}",
                 messages=[Message(role="user", content=JUDGE_PROMPT.format(question=question, a=a, b=b))],
                 sampling=SamplingParams(temperature=0.0, top_p=1.0, max_tokens=4)))
-    results = {}
-    for start in range(0, len(requests), max(1, judge.batch_size)):
-        for result in asyncio.run(judge.generate(requests[start : start + judge.batch_size])):
-            results[result.key] = _verdict(result.text if result.ok else None)
+
+    async def ask_all() -> list:
+        # One event loop for every request: an API teacher's HTTP clients belong to the loop that made
+        # them (one asyncio.run a batch sent the first request and failed every later one).
+        teacher = _judge_teacher(judge) if isinstance(judge, str) else judge
+        size = max(1, teacher.batch_size)
+        gate = asyncio.Semaphore(max(1, getattr(teacher, "concurrency", 1)))
+
+        async def ask(batch):
+            async with gate:
+                return await teacher.generate(batch)
+
+        try:
+            answered = await asyncio.gather(*(ask(requests[start:start + size])
+                                              for start in range(0, len(requests), size)))
+        finally:
+            if isinstance(judge, str):
+                await _closed(teacher)
+        return [result for batch in answered for result in batch]
+
+    answered = asyncio.run(ask_all())
+    results = {result.key: _verdict(result.text if result.ok else None) for result in answered}
+    errors = [result.error for result in answered if not result.ok]
+    if answered and len(errors) == len(answered):  # a judge that answered nothing is not a result of 0.5
+        raise RunFailed(f"--judge {judge if isinstance(judge, str) else 'judge'}: none of {len(answered)} judge "
+                        f"requests succeeded; e.g. {errors[0]}")
     scores, failed = [], 0
     for i in range(len(examples)):
         straight, swapped = results.get(f"{i}:0"), results.get(f"{i}:1")
@@ -233,7 +285,7 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
         scores.append(1.0 if first_wins == 2 else 0.0 if first_loses == 2 else 0.5)
     estimate = m.mean_estimate(scores, config.resamples, config.seed).model_dump()
     return {"win_rate": estimate, "wins": scores.count(1.0), "ties": scores.count(0.5), "losses": scores.count(0.0),
-            "failed": failed, "judge": getattr(judge, "spec", str(judge))}
+            "failed": failed, "judge": judge if isinstance(judge, str) else getattr(judge, "spec", str(judge))}
 
 
 def _verdict(text: str | None) -> str | None:

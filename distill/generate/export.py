@@ -37,7 +37,16 @@ class RunReport:
         return self.rows[0]
 
 
+def export_scope(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem]) -> list[PlanItem]:
+    """This run's plan and everything earlier runs in the directory finished on leaves that still exist:
+    a re-run with a smaller --limit or another --seed never shrinks the exports (run.db keeps it all)."""
+    leaves = {leaf.path for leaf in loaded.leaves}
+    ids = {item.id for item in plan}
+    return plan + [item for item in store.finished_items() if item.id not in ids and item.node_path in leaves]
+
+
 def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], out: Path, curate: bool = True) -> RunReport:
+    plan = export_scope(store, loaded, plan)
     scope = {item.id for item in plan}
     statuses = store.statuses()
     examples = store.examples(scope)

@@ -27,7 +27,9 @@ def render(taxonomy_dir: Path, name: str, **context) -> str:
         template = environment(taxonomy_dir).get_template(name)
     except jinja2.TemplateNotFound:
         raise DistillError(f"prompt template {name} not found in prompts/ next to the taxonomy or in {BUILTIN_PROMPTS}") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise DistillError(f"prompt template syntax: {exc.message}", path=exc.filename or name, line=exc.lineno) from None
     try:
         return template.render(**context).strip()
     except jinja2.TemplateError as exc:
-        raise DistillError(f"prompt template {name}: {exc}") from None
+        raise DistillError(f"prompt template {exc}", path=template.filename or name) from None

@@ -5,24 +5,27 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill.errors import DistillError
+from distill.errors import DistillError, RunFailed
 from distill.generate import preflight
 from distill.generate.budget import Budget, BudgetStop, Estimate, estimate_items
 from distill.generate.dispatch import Dispatcher
 from distill.generate.export import RunReport, finish_run
+from distill.generate.inputs import check_inputs
 from distill.generate.parse import Rejected
 from distill.generate.progress import GenerationProgress
 from distill.generate.tasks import TASKS, ItemContext
 from distill.records import PlanItem, Reject
-from distill.store import FAILED, PENDING, RunStore
-from distill.taxonomy import LoadedTaxonomy, build_plan, limit_plan, load_taxonomy
+from distill.rundir import run_lock, writable_folder
+from distill.store import FAILED, PENDING, RunStore, store_errors
+from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
-from distill.teachers.registry import TeacherOptions, make_teacher
+from distill.teachers.registry import TeacherOptions, make_teacher, parse_spec
 
 
 @dataclass
@@ -57,10 +60,27 @@ def default_out(loaded: LoadedTaxonomy) -> Path:
 
 
 def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None = None) -> RunReport:
-    """Run (or resume) generation and write the run directory. Returns the report the CLI prints."""
+    """Run (or resume) generation and write the run directory. Returns the report the CLI prints.
+
+    Everything a run reads (taxonomy, seeds, held-out sets, prompt templates, the run directory and the
+    response cache) is checked before the first teacher call; one run at a time holds the directory."""
+    check_flags(options)
     loaded = load_taxonomy(options.taxonomy)
     out = options.out or default_out(loaded)
-    plan = limit_plan(build_plan(loaded, seed=options.seed), options.limit)
+    plan = build_plan(loaded, seed=options.seed, limit=options.limit)
+    check_inputs(loaded, plan)
+    api = options.teacher.partition(":")[0] in API_PREFIXES and teacher_factory is None
+    cache_dir = None
+    if api and options.cache:
+        from distill.teachers.cache import default_cache_dir
+
+        cache_dir = writable_folder(options.cache_dir or default_cache_dir(), "--cache-dir")
+    with run_lock(out), store_errors(out / "run.db"):
+        return _generate_locked(options, loaded, plan, out, api, cache_dir, teacher_factory)
+
+
+def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: list[PlanItem], out: Path, api: bool,
+                     cache_dir: Path | None, teacher_factory: Callable[[], Teacher] | None) -> RunReport:
     store = RunStore(out / "run.db")
     try:
         plan += store.regenerated_plan_items()  # a leaf asked again after review stays in the run
@@ -73,11 +93,10 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
         if todo:
             teacher = teacher_factory() if teacher_factory else make_teacher(options.teacher, options.teacher_options)
             try:
-                api = options.teacher.partition(":")[0] in API_PREFIXES and teacher_factory is None
-                if api and options.cache:
-                    from distill.teachers.cache import CachedTeacher, default_cache_dir
+                if cache_dir is not None:
+                    from distill.teachers.cache import CachedTeacher
 
-                    teacher = CachedTeacher(teacher, (options.cache_dir or default_cache_dir()) / "responses.sqlite")
+                    teacher = CachedTeacher(teacher, cache_dir / "responses.sqlite")
                 if hasattr(teacher, "attach_store"):  # batch jobs persist their ids in run.db
                     teacher.attach_store(store)
                 budget = _budget(store, teacher, options)
@@ -90,6 +109,7 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
         report = finish_run(store, loaded, plan, out, curate=options.curate)
         if budget is not None and budget.stopped:
             raise budget.error(sum(s == PENDING for s in store.statuses().values()))
+        _fail_when_nothing_kept(store, report, options.retry_failed)
         return report
     except KeyboardInterrupt:
         # Everything answered is already committed; export what there is so the files match run.db.
@@ -97,6 +117,19 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
         raise
     finally:
         store.close()
+
+
+def _fail_when_nothing_kept(store: RunStore, report: RunReport, retried: bool) -> None:
+    """A run that kept nothing because its items failed is not a success (exit 1), whatever it exported."""
+    counts = report.stats["counts"]
+    if counts["kept"] or not counts["failed"]:
+        return
+    scope = {item_id for item_id, status in store.statuses().items() if status == FAILED}
+    details = Counter(r.detail for r in store.latest_generation_rejects(scope))
+    example = f"; e.g. {details.most_common(1)[0][0]}" if details else ""
+    raise RunFailed(f"nothing was kept: {counts['failed']} of {counts['planned']} items failed{example}. Fix the cause "
+                    f"(teacher, base URL, key, server), then run again with --retry-failed; the exports in "
+                    f"{report.out} show what there is")
 
 
 @contextmanager
@@ -126,19 +159,46 @@ def estimate_run(options: GenerateOptions) -> Estimate:
     """`--dry-run`: what the run would send (items not yet done, their calls, tokens, cost); sends nothing."""
     from distill.teachers.cost import PriceTable
 
+    check_flags(options)
     loaded = load_taxonomy(options.taxonomy)
     out = options.out or default_out(loaded)
-    plan = limit_plan(build_plan(loaded, seed=options.seed), options.limit)
+    plan = build_plan(loaded, seed=options.seed, limit=options.limit)
+    check_inputs(loaded, plan)
     todo = plan
     if (out / "run.db").exists():  # a resumed run only pays for what is left
-        store = RunStore(out / "run.db")
-        try:
-            todo = _todo(store, plan, options.retry_failed)
-        finally:
-            store.close()
+        with store_errors(out / "run.db"):
+            store = RunStore(out / "run.db")
+            try:
+                todo = _todo(store, plan, options.retry_failed)
+            finally:
+                store.close()
     extra = options.teacher_options.model_extra or {}
     prices = PriceTable((extra.get("api_config") or {}).get("prices"))
     return asyncio.run(estimate_items(loaded, todo, options.teacher, prices, batch=bool(extra.get("batch"))))
+
+
+def check_flags(options: GenerateOptions) -> None:
+    """Refuse settings that would be ignored without a word: API settings for an in-process teacher and
+    the like. A user who passed one expected it to do something."""
+    prefix = parse_spec(options.teacher)[0]
+    teacher = options.teacher_options
+    extra = teacher.model_extra or {}
+    api_only = {"--base-url": teacher.base_url, "--concurrency": teacher.concurrency, "--timeout": teacher.timeout_s,
+                "--max-retries": teacher.max_retries, "--rpm": extra.get("rpm"), "--tpm": extra.get("tpm"),
+                "--batch": extra.get("batch") or None, "--sender-process": extra.get("sender_process"),
+                "--api-config": extra.get("api_config") or None, "--budget-usd": options.budget_usd,
+                "--cache-dir": options.cache_dir, "--no-cache": None if options.cache else True,
+                "--no-preflight": None if options.preflight else True}
+    given = [flag for flag, value in api_only.items() if value is not None]
+    if prefix not in API_PREFIXES and given:
+        raise DistillError(f"{', '.join(given)}: only for API teachers (openai:, anthropic:); the teacher "
+                           f"{options.teacher!r} runs in this process, costs nothing and caches nothing: drop "
+                           f"{'them' if len(given) > 1 else 'it'}")
+    if prefix in API_PREFIXES and teacher.batch_size is not None and not extra.get("batch"):
+        raise DistillError("--batch-size: only for in-process teachers and --batch jobs; for API requests in flight "
+                           "use --concurrency")
+    if extra.get("batch") and extra.get("sender_process"):
+        raise DistillError("--sender-process: not with --batch (batch jobs are sent from the run itself)")
 
 
 def _check_same_taxonomy(store: RunStore, loaded: LoadedTaxonomy, out: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -33,7 +34,7 @@ def print_report(console: Console, report: RunReport) -> None:
         f"{usage['completion_tokens']:,} out"
     )
     for name, path in report.files.items():
-        console.print(f"  {name:9} {path}")
+        console.print(f"  {name:9} {escape(str(path))}")  # user text is never markup
 
 
 def print_taxonomy(console: Console, loaded: LoadedTaxonomy, plan: list[PlanItem]) -> None:
@@ -48,7 +49,7 @@ def print_taxonomy(console: Console, loaded: LoadedTaxonomy, plan: list[PlanItem
     for node in loaded.nodes:
         parent = branches.get(node.path.rsplit("/", 1)[0]) if "/" in node.path else root
         own = len(node.node.seeds)
-        label = f"[bold]{node.path.rsplit('/', 1)[-1]}[/bold] [dim]{node.node.description}[/dim] ({counts[node.path]} planned"
+        label = f"[bold]{node.path.rsplit('/', 1)[-1]}[/bold] [dim]{escape(node.node.description)}[/dim] ({counts[node.path]} planned"
         label += f", {len(node.seeds)} seeds)" if node.is_leaf or own else ")"
         branches[node.path] = parent.add(label)
     console.print(root)
@@ -57,5 +58,5 @@ def print_taxonomy(console: Console, loaded: LoadedTaxonomy, plan: list[PlanItem
     axes.add_column("values (weight: planned)")
     for name, axis in tax.crossed_axes().items():
         planned = Counter(item.axes[name] for item in plan)
-        axes.add_row(name, ", ".join(f"{v} ({w:g}: {planned[v]})" for v, w in axis.values.items()))
+        axes.add_row(escape(name), ", ".join(f"{escape(v)} ({w:g}: {planned[v]})" for v, w in axis.values.items()))
     console.print(axes)

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from distill.errors import DistillError
 from distill.taxonomy.model import Axis, ClassificationSeed, Node, QASeed, Seed, Taxonomy
+from distill.userfiles import line_of, load_yaml, located, read_text
 
 
 @dataclass
@@ -73,60 +72,21 @@ def load_taxonomy(path: str | Path) -> LoadedTaxonomy:
     try:
         taxonomy = Taxonomy.model_validate(data)
     except ValidationError as exc:
-        raise _located(exc, data, file) from None
-    for source in taxonomy.heldout:
+        raise located(exc, data, file) from None
+    for number, source in enumerate(taxonomy.heldout):
         source.path = str((file.parent / source.path).resolve())
+        if not Path(source.path).exists():
+            raise DistillError(f"heldout.{number}.path: {source.path} not found (paths in a taxonomy are relative to "
+                               "the taxonomy file's folder)", path=file, line=line_of(data, ("heldout", number, "path")))
     nodes = _walk(taxonomy, file, data)
     return LoadedTaxonomy(taxonomy=taxonomy, file=file, nodes=nodes)
 
 
 def _read_yaml(file: Path) -> Any:
-    try:
-        data = YAML(typ="rt").load(file.read_text(encoding="utf-8"))
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else None
-        raise DistillError(f"malformed YAML: {exc.problem}; fix the syntax", path=file, line=line) from None
-    except (YAMLError, UnicodeDecodeError) as exc:
-        raise DistillError(f"cannot read YAML: {exc}".splitlines()[0], path=file) from None
+    data = load_yaml(file, "taxonomy file")
     if not isinstance(data, dict):
         raise DistillError("a taxonomy must be a YAML mapping with name, system_prompt and tree", path=file, line=1)
     return data
-
-
-def _line_of(data: Any, loc: tuple) -> int | None:
-    """The 1-based line of the deepest YAML node on `loc` that exists."""
-    line = None
-    node = data
-    for key in loc:
-        lc = getattr(node, "lc", None)
-        if isinstance(node, dict) and key in node:
-            position = lc.key if lc is not None else None
-        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
-            position = lc.item if lc is not None else None
-        else:
-            break
-        if position is not None:
-            try:
-                line = position(key)[0] + 1
-            except (KeyError, TypeError):
-                pass
-        node = node[key]
-        if line is None and lc is not None:
-            line = lc.line + 1
-    return line
-
-
-def _located(exc: ValidationError, data: Any, file: Path) -> DistillError:
-    error = exc.errors()[0]
-    loc = tuple(part for part in error["loc"] if part not in ("function-after[_names(), dict[str,Node]]",))
-    field_path = ".".join(str(p) for p in loc) or "(top level)"
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = f"unknown field {loc[-1]!r}; remove it or check its spelling"
-    elif error["type"] == "missing":
-        message = f"missing required field {loc[-1]!r}"
-    return DistillError(f"{field_path}: {message}", path=file, line=_line_of(data, loc))
 
 
 def _walk(taxonomy: Taxonomy, file: Path, data: Any) -> list[TreeNode]:
@@ -140,7 +100,7 @@ def _walk(taxonomy: Taxonomy, file: Path, data: Any) -> list[TreeNode]:
         for rel in node.seeds:
             seed_file = (file.parent / rel).resolve()
             if seed_file not in cache:
-                cache[seed_file] = _read_seeds(seed_file, taxonomy, seen_ids, file, _line_of(data, (*loc, "seeds")))
+                cache[seed_file] = _read_seeds(seed_file, taxonomy, seen_ids, file, line_of(data, (*loc, "seeds")))
             own.extend(cache[seed_file])
         inherited = parents[-1].seeds if parents else []
         quota = node.quota if node.quota is not None else (parents[-1].quota if parents else None)
@@ -152,7 +112,7 @@ def _walk(taxonomy: Taxonomy, file: Path, data: Any) -> list[TreeNode]:
                 f"tree.{'.children.'.join(path.split('/'))}: leaf {path!r} has no seeds; "
                 "add `seeds:` to it or to one of its ancestors",
                 path=file,
-                line=_line_of(data, loc),
+                line=line_of(data, loc),
             )
         for child_name, child in node.children.items():
             visit(child_name, child, [*parents, tree_node], (*loc, "children", child_name))
@@ -171,7 +131,7 @@ def _read_seeds(seed_file: Path, taxonomy: Taxonomy, seen_ids: dict[str, str], t
         )
     model = ClassificationSeed if taxonomy.task == "classification" else QASeed
     seeds: list[Seed] = []
-    for number, text in enumerate(seed_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, text in enumerate(read_text(seed_file, "seed file").splitlines(), start=1):
         if not text.strip():
             continue
         try:
@@ -190,10 +150,25 @@ def _read_seeds(seed_file: Path, taxonomy: Taxonomy, seen_ids: dict[str, str], t
                 path=seed_file,
                 line=number,
             )
-        if seed.id in seen_ids and seen_ids[seed.id] != str(seed_file):
-            raise DistillError(f"seed id {seed.id!r} is also used in {seen_ids[seed.id]}", path=seed_file, line=number)
-        seen_ids[seed.id] = str(seed_file)
+        if seed.id in seen_ids:
+            raise DistillError(f"seed id {seed.id!r} is also used at {seen_ids[seed.id]}; give every seed its own id",
+                               path=seed_file, line=number)
+        seen_ids[seed.id] = f"{seed_file}:{number}"
+        _check_seed_axes(seed, taxonomy, seed_file, number)
         seeds.append(seed)
     if not seeds:
         raise DistillError("seed file is empty; add at least one seed (one JSON object a line)", path=seed_file)
     return seeds
+
+
+def _check_seed_axes(seed: Seed, taxonomy: Taxonomy, seed_file: Path, number: int) -> None:
+    """A seed's `axes` must name the taxonomy's axes and their values: a typo would silently make it match nothing."""
+    axes = taxonomy.crossed_axes()
+    for name, value in seed.axes.items():
+        if name not in axes:
+            known = ", ".join(axes) or "none are defined"
+            raise DistillError(f"field 'axes': unknown axis {name!r} (the taxonomy's axes: {known})",
+                               path=seed_file, line=number)
+        if value not in axes[name].values:
+            raise DistillError(f"field 'axes': {value!r} is not a value of axis {name!r} "
+                               f"({', '.join(axes[name].values)})", path=seed_file, line=number)

@@ -30,6 +30,7 @@ class ApiTeacher:
         self.limiter = RateLimiter(settings.rpm, settings.tpm)
         self.gate = AdaptiveConcurrency(settings.concurrency)
         self.policy = RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_base_s)
+        self.sleep = asyncio.sleep  # backoff waits; tests give the limiter and this a virtual clock
         self.scrub = scrubber(key)
         self.raw_type = http_module().Response
         # httpcore's pool scans every connection on each request (O(n^2) at high concurrency: ~6 ms a
@@ -51,7 +52,7 @@ class ApiTeacher:
         """`send()` under the shared rate limiter, AIMD gate and retry policy; raises `CallFailed`."""
         tokens = estimate_prompt_tokens(request.messages) + request.sampling.max_tokens
         return await with_retries(send, limiter=self.limiter, gate=self.gate, policy=self.policy, tokens=tokens,
-                                  scrub=self.scrub)
+                                  scrub=self.scrub, sleep=self.sleep)
 
     def price_request(self, request: GenerationRequest) -> float | None:
         """The most this request can cost: its prompt (estimated high) and every allowed output token."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distill.errors import DistillError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # (input, output) USD per 1M tokens. Longest matching prefix wins, so dated names resolve.
 PRICES: dict[str, tuple[float, float]] = {
@@ -64,23 +64,49 @@ def estimate_prompt_tokens(messages: list) -> int:
     return sum(len(m.content) // 3 + 4 for m in messages)
 
 
+class Price(BaseModel):
+    """USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class ProviderConfig(BaseModel):
+    """Per-provider settings; a flag given on the command line wins over these."""
+
+    model_config = ConfigDict(extra="forbid")
+    concurrency: int | None = Field(None, ge=1, le=4096)
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(None, ge=0, le=100)
+    base_url: str | None = None
+    sender_process: bool | None = None
+    batch_poll_s: float | None = Field(None, gt=0)
+    batch_collect_s: float | None = Field(None, ge=0)
+    batch_attempts: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+
+
+class ApiConfig(BaseModel):
+    """`--api-config` YAML: `prices: {model: {input, output}}` and `openai:` / `anthropic:` settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    prices: dict[str, Price] = Field(default_factory=dict)
+    openai: ProviderConfig | None = None
+    anthropic: ProviderConfig | None = None
+
+
 def load_api_config(path: Path | None) -> dict[str, Any]:
-    """The user's API config: `prices: {model: {input, output}}` and `openai:`/`anthropic:` limits."""
+    """The validated API config as plain data (it travels to a sender process as JSON); {} without a file.
+    A mistake is one line: file, line and field."""
     if path is None:
         return {}
-    from ruamel.yaml import YAML, YAMLError
+    from distill.userfiles import load_yaml_mapping, located
 
+    data = load_yaml_mapping(path, "API config file", "prices: and openai: / anthropic: settings")
     try:
-        data = YAML(typ="safe").load(Path(path).read_text())
-    except FileNotFoundError:
-        raise DistillError("API config file not found", path=path) from None
-    except YAMLError as exc:
-        raise DistillError(f"not valid YAML: {str(exc).splitlines()[0]}", path=path) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise DistillError("expected a mapping with prices: and per-provider settings", path=path)
-    for model, price in (data.get("prices") or {}).items():
-        if not (isinstance(price, dict) and {"input", "output"} <= set(price)):
-            raise DistillError(f"prices.{model}: give input: and output: in USD per million tokens", path=path)
-    return data
+        return ApiConfig.model_validate(data).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise located(exc, data, Path(path)) from None

@@ -214,11 +214,34 @@ def classify(exc: BaseException) -> Failure:
                        f"HTTP {status}: {body}")
     if isinstance(exc, TransientError):
         return Failure(True, False, None, None, f"malformed response: {exc}")
+    cause = _network_cause(exc)
+    if cause is not None:  # what the socket said, whatever the SDK's wrapper is called
+        return Failure(True, False, None, None, cause)
     if "Timeout" in name:
         return Failure(True, False, None, None, "timeout: no response in time")
     if "Connection" in name:
         return Failure(True, False, None, None, f"connection error: {exc}")
     return Failure(False, False, None, None, f"{name}: {exc}")
+
+
+def _network_cause(exc: BaseException) -> str | None:
+    """The refused, reset or unresolvable connection under an SDK error. The SDKs' aiohttp transport
+    reports a refused connection as a connect *timeout*; its cause chain holds the truth."""
+    import socket
+
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused: nothing is listening at the base URL (is the server running?)"
+        if isinstance(link, socket.gaierror):
+            return "cannot resolve the server's host name: check the base URL"
+        if isinstance(link, ConnectionResetError):
+            return "connection reset by the server"
+        nested = [a for a in getattr(link, "args", ()) if isinstance(a, BaseException)]
+        link = link.__cause__ or link.__context__ or getattr(link, "os_error", None) or (nested[0] if nested else None)
+    return None
 
 
 def _error_text(exc: BaseException) -> str:

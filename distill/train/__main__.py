@@ -3,22 +3,17 @@
     accelerate launch --config_file configs/train-accelerate-multi-gpu.yaml -m distill.train runs/x --student ID
 """
 
-import sys
-
 import typer
 
-from distill.errors import DistillError
 from distill.train.commands import train_command
 
 
 def main() -> None:
+    from distill.cli import run_app
+
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(train_command)
-    try:
-        app(standalone_mode=False)
-    except DistillError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    run_app(app)  # usage errors, Ctrl-C and the machine's errors as `distill train` has them
 
 
 if __name__ == "__main__":

@@ -62,35 +62,27 @@ FLAG_FIELDS = set(TrainConfig.model_fields)
 
 def load_train_config(path: Path | None = None, **overrides: Any) -> TrainConfig:
     """Read a YAML config (optional), apply flag overrides (None = not given), validate."""
-    values: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    prefix: tuple = ()
     if path is not None:
-        values = _read_yaml(Path(path))
-    values.update({key: value for key, value in overrides.items() if value is not None})
+        from distill.userfiles import load_yaml_mapping
+
+        data = load_yaml_mapping(Path(path), "training config", "field: value")
+        # A `distill run` config may nest the training section under `train:`.
+        if "train" in data and isinstance(data["train"], dict):
+            prefix = ("train",)
+    values = dict(data["train"] if prefix else data)
+    flags = {key: value for key, value in overrides.items() if value is not None}
+    values.update(flags)
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
+        field = exc.errors()[0]["loc"][:1]
+        if path is not None and field and field[0] not in flags:  # the file's mistake: name its line
+            from distill.userfiles import located
+
+            raise located(exc, data, Path(path), prefix=prefix) from None
         raise DistillError(_first_error(exc), path=path) from None
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    from ruamel.yaml import YAML, YAMLError
-
-    if not path.is_file():
-        raise DistillError("config file not found", path=path)
-    try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise DistillError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path,
-                           line=None if line is None else line + 1) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise DistillError("a training config must be a mapping of field: value", path=path)
-    # A `distill run` config may nest the training section under `train:`.
-    if "train" in data and isinstance(data["train"], dict):
-        data = data["train"]
-    return dict(data)
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -14,7 +14,7 @@ from typing import Callable
 
 from pydantic import BaseModel
 
-from distill.errors import DistillError
+from distill.errors import DistillError, Interrupted
 from distill.train import data
 from distill.train.config import TrainConfig
 from distill.train.memory import MemoryEstimate
@@ -33,6 +33,7 @@ class TrainResult(BaseModel):
     tokens_per_second: float | None = None
     seconds_per_step: float | None = None
     resumed_from: str | None = None
+    quantized_layers: int = 0  # bitsandbytes 4-bit linear layers in the trained base (QLoRA), counted on the model
     memory: MemoryEstimate
     mask: data.MaskStats
 
@@ -94,8 +95,8 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
         trainer.train(resume_from_checkpoint=last)
     except KeyboardInterrupt:
         trainer._save_checkpoint(trainer.model, trial=None)  # full state (optimizer, scheduler, RNG) to resume
-        raise DistillError(f"interrupted at step {trainer.state.global_step}; checkpoint saved under "
-                           f"{out_dir / CHECKPOINTS}: run the same command again to resume") from None
+        raise Interrupted(f"interrupted at step {trainer.state.global_step}; checkpoint saved under "
+                          f"{out_dir / CHECKPOINTS}: run the same command again to resume") from None
     elapsed = time.perf_counter() - started
     eval_after = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
 
@@ -109,6 +110,7 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
         tokens_per_second=tokens / elapsed if elapsed and not last else None,
         seconds_per_step=elapsed / steps_run if steps_run else None,
         resumed_from=str(last) if last else None, memory=memory, mask=mask,
+        quantized_layers=count_4bit_layers(trainer.model),
     )
     save_outputs(trainer, tokenizer, result, config, base_model, eot_token, run_dir, train_examples, eval_examples,
                  review)
@@ -133,6 +135,15 @@ def check_review(run_dir: Path, force: bool, say: Callable[[str], None]) -> dict
     # may be trusted with.
     result = require_pass(run_dir, force=force, say=say)
     return {"gate": result.verdict, "forced": force and not result.passed, "message": result.message}
+
+
+def count_4bit_layers(model) -> int:
+    """bitsandbytes 4-bit linear layers in `model`: how a QLoRA run shows it really ran in 4 bits."""
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return 0
+    return sum(isinstance(module, Linear4bit) for module in model.modules())
 
 
 def set_threads(threads: int | None) -> int:

@@ -59,6 +59,8 @@ class FakeAPI:
         self.requests: Counter[str] = Counter()  # prompt -> HTTP (or batch line) attempts
         self.paid: Counter[str] = Counter()  # prompt -> successful, billable answers
         self.log: list[dict[str, Any]] = []  # every request's path and headers (for key checks)
+        self.bodies: list[dict[str, Any]] = []  # every realtime request body as sent, faulted ones included
+        self.kinds: dict[str, str | None] = {}  # conversation_key -> the content fault its answer carried
         self.answered_at: list[float] = []  # monotonic times of answers (the benchmark's clock)
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -170,6 +172,7 @@ class FakeAPI:
     # realtime answers
     async def _answer(self, provider: str, request: dict[str, Any]):
         prompt = prompt_id(request)
+        self.bodies.append(request)
         with self.lock:
             attempt = self.requests[prompt]
             self.requests[prompt] += 1
@@ -198,6 +201,7 @@ class FakeAPI:
 
     def compose(self, provider: str, request: dict[str, Any], prompt: str) -> dict[str, Any]:
         kind = self.content_kind(prompt)
+        self.kinds[conversation_key(request.get("messages") or [], request.get("seed"))] = kind
         structured = wants_json(request)
         words = [WORDS[int(prompt[i:i + 2], 16) % len(WORDS)] for i in range(0, 40, 2)]
         if structured:
@@ -210,6 +214,9 @@ class FakeAPI:
                 text = text[: len(text) // 2]
             elif kind == "prose":
                 text = "Sure! The customer is unhappy about " + " ".join(words[:6]) + "."
+        elif JUDGE_ASK in last_user(request):  # `distill eval --judge`: the longer answer wins, a tie is "A"
+            a, b = judged_pair(last_user(request))
+            text = "A" if len(a) >= len(b) else "B"
         elif last_user(request).rstrip().endswith("?"):
             text = ("Usually " + " ".join(words[:8]) + ". See a clinician if " + " ".join(words[8:14])
                     + " gets worse or lasts more than a week.")
@@ -452,6 +459,25 @@ def prompt_id(request: dict[str, Any]) -> str:
     key = json.dumps([request.get("system"), request.get("messages"), request.get("seed"),
                       request.get("max_tokens") or request.get("max_completion_tokens")], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+JUDGE_ASK = "Reply with exactly one word: A, B, or tie."
+
+
+def judged_pair(prompt: str) -> tuple[str, str]:
+    """The two answers in a pairwise judge prompt (distill.evaluate.report.JUDGE_PROMPT)."""
+    a = prompt.split("Answer A:\n", 1)[1].split("\n\nAnswer B:\n", 1)[0]
+    b = prompt.split("\n\nAnswer B:\n", 1)[1].rsplit("\n\n" + JUDGE_ASK, 1)[0]
+    return a, b
+
+
+def conversation_key(messages: list[dict[str, Any]], seed: int | None) -> str:
+    """A prompt as both sides can name it: its user and assistant turns and the sampling seed sent (the
+    system turns differ between providers and structured-output modes)."""
+    turns = [[m.get("role"), m.get("content") if isinstance(m.get("content"), str)
+              else " ".join(part.get("text", "") for part in m.get("content") or [])]
+             for m in messages if m.get("role") != "system"]
+    return json.dumps([turns, seed])
 
 
 def wants_json(request: dict[str, Any]) -> bool:

@@ -1,0 +1,167 @@
+"""A run under interruption and contention, through the installed `distill` script against the loopback server:
+Ctrl-C (a real SIGINT), a second run on the same directory, a full disk, a read-only folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import cli_env, distill, distill_command, error_lines, tiny_copy
+from fakeapi import FakeAPI, Faults
+
+
+def generate_args(tmp_path: Path, url: str, out: Path, *extra: str) -> list[str]:
+    return ["generate", "-t", str(tmp_path / "tiny" / "qa.yaml"), "--teacher", "openai:gpt-4o-mini",
+            "--base-url", url, "--out", str(out), "--no-curate", *extra]
+
+
+def wait_for(condition, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert condition(), "the run ended or stalled first"
+
+
+def test_ctrl_c_exits_130_with_the_resume_hint_and_the_same_command_resumes(tmp_path):
+    tiny_copy(tmp_path, per_leaf=4)  # 8 items, 16 calls
+    env = cli_env(tmp_path)
+    with FakeAPI(Faults(latency_s=0.3)) as api:  # a slow server, one request at a time
+        args = generate_args(tmp_path, api.url + "/v1", tmp_path / "run", "--concurrency", "1")
+        proc = subprocess.Popen(distill_command(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: api.total_paid() >= 3, proc)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130, stderr
+        assert error_lines(stderr) == ["interrupted: everything finished so far is saved (run.db, checkpoints); "
+                                       "run the same command again to resume"]
+        paid = api.total_paid()
+        assert 3 <= paid < 16
+        stats = json.loads((tmp_path / "run" / "stats.json").read_text())  # the exports match run.db
+        # Answers in flight at the interrupt are lost (paid, not stored): see the note on the dispatcher below.
+        assert stats["counts"]["pending"] > 0 and stats["teacher_calls"]["calls"] >= paid - 2
+        done = distill(*args, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+    assert len(api.paid) == 16  # every prompt answered
+    # Asked again: the request in flight at the interrupt, and one more a dispatcher worker takes from its
+    # queue after the items were cancelled (distill/generate/dispatch.py still sends it: a known leak).
+    assert sum(n - 1 for n in api.paid.values()) <= 2
+
+
+def test_a_second_run_on_the_same_directory_stops_at_once_and_nothing_is_paid_twice(tmp_path):
+    tiny_copy(tmp_path, per_leaf=4)  # 8 items, 16 calls
+    env = cli_env(tmp_path)
+    with FakeAPI(Faults(latency_s=0.2)) as api:
+        args = generate_args(tmp_path, api.url + "/v1", tmp_path / "run", "--concurrency", "1")
+        first = subprocess.Popen(distill_command(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: sum(api.requests.values()) >= 1, first)
+        second = distill(*args, cwd=tmp_path, env=env)
+        assert first.poll() is None  # the second came while the first was running
+        lines = error_lines(second.stderr)
+        assert second.returncode == 2 and len(lines) == 1, second.stderr
+        assert f"is in use by another run (pid {first.pid} on " in lines[0] and "distill generate" in lines[0]
+        assert first.wait(timeout=120) == 0, first.stderr.read()
+        again = distill(*args, cwd=tmp_path, env=env)  # the lock is free once the first ends
+        assert again.returncode == 0, again.stderr
+    assert sum(api.requests.values()) == 16 and set(api.paid.values()) == {1}  # 16 prompts, each asked once
+
+
+def test_a_killed_run_leaves_no_stale_lock(tmp_path):
+    tiny_copy(tmp_path, per_leaf=4)
+    env = cli_env(tmp_path)
+    with FakeAPI(Faults(latency_s=0.2)) as api:
+        args = generate_args(tmp_path, api.url + "/v1", tmp_path / "run", "--concurrency", "1")
+        proc = subprocess.Popen(distill_command(*args), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        wait_for(lambda: api.total_paid() >= 2, proc)
+        proc.kill()
+        proc.wait()
+        done = distill(*args, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "run.lock").is_file()  # the file stays; the kernel released its lock
+
+
+def in_own_mount(tmp_path: Path, script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`script` (sh) in a mount namespace of its own, where it may mount a small or read-only tmpfs."""
+    if shutil.which("unshare") is None:
+        pytest.fail("this test needs util-linux's unshare (Debian: apt-get install util-linux)")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.fail(f"cannot make a mount namespace here (unshare -rm: {probe.stderr.strip()})")
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_was_committed(tmp_path):
+    tiny_copy(tmp_path, per_leaf=60)  # 120 items: run.db outgrows the small disk
+    env = cli_env(tmp_path)
+    disk, kept = tmp_path / "disk", tmp_path / "kept"
+    disk.mkdir()
+    with FakeAPI() as api:
+        command = " ".join(f"'{part}'" for part in distill_command(
+            *generate_args(tmp_path, api.url + "/v1", disk / "run", "--no-preflight")))
+        done = in_own_mount(tmp_path, f"mount -t tmpfs -o size=600k tmpfs '{disk}' || exit 99\n"
+                                      f"{command}\nrc=$?\ncp -r '{disk}/run' '{kept}'\nexit $rc\n", env)
+        output = done.stdout + done.stderr
+        assert done.returncode == 1 and "Traceback" not in output, output
+        lines = error_lines(done.stderr)
+        assert len(lines) == 1 and "run.db: the disk is full" in lines[0], done.stderr
+        db = sqlite3.connect(kept / "run.db")  # what was committed is intact
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        answered = db.execute("SELECT COUNT(*) FROM teacher_calls WHERE error IS NULL").fetchone()[0]
+        db.close()
+        assert 0 < answered < 240
+        paid = api.total_paid()
+        resumed = distill(*generate_args(tmp_path, api.url + "/v1", kept), cwd=tmp_path, env=env, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+    assert len(api.paid) == 240  # the rest was asked on a disk with room
+    # The resume asked again only for what the full disk lost (answers of the last commit window at most).
+    assert api.total_paid() - paid <= 240 - answered + 8
+
+
+def test_an_out_folder_on_a_read_only_file_system_is_one_line(tmp_path):
+    tiny_copy(tmp_path)
+    env = cli_env(tmp_path)
+    target = tmp_path / "ro"
+    target.mkdir()
+    with FakeAPI() as api:
+        command = " ".join(f"'{part}'" for part in distill_command(
+            *generate_args(tmp_path, api.url + "/v1", target / "run")))
+        done = in_own_mount(tmp_path, f"mount -t tmpfs -o ro tmpfs '{target}' || exit 99\n{command}\n", env)
+        assert sum(api.requests.values()) == 0
+    lines = error_lines(done.stderr)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(lines) == 1, done.stderr
+    assert f"--out {target / 'run'}: cannot make this folder (Read-only file system)" in lines[0]
+
+
+def test_one_huge_record_does_not_blow_up_curate(tmp_path):
+    """A 6 MB line (a runaway generation) is rejected by the cheap checks and never hashed or shingled:
+    it took ~950 MB when every text went through dedup, rejected or not."""
+    import os
+    import random
+
+    rng = random.Random(0)
+    words = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega".split()
+    rows = [{"messages": [{"role": "user", "content": f"What is item {i}?"},
+                          {"role": "assistant", "content": f"Item {i} is " + " ".join(rng.choices(words, k=30)) + "."}]}
+            for i in range(40)]
+    rows.append({"messages": [{"role": "user", "content": "Tell me everything?"},
+                              {"role": "assistant", "content": " ".join(rng.choices(words, k=1_000_000)) + "."}]})
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert data.stat().st_size > 6_000_000
+    proc = subprocess.Popen(distill_command("curate", str(data), "--out", str(tmp_path / "out"), "--language", "any"),
+                            cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read()
+    rejected = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rejected if len(r["example"]["messages"][1]["content"]) > 1_000_000] == ["too_long"]
+    assert usage.ru_maxrss < 450_000, f"peak {usage.ru_maxrss // 1024} MB"  # kB on Linux
