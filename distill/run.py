@@ -63,10 +63,10 @@ def load_run_config(path: Path) -> RunConfig:
 
 def run_pipeline(config: RunConfig, say=print) -> dict[str, Any]:
     """Run every stage not yet finished; returns the summary that is also written to pipeline.json."""
-    from distill.curate.split import stratified_split
+    from distill.curate.split import save_split, stratified_split
     from distill.evaluate.report import EvalConfig, evaluate
     from distill.generate.runner import GenerateOptions, default_out, generate
-    from distill.records import Example, read_jsonl, write_jsonl
+    from distill.records import Example, read_jsonl
     from distill.taxonomy import load_taxonomy
     from distill.train.config import TrainConfig
     from distill.train.sft import default_out_dir, train
@@ -104,10 +104,11 @@ def run_pipeline(config: RunConfig, say=print) -> dict[str, Any]:
         if len(examples) < 2:
             raise DistillError(f"only {len(examples)} kept example(s) in {out / 'dataset.jsonl'}: too few to train; "
                                "raise generate.limit or use a stronger teacher")
-        train_set, eval_set = stratified_split(examples, config.split_fraction, config.generate.seed)
-        write_jsonl(out / "train.jsonl", train_set)
-        write_jsonl(out / "eval.jsonl", eval_set)
-        finish("split", train=len(train_set), eval=len(eval_set))
+        split = stratified_split(examples, config.split_fraction, config.generate.seed)
+        save_split(out, split)
+        for line in split.describe():
+            say(f"split: {line}")
+        finish("split", train=len(split.train), eval=len(split.eval), strata=len(split.strata), note=split.note)
     adapter = default_out_dir(out)
     if "train" not in state["done"]:
         say("stage 3/4: train")

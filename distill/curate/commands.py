@@ -108,18 +108,22 @@ def register(app: typer.Typer) -> None:
     @app.command("split")
     def split_command(
         directory: Path = typer.Argument(..., metavar="DIR", help="A folder with a curated dataset.jsonl."),
-        fraction: float = typer.Option(0.1, help="Share of each taxonomy leaf held out for evaluation."),
+        fraction: float = typer.Option(0.1, help="Share held out for evaluation, stratified by taxonomy node."),
         seed: int = typer.Option(0, help="Changes which examples go to eval."),
     ) -> None:
-        """Carve a stratified evaluation split: writes DIR/train.jsonl and DIR/eval.jsonl."""
+        """Carve a stratified evaluation split: writes DIR/train.jsonl and DIR/eval.jsonl (small leaves are
+        pooled with their siblings); records the split in DIR/stats.json."""
         from distill.curate.dataset_io import load_examples
-        from distill.curate.split import stratified_split
+        from distill.curate.split import save_split, stratified_split
 
         if not 0.0 < fraction < 1.0:
             raise DistillError(f"--fraction must be between 0 and 1 (got {fraction}); 0.1-0.2 is usual")
         examples = load_examples(directory)
-        train, evaluation = stratified_split(examples, fraction=fraction, seed=seed)
-        write_jsonl(directory / "train.jsonl", train)
-        write_jsonl(directory / "eval.jsonl", evaluation)
-        leaves = len({e.meta.taxonomy_path or "(none)" for e in evaluation})
-        Console().print(f"train {len(train)}, eval {len(evaluation)} ({leaves} leaves) -> {directory}/train.jsonl, eval.jsonl")
+        result = stratified_split(examples, fraction=fraction, seed=seed)
+        if not result.eval:
+            raise DistillError(result.note or "the eval split is empty", path=directory)
+        save_split(directory, result)
+        console = Console(highlight=False)
+        for line in result.describe():
+            console.print(line, style="yellow" if line.startswith("note:") else None)
+        console.print(f"-> {directory}/train.jsonl, eval.jsonl")
