@@ -27,6 +27,9 @@ class GenerateStage(BaseModel):
     limit: int | None = Field(None, gt=0)
     seed: int = 0
     curate: bool = True
+    label_check: bool = False  # classification: the label round trip (curate/judge.py)
+    judge: str | None = None  # teacher spec for the label check and off_topic
+    skip_checks: list[str] = Field(default_factory=list)  # curation checks switched off, by name
 
 
 class RunConfig(BaseModel):
@@ -92,7 +95,9 @@ def run_pipeline(config: RunConfig, say=print) -> dict[str, Any]:
         say("stage 1/4: generate + curate")
         report = generate(GenerateOptions(taxonomy=config.taxonomy, teacher=config.generate.teacher, out=out,
                                           limit=config.generate.limit, seed=config.generate.seed,
-                                          curate=config.generate.curate, progress=False))
+                                          curate=config.generate.curate, label_check=config.generate.label_check,
+                                          judge=config.generate.judge, skip_checks=config.generate.skip_checks,
+                                          progress=False))
         counts = report.stats["counts"]
         if counts["pending"] or counts["failed"]:
             raise DistillError(f"generation left {counts['pending']} pending and {counts['failed']} failed items; "

@@ -84,3 +84,70 @@ def test_label_outside_the_set_and_schema():
 @pytest.mark.parametrize(("words", "expected"), [("a b c a b c a b c".split(), 4 / 7), ("a b c d e".split(), 0.0)])
 def test_repeated_ngram_ratio(words, expected):
     assert repeated_ngram_ratio(words, 3) == pytest.approx(expected)
+
+
+def medical_index():
+    from distill.curate.from_taxonomy import taxonomy_nodes
+    from distill.curate.topic import TopicIndex
+    from distill.taxonomy import load_taxonomy
+
+    return TopicIndex(taxonomy_nodes(load_taxonomy(ROOT / "taxonomies" / "medical.yaml")))
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("question", [
+    "What is the mechanism of action?", "What should I do next?", "What's the best way to manage it?",
+    "What does this mean?", "Is it serious in children?", "How is it treated?", "What are the side effects?",
+    "What is the likely diagnosis, which can be treated?", "Can you explain what my results mean?",
+])
+def test_questions_that_name_no_subject_are_not_self_contained(question):
+    failure = first_failure(ex(question, "A full answer that would otherwise pass every check here."), CheckSettings())
+    assert failure is not None and failure.reason == "not_self_contained"
+    assert question[:20] in failure.detail
+
+
+@pytest.mark.parametrize("question", [
+    "What is asthma?", "How is it treated in adults with atrial fibrillation?", "Is metformin safe in pregnancy?",
+    "What is a Glasgow-Blatchford score?", "A 45-year-old man has crushing chest pain. What should I do next?",
+    "Why does my child wheeze at night?", "How do I know if someone is suicidal?",
+])
+def test_questions_that_name_their_subject_pass(question):
+    assert reason(ex(question, "A full answer that would otherwise pass every check here.")) is None
+
+
+def test_generic_words_extend_per_dataset_and_checks_switch_off_by_name():
+    assert reason(ex("What is the procedure?", "A full answer that would otherwise pass every check.")) is None
+    assert reason(ex("What is the procedure?", "A full answer that would otherwise pass every check."),
+                  generic_words=frozenset({"procedure"})) == "not_self_contained"
+    assert reason(ex("What should I do next?", "A full answer that would otherwise pass every check."),
+                  skip=frozenset({"self_contained"})) is None
+
+
+HIV = ("The mechanism of action is that HIV infects cells throughout the body, but it primarily targets immune "
+       "cells. The virus binds to proteins on the surface of CD4 cells and uses them as a host to copy itself; "
+       "antiretroviral therapy stops it copying, and an undetectable viral load means it cannot be passed on.")
+PNEUMONIA = ("Community-acquired pneumonia in an adult who is otherwise well is usually treated with oral "
+             "amoxicillin for five days; the CRB-65 score guides whether hospital care is needed. Influenza "
+             "antivirals help only early, and most acute bronchitis and sinusitis needs no antibiotic.")
+
+
+def test_an_answer_about_another_leaf_is_off_topic():
+    topics = medical_index()
+    settings = dict(topics=topics, skip=frozenset({"self_contained"}))
+    leaf = "infectious-disease/respiratory-infections"
+    off = ex("What is the mechanism of action?", HIV, taxonomy_path=leaf)
+    failure = first_failure(off, CheckSettings(**settings))
+    assert failure.reason == "off_topic" and "closer to infectious-disease/hiv-and-viral-hepatitis" in failure.detail
+    on = ex("How is community-acquired pneumonia treated in adults?", PNEUMONIA, taxonomy_path=leaf)
+    assert first_failure(on, CheckSettings(**settings)) is None
+    # The same HIV answer filed under the HIV leaf is on topic.
+    assert first_failure(ex("How does HIV treatment work?", HIV, taxonomy_path="infectious-disease/hiv-and-viral-hepatitis"),
+                         CheckSettings(**settings)) is None
+    # Without a taxonomy, or with the check switched off, or a judge deciding: not the lexical check's call.
+    assert first_failure(off, CheckSettings(skip=frozenset({"self_contained"}))) is None
+    assert first_failure(off, CheckSettings(**{**settings, "skip": frozenset({"self_contained", "off_topic"})})) is None
+    assert first_failure(off, CheckSettings(**settings, topic_judge=True)) is None
+    # A looser ratio keeps it.
+    assert first_failure(off, CheckSettings(**settings, min_topic_ratio=0.05)) is None
