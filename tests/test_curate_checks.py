@@ -151,3 +151,49 @@ def test_an_answer_about_another_leaf_is_off_topic():
     assert first_failure(off, CheckSettings(**settings, topic_judge=True)) is None
     # A looser ratio keeps it.
     assert first_failure(off, CheckSettings(**settings, min_topic_ratio=0.05)) is None
+
+
+@needs_data
+def test_real_questions_written_by_people_name_their_subject():
+    """Precision on human-written questions: MMLU's medical subjects and every seed of this repository."""
+    import glob
+    import json as json_module
+
+    from test_curate_helpers import MMLU, mmlu
+
+    questions = [row[0] for path in sorted(MMLU.glob("*_test.csv")) for row in mmlu(path.name.removesuffix("_test.csv"))]
+    for path in glob.glob(str(ROOT / "seeds" / "*" / "*.jsonl")):
+        questions += [row.get("question") or row["text"] for row in map(json_module.loads, open(path))]
+    assert len(questions) > 1100
+    flagged = [q for q in questions if reason(ex(q, "A full answer that would otherwise pass every check here.")) is not None]
+    assert flagged == []
+
+
+def test_the_two_checks_on_items_the_embedded_teacher_wrote():
+    """The 24 items `distill generate --limit 24` made on the medical taxonomy with the embedded teacher, all 24
+    kept by every other step of curation; each removal below was read and judged by hand."""
+    from distill.curate.from_taxonomy import taxonomy_config
+    from distill.curate.pipeline import CurateConfig, curate
+    from distill.records import read_jsonl
+    from distill.taxonomy import load_taxonomy
+
+    examples = [Example.model_validate(row) for row in read_jsonl(ROOT / "tests" / "fixtures" / "medical-limit24.jsonl")]
+    settings = taxonomy_config(load_taxonomy(ROOT / "taxonomies" / "medical.yaml"))
+    without = curate(examples, CurateConfig(**settings, skip_checks=["self_contained", "off_topic"], workers=1))
+    assert len(without.kept) == 24
+    result = curate(examples, CurateConfig(**settings, workers=1))
+    removed = {r.id: r.reason for r in result.rejects}
+    assert removed == {
+        "ec9800eeaa9eee1f": "not_self_contained",  # "What is the mechanism of action?" (respiratory infections; about HIV)
+        "f956ced980c0fab6": "not_self_contained",  # "What should I do next?"
+        "c6f07f2f2b1163d1": "not_self_contained",  # "What is the likely diagnosis, which can be treated?"
+        "67a3f9406a88a4c2": "not_self_contained",  # "What's the best way to manage it?" (allergy; about vaccines)
+        "e599eb99c0a16cc1": "not_self_contained",  # "What does this mean?"
+        "645036fcdc8cbf3f": "off_topic",  # "I've just been told I have a leaky gut ..." filed under heart failure
+    }
+    # What stays: on topic though often medically wrong (the embedded teacher is demo-grade), e.g. the
+    # potassium question under electrolyte disorders that a looser ratio (0.5) would have thrown away.
+    kept = {e.id: e.prompt for e in result.kept}
+    assert kept["cdf6bdfb06b1f5d8"] == "What is the normal range of potassium in a healthy adult?"
+    loose = curate(examples, CurateConfig(**settings, min_topic_ratio=0.5, workers=1))
+    assert "cdf6bdfb06b1f5d8" in {r.id for r in loose.rejects if r.reason == "off_topic"}

@@ -41,7 +41,7 @@ class CheckSettings(BaseModel):
     # off_topic: the taxonomy's nodes as TF-IDF profiles (None: no taxonomy, the check is skipped);
     # an example whose node scores under `min_topic_ratio` x the best other leaf is off topic.
     topics: TopicIndex | None = None
-    min_topic_ratio: float = Field(0.5, ge=0)
+    min_topic_ratio: float = Field(0.3, ge=0)
     topic_judge: bool = False  # a judge teacher decides off_topic instead (curate/judge.py)
     skip: frozenset[str] = frozenset()  # names of checks switched off, e.g. {"off_topic", "repetition"}
 

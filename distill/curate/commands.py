@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
                                          "of the lexical check (needs --taxonomy)."),
         skip_check: list[str] = typer.Option([], "--skip-check", help="Switch a check off by name (off_topic, "
                                              "self_contained ...). Repeatable."),
-        min_topic_ratio: float = typer.Option(0.5, help="off_topic: reject when the example's node scores under "
+        min_topic_ratio: float = typer.Option(0.3, help="off_topic: reject when the example's node scores under "
                                               "this times the best other leaf."),
         no_cache: bool = typer.Option(False, "--no-cache", help="API judges: bypass the shared response cache."),
     ) -> None:

@@ -41,7 +41,7 @@ class CurateConfig(BaseModel):
     generic_words: list[str] = Field(default_factory=list)  # not_self_contained: more frame words
     # off_topic: the taxonomy's nodes (None: curating a file without a taxonomy, the check is skipped)
     topics: list[NodeText] | None = None
-    min_topic_ratio: float = Field(0.5, ge=0)
+    min_topic_ratio: float = Field(0.3, ge=0)
     # Judged checks (curate/judge.py), run after decontamination with the `judge` curate() is given
     label_check: bool = False  # classification: a teacher classifies each input blind; label_mismatch
     label_descriptions: dict[str, str] | None = None  # label -> when it applies, shown to that teacher

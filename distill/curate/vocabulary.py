@@ -33,7 +33,8 @@ what which who whom whose when where why how
 best better worst next first last second main most more less least likely usual usually typical typically
 common commonly generally general overall often always never sometimes much many long soon early late
 way ways thing things something anything everything nothing stuff type types kind kinds sort form forms part
-cause causes causing caused reason reasons factor factors
+cause causes causing caused reason reasons factor factors consequence consequences impact aspect aspects
+intervention interventions
 treat treats treated treating treatment treatments therapy therapies manage manages managed management managing
 cure cures care handle handled approach approaches option options choice choices plan plans strategy strategies
 diagnose diagnosed diagnosis diagnoses diagnosing test tests testing tested check checks checked exam examination
