@@ -132,6 +132,7 @@ def test_split_command_prints_what_it_pooled_and_records_it(tmp_path):
     done = distill("split", str(run))
     assert done.returncode == 0, done.stderr
     assert "train 22, eval 2" in done.stdout and "pooled 24 small leaves under (all)" in done.stdout
+    assert "[cardiology/leaf-0 (1), cardiology/leaf-1 (1)," in done.stdout  # which leaves, with their counts
     stats = json.loads((run / "stats.json").read_text())
     assert stats["counts"] == {"kept": 24}  # the run's own stats stay
     assert stats["split"]["eval"] == 2 and stats["split"]["strata"][0]["node"] == ROOT

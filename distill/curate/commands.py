@@ -184,5 +184,5 @@ def register(app: typer.Typer) -> None:
         save_split(directory, result)
         console = Console(highlight=False)
         for line in result.describe():
-            console.print(line, style="yellow" if line.startswith("note:") else None)
+            console.print(line, style="yellow" if line.startswith("note:") else None, markup=False, soft_wrap=True)
         console.print(f"-> {directory}/train.jsonl, eval.jsonl")
