@@ -1,7 +1,8 @@
 """Schema and content checks: what a reviewer would otherwise catch by hand.
 
 Each check looks at one example and returns None (passes) or a `Failure(reason, detail)`. They work
-on `messages` alone, so examples from any external JSONL are checked the same way.
+on `messages` alone, so examples from any external JSONL are checked the same way; only `off_topic`
+also reads the example's taxonomy node, and stands aside when the settings carry no taxonomy.
 """
 
 from __future__ import annotations
