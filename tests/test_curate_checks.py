@@ -197,3 +197,17 @@ def test_the_two_checks_on_items_the_embedded_teacher_wrote():
     assert kept["cdf6bdfb06b1f5d8"] == "What is the normal range of potassium in a healthy adult?"
     loose = curate(examples, CurateConfig(**settings, min_topic_ratio=0.5, workers=1))
     assert "cdf6bdfb06b1f5d8" in {r.id for r in loose.rejects if r.reason == "off_topic"}
+
+
+def test_labelled_data_is_not_judged_off_topic():
+    """Labels are crossed with leaves: a login ticket planned in the billing leaf talks about accounts."""
+    from distill.curate.from_taxonomy import taxonomy_nodes
+    from distill.curate.topic import TopicIndex
+    from distill.taxonomy import load_taxonomy
+
+    topics = TopicIndex(taxonomy_nodes(load_taxonomy(ROOT / "tests" / "fixtures" / "tiny" / "tickets.yaml")))
+    login = ex("I cannot sign in: the site says my password is wrong after every reset of my account.",
+               '{"label": "login_problem", "rationale": "The customer cannot sign in to their account."}',
+               output={"label": "login_problem", "rationale": "The customer cannot sign in."}, taxonomy_path="billing")
+    assert reason(login, topics=topics) == "off_topic"  # what the lexical check would say
+    assert reason(login, topics=topics, labels=["login_problem", "refund_request"]) is None

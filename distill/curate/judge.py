@@ -265,7 +265,7 @@ def run_judged_checks(examples: list[Example], candidates: list[int], *, labels:
             asks.setdefault(id(label_judge), (label_judge, []))[1].append(
                 Question(i, LABEL_STEP, label_request(example, labels), item_id))
         node = topics.get(example.meta.taxonomy_path or "") if topics and topic_judge is not None else None
-        if node is not None:
+        if node is not None and planned_label(example) is None:  # labels cross leaves: see check_off_topic
             asks.setdefault(id(topic_judge), (topic_judge, []))[1].append(
                 Question(i, TOPIC_STEP, topic_request(example, node), item_id))
     outcome = JudgeOutcome()
