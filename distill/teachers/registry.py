@@ -7,6 +7,7 @@ used, so a missing optional dependency is a clear message, not an import error a
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -46,7 +47,11 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return prefix, model
 
 
-def make_teacher(spec: str, options: TeacherOptions | None = None) -> Teacher:
+API_PREFIXES = ("openai", "anthropic")
+
+
+def make_teacher(spec: str, options: TeacherOptions | None = None, cache: Path | None = None) -> Teacher:
+    """The teacher a spec names; an API teacher answers from the response cache file `cache` first, if given."""
     prefix, model = parse_spec(spec)
     module_name, extra = BACKENDS[prefix]
     try:
@@ -57,7 +62,12 @@ def make_teacher(spec: str, options: TeacherOptions | None = None) -> Teacher:
         raise DistillError(
             f"teacher {spec!r} needs the package {exc.name!r}; install it with: pip install 'distill[{extra}]'"
         ) from None
-    return module.make(spec, model, options or TeacherOptions())
+    teacher = module.make(spec, model, options or TeacherOptions())
+    if cache is not None and prefix in API_PREFIXES:
+        from distill.teachers.cache import CachedTeacher
+
+        teacher = CachedTeacher(teacher, cache)
+    return teacher
 
 
 def teacher_options(**values: Any) -> TeacherOptions:

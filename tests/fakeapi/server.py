@@ -51,6 +51,10 @@ class Faults:
     batch_neighbours: int = 0
     batch_neighbour_requests: int = 1
     batch_list_delay_s: float = 0.0  # a new job shows in the list endpoints only this long after it was made
+    # Verdict requests (a schema whose properties are an enum or a boolean: the label round trip, the topic
+    # judge) are answered with verdict(request, schema) as JSON when it returns a dict; the default is the
+    # first enum value / true. Tests script agreeing and disagreeing answers with it.
+    verdict: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None] | None = None
 
 
 class FakeAPI:
@@ -204,7 +208,11 @@ class FakeAPI:
         self.kinds[conversation_key(request.get("messages") or [], request.get("seed"))] = kind
         structured = wants_json(request)
         words = [WORDS[int(prompt[i:i + 2], 16) % len(WORDS)] for i in range(0, 40, 2)]
-        if structured:
+        schema = requested_schema(request)
+        if structured and is_verdict(schema):
+            verdict = self.faults.verdict(request, schema) if self.faults.verdict else None
+            text = json.dumps(verdict if verdict is not None else default_verdict(schema))
+        elif structured:
             obj = {"text": f"My {words[0]} {words[1]} problem: " + " ".join(words[2:10]),
                    "rationale": "The customer mentions " + " and ".join(words[10:13])}
             text = json.dumps(obj)
@@ -478,6 +486,24 @@ def conversation_key(messages: list[dict[str, Any]], seed: int | None) -> str:
               else " ".join(part.get("text", "") for part in m.get("content") or [])]
              for m in messages if m.get("role") != "system"]
     return json.dumps([turns, seed])
+
+
+def requested_schema(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema a request asks for: OpenAI's response_format, Anthropic's tool input, or None."""
+    response_format = request.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        return response_format.get("json_schema", {}).get("schema")
+    tools = request.get("tools") or []
+    return tools[0].get("input_schema") if tools else None
+
+
+def is_verdict(schema: dict[str, Any] | None) -> bool:
+    properties = (schema or {}).get("properties") or {}
+    return bool(properties) and all("enum" in p or p.get("type") == "boolean" for p in properties.values())
+
+
+def default_verdict(schema: dict[str, Any]) -> dict[str, Any]:
+    return {name: p["enum"][0] if "enum" in p else True for name, p in schema["properties"].items()}
 
 
 def wants_json(request: dict[str, Any]) -> bool:
