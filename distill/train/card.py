@@ -34,10 +34,9 @@ def render_card(manifest: Manifest, train: list[Example], held_out: list[Example
     leaves = Counter(e.meta.taxonomy_path or "(none)" for e in train)
     held = Counter(e.meta.taxonomy_path or "(none)" for e in held_out)
     tasks = _counts(e.meta.task for e in train)
-    m = manifest.metrics
     lines = [
         "---",
-        f"base_model: {_hub_id(manifest)}",
+        f"base_model: {hub_id(manifest)}",
         "library_name: peft",
         "tags: [distill, lora, trl, sft]",
         "---",
@@ -59,10 +58,15 @@ def render_card(manifest: Manifest, train: list[Example], held_out: list[Example
     lines += ["", "| taxonomy leaf | train | held out |", "|---|---:|---:|"]
     for leaf in sorted(set(leaves) | set(held)):
         lines.append(f"| {leaf} | {leaves.get(leaf, 0)} | {held.get(leaf, 0)} |")
+    lines += ["", "## Training", *training_lines(manifest), "", "## Results", *result_lines(manifest), "",
+              "Run `distill eval RUN_DIR --student THIS_FOLDER` for task metrics on the held-out split.", ""]
+    return "\n".join(lines)
+
+
+def training_lines(manifest: Manifest) -> list[str]:
+    """How the adapter was trained, as Markdown list items (the merged/GGUF model card shows them too)."""
     cfg = manifest.config
-    lines += [
-        "",
-        "## Training",
+    return [
         f"- Method: {'QLoRA (nf4, double quantisation)' if manifest.qlora else 'LoRA'}, r {cfg.get('lora_r')}, "
         f"alpha {cfg.get('lora_alpha')}, dropout {cfg.get('lora_dropout')}, targets {cfg.get('target_modules')}",
         f"- lr {cfg.get('learning_rate')} ({cfg.get('lr_scheduler')}, warm-up {cfg.get('warmup_ratio')}), "
@@ -72,19 +76,19 @@ def render_card(manifest: Manifest, train: list[Example], held_out: list[Example
         f"({manifest.mask.get('labelled_fraction', 0):.1%} of tokens)",
         f"- Chat template sha256 `{manifest.chat_template_sha256[:16]}`, tokenizer sha256 "
         f"`{manifest.tokenizer_sha256[:16]}`",
-        "",
-        "## Results",
+    ]
+
+
+def result_lines(manifest: Manifest) -> list[str]:
+    m = manifest.metrics
+    return [
         f"- Steps: {m.get('steps')}, train loss {_fmt(m.get('train_loss_first'))} -> {_fmt(m.get('train_loss_last'))}",
         f"- Eval loss: base {_fmt(m.get('eval_loss_before'))}, adapter {_fmt(m.get('eval_loss_after'))}",
         f"- Throughput: {_fmt(m.get('tokens_per_second'))} tokens/s, {_fmt(m.get('seconds_per_step'))} s/step",
-        "",
-        "Run `distill eval RUN_DIR --student THIS_FOLDER` for task metrics on the held-out split.",
-        "",
     ]
-    return "\n".join(lines)
 
 
-def _hub_id(manifest: Manifest) -> str:
+def hub_id(manifest: Manifest) -> str:
     """The base as the Hub knows it: a local path means nothing to a reader of the card."""
     from distill.models import LOCAL_ALIASES
 
