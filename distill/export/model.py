@@ -101,6 +101,7 @@ def export_model(adapter_dir: Path, options: ModelExportOptions, say: Say = lamb
 def _plan(adapter_dir: Path, manifest: Manifest, options: ModelExportOptions, say: Say) -> ModelExport:
     """Everything decided before any work: options checked, license, run, name and folders."""
     from distill.export.dataset import check_license
+    from distill.export.dataset_card import unknown_languages
     from distill.export.gguf_writer import QUANT_TYPES
 
     unknown = [q for q in options.gguf if q not in QUANT_TYPES]
@@ -108,6 +109,8 @@ def _plan(adapter_dir: Path, manifest: Manifest, options: ModelExportOptions, sa
         raise DistillError(f"--gguf {unknown[0]!r}: choose from {', '.join(QUANT_TYPES)}, or none")
     license_id = options.license or base_license(manifest)
     check_license(license_id)
+    if unknown_languages(options.language):
+        raise DistillError(f"--language {', '.join(unknown_languages(options.language))}: not an ISO 639 code")
     run_dir = find_run(adapter_dir, manifest, options.run_dir, say)
     return ModelExport(adapter_dir=adapter_dir, merged_dir=adapter_dir, license=license_id, run_dir=run_dir,
                        name=slug(options.name or (run_dir.name if run_dir else adapter_dir.name)),

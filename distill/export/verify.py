@@ -6,8 +6,9 @@ distributions, and how often the most likely next token agrees. Tolerances, from
 (logit standard deviation about 7):
 - f16 from bf16 merged weights is the same numbers (bf16 -> f16 is exact at weight magnitudes): only the
   order of floating-point operations may differ;
-- q8_0 rounds each block of 32 weights to 8 bits: measured max |diff| 1.3, mean KL 0.0026, top-1 agreement
-  98% against the fp32 embedded model; the tolerance leaves about 2x room.
+- q8_0 rounds each block of 32 weights to 8 bits: measured max |diff| 1.3-1.7, mean KL 0.0024-0.0026, top-1
+  agreement 95.7-98.4% (benchmarks/bench_export.py and the export tests); the tolerance leaves about 2x room on
+  the difference and 4x on KL, and top-1 agreement may fall to 90% (near-ties flip).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Tolerance(BaseModel):
 
 
 TOLERANCES = {"f16": Tolerance(max_abs_diff=0.1, mean_kl=1e-4, min_top1=0.99),
-              "q8_0": Tolerance(max_abs_diff=2.5, mean_kl=0.01, min_top1=0.95)}
+              "q8_0": Tolerance(max_abs_diff=2.5, mean_kl=0.01, min_top1=0.90)}
 
 
 class LogitCheck(BaseModel):
