@@ -16,6 +16,7 @@ serves both splits, so a column that is empty in one split keeps its type.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -69,16 +70,18 @@ def export_dataset(run_dir: Path, options: DatasetExportOptions) -> DatasetExpor
     schema = arrow_schema(axes)
     data_dir = out / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    for stale in data_dir.glob("*.parquet"):  # a re-export with fewer shards must not leave old ones matched
+    for stale in [*data_dir.glob("*.parquet"), *data_dir.glob("*.parquet.tmp")]:  # fewer shards now, or a crash
         stale.unlink()
     files = {name: write_shards(examples, axes, schema, data_dir, name, options.max_shard_bytes)
              for name, examples in splits.items()}
     card = out / "README.md"
-    card.write_text(render_dataset_card(run_dir, splits, schema, files, read_stats(run_dir), options),
-                    encoding="utf-8")
-    problems = check_dataset_card(card)
+    draft = out / "README.md.tmp"  # the card goes in last, and only once it passes its checks
+    draft.write_text(render_dataset_card(run_dir, splits, schema, files, read_stats(run_dir), options),
+                     encoding="utf-8")
+    problems = check_dataset_card(draft)
     if problems:  # our bug, not the user's: say so plainly rather than ship a card the Hub refuses
-        raise DistillError(f"the dataset card failed its own checks: {'; '.join(problems)}", path=card)
+        raise DistillError(f"the dataset card failed its own checks: {'; '.join(problems)}", path=draft)
+    os.replace(draft, card)
     return DatasetExport(folder=out, rows={name: len(rows) for name, rows in splits.items()}, files=files, card=card,
                          seconds=time.perf_counter() - started)
 
@@ -151,7 +154,9 @@ def write_shards(examples: list[Example], axes: list[str], schema, data_dir: Pat
     paths = []
     for index, (start, end) in enumerate(shards):
         path = data_dir / f"{split}-{index:05d}-of-{len(shards):05d}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows[start:end], schema=schema), path)
+        tmp = path.with_name(path.name + ".tmp")  # not matched by the card's data/*.parquet until complete
+        pq.write_table(pa.Table.from_pylist(rows[start:end], schema=schema), tmp)
+        os.replace(tmp, path)
         paths.append(path)
     return paths
 
