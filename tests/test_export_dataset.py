@@ -17,9 +17,17 @@ from distill.export.dataset_card import check_dataset_card
 from distill.export.review_figures import NO_REVIEW, review_lines
 from distill.records import Example
 
-REVIEW = {"reviewed": 40, "accepted": 35, "rejected": 4, "edited": 1,
-          "reject_rate": {"value": 0.1, "low": 0.04, "high": 0.23},
-          "gate": {"threshold": 0.2, "verdict": "pass"}, "top_reasons": {"wrong_fact": 3, "tone": 1}, "kappa": 0.71}
+# The shape `distill review` writes into stats.json (distill.review.feedback.summary).
+REVIEW = {"queued": 48, "reviewed": 40, "accepted": 35, "rejected": 4, "edited": 1, "skipped": 2, "open_reviews": 0,
+          "items_judged": 40, "reject_rate": 0.1, "reject_rate_ci": [0.04, 0.23], "interval": "95% wilson",
+          "gate": {"verdict": "pass", "threshold": 0.2, "message": "upper bound 23.0% ... under 20%?",
+                   "min_reviews_per_branch": 10, "reviews_to_decide": None},
+          "top_reasons": {"wrong_fact": 3, "tone": 1},
+          "agreement": {"method": "cohen", "kappa": 0.71, "items": 12, "reviewers": 2, "percent_agreement": 0.92},
+          "reviewers": {"ann": 30, "bob": 22}, "median_seconds_per_item": 14.5, "overall": {"items": 48},
+          "branches": {"colours": {"items": 24, "reviewed": 20, "rejected": 1, "edited": 0, "accepted": 19,
+                                   "reject_rate": 0.05, "ci": [0.01, 0.24], "judged": 20, "verdict": "pass"},
+                       "sentiment": {"items": 24, "reviewed": 0}}}
 
 
 def stats(review: dict | None = None) -> dict:
@@ -91,8 +99,12 @@ def test_card_validates_and_tells_where_the_data_came_from(exported):
     assert [c["split"] for c in card.data.configs[0]["data_files"]] == ["train", "test"]
     text = card.text
     for expected in ("`local`", "| colours/fruit | 12 | 12 | 11 | 2 | 1 | too_short 1 |", "| too_short | 1 |",
-                     "near duplicates removed: 1", "pubmedqa.json", "40 reviewed, 35 accepted, 4 rejected, 1 edited",
-                     "10.0% (95% interval 4.0% to 23.0%)", "**pass**, threshold 20.0%", "wrong_fact (3)", "0.710"):
+                     "near duplicates removed: 1", "pubmedqa.json",
+                     "Read 40 of 48 queued items: 35 accepted, 1 edited, 4 rejected, 2 skipped",
+                     "Reject rate 10.0% (95% wilson interval 4.0% to 23.0%) over 40 items judged",
+                     "Gate: **pass**, threshold 20.0%", "wrong_fact (3)",
+                     "Cohen's kappa 0.71, 92% agree", "ann (30)", "14.5 s of reading",
+                     "| colours | 20 of 24 | 1 | 5.0% (1.0% to 24.0%) | pass |"):
         assert expected in text, expected
 
 
@@ -116,13 +128,13 @@ def test_no_review_is_said_plainly(tmp_path):
 
 
 def test_review_figures_in_other_shapes_still_render():
-    lines = review_lines({"review": {"approved": 30, "rejected": 2, "reject_rate": 0.0625,
-                                     "reject_rate_ci": [0.02, 0.2], "gate_threshold": 0.1, "passed": False,
-                                     "top_reasons": [["off_topic", 2]], "kappa": None, "sampled_from": "stratified"}})
+    lines = review_lines({"review": {"approved": 30, "rejected": 2, "reject_rate": {"value": 0.0625, "low": 0.02,
+                                                                                    "high": 0.2},
+                                     "top_reasons": [["off_topic", 2]], "kappa": 0.4, "sampled_from": "stratified"}})
     text = "\n".join(lines)
-    assert "30 approved, 2 rejected" in text and "6.2% (95% interval 2.0% to 20.0%)" in text
-    assert "**failed**, threshold 10.0%" in text and "off_topic (2)" in text and "Sampled from: stratified" in text
-    assert review_lines({}) == [NO_REVIEW]
+    assert "- Items: 30 approved, 2 rejected" in text and "6.2% (95% interval 2.0% to 20.0%)" in text
+    assert "off_topic (2)" in text and "kappa 0.4" in text and "Sampled from: stratified" in text
+    assert review_lines({}) == [NO_REVIEW] and review_lines({"review": {}}) == [NO_REVIEW]
 
 
 def test_a_run_without_split_gets_the_curate_stage_split(tmp_path):

@@ -56,7 +56,7 @@ def export_dataset(run_dir: Path, options: DatasetExportOptions) -> DatasetExpor
     """Write RUN_DIR's train/test split as Parquet shards plus a dataset card into `options.out`."""
     from distill.export.dataset_card import check_dataset_card, render_dataset_card, unknown_languages
     from distill.train.card import read_stats
-    from distill.train.data import read_or_write_split
+    from distill.train.data import load_splits
 
     started = time.perf_counter()
     run_dir, out = Path(run_dir), Path(options.out)
@@ -64,7 +64,9 @@ def export_dataset(run_dir: Path, options: DatasetExportOptions) -> DatasetExpor
     if unknown_languages(options.language):
         raise DistillError(f"--language {', '.join(unknown_languages(options.language))}: not an ISO 639 code "
                            "(en, fr, de, zh, ...); repeat --language for a multilingual set")
-    train, held_out = read_or_write_split(run_dir, options.split_fraction, options.seed)
+    # The run's own split (train.jsonl / eval.jsonl), or the curate stage's stratified one made and written now,
+    # so that training later holds out exactly what the card calls `test`.
+    train, held_out = load_splits(run_dir, options.split_fraction, options.seed)
     splits = {"train": train, "test": held_out}
     axes = axis_names(train + held_out)
     schema = arrow_schema(axes)

@@ -1,9 +1,10 @@
 """The human review's figures, as the dataset card and the model card both show them.
 
-The review stage records its summary under the "review" key of the run's stats.json: items reviewed,
-accepted, rejected and edited, the reject rate with its 95% interval, the gate's threshold and verdict, the
-top reject reasons and the inter-reviewer kappa. The cards say "no human review" when there is none, and show
-any field they do not know as it is rather than dropping it.
+The review stage records its summary under the "review" key of the run's stats.json: items queued and
+reviewed (accepted, edited, rejected, skipped), the reject rate with its interval, the gate's verdict,
+threshold and message, the top reject reasons, the agreement between reviewers (kappa), reading time, and
+the same per taxonomy branch. The cards say "no human review" when there is none, and show a field they do
+not know as it is rather than dropping it.
 """
 
 from __future__ import annotations
@@ -13,93 +14,107 @@ from typing import Any
 
 NO_REVIEW = ("No human review: no one has reviewed a sample of this data (`distill review`); every quality "
              "figure here comes from automatic checks.")
-_KNOWN = {"reviewed", "accepted", "approved", "rejected", "edited", "reject_rate", "reject_rate_ci",
-          "reject_rate_interval", "gate", "threshold", "gate_threshold", "verdict", "gate_verdict", "passed",
-          "top_reasons", "reasons", "kappa"}
+_COUNTS = ("accepted", "approved", "edited", "rejected", "skipped")
+_SHOWN = {"queued", "reviewed", *_COUNTS, "open_reviews", "items_judged", "reject_rate", "reject_rate_ci",
+          "interval", "gate", "top_reasons", "agreement", "kappa", "reviewers", "median_seconds_per_item",
+          "overall", "branches"}
 
 
 def review_lines(stats: dict[str, Any]) -> list[str]:
-    """Markdown list items for the review, or the one line saying there was none."""
+    """Markdown for the review (list items, then a table per taxonomy branch), or the line saying there was none."""
     review = stats.get("review")
     if not isinstance(review, dict) or not review:
         return [NO_REVIEW]
-    lines = []
-    counts = [(label, review.get(key)) for label, key in (("reviewed", "reviewed"), ("accepted", "accepted"),
-                                                          ("approved", "approved"), ("rejected", "rejected"),
-                                                          ("edited", "edited"))]
-    counts = [f"{value} {label}" for label, value in counts if value is not None]
-    if counts:
-        lines.append("- Items: " + ", ".join(counts))
-    rate = _rate(review)
-    if rate:
-        lines.append(f"- Reject rate: {rate}")
-    gate = _gate(review)
-    if gate:
-        lines.append(f"- Gate: {gate}")
-    reasons = _reasons(review.get("top_reasons", review.get("reasons")))
-    if reasons:
-        lines.append(f"- Top reject reasons: {reasons}")
-    if review.get("kappa") is not None:
-        lines.append(f"- Agreement between reviewers (Cohen's kappa): {_number(review['kappa'])}")
-    for key in sorted(set(review) - _KNOWN):
-        lines.append(f"- {key.replace('_', ' ').capitalize()}: {_plain(review[key])}")
-    return lines
+    lines = [line for line in (_counts(review), _rate(review), _gate(review), _reasons(review.get("top_reasons")),
+                               _agreement(review), _reviewers(review)) if line]
+    lines += [f"- {key.replace('_', ' ').capitalize()}: {_plain(review[key])}" for key in sorted(set(review) - _SHOWN)
+              if review[key] not in (None, {}, [])]
+    return lines + _branches(review.get("branches"))
+
+
+def _counts(review: dict) -> str | None:
+    parts = [f"{review[key]} {key}" for key in _COUNTS if review.get(key) is not None]
+    if review.get("reviewed") is None and not parts:
+        return None
+    read = "Items" if review.get("reviewed") is None else f"Read {review['reviewed']}" + (
+        f" of {review['queued']} queued" if review.get("queued") else "") + " items"
+    open_reviews = f"; {review['open_reviews']} awaiting a second reviewer" if review.get("open_reviews") else ""
+    return f"- {read}: {', '.join(parts)}{open_reviews}"
 
 
 def _rate(review: dict) -> str | None:
-    value = review.get("reject_rate")
-    interval = review.get("reject_rate_ci", review.get("reject_rate_interval"))
-    if isinstance(value, dict):
-        interval = interval or [value.get("low"), value.get("high")]
-        value = value.get("value", value.get("rate"))
+    value, interval = review.get("reject_rate"), review.get("reject_rate_ci")
+    if isinstance(value, dict):  # {"value", "low", "high"}
+        value, interval = value.get("value"), [value.get("low"), value.get("high")]
     if value is None:
         return None
-    text = _percent(value)
+    text = f"- Reject rate {_percent(value)}"
     if isinstance(interval, (list, tuple)) and len(interval) == 2 and None not in interval:
-        text += f" (95% interval {_percent(interval[0])} to {_percent(interval[1])})"
+        text += f" ({review.get('interval', '95%')} interval {_percent(interval[0])} to {_percent(interval[1])})"
+    if review.get("items_judged"):
+        text += f" over {review['items_judged']} items judged"
     return text
 
 
 def _gate(review: dict) -> str | None:
-    gate = review.get("gate") if isinstance(review.get("gate"), dict) else {}
-    threshold = gate.get("threshold", review.get("gate_threshold", review.get("threshold")))
-    verdict = gate.get("verdict", review.get("gate_verdict", review.get("verdict")))
-    passed = gate.get("passed", review.get("passed"))
-    if verdict is None and passed is not None:
-        verdict = "passed" if passed else "failed"
-    if threshold is None and verdict is None:
-        return _plain(review["gate"]) if review.get("gate") not in (None, {}) else None
-    parts = []
-    if verdict is not None:
-        parts.append(f"**{verdict}**")
-    if threshold is not None:
-        fraction = isinstance(threshold, float) and threshold < 1
-        parts.append(f"threshold {_percent(threshold) if fraction else threshold}")
-    return ", ".join(parts)
+    gate = review.get("gate")
+    if not isinstance(gate, dict) or not gate:
+        return None
+    parts = [f"**{gate['verdict']}**" if gate.get("verdict") else None,
+             f"threshold {_percent(gate['threshold'])}" if gate.get("threshold") is not None else None,
+             gate.get("message")]
+    return "- Gate: " + ", ".join(p for p in parts if p)
 
 
 def _reasons(reasons) -> str | None:
     if not reasons:
         return None
-    pairs = []
-    for item in (reasons.items() if isinstance(reasons, dict) else reasons):
-        if isinstance(item, dict):
-            pairs.append((item.get("reason"), item.get("count")))
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            pairs.append(tuple(item))
-        else:
-            pairs.append((item, None))
-    return ", ".join(str(reason) if count is None else f"{reason} ({count})" for reason, count in pairs)
+    if isinstance(reasons, dict):
+        pairs = list(reasons.items())
+    else:
+        pairs = [tuple(r) if isinstance(r, (list, tuple)) else (r, None) for r in reasons]
+    return "- Top reject reasons: " + ", ".join(str(r) if n is None else f"{r} ({n})" for r, n in pairs)
+
+
+def _agreement(review: dict) -> str | None:
+    agreement = review.get("agreement")
+    if isinstance(agreement, dict) and agreement:
+        method = {"cohen": "Cohen's kappa", "fleiss": "Fleiss' kappa"}.get(agreement.get("method"), "kappa")
+        kappa = "n/a (one verdict throughout)" if agreement.get("kappa") is None else f"{agreement['kappa']:.2f}"
+        agree = agreement.get("percent_agreement")
+        return (f"- Agreement on {agreement.get('items', '?')} items read twice ({agreement.get('reviewers', '?')} "
+                f"reviewers): {method} {kappa}" + (f", {agree:.0%} agree on keep or reject" if agree is not None
+                                                   else ""))
+    if review.get("kappa") is not None:
+        return f"- Agreement between reviewers: kappa {_plain(review['kappa'])}"
+    return None
+
+
+def _reviewers(review: dict) -> str | None:
+    parts = []
+    if isinstance(review.get("reviewers"), dict) and review["reviewers"]:
+        parts.append("reviewers " + ", ".join(f"{name} ({n})" for name, n in review["reviewers"].items()))
+    if review.get("median_seconds_per_item"):
+        parts.append(f"median {review['median_seconds_per_item']} s of reading per item")
+    return ("- " + "; ".join(parts)) if parts else None
+
+
+def _branches(branches) -> list[str]:
+    rows = {name: b for name, b in (branches or {}).items() if isinstance(b, dict) and b.get("reviewed")}
+    if not rows:
+        return []
+    lines = ["", "| taxonomy branch | reviewed | rejected | reject rate (interval) | verdict |",
+             "|---|---:|---:|---|---|"]
+    for name, b in sorted(rows.items()):
+        low, high = b.get("ci") or (None, None)
+        interval = f" ({_percent(low)} to {_percent(high)})" if low is not None else ""
+        lines.append(f"| {name} | {b['reviewed']} of {b.get('items', '?')} | {b.get('rejected', 0)} | "
+                     f"{_percent(b.get('reject_rate'))}{interval} | {b.get('verdict', '')} |")
+    return lines
 
 
 def _percent(value) -> str:
     return f"{value:.1%}" if isinstance(value, (int, float)) else str(value)
-
-
-def _number(value) -> str:
-    if isinstance(value, dict):
-        value = value.get("value", json.dumps(value))
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _plain(value) -> str:

@@ -34,20 +34,9 @@ def read_examples(path: Path) -> list[Example]:
 
 
 def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0) -> tuple[list[Example], list[Example]]:
-    """The run's (train, eval) split for training: `read_or_write_split`, train examples with an answer only."""
-    train, held_out = read_or_write_split(run_dir, eval_fraction, seed)
-    usable = [example for example in train if example.response]
-    if not usable:
-        raise DistillError("no training example has an assistant turn to learn from",
-                           path=Path(run_dir) / "train.jsonl")
-    return usable, held_out
-
-
-def read_or_write_split(run_dir: Path, eval_fraction: float = 0.1,
-                        seed: int = 0) -> tuple[list[Example], list[Example]]:
     """The run's (train, eval) split; makes and writes one when the run has none yet.
 
-    Writing it matters: `distill eval` and `distill export` must see exactly the examples training never saw.
+    Writing it matters: `distill eval` must see exactly the examples training never saw.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -65,7 +54,10 @@ def read_or_write_split(run_dir: Path, eval_fraction: float = 0.1,
         train, held_out = split_examples(examples, eval_fraction, seed)
         write_jsonl(train_path, train)
         write_jsonl(eval_path, held_out)
-    return train, held_out
+    usable = [example for example in train if example.response]
+    if not usable:
+        raise DistillError("no training example has an assistant turn to learn from", path=train_path)
+    return usable, held_out
 
 
 def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
