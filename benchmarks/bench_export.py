@@ -38,14 +38,20 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench_export_") as folder:  # ~0.7 GB of models, removed at the end
+        run(Path(folder), args)
+
+
+def run(work: Path, args) -> None:
+    import torch
     from transformers import AutoModelForCausalLM
 
     from distill.export.gguf_writer import write_gguf
     from distill.export.verify import compare_logits, sequence_logits
     from distill.models import load_causal_lm, load_tokenizer
 
-    torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="bench_export_"))
     tokenizer = load_tokenizer("local")
     merged = work / "merged"
     load_causal_lm("local", dtype=torch.bfloat16).save_pretrained(merged)
