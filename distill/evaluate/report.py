@@ -71,22 +71,21 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     # Checked before torch and transformers load (~15 s on a busy machine): a typo fails at once.
     if not run_dir.is_dir():
         raise DistillError("run directory does not exist; give the folder `distill generate` wrote", path=run_dir)
-    forms = detect_forms([students] if isinstance(students, (str, Path)) else list(students))
-    manifest = shared_manifest(forms)
     eval_path = run_dir / "eval.jsonl"
     if not eval_path.is_file():
         raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
-    if isinstance(config.judge, str):
-        from distill.teachers.registry import parse_spec
-
-        parse_spec(config.judge)
-
     from distill.train.data import read_examples
     from distill.train.sft import set_threads
 
     held_out = read_examples(eval_path)
-    if not held_out:
+    if not held_out:  # the split's problem comes first: no student can be scored on nothing
         raise DistillError(_empty_split_cause(run_dir), path=eval_path)
+    forms = detect_forms([students] if isinstance(students, (str, Path)) else list(students))
+    manifest = shared_manifest(forms)
+    if isinstance(config.judge, str):
+        from distill.teachers.registry import parse_spec
+
+        parse_spec(config.judge)
     examples = [e for e in held_out if e.response][: config.limit]
     if not examples:
         raise DistillError(f"none of the {len(held_out)} held-out examples has a reference answer (an assistant "
