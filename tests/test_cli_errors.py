@@ -159,6 +159,8 @@ def unknown_axis_value(ws: Path, url: str) -> list[str]:
 
 def missing_student(ws: Path, url: str) -> list[str]:
     (ws / "run").mkdir()
+    (ws / "run" / "eval.jsonl").write_text(json.dumps({"id": "e1", "messages": [
+        {"role": "user", "content": "What is asthma?"}, {"role": "assistant", "content": "A lung disease."}]}) + "\n")
     return ["eval", str(ws / "run"), "--student", str(ws / "no-such-adapter")]
 
 
