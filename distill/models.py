@@ -47,10 +47,23 @@ def resolve_model(name: str) -> str:
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
 
+def needs_conversion(name: str) -> bool:
+    """Whether loading `name` converts the embedded GGUF first (once, ~20 s): progress says so."""
+    return name in LOCAL_ALIASES and not _converted(_dense_folder())
+
+
+def _dense_folder() -> Path:
+    return cache_dir() / "models" / "SmolLM2-135M-Instruct"
+
+
+def _converted(target: Path) -> bool:
+    return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
+
+
 def _dense_embedded_model() -> Path:
     gguf = embedded_gguf()
-    target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    target = _dense_folder()
+    if _converted(target):
         return target
     _convert_gguf(gguf, target)
     return target

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -184,6 +185,42 @@ def test_budget_is_a_hard_cap(tmp_path):
     assert stats["counts"]["pending"] == statuses.count("pending") > 0
     kept = (tmp_path / "run" / "dataset.jsonl").read_text().splitlines()
     assert len(kept) == stats["counts"]["kept"] == statuses.count("generated")
+
+
+def test_an_item_started_finishes_before_new_items_start(tmp_path):
+    """An item's answer step goes ahead of other items' question steps, so items finish one by one.
+
+    One request at a time: before, the order was A:q B:q A:a C:q B:a D:q C:a D:a (first steps first).
+    """
+    with FakeAPI(Faults(latency_s=0.02)) as api:
+        run(api, tmp_path / "run", teacher={"concurrency": 1}, preflight=False)
+    db = sqlite3.connect(tmp_path / "run" / "run.db")
+    order = [row for row in db.execute("SELECT plan_item_id, step FROM teacher_calls ORDER BY id")]
+    db.close()
+    assert len(order) == 8
+    for first, second in zip(order[::2], order[1::2]):
+        assert first[0] == second[0] and (first[1], second[1]) == ("instruction", "response"), order
+
+
+def test_a_small_budget_finishes_the_items_it_starts(tmp_path):
+    """A cap that holds a few whole items finishes those, rather than paying every item's first step.
+
+    Before: all ten questions went out at once (concurrency 16), then no answer fitted: 0 of 10 items
+    finished, a third of the cap spent on questions nobody answered.
+    """
+    tax = tmp_path / "tax"
+    shutil.copytree(TINY, tax)
+    (tax / "qa.yaml").write_text((tax / "qa.yaml").read_text().replace("per_leaf: 2", "per_leaf: 5"))
+    prices = {"gpt-4o-mini": {"input": 1.0, "output": 10.0}}  # answers cost far more than questions
+    with FakeAPI(Faults(latency_s=0.05)) as api:
+        with pytest.raises(BudgetExceeded):
+            run(api, tmp_path / "run", taxonomy=tax / "qa.yaml", budget_usd=0.01, preflight=False,
+                teacher={"concurrency": 16, "api_config": {"prices": prices}})
+    counts = accounted(tmp_path / "run")
+    assert counts.get("generated", 0) >= 3
+    # Every item that was paid for is finished: two answered calls each, no question left unanswered.
+    assert len(api.paid) == 2 * counts["generated"]
+    assert counts["generated"] + counts.get("pending", 0) == 10
 
 
 def test_unknown_price_with_budget_is_a_clear_error(tmp_path):

@@ -1,5 +1,11 @@
 """Feeds teacher requests to a backend: in batches for in-process models, concurrently for APIs.
 
+Requests wait in order of priority, lowest first, then of arrival. The runner gives every request
+its item's place in the run, so an item already started finishes before new items start: its
+answer step goes ahead of a later item's question step. Without this a full round of first steps
+ran before any second step (no item finished for minutes with the local teacher; with a small
+budget the cap was spent with none finished).
+
 A teacher with a `collect_s` window (provider batch APIs) gets requests gathered for up to that
 long, one worker gathering at a time, so a round of requests becomes one job rather than many.
 """
@@ -7,6 +13,7 @@ long, one worker gathering at a time, so a round of requests becomes one job rat
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 
@@ -14,7 +21,8 @@ from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 class Dispatcher:
     def __init__(self, teacher: Teacher):
         self.teacher = teacher
-        self.queue: asyncio.Queue[tuple[GenerationRequest, asyncio.Future]] = asyncio.Queue()
+        self.queue: asyncio.PriorityQueue[tuple[int, int, GenerationRequest, asyncio.Future]] = asyncio.PriorityQueue()
+        self._arrival = itertools.count()  # ties keep arrival order (and requests are never compared)
         self.workers: list[asyncio.Task] = []
         self.collect_s = float(getattr(teacher, "collect_s", 0.0) or 0.0)
         self._gathering = asyncio.Lock()
@@ -28,9 +36,9 @@ class Dispatcher:
             worker.cancel()
         await asyncio.gather(*self.workers, return_exceptions=True)
 
-    async def submit(self, request: GenerationRequest) -> GenerationResult:
+    async def submit(self, request: GenerationRequest, priority: int = 0) -> GenerationResult:
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((request, future))
+        await self.queue.put((priority, next(self._arrival), request, future))
         return await future
 
     async def _work(self) -> None:
@@ -40,16 +48,19 @@ class Dispatcher:
                     batch = await self._gather(self.collect_s)
             else:
                 batch = await self._gather(0.0)
-            requests = [request for request, _ in batch]
+            requests = [request for _, _, request, _ in batch]
             try:
                 results = await self.teacher.generate(requests)
             except Exception as exc:  # a broken backend fails these requests; the items say so
                 results = [GenerationResult(key=r.key, error=f"{type(exc).__name__}: {exc}") for r in requests]
-            for (_, future), result in zip(batch, results):
+            for (*_, future), result in zip(batch, results):
                 if not future.done():
                     future.set_result(result)
+            # One loop turn: the items just answered queue their next steps before this worker takes
+            # another request, so those steps compete on priority rather than arriving too late.
+            await asyncio.sleep(0)
 
-    async def _gather(self, window_s: float) -> list[tuple[GenerationRequest, asyncio.Future]]:
+    async def _gather(self, window_s: float) -> list[tuple[int, int, GenerationRequest, asyncio.Future]]:
         """The next request, then whatever else arrives within the window (one loop turn at least)."""
         batch = [await self.queue.get()]
         loop = asyncio.get_running_loop()

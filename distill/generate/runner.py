@@ -9,11 +9,12 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from distill.errors import DistillError, RunFailed
-from distill.generate import preflight
-from distill.generate.budget import Budget, BudgetStop, Estimate, estimate_items
+from distill.generate import preflight, switch_hint
+from distill.generate.budget import Budget, BudgetStop, Estimate, ItemHold, estimate_items
 from distill.generate.dispatch import Dispatcher
 from distill.curate.progress import stage_progress
 from distill.generate.export import RunReport, finish_run
@@ -95,20 +96,26 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         todo = _todo(store, plan, options.retry_failed)
         budget = None
         if todo:
-            teacher = teacher_factory() if teacher_factory else _make_teacher(options.teacher, options)
+            progress = GenerationProgress(enabled=options.progress)
+            teacher = progress.starting(options.teacher, lambda: teacher_factory() if teacher_factory
+                                        else _make_teacher(options.teacher, options))
             try:
                 if hasattr(teacher, "attach_store"):  # batch jobs persist their ids in run.db
                     teacher.attach_store(store)
+                if hasattr(teacher, "on_tokens"):  # in-process teachers count tokens as they decode
+                    teacher.on_tokens = progress.stream_tokens
+                    progress.advise_once(partial(switch_hint.advice, options.teacher))
                 budget = _budget(store, teacher, options)
                 with _fewer_gc_passes():
-                    asyncio.run(_generate_all(store, loaded, todo, teacher, options, budget,
+                    asyncio.run(_generate_all(store, loaded, todo, teacher, options, budget, progress,
                                               run_preflight=api and options.preflight and not store.info().get("preflight_ok")))
             finally:
+                progress.close()
                 if teacher_factory is None:  # a teacher handed in stays the caller's to close
                     teacher.close()
-        with stage_progress(enabled=options.progress) as progress:
+        with stage_progress(enabled=options.progress) as curate_progress:
             report = finish_run(store, loaded, plan, out, curate=options.curate, curate_settings=_curate_settings(options),
-                                judge=_judge(store, options), progress=progress)
+                                judge=_judge(store, options), progress=curate_progress)
         if budget is not None and budget.stopped:
             raise budget.error(sum(s == PENDING for s in store.statuses().values()))
         _fail_when_nothing_kept(store, report, options.retry_failed)
@@ -261,18 +268,20 @@ def _budget(store: RunStore, teacher: Teacher, options: GenerateOptions) -> Budg
 
 
 async def _generate_all(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], teacher: Teacher,
-                        options: GenerateOptions, budget: Budget | None, run_preflight: bool) -> None:
+                        options: GenerateOptions, budget: Budget | None, progress: GenerationProgress,
+                        run_preflight: bool) -> None:
+    progress.start(len(items))
     try:
         if run_preflight:
             sample = preflight.choose_sample(items, preflight.sample_size(len(loaded.leaves)))
             if len(sample) < len(items):
-                await _generate_items(store, loaded, sample, teacher, options, budget)
+                await _generate_items(store, loaded, sample, teacher, budget, progress)
                 if budget is None or not budget.stopped:
                     preflight.check(store, sample)
                     store.set_info(preflight_ok=True)
                 chosen = {item.id for item in sample}
                 items = [item for item in items if item.id not in chosen]
-        await _generate_items(store, loaded, items, teacher, options, budget)
+        await _generate_items(store, loaded, items, teacher, budget, progress)
     finally:
         aclose = getattr(teacher, "aclose", None)
         if aclose is not None:  # async HTTP clients close inside the loop that owns them
@@ -286,54 +295,61 @@ def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[Pla
 
 
 async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], teacher: Teacher,
-                          options: GenerateOptions, budget: Budget | None = None) -> None:
+                          budget: Budget | None, progress: GenerationProgress) -> None:
     task = TASKS[loaded.taxonomy.task]
     leaves = {leaf.path: leaf for leaf in loaded.leaves}
+    # A leaf's items side by side: they share prompt beginnings (system and seed turns), which the
+    # in-process teacher computes once while they are in its prefix cache (providers cache them too).
+    items = sorted(items, key=lambda item: item.node_path)
     # Enough items in flight to fill every concurrent batch twice over, so the teacher never waits on us.
     in_flight = asyncio.Semaphore(max(2, teacher.batch_size * teacher.concurrency * 2))
-    with GenerationProgress(total=len(items), enabled=options.progress) as progress:
-        async with Dispatcher(teacher) as dispatcher:
+    async with Dispatcher(teacher) as dispatcher:
 
-            async def call(item: PlanItem, step: str, request: GenerationRequest) -> GenerationResult:
-                fingerprint = request.fingerprint(teacher.spec)
-                stored = store.find_call(fingerprint)
-                if stored is not None:  # answered in an earlier (maybe killed) run: never pay twice
-                    return stored.model_copy(update={"key": request.key})
-                result = None
-                reserved = budget.reserve(teacher.price_request(request)) if budget is not None else 0.0
+        async def call(item: PlanItem, rank: int, hold: ItemHold | None, step: str,
+                       request: GenerationRequest) -> GenerationResult:
+            fingerprint = request.fingerprint(teacher.spec)
+            stored = store.find_call(fingerprint)
+            if stored is not None:  # answered in an earlier (maybe killed) run: never pay twice
+                return stored.model_copy(update={"key": request.key})
+            result = None
+            reserved = budget.reserve(teacher.price_request(request), hold, step) if budget is not None else 0.0
+            try:
+                # An item's place in the run is its priority: its later steps go ahead of new items' first ones.
+                result = await dispatcher.submit(request, priority=rank)
+            finally:
+                if budget is not None:
+                    # Cached answers cost nothing new; a failed call is not billed.
+                    budget.settle(reserved, None if result is None or result.cached else result.usage.cost_usd)
+            store.add_call(item.id, step, teacher.spec, request, fingerprint, result)
+            progress.add_tokens(result.usage.prompt_tokens, result.usage.completion_tokens)
+            if not result.ok:
+                raise TeacherFailed(step, result.error or "no text")
+            return result
+
+        async def process(rank: int, item: PlanItem) -> None:
+            async with in_flight:
+                hold = None
                 try:
-                    result = await dispatcher.submit(request)
-                finally:
-                    if budget is not None:
-                        # Cached answers cost nothing new; a failed call is not billed.
-                        budget.settle(reserved, None if result is None or result.cached else result.usage.cost_usd)
-                store.add_call(item.id, step, teacher.spec, request, fingerprint, result)
-                progress.add_tokens(result.usage.prompt_tokens, result.usage.completion_tokens)
-                if not result.ok:
-                    raise TeacherFailed(step, result.error or "no text")
-                return result
-
-            async def process(item: PlanItem) -> None:
-                async with in_flight:
+                    hold = await budget.start_item() if budget is not None else None
                     ctx = ItemContext(loaded, item, leaves[item.node_path], teacher.spec,
-                                      lambda step, request: call(item, step, request))
-                    try:
-                        store.add_example(await task(ctx))
-                        progress.advance(kept=True)
-                    except Rejected as rejected:
-                        store.add_reject(Reject(id=item.id, stage="generate", reason=rejected.reason,
-                                                detail=rejected.detail, raw=rejected.raw, node_path=item.node_path))
-                        progress.advance(kept=False)
-                    except BudgetStop:
-                        pass  # never sent: the item stays pending for a run with more budget
-                    except TeacherFailed as failed:
-                        store.add_reject(
-                            Reject(id=item.id, stage="generate", reason="teacher_failed",
-                                   detail=f"{failed.step}: {failed.error}", node_path=item.node_path),
-                            plan_status=FAILED,
-                        )
-                        progress.advance(kept=False, failed=True)
+                                      lambda step, request: call(item, rank, hold, step, request))
+                    store.add_example(await task(ctx))
+                    progress.advance(kept=True)
+                except Rejected as rejected:
+                    store.add_reject(Reject(id=item.id, stage="generate", reason=rejected.reason,
+                                            detail=rejected.detail, raw=rejected.raw, node_path=item.node_path))
+                    progress.advance(kept=False)
+                except BudgetStop:
+                    pass  # never sent: the item stays pending for a run with more budget
+                except TeacherFailed as failed:
+                    store.add_reject(
+                        Reject(id=item.id, stage="generate", reason="teacher_failed",
+                               detail=f"{failed.step}: {failed.error}", node_path=item.node_path),
+                        plan_status=FAILED,
+                    )
+                    progress.advance(kept=False, failed=True)
+                finally:
+                    if hold is not None:
+                        await budget.end_item(hold)
 
-            started = time.monotonic()
-            await asyncio.gather(*(process(item) for item in items))
-            progress.finish(time.monotonic() - started)
+        await asyncio.gather(*(process(rank, item) for rank, item in enumerate(items)))
