@@ -5,3 +5,19 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for the whole session: starting one takes ~9 s (30 s under load).
+
+    Skipped, with the reason, where Ray is not installed (`bash scripts/setup.sh --tests` installs it)."""
+    pytest.importorskip("ray.data", reason="Ray is not installed: bash scripts/setup.sh --tests adds ray[data]")
+    from distill.executors.ray_cluster import ensure_ray
+
+    ray = ensure_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()

@@ -19,11 +19,28 @@ def _default_out(input_path: Path) -> Path:
     return input_path.with_name(input_path.stem + "_curated")
 
 
-def run_curate(input_path: Path, out: Path, config, console: Console, show_progress: bool = True):
-    """Read INPUT, curate it, write the five output files into `out`; returns the result."""
+def run_curate(input_path: Path, out: Path, config, console: Console, show_progress: bool = True,
+               executor: str = "local", output_format: str = "jsonl", **ray_options):
+    """Read INPUT, curate it, write the output files into `out`; returns the result.
+
+    Locally kept rows and rejects go to `dataset.jsonl` / `rejected.jsonl`; on Ray each task writes its
+    own part of `dataset/` and `rejected/` (JSONL or Parquet shards)."""
+    if executor == "ray":
+        from distill.executors.ray_curate import curate_on_ray
+
+        result = curate_on_ray(input_path, out, config, output_format=output_format, **ray_options)
+    else:
+        result = _curate_here(input_path, config, console, show_progress)
+        out.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out / "dataset.jsonl", result.kept)
+        write_jsonl(out / "rejected.jsonl", result.rejects)
+    _write_reports(input_path, out, result)
+    return result
+
+
+def _curate_here(input_path: Path, config, console: Console, show_progress: bool):
     from distill.curate.dataset_io import load_examples
     from distill.curate.pipeline import curate
-    from distill.curate.report import markdown_report
 
     examples = load_examples(input_path)
     with Progress(
@@ -37,16 +54,18 @@ def run_curate(input_path: Path, out: Path, config, console: Console, show_progr
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        result = curate(examples, config, progress=progress)
+        return curate(examples, config, progress=progress)
+
+
+def _write_reports(input_path: Path, out: Path, result) -> None:
+    from distill.curate.report import markdown_report
+
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "dataset.jsonl", result.kept)
-    write_jsonl(out / "rejected.jsonl", result.rejects)
     write_jsonl(out / "contamination.jsonl", result.contamination)
     write_jsonl(out / "duplicates.jsonl", result.duplicates)
     stats = {"input": str(input_path), **result.to_stats()}
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown_report(result) + "\n", encoding="utf-8")
-    return result
 
 
 def print_summary(result, console: Console, out: Path | None = None) -> None:
@@ -83,12 +102,17 @@ def register(app: typer.Typer) -> None:
         near_dedup: bool = typer.Option(True, "--near-dedup/--no-near-dedup", help="MinHash near-duplicate removal."),
         decontam_minhash: float | None = typer.Option(None, help="Also flag held-out copies at this MinHash Jaccard."),
         workers: int | None = typer.Option(None, help="Threads for hashing, MinHash signing and decontamination [default: up to 2]."),
+        executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster: joins RAY_ADDRESS, "
+                                     "else starts one on this machine)."),
+        output_format: str = typer.Option("jsonl", help="ray: format of the dataset/ and rejected/ shards (jsonl or parquet)."),
     ) -> None:
         """Check, dedup and decontaminate a dataset; writes dataset.jsonl, rejected.jsonl, stats.json,
         contamination.jsonl, duplicates.jsonl and report.md."""
         from distill.curate.heldout import parse_heldout_option
         from distill.curate.pipeline import CurateConfig
+        from distill.executors import check_executor
 
+        check_executor(executor)
         out_dir = out or _default_out(input_path)
         try:
             config = CurateConfig(
@@ -102,7 +126,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as err:  # pydantic: a threshold out of range and the like
             raise DistillError(f"bad option: {err}") from None
         console = Console()
-        result = run_curate(input_path, out_dir, config, console)
+        result = run_curate(input_path, out_dir, config, console, executor=executor, output_format=output_format)
         print_summary(result, console, out_dir)
 
     @app.command("split")
