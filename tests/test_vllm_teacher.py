@@ -105,7 +105,8 @@ def test_an_answer_cut_at_max_tokens_is_a_truncated_reject(tmp_path, engine):
     folder = tmp_path / "tiny"
     shutil.copytree(FIXTURES, folder)
     taxonomy = folder / "qa.yaml"
-    taxonomy.write_text(taxonomy.read_text().replace("max_tokens: 160", "max_tokens: 4"))
+    # 16, the least a taxonomy takes: no answer to a medical question fits in it.
+    taxonomy.write_text(taxonomy.read_text().replace("max_tokens: 160", "max_tokens: 16"))
     out = tmp_path / "run"
     _, kept, rejected = run(taxonomy, out, engine, limit=2)
     db = sqlite3.connect(out / "run.db")
@@ -113,6 +114,16 @@ def test_an_answer_cut_at_max_tokens_is_a_truncated_reject(tmp_path, engine):
     assert reasons and set(reasons) == {"length"}
     assert kept == [] and {r.reason for r in rejected} == {"truncated"}
     assert all(r.raw for r in rejected)  # the cut text is kept, never patched into an example
+
+
+@pytest.mark.vllm
+@needs_vllm
+def test_a_lora_path_that_is_not_an_adapter_is_one_clear_error_before_any_engine_starts(tmp_path):
+    from distill.errors import DistillError
+    from distill.teachers.vllm_teacher import VLLMTeacher
+
+    with pytest.raises(DistillError, match="not a LoRA adapter folder .*distill train"):
+        VLLMTeacher("vllm:local", "local", lora=str(tmp_path))
 
 
 def test_without_vllm_the_teacher_fails_with_one_line_saying_how_to_install(tmp_path):
