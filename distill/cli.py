@@ -62,7 +62,9 @@ def generate(
     from distill.teachers.cost import load_api_config
     from distill.teachers.registry import parse_engine_args, parse_spec, teacher_options
 
-    parse_spec(teacher)  # an unknown spec fails before any model loads
+    prefix, _ = parse_spec(teacher)  # an unknown spec fails before any model loads
+    if (engine_arg or lora) and prefix != "vllm":
+        raise DistillError(f"--engine-arg and --lora are for vllm: teachers, not {teacher!r}")
     options = GenerateOptions(
         taxonomy=taxonomy, teacher=teacher, out=out, limit=limit, seed=seed, retry_failed=retry_failed,
         curate=not no_curate, progress=sys.stderr.isatty(),

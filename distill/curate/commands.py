@@ -113,6 +113,10 @@ def register(app: typer.Typer) -> None:
         from distill.executors import check_executor
 
         check_executor(executor)
+        if output_format not in ("jsonl", "parquet"):
+            raise DistillError(f"--output-format {output_format!r}: use jsonl or parquet")
+        if executor == "local" and output_format != "jsonl":
+            raise DistillError("--output-format parquet is for --executor ray (the local path writes dataset.jsonl)")
         out_dir = out or _default_out(input_path)
         try:
             config = CurateConfig(

@@ -44,9 +44,12 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None):
 
 
 def _quiet_progress(ray) -> None:
-    # Ray Data's progress bars go to stderr; without a terminal they are a line a second in logs.
+    # Ray Data's progress bars go to stderr; without a terminal they are a line a second in logs. Its
+    # INFO lines (an execution plan per dataset) would bury the command's own output.
+    import logging
     import sys
 
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     context = ray.data.DataContext.get_current()
     if not sys.stderr.isatty():
         context.enable_progress_bars = False

