@@ -51,13 +51,20 @@ def write_input(folder: Path, n: int) -> None:
 
 
 class PeakMemory:
-    """Peak of the summed PSS of this process and all its descendants, sampled every 0.5 s."""
+    """Peak of the summed PSS of this process and all its descendants, and their CPU seconds (user +
+    system, each process's last sample), sampled every 0.5 s. CPU seconds per record measure the work
+    when other jobs share the machine; wall time does not."""
 
     def __init__(self) -> None:
         import psutil
 
         self.root, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self.cpu: dict[int, float] = {}
         self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.cpu.values())
 
     def _watch(self) -> None:
         import psutil
@@ -67,6 +74,8 @@ class PeakMemory:
             for proc in [self.root, *self.root.children(recursive=True)]:
                 try:
                     total += proc.memory_full_info().pss
+                    times = proc.cpu_times()
+                    self.cpu[proc.pid] = times.user + times.system
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
             self.peak = max(self.peak, total)
@@ -96,10 +105,13 @@ def run_once(executor: str, folder: Path) -> dict:
 
             ensure_ray()
         ready = time.perf_counter()
+        time.sleep(1.0)  # one sample of the started cluster, whose start-up CPU is not the curation's
+        cpu_at_start = memory.cpu_s
         out = Path(tempfile.mkdtemp(prefix=f"bench-{executor}-", dir=folder.parent))
         result = run_curate(folder, out, config, Console(quiet=True), show_progress=False, executor=executor)
         ended = time.perf_counter()
-    return {"executor": executor, "start_s": ready - started, "seconds": ended - ready,
+    return {"executor": executor, "start_s": ready - started, "seconds": ended - ready - 1.0,
+            "cpu_s": memory.cpu_s - cpu_at_start,
             "kept": result.total.kept, "generated": result.total.generated, "peak_mb": memory.peak / 2**20}
 
 
@@ -129,18 +141,20 @@ def main() -> None:
                 row = json.loads(done.stdout.strip().splitlines()[-1])
                 runs[executor].append(row)
                 print(f"  run {r + 1} {executor:5} {row['generated'] / row['seconds']:9,.0f} records/s "
-                      f"({row['seconds']:.0f} s, cluster start {row['start_s']:.1f} s), peak {row['peak_mb']:,.0f} MB, "
+                      f"({row['seconds']:.0f} s, cluster start {row['start_s']:.1f} s), "
+                      f"{row['generated'] / row['cpu_s']:,.0f} records per CPU-second, peak {row['peak_mb']:,.0f} MB, "
                       f"kept {row['kept']:,}; load average {os.getloadavg()[0]:.1f}", flush=True)
     kept = {row["kept"] for rows in runs.values() for row in rows}
     assert len(kept) == 1, f"the executors kept different numbers of records: {kept}"
-    print("\n| executor | records/s | seconds | cluster start s | peak memory (PSS, MB) |\n|---|---:|---:|---:|---:|")
-    medians = {}
+    print("\n| executor | records/s | seconds | records per CPU-second | cluster start s | peak memory (PSS, MB) |\n"
+          "|---|---:|---:|---:|---:|---:|")
     for executor, rows in runs.items():
-        m = medians[executor] = {k: statistics.median(row[k] for row in rows) for k in ("seconds", "start_s", "peak_mb")}
-        print(f"| {executor} | {args.records / m['seconds']:,.0f} | {m['seconds']:.0f} | {m['start_s']:.1f} | "
-              f"{m['peak_mb']:,.0f} |")
+        m = {k: statistics.median(row[k] for row in rows) for k in ("seconds", "cpu_s", "start_s", "peak_mb")}
+        print(f"| {executor} | {args.records / m['seconds']:,.0f} | {m['seconds']:.0f} | {args.records / m['cpu_s']:,.0f} | "
+              f"{m['start_s']:.1f} | {m['peak_mb']:,.0f} |")
     pairs = list(zip(runs["local"], runs["ray"]))
     print(f"\nRay / local: wall time x{statistics.median(b['seconds'] / a['seconds'] for a, b in pairs):.2f}, "
+          f"CPU seconds x{statistics.median(b['cpu_s'] / a['cpu_s'] for a, b in pairs):.2f}, "
           f"peak memory x{statistics.median(b['peak_mb'] / a['peak_mb'] for a, b in pairs):.2f} "
           f"(medians of the pairs' ratios); both kept {kept.pop():,} records")
 

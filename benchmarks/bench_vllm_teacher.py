@@ -78,6 +78,9 @@ def run_once(mode: str, args) -> dict:
         results = asyncio.run(answer_all())
         ended = time.perf_counter()
         teacher.close()
+    failed = [r.error for r in results if not r.ok]
+    if failed:
+        print(f"{len(failed)} requests failed, the first: {failed[0]}", file=sys.stderr)
     generated = sum(r.usage.completion_tokens for r in results)
     return {"mode": mode, "start_s": loaded - started, "seconds": ended - loaded, "generated": generated,
             "prompt_tokens": sum(r.usage.prompt_tokens for r in results) / len(results),
@@ -107,6 +110,8 @@ def main() -> None:
             if done.returncode != 0:
                 raise SystemExit(done.stderr[-3000:])
             row = json.loads(done.stdout.strip().splitlines()[-1])
+            if row["errors"]:
+                raise SystemExit(done.stderr[-2000:])
             runs[mode].append(row)
             print(f"  run {r + 1} {mode:9} engine start {row['start_s']:6.1f} s  {row['tok_s']:6.1f} tok/s  "
                   f"first answer {row['first_s']:5.1f} s  {row['generated']} tokens in {row['seconds']:.0f} s  "

