@@ -6,11 +6,13 @@ seed's question; up to 256 new tokens at temperature 0.6, handed to the teacher 
 dispatcher does). Compare with the transformers teacher on the same prompts:
 `.venv/bin/python benchmarks/bench_local_teacher.py` (README: 11.7 tok/s before issue 15).
 
+Modes: `eager` (`enforce_eager=True`: no torch.compile warm-up), `compiled` (vLLM's default) and `hf` (the
+transformers teacher, `local`, in this same environment: the A/B pair on one machine at one time).
 Each mode runs in a process of its own (vLLM starts its engine core as a child by spawn: this file
 keeps its `__main__` guard), interleaved when repeated; memory is the peak PSS summed over the run's
 process tree (the engine core included).
 
-    .venv-vllm/bin/python benchmarks/bench_vllm_teacher.py [--modes eager compiled] [--repeat 1]
+    .venv-vllm/bin/python benchmarks/bench_vllm_teacher.py [--modes eager compiled hf] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ def run_once(mode: str, args) -> dict:
     requests = workload(args.prompts, args.max_tokens, args.temperature)
     with PeakMemory() as memory:
         started = time.perf_counter()
-        teacher = make_teacher("vllm:local", TeacherOptions(engine_args={"enforce_eager": mode == "eager"}))
+        if mode == "hf":  # the transformers teacher, as `local` runs it (batches of 8, left padding)
+            teacher = make_teacher("local", TeacherOptions(batch_size=8))
+        else:
+            teacher = make_teacher("vllm:local", TeacherOptions(engine_args={"enforce_eager": mode == "eager"}))
         loaded = time.perf_counter()
         firsts: list[float] = []
 
@@ -90,7 +95,7 @@ def run_once(mode: str, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
+    parser.add_argument("--modes", nargs="+", default=["eager", "compiled", "hf"], choices=["eager", "compiled", "hf"])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=256)
