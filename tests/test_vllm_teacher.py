@@ -89,11 +89,16 @@ def test_classification_answers_follow_the_schema_by_structured_output(tmp_path,
     out = tmp_path / "run"
     counting, kept, rejected = run(FIXTURES / "tickets.yaml", out, engine)
     assert len({e.id for e in kept} | {r.id for r in rejected}) == 4
-    texts = [row[0] for row in sqlite3.connect(out / "run.db").execute("SELECT text FROM teacher_calls")]
-    assert len(texts) == 4
-    for text in texts:  # decoding was constrained: every answer is the schema's JSON, nothing else
+    calls = sqlite3.connect(out / "run.db").execute("SELECT text, finish_reason FROM teacher_calls").fetchall()
+    assert len(calls) == 4 and any(reason == "stop" for _, reason in calls)
+    for text, reason in calls:  # decoding was constrained: every finished answer is the schema's JSON, nothing else
+        if reason == "length":  # cut at max_tokens (128) inside the JSON: a truncated reject, never repaired
+            assert text.lstrip().startswith("{")
+            continue
         draft = json.loads(text)
         assert set(draft) == {"text", "rationale"} and len(draft["text"]) >= 12
+    cut = {r.id for r in rejected if r.reason == "truncated"}
+    assert len(cut) == sum(reason == "length" for _, reason in calls)
     assert kept, f"no item kept; reasons: {[r.reason for r in rejected]}"
     for example in kept:
         assert json.loads(example.response) == example.output and example.output["label"] == example.meta.axes["label"]
