@@ -68,22 +68,32 @@ def generate(
                                    help="Try a small sample first and stop early if most of it fails."),
     api_config: Path | None = typer.Option(None, help="YAML: prices: {model: {input, output}} (USD/1M tokens) "
                                            "and openai:/anthropic: {rpm, tpm, concurrency}."),
+    # vllm: only
+    engine_arg: list[str] = typer.Option([], "--engine-arg", help="vllm: engine argument KEY=VALUE, repeatable "
+                                         "(tensor_parallel_size=8, gpu_memory_utilization=0.85, max_model_len=8192, "
+                                         "enforce_eager=true)."),
+    lora: Path | None = typer.Option(None, help="vllm: a LoRA adapter folder (a student from `distill train`) "
+                                     "applied to every request."),
 ) -> None:
     """Generate a dataset over every node of a taxonomy with a teacher model."""
     from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
     from distill.generate.budget import print_estimate
     from distill.generate.summary import print_report
     from distill.teachers.cost import load_api_config
-    from distill.teachers.registry import parse_spec, teacher_options
+    from distill.teachers.registry import parse_engine_args, parse_spec, teacher_options
 
-    parse_spec(teacher)  # an unknown spec fails before any model loads
+    prefix, _ = parse_spec(teacher)  # an unknown spec fails before any model loads
+    if (engine_arg or lora) and prefix != "vllm":
+        raise DistillError(f"--engine-arg and --lora are for vllm: teachers, not {teacher!r}")
     options = GenerateOptions(
         taxonomy=taxonomy, teacher=teacher, out=out, limit=limit, seed=seed, retry_failed=retry_failed,
         curate=not no_curate, progress=sys.stderr.isatty(),
         teacher_options=teacher_options(batch_size=batch_size, base_url=base_url, concurrency=concurrency, rpm=rpm,
                                         tpm=tpm, timeout_s=timeout, max_retries=max_retries, batch=batch or None,
                                         sender_process=sender_process,
-                                        api_config=load_api_config(api_config) or None),
+                                        api_config=load_api_config(api_config) or None,
+                                        engine_args=parse_engine_args(engine_arg) or None,
+                                        lora=str(lora) if lora else None),
         cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
         label_check=label_check, judge=judge, skip_checks=list(skip_check),
     )

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -12,7 +14,6 @@ def pytest_runtest_setup(item):
     environment says it must be there (DISTILL_REQUIRE_DATA=1, set by .ci/run)."""
     if item.get_closest_marker("needs_data") is None:
         return
-    import pytest
     from test_curate_helpers import PUBMEDQA
 
     if PUBMEDQA.exists():
@@ -21,3 +22,16 @@ def pytest_runtest_setup(item):
         pytest.fail(f"DISTILL_REQUIRE_DATA=1 and the held-out data is missing ({PUBMEDQA.parent}): "
                     "this test reads it; put the data there", pytrace=False)
     pytest.skip(f"{PUBMEDQA.parent} is not available (DISTILL_REQUIRE_DATA=1 turns this skip into a failure)")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for the whole session: starting one takes ~9 s (30 s under load).
+
+    Skipped, with the reason, where Ray is not installed (`bash scripts/setup.sh --tests` installs it)."""
+    pytest.importorskip("ray.data", reason="Ray is not installed: bash scripts/setup.sh --tests adds ray[data]")
+    from distill.executors.ray_cluster import ensure_ray
+
+    ray = ensure_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()

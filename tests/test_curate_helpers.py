@@ -35,3 +35,23 @@ def mmlu(subject: str = "professional_medicine") -> list[list[str]]:
 def abstract_words() -> list[list[str]]:
     """Each PubMedQA abstract as a list of words (real biomedical prose)."""
     return [" ".join(item["CONTEXTS"]).split() for item in pubmedqa()]
+
+
+def planted_corpus(n_base: int, copies: list[int], seed: int = 0, words_per_doc: int = 120):
+    """`n_base` texts of real abstract words, then one copy of a distinct base text for each entry
+    of `copies`, with that many of its words replaced. Returns (texts, [(base, copy), ...])."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    vocabulary = [w for words in abstract_words() for w in words]
+    idx = rng.integers(0, len(vocabulary), size=(n_base, words_per_doc))
+    texts = [" ".join(vocabulary[i] for i in row) + "." for row in idx.tolist()]
+    sources = rng.choice(n_base, size=len(copies), replace=False)
+    pairs = []
+    for src, edits in zip(sources.tolist(), copies):
+        row = idx[src].copy()
+        at = rng.choice(words_per_doc, size=edits, replace=False)
+        row[at] = rng.integers(0, len(vocabulary), size=edits)
+        pairs.append((src, len(texts)))
+        texts.append(" ".join(vocabulary[i] for i in row.tolist()) + ".")
+    return texts, pairs

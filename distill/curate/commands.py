@@ -21,28 +21,45 @@ def _default_out(input_path: Path) -> Path:
 
 
 def run_curate(input_path: Path, out: Path, config, console: Console, show_progress: bool = True, judge=None,
-               label_judge=None):
-    """Read INPUT, curate it, write the five output files into `out`; returns the result."""
-    from distill.curate.dataset_io import load_examples
-    from distill.curate.pipeline import curate
-    from distill.curate.progress import stage_progress
-    from distill.curate.report import markdown_report
+               label_judge=None, executor: str = "local", output_format: str = "jsonl", **ray_options):
+    """Read INPUT, curate it, write the output files into `out`; returns the result.
 
+    Locally kept rows and rejects go to `dataset.jsonl` / `rejected.jsonl`; on Ray each task writes its
+    own part of `dataset/` and `rejected/` (JSONL or Parquet shards)."""
     if (out / "run.db").exists():
         raise DistillError(f"--out {out} is a generation run directory: curate would write over its dataset.jsonl "
                            "and rejected.jsonl (generation's exports); give another --out (default INPUT/curated)")
     writable_folder(out, "--out")
+    if executor == "ray":
+        from distill.executors.ray_curate import curate_on_ray
+
+        result = curate_on_ray(input_path, out, config, output_format=output_format, **ray_options)
+    else:
+        result = _curate_here(input_path, config, console, show_progress, judge, label_judge)
+        write_jsonl(out / "dataset.jsonl", result.kept)
+        write_jsonl(out / "rejected.jsonl", result.rejects)
+    _write_reports(input_path, out, result)
+    return result
+
+
+def _curate_here(input_path: Path, config, console: Console, show_progress: bool, judge, label_judge):
+    from distill.curate.dataset_io import load_examples
+    from distill.curate.pipeline import curate
+    from distill.curate.progress import stage_progress
+
     examples = load_examples(input_path)
     with stage_progress(console, show_progress) as progress:
-        result = curate(examples, config, progress=progress, judge=judge, label_judge=label_judge)
-    write_jsonl(out / "dataset.jsonl", result.kept)
-    write_jsonl(out / "rejected.jsonl", result.rejects)
+        return curate(examples, config, progress=progress, judge=judge, label_judge=label_judge)
+
+
+def _write_reports(input_path: Path, out: Path, result) -> None:
+    from distill.curate.report import markdown_report
+
     write_jsonl(out / "contamination.jsonl", result.contamination)
     write_jsonl(out / "duplicates.jsonl", result.duplicates)
     stats = {"input": str(input_path), **result.to_stats()}
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown_report(result) + "\n", encoding="utf-8")
-    return result
 
 
 def _taxonomy_settings(path: Path) -> dict:
@@ -137,13 +154,25 @@ def register(app: typer.Typer) -> None:
         min_topic_ratio: float = typer.Option(0.3, help="off_topic: reject when the example's node scores under "
                                               "this times the best other leaf."),
         no_cache: bool = typer.Option(False, "--no-cache", help="API judges: bypass the shared response cache."),
+        executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster: joins RAY_ADDRESS, "
+                                     "else starts one on this machine)."),
+        output_format: str = typer.Option("jsonl", help="ray: format of the dataset/ and rejected/ shards (jsonl or parquet)."),
     ) -> None:
         """Check, dedup and decontaminate a dataset; writes dataset.jsonl, rejected.jsonl, stats.json,
         contamination.jsonl, duplicates.jsonl and report.md (and run.db, the judges' calls, with
         --label-check or --judge)."""
         from distill.curate.heldout import parse_heldout_option
         from distill.curate.pipeline import CurateConfig
+        from distill.executors import check_executor
 
+        check_executor(executor)
+        if executor == "ray" and (label_check or judge):
+            raise DistillError("--label-check and --judge run with --executor local only (their teacher calls are "
+                               "recorded in OUT/judge.db on this machine)")
+        if output_format not in ("jsonl", "parquet"):
+            raise DistillError(f"--output-format {output_format!r}: use jsonl or parquet")
+        if executor == "local" and output_format != "jsonl":
+            raise DistillError("--output-format parquet is for --executor ray (the local path writes dataset.jsonl)")
         out_dir = out or _default_out(input_path)
         from_taxonomy = _taxonomy_settings(taxonomy) if taxonomy else {}
         if judge and not taxonomy:
@@ -171,7 +200,8 @@ def register(app: typer.Typer) -> None:
             raise DistillError("--label-check needs the label set: pass --taxonomy FILE or --labels a,b,c")
         console = Console()
         with _judges(out_dir, label_check, judge, not no_cache) as (label_judge, topic_judge):
-            result = run_curate(input_path, out_dir, config, console, judge=topic_judge, label_judge=label_judge)
+            result = run_curate(input_path, out_dir, config, console, judge=topic_judge, label_judge=label_judge,
+                                executor=executor, output_format=output_format)
         print_summary(result, console, out_dir)
 
     @app.command("split")

@@ -9,7 +9,7 @@ reported beside it for comparability. Optionally, MinHash similarity also catche
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,13 +192,24 @@ def _member(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
     return sorted_values[pos] == x if len(sorted_values) else np.zeros(len(x), bool)
 
 
+def scan_ngrams(texts: Sequence[str], index: _NgramIndex, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Raw hits of `texts` in one n-gram index: (doc, index position) arrays. A pure function of its
+    batch, so the Ray executor runs it inside each block's task."""
+    if not len(index.hashes):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return _scan(texts, index, workers)
+
+
 def _matches(texts: Sequence[str], n_texts: int, index: _NgramIndex, config: DecontamConfig, workers: int = 1):
+    return _without_stems(*scan_ngrams(texts, index, workers), n_texts, index, config)
+
+
+def _without_stems(docs: np.ndarray, where: np.ndarray, n_texts: int, index: _NgramIndex, config: DecontamConfig):
     """Per matched (doc, held-out n-gram) pair: doc, position in the index. Stems filtered out.
 
     `n_texts` is the size of the whole generated set, which sets the stem threshold."""
-    if not len(index.hashes):
+    if not len(docs):
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    docs, where = _scan(texts, index, workers)
     # One count per (doc, n-gram): a phrase repeated inside one item is still one item.
     size = np.int64(len(index.hashes))
     codes = unique_sorted(docs.astype(np.int64) * size + where)
@@ -233,8 +244,23 @@ def find_contamination(texts: Sequence[str], index: HeldoutIndex, config: Decont
     missing = {config.ngram, config.report_ngram} - set(index.indexes)
     if missing:
         raise ValueError(f"the held-out index has no {sorted(missing)}-grams; build it with the same DecontamConfig")
+    docs, where = scan_ngrams(texts, index.indexes[config.ngram], workers)
+    hits = resolve_hits(docs, where, len(texts), lambda chosen: [texts[d] for d in chosen], index, config)
+    if config.minhash_threshold is not None:
+        by_doc = {hit.index: hit for hit in hits}
+        for doc, hit in _minhash_hits(texts, index, config).items():
+            by_doc.setdefault(doc, hit)
+        hits = [by_doc[k] for k in sorted(by_doc)]
+    return hits
+
+
+def resolve_hits(docs: np.ndarray, where: np.ndarray, n_texts: int, texts_of: Callable[[list[int]], list[str]],
+                 index: HeldoutIndex, config: DecontamConfig) -> list[ContaminationHit]:
+    """The contaminated docs among all raw hits of a set of `n_texts` texts (`scan_ngrams` at
+    `config.ngram`, docs numbered 0..n_texts-1): stems dropped, the held-out item sharing the most
+    n-grams named, the report n-gram checked. `texts_of(docs)` gives the texts of the flagged docs only."""
     main = index.indexes[config.ngram]
-    docs, where = _matches(texts, len(texts), main, config, workers)
+    docs, where = _without_stems(docs, where, n_texts, main, config)
     found: list[tuple[int, int, int, int]] = []  # doc, held-out item, index position, matches
     if len(docs):
         # (sorted by doc already)
@@ -247,12 +273,12 @@ def find_contamination(texts: Sequence[str], index: HeldoutIndex, config: Decont
             if counts[best_owner] >= _required_matches(int(main.per_item[best_owner]), config):
                 pick = int(where[s:e][owners == best_owner][0])
                 found.append((int(docs[s]), best_owner, pick, int(counts[best_owner])))
-    flagged_texts = [texts[doc] for doc, *_ in found]
+    flagged_texts = texts_of([doc for doc, *_ in found]) if found else []
     report_docs: set[int] = set()
     if config.report_ngram != config.ngram and found:
         # Only flagged texts can overlap at the longer n; the stem threshold still counts all texts.
         report = index.indexes[config.report_ngram]
-        sub_docs, _ = _matches(flagged_texts, len(texts), report, config)
+        sub_docs, _ = _matches(flagged_texts, n_texts, report, config)
         report_docs = {found[k][0] for k in set(sub_docs.tolist())}
     ngrams = _ngram_texts(flagged_texts, [int(main.hashes[p]) for _, _, p, _ in found], [int(main.lengths[p]) for _, _, p, _ in found])
     hits: dict[int, ContaminationHit] = {}
@@ -262,9 +288,6 @@ def find_contamination(texts: Sequence[str], index: HeldoutIndex, config: Decont
             index=doc, heldout_id=item.id, heldout_text=item.text, ngram=ngram, n=int(main.lengths[pick]),
             matches=matches, method="ngram", also_at_report_ngram=doc in report_docs,
         )
-    if config.minhash_threshold is not None:
-        for doc, hit in _minhash_hits(texts, index, config).items():
-            hits.setdefault(doc, hit)
     return [hits[k] for k in sorted(hits)]
 
 

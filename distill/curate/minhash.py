@@ -176,30 +176,44 @@ def candidate_pairs(keys: np.ndarray, active: np.ndarray | None = None, workers:
     def band_pairs(band: int) -> int:
         col = keys[:, band] if active is None else keys[index.astype(np.intp), band]
         packed = np.sort(((col >> shift) << shift) | index)
-        sorted_keys = packed >> shift
-        members = (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
-        same = sorted_keys[1:] == sorted_keys[:-1]
-        if not same.any():
-            return band
-        # Runs of equal keys are the buckets; inside one, members are in index order.
-        boundaries = np.flatnonzero(np.diff(np.concatenate(([False], same, [False])).astype(np.int8)))
-        run_starts, run_ends = boundaries[::2], boundaries[1::2] + 1
-        sizes = run_ends - run_starts
-        for size in np.unique(sizes):
-            starts = run_starts[sizes == size]
-            if size <= _ALL_PAIRS_MAX_BUCKET:
-                left, right = np.triu_indices(size, 1)
-                grid = members[starts[:, None] + np.arange(size)]
-                found[band].append(np.stack([grid[:, left].ravel(), grid[:, right].ravel()], axis=1))
-            else:
-                for s in starts:
-                    group = members[s : s + size]
-                    found[band].append(np.stack([np.full(size - 1, group[0]), group[1:]], axis=1))
-                    found[band].append(np.stack([group[:-1], group[1:]], axis=1))
+        found[band] = bucket_pairs(packed >> shift, (packed & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64))
         return band
 
     run_batches(band_pairs, list(range(bands)), workers)
-    parts = [p for band in found for p in band]
+    return unique_pairs([p for band in found for p in band], n)
+
+
+def bucket_pairs(sorted_keys: np.ndarray, members: np.ndarray) -> list[np.ndarray]:
+    """Pairs of members sharing a key, from keys sorted with their members (each (m, 2) int64 part).
+
+    Runs of equal keys are the buckets; inside one, members are in the order given. A bucket of up
+    to 32 gives all its pairs; a larger one a star and a chain (every member still reaches every
+    other through confirmed pairs, without the quadratic count). The Ray executor calls this on each
+    partition of band keys, so both paths propose the same candidates."""
+    same = sorted_keys[1:] == sorted_keys[:-1]
+    if not same.any():
+        return []
+    found: list[np.ndarray] = []
+    boundaries = np.flatnonzero(np.diff(np.concatenate(([False], same, [False])).astype(np.int8)))
+    run_starts, run_ends = boundaries[::2], boundaries[1::2] + 1
+    sizes = run_ends - run_starts
+    for size in np.unique(sizes):
+        starts = run_starts[sizes == size]
+        if size <= _ALL_PAIRS_MAX_BUCKET:
+            left, right = np.triu_indices(size, 1)
+            grid = members[starts[:, None] + np.arange(size)]
+            found.append(np.stack([grid[:, left].ravel(), grid[:, right].ravel()], axis=1))
+        else:
+            for s in starts:
+                group = members[s : s + size]
+                found.append(np.stack([np.full(size - 1, group[0]), group[1:]], axis=1))
+                found.append(np.stack([group[:-1], group[1:]], axis=1))
+    return found
+
+
+def unique_pairs(parts: list[np.ndarray], n: int) -> np.ndarray:
+    """(m, 2) int64 pairs i < j, each once, sorted, from parts holding either order and repeats;
+    every value below n."""
     if not parts:
         return np.empty((0, 2), dtype=np.int64)
     pairs = np.concatenate(parts).astype(np.int64)
@@ -326,23 +340,34 @@ def find_near_duplicates(
         mask &= active
     pairs = candidate_pairs(signed.keys, mask, workers)
     candidates = len(pairs)
-    if exact and len(signed.signatures) and len(pairs):
-        # A cheap prefilter when signatures are at hand: 0.15 is > 3 standard deviations of a
-        # 128-permutation estimate near 0.7.
-        pairs = pairs[estimated_jaccard(signed.signatures, pairs) >= config.threshold - 0.15]
-    if exact:
-        sims = exact_pair_jaccard(texts, pairs, config.shingle_size, workers)
-    else:
-        sims = estimated_jaccard(signed.signatures, pairs)
-    ok = sims >= config.threshold
-    pairs, sims = pairs[ok], sims[ok]
+    pairs, sims = confirm_pairs(texts, pairs, config, signed.signatures, workers)
     if progress:
         progress("group", n, n)
-    duplicates = _group(texts, pairs, sims, protected, quality, signed, config, workers)
+    duplicates = group_duplicates(texts, pairs, sims, config, protected, quality, signed.signatures, workers)
     return NearDupResult(duplicates=duplicates, candidates=candidates, confirmed=len(pairs), pairs=pairs, similarities=sims)
 
 
-def _group(texts, pairs, sims, protected, quality, signed, config, workers) -> list[NearDuplicate]:
+def confirm_pairs(texts: Sequence[str], pairs: np.ndarray, config: MinHashConfig, signatures: np.ndarray,
+                  workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate pairs at or above the threshold, and their Jaccard: exact over shingle sets, or
+    estimated from `signatures` (with `confirm="estimate"`)."""
+    exact = config.confirm == "exact"
+    if exact and len(signatures) and len(pairs):
+        # A cheap prefilter when signatures are at hand: 0.15 is > 3 standard deviations of a
+        # 128-permutation estimate near 0.7.
+        pairs = pairs[estimated_jaccard(signatures, pairs) >= config.threshold - 0.15]
+    if exact:
+        sims = exact_pair_jaccard(texts, pairs, config.shingle_size, workers)
+    else:
+        sims = estimated_jaccard(signatures, pairs)
+    ok = sims >= config.threshold
+    return pairs[ok], sims[ok]
+
+
+def group_duplicates(texts: Sequence[str], pairs: np.ndarray, sims: np.ndarray, config: MinHashConfig,
+                     protected: np.ndarray | None = None, quality: np.ndarray | None = None,
+                     signatures: np.ndarray | None = None, workers: int = 1) -> list[NearDuplicate]:
+    """Connected components of the confirmed pairs; in each, the winner stays and the rest are reported."""
     n = len(texts)
     if not len(pairs):
         return []
@@ -379,7 +404,7 @@ def _group(texts, pairs, sims, protected, quality, signed, config, workers) -> l
         if config.confirm == "exact":
             sim[indirect] = exact_pair_jaccard(texts, pairs_to_keep, config.shingle_size, workers)
         else:
-            sim[indirect] = estimated_jaccard(signed.signatures, pairs_to_keep)
+            sim[indirect] = estimated_jaccard(signatures, pairs_to_keep)
     return [
         NearDuplicate(removed=i, kept=k, similarity=round(s, 4), via=v, via_similarity=round(vs, 4))
         for i, k, s, v, vs in zip(

