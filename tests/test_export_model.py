@@ -135,7 +135,7 @@ def test_model_cards_validate_and_say_where_the_model_came_from(exported):
     assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and card.data.license == "apache-2.0"
     text = card.text
     for expected in ("(the base model's license)", "distill's embedded copy", "dataset/README.md",
-                     "30 approved, 2 rejected",
+                     "30 accepted, 2 rejected (left out)",
                      "## Training", "LoRA, r 16", "### Merge and quantization", "| base |", "| gguf-q8_0 |",
                      "### GGUF read back", "ollama create", "## Intended use and limits"):
         assert expected in text, expected
