@@ -128,10 +128,10 @@ def test_progress_of_a_run_on_a_slow_teacher(tmp_path, monkeypatch):
     tax = tmp_path / "tax"
     shutil.copytree(TINY, tax)
     (tax / "qa.yaml").write_text((tax / "qa.yaml").read_text().replace("per_leaf: 2", "per_leaf: 12"))
-    generate(GenerateOptions(taxonomy=tax / "qa.yaml", teacher="fake:slow", out=tmp_path / "run", curate=False),
+    generate(GenerateOptions(taxonomy=tax / "qa.yaml", teacher="hf:slow-fake", out=tmp_path / "run", curate=False),
              teacher_factory=lambda: SlowTeacher(0.25, concurrency=2))
     text = shown.getvalue()
-    assert "starting the teacher" in text and "generating" in text
+    assert "loading the model" in text and "generating" in text  # an hf: spec: its phase, then the run
     rates = [float(x) for x in re.findall(r"([\d.]+) items/s", text)]
     etas = re.findall(r"eta (\d+):(\d\d):(\d\d)", text)
     assert rates, text[-2000:]

@@ -146,7 +146,7 @@ def _curate(ray, sources: list[list[Path]], out: Path, config: CurateConfig, out
     for node, reached, reason, count in zip(*(counts.get(c, np.empty(0)).tolist() for c in ("node", "reached", "reason", "count"))):
         outcomes[node or None, int(reached), reason or None] += int(count)  # counts come per block: add them up
     return CurateResult(kept=[], rejects=[], node_stats=node_stats_from_outcomes(outcomes), contamination=contamination,
-                        duplicates=duplicates, dedup_info=dedup_info, decontam_info=decontam_info)
+                        duplicates=duplicates, dedup_info=dedup_info, decontam_info=decontam_info, notes=config.notes())
 
 
 def _user_mistake(exc: BaseException) -> DistillError | None:
