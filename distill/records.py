@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -110,6 +111,17 @@ class Reject(BaseModel):
     example: Example | None = None  # what was rejected, when there was one
     raw: str | None = None  # the raw teacher text, when parsing failed
     node_path: str | None = None
+
+
+@dataclass
+class Failure:
+    """A check's verdict on one example: a short stable reason code and what exactly was wrong.
+
+    Curation turns it into a `Reject(stage="check")`; every check (built-in, a task's, a plugin's) returns one
+    or None."""
+
+    reason: str
+    detail: str
 
 
 Verdict = Literal["accept", "reject", "edit", "skip", "undo"]

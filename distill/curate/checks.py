@@ -9,29 +9,28 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from distill.curate.language import detect_language
 from distill.curate.normalize import normalize_text
-from distill.records import Example
-
-
-@dataclass
-class Failure:
-    reason: str
-    detail: str
+from distill.records import Example, Failure
 
 
 class CheckSettings(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     min_words: int = 2
     max_words: int = 2000
     language: str | None = "en"
     labels: list[str] | None = None
     max_repeated_ngram_ratio: float = 0.3
     repetition_ngram: int = 3
-    output_schema: type[BaseModel] | None = None
+    # A pydantic model, or a task's OutputSchema (distill/tasks/schema.py: JSON Schema or pydantic)
+    output_schema: Any = None
+    # A task's own checks (distill/tasks/checks.py): `example -> Failure | None`, run after the structural ones
+    task_checks: tuple[Callable[[Example], Failure | None], ...] = ()
 
 
 _REFUSAL = re.compile(
@@ -67,12 +66,21 @@ def check_schema(example: Example, settings: CheckSettings) -> Failure | None:
             data = json.loads(example.response)
         except ValueError as err:
             return Failure("schema_invalid", f"no `output` and the response is not JSON ({err.msg})")
+    schema = settings.output_schema
+    if isinstance(schema, type):
+        try:
+            schema.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(root)"
+            return Failure("schema_invalid", f"{schema.__name__}: {where}: {first['msg']}")
+        return None
+    from distill.tasks.schema import SchemaError
+
     try:
-        settings.output_schema.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        return Failure("schema_invalid", f"{settings.output_schema.__name__}: {where}: {first['msg']}")
+        schema.validate(data)
+    except SchemaError as err:
+        return Failure("schema_invalid", f"{schema.name}: {err.where}: {err.message}")
     return None
 
 
@@ -167,11 +175,21 @@ def check_label(example: Example, settings: CheckSettings) -> Failure | None:
     return None
 
 
+def check_task(example: Example, settings: CheckSettings) -> Failure | None:
+    """The task's own checks, declared in its YAML (required fields, allowed values, a regex, a length range,
+    custom functions): the first that fails."""
+    for check in settings.task_checks:
+        if (failure := check(example)) is not None:
+            return failure
+    return None
+
+
 # Order matters: the first failure is the recorded reason, so structural problems come first.
 CHECKS: list[Callable[[Example, CheckSettings], Failure | None]] = [
     check_structure,
     check_schema,
     check_label,
+    check_task,
     check_truncated,
     check_length,
     check_refusal,

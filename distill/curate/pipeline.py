@@ -31,7 +31,8 @@ class CurateConfig(BaseModel):
     max_words: int = 2000
     language: str | None = "en"
     labels: list[str] | None = None
-    output_schema: type[BaseModel] | None = None
+    output_schema: Any = None  # a pydantic model, or a task's OutputSchema
+    task_checks: list[Any] = Field(default_factory=list)  # a task's own checks (distill/tasks/checks.py)
     max_repeated_ngram_ratio: float = 0.3
     # Dedup
     exact_dedup: bool = True
@@ -56,6 +57,7 @@ class CurateConfig(BaseModel):
         return CheckSettings(
             min_words=self.min_words, max_words=self.max_words, language=self.language, labels=self.labels,
             output_schema=self.output_schema, max_repeated_ngram_ratio=self.max_repeated_ngram_ratio,
+            task_checks=tuple(self.task_checks),
         )
 
     def minhash(self) -> MinHashConfig:

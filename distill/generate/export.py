@@ -59,7 +59,7 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ou
     rows = _node_rows(loaded, plan, statuses, examples, kept, generation_rejects + curation_rejects)
     stats = {
         "taxonomy": loaded.name,
-        "task": loaded.taxonomy.task,
+        "task": loaded.task.name,
         "run": store.info(),
         "counts": {
             "planned": len(plan),
@@ -96,12 +96,12 @@ def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool) -> t
     if not enabled or not examples:
         return examples, [], {}
     from distill.curate.pipeline import CurateConfig, curate
-    from distill.generate.tasks import classification_schema
 
-    labels = list(loaded.taxonomy.labels or {}) or None
+    task = loaded.task
     config = CurateConfig(
-        labels=labels,
-        output_schema=classification_schema(labels) if labels else None,
+        labels=list(task.labels) or None,
+        output_schema=task.output_schema,
+        task_checks=task.checks,
         heldout=loaded.taxonomy.heldout,
     )
     result = curate(examples, config)

@@ -17,9 +17,8 @@ from distill.generate.budget import Budget, BudgetStop, Estimate, estimate_items
 from distill.generate.dispatch import Dispatcher
 from distill.generate.export import RunReport, finish_run
 from distill.generate.inputs import check_inputs
-from distill.generate.parse import Rejected
+from distill.tasks.parse import Rejected
 from distill.generate.progress import GenerationProgress
-from distill.generate.tasks import TASKS, ItemContext
 from distill.records import PlanItem, Reject
 from distill.rundir import run_lock, writable_folder
 from distill.store import FAILED, PENDING, RunStore, store_errors
@@ -86,7 +85,7 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         plan += store.regenerated_plan_items()  # a leaf asked again after review stays in the run
         _check_same_taxonomy(store, loaded, out)
         store.set_info(taxonomy=loaded.name, taxonomy_file=str(loaded.file), seed=options.seed,
-                       teacher=options.teacher, task=loaded.taxonomy.task)
+                       teacher=options.teacher, task=loaded.task.name)
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
         budget = None
@@ -247,8 +246,7 @@ def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[Pla
 
 async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], teacher: Teacher,
                           options: GenerateOptions, budget: Budget | None = None) -> None:
-    task = TASKS[loaded.taxonomy.task]
-    leaves = {leaf.path: leaf for leaf in loaded.leaves}
+    task = loaded.task
     # Enough items in flight to fill every concurrent batch twice over, so the teacher never waits on us.
     in_flight = asyncio.Semaphore(max(2, teacher.batch_size * teacher.concurrency * 2))
     with GenerationProgress(total=len(items), enabled=options.progress) as progress:
@@ -275,10 +273,9 @@ async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[P
 
             async def process(item: PlanItem) -> None:
                 async with in_flight:
-                    ctx = ItemContext(loaded, item, leaves[item.node_path], teacher.spec,
-                                      lambda step, request: call(item, step, request))
                     try:
-                        store.add_example(await task(ctx))
+                        store.add_example(await task.run(loaded, item, teacher.spec,
+                                                         lambda step, request: call(item, step, request)))
                         progress.advance(kept=True)
                     except Rejected as rejected:
                         store.add_reject(Reject(id=item.id, stage="generate", reason=rejected.reason,
