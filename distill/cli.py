@@ -167,7 +167,8 @@ USAGE_ERRORS, ABORTS = _usage_classes()
 
 def _fail(message: str, code: int) -> None:
     prefix = "" if code == Interrupted.exit_code else "[red]error:[/red] "
-    Console(stderr=True).print(prefix + escape(message), highlight=False, soft_wrap=True)
+    # emoji=False: rich would turn "file.yaml:100: ..." into "file.yaml💯 ..." (":100:" is an emoji code).
+    Console(stderr=True).print(prefix + escape(message), highlight=False, soft_wrap=True, emoji=False)
     sys.exit(code)
 
 

@@ -190,7 +190,7 @@ def resolve_custom(reference: str, base: Path | None) -> tuple[str, Callable]:
             path = base / path
         function = getattr(_load_file(path), attribute, None)
         if function is None:
-            raise ValueError(f"{path} has no function {attribute!r}")
+            raise ValueError(f"{path.name} has no function {attribute!r} ({path})")
         name = attribute
     elif ":" in reference:
         function = import_object(reference, "a check function")

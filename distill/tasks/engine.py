@@ -29,7 +29,7 @@ from distill.records import Example, ExampleMeta, Message, PlanItem, SamplingPar
 from distill.tasks.checks import TaskCheck, compile_check
 from distill.tasks.parse import Rejected, extract_json, extract_question, normalize_question, usable_text
 from distill.tasks.schema import OutputSchema, SchemaError, load_schema, stand_in
-from distill.tasks.spec import SeedField, Step, TaskError, TaskSpec
+from distill.tasks.spec import SamplingBounds, SeedField, Step, TaskError, TaskSpec
 from distill.tasks.templates import Compiled, Expression, environment, search_path
 from distill.teachers.base import GenerationRequest, GenerationResult
 
@@ -214,7 +214,9 @@ class Task:
     def seed_context(self, loaded, item: PlanItem, leaf, seed: Seed) -> dict[str, Any]:
         """What a step's prompt sees when it is rendered as the seed's own request, for a few-shot turn."""
         origin = leaf.seed_origin(seed)
-        context = self.base_context(loaded, origin, {a: v for a, v in seed.axes.items() if a in item.axes}, [])
+        axes = {a: v for a, v in seed.axes.items() if a in item.axes}
+        context = self.base_context(loaded, origin, axes, [])
+        context["item"] = {"id": seed.id, "path": origin.path, "axes": axes}
         context["steps"] = {}
         own = getattr(seed, "context", None)
         if isinstance(own, str) and own:
@@ -237,7 +239,13 @@ class Task:
                 key = (step.name, "request", leaf.path, id(seed), tuple(item.axes))
                 user = self.rendered.get(key)
                 if user is None:
-                    user = self.rendered[key] = step.prompt.render(self.seed_context(loaded, item, leaf, seed))
+                    try:
+                        user = step.prompt.render(self.seed_context(loaded, item, leaf, seed))
+                    except DistillError as exc:
+                        raise DistillError(f"{exc} (while rendering seed {seed.id!r}'s own request, a few-shot turn: "
+                                           "give the seed what the prompt reads, e.g. its axes, or set the step's "
+                                           "shots.user)") from None
+                    self.rendered[key] = user
             else:
                 user = self._seed_render(loaded, step.name, "user", step.shot_user, seed)
             turns += [Message(role="user", content=user),
@@ -310,12 +318,22 @@ def _title(name: str) -> str:
 
 
 def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | None,
-                 labels: dict[str, str] | None, generation: Any) -> Task:
+                 labels: dict[str, str] | None, generation: Any,
+                 locate: Callable[[tuple], str] | None = None) -> Task:
     """Bind a task to a taxonomy: compile its templates against the taxonomy's folders, apply the labels and
     its `generation:` settings, load its schemas and checks. A mistake in the task raises TaskError naming
     the field (the caller turns it into file:line), one in a template file DistillError naming that file."""
     taxonomy_dir = taxonomy_file.resolve().parent if taxonomy_file is not None else None
     env = environment(search_path(task_dir, taxonomy_dir))
+    # Inline templates and expressions are named in run-time errors by where they are written (file:line).
+    locate = locate or (lambda loc: "task." + ".".join(map(str, loc)))
+
+    def template(source: Any, loc: tuple) -> Compiled:
+        return Compiled(env, source, loc, locate(loc))
+
+    def expression(source: str, loc: tuple) -> Expression:
+        return Expression(env, source, loc, locate(loc))
+
     steps = []
     for number, step in enumerate(spec.steps):
         at = ("steps", number)
@@ -326,11 +344,10 @@ def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | No
         overrides = _sampling(env, step, generation, (*at, "sampling"))
         steps.append(CompiledStep(
             spec=step,
-            system=Compiled(env, step.system, (*at, "system")) if step.system is not None else None,
-            prompt=Compiled(env, step.prompt, (*at, "prompt")),
-            shot_user=None if shots is None or shots.user == "request" else Compiled(env, shots.user,
-                                                                                    (*at, "shots", "user")),
-            shot_assistant=Compiled(env, shots.assistant, (*at, "shots", "assistant")) if shots is not None else None,
+            system=template(step.system, (*at, "system")) if step.system is not None else None,
+            prompt=template(step.prompt, (*at, "prompt")),
+            shot_user=None if shots is None or shots.user == "request" else template(shots.user, (*at, "shots", "user")),
+            shot_assistant=template(shots.assistant, (*at, "shots", "assistant")) if shots is not None else None,
             shot_count=shots.count if shots is not None else None,
             schema=schema,
             sampling=overrides,
@@ -340,10 +357,10 @@ def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | No
         output_schema = output_schema.with_labels(spec.label_field, tuple(labels))
     output: Expression | dict[str, Expression] | None = None
     if isinstance(spec.example.output, dict):
-        output = {name: Expression(env, source, ("example", "output", name))
+        output = {name: expression(source, ("example", "output", name))
                   for name, source in spec.example.output.items()}
     elif spec.example.output is not None:
-        output = Expression(env, spec.example.output, ("example", "output"))
+        output = expression(spec.example.output, ("example", "output"))
     checks = []
     for number, check in enumerate(spec.checks):
         try:
@@ -352,7 +369,7 @@ def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | No
             raise TaskError(("checks", number), str(exc)) from None
     return Task(
         spec=spec, seed_model=seed_model(spec), steps=steps,
-        messages=[(m.role, Compiled(env, m.content, ("example", "messages", n, "content")))
+        messages=[(m.role, template(m.content, ("example", "messages", n, "content")))
                   for n, m in enumerate(spec.example.messages)],
         output=output, output_schema=output_schema, checks=checks, labels=dict(labels or {}),
     )
@@ -376,7 +393,7 @@ def _sampling(env, step: Step, generation: Any, where: tuple) -> dict[str, Any]:
                 raise TaskError((*where, name), str(exc).partition(": ")[2] or str(exc)) from None
         values[name] = value
     try:
-        checked = SamplingParams.model_validate({**SamplingParams().model_dump(), **values})
+        checked = SamplingBounds.model_validate(values)  # an expression's value meets the bounds a number does
     except ValidationError as exc:
         err = exc.errors()[0]
         raise TaskError((*where, err["loc"][0]), f"{err['msg']} (got {err.get('input')!r})") from None

@@ -70,6 +70,14 @@ class Sampling(Strict):
     max_tokens: int | str | None = None
 
 
+class SamplingBounds(Strict):
+    """What a step's sampling values may be, numbers and expressions' values alike (checked when it compiles)."""
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
 class Step(Strict):
     """One teacher call. Its output is `steps.<name>` in later templates: text, or the parsed JSON object."""
 

@@ -54,14 +54,14 @@ class Compiled:
     """One template (a file or inline text), compiled. A mistake in a file is a DistillError naming the file
     and line; in inline text a TaskError naming the task's field (`where`)."""
 
-    def __init__(self, env: jinja2.Environment, source: Any, where: tuple):
+    def __init__(self, env: jinja2.Environment, source: Any, where: tuple, label: str | None = None):
         try:
             if isinstance(source, str):
                 self.template = env.from_string(source)
-                self.name = ".".join(map(str, where))
+                self.name = label or ".".join(map(str, where))  # `label`: where it is written, file:line
             else:
                 self.template = env.get_template(source.file)
-                self.name = self.template.filename or source.file
+                self.name = f"prompt template {self.template.filename or source.file}"
         except jinja2.TemplateNotFound:
             folders = ", ".join(str(p) for p in env.loader.searchpath) if env.loader else "nowhere"
             raise TaskError((*where, "file"), f"prompt template {source.file} not found (looked in {folders})") from None
@@ -74,15 +74,15 @@ class Compiled:
         try:
             text = self.template.render(context)
         except jinja2.TemplateError as exc:
-            raise DistillError(f"prompt template {self.name}: {exc}") from None
+            raise DistillError(f"{self.name}: {exc}") from None
         return text.strip() if strip else text
 
 
 class Expression:
     """A Jinja2 expression (`steps.extract`, `label`) evaluated to a value, not to text."""
 
-    def __init__(self, env: jinja2.Environment, source: str, where: tuple):
-        self.where = ".".join(map(str, where))
+    def __init__(self, env: jinja2.Environment, source: str, where: tuple, label: str | None = None):
+        self.where = label or ".".join(map(str, where))
         try:
             self.expression = env.compile_expression(source, undefined_to_none=False)
         except jinja2.TemplateSyntaxError as exc:
@@ -92,7 +92,7 @@ class Expression:
         try:
             value = self.expression(**context)
         except jinja2.TemplateError as exc:
-            raise DistillError(f"task expression {self.where}: {exc}") from None
+            raise DistillError(f"{self.where}: {exc}") from None
         if isinstance(value, jinja2.Undefined):
-            raise DistillError(f"task expression {self.where}: {value._undefined_message}")
+            raise DistillError(f"{self.where}: {value._undefined_message}")
         return value

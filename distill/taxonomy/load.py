@@ -127,13 +127,19 @@ def _bind_task(taxonomy: Taxonomy, file: Path, data: Any) -> Task:
     if spec.labels == "none" and taxonomy.labels:
         raise DistillError(f"labels: only for tasks that use labels (task {spec.name!r} does not)", path=file,
                            line=line_of(data, ("labels",)))
+    if source.origin == "inline":
+        where, lines, prefix = file, data, ("task",)
+    else:
+        where, lines, prefix = source.file or file, source.data, ()
+
+    def locate(loc: tuple) -> str:
+        line = line_of(lines, (*prefix, *loc))
+        return f"{where}:{line}: {'.'.join(map(str, (*prefix, *loc)))}" if line else \
+            f"{where}: {'.'.join(map(str, (*prefix, *loc)))}"
+
     try:
-        return compile_task(spec, source.folder, file, taxonomy.labels, taxonomy.generation)
+        return compile_task(spec, source.folder, file, taxonomy.labels, taxonomy.generation, locate)
     except TaskError as exc:
-        if source.origin == "inline":
-            where, lines, prefix = file, data, ("task",)
-        else:
-            where, lines, prefix = source.file or file, source.data, ()
         raise DistillError(f"{'.'.join(map(str, (*prefix, *exc.loc)))}: {exc.message}", path=where,
                            line=line_of(lines, (*prefix, *exc.loc))) from None
 
