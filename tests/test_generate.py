@@ -16,7 +16,7 @@ from distill.tasks.parse import Rejected, extract_json, extract_question, usable
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, Reject, read_jsonl
 from distill.taxonomy import build_plan, load_taxonomy
-from distill.teachers.base import GenerationResult
+from distill.teachers.base import GenerationResult, WrappedTeacher
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
 REPO = Path(__file__).parents[1]
@@ -24,12 +24,12 @@ GENERATE_REASONS = {"truncated", "empty_output", "refusal", "no_question", "unpa
                     "content_filter", "teacher_failed"}
 
 
-class CountingTeacher:
+class CountingTeacher(WrappedTeacher):
     """Passes every batch to the real teacher and remembers what it was asked (not a stand-in)."""
 
     def __init__(self, inner):
-        self.inner, self.asked = inner, []
-        self.spec, self.batch_size, self.concurrency = inner.spec, inner.batch_size, inner.concurrency
+        super().__init__(inner)
+        self.asked = []
 
     async def generate(self, requests):
         self.asked.extend(r.fingerprint(self.spec) for r in requests)

@@ -31,6 +31,7 @@ class CheckSettings(BaseModel):
     output_schema: Any = None
     # A task's own checks (distill/tasks/checks.py): `example -> Failure | None`, run after the structural ones
     task_checks: tuple[Callable[[Example], Failure | None], ...] = ()
+    skip: frozenset[str] = frozenset()  # names of checks switched off, e.g. {"repeats_question"} (check_name)
 
 
 _REFUSAL = re.compile(
@@ -199,8 +200,22 @@ CHECKS: list[Callable[[Example, CheckSettings], Failure | None]] = [
 ]
 
 
+def check_name(check: Callable) -> str:
+    """The name a task or a config switches a check off by: `check_repeats_question` -> "repeats_question"."""
+    return check.__name__.removeprefix("check_")
+
+
+def unknown_checks(names) -> str | None:
+    """A message naming the first of `names` that is not a check, with the known names; None if all are."""
+    known = [check_name(c) for c in CHECKS if c is not check_task]
+    unknown = [n for n in names if n not in known]
+    return f"unknown check {unknown[0]!r}; known checks: {', '.join(known)}" if unknown else None
+
+
 def first_failure(example: Example, settings: CheckSettings) -> Failure | None:
     for check in CHECKS:
+        if settings.skip and check_name(check) in settings.skip:
+            continue
         if (failure := check(example, settings)) is not None:
             return failure
     return None

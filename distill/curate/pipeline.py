@@ -33,6 +33,7 @@ class CurateConfig(BaseModel):
     labels: list[str] | None = None
     output_schema: Any = None  # a pydantic model, or a task's OutputSchema
     task_checks: list[Any] = Field(default_factory=list)  # a task's own checks (distill/tasks/checks.py)
+    skip_checks: list[str] = Field(default_factory=list)  # checks switched off by name (checks.check_name)
     max_repeated_ngram_ratio: float = 0.3
     # Dedup
     exact_dedup: bool = True
@@ -57,7 +58,7 @@ class CurateConfig(BaseModel):
         return CheckSettings(
             min_words=self.min_words, max_words=self.max_words, language=self.language, labels=self.labels,
             output_schema=self.output_schema, max_repeated_ngram_ratio=self.max_repeated_ngram_ratio,
-            task_checks=tuple(self.task_checks),
+            task_checks=tuple(self.task_checks), skip=frozenset(self.skip_checks),
         )
 
     def minhash(self) -> MinHashConfig:

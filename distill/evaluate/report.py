@@ -218,15 +218,13 @@ def _judge(judge):
 
 
 def _judge_teacher(spec: str):
-    from distill.teachers.registry import make_teacher
+    from distill.teachers.stack import build_teacher
 
-    return make_teacher(spec)
+    return build_teacher(spec, online=True)  # verdicts are wanted now: never a provider batch job
 
 
 async def _closed(teacher) -> None:
-    aclose = getattr(teacher, "aclose", None)
-    if aclose is not None:  # HTTP clients close inside the loop that used them
-        await aclose()
+    await teacher.aclose()  # HTTP clients close inside the loop that used them
     teacher.close()
 
 
@@ -254,7 +252,7 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
         # them (one asyncio.run a batch sent the first request and failed every later one).
         teacher = _judge_teacher(judge) if isinstance(judge, str) else judge
         size = max(1, teacher.batch_size)
-        gate = asyncio.Semaphore(max(1, getattr(teacher, "concurrency", 1)))
+        gate = asyncio.Semaphore(max(1, teacher.concurrency))
 
         async def ask(batch):
             async with gate:
@@ -285,7 +283,7 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
         scores.append(1.0 if first_wins == 2 else 0.0 if first_loses == 2 else 0.5)
     estimate = m.mean_estimate(scores, config.resamples, config.seed).model_dump()
     return {"win_rate": estimate, "wins": scores.count(1.0), "ties": scores.count(0.5), "losses": scores.count(0.0),
-            "failed": failed, "judge": judge if isinstance(judge, str) else getattr(judge, "spec", str(judge))}
+            "failed": failed, "judge": judge if isinstance(judge, str) else judge.spec}
 
 
 def _verdict(text: str | None) -> str | None:

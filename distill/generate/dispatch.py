@@ -16,7 +16,7 @@ class Dispatcher:
         self.teacher = teacher
         self.queue: asyncio.Queue[tuple[GenerationRequest, asyncio.Future]] = asyncio.Queue()
         self.workers: list[asyncio.Task] = []
-        self.collect_s = float(getattr(teacher, "collect_s", 0.0) or 0.0)
+        self.collect_s = teacher.collect_s
         self._gathering = asyncio.Lock()
 
     async def __aenter__(self) -> Dispatcher:

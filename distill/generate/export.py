@@ -102,6 +102,7 @@ def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool) -> t
         labels=list(task.labels) or None,
         output_schema=task.output_schema,
         task_checks=task.checks,
+        skip_checks=task.spec.skip_checks,
         heldout=loaded.taxonomy.heldout,
     )
     result = curate(examples, config)

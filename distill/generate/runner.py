@@ -24,7 +24,8 @@ from distill.rundir import run_lock, writable_folder
 from distill.store import FAILED, PENDING, RunStore, store_errors
 from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
-from distill.teachers.registry import TeacherOptions, make_teacher, parse_spec
+from distill.teachers.registry import TeacherOptions, backend
+from distill.teachers.stack import build_teacher
 
 
 @dataclass
@@ -43,9 +44,6 @@ class GenerateOptions:
     cache_dir: Path | None = None  # default: $DISTILL_CACHE_DIR or ~/.cache/distill
     budget_usd: float | None = None  # hard cap on this run directory's spend
     preflight: bool = True  # a small sample first; stop early when most of it fails
-
-
-API_PREFIXES = ("openai", "anthropic")
 
 
 class TeacherFailed(Exception):
@@ -68,7 +66,7 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
-    api = options.teacher.partition(":")[0] in API_PREFIXES and teacher_factory is None
+    api = backend(options.teacher).api and teacher_factory is None
     cache_dir = None
     if api and options.cache:
         from distill.teachers.cache import default_cache_dir
@@ -90,14 +88,9 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         todo = _todo(store, plan, options.retry_failed)
         budget = None
         if todo:
-            teacher = teacher_factory() if teacher_factory else make_teacher(options.teacher, options.teacher_options)
+            teacher = _handed_in(teacher_factory, store) if teacher_factory else \
+                build_teacher(options.teacher, options.teacher_options, cache_dir=cache_dir, store=store)
             try:
-                if cache_dir is not None:
-                    from distill.teachers.cache import CachedTeacher
-
-                    teacher = CachedTeacher(teacher, cache_dir / "responses.sqlite")
-                if hasattr(teacher, "attach_store"):  # batch jobs persist their ids in run.db
-                    teacher.attach_store(store)
                 budget = _budget(store, teacher, options)
                 with _fewer_gc_passes():
                     asyncio.run(_generate_all(store, loaded, todo, teacher, options, budget,
@@ -179,7 +172,7 @@ def estimate_run(options: GenerateOptions) -> Estimate:
 def check_flags(options: GenerateOptions) -> None:
     """Refuse settings that would be ignored without a word: API settings for an in-process teacher and
     the like. A user who passed one expected it to do something."""
-    prefix = parse_spec(options.teacher)[0]
+    api = backend(options.teacher).api
     teacher = options.teacher_options
     extra = teacher.model_extra or {}
     api_only = {"--base-url": teacher.base_url, "--concurrency": teacher.concurrency, "--timeout": teacher.timeout_s,
@@ -189,15 +182,23 @@ def check_flags(options: GenerateOptions) -> None:
                 "--cache-dir": options.cache_dir, "--no-cache": None if options.cache else True,
                 "--no-preflight": None if options.preflight else True}
     given = [flag for flag, value in api_only.items() if value is not None]
-    if prefix not in API_PREFIXES and given:
+    if not api and given:
         raise DistillError(f"{', '.join(given)}: only for API teachers (openai:, anthropic:); the teacher "
                            f"{options.teacher!r} runs in this process, costs nothing and caches nothing: drop "
                            f"{'them' if len(given) > 1 else 'it'}")
-    if prefix in API_PREFIXES and teacher.batch_size is not None and not extra.get("batch"):
+    if api and teacher.batch_size is not None and not extra.get("batch"):
         raise DistillError("--batch-size: only for in-process teachers and --batch jobs; for API requests in flight "
                            "use --concurrency")
     if extra.get("batch") and extra.get("sender_process"):
         raise DistillError("--sender-process: not with --batch (batch jobs are sent from the run itself)")
+
+
+def _handed_in(teacher_factory: Callable[[], Teacher], store: RunStore) -> Teacher:
+    teacher = teacher_factory()
+    if not isinstance(teacher, Teacher):
+        raise TypeError(f"teacher_factory made a {type(teacher).__name__}, not a distill.teachers.base.Teacher")
+    teacher.attach_store(store)
+    return teacher
 
 
 def _check_same_taxonomy(store: RunStore, loaded: LoadedTaxonomy, out: Path) -> None:
@@ -211,9 +212,7 @@ def _check_same_taxonomy(store: RunStore, loaded: LoadedTaxonomy, out: Path) -> 
 def _budget(store: RunStore, teacher: Teacher, options: GenerateOptions) -> Budget | None:
     if options.budget_usd is None:
         return None
-    price = getattr(teacher, "price_request", None)
-    probe = GenerationRequest(key="probe", messages=[])
-    if price is None or price(probe) is None:
+    if teacher.price_request(GenerationRequest(key="probe", messages=[])) is None:
         raise DistillError(f"--budget-usd needs a price for {options.teacher!r}: add it under prices: in --api-config "
                            "(USD per million input and output tokens)")
     return Budget(options.budget_usd, spent_usd=store.usage_totals()["cost_usd"])
@@ -233,9 +232,7 @@ async def _generate_all(store: RunStore, loaded: LoadedTaxonomy, items: list[Pla
                 items = [item for item in items if item.id not in chosen]
         await _generate_items(store, loaded, items, teacher, options, budget)
     finally:
-        aclose = getattr(teacher, "aclose", None)
-        if aclose is not None:  # async HTTP clients close inside the loop that owns them
-            await aclose()
+        await teacher.aclose()  # async HTTP clients close inside the loop that owns them
 
 
 def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[PlanItem]:

@@ -361,6 +361,10 @@ def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | No
                   for name, source in spec.example.output.items()}
     elif spec.example.output is not None:
         output = expression(spec.example.output, ("example", "output"))
+    from distill.curate.checks import unknown_checks  # (the general checks' names, nothing else)
+
+    if message := unknown_checks(spec.skip_checks):
+        raise TaskError(("skip_checks",), message)
     checks = []
     for number, check in enumerate(spec.checks):
         try:

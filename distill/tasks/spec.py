@@ -202,6 +202,9 @@ class TaskSpec(Strict):
     example: ExampleSpec
     output_schema: dict[str, Any] | str | None = None
     checks: list[CheckSpec] = Field(default_factory=list)
+    # General curation checks that do not fit this task, by name (e.g. repeats_question for a task whose
+    # answer restates its input); `distill curate --help` lists them.
+    skip_checks: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod

@@ -13,10 +13,10 @@ from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 from transformers.utils import logging as transformers_logging
 
 from distill.records import Usage
-from distill.teachers.base import GenerationRequest, GenerationResult
+from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 
 
-class TransformersTeacher:
+class TransformersTeacher(Teacher):
     concurrency = 1  # one model, one forward pass at a time; batching gives the throughput
 
     def __init__(self, spec: str, model_name: str, batch_size: int = 8, device: str | None = None,
