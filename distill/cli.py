@@ -41,6 +41,12 @@ def generate(
     retry_failed: bool = typer.Option(False, help="Also retry items whose teacher calls failed."),
     batch_size: int | None = typer.Option(None, min=1, help="Requests per batch (in-process teachers)."),
     no_curate: bool = typer.Option(False, "--no-curate", help="Skip curation: keep every valid example."),
+    label_check: bool = typer.Option(False, "--label-check", help="Classification: a teacher (--judge, default the "
+                                     "run's) classifies each input blind; a different label rejects it."),
+    judge: str | None = typer.Option(None, "--judge", help="Teacher spec for the label check and for off_topic "
+                                     "(instead of the lexical check)."),
+    skip_check: list[str] = typer.Option([], "--skip-check", help="Switch a curation check off by name "
+                                         "(off_topic, self_contained ...). Repeatable."),
     # API teachers (openai:, anthropic:); keys come only from OPENAI_API_KEY / ANTHROPIC_API_KEY.
     base_url: str | None = typer.Option(None, help="OpenAI-compatible server (vLLM, llama.cpp, Ollama); "
                                         "default $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL."),
@@ -79,6 +85,7 @@ def generate(
                                         sender_process=sender_process,
                                         api_config=load_api_config(api_config) or None),
         cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
+        label_check=label_check, judge=judge, skip_checks=list(skip_check),
     )
     if dry_run:
         print_estimate(console, estimate_run(options))

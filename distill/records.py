@@ -166,7 +166,7 @@ class Reject(BaseModel):
     """Something that did not make it into the dataset, and why. Never dropped silently."""
 
     id: str  # the plan item id, or the example id for curation rejects
-    stage: Literal["generate", "check", "dedup", "decontaminate", "review", "split"]
+    stage: Literal["generate", "check", "dedup", "decontaminate", "judge", "review", "split"]
     reason: str  # a short stable code, e.g. "unparseable_json", "near_duplicate"
     detail: str  # human readable: what exactly was wrong
     example: Example | None = None  # what was rejected, when there was one

@@ -29,6 +29,9 @@ class GenerateStage(BaseModel):
     seed: int = 0
     curate: bool = True
     retry_failed: bool = False  # also retry items whose teacher calls failed (`distill run --retry-failed`)
+    label_check: bool = False  # classification: the label round trip (curate/judge.py)
+    judge: str | None = None  # teacher spec for the label check and off_topic
+    skip_checks: list[str] = Field(default_factory=list)  # curation checks switched off, by name
 
 
 class RunConfig(BaseModel):
@@ -90,10 +93,10 @@ def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
 
 def _run_stages(config: RunConfig, out: Path, say: Callable[[str], Any], retry_failed: bool, force: bool,
                 train_config: Any, eval_config: Any) -> dict[str, Any]:
-    from distill.curate.split import stratified_split
+    from distill.curate.split import save_split, stratified_split
     from distill.evaluate.report import evaluate
     from distill.generate.runner import GenerateOptions, generate
-    from distill.records import Example, read_jsonl, write_jsonl
+    from distill.records import Example, read_jsonl
     from distill.train.sft import default_out_dir, train
 
     state_path = out / "pipeline.json"
@@ -115,7 +118,9 @@ def _run_stages(config: RunConfig, out: Path, say: Callable[[str], Any], retry_f
         report = generate(GenerateOptions(taxonomy=config.taxonomy, teacher=config.generate.teacher, out=out,
                                           limit=config.generate.limit, seed=config.generate.seed,
                                           retry_failed=retry_failed or config.generate.retry_failed,
-                                          curate=config.generate.curate, progress=False))
+                                          curate=config.generate.curate, label_check=config.generate.label_check,
+                                          judge=config.generate.judge, skip_checks=config.generate.skip_checks,
+                                          progress=False))
         counts = report.stats["counts"]
         if counts["pending"] or counts["failed"]:
             raise RunFailed(f"generation left {counts['pending']} pending and {counts['failed']} failed items; "
@@ -130,10 +135,11 @@ def _run_stages(config: RunConfig, out: Path, say: Callable[[str], Any], retry_f
         if len(examples) < 2:
             raise DistillError(f"only {len(examples)} kept example(s) in {out / 'dataset.jsonl'}: too few to train; "
                                "raise generate.limit or use a stronger teacher")
-        train_set, eval_set = stratified_split(examples, config.split_fraction, config.generate.seed)
-        write_jsonl(out / "train.jsonl", train_set)
-        write_jsonl(out / "eval.jsonl", eval_set)
-        finish("split", train=len(train_set), eval=len(eval_set))
+        split = stratified_split(examples, config.split_fraction, config.generate.seed)
+        save_split(out, split)
+        for line in split.describe():
+            say(f"split: {line}")
+        finish("split", train=len(split.train), eval=len(split.eval), strata=len(split.strata), note=split.note)
     adapter = default_out_dir(out)
     if "train" not in state["done"]:
         say("stage 3/4: train")

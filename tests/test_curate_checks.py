@@ -98,3 +98,130 @@ def test_an_assistant_turn_before_any_user_turn_is_rejected():
     assert (failure.reason, failure.detail) == ("turn_order", "an assistant turn comes before any user turn")
     forwards = backwards.model_copy(update={"messages": backwards.messages[:1] + backwards.messages[2:]})
     assert first_failure(forwards, CheckSettings(language=None)) is None
+
+
+def medical_index():
+    from distill.curate.from_taxonomy import taxonomy_nodes
+    from distill.curate.topic import TopicIndex
+    from distill.taxonomy import load_taxonomy
+
+    return TopicIndex(taxonomy_nodes(load_taxonomy(ROOT / "taxonomies" / "medical.yaml")))
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("question", [
+    "What is the mechanism of action?", "What should I do next?", "What's the best way to manage it?",
+    "What does this mean?", "Is it serious in children?", "How is it treated?", "What are the side effects?",
+    "What is the likely diagnosis, which can be treated?", "Can you explain what my results mean?",
+])
+def test_questions_that_name_no_subject_are_not_self_contained(question):
+    failure = first_failure(ex(question, "A full answer that would otherwise pass every check here."), CheckSettings())
+    assert failure is not None and failure.reason == "not_self_contained"
+    assert question[:20] in failure.detail
+
+
+@pytest.mark.parametrize("question", [
+    "What is asthma?", "How is it treated in adults with atrial fibrillation?", "Is metformin safe in pregnancy?",
+    "What is a Glasgow-Blatchford score?", "A 45-year-old man has crushing chest pain. What should I do next?",
+    "Why does my child wheeze at night?", "How do I know if someone is suicidal?",
+])
+def test_questions_that_name_their_subject_pass(question):
+    assert reason(ex(question, "A full answer that would otherwise pass every check here.")) is None
+
+
+def test_generic_words_extend_per_dataset_and_checks_switch_off_by_name():
+    assert reason(ex("What is the procedure?", "A full answer that would otherwise pass every check.")) is None
+    assert reason(ex("What is the procedure?", "A full answer that would otherwise pass every check."),
+                  generic_words=frozenset({"procedure"})) == "not_self_contained"
+    assert reason(ex("What should I do next?", "A full answer that would otherwise pass every check."),
+                  skip=frozenset({"self_contained"})) is None
+
+
+HIV = ("The mechanism of action is that HIV infects cells throughout the body, but it primarily targets immune "
+       "cells. The virus binds to proteins on the surface of CD4 cells and uses them as a host to copy itself; "
+       "antiretroviral therapy stops it copying, and an undetectable viral load means it cannot be passed on.")
+PNEUMONIA = ("Community-acquired pneumonia in an adult who is otherwise well is usually treated with oral "
+             "amoxicillin for five days; the CRB-65 score guides whether hospital care is needed. Influenza "
+             "antivirals help only early, and most acute bronchitis and sinusitis needs no antibiotic.")
+
+
+def test_an_answer_about_another_leaf_is_off_topic():
+    topics = medical_index()
+    settings = dict(topics=topics, skip=frozenset({"self_contained"}))
+    leaf = "infectious-disease/respiratory-infections"
+    off = ex("What is the mechanism of action?", HIV, taxonomy_path=leaf)
+    failure = first_failure(off, CheckSettings(**settings))
+    assert failure.reason == "off_topic" and "closer to infectious-disease/hiv-and-viral-hepatitis" in failure.detail
+    on = ex("How is community-acquired pneumonia treated in adults?", PNEUMONIA, taxonomy_path=leaf)
+    assert first_failure(on, CheckSettings(**settings)) is None
+    # The same HIV answer filed under the HIV leaf is on topic.
+    assert first_failure(ex("How does HIV treatment work?", HIV, taxonomy_path="infectious-disease/hiv-and-viral-hepatitis"),
+                         CheckSettings(**settings)) is None
+    # Without a taxonomy, or with the check switched off, or a judge deciding: not the lexical check's call.
+    assert first_failure(off, CheckSettings(skip=frozenset({"self_contained"}))) is None
+    assert first_failure(off, CheckSettings(**{**settings, "skip": frozenset({"self_contained", "off_topic"})})) is None
+    assert first_failure(off, CheckSettings(**settings, topic_judge=True)) is None
+    # A looser ratio keeps it.
+    assert first_failure(off, CheckSettings(**settings, min_topic_ratio=0.05)) is None
+
+
+@needs_data
+def test_real_questions_written_by_people_name_their_subject():
+    """Precision on human-written questions: MMLU's medical subjects and every seed of this repository."""
+    import glob
+    import json as json_module
+
+    from test_curate_helpers import MMLU, mmlu
+
+    questions = [row[0] for path in sorted(MMLU.glob("*_test.csv")) for row in mmlu(path.name.removesuffix("_test.csv"))]
+    for path in glob.glob(str(ROOT / "seeds" / "*" / "*.jsonl")):
+        questions += [row.get("question") or row.get("text") or row["note"] for row in map(json_module.loads, open(path))]
+    assert len(questions) > 1100
+    flagged = [q for q in questions if reason(ex(q, "A full answer that would otherwise pass every check here.")) is not None]
+    assert flagged == []
+
+
+def test_the_two_checks_on_items_the_embedded_teacher_wrote():
+    """The 24 items `distill generate --limit 24` made on the medical taxonomy with the embedded teacher, all 24
+    kept by every other step of curation; each removal below was read and judged by hand."""
+    from distill.curate.from_taxonomy import taxonomy_config
+    from distill.curate.pipeline import CurateConfig, curate
+    from distill.records import read_jsonl
+    from distill.taxonomy import load_taxonomy
+
+    examples = [Example.model_validate(row) for row in read_jsonl(ROOT / "tests" / "fixtures" / "medical-limit24.jsonl")]
+    settings = taxonomy_config(load_taxonomy(ROOT / "taxonomies" / "medical.yaml"))
+    without = curate(examples, CurateConfig(**{**settings, "skip_checks": ["self_contained", "off_topic"]}, workers=1))
+    assert len(without.kept) == 24
+    result = curate(examples, CurateConfig(**settings, workers=1))
+    removed = {r.id: r.reason for r in result.rejects}
+    assert removed == {
+        "ec9800eeaa9eee1f": "not_self_contained",  # "What is the mechanism of action?" (respiratory infections; about HIV)
+        "f956ced980c0fab6": "not_self_contained",  # "What should I do next?"
+        "c6f07f2f2b1163d1": "not_self_contained",  # "What is the likely diagnosis, which can be treated?"
+        "67a3f9406a88a4c2": "not_self_contained",  # "What's the best way to manage it?" (allergy; about vaccines)
+        "e599eb99c0a16cc1": "not_self_contained",  # "What does this mean?"
+        "645036fcdc8cbf3f": "off_topic",  # "I've just been told I have a leaky gut ..." filed under heart failure
+    }
+    # What stays: on topic though often medically wrong (the embedded teacher is demo-grade), e.g. the
+    # potassium question under electrolyte disorders that a looser ratio (0.5) would have thrown away.
+    kept = {e.id: e.prompt for e in result.kept}
+    assert kept["cdf6bdfb06b1f5d8"] == "What is the normal range of potassium in a healthy adult?"
+    loose = curate(examples, CurateConfig(**settings, min_topic_ratio=0.5, workers=1))
+    assert "cdf6bdfb06b1f5d8" in {r.id for r in loose.rejects if r.reason == "off_topic"}
+
+
+def test_labelled_data_is_not_judged_off_topic():
+    """Labels are crossed with leaves: a login ticket planned in the billing leaf talks about accounts."""
+    from distill.curate.from_taxonomy import taxonomy_nodes
+    from distill.curate.topic import TopicIndex
+    from distill.taxonomy import load_taxonomy
+
+    topics = TopicIndex(taxonomy_nodes(load_taxonomy(ROOT / "tests" / "fixtures" / "tiny" / "tickets.yaml")))
+    login = ex("I cannot sign in: the site says my password is wrong after every reset of my account.",
+               '{"label": "login_problem", "rationale": "The customer cannot sign in to their account."}',
+               output={"label": "login_problem", "rationale": "The customer cannot sign in."}, taxonomy_path="billing")
+    assert reason(login, topics=topics) == "off_topic"  # what the lexical check would say
+    assert reason(login, topics=topics, labels=["login_problem", "refund_request"]) is None

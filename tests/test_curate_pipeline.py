@@ -65,21 +65,20 @@ def test_node_chain():
 
 
 @needs_data
-def test_stratified_split_is_deterministic_and_covers_every_leaf(dataset):
-    train, evaluation = stratified_split(dataset, fraction=0.15, seed=1)
+def test_stratified_split_is_deterministic_and_pools_small_leaves(dataset):
+    result = stratified_split(dataset, fraction=0.15, seed=1)
+    train, evaluation = result.train, result.eval
     assert len(train) + len(evaluation) == len(dataset)
     assert not {e.id for e in train} & {e.id for e in evaluation}
     per_leaf = Counter(e.meta.taxonomy_path or "(none)" for e in dataset)
     in_eval = Counter(e.meta.taxonomy_path or "(none)" for e in evaluation)
-    for leaf, count in per_leaf.items():
-        if count >= 2:
-            assert 1 <= in_eval[leaf] < count
-        else:
-            assert in_eval[leaf] == 0
-    assert in_eval["oncology/lung"] == round(per_leaf["oncology/lung"] * 0.15)
-    again = stratified_split(list(reversed(dataset)), fraction=0.15, seed=1)[1]
+    for leaf in LEAVES:  # 22 examples each: a stratum of its own
+        assert in_eval[leaf] == round(per_leaf[leaf] * 0.15)
+    # neurology/stroke (4) and the unplaced item (1) are under the 7 a stratum needs at 15%: pooled at the root.
+    assert [(s.node, s.pooled) for s in result.pooled] == [("(all)", {"neurology/stroke": 4, "(none)": 1})]
+    again = stratified_split(list(reversed(dataset)), fraction=0.15, seed=1).eval
     assert {e.id for e in again} == {e.id for e in evaluation}  # independent of file order
-    assert {e.id for e in stratified_split(dataset, 0.15, seed=2)[1]} != {e.id for e in evaluation}
+    assert {e.id for e in stratified_split(dataset, 0.15, seed=2).eval} != {e.id for e in evaluation}
 
 
 def cli() -> typer.Typer:

@@ -1,7 +1,8 @@
 """Schema and content checks: what a reviewer would otherwise catch by hand.
 
 Each check looks at one example and returns None (passes) or a `Failure(reason, detail)`. They work
-on `messages` alone, so examples from any external JSONL are checked the same way.
+on `messages` alone, so examples from any external JSONL are checked the same way; only `off_topic`
+also reads the example's taxonomy node, and stands aside when the settings carry no taxonomy.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distill.curate.language import detect_language
 from distill.curate.normalize import normalize_text
+from distill.curate.topic import TopicIndex
+from distill.curate.vocabulary import PRONOUNS, subject_words, words
 from distill.records import Example, Failure
 
 
@@ -31,7 +34,14 @@ class CheckSettings(BaseModel):
     output_schema: Any = None
     # A task's own checks (distill/tasks/checks.py): `example -> Failure | None`, run after the structural ones
     task_checks: tuple[Callable[[Example], Failure | None], ...] = ()
-    skip: frozenset[str] = frozenset()  # names of checks switched off, e.g. {"repeats_question"} (check_name)
+    # not_self_contained: words that, in this dataset, frame a question without naming its subject
+    generic_words: frozenset[str] = frozenset()
+    # off_topic: the taxonomy's nodes as TF-IDF profiles (None: no taxonomy, the check is skipped);
+    # an example whose node scores under `min_topic_ratio` x the best other leaf is off topic.
+    topics: TopicIndex | None = None
+    min_topic_ratio: float = Field(0.3, ge=0)
+    topic_judge: bool = False  # a judge teacher decides off_topic instead (curate/judge.py)
+    skip: frozenset[str] = frozenset()  # names of checks switched off, e.g. {"off_topic", "repetition"}
 
 
 _REFUSAL = re.compile(
@@ -185,6 +195,37 @@ def check_task(example: Example, settings: CheckSettings) -> Failure | None:
     return None
 
 
+def check_self_contained(example: Example, settings: CheckSettings) -> Failure | None:
+    """A question must name what it is about: "What is the mechanism of action?" names nothing.
+
+    The student sees the user turn alone; a question made only of frame words ("treatment",
+    "symptoms", "next"), pronouns and stop words cannot be answered, and its answer teaches guessing.
+    """
+    prompt = example.prompt
+    if not prompt.strip() or subject_words(prompt, settings.generic_words):
+        return None
+    pronoun = next((w for w in words(prompt) if w in PRONOUNS), None)
+    why = f"{pronoun!r} refers to nothing it names" if pronoun else "only generic words"
+    shown = prompt.strip() if len(prompt) <= 80 else prompt.strip()[:77] + "..."
+    return Failure("not_self_contained", f"the question names no subject ({why}): {shown!r}")
+
+
+def check_off_topic(example: Example, settings: CheckSettings) -> Failure | None:
+    """Question and answer must be about their taxonomy node, not mostly about another leaf.
+
+    Not for labelled data: a plan crosses every label with every leaf, so a login_problem ticket in the
+    billing leaf rightly talks like the account leaf (in tiny-tickets the check removed 2 of 4 such items).
+    """
+    path = example.meta.taxonomy_path
+    if settings.topics is None or settings.topic_judge or settings.labels or path not in settings.topics:
+        return None
+    score = settings.topics.score(f"{example.prompt}\n{example.response}", path)
+    if score.rival is None or score.ratio >= settings.min_topic_ratio:
+        return None
+    return Failure("off_topic", f"closer to {score.rival} ({score.rival_score:.3f}) than to its node {path} "
+                                f"({score.own:.3f}, under {settings.min_topic_ratio:g}x)")
+
+
 # Order matters: the first failure is the recorded reason, so structural problems come first.
 CHECKS: list[Callable[[Example, CheckSettings], Failure | None]] = [
     check_structure,
@@ -197,11 +238,13 @@ CHECKS: list[Callable[[Example, CheckSettings], Failure | None]] = [
     check_repeats_question,
     check_repetition,
     check_language,
+    check_self_contained,
+    check_off_topic,
 ]
 
 
 def check_name(check: Callable) -> str:
-    """The name a task or a config switches a check off by: `check_repeats_question` -> "repeats_question"."""
+    """The name a task or a config switches a check off by: `check_off_topic` -> "off_topic"."""
     return check.__name__.removeprefix("check_")
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from distill.errors import DistillError
 from distill.records import write_jsonl
@@ -20,10 +20,12 @@ def _default_out(input_path: Path) -> Path:
     return input_path.with_name(input_path.stem + "_curated")
 
 
-def run_curate(input_path: Path, out: Path, config, console: Console, show_progress: bool = True):
+def run_curate(input_path: Path, out: Path, config, console: Console, show_progress: bool = True, judge=None,
+               label_judge=None):
     """Read INPUT, curate it, write the five output files into `out`; returns the result."""
     from distill.curate.dataset_io import load_examples
     from distill.curate.pipeline import curate
+    from distill.curate.progress import stage_progress
     from distill.curate.report import markdown_report
 
     if (out / "run.db").exists():
@@ -31,18 +33,8 @@ def run_curate(input_path: Path, out: Path, config, console: Console, show_progr
                            "and rejected.jsonl (generation's exports); give another --out (default INPUT/curated)")
     writable_folder(out, "--out")
     examples = load_examples(input_path)
-    with Progress(
-        TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True, disable=not show_progress,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        result = curate(examples, config, progress=progress)
+    with stage_progress(console, show_progress) as progress:
+        result = curate(examples, config, progress=progress, judge=judge, label_judge=label_judge)
     write_jsonl(out / "dataset.jsonl", result.kept)
     write_jsonl(out / "rejected.jsonl", result.rejects)
     write_jsonl(out / "contamination.jsonl", result.contamination)
@@ -53,12 +45,60 @@ def run_curate(input_path: Path, out: Path, config, console: Console, show_progr
     return result
 
 
+def _taxonomy_settings(path: Path) -> dict:
+    from distill.curate.from_taxonomy import taxonomy_config
+    from distill.taxonomy import load_taxonomy
+
+    return taxonomy_config(load_taxonomy(path))
+
+
+def _first_error(err: ValueError) -> str:
+    errors = getattr(err, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"{'.'.join(map(str, first['loc']))}: {first['msg'].removeprefix('Value error, ')}"
+    return str(err)
+
+
+@contextmanager
+def _judges(out: Path, label_spec: str | None, topic_spec: str | None, cache: bool):
+    """(label judge, topic judge) for `distill curate`, their calls recorded in OUT/judge.db; None when off.
+
+    Not run.db: that name marks a generation run directory, which curate refuses to write into."""
+    if not label_spec and not topic_spec:
+        yield None, None
+        return
+    from distill.curate.judge import Judge
+    from distill.store import RunStore
+    from distill.teachers.cache import default_cache_dir
+    from distill.teachers.registry import parse_spec
+    from distill.teachers.stack import build_teacher
+
+    for spec in filter(None, (label_spec, topic_spec)):
+        parse_spec(spec)  # an unknown spec fails before anything runs
+    cache_dir = default_cache_dir() if cache else None
+    store = RunStore(out / "judge.db")
+    try:  # the one builder: verdicts are wanted now, never as a provider batch job
+        made = {spec: Judge(spec, lambda spec=spec: build_teacher(spec, cache_dir=cache_dir, online=True), store)
+                for spec in filter(None, (label_spec, topic_spec))}
+        yield made.get(label_spec), made.get(topic_spec)
+    finally:
+        store.close()
+
+
 def print_summary(result, console: Console, out: Path | None = None) -> None:
     from distill.curate.report import yield_table
 
     console.print(yield_table(result))
     for node, reason in result.empty_nodes():
         console.print(f"[bold red]kept nothing:[/bold red] {node} (most common reason: {reason})")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    for step, stats in result.judge_info.items():
+        if isinstance(stats, dict):
+            console.print(f"{step} ({stats['teacher']}): checked {stats['checked']}, agreed {stats['agreed']}, "
+                          f"removed {stats['removed']}, unclear {stats['unclear']}, failed {stats['failed']}",
+                          highlight=False)
     total = result.total
     if out is not None:
         console.print(
@@ -87,47 +127,73 @@ def register(app: typer.Typer) -> None:
         near_dedup: bool = typer.Option(True, "--near-dedup/--no-near-dedup", help="MinHash near-duplicate removal."),
         decontam_minhash: float | None = typer.Option(None, help="Also flag held-out copies at this MinHash Jaccard."),
         workers: int | None = typer.Option(None, help="Threads for hashing, MinHash signing and decontamination [default: up to 2]."),
+        taxonomy: Path | None = typer.Option(None, "--taxonomy", "-t", help="The taxonomy the data was made from: "
+                                             "node texts for off_topic, labels and held-out sets."),
+        label_check: str | None = typer.Option(None, "--label-check", metavar="SPEC", help="Classification: this "
+                                               "teacher classifies each input blind; a different label rejects it."),
+        judge: str | None = typer.Option(None, "--judge", metavar="SPEC", help="A teacher decides off_topic instead "
+                                         "of the lexical check (needs --taxonomy)."),
+        skip_check: list[str] = typer.Option([], "--skip-check", help="Switch a check off by name (off_topic, "
+                                             "self_contained ...). Repeatable."),
+        min_topic_ratio: float = typer.Option(0.3, help="off_topic: reject when the example's node scores under "
+                                              "this times the best other leaf."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="API judges: bypass the shared response cache."),
     ) -> None:
         """Check, dedup and decontaminate a dataset; writes dataset.jsonl, rejected.jsonl, stats.json,
-        contamination.jsonl, duplicates.jsonl and report.md."""
+        contamination.jsonl, duplicates.jsonl and report.md (and run.db, the judges' calls, with
+        --label-check or --judge)."""
         from distill.curate.heldout import parse_heldout_option
         from distill.curate.pipeline import CurateConfig
 
         out_dir = out or _default_out(input_path)
+        from_taxonomy = _taxonomy_settings(taxonomy) if taxonomy else {}
+        if judge and not taxonomy:
+            raise DistillError("--judge decides off_topic against the taxonomy's nodes: pass --taxonomy FILE too")
         try:
-            config = CurateConfig(
-                heldout=[parse_heldout_option(h) for h in heldout], against=list(against), threshold=threshold,
-                shingle_size=shingle_size, num_perm=num_perm, ngram=ngram, min_words=min_words, max_words=max_words,
-                language=None if language.lower() in ("any", "none", "") else language,
-                labels=[l.strip() for l in labels.split(",") if l.strip()] if labels else None,
-                near_dedup=near_dedup, decontam_minhash_threshold=decontam_minhash,
+            config = CurateConfig(**{
+                **from_taxonomy,
+                "heldout": [*from_taxonomy.get("heldout", []), *(parse_heldout_option(h) for h in heldout)],
+                "against": list(against), "threshold": threshold, "shingle_size": shingle_size, "num_perm": num_perm,
+                "ngram": ngram, "min_words": min_words, "max_words": max_words,
+                "language": None if language.lower() in ("any", "none", "") else language,
+                **({"labels": [l.strip() for l in labels.split(",") if l.strip()]} if labels else {}),
+                "near_dedup": near_dedup, "decontam_minhash_threshold": decontam_minhash,
+                "skip_checks": [*from_taxonomy.get("skip_checks", []), *skip_check], "min_topic_ratio": min_topic_ratio,
+                "label_check": label_check is not None, "topic_judge": judge is not None,
                 **({"workers": workers} if workers else {}),
-            )
+            })
         except ValueError as err:  # pydantic: a threshold out of range and the like
-            raise DistillError(f"bad option: {err}") from None
+            raise DistillError(f"bad option: {_first_error(err)}") from None
         for source in config.heldout:  # before reading the input: decontamination comes last
             if not Path(source.path).exists():
                 raise DistillError(f"--heldout: file not found ({Path(source.path).resolve()}; a relative path starts "
                                    "from the current folder)", path=source.path)
+        if label_check and not config.labels:
+            raise DistillError("--label-check needs the label set: pass --taxonomy FILE or --labels a,b,c")
         console = Console()
-        result = run_curate(input_path, out_dir, config, console)
+        with _judges(out_dir, label_check, judge, not no_cache) as (label_judge, topic_judge):
+            result = run_curate(input_path, out_dir, config, console, judge=topic_judge, label_judge=label_judge)
         print_summary(result, console, out_dir)
 
     @app.command("split")
     def split_command(
         directory: Path = typer.Argument(..., metavar="DIR", help="A folder with a curated dataset.jsonl."),
-        fraction: float = typer.Option(0.1, help="Share of each taxonomy leaf held out for evaluation."),
+        fraction: float = typer.Option(0.1, help="Share held out for evaluation, stratified by taxonomy node."),
         seed: int = typer.Option(0, help="Changes which examples go to eval."),
     ) -> None:
-        """Carve a stratified evaluation split: writes DIR/train.jsonl and DIR/eval.jsonl."""
+        """Carve a stratified evaluation split: writes DIR/train.jsonl and DIR/eval.jsonl (small leaves are
+        pooled with their siblings); records the split in DIR/stats.json."""
         from distill.curate.dataset_io import load_examples
-        from distill.curate.split import stratified_split
+        from distill.curate.split import save_split, stratified_split
 
         if not 0.0 < fraction < 1.0:
             raise DistillError(f"--fraction must be between 0 and 1 (got {fraction}); 0.1-0.2 is usual")
         examples = load_examples(directory)
-        train, evaluation = stratified_split(examples, fraction=fraction, seed=seed)
-        write_jsonl(directory / "train.jsonl", train)
-        write_jsonl(directory / "eval.jsonl", evaluation)
-        leaves = len({e.meta.taxonomy_path or "(none)" for e in evaluation})
-        Console().print(f"train {len(train)}, eval {len(evaluation)} ({leaves} leaves) -> {directory}/train.jsonl, eval.jsonl")
+        result = stratified_split(examples, fraction=fraction, seed=seed)
+        if not result.eval:
+            raise DistillError(result.note or "the eval split is empty", path=directory)
+        save_split(directory, result)
+        console = Console(highlight=False)
+        for line in result.describe():
+            console.print(line, style="yellow" if line.startswith("note:") else None, markup=False, soft_wrap=True)
+        console.print(f"-> {directory}/train.jsonl, eval.jsonl")

@@ -1,4 +1,5 @@
-"""The curation stage: checks -> exact dedup -> near dedup -> decontamination, with a yield per node."""
+"""The curation stage: checks -> exact dedup -> near dedup -> decontamination -> judged checks, with a
+yield per node."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from distill.curate.checks import CheckSettings, first_failure
+from distill.curate.checks import CheckSettings, first_failure, unknown_checks
 from distill.curate.dataset_io import dedup_text, load_examples
 from distill.curate.decontaminate import DecontamConfig, build_index, find_contamination
 from distill.curate.exact import exact_keys, find_exact_duplicates
 from distill.curate.heldout import load_all
+from distill.curate.judge import Judge, LabelTask, run_judged_checks
 from distill.curate.minhash import MinHashConfig, find_near_duplicates, resolve_bands
+from distill.curate.topic import NodeText, TopicIndex
 from distill.records import Example, HeldoutSource, Reject
 
 Progress = Callable[[str, int, int], None]
@@ -33,8 +36,19 @@ class CurateConfig(BaseModel):
     labels: list[str] | None = None
     output_schema: Any = None  # a pydantic model, or a task's OutputSchema
     task_checks: list[Any] = Field(default_factory=list)  # a task's own checks (distill/tasks/checks.py)
-    skip_checks: list[str] = Field(default_factory=list)  # checks switched off by name (checks.check_name)
     max_repeated_ngram_ratio: float = 0.3
+    # Checks switched off by name (`check_off_topic` -> "off_topic"): what an ablation leaves out
+    skip_checks: list[str] = Field(default_factory=list)
+    generic_words: list[str] = Field(default_factory=list)  # not_self_contained: more frame words
+    # off_topic: the taxonomy's nodes (None: curating a file without a taxonomy, the check is skipped)
+    topics: list[NodeText] | None = None
+    min_topic_ratio: float = Field(0.3, ge=0)
+    # Judged checks (curate/judge.py), run after decontamination with the `judge` curate() is given
+    label_check: bool = False  # classification: a teacher classifies each input blind; label_mismatch
+    label_descriptions: dict[str, str] | None = None  # label -> when it applies, shown to that teacher
+    label_instructions: str | None = None  # the task's instructions (a taxonomy's system prompt)
+    label_shots: list[tuple[str, str]] = Field(default_factory=list)  # labelled seeds: (text, label)
+    topic_judge: bool = False  # off_topic decided by the judge instead of lexically
     # Dedup
     exact_dedup: bool = True
     near_dedup: bool = True
@@ -54,12 +68,36 @@ class CurateConfig(BaseModel):
     decontam_minhash_threshold: float | None = None
     workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1)
 
+    @field_validator("skip_checks")
+    @classmethod
+    def _known_checks(cls, names: list[str]) -> list[str]:
+        if message := unknown_checks(names):
+            raise ValueError(message)
+        return names
+
     def check_settings(self) -> CheckSettings:
         return CheckSettings(
             min_words=self.min_words, max_words=self.max_words, language=self.language, labels=self.labels,
             output_schema=self.output_schema, max_repeated_ngram_ratio=self.max_repeated_ngram_ratio,
-            task_checks=tuple(self.task_checks), skip=frozenset(self.skip_checks),
+            generic_words=frozenset(w.lower() for w in self.generic_words), skip=frozenset(self.skip_checks),
+            topics=TopicIndex(self.topics) if self.topics else None, min_topic_ratio=self.min_topic_ratio,
+            topic_judge=self.topic_judge, task_checks=tuple(self.task_checks),
         )
+
+    def label_task(self) -> LabelTask | None:
+        labels = self.label_descriptions or {label: "" for label in self.labels or []}
+        if not self.label_check or not labels:
+            return None
+        return LabelTask(labels=labels, instructions=self.label_instructions, shots=self.label_shots)
+
+    def notes(self) -> list[str]:
+        """Checks that cannot run as configured, said once in the summary and stats.json."""
+        out = []
+        if self.topics is None and "off_topic" not in self.skip_checks:
+            out.append("off_topic skipped: no taxonomy to compare with (pass --taxonomy FILE to `distill curate`)")
+        if self.label_check and not (self.label_descriptions or self.labels):
+            out.append("label check skipped: no label set (pass --taxonomy FILE or --labels)")
+        return out
 
     def minhash(self) -> MinHashConfig:
         return MinHashConfig(
@@ -119,6 +157,8 @@ class CurateResult:
     duplicates: list[DuplicateRow]
     dedup_info: dict[str, Any] = field(default_factory=dict)
     decontam_info: dict[str, Any] = field(default_factory=dict)
+    judge_info: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> NodeStats:
@@ -143,6 +183,8 @@ class CurateResult:
                 "empty_nodes": [{"node": n, "top_reason": r} for n, r in self.empty_nodes()],
                 "dedup": self.dedup_info,
                 "decontamination": self.decontam_info,
+                "judge": self.judge_info,
+                "notes": self.notes,
             }
         }
 
@@ -170,8 +212,16 @@ def _load_against(paths: list[str]) -> tuple[list[Example], list[str], list[str]
     return examples, ids, sources
 
 
-def curate(examples: list[Example], config: CurateConfig, progress: Progress | None = None) -> CurateResult:
-    """Run every curation step; nothing is dropped without a `Reject` saying why."""
+def curate(examples: list[Example], config: CurateConfig, progress: Progress | None = None,
+           judge: Judge | None = None, label_judge: Judge | None = None) -> CurateResult:
+    """Run every curation step; nothing is dropped without a `Reject` saying why.
+
+    `judge` answers the judged checks (`config.topic_judge`, and `config.label_check` unless a
+    `label_judge` is given for it), recording its calls.
+    """
+    label_judge = label_judge or judge
+    if (config.label_check and label_judge is None) or (config.topic_judge and judge is None):
+        raise ValueError("label_check and topic_judge need a judge teacher")
     n = len(examples)
     status = np.zeros(n, dtype=np.int8)  # 0 rejected, then 1 valid, 2 unique, 3 clean
     rejects: dict[int, Reject] = {}
@@ -266,29 +316,42 @@ def curate(examples: list[Example], config: CurateConfig, progress: Progress | N
             f"flagged_at_{dc.report_ngram}": sum(h.also_at_report_ngram for h in hits),
             "flagged_by_minhash": sum(h.method == "minhash" for h in hits),
         })
+    # 5. Judged checks: a teacher call per example, so only on what every cheaper step kept
+    judge_info: dict[str, Any] = {}
+    labels = config.label_task()
+    topics = {node.path: node for node in config.topics or []} if config.topic_judge else None
+    if labels or topics:
+        outcome = run_judged_checks(examples, [int(i) for i in np.flatnonzero(status == 2)], labels=labels,
+                                    label_judge=label_judge, topics=topics, topic_judge=judge, progress=progress)
+        for failure in outcome.failures:
+            status[failure.index] = 0
+            reject(failure.index, "judge", failure.reason, failure.detail)
+        judge_info = {"new_calls": outcome.asked, "calls_from_log": outcome.found,
+                      **{step: stats.as_dict() for step, stats in outcome.stats.items()}}
     status[status == 2] = 3
 
     nodes = _node_stats(examples, status, rejects)
     kept = [examples[i] for i in np.flatnonzero(status == 3)]
     return CurateResult(
         kept=kept, rejects=[rejects[i] for i in sorted(rejects)], node_stats=nodes, contamination=contamination,
-        duplicates=duplicates, dedup_info=dedup_info, decontam_info=decontam_info,
+        duplicates=duplicates, dedup_info=dedup_info, decontam_info=decontam_info, judge_info=judge_info,
+        notes=config.notes(),
     )
 
 
 def _node_stats(examples: list[Example], status: np.ndarray, rejects: dict[int, Reject]) -> dict[str, NodeStats]:
     nodes: dict[str, NodeStats] = {"(all)": NodeStats()}
     # How far each example got: rejected at check -> 0 stages passed, and so on.
-    passed = {"check": 0, "dedup": 1, "decontaminate": 2}
+    passed = {"check": 0, "dedup": 1, "decontaminate": 2, "judge": 3}
     for i, example in enumerate(examples):
-        reached = 3 if status[i] == 3 else passed[rejects[i].stage]
+        reached = 4 if status[i] == 3 else passed[rejects[i].stage]
         for name in ["(all)", *node_chain(example.meta.taxonomy_path)]:
             s = nodes.setdefault(name, NodeStats())
             s.generated += 1
             s.valid += reached >= 1
             s.unique += reached >= 2
             s.clean += reached >= 3
-            s.kept += reached >= 3
+            s.kept += reached >= 4
             if i in rejects:
                 s.reasons[rejects[i].reason] += 1
     return nodes

@@ -62,6 +62,15 @@ def markdown_report(result: CurateResult) -> str:
                   f"{info.get('near_removed', 0)} (MinHash {info.get('num_perm')} permutations, {info.get('bands')} bands x "
                   f"{info.get('rows')} rows, word {info.get('shingle_size')}-grams, Jaccard >= {info.get('threshold')}, "
                   f"{info.get('candidate_pairs', 0)} candidate pairs, {info.get('confirmed_pairs', 0)} confirmed).", ""]
+    judged = {step: stats for step, stats in result.judge_info.items() if isinstance(stats, dict)}
+    if judged:
+        lines += ["## Judged checks", "", "| check | teacher | checked | agreed | removed | unclear | failed |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| `{step}` | `{s['teacher']}` | {s['checked']} | {s['agreed']} | {s['removed']} | {s['unclear']} | "
+                  f"{s['failed']} |" for step, s in judged.items()]
+        lines.append("")
+    if result.notes:
+        lines += ["## Notes", "", *(f"- {note}" for note in result.notes), ""]
     if result.contamination:
         lines += ["## Contamination", "", "| id | held-out item | matching n-gram |", "|---|---|---|"]
         for row in result.contamination[:200]:

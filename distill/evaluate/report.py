@@ -76,9 +76,13 @@ def evaluate(run_dir: Path, adapter_dir: Path, config: EvalConfig) -> EvalResult
     from distill.train.data import read_examples
     from distill.train.sft import set_threads
 
-    examples = [e for e in read_examples(eval_path) if e.response][: config.limit]
+    held_out = read_examples(eval_path)
+    if not held_out:
+        raise DistillError(_empty_split_cause(run_dir), path=eval_path)
+    examples = [e for e in held_out if e.response][: config.limit]
     if not examples:
-        raise DistillError("the eval split has no example with a reference answer", path=eval_path)
+        raise DistillError(f"none of the {len(held_out)} held-out examples has a reference answer (an assistant "
+                           "turn) to score against", path=eval_path)
     set_threads(config.threads)
     model, tokenizer, manifest = load_student(adapter_dir)
     conversations = [_context(e) for e in examples]
@@ -99,6 +103,20 @@ def evaluate(run_dir: Path, adapter_dir: Path, config: EvalConfig) -> EvalResult
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     md_path.write_text(render_markdown(report), encoding="utf-8")
     return EvalResult(json_path=json_path, markdown_path=md_path, report=report)
+
+
+def _empty_split_cause(run_dir: Path) -> str:
+    """Why eval.jsonl holds nothing, from the split's record in stats.json, and what to do."""
+    from distill.curate.split import recorded_split
+
+    split = recorded_split(run_dir)
+    redo = (f"generate more examples (a larger --limit), then `distill split {run_dir}` and `distill train` again"
+            if split is None or split["train"] + split["eval"] < 10 else
+            f"re-split with `distill split {run_dir}` and train again")
+    if split is None:
+        return f"the eval split is empty (no split is recorded in stats.json); {redo}"
+    return (f"the eval split is empty: the split had {split['train'] + split['eval']} example(s) in all "
+            f"(fraction {split['fraction']}); {split.get('note') or redo}")
 
 
 def _context(example: Example) -> list[dict]:

@@ -45,13 +45,17 @@ def export_scope(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem]) 
     return plan + [item for item in store.finished_items() if item.id not in ids and item.node_path in leaves]
 
 
-def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], out: Path, curate: bool = True) -> RunReport:
+def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], out: Path, curate: bool = True,
+               curate_settings: dict | None = None, judge=None, progress=None) -> RunReport:
+    """Curate what was generated and rewrite the run's files. `curate_settings` are `CurateConfig` fields
+    over the taxonomy's (label_check, topic_judge, skip_checks ...); `judge` answers the judged checks,
+    its calls recorded in this run's store."""
     plan = export_scope(store, loaded, plan)
     scope = {item.id for item in plan}
     statuses = store.statuses()
     examples = store.examples(scope)
     generation_rejects = store.latest_generation_rejects(scope)
-    kept, curation_rejects, curation_stats = _curate(examples, loaded, curate)
+    kept, curation_rejects, curation_stats = _curate(examples, loaded, curate, curate_settings or {}, judge, progress)
     store.replace_curation_rejects(curation_rejects)
     kept, review_rejects, review_stats = _review(store, kept, out)
     curation_rejects = curation_rejects + review_rejects  # (review rejects live in its own tables, not here)
@@ -92,20 +96,18 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ou
     return RunReport(out=out, rows=rows, stats=stats, files=files)
 
 
-def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool) -> tuple[list[Example], list[Reject], dict]:
+def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool, settings: dict, judge,
+            progress) -> tuple[list[Example], list[Reject], dict]:
     if not enabled or not examples:
         return examples, [], {}
+    from distill.curate.from_taxonomy import taxonomy_config
     from distill.curate.pipeline import CurateConfig, curate
 
-    task = loaded.task
-    config = CurateConfig(
-        labels=list(task.labels) or None,
-        output_schema=task.output_schema,
-        task_checks=task.checks,
-        skip_checks=task.spec.skip_checks,
-        heldout=loaded.taxonomy.heldout,
-    )
-    result = curate(examples, config)
+    fields = {**taxonomy_config(loaded), **settings}
+    # The task's own switched-off checks stay off whatever the run adds.
+    fields["skip_checks"] = [*taxonomy_config(loaded)["skip_checks"], *settings.get("skip_checks", [])]
+    config = CurateConfig(**fields)
+    result = curate(examples, config, progress=progress, judge=judge)
     return result.kept, result.rejects, result.to_stats()
 
 

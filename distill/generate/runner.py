@@ -15,6 +15,7 @@ from distill.errors import DistillError, RunFailed
 from distill.generate import preflight
 from distill.generate.budget import Budget, BudgetStop, Estimate, estimate_items
 from distill.generate.dispatch import Dispatcher
+from distill.curate.progress import stage_progress
 from distill.generate.export import RunReport, finish_run
 from distill.generate.inputs import check_inputs
 from distill.tasks.parse import Rejected
@@ -24,7 +25,7 @@ from distill.rundir import run_lock, writable_folder
 from distill.store import FAILED, PENDING, RunStore, store_errors
 from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
-from distill.teachers.registry import TeacherOptions, backend
+from distill.teachers.registry import TeacherOptions, backend, parse_spec
 from distill.teachers.stack import build_teacher
 
 
@@ -44,6 +45,12 @@ class GenerateOptions:
     cache_dir: Path | None = None  # default: $DISTILL_CACHE_DIR or ~/.cache/distill
     budget_usd: float | None = None  # hard cap on this run directory's spend
     preflight: bool = True  # a small sample first; stop early when most of it fails
+    # Curation (curate/judge.py): the label round trip asks `judge` (default: the run's teacher) to
+    # classify each input blind; with a `judge`, off_topic is decided by it too. Checks in
+    # `skip_checks` are switched off (by name: "off_topic", "self_contained" ...).
+    label_check: bool = False
+    judge: str | None = None
+    skip_checks: list[str] = field(default_factory=list)
 
 
 class TeacherFailed(Exception):
@@ -66,18 +73,18 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
+    _check_curate_options(options, loaded)
     api = backend(options.teacher).api and teacher_factory is None
-    cache_dir = None
-    if api and options.cache:
+    if api and options.cache:  # checked now: the cache is opened only once the teacher is built
         from distill.teachers.cache import default_cache_dir
 
-        cache_dir = writable_folder(options.cache_dir or default_cache_dir(), "--cache-dir")
+        writable_folder(options.cache_dir or default_cache_dir(), "--cache-dir")
     with run_lock(out), store_errors(out / "run.db"):
-        return _generate_locked(options, loaded, plan, out, api, cache_dir, teacher_factory)
+        return _generate_locked(options, loaded, plan, out, api, teacher_factory)
 
 
 def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: list[PlanItem], out: Path, api: bool,
-                     cache_dir: Path | None, teacher_factory: Callable[[], Teacher] | None) -> RunReport:
+                     teacher_factory: Callable[[], Teacher] | None) -> RunReport:
     store = RunStore(out / "run.db")
     try:
         plan += store.regenerated_plan_items()  # a leaf asked again after review stays in the run
@@ -89,7 +96,7 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         budget = None
         if todo:
             teacher = _handed_in(teacher_factory, store) if teacher_factory else \
-                build_teacher(options.teacher, options.teacher_options, cache_dir=cache_dir, store=store)
+                _make_teacher(options.teacher, options, store=store)
             try:
                 budget = _budget(store, teacher, options)
                 with _fewer_gc_passes():
@@ -98,7 +105,9 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
             finally:
                 if teacher_factory is None:  # a teacher handed in stays the caller's to close
                     teacher.close()
-        report = finish_run(store, loaded, plan, out, curate=options.curate)
+        with stage_progress(enabled=options.progress) as progress:
+            report = finish_run(store, loaded, plan, out, curate=options.curate, curate_settings=_curate_settings(options),
+                                judge=_judge(store, options), progress=progress)
         if budget is not None and budget.stopped:
             raise budget.error(sum(s == PENDING for s in store.statuses().values()))
         _fail_when_nothing_kept(store, report, options.retry_failed)
@@ -122,6 +131,45 @@ def _fail_when_nothing_kept(store: RunStore, report: RunReport, retried: bool) -
     raise RunFailed(f"nothing was kept: {counts['failed']} of {counts['planned']} items failed{example}. Fix the cause "
                     f"(teacher, base URL, key, server), then run again with --retry-failed; the exports in "
                     f"{report.out} show what there is")
+
+
+def _make_teacher(spec: str, options: GenerateOptions, store: RunStore | None = None,
+                  online: bool = False) -> Teacher:
+    """A teacher from its spec, built by the one builder: an API teacher answers from the shared response
+    cache first; `online`: never a provider batch job."""
+    from distill.teachers.cache import default_cache_dir
+
+    cache_dir = (options.cache_dir or default_cache_dir()) if options.cache else None
+    return build_teacher(spec, options.teacher_options, cache_dir=cache_dir, store=store, online=online)
+
+
+def _check_curate_options(options: GenerateOptions, loaded: LoadedTaxonomy) -> None:
+    """Mistakes in the curation options fail before any teacher call, not after the whole run."""
+    from distill.curate.checks import unknown_checks
+
+    if options.label_check and not loaded.taxonomy.labels:
+        raise DistillError(f"--label-check is for classification taxonomies; {loaded.name!r} is task "
+                           f"{loaded.task.name!r} (--judge SPEC checks every task's topics)")
+    if unknown := unknown_checks(options.skip_checks):
+        raise DistillError(unknown)
+    if options.judge:
+        parse_spec(options.judge)
+
+
+def _curate_settings(options: GenerateOptions) -> dict:
+    return {"label_check": options.label_check, "topic_judge": options.judge is not None,
+            "skip_checks": list(options.skip_checks)}
+
+
+def _judge(store: RunStore, options: GenerateOptions):
+    """The teacher of the judged checks, its calls recorded in run.db like generation's; None when off."""
+    if not options.curate or not (options.label_check or options.judge):
+        return None
+    from distill.curate.judge import Judge
+
+    spec = options.judge or options.teacher
+    # Verdicts go out online, one request each: never as a provider batch job.
+    return Judge(spec, lambda: _make_teacher(spec, options, online=True), store)
 
 
 @contextmanager

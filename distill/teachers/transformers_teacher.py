@@ -7,6 +7,7 @@ thread so the event loop (progress bar, store writes) keeps going.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
@@ -14,6 +15,7 @@ from transformers.utils import logging as transformers_logging
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
+from distill.teachers.choices import ChoiceTrie, finite_outputs
 
 
 class TransformersTeacher(Teacher):
@@ -40,12 +42,14 @@ class TransformersTeacher(Teacher):
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.model = load_causal_lm(model_name, dtype=dtype).to(self.device).eval()
         self._lock = threading.Lock()
+        self._tries: dict[str, ChoiceTrie | None] = {}  # schema JSON -> its allowed outputs, once a schema
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        # Requests in one batch may differ in sampling settings: run each group on its own.
-        groups: dict[str, list[GenerationRequest]] = {}
+        # Requests in one batch may differ in sampling settings or schema: run each group on its own.
+        groups: dict[tuple[str, str], list[GenerationRequest]] = {}
         for request in requests:
-            groups.setdefault(request.sampling.model_dump_json(), []).append(request)
+            key = (request.sampling.model_dump_json(), json.dumps(request.json_schema, sort_keys=True))
+            groups.setdefault(key, []).append(request)
         results: dict[str, GenerationResult] = {}
         for group in groups.values():
             try:
@@ -73,6 +77,10 @@ class TransformersTeacher(Teacher):
         processors = LogitsProcessorList()
         if self.repetition_penalty != 1.0:
             processors.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty, prompt_ignore_length=prompt_length))
+        trie = self._choices(requests[0].json_schema)
+        constrain = None
+        if trie is not None:  # a verdict schema: only its few valid JSON texts can come out
+            constrain = lambda row, ids: trie.allowed(ids[prompt_length:].tolist())  # noqa: E731
         with self._lock, torch.inference_mode():
             output = self.model.generate(
                 **batch,
@@ -82,6 +90,7 @@ class TransformersTeacher(Teacher):
                 top_p=sampling.top_p if sample else None,
                 top_k=None,
                 logits_processor=processors,
+                prefix_allowed_tokens_fn=constrain,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         new_tokens = output[:, batch["input_ids"].shape[1]:]
@@ -100,6 +109,15 @@ class TransformersTeacher(Teacher):
                 )
             )
         return results
+
+    def _choices(self, schema: dict | None) -> ChoiceTrie | None:
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._tries:
+            outputs = finite_outputs(schema)
+            self._tries[key] = None if outputs is None else ChoiceTrie(
+                [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in outputs],
+                end_id=self.tokenizer.eos_token_id)
+        return self._tries[key]
 
     def close(self) -> None:
         self.model = None

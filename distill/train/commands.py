@@ -38,7 +38,9 @@ def train_command(
                             batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, lora_r=lora_r,
                             lora_alpha=lora_alpha, qlora=qlora, packing=packing, merge=merge, resume=resume,
                             threads=threads, seed=seed)
-    result = train(run_dir, cfg, out_dir=out, progress=sys.stderr.isatty(), force_review=force)
+    # Notices (the split, memory, truncation) go to stderr even without a terminal: a log must show them.
+    result = train(run_dir, cfg, out_dir=out, progress=sys.stderr.isatty(), log=lambda line: typer.echo(line, err=True),
+                   force_review=force)
     loss = f"{result.train_loss_first:.3f} -> {result.train_loss_last:.3f}" if result.train_loss_first else "n/a"
     eval_loss = (f", eval loss {result.eval_loss_before or float('nan'):.3f} -> {result.eval_loss_after:.3f}"
                  if result.eval_loss_after is not None else "")

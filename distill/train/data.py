@@ -8,7 +8,7 @@ nothing after it is, and `mask_stats` refuses a mask that would train on (almost
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -33,11 +33,16 @@ def read_examples(path: Path) -> list[Example]:
     return examples
 
 
-def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0) -> tuple[list[Example], list[Example]]:
-    """The run's (train, eval) split; makes and writes one when the run has none yet.
+def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0,
+                say: Callable[[str], None] | None = None) -> tuple[list[Example], list[Example]]:
+    """The run's (train, eval) split; makes and writes one (curation's split) when the run has none yet.
 
-    Writing it matters: `distill eval` must see exactly the examples training never saw.
+    Writing it matters: `distill eval` must see exactly the examples training never saw. `say` gets
+    what a person should know: what the split pooled, and why an eval split is small or empty.
     """
+    from distill.curate.split import recorded_split, save_split, stratified_split
+
+    say = say or (lambda line: None)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DistillError("run directory does not exist", path=run_dir)
@@ -50,6 +55,10 @@ def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0) -> tup
             train, held_out = reviewed_train, reviewed_eval
             write_jsonl(train_path, train)
             write_jsonl(eval_path, held_out)
+        if not held_out:
+            note = (recorded_split(run_dir) or {}).get("note")
+            say(f"note: {eval_path} is empty: no eval loss, and `distill eval` will have nothing to score"
+                + (f" ({note})" if note else "; re-split with `distill split` after generating more"))
     else:
         dataset = run_dir / "dataset.jsonl"
         if not dataset.is_file():
@@ -57,9 +66,11 @@ def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0) -> tup
         examples = apply_review(run_dir, read_examples(dataset))
         if not examples:
             raise DistillError("dataset.jsonl is empty: nothing to train on", path=dataset)
-        train, held_out = split_examples(examples, eval_fraction, seed)
-        write_jsonl(train_path, train)
-        write_jsonl(eval_path, held_out)
+        split = stratified_split(examples, fraction=eval_fraction, seed=seed)
+        save_split(run_dir, split)
+        for line in split.describe():
+            say(f"split: {line}")
+        train, held_out = split.train, split.eval
     usable = [example for example in train if example.response]
     if not usable:
         raise DistillError("no training example has an assistant turn to learn from", path=train_path)
@@ -71,30 +82,6 @@ def apply_review(run_dir: Path, examples: list[Example]) -> list[Example]:
     from distill.review.feedback import apply_to_run
 
     return apply_to_run(run_dir, examples)[0]
-
-
-def split_examples(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """The curate stage's stratified split when it is installed, else a deterministic hash split."""
-    try:
-        from distill.curate.split import stratified_split
-    except ImportError:
-        return _fallback_split(examples, fraction, seed)
-    return stratified_split(examples, fraction=fraction, seed=seed)
-
-
-def _fallback_split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
-    # Per taxonomy leaf, so small leaves are represented in the held-out set too; order by a hash of the id
-    # so the split does not depend on the file's order.
-    by_leaf: dict[str, list[Example]] = {}
-    for example in examples:
-        by_leaf.setdefault(example.meta.taxonomy_path or "", []).append(example)
-    train, held_out = [], []
-    for leaf in sorted(by_leaf):
-        group = sorted(by_leaf[leaf], key=lambda e: hashlib.sha256(f"{seed}:{e.id}".encode()).hexdigest())
-        n_eval = min(len(group) - 1, max(1, round(len(group) * fraction)))  # a leaf of 2+ is always evaluated
-        held_out.extend(group[:n_eval])
-        train.extend(group[n_eval:])
-    return train, held_out
 
 
 def to_prompt_completion(example: Example) -> dict:

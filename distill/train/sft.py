@@ -62,7 +62,7 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
     say = log or ((lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None))
     out_dir = Path(out_dir) if out_dir else default_out_dir(run_dir)
     set_threads(config.threads)
-    train_examples, eval_examples = data.load_splits(run_dir, seed=config.seed)
+    train_examples, eval_examples = data.load_splits(run_dir, seed=config.seed, say=say)
     base_model = resolve_model(config.student)
     tokenizer = load_tokenizer(config.student)
     eot_token = data.end_of_turn_token(tokenizer)

@@ -51,6 +51,10 @@ class Faults:
     batch_neighbours: int = 0
     batch_neighbour_requests: int = 1
     batch_list_delay_s: float = 0.0  # a new job shows in the list endpoints only this long after it was made
+    # Verdict requests (a schema whose properties are an enum or a boolean: the label round trip, the topic
+    # judge) are answered with verdict(request, schema) as JSON when it returns a dict; the default is the
+    # first enum value / true. Tests script agreeing and disagreeing answers with it.
+    verdict: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None] | None = None
 
 
 class FakeAPI:
@@ -205,7 +209,10 @@ class FakeAPI:
         structured = wants_json(request)
         words = [WORDS[int(prompt[i:i + 2], 16) % len(WORDS)] for i in range(0, 40, 2)]
         schema = requested_schema(request)
-        if structured:
+        if structured and is_verdict(schema):
+            verdict = self.faults.verdict(request, schema) if self.faults.verdict else None
+            text = json.dumps(verdict if verdict is not None else default_verdict(schema))
+        elif structured:
             properties = (schema or {}).get("properties") or {}
             if "medications" in properties:  # taxonomies/clinical-extraction.yaml: extract from the note
                 obj = extract_medications(last_user(request), invent=kind == "hallucinated")
@@ -487,6 +494,15 @@ def conversation_key(messages: list[dict[str, Any]], seed: int | None) -> str:
               else " ".join(part.get("text", "") for part in m.get("content") or [])]
              for m in messages if m.get("role") != "system"]
     return json.dumps([turns, seed])
+
+
+def is_verdict(schema: dict[str, Any] | None) -> bool:
+    properties = (schema or {}).get("properties") or {}
+    return bool(properties) and all("enum" in p or p.get("type") == "boolean" for p in properties.values())
+
+
+def default_verdict(schema: dict[str, Any]) -> dict[str, Any]:
+    return {name: p["enum"][0] if "enum" in p else True for name, p in schema["properties"].items()}
 
 
 def wants_json(request: dict[str, Any]) -> bool:
