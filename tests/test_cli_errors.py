@@ -158,7 +158,9 @@ def unknown_axis_value(ws: Path, url: str) -> list[str]:
 
 
 def missing_student(ws: Path, url: str) -> list[str]:
-    (ws / "run").mkdir()
+    (ws / "run").mkdir()  # a run with its split, whose student was never trained
+    held_out = (Path(__file__).parent / "fixtures" / "medical-limit24.jsonl").read_text().splitlines()[0]
+    (ws / "run" / "eval.jsonl").write_text(held_out + "\n")
     return ["eval", str(ws / "run"), "--student", str(ws / "no-such-adapter")]
 
 

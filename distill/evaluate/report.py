@@ -60,25 +60,27 @@ def evaluate(run_dir: Path, adapter_dir: Path, config: EvalConfig) -> EvalResult
     # Checked before torch and transformers load (~15 s on a busy machine): a typo fails at once.
     if not run_dir.is_dir():
         raise DistillError("run directory does not exist; give the folder `distill generate` wrote", path=run_dir)
+    eval_path = run_dir / "eval.jsonl"
+    if not eval_path.is_file():
+        raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
+    from distill.train.data import read_examples
+
+    # The run's split first: with nothing held out, no student could be evaluated, whatever its folder.
+    held_out = read_examples(eval_path)
+    if not held_out:
+        raise DistillError(_empty_split_cause(run_dir), path=eval_path)
     if not adapter_dir.is_dir():
         raise DistillError("student folder does not exist; give the adapter folder `distill train` wrote "
                            "(default RUN_DIR/student)", path=adapter_dir)
     read_manifest(adapter_dir)
-    eval_path = run_dir / "eval.jsonl"
-    if not eval_path.is_file():
-        raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
     if isinstance(config.judge, str):
         from distill.teachers.registry import parse_spec
 
         parse_spec(config.judge)
 
     from distill.evaluate.generate import generate, load_student
-    from distill.train.data import read_examples
     from distill.train.sft import set_threads
 
-    held_out = read_examples(eval_path)
-    if not held_out:
-        raise DistillError(_empty_split_cause(run_dir), path=eval_path)
     examples = [e for e in held_out if e.response][: config.limit]
     if not examples:
         raise DistillError(f"none of the {len(held_out)} held-out examples has a reference answer (an assistant "

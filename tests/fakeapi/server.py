@@ -232,7 +232,7 @@ class FakeAPI:
             a, b = judged_pair(last_user(request))
             text = "A" if len(a) >= len(b) else "B"
         elif NOTE_ASK in last_user(request):  # the note step of the clinical-extraction task
-            text = clinical_note(prompt)
+            text = clinical_note(prompt, last_user(request))
         elif last_user(request).rstrip().endswith("?"):
             text = ("Usually " + " ".join(words[:8]) + ". See a clinician if " + " ".join(words[8:14])
                     + " gets worse or lasts more than a week.")
@@ -566,14 +566,21 @@ DRUGS = [("metoprolol", 25, "mg", "oral", "twice daily"), ("ramipril", 5, "mg", 
 DOSE = re.compile(r"([a-z][a-z ]*?) (\d+(?:\.\d+)?) (mg|g|mcg|units) (oral|subcutaneous|intravenous) ([a-z0-9 ]+?)[;.]")
 
 
-def clinical_note(prompt: str) -> str:
+NOTE_TOPIC = re.compile(r" about (.+?): (.+?)\.\n")
+
+
+def clinical_note(prompt: str, ask: str = "") -> str:
+    """A note about the topic the request names (as a teacher's would be: curation's off_topic check reads it),
+    with its own medications and words drawn from the prompt's hash."""
     count = 1 + int(prompt[:2], 16) % 3
     start = int(prompt[2:4], 16) % len(DRUGS)
     chosen = [DRUGS[(start + i) % len(DRUGS)] for i in range(count)]
     plan = "; ".join(f"{name} {dose} {unit} {route} {frequency}" for name, dose, unit, route, frequency in chosen)
     words = [WORDS[int(prompt[i:i + 2], 16) % len(WORDS)] for i in range(4, 40, 2)]  # every note its own words
     setting = ("clinic", "the emergency department", "a home visit", "the ward round")[int(prompt[40:42], 16) % 4]
-    return (f"Seen in {setting} today. Reports {words[0]}, {words[1]} and {words[2]} for {3 + int(prompt[42], 16)} "
+    topic = NOTE_TOPIC.search(ask)
+    about = f" Review of {topic.group(1)}: {topic.group(2).lower()}." if topic else ""
+    return (f"Seen in {setting} today.{about} Reports {words[0]}, {words[1]} and {words[2]} for {3 + int(prompt[42], 16)} "
             f"days, worse with {words[3]} and {words[4]}; no {words[5]} or {words[6]}. Examination notable for "
             f"{words[7]} {words[8]}. Plan: {plan}. Aspirin was stopped last month. Review in "
             f"{2 + int(prompt[43], 16) % 6} weeks about {words[9]} and {words[10]} {words[11]}.")
