@@ -20,21 +20,26 @@ def _default_out(input_path: Path) -> Path:
     return input_path.with_name(input_path.stem + "_curated")
 
 
-def run_curate(input_path: Path, out: Path, config, console: Console, show_progress: bool = True, judge=None,
-               label_judge=None):
-    """Read INPUT, curate it, write the five output files into `out`; returns the result."""
+def run_curate(source, out: Path | None, config, console: Console | None = None, show_progress: bool = True,
+               judge=None, label_judge=None):
+    """Curate INPUT (a run directory, a JSONL file, or a list of `Example`s); with `out`, write the six output
+    files there. Returns the result. `distill curate` and `distill.curate()` both come here."""
     from distill.curate.dataset_io import load_examples
     from distill.curate.pipeline import curate
     from distill.curate.progress import stage_progress
     from distill.curate.report import markdown_report
 
-    if (out / "run.db").exists():
-        raise DistillError(f"--out {out} is a generation run directory: curate would write over its dataset.jsonl "
-                           "and rejected.jsonl (generation's exports); give another --out (default INPUT/curated)")
-    writable_folder(out, "--out")
-    examples = load_examples(input_path)
+    if out is not None:
+        if (out / "run.db").exists():
+            raise DistillError(f"--out {out} is a generation run directory: curate would write over its dataset.jsonl "
+                               "and rejected.jsonl (generation's exports); give another --out (default INPUT/curated)")
+        writable_folder(out, "--out")
+    examples = load_examples(source) if isinstance(source, (str, Path)) else list(source)
     with stage_progress(console, show_progress) as progress:
         result = curate(examples, config, progress=progress, judge=judge, label_judge=label_judge)
+    if out is None:
+        return result
+    input_path = source if isinstance(source, (str, Path)) else "(examples)"
     write_jsonl(out / "dataset.jsonl", result.kept)
     write_jsonl(out / "rejected.jsonl", result.rejects)
     write_jsonl(out / "contamination.jsonl", result.contamination)
@@ -43,13 +48,6 @@ def run_curate(input_path: Path, out: Path, config, console: Console, show_progr
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown_report(result) + "\n", encoding="utf-8")
     return result
-
-
-def _taxonomy_settings(path: Path) -> dict:
-    from distill.curate.from_taxonomy import taxonomy_config
-    from distill.taxonomy import load_taxonomy
-
-    return taxonomy_config(load_taxonomy(path))
 
 
 def _first_error(err: ValueError) -> str:
@@ -142,26 +140,26 @@ def register(app: typer.Typer) -> None:
         """Check, dedup and decontaminate a dataset; writes dataset.jsonl, rejected.jsonl, stats.json,
         contamination.jsonl, duplicates.jsonl and report.md (and run.db, the judges' calls, with
         --label-check or --judge)."""
+        from distill.curate.from_taxonomy import with_taxonomy
         from distill.curate.heldout import parse_heldout_option
         from distill.curate.pipeline import CurateConfig
 
         out_dir = out or _default_out(input_path)
-        from_taxonomy = _taxonomy_settings(taxonomy) if taxonomy else {}
         if judge and not taxonomy:
             raise DistillError("--judge decides off_topic against the taxonomy's nodes: pass --taxonomy FILE too")
+        settings = {
+            "heldout": [parse_heldout_option(h) for h in heldout],
+            "against": list(against), "threshold": threshold, "shingle_size": shingle_size, "num_perm": num_perm,
+            "ngram": ngram, "min_words": min_words, "max_words": max_words,
+            "language": None if language.lower() in ("any", "none", "") else language,
+            **({"labels": [l.strip() for l in labels.split(",") if l.strip()]} if labels else {}),
+            "near_dedup": near_dedup, "decontam_minhash_threshold": decontam_minhash,
+            "skip_checks": list(skip_check), "min_topic_ratio": min_topic_ratio,
+            "label_check": label_check is not None, "topic_judge": judge is not None,
+            **({"workers": workers} if workers else {}),
+        }
         try:
-            config = CurateConfig(**{
-                **from_taxonomy,
-                "heldout": [*from_taxonomy.get("heldout", []), *(parse_heldout_option(h) for h in heldout)],
-                "against": list(against), "threshold": threshold, "shingle_size": shingle_size, "num_perm": num_perm,
-                "ngram": ngram, "min_words": min_words, "max_words": max_words,
-                "language": None if language.lower() in ("any", "none", "") else language,
-                **({"labels": [l.strip() for l in labels.split(",") if l.strip()]} if labels else {}),
-                "near_dedup": near_dedup, "decontam_minhash_threshold": decontam_minhash,
-                "skip_checks": [*from_taxonomy.get("skip_checks", []), *skip_check], "min_topic_ratio": min_topic_ratio,
-                "label_check": label_check is not None, "topic_judge": judge is not None,
-                **({"workers": workers} if workers else {}),
-            })
+            config = CurateConfig(**with_taxonomy(taxonomy, settings))
         except ValueError as err:  # pydantic: a threshold out of range and the like
             raise DistillError(f"bad option: {_first_error(err)}") from None
         for source in config.heldout:  # before reading the input: decontamination comes last
@@ -183,16 +181,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Carve a stratified evaluation split: writes DIR/train.jsonl and DIR/eval.jsonl (small leaves are
         pooled with their siblings); records the split in DIR/stats.json."""
-        from distill.curate.dataset_io import load_examples
-        from distill.curate.split import save_split, stratified_split
+        from distill.curate.split import split_dataset
 
-        if not 0.0 < fraction < 1.0:
-            raise DistillError(f"--fraction must be between 0 and 1 (got {fraction}); 0.1-0.2 is usual")
-        examples = load_examples(directory)
-        result = stratified_split(examples, fraction=fraction, seed=seed)
-        if not result.eval:
-            raise DistillError(result.note or "the eval split is empty", path=directory)
-        save_split(directory, result)
+        result = split_dataset(directory, fraction=fraction, seed=seed)
         console = Console(highlight=False)
         for line in result.describe():
             console.print(line, style="yellow" if line.startswith("note:") else None, markup=False, soft_wrap=True)

@@ -61,3 +61,16 @@ def taxonomy_config(loaded) -> dict[str, Any]:
         "label_instructions": taxonomy.system_prompt if labels else None,
         "label_shots": label_shots(loaded) if labels else [],
     }
+
+
+def with_taxonomy(taxonomy, settings: dict[str, Any]) -> dict[str, Any]:
+    """`CurateConfig` fields: the taxonomy's (a file, a `Taxonomy`, a `LoadedTaxonomy`; None: none), with `settings`
+    over them. Held-out sets and switched-off checks add up: a caller's --heldout or --skip-check never drops the
+    taxonomy's or the task's own. `distill generate`, `distill curate` and `distill.curate()` all come here."""
+    if taxonomy is None:
+        return dict(settings)
+    from distill.taxonomy import LoadedTaxonomy, load_taxonomy
+
+    base = taxonomy_config(taxonomy if isinstance(taxonomy, LoadedTaxonomy) else load_taxonomy(taxonomy))
+    return {**base, **settings, "heldout": [*base["heldout"], *settings.get("heldout", [])],
+            "skip_checks": [*base["skip_checks"], *settings.get("skip_checks", [])]}

@@ -100,13 +100,10 @@ def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool, sett
             progress) -> tuple[list[Example], list[Reject], dict]:
     if not enabled or not examples:
         return examples, [], {}
-    from distill.curate.from_taxonomy import taxonomy_config
+    from distill.curate.from_taxonomy import with_taxonomy
     from distill.curate.pipeline import CurateConfig, curate
 
-    fields = {**taxonomy_config(loaded), **settings}
-    # The task's own switched-off checks stay off whatever the run adds.
-    fields["skip_checks"] = [*taxonomy_config(loaded)["skip_checks"], *settings.get("skip_checks", [])]
-    config = CurateConfig(**fields)
+    config = CurateConfig(**with_taxonomy(loaded, settings))
     result = curate(examples, config, progress=progress, judge=judge)
     return result.kept, result.rejects, result.to_stats()
 

@@ -8,8 +8,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.errors import DistillError, RunFailed
 from distill.generate import preflight
@@ -24,22 +25,26 @@ from distill.records import PlanItem, Reject
 from distill.rundir import run_lock, writable_folder
 from distill.store import FAILED, PENDING, RunStore, store_errors
 from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy
+from distill.taxonomy.model import Taxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 from distill.teachers.registry import TeacherOptions, backend, parse_spec
 from distill.teachers.stack import build_teacher
 
 
-@dataclass
-class GenerateOptions:
-    taxonomy: Path
+class GenerateOptions(BaseModel):
+    """What `distill generate`, `distill run` and `distill.generate()` (the Python API) ask of a run."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    taxonomy: Path | Taxonomy  # a taxonomy file, or one built in Python (its seed paths from the current folder)
     teacher: str = "local"
     out: Path | None = None
-    limit: int | None = None
+    limit: int | None = Field(None, gt=0)
     seed: int = 0
     retry_failed: bool = False
     curate: bool = True
     progress: bool = True
-    teacher_options: TeacherOptions = field(default_factory=TeacherOptions)
+    teacher_options: TeacherOptions = Field(default_factory=TeacherOptions)
     # API teachers (openai:, anthropic:) only; the local path ignores these.
     cache: bool = True  # the user-level response cache shared across runs
     cache_dir: Path | None = None  # default: $DISTILL_CACHE_DIR or ~/.cache/distill
@@ -50,7 +55,7 @@ class GenerateOptions:
     # `skip_checks` are switched off (by name: "off_topic", "self_contained" ...).
     label_check: bool = False
     judge: str | None = None
-    skip_checks: list[str] = field(default_factory=list)
+    skip_checks: list[str] = Field(default_factory=list)
 
 
 class TeacherFailed(Exception):
