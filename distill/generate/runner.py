@@ -31,24 +31,22 @@ from distill.teachers.registry import TeacherOptions, backend, parse_spec
 from distill.teachers.stack import build_teacher
 
 
-class GenerateOptions(BaseModel):
-    """What `distill generate`, `distill run` and `distill.generate()` (the Python API) ask of a run."""
+class GenerateSettings(BaseModel):
+    """How to generate, the same wherever it is asked: `distill generate`'s flags, the `generate:` section of a
+    `distill run` config, the keywords of `distill.generate()`."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid")
 
-    taxonomy: Path | Taxonomy  # a taxonomy file, or one built in Python (its seed paths from the current folder)
     teacher: str = "local"
-    out: Path | None = None
     limit: int | None = Field(None, gt=0)
     seed: int = 0
-    retry_failed: bool = False
+    retry_failed: bool = False  # also ask the teacher again for items whose calls failed
     curate: bool = True
-    progress: bool = True
-    teacher_options: TeacherOptions = Field(default_factory=TeacherOptions)
+    teacher_options: TeacherOptions = Field(default_factory=TeacherOptions)  # base_url, concurrency, batch ...
     # API teachers (openai:, anthropic:) only; the local path ignores these.
     cache: bool = True  # the user-level response cache shared across runs
     cache_dir: Path | None = None  # default: $DISTILL_CACHE_DIR or ~/.cache/distill
-    budget_usd: float | None = None  # hard cap on this run directory's spend
+    budget_usd: float | None = Field(None, ge=0)  # hard cap on this run directory's spend
     preflight: bool = True  # a small sample first; stop early when most of it fails
     # Curation (curate/judge.py): the label round trip asks `judge` (default: the run's teacher) to
     # classify each input blind; with a `judge`, off_topic is decided by it too. Checks in
@@ -56,6 +54,16 @@ class GenerateOptions(BaseModel):
     label_check: bool = False
     judge: str | None = None
     skip_checks: list[str] = Field(default_factory=list)
+
+
+class GenerateOptions(GenerateSettings):
+    """One run: the settings, what to generate over, and where."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    taxonomy: Path | Taxonomy  # a taxonomy file, or one built in Python (its seed paths from the current folder)
+    out: Path | None = None
+    progress: bool = True
 
 
 class TeacherFailed(Exception):
