@@ -242,6 +242,27 @@ def read_jsonl(path) -> list[dict[str, Any]]:
     return [row for _, row in iter_jsonl(path)]
 
 
+def read_examples(path) -> list[Example]:
+    """Examples of a JSONL file (a split, a dataset `distill` wrote); a malformed line is a DistillError naming
+    the line. External data with other shapes goes through `distill.curate.dataset_io.load_examples`."""
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from distill.errors import DistillError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DistillError("not found", path=path)
+    examples = []
+    for number, row in iter_jsonl(path):
+        try:
+            examples.append(Example.model_validate(row))
+        except ValidationError as exc:
+            raise DistillError(f"not an Example: {exc.errors()[0]['msg']}", path=path, line=number) from None
+    return examples
+
+
 def write_jsonl(path, rows) -> None:
     """Write atomically: a crash mid-write never leaves a half file behind."""
     import os

@@ -63,7 +63,7 @@ def evaluate(run_dir: Path, adapter_dir: Path, config: EvalConfig) -> EvalResult
     eval_path = run_dir / "eval.jsonl"
     if not eval_path.is_file():
         raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
-    from distill.train.data import read_examples
+    from distill.records import read_examples
 
     # The run's split first: with nothing held out, no student could be evaluated, whatever its folder.
     held_out = read_examples(eval_path)
@@ -79,7 +79,7 @@ def evaluate(run_dir: Path, adapter_dir: Path, config: EvalConfig) -> EvalResult
         parse_spec(config.judge)
 
     from distill.evaluate.generate import generate, load_student
-    from distill.train.sft import set_threads
+    from distill.models import set_threads
 
     examples = [e for e in held_out if e.response][: config.limit]
     if not examples:
