@@ -15,9 +15,10 @@ A mistake raises `distill.errors.DistillError` with the one line the CLI would p
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,10 +55,39 @@ def _outside_any_loop(function: Callable[..., T]) -> Callable[..., T]:
     def run(*args: Any, **kwargs: Any) -> T:
         if not _loop_running():
             return function(*args, **kwargs)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"distill-{function.__name__}") as worker:
-            return worker.submit(function, *args, **kwargs).result()
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                outcome["value"] = function(*args, **kwargs)
+            except BaseException as exc:  # re-raised in the caller's thread, KeyboardInterrupt included
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=work, name=f"distill-{function.__name__}", daemon=True)
+        worker.start()
+        try:
+            # An Event, not worker.join(): a join interrupted by KeyboardInterrupt can leave the thread marked
+            # as stopped while it runs on (CPython 3.11), and a second join then returns at once.
+            done.wait()
+        except KeyboardInterrupt:
+            _interrupt(worker, done)
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
 
     return run
+
+
+def _interrupt(worker: threading.Thread, done: threading.Event) -> None:
+    """Jupyter's interrupt button reaches the kernel's main thread only. Pass it on to the worker, which then
+    stops as a run stopped by Ctrl-C does (everything answered is saved, the run lock released), and wait for
+    that; a second interrupt stops waiting."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(KeyboardInterrupt))
+    done.wait()
 
 
 @_outside_any_loop

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ import distill
 from distill.curate.pipeline import CurateResult
 from distill.records import read_jsonl
 from distill.taxonomy.model import Taxonomy
-from fakeapi import FakeAPI
+from fakeapi import FakeAPI, Faults
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 # The fake server writes word salad: the lexical topic checks would (rightly) reject all of it.
@@ -79,6 +82,34 @@ def test_agenerate_leaves_the_callers_loop_running(tmp_path):
     with FakeAPI() as api:
         report = asyncio.run(notebook(api))
     assert report.stats["counts"]["kept"] == 4 and ticks > 0
+
+
+def test_the_interrupt_button_stops_a_run_in_a_notebook_and_it_resumes(tmp_path):
+    """Jupyter's interrupt raises KeyboardInterrupt in the kernel's main thread, which waits for the worker
+    thread: the run there must stop too (not run on unseen, holding the run lock), saving what it has."""
+    run = tmp_path / "run"
+
+    async def cell(options: dict):
+        # The interrupt button: SIGINT to the kernel's main thread, busy here waiting for the worker
+        threading.Timer(1.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+        distill.generate(TINY / "qa.yaml", out=run, **options)
+
+    loop = asyncio.new_event_loop()  # like ipykernel's: no SIGINT handler of asyncio.run's in the way
+    with FakeAPI(Faults(latency_s=0.5)) as api:
+        options = {**teacher(api), "preflight": False}
+        options["teacher_options"]["concurrency"] = 1  # 8 calls of 0.5 s one after another
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                loop.run_until_complete(cell(options))
+        finally:
+            loop.close()
+        assert not any(t.name.startswith("distill-") for t in threading.enumerate())  # the worker stopped
+        with sqlite3.connect(run / "run.db") as db:
+            saved = db.execute("SELECT COUNT(*) FROM teacher_calls").fetchone()[0]
+        assert 0 < saved < 8  # 4 items, a question and an answer each
+        report = distill.generate(TINY / "qa.yaml", out=run, **teacher(api))  # the lock is free: it resumes
+        assert report.stats["counts"]["kept"] == 4
+        assert api.total_paid() <= 8 + 1  # at most the call in flight at the interrupt is paid twice
 
 
 def test_a_taxonomy_built_in_python(tmp_path):
