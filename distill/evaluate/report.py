@@ -1,9 +1,11 @@
-"""`distill eval`: base vs base+adapter (and the teacher) on the held-out split, per task and per leaf.
+"""`distill eval`: base vs the student's forms (adapter, merged, GGUF) and the teacher on the held-out split.
 
 Writes `eval.json` (every number, every answer) and `eval.md` (the tables a person reads).
 The teacher's answers are the eval split's reference turns (the split holds teacher outputs never
 trained on), so they enter comparisons where a reference can be judged against: schema validity and the
 LLM-as-judge; reference-based scores of the teacher against itself would be 1 and are not reported.
+When several forms of one student are given, each export step (adapter -> merged -> GGUF) is compared item by
+item and a metric that falls by more than `max_drop` is flagged (`distill.evaluate.steps`).
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from distill.errors import DistillError, RunFailed
 from distill.evaluate import metrics as m
+from distill.evaluate.forms import ModelForm
+from distill.evaluate.steps import DEFAULT_MAX_DROP, compare_steps
 from distill.records import Example
 
-SYSTEMS = ("base", "student")
+BASE, TEACHER = "base", "teacher"
 
 
 class EvalConfig(BaseModel):
@@ -32,6 +36,7 @@ class EvalConfig(BaseModel):
     - out_dir: where eval.json / eval.md go (default: the run directory).
     - resamples / seed: bootstrap settings for the confidence intervals.
     - threads: CPU torch threads (None: the idle cores).
+    - max_drop: a metric falling by more than this (absolute) after merge or quantization is flagged.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -44,6 +49,7 @@ class EvalConfig(BaseModel):
     resamples: int = Field(1000, gt=0)
     seed: int = 0
     threads: int | None = None
+    max_drop: float = Field(DEFAULT_MAX_DROP, ge=0, le=1)
 
 
 class EvalResult(BaseModel):
@@ -52,53 +58,48 @@ class EvalResult(BaseModel):
     report: dict[str, Any]
 
 
-def evaluate(run_dir: Path, adapter_dir: Path, config: EvalConfig) -> EvalResult:
-    """Generate base and student answers on RUN_DIR/eval.jsonl, score them, write eval.json and eval.md."""
-    from distill.train.manifest import read_manifest
+def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
+             observe: Callable[[ModelForm, Any], None] | None = None) -> EvalResult:
+    """Answer RUN_DIR/eval.jsonl with the base and each form of the student, score, write eval.json and eval.md.
 
-    run_dir, adapter_dir = Path(run_dir), Path(adapter_dir)
+    `students`: adapter folders, merged model folders and GGUF files of one student (any mix, in order).
+    `observe(form, model)` is called with each form's model while it is loaded (export checks GGUF logits so).
+    """
+    from distill.evaluate.forms import detect_forms, shared_manifest
+
+    run_dir = Path(run_dir)
     # Checked before torch and transformers load (~15 s on a busy machine): a typo fails at once.
     if not run_dir.is_dir():
         raise DistillError("run directory does not exist; give the folder `distill generate` wrote", path=run_dir)
     eval_path = run_dir / "eval.jsonl"
     if not eval_path.is_file():
         raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
+    from distill.models import set_threads
     from distill.records import read_examples
 
-    # The run's split first: with nothing held out, no student could be evaluated, whatever its folder.
     held_out = read_examples(eval_path)
-    if not held_out:
+    if not held_out:  # the split's problem comes first: no student can be scored on nothing
         raise DistillError(_empty_split_cause(run_dir), path=eval_path)
-    if not adapter_dir.is_dir():
-        raise DistillError("student folder does not exist; give the adapter folder `distill train` wrote "
-                           "(default RUN_DIR/student)", path=adapter_dir)
-    read_manifest(adapter_dir)
+    forms = detect_forms([students] if isinstance(students, (str, Path)) else list(students))
+    manifest = shared_manifest(forms)
     if isinstance(config.judge, str):
         from distill.teachers.registry import parse_spec
 
         parse_spec(config.judge)
-
-    from distill.evaluate.generate import generate, load_student
-    from distill.models import set_threads
-
     examples = [e for e in held_out if e.response][: config.limit]
     if not examples:
         raise DistillError(f"none of the {len(held_out)} held-out examples has a reference answer (an assistant "
                            "turn) to score against", path=eval_path)
     set_threads(config.threads)
-    model, tokenizer, manifest = load_student(adapter_dir)
-    conversations = [_context(e) for e in examples]
-    answers = {
-        system: generate(model, tokenizer, manifest, conversations, max_new_tokens=config.max_new_tokens,
-                         batch_size=config.batch_size, adapter=system == "student")
-        for system in SYSTEMS
-    }
-    answers["teacher"] = [e.response for e in examples]
+    answers = generate_answers(forms, manifest, [_context(e) for e in examples], config, observe)
+    answers[TEACHER] = [e.response for e in examples]
     judge = _judge(config.judge)
     report = build_report(examples, answers, config, judge)
-    report["adapter"] = {"dir": str(adapter_dir), "student": manifest.student, "base_model": manifest.base_model,
+    report["adapter"] = {"dir": str(forms[0].path), "student": manifest.student, "base_model": manifest.base_model,
                          "chat_template_sha256": manifest.chat_template_sha256,
                          "tokenizer_sha256": manifest.tokenizer_sha256}
+    report["forms"] = [form.model_dump(mode="json") for form in forms]
+    report.update(compare_steps(report, config.max_drop))
     out_dir = Path(config.out_dir) if config.out_dir else run_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "eval.json", out_dir / "eval.md"
@@ -121,6 +122,45 @@ def _empty_split_cause(run_dir: Path) -> str:
             f"(fraction {split['fraction']}); {split.get('note') or redo}")
 
 
+def generate_answers(forms: list[ModelForm], manifest, conversations: list[list[dict]], config: EvalConfig,
+                     observe: Callable[[ModelForm, Any], None] | None = None) -> dict[str, list[str]]:
+    """Greedy answers of the base and of each form, one model in memory at a time.
+
+    With an adapter, the base answers come from the same weights with the adapter switched off.
+    """
+    import gc
+
+    from distill.evaluate.forms import load_form
+    from distill.evaluate.generate import generate, load_base, load_student
+    from distill.train.manifest import load_student_tokenizer
+
+    def answer(model, tokenizer, adapter: bool = True) -> list[str]:
+        return generate(model, tokenizer, manifest, conversations, max_new_tokens=config.max_new_tokens,
+                        batch_size=config.batch_size, adapter=adapter)
+
+    answers: dict[str, list[str]] = {}
+    adapter = next((form for form in forms if form.kind == "adapter"), None)
+    if adapter:
+        model, tokenizer, _ = load_student(adapter.path)
+        answers[BASE] = answer(model, tokenizer, adapter=False)
+        answers[adapter.name] = answer(model, tokenizer)
+        if observe:
+            observe(adapter, model)
+    else:
+        tokenizer = load_student_tokenizer(manifest)
+        model = load_base(manifest)
+        answers[BASE] = answer(model, tokenizer)
+    for form in forms:
+        if form.name not in answers:
+            del model
+            gc.collect()  # one model in memory at a time
+            model = load_student(form.path)[0] if form.kind == "adapter" else load_form(form)
+            answers[form.name] = answer(model, tokenizer)
+            if observe:
+                observe(form, model)
+    return {BASE: answers[BASE], **{form.name: answers[form.name] for form in forms}}
+
+
 def _context(example: Example) -> list[dict]:
     """The turns before the reference answer: what the model is asked."""
     messages = [msg.model_dump() for msg in example.messages]
@@ -141,7 +181,7 @@ def build_report(examples: list[Example], answers: dict[str, list[str]], config:
     for i, example in enumerate(examples):
         by_task[task_of(example)].append(i)
         by_leaf[example.meta.taxonomy_path or "(none)"].append(i)
-    report: dict[str, Any] = {"n": len(examples), "systems": list(SYSTEMS) + ["teacher"], "tasks": {}, "leaves": {}}
+    report: dict[str, Any] = {"n": len(examples), "systems": list(answers), "tasks": {}, "leaves": {}}
     for task, idx in sorted(by_task.items()):
         report["tasks"][task] = score(task, [examples[i] for i in idx], {s: [a[i] for i in idx] for s, a in
                                                                          answers.items()}, config, judge)
@@ -169,14 +209,15 @@ def score(task: str, examples: list[Example], answers: dict[str, list[str]], con
         if structured:
             valid = sum(m.schema_valid(texts[i], examples[i].output) for i in structured)
             row["schema_validity"] = m.wilson(valid, len(structured)).model_dump()
-        if system != "teacher":
+        if system != TEACHER:
             row.update(_classification(examples, texts, config, with_confusion) if task == "classification"
                        else _overlap(examples, texts, config))
         out["systems"][system] = row
     if judge is not None and task != "classification":
+        first = next(system for system in answers if system not in (BASE, TEACHER))  # the first form given
         out["judge"] = {
-            f"student_vs_{other}": _judge_pairs(judge, examples, answers["student"], answers[other], config)
-            for other in ("base", "teacher")
+            f"{first}_vs_{other}": _judge_pairs(judge, examples, answers[first], answers[other], config)
+            for other in (BASE, TEACHER)
         }
     return out
 
@@ -322,35 +363,96 @@ def _est(value: dict | None) -> str:
 
 
 def render_markdown(report: dict) -> str:
-    adapter = report.get("adapter", {})
-    lines = [f"# Evaluation: {adapter.get('student', 'student')} + adapter vs base", "",
-             f"{report['n']} held-out examples; 95% intervals in brackets (Wilson for proportions, bootstrap "
-             "otherwise). The teacher's answers are the references.", ""]
+    """eval.md: a header, any export-step flags first, one section per task, the export steps, the leaves."""
+    return "\n".join(_header(report) + summary_sections(report) + _leaf_section(report))
+
+
+def summary_sections(report: dict) -> list[str]:
+    """Flags, the per-task tables and the export steps: what a model card shows of an evaluation."""
+    lines = _flag_summary(report)
     for task, block in report["tasks"].items():
-        lines += [f"## {task} (n={block['n']})", ""]
-        columns = [c for c in ("accuracy", "macro_f1", "token_f1", "rouge_l", "schema_validity")
-                   if any(c in row for row in block["systems"].values())]
-        lines += ["| system | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-        for system, row in block["systems"].items():
-            lines.append(f"| {system} | " + " | ".join(_est(row.get(c)) for c in columns) + " |")
-        student = block["systems"].get("student", {})
-        if "confusion" in student:
-            labels = list(next(iter(student["confusion"].values()), {}).keys())
-            lines += ["", "Student confusion matrix (rows: gold, columns: predicted):", "",
-                      "| gold \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
-            for gold, row in student["confusion"].items():
-                lines.append(f"| {gold} | " + " | ".join(str(row[label]) for label in labels) + " |")
-        for name, verdict in block.get("judge", {}).items():
-            lines += ["", f"Judge ({verdict['judge']}), {name.replace('_', ' ')}: win rate "
-                      f"{_est(verdict['win_rate'])} ({verdict['wins']} wins, {verdict['ties']} ties, "
-                      f"{verdict['losses']} losses, {verdict['failed']} unjudged; positions swapped)"]
-        lines.append("")
-    lines += ["## Per taxonomy leaf", "", "| leaf | task | n | base | student |", "|---|---|---:|---|---|"]
+        lines += _task_section(task, block)
+    return lines + _steps_section(report)
+
+
+def _models(report: dict) -> list[str]:
+    """The systems that are models (base and the student's forms), not the teacher's references."""
+    return [system for system in report.get("systems", []) if system != TEACHER]
+
+
+def _header(report: dict) -> list[str]:
+    adapter = report.get("adapter", {})
+    forms = [s for s in _models(report) if s != BASE]
+    return [f"# Evaluation: {adapter.get('student', 'student')} ({', '.join(forms) or 'student'}) vs base", "",
+            f"{report['n']} held-out examples; 95% intervals in brackets (Wilson for proportions, bootstrap "
+            "otherwise). The teacher's answers are the references.", ""]
+
+
+def _task_section(task: str, block: dict) -> list[str]:
+    lines = [f"## {task} (n={block['n']})", ""]
+    columns = [c for c in ("accuracy", "macro_f1", "token_f1", "rouge_l", "schema_validity")
+               if any(c in row for row in block["systems"].values())]
+    lines += ["| system | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for system, row in block["systems"].items():
+        lines.append(f"| {system} | " + " | ".join(_est(row.get(c)) for c in columns) + " |")
+    first = next((row for system, row in block["systems"].items() if system not in (BASE, TEACHER)), {})
+    if "confusion" in first:
+        labels = list(next(iter(first["confusion"].values()), {}).keys())
+        lines += ["", "Student confusion matrix (rows: gold, columns: predicted):", "",
+                  "| gold \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+        for gold, row in first["confusion"].items():
+            lines.append(f"| {gold} | " + " | ".join(str(row[label]) for label in labels) + " |")
+    for name, verdict in block.get("judge", {}).items():
+        lines += ["", f"Judge ({verdict['judge']}), {name.replace('_', ' ')}: win rate "
+                  f"{_est(verdict['win_rate'])} ({verdict['wins']} wins, {verdict['ties']} ties, "
+                  f"{verdict['losses']} losses, {verdict['failed']} unjudged; positions swapped)"]
+    return lines + [""]
+
+
+def red(text: str) -> str:
+    """Red where HTML styles render (the Hub), and a red marker where they are stripped (GitHub)."""
+    return f'<span style="color:red">\N{LARGE RED CIRCLE} **{text}**</span>'
+
+
+def _change(task: str, metric: str, change: dict) -> str:
+    return f"{task} {metric} {change['before']:.3f} -> {change['after']:.3f} ({-change['drop']:+.3f})"
+
+
+def _flag_summary(report: dict) -> list[str]:
+    flags = report.get("flags") or []
+    if not flags:
+        return []
+    lines = [red(f"{len(flags)} metric(s) fell by more than {report['max_drop']:.2f} after merge or quantization:"),
+             ""]
+    lines += [f"- {red(flag['from'] + ' -> ' + flag['to'] + ': ' + _change(flag['task'], flag['metric'], flag))}"
+              for flag in flags]
+    return lines + [""]
+
+
+def _steps_section(report: dict) -> list[str]:
+    steps = report.get("steps") or []
+    if not steps:
+        return []
+    lines = ["## Merge and quantization", "",
+             f"Each step answers the same items greedily; a fall of more than {report['max_drop']:.2f} is flagged.",
+             "", "| step | identical answers | changes |", "|---|---:|---|"]
+    for step in steps:
+        changes = [red(_change(task, metric, change)) if change["flag"] else _change(task, metric, change)
+                   for task, metrics in step["tasks"].items() for metric, change in metrics.items()
+                   if abs(change["drop"]) > 1e-9]
+        share = step["identical"] / step["n"] if step["n"] else 0.0
+        lines.append(f"| {step['from']} -> {step['to']} | {step['identical']}/{step['n']} ({share:.0%}) | "
+                     + ("; ".join(changes) or "no metric changed") + " |")
+    return lines + [""]
+
+
+def _leaf_section(report: dict) -> list[str]:
+    models = _models(report)
+    lines = ["## Per taxonomy leaf", "", "| leaf | task | n | " + " | ".join(models) + " |",
+             "|---|---|---:|" + "---|" * len(models)]
     for leaf, tasks in report["leaves"].items():
         for task, block in tasks.items():
             key = "accuracy" if task == "classification" else "token_f1"
             lines.append(f"| {leaf} | {task} ({key}) | {block['n']} | "
-                         f"{_est(block['systems'].get('base', {}).get(key))} | "
-                         f"{_est(block['systems'].get('student', {}).get(key))} |")
-    lines.append("")
-    return "\n".join(lines)
+                         + " | ".join(_est(block["systems"].get(system, {}).get(key)) for system in models) + " |")
+    return lines + [""]

@@ -34,10 +34,9 @@ def render_card(manifest: Manifest, train: list[Example], held_out: list[Example
     leaves = Counter(e.meta.taxonomy_path or "(none)" for e in train)
     held = Counter(e.meta.taxonomy_path or "(none)" for e in held_out)
     tasks = _counts(e.meta.task for e in train)
-    m = manifest.metrics
     lines = [
         "---",
-        f"base_model: {_hub_id(manifest)}",
+        f"base_model: {hub_id(manifest)}",
         "library_name: peft",
         "tags: [distill, lora, trl, sft]",
         "---",
@@ -59,10 +58,15 @@ def render_card(manifest: Manifest, train: list[Example], held_out: list[Example
     for leaf in sorted(set(leaves) | set(held)):
         lines.append(f"| {leaf} | {leaves.get(leaf, 0)} | {held.get(leaf, 0)} |")
     lines += review_section(stats.get("review"), manifest.review)
+    lines += ["", "## Training", *training_lines(manifest), "", "## Results", *result_lines(manifest), "",
+              "Run `distill eval RUN_DIR --student THIS_FOLDER` for task metrics on the held-out split.", ""]
+    return "\n".join(lines)
+
+
+def training_lines(manifest: Manifest) -> list[str]:
+    """How the adapter was trained, as Markdown list items (the merged/GGUF model card shows them too)."""
     cfg = manifest.config
-    lines += [
-        "",
-        "## Training",
+    return [
         f"- Method: {'QLoRA (nf4, double quantisation)' if manifest.qlora else 'LoRA'}, r {cfg.get('lora_r')}, "
         f"alpha {cfg.get('lora_alpha')}, dropout {cfg.get('lora_dropout')}, targets {cfg.get('target_modules')}",
         f"- lr {cfg.get('learning_rate')} ({cfg.get('lr_scheduler')}, warm-up {cfg.get('warmup_ratio')}), "
@@ -72,61 +76,28 @@ def render_card(manifest: Manifest, train: list[Example], held_out: list[Example
         f"({manifest.mask.get('labelled_fraction', 0):.1%} of tokens)",
         f"- Chat template sha256 `{manifest.chat_template_sha256[:16]}`, tokenizer sha256 "
         f"`{manifest.tokenizer_sha256[:16]}`",
-        "",
-        "## Results",
+    ]
+
+
+def result_lines(manifest: Manifest) -> list[str]:
+    m = manifest.metrics
+    return [
         f"- Steps: {m.get('steps')}, train loss {_fmt(m.get('train_loss_first'))} -> {_fmt(m.get('train_loss_last'))}",
         f"- Eval loss: base {_fmt(m.get('eval_loss_before'))}, adapter {_fmt(m.get('eval_loss_after'))}",
         f"- Throughput: {_fmt(m.get('tokens_per_second'))} tokens/s, {_fmt(m.get('seconds_per_step'))} s/step",
-        "",
-        "Run `distill eval RUN_DIR --student THIS_FOLDER` for task metrics on the held-out split.",
-        "",
     ]
-    return "\n".join(lines)
 
 
 def review_section(figures: dict[str, Any] | None, gate: dict[str, Any]) -> list[str]:
     """The human review in words: the gate (and --force), what was read, the reject rate, agreement."""
+    from distill.review.figures import override_lines, review_lines
+
     if not figures and not gate.get("forced"):
         return []
-    lines = ["", "## Human review"]
-    if gate.get("forced"):
-        lines.append(f"- **Gate overridden with `--force`**: trained although the review gate said: {gate.get('message')}")
-    elif gate.get("gate") == "pass":
-        lines.append(f"- Gate: passed ({gate.get('message')})")
-    if not figures:
-        return lines
-    g = figures.get("gate") or {}
-    lines.append(f"- Read {figures.get('reviewed', 0)} of {figures.get('queued', 0)} queued items: "
-                 f"{figures.get('accepted', 0)} accepted, {figures.get('edited', 0)} edited (the edits trained), "
-                 f"{figures.get('rejected', 0)} rejected (left out), {figures.get('skipped', 0)} skipped")
-    if figures.get("reject_rate") is not None and figures.get("reject_rate_ci"):
-        low, high = figures["reject_rate_ci"]
-        lines.append(f"- Reject rate {figures['reject_rate']:.1%} ({figures.get('interval', '95%')} interval "
-                     f"{low:.1%}-{high:.1%}); threshold {g.get('threshold', 0):.0%}, gate {g.get('verdict', 'n/a')}")
-    if figures.get("top_reasons"):
-        from distill.records import REVIEW_REASONS
-
-        reasons = ", ".join(f"{REVIEW_REASONS.get(r, r)} ({n})" for r, n in figures["top_reasons"].items())
-        lines.append(f"- Reasons: {reasons}")
-    agreement = figures.get("agreement")
-    if agreement:
-        kappa = "n/a (one verdict throughout)" if agreement.get("kappa") is None else f"{agreement['kappa']:.2f}"
-        name = "Cohen's kappa" if agreement.get("method") == "cohen" else "Fleiss' kappa"
-        lines.append(f"- Agreement on {agreement['items']} items read twice ({agreement['reviewers']} reviewers): "
-                     f"{name} {kappa}, {agreement['percent_agreement']:.0%} agree on keep or reject")
-    if figures.get("median_seconds_per_item"):
-        lines.append(f"- Median {figures['median_seconds_per_item']} s of reading per item")
-    branches = {name: b for name, b in (figures.get("branches") or {}).items() if b.get("reviewed")}
-    if branches:
-        lines += ["", "| branch | reviewed | rejected | reject rate (interval) | verdict |", "|---|---:|---:|---|---|"]
-        for name, b in sorted(branches.items()):
-            low, high = b.get("ci") or (0.0, 1.0)
-            lines.append(f"| {name} | {b['reviewed']} of {b['items']} | {b['rejected']} | "
-                         f"{b['reject_rate']:.1%} ({low:.1%}-{high:.1%}) | {b['verdict']} |")
-    return lines
+    return ["", "## Human review", *override_lines(gate), *(review_lines({"review": figures}) if figures else [])]
 
 
-def _hub_id(manifest: Manifest) -> str:
+def hub_id(manifest: Manifest) -> str:
     """The base as the Hub knows it: a local path means nothing to a reader of the card."""
     from distill.models import LOCAL_ALIASES
 

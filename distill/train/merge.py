@@ -35,4 +35,5 @@ def merge_adapter(adapter_dir: Path, out_dir: Path | None = None, dtype: str = "
     tokenizer.save_pretrained(out_dir)
     manifest.merged_dir = str(out_dir)
     write_manifest(adapter_dir, manifest)
+    write_manifest(out_dir, manifest)  # a merged folder says what it was made from (eval and export read it)
     return out_dir

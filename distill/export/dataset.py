@@ -1,0 +1,174 @@
+"""`distill export`: a run's split as a Hugging Face dataset folder (Parquet shards + dataset card).
+
+The folder is what `datasets.load_dataset(FOLDER)` and the Hub both read as it is:
+
+    FOLDER/README.md                              the card; its YAML `configs` names the splits and their files
+    FOLDER/data/train-00000-of-00001.parquet      the run's train.jsonl
+    FOLDER/data/test-00000-of-00001.parquet       the run's eval.jsonl (held out; never trained on)
+
+Columns: `id`, `messages` (role/content list, what TRL's SFTTrainer takes), then the provenance flattened into
+one column each (`task`, `taxonomy`, `taxonomy_path`, `axis_<name>` per taxonomy axis, `seed_ids`, `teacher`,
+`prompt_sha256`, `plan_item_id`, sampling and usage figures); `output` holds a structured task's parsed object
+as JSON and `meta_extra` any other metadata, so nothing in the run's records is lost. One explicit Arrow schema
+serves both splits, so a column that is empty in one split keeps its type.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from distill.errors import DistillError
+from distill.records import Example
+
+# Hub split names: "test" is what trainers and the dataset viewer expect for a held-out split.
+SPLIT_FILES = {"train": "train.jsonl", "test": "eval.jsonl"}
+# The Hub's dataset viewer and `datasets` read shards of this size comfortably (its own pushes use ~500 MB).
+MAX_SHARD_BYTES = 256 * 1024 * 1024
+
+
+class DatasetExportOptions(BaseModel):
+    """Options of `distill export` (the card's license is the user's choice: no default)."""
+
+    out: Path
+    license: str
+    language: list[str] = Field(default_factory=lambda: ["en"])
+    pretty_name: str | None = None
+    split_fraction: float = Field(0.1, gt=0, lt=1)  # only when the run has no split yet
+    seed: int = 0
+    max_shard_bytes: int = Field(MAX_SHARD_BYTES, gt=0)
+
+
+class DatasetExport(BaseModel):
+    folder: Path
+    rows: dict[str, int]
+    files: dict[str, list[Path]]
+    card: Path
+    seconds: float
+
+
+def export_dataset(run_dir: Path, options: DatasetExportOptions) -> DatasetExport:
+    """Write RUN_DIR's train/test split as Parquet shards plus a dataset card into `options.out`."""
+    from distill.export.dataset_card import check_dataset_card, render_dataset_card, unknown_languages
+    from distill.train.card import read_stats
+    from distill.train.data import load_splits
+
+    started = time.perf_counter()
+    run_dir, out = Path(run_dir), Path(options.out)
+    check_license(options.license)
+    if unknown_languages(options.language):
+        raise DistillError(f"--language {', '.join(unknown_languages(options.language))}: not an ISO 639 code "
+                           "(en, fr, de, zh, ...); repeat --language for a multilingual set")
+    # The run's own split (train.jsonl / eval.jsonl), or the curate stage's stratified one made and written now,
+    # so that training later holds out exactly what the card calls `test`.
+    train, held_out = load_splits(run_dir, options.split_fraction, options.seed)
+    splits = {"train": train, "test": held_out}
+    axes = axis_names(train + held_out)
+    schema = arrow_schema(axes)
+    data_dir = out / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*data_dir.glob("*.parquet"), *data_dir.glob("*.parquet.tmp")]:  # fewer shards now, or a crash
+        stale.unlink()
+    files = {name: write_shards(examples, axes, schema, data_dir, name, options.max_shard_bytes)
+             for name, examples in splits.items()}
+    card = out / "README.md"
+    draft = out / "README.md.tmp"  # the card goes in last, and only once it passes its checks
+    draft.write_text(render_dataset_card(run_dir, splits, schema, files, read_stats(run_dir), options),
+                     encoding="utf-8")
+    problems = check_dataset_card(draft)
+    if problems:  # our bug, not the user's: say so plainly rather than ship a card the Hub refuses
+        raise DistillError(f"the dataset card failed its own checks: {'; '.join(problems)}", path=draft)
+    os.replace(draft, card)
+    return DatasetExport(folder=out, rows={name: len(rows) for name, rows in splits.items()}, files=files, card=card,
+                         seconds=time.perf_counter() - started)
+
+
+_LICENSE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+
+
+def check_license(license_id: str) -> None:
+    """A Hub license id is lower case (apache-2.0, cc-by-4.0, mit, other); the Hub checks the list on push."""
+    if not _LICENSE.match(license_id or ""):
+        raise DistillError(f"--license {license_id!r} is not a license id: use the Hub's lower-case ids, e.g. "
+                           "apache-2.0, cc-by-4.0, cc-by-nc-4.0, mit, or other")
+
+
+# --- rows and schema ------------------------------------------------------------------------------------------
+
+def axis_names(examples: list[Example]) -> list[str]:
+    return sorted({name for example in examples for name in example.meta.axes})
+
+
+def axis_column(name: str) -> str:
+    return "axis_" + re.sub(r"\W", "_", name)
+
+
+def arrow_schema(axes: list[str]):
+    import pyarrow as pa
+
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    return pa.schema(
+        [("id", pa.string()), ("messages", pa.list_(message)), ("task", pa.string()), ("taxonomy", pa.string()),
+         ("taxonomy_path", pa.string())]
+        + [(axis_column(name), pa.string()) for name in axes]
+        + [("seed_ids", pa.list_(pa.string())), ("teacher", pa.string()), ("prompt_sha256", pa.string()),
+           ("plan_item_id", pa.string()), ("temperature", pa.float64()), ("top_p", pa.float64()),
+           ("max_tokens", pa.int64()), ("sampling_seed", pa.int64()), ("prompt_tokens", pa.int64()),
+           ("completion_tokens", pa.int64()), ("cost_usd", pa.float64()), ("output", pa.string()),
+           ("meta_extra", pa.string())]
+    )
+
+
+def example_row(example: Example, axes: list[str]) -> dict:
+    meta = example.meta
+    sampling, usage = meta.sampling, meta.usage
+    return {
+        "id": example.id,
+        "messages": [message.model_dump() for message in example.messages],
+        "task": meta.task, "taxonomy": meta.taxonomy, "taxonomy_path": meta.taxonomy_path,
+        **{axis_column(name): meta.axes.get(name) for name in axes},
+        "seed_ids": list(meta.seed_ids), "teacher": meta.teacher, "prompt_sha256": meta.prompt_sha256,
+        "plan_item_id": meta.plan_item_id,
+        "temperature": sampling.temperature if sampling else None, "top_p": sampling.top_p if sampling else None,
+        "max_tokens": sampling.max_tokens if sampling else None, "sampling_seed": sampling.seed if sampling else None,
+        "prompt_tokens": usage.prompt_tokens if usage else None,
+        "completion_tokens": usage.completion_tokens if usage else None,
+        "cost_usd": usage.cost_usd if usage else None,
+        "output": json.dumps(example.output, ensure_ascii=False) if example.output is not None else None,
+        "meta_extra": json.dumps(meta.model_extra, ensure_ascii=False, default=str) if meta.model_extra else None,
+    }
+
+
+def write_shards(examples: list[Example], axes: list[str], schema, data_dir: Path, split: str,
+                 max_shard_bytes: int) -> list[Path]:
+    """`split-0000i-of-0000n.parquet` files (the Hub's naming); at least one, even for an empty split."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [example_row(example, axes) for example in examples]
+    sizes = [len(json.dumps(row, ensure_ascii=False).encode()) for row in rows]
+    shards = _shard_bounds(sizes, max_shard_bytes)
+    paths = []
+    for index, (start, end) in enumerate(shards):
+        path = data_dir / f"{split}-{index:05d}-of-{len(shards):05d}.parquet"
+        tmp = path.with_name(path.name + ".tmp")  # not matched by the card's data/*.parquet until complete
+        pq.write_table(pa.Table.from_pylist(rows[start:end], schema=schema), tmp)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths
+
+
+def _shard_bounds(sizes: list[int], limit: int) -> list[tuple[int, int]]:
+    bounds, start, total = [], 0, 0
+    for index, size in enumerate(sizes):
+        if total and total + size > limit:
+            bounds.append((start, index))
+            start, total = index, 0
+        total += size
+    bounds.append((start, len(sizes)))
+    return bounds
