@@ -27,7 +27,7 @@ def one(method: str, threads: int, steps: int, batch_size: int, max_length: int)
 
     from distill.train import data, sft
     from distill.train.config import TrainConfig
-    from distill.models import load_tokenizer, resolve_model
+    from distill.models import load_tokenizer, resolve_model, set_threads
     from test_train_helpers import make_run, toy_rows
 
     rows = toy_rows(200)
@@ -37,7 +37,7 @@ def one(method: str, threads: int, steps: int, batch_size: int, max_length: int)
     config = TrainConfig(qlora=method == "qlora", max_steps=steps + 1, batch_size=batch_size, grad_accum=1,
                          max_length=max_length, threads=threads, logging_steps=1, save_steps=10_000,
                          eval_before=False)
-    sft.set_threads(threads)
+    set_threads(threads)
     tokenizer = load_tokenizer("local")
     eot = tokenizer.convert_tokens_to_ids(data.end_of_turn_token(tokenizer))
     train, held_out = data.load_splits(run)

@@ -143,6 +143,26 @@ def run_job(config: Path = typer.Argument(..., help="Run config YAML (taxonomy, 
     console.print_json(json.dumps(state["done"], default=str))
 
 
+@app.command("plugins")
+def plugins_list() -> None:
+    """List the installed plugins: teachers, tasks and checks other packages add (entry points)."""
+    from rich.table import Table
+
+    from distill.plugins import installed
+
+    found = installed()
+    if not found:
+        console.print("no plugins installed (packages add them as entry points: distill.teachers, distill.tasks, "
+                      "distill.checks)", highlight=False)
+        return
+    table = Table(title="distill plugins")
+    for column in ("name", "kind", "module", "package"):
+        table.add_column(column)
+    for plugin in found:
+        table.add_row(escape(plugin.name), plugin.kind[:-1], escape(plugin.module), escape(plugin.package))
+    console.print(table)
+
+
 def _register_stage_commands() -> None:
     """Stages add their own commands, so the CLI stays thin and a stage is found in its own folder."""
     from distill.curate import commands as curate_commands
@@ -185,7 +205,8 @@ USAGE_ERRORS, ABORTS = _usage_classes()
 
 def _fail(message: str, code: int) -> None:
     prefix = "" if code == Interrupted.exit_code else "[red]error:[/red] "
-    Console(stderr=True).print(prefix + escape(message), highlight=False, soft_wrap=True)
+    # emoji=False: rich would turn "file.yaml:100: ..." into "file.yaml💯 ..." (":100:" is an emoji code).
+    Console(stderr=True).print(prefix + escape(message), highlight=False, soft_wrap=True, emoji=False)
     sys.exit(code)
 
 

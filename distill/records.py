@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 Role = Literal["system", "user", "assistant"]
 
@@ -42,6 +43,67 @@ class SamplingParams(BaseModel):
     max_tokens: int = 384
     # Part of the cache key: two plan items with the same prompt still get two samples.
     seed: int | None = None
+
+
+class GenerationRequest(BaseModel):
+    key: str  # the caller's name for this request, echoed back in the result
+    messages: list[Message]
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    json_schema: dict[str, Any] | None = None  # ask for structured output where the backend can
+
+    # The fingerprint's JSON less its teacher part, kept with the field objects it was made from (held,
+    # so their ids cannot be reused; compared by identity): the runner and the response cache both
+    # fingerprint each request under different teacher names, and encoding the messages (few-shot
+    # turns included) is most of the cost. Requests are never changed in place once built.
+    _content: tuple[Any, Any, Any, str] | None = PrivateAttr(default=None)
+
+    def fingerprint(self, teacher_spec: str) -> str:
+        """Content address of everything that changes the answer (not the key).
+
+        The sha256 of `json.dumps({"teacher", "messages", "sampling", "schema"}, sort_keys=True)`;
+        "teacher" sorts last, so the rest is encoded once and the teacher appended.
+        """
+        private = self.__pydantic_private__  # (reading `self._content` goes through pydantic's __getattr__)
+        known = private["_content"]
+        if known is None or known[0] is not self.messages or known[1] is not self.sampling \
+                or known[2] is not self.json_schema:  # unset, or a model_copy(update=...) made it stale
+            content = json.dumps({"messages": [m.model_dump() for m in self.messages],
+                                  "sampling": self.sampling.model_dump(), "schema": self.json_schema}, sort_keys=True)
+            known = private["_content"] = (self.messages, self.sampling, self.json_schema, content[:-1])
+        payload = f'{known[3]}, "teacher": {json.dumps(teacher_spec)}}}'
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def __eq__(self, other: object) -> bool:
+        # pydantic compares private attributes too: a fingerprinted request would differ from its twin.
+        if not isinstance(other, GenerationRequest):
+            return NotImplemented
+        return (self.key, self.messages, self.sampling, self.json_schema) == \
+            (other.key, other.messages, other.sampling, other.json_schema)
+
+
+class GenerationResult(BaseModel):
+    key: str
+    text: str | None = None  # None when the call failed
+    finish_reason: str | None = None  # "stop", "length", "content_filter", "refusal", ...
+    usage: Usage = Field(default_factory=Usage)
+    error: str | None = None  # the last error, when the call failed after its retries
+    cached: bool = False  # answered from a cache: no new spend
+
+    @field_validator("text")
+    @classmethod
+    def _encodable(cls, text: str | None) -> str | None:
+        # A lone surrogate (JSON allows "\ud800") cannot be written as UTF-8: not to SQLite, not to a
+        # pipe, not to a JSONL export. Such an answer keeps everything else, the surrogate becomes "?".
+        if text is not None and not text.isascii():
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                return text.encode("utf-8", "replace").decode()
+        return text
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
 
 
 class PlanItem(BaseModel):
@@ -112,6 +174,17 @@ class Reject(BaseModel):
     node_path: str | None = None
 
 
+@dataclass
+class Failure:
+    """A check's verdict on one example: a short stable reason code and what exactly was wrong.
+
+    Curation turns it into a `Reject(stage="check")`; every check (built-in, a task's, a plugin's) returns one
+    or None."""
+
+    reason: str
+    detail: str
+
+
 Verdict = Literal["accept", "reject", "edit", "skip", "undo"]
 
 # Why a reviewer rejects an item: stable codes (the key that picks each, on the page and in the terminal).
@@ -167,6 +240,27 @@ def iter_jsonl(path):
 
 def read_jsonl(path) -> list[dict[str, Any]]:
     return [row for _, row in iter_jsonl(path)]
+
+
+def read_examples(path) -> list[Example]:
+    """Examples of a JSONL file (a split, a dataset `distill` wrote); a malformed line is a DistillError naming
+    the line. External data with other shapes goes through `distill.curate.dataset_io.load_examples`."""
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from distill.errors import DistillError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DistillError("not found", path=path)
+    examples = []
+    for number, row in iter_jsonl(path):
+        try:
+            examples.append(Example.model_validate(row))
+        except ValidationError as exc:
+            raise DistillError(f"not an Example: {exc.errors()[0]['msg']}", path=path, line=number) from None
+    return examples
 
 
 def write_jsonl(path, rows) -> None:

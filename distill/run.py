@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from distill.errors import DistillError, RunFailed
+from distill.generate.runner import GenerateSettings
 from distill.review.model import ReviewSettings
 from distill.rundir import run_lock
 from distill.userfiles import load_yaml_mapping, located
@@ -22,16 +23,11 @@ from distill.userfiles import load_yaml_mapping, located
 STAGES = ("generate", "split", "train", "eval")
 
 
-class GenerateStage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    teacher: str = "local"
-    limit: int | None = Field(None, gt=0)
-    seed: int = 0
-    curate: bool = True
-    retry_failed: bool = False  # also retry items whose teacher calls failed (`distill run --retry-failed`)
-    label_check: bool = False  # classification: the label round trip (curate/judge.py)
-    judge: str | None = None  # teacher spec for the label check and off_topic
-    skip_checks: list[str] = Field(default_factory=list)  # curation checks switched off, by name
+class GenerateStage(GenerateSettings):
+    """`generate:`: every setting `distill generate` takes (teacher_options: {base_url, concurrency, batch ...},
+    budget_usd, cache, preflight, label_check, judge, skip_checks ...), and the API config file."""
+
+    api_config: Path | None = None  # prices and rate limits (`--api-config`), relative to the config file
 
 
 class RunConfig(BaseModel):
@@ -63,9 +59,26 @@ def load_run_config(path: Path) -> RunConfig:
             raise located(exc, data, path, prefix=(section,)) from None
     base = path.parent
     config.taxonomy = base / config.taxonomy
+    if config.generate.api_config is not None:
+        config.generate.api_config = base / config.generate.api_config
     if config.out is not None:
         config.out = base / config.out
     return config
+
+
+def generate_options(config: RunConfig, out: Path, retry_failed: bool = False):
+    """The run's `GenerateOptions`: the `generate:` section as it stands, its API config file read."""
+    from distill.generate.runner import GenerateOptions
+    from distill.teachers.cost import load_api_config
+    from distill.teachers.registry import TeacherOptions
+
+    stage = config.generate
+    settings = stage.model_dump(exclude={"api_config", "retry_failed"}, exclude_unset=True)
+    if stage.api_config is not None:
+        settings["teacher_options"] = TeacherOptions(**{**stage.teacher_options.model_dump(exclude_none=True),
+                                                        "api_config": load_api_config(stage.api_config)})
+    return GenerateOptions(**settings, taxonomy=config.taxonomy, out=out, progress=False,
+                           retry_failed=retry_failed or stage.retry_failed)
 
 
 def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
@@ -95,7 +108,7 @@ def _run_stages(config: RunConfig, out: Path, say: Callable[[str], Any], retry_f
                 train_config: Any, eval_config: Any) -> dict[str, Any]:
     from distill.curate.split import save_split, stratified_split
     from distill.evaluate.report import evaluate
-    from distill.generate.runner import GenerateOptions, generate
+    from distill.generate.runner import generate
     from distill.records import Example, read_jsonl
     from distill.train.sft import default_out_dir, train
 
@@ -115,12 +128,7 @@ def _run_stages(config: RunConfig, out: Path, say: Callable[[str], Any], retry_f
 
     if "generate" not in state["done"]:
         say("stage 1/4: generate + curate")
-        report = generate(GenerateOptions(taxonomy=config.taxonomy, teacher=config.generate.teacher, out=out,
-                                          limit=config.generate.limit, seed=config.generate.seed,
-                                          retry_failed=retry_failed or config.generate.retry_failed,
-                                          curate=config.generate.curate, label_check=config.generate.label_check,
-                                          judge=config.generate.judge, skip_checks=config.generate.skip_checks,
-                                          progress=False))
+        report = generate(generate_options(config, out, retry_failed))
         counts = report.stats["counts"]
         if counts["pending"] or counts["failed"]:
             raise RunFailed(f"generation left {counts['pending']} pending and {counts['failed']} failed items; "

@@ -377,16 +377,16 @@ def test_reset_headers_parse_to_seconds_from_now(value, seconds):
     assert parsed is None if seconds is None else parsed == pytest.approx(seconds)
 
 
-# group commit (store.CommitWindow): what kill -9 can lose
+# group commit (distill.commits.CommitWindow): what kill -9 can lose
 
 
 def test_answers_reach_the_disk_within_the_commit_window(tmp_path):
     import sqlite3
 
-    from distill.store import COMMIT_WINDOW_S
+    from distill.commits import COMMIT_WINDOW_S
     from distill.teachers.base import GenerationResult
 
-    from distill.store import CommitWindow
+    from distill.commits import CommitWindow
 
     store = RunStore(tmp_path / "run.db")
     clock = FakeClock(100.0)  # the window is measured on it: a slow machine cannot stretch it

@@ -22,7 +22,8 @@ import pytest
 from distill.errors import BudgetExceeded, RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import RunStore
-from distill.teachers.registry import make_teacher, teacher_options
+from distill.teachers.registry import teacher_options
+from distill.teachers.stack import build_teacher
 from distill.teachers.base import GenerationResult
 from distill.teachers.sender import Child, Lines, SenderTeacher
 from fakeapi import FakeAPI, Faults
@@ -207,9 +208,9 @@ def test_kill_9_takes_the_sender_with_the_run_and_resume_never_pays_twice(tmp_pa
 
 
 def test_the_sender_process_is_the_default_from_128_requests_in_flight():
-    inline = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=127))
-    sender = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=128))
-    forced_off = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1",
+    inline = build_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=127))
+    sender = build_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=128))
+    forced_off = build_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1",
                                                                   concurrency=256, sender_process=False))
     assert isinstance(sender, SenderTeacher)
     assert not isinstance(inline, SenderTeacher) and not isinstance(forced_off, SenderTeacher)
@@ -254,7 +255,7 @@ class DeadProc:
 
 
 def test_cut_and_garbled_lines_fail_their_requests_with_the_childs_last_words_scrubbed():
-    teacher = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=4,
+    teacher = build_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", concurrency=4,
                                                                  sender_process=True))
     good = GenerationResult(key="", text="an answer", finish_reason="stop").model_dump_json().encode()
     out = b"1\t{not json\n" + b"2\t" + good + b"\n" + b'3\t{"key": "", "te'  # killed mid-line

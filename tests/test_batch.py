@@ -26,7 +26,8 @@ from distill.errors import RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import MIGRATIONS, RunStore
 from distill.teachers.cost import PriceTable
-from distill.teachers.registry import make_teacher, teacher_options
+from distill.teachers.registry import teacher_options
+from distill.teachers.stack import build_teacher
 from fakeapi import FakeAPI, Faults
 from fakeapi.outcomes import expected_outcomes, recorded_outcomes
 
@@ -185,8 +186,8 @@ def test_request_failing_every_attempt_ends_failed_with_its_error(tmp_path, prov
 
 
 def test_budget_reserves_at_batch_price():
-    online = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1"))
-    batch = make_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", batch=True))
+    online = build_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1"))
+    batch = build_teacher("openai:gpt-4o-mini", teacher_options(base_url="http://127.0.0.1:9/v1", batch=True))
     from distill.records import Message
     from distill.teachers.base import GenerationRequest
 
@@ -326,7 +327,7 @@ def test_a_lookup_looks_back_to_the_first_create_attempt(provider):
     from distill.teachers.batch import TAG, AnthropicBatches, OpenAIBatches, Submission
 
     with FakeAPI(Faults(batch_neighbours=3, batch_neighbour_requests=5)) as api:  # other clients' jobs around ours
-        teacher = make_teacher(SPECS[provider], teacher_options(base_url=base_url(api, provider), concurrency=2))
+        teacher = build_teacher(SPECS[provider], teacher_options(base_url=base_url(api, provider), concurrency=2))
         batches = (OpenAIBatches if provider == "openai" else AnthropicBatches)(teacher)
 
         async def main():

@@ -197,11 +197,11 @@ def test_bad_judge_options_are_one_line_errors(tmp_path):
 
 def test_verdict_schemas_are_finite_and_free_text_is_not():
     from distill.curate.judge import label_schema, topic_schema
-    from distill.generate.tasks import TICKET_DRAFT_SCHEMA
+    from distill.tasks.builtin.models import TicketDraft
 
     assert finite_outputs(label_schema(["a", "b"])) == ['{"label": "a"}', '{"label": "b"}']
     assert finite_outputs(topic_schema()) == ['{"on_topic": true}', '{"on_topic": false}']
-    assert finite_outputs(TICKET_DRAFT_SCHEMA) is None and finite_outputs(None) is None
+    assert finite_outputs(TicketDraft.model_json_schema()) is None and finite_outputs(None) is None
     assert read_label('```json\n{"label": "b"}\n```', ["a", "b"]) == "b"
     assert read_label("It is about a.", ["a_x", "b_y"]) is None
 

@@ -7,7 +7,7 @@ import pytest
 from distill.evaluate import metrics as m
 from distill.evaluate.report import EvalConfig, _judge_pairs
 from distill.records import Example
-from distill.teachers.base import GenerationResult
+from distill.teachers.base import GenerationResult, Teacher
 
 
 def test_wilson_interval_known_values():
@@ -46,7 +46,7 @@ def test_json_label_and_schema():
     assert not m.schema_valid("label: positive", {"label": "positive"})
 
 
-class FakeJudge:
+class FakeJudge(Teacher):
     """Answers A/B from a rule over the two answers shown; `position_biased` always says A."""
 
     spec = "fake"

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from distill.generate.parse import Rejected, extract_json, extract_question, usable_text
+from distill.tasks.parse import Rejected, extract_json, extract_question, usable_text
 from distill.generate.runner import GenerateOptions, generate
-from distill.generate.tasks import TASKS, ItemContext
 from distill.records import Example, Reject, read_jsonl
 from distill.taxonomy import build_plan, load_taxonomy
-from distill.teachers.base import GenerationResult
+from distill.teachers.base import GenerationResult, WrappedTeacher
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
 REPO = Path(__file__).parents[1]
@@ -25,12 +24,12 @@ GENERATE_REASONS = {"truncated", "empty_output", "refusal", "no_question", "unpa
                     "content_filter", "teacher_failed"}
 
 
-class CountingTeacher:
+class CountingTeacher(WrappedTeacher):
     """Passes every batch to the real teacher and remembers what it was asked (not a stand-in)."""
 
     def __init__(self, inner):
-        self.inner, self.asked = inner, []
-        self.spec, self.batch_size, self.concurrency = inner.spec, inner.batch_size, inner.concurrency
+        super().__init__(inner)
+        self.asked = []
 
     async def generate(self, requests):
         self.asked.extend(r.fingerprint(self.spec) for r in requests)
@@ -53,19 +52,21 @@ def local_teacher():
 def test_prompt_renders_topic_axes_and_seed_turns():
     loaded = load_taxonomy(FIXTURES / "qa.yaml")
     item = build_plan(loaded)[0]
-    ctx = ItemContext(loaded, item, loaded.node(item.node_path), "local", call=None)
-    context = ctx.template_context(ctx.seeds())
-    prompt = ctx.render("qa_instruction.j2", **context)
+    task, leaf = loaded.task, loaded.leaf(item.node_path)
+    seeds = task.choose_seeds(loaded, item, leaf)
+    context = task.item_context(loaded, item, leaf, seeds)
+    instruction, response = task.steps
+    prompt = instruction.prompt.render(context)
     topic = item.node_path.rsplit("/", 1)[-1].replace("-", " ")
     assert topic in prompt.lower()
     assert all(f": {value}." in prompt for value in item.axes.values())
-    assert len(ctx.seeds()) == 2  # seeds_per_prompt, inherited from the parent
-    system = ctx.render("qa_response.j2", **context)
+    assert len(seeds) == 2  # seeds_per_prompt, inherited from the parent
+    system = response.system.render(context)
     assert system.startswith(loaded.taxonomy.system_prompt)
     # The same item always sees the same seeds, in a fresh load too: its prompt hash is stable.
     again = load_taxonomy(FIXTURES / "qa.yaml")
-    fresh = ItemContext(again, item, again.node(item.node_path), "local", call=None)
-    assert [s.id for s in fresh.seeds()] == [s.id for s in ctx.seeds()]
+    fresh = again.task.choose_seeds(again, item, again.leaf(item.node_path))
+    assert [s.id for s in fresh] == [s.id for s in seeds]
 
 
 def test_classification_seeds_are_chat_turns_answered_with_their_json():
@@ -79,32 +80,34 @@ def test_classification_seeds_are_chat_turns_answered_with_their_json():
                                                                  "rationale": "Asks for a refund."}),
                                 finish_reason="stop")
 
-    ctx = ItemContext(loaded, item, loaded.node(item.node_path), "local", call=call)
-    example = asyncio.run(TASKS["classification"](ctx))
+    example = asyncio.run(loaded.task.run(loaded, item, "local", call))
     messages = asked[0].messages
-    seeds = ctx.seeds()
+    seeds = loaded.task.choose_seeds(loaded, item, loaded.leaf(item.node_path))
     assert [m.role for m in messages] == ["user", "assistant"] * len(seeds) + ["user"]
     for seed, answer in zip(seeds, messages[1::2]):
         assert json.loads(answer.content) == {"text": seed.text, "rationale": seed.rationale}
     assert f'label "{item.axes["label"]}"' in messages[-1].content
     assert json.loads(example.response)["label"] == item.axes["label"]
+    assert asked[0].json_schema["required"] == ["text", "rationale"]  # the teacher is asked for the draft's schema
 
 
 @pytest.mark.parametrize("taxonomy", [FIXTURES / "qa.yaml", FIXTURES / "tickets.yaml",
                                       REPO / "taxonomies" / "medical.yaml", REPO / "taxonomies" / "support-tickets.yaml"])
 def test_few_shot_prompts_rendered_once_a_leaf_match_a_fresh_render(taxonomy):
-    # seed_prompt memoises by leaf, seed and axis names; every item must still get exactly its own render.
+    # Few-shot requests are memoised by leaf, seed and axis names; every item must still get exactly its own render.
     loaded = load_taxonomy(taxonomy)
-    labels = loaded.taxonomy.labels or {}
-    template = "classification.j2" if loaded.taxonomy.task == "classification" else "qa_instruction.j2"
+    task = loaded.task
+    step = task.steps[0]  # the step whose shots are the seeds' own requests
     checked = 0
     for item in build_plan(loaded)[:200]:
-        ctx = ItemContext(loaded, item, loaded.node(item.node_path), "local", call=None)
-        for seed in ctx.seeds():
-            extra = {"label": seed.label, "label_description": labels.get(seed.label, "")} if labels else {}
-            assert ctx.seed_prompt(template, seed, **extra) == ctx.render(template, **ctx.seed_context(seed), **extra)
+        leaf = loaded.leaf(item.node_path)
+        seeds = task.choose_seeds(loaded, item, leaf)
+        turns = task.shots(loaded, step, item, leaf, seeds)
+        for seed, turn in zip(seeds, turns[::2]):
+            assert turn.content == step.prompt.render(task.seed_context(loaded, item, leaf, seed))
             checked += 1
-    assert checked and len(loaded.rendered) < checked  # shared between items, or it saves nothing
+    rendered = [key for key in task.rendered if key[1] == "request"]
+    assert checked and len(rendered) < checked  # shared between items, or it saves nothing
 
 
 def test_parsers_turn_bad_output_into_reasons():

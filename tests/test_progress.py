@@ -14,7 +14,7 @@ from distill.generate import progress as progress_module
 from distill.generate.progress import GenerationProgress, MovingRate
 from distill.generate.runner import GenerateOptions, generate
 from distill.generate.switch_hint import vllm_hint
-from distill.teachers.base import GenerationResult
+from distill.teachers.base import GenerationResult, Teacher
 from distill.records import Usage
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
@@ -99,7 +99,7 @@ def test_streamed_tokens_move_the_token_rate_during_a_batch():
     assert abs(shown.tokens_per_s() - 32.0) < 1e-9
 
 
-class SlowTeacher:
+class SlowTeacher(Teacher):
     """A teacher that takes `delay_s` a request (an in-process model on a busy machine, say)."""
 
     spec = "slow"
@@ -114,9 +114,6 @@ class SlowTeacher:
                                  text="What helps a child's asthma at night?" if r.key.endswith("instruction")
                                  else "Use the preventer inhaler every evening and keep the bedroom free of smoke.")
                 for r in requests]
-
-    def close(self):
-        pass
 
 
 def test_progress_of_a_run_on_a_slow_teacher(tmp_path, monkeypatch):

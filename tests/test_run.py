@@ -48,3 +48,27 @@ def test_bad_run_config_is_one_clear_error(tmp_path):
     config_path.write_text("taxonomy: x.yaml\ntrain:\n  student: local\n  lora_r: -1\n")
     with pytest.raises(DistillError, match="job.yaml:4: train.lora_r: Input should be greater than 0"):
         load_run_config(config_path)
+
+
+def test_the_generate_section_takes_what_distill_generate_takes(tmp_path, monkeypatch):
+    """budget_usd, teacher_options and an API config file: one settings model for the flags, the run config
+    and the Python API. The prices in api.yaml make the first calls cost more than the budget; at the
+    built-in price of gpt-4o-mini all 8 calls cost about $0.0005 and the job would go on to train (a student
+    that does not exist: it would fail there at once)."""
+    from distill.errors import BudgetExceeded
+    from fakeapi import FakeAPI
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-run-0000")
+    monkeypatch.setenv("DISTILL_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "api.yaml").write_text("prices:\n  gpt-4o-mini: {input: 1000, output: 1000}\n")
+    config_path = tmp_path / "job.yaml"
+    with FakeAPI() as api:
+        config_path.write_text(
+            f"taxonomy: {FIXTURES / 'qa.yaml'}\nout: run\ntrain: {{student: ./no-such-student}}\n"
+            "generate:\n  teacher: openai:gpt-4o-mini\n  budget_usd: 0.05\n  preflight: false\n  api_config: api.yaml\n"
+            f"  teacher_options: {{base_url: '{api.url}/v1', concurrency: 1, timeout_s: 5}}\n")
+        with pytest.raises(BudgetExceeded, match=r"budget of \$0.0500 reached"):
+            run_pipeline(load_run_config(config_path), say=lambda line: None)
+        assert api.total_paid() == 0  # the first call's estimate is over the budget: nothing is sent
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert stats["counts"]["pending"] == 4

@@ -35,7 +35,7 @@ def test_shipped_taxonomies_load_with_their_seeds():
         "diagnosis", "treatment", "prognosis", "mechanism", "patient-education", "ambiguous-case"}
     assert len({s.id for n in medical.nodes for s in n.seeds}) >= 30
     tickets = load_taxonomy(REPO / "taxonomies" / "support-tickets.yaml")
-    assert tickets.taxonomy.task == "classification"
+    assert tickets.task.name == "classification" and tickets.taxonomy.task == "classification"
     assert "label" in tickets.taxonomy.crossed_axes()
 
 

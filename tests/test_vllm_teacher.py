@@ -20,6 +20,7 @@ import pytest
 
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, Reject, read_jsonl
+from distill.teachers.base import WrappedTeacher
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
 HAS_VLLM = find_spec("vllm") is not None
@@ -27,12 +28,12 @@ needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed here
                                 "(bash scripts/setup.sh --tests; .venv-vllm/bin/python -m pytest -m vllm)")
 
 
-class CountingTeacher:
+class CountingTeacher(WrappedTeacher):
     """Passes every round to the real engine and remembers what it was asked (not a stand-in)."""
 
     def __init__(self, inner):
-        self.inner, self.asked, self.rounds = inner, [], []
-        self.spec, self.batch_size, self.concurrency = inner.spec, inner.batch_size, inner.concurrency
+        super().__init__(inner)
+        self.asked, self.rounds = [], []
 
     async def generate(self, requests):
         self.asked.extend(r.fingerprint(self.spec) for r in requests)
@@ -40,7 +41,7 @@ class CountingTeacher:
         return await self.inner.generate(requests)
 
     def close(self):
-        pass
+        pass  # the session's engine outlives each run
 
 
 @pytest.fixture(scope="session")

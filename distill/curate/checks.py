@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -18,13 +18,7 @@ from distill.curate.language import detect_language
 from distill.curate.normalize import normalize_text
 from distill.curate.topic import TopicIndex
 from distill.curate.vocabulary import PRONOUNS, subject_words, words
-from distill.records import Example
-
-
-@dataclass
-class Failure:
-    reason: str
-    detail: str
+from distill.records import Example, Failure
 
 
 class CheckSettings(BaseModel):
@@ -36,7 +30,10 @@ class CheckSettings(BaseModel):
     labels: list[str] | None = None
     max_repeated_ngram_ratio: float = 0.3
     repetition_ngram: int = 3
-    output_schema: type[BaseModel] | None = None
+    # A pydantic model, or a task's OutputSchema (distill/tasks/schema.py: JSON Schema or pydantic)
+    output_schema: Any = None
+    # A task's own checks (distill/tasks/checks.py): `example -> Failure | None`, run after the structural ones
+    task_checks: tuple[Callable[[Example], Failure | None], ...] = ()
     # not_self_contained: words that, in this dataset, frame a question without naming its subject
     generic_words: frozenset[str] = frozenset()
     # off_topic: the taxonomy's nodes as TF-IDF profiles (None: no taxonomy, the check is skipped);
@@ -80,12 +77,21 @@ def check_schema(example: Example, settings: CheckSettings) -> Failure | None:
             data = json.loads(example.response)
         except ValueError as err:
             return Failure("schema_invalid", f"no `output` and the response is not JSON ({err.msg})")
+    schema = settings.output_schema
+    if isinstance(schema, type):
+        try:
+            schema.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(root)"
+            return Failure("schema_invalid", f"{schema.__name__}: {where}: {first['msg']}")
+        return None
+    from distill.tasks.schema import SchemaError
+
     try:
-        settings.output_schema.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        return Failure("schema_invalid", f"{settings.output_schema.__name__}: {where}: {first['msg']}")
+        schema.validate(data)
+    except SchemaError as err:
+        return Failure("schema_invalid", f"{schema.name}: {err.where}: {err.message}")
     return None
 
 
@@ -180,6 +186,15 @@ def check_label(example: Example, settings: CheckSettings) -> Failure | None:
     return None
 
 
+def check_task(example: Example, settings: CheckSettings) -> Failure | None:
+    """The task's own checks, declared in its YAML (required fields, allowed values, a regex, a length range,
+    custom functions): the first that fails."""
+    for check in settings.task_checks:
+        if (failure := check(example)) is not None:
+            return failure
+    return None
+
+
 def check_self_contained(example: Example, settings: CheckSettings) -> Failure | None:
     """A question must name what it is about: "What is the mechanism of action?" names nothing.
 
@@ -216,6 +231,7 @@ CHECKS: list[Callable[[Example, CheckSettings], Failure | None]] = [
     check_structure,
     check_schema,
     check_label,
+    check_task,
     check_truncated,
     check_length,
     check_refusal,
@@ -228,13 +244,13 @@ CHECKS: list[Callable[[Example, CheckSettings], Failure | None]] = [
 
 
 def check_name(check: Callable) -> str:
-    """The name a config switches a check off by: `check_off_topic` -> "off_topic"."""
+    """The name a task or a config switches a check off by: `check_off_topic` -> "off_topic"."""
     return check.__name__.removeprefix("check_")
 
 
 def unknown_checks(names) -> str | None:
     """A message naming the first of `names` that is not a check, with the known names; None if all are."""
-    known = [check_name(c) for c in CHECKS]
+    known = [check_name(c) for c in CHECKS if c is not check_task]
     unknown = [n for n in names if n not in known]
     return f"unknown check {unknown[0]!r}; known checks: {', '.join(known)}" if unknown else None
 

@@ -20,39 +20,45 @@ def _default_out(input_path: Path) -> Path:
     return input_path.with_name(input_path.stem + "_curated")
 
 
-def run_curate(input_path: Path, out: Path, config, console: Console, show_progress: bool = True, judge=None,
-               label_judge=None, executor: str = "local", output_format: str = "jsonl", **ray_options):
-    """Read INPUT, curate it, write the output files into `out`; returns the result.
+def run_curate(source, out: Path | None, config, console: Console | None = None, show_progress: bool = True,
+               judge=None, label_judge=None, executor: str = "local", output_format: str = "jsonl", **ray_options):
+    """Curate INPUT (a run directory, a JSONL or Parquet file or folder, or a list of `Example`s); with `out`,
+    write the output files there. Returns the result. `distill curate` and `distill.curate()` both come here.
 
     Locally kept rows and rejects go to `dataset.jsonl` / `rejected.jsonl`; on Ray each task writes its
     own part of `dataset/` and `rejected/` (JSONL or Parquet shards)."""
-    if (out / "run.db").exists():
-        raise DistillError(f"--out {out} is a generation run directory: curate would write over its dataset.jsonl "
-                           "and rejected.jsonl (generation's exports); give another --out (default INPUT/curated)")
-    writable_folder(out, "--out")
+    if out is not None:
+        if (out / "run.db").exists():
+            raise DistillError(f"--out {out} is a generation run directory: curate would write over its dataset.jsonl "
+                               "and rejected.jsonl (generation's exports); give another --out (default INPUT/curated)")
+        writable_folder(out, "--out")
     if executor == "ray":
+        if out is None or not isinstance(source, (str, Path)):
+            raise DistillError("--executor ray reads files and writes a folder: give INPUT as a path and an --out")
         from distill.executors.ray_curate import curate_on_ray
 
-        result = curate_on_ray(input_path, out, config, output_format=output_format, **ray_options)
+        result = curate_on_ray(source, out, config, output_format=output_format, **ray_options)
     else:
-        result = _curate_here(input_path, config, console, show_progress, judge, label_judge)
+        result = _curate_here(source, config, console, show_progress, judge, label_judge)
+        if out is None:
+            return result
         write_jsonl(out / "dataset.jsonl", result.kept)
         write_jsonl(out / "rejected.jsonl", result.rejects)
-    _write_reports(input_path, out, result)
+    _write_reports(source if isinstance(source, (str, Path)) else "(examples)", out, result)
     return result
 
 
-def _curate_here(input_path: Path, config, console: Console, show_progress: bool, judge, label_judge):
+def _curate_here(source, config, console: Console | None, show_progress: bool, judge, label_judge):
     from distill.curate.dataset_io import load_examples
     from distill.curate.pipeline import curate
     from distill.curate.progress import stage_progress
 
-    examples = load_examples(input_path)
+    examples = load_examples(source) if isinstance(source, (str, Path)) else list(source)
     with stage_progress(console, show_progress) as progress:
         return curate(examples, config, progress=progress, judge=judge, label_judge=label_judge)
 
 
-def _write_reports(input_path: Path, out: Path, result) -> None:
+def _write_reports(input_path, out: Path, result) -> None:
     from distill.curate.report import markdown_report
 
     write_jsonl(out / "contamination.jsonl", result.contamination)
@@ -60,13 +66,6 @@ def _write_reports(input_path: Path, out: Path, result) -> None:
     stats = {"input": str(input_path), **result.to_stats()}
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown_report(result) + "\n", encoding="utf-8")
-
-
-def _taxonomy_settings(path: Path) -> dict:
-    from distill.curate.from_taxonomy import taxonomy_config
-    from distill.taxonomy import load_taxonomy
-
-    return taxonomy_config(load_taxonomy(path))
 
 
 def _first_error(err: ValueError) -> str:
@@ -88,14 +87,15 @@ def _judges(out: Path, label_spec: str | None, topic_spec: str | None, cache: bo
     from distill.curate.judge import Judge
     from distill.store import RunStore
     from distill.teachers.cache import default_cache_dir
-    from distill.teachers.registry import make_teacher, parse_spec
+    from distill.teachers.registry import parse_spec
+    from distill.teachers.stack import build_teacher
 
     for spec in filter(None, (label_spec, topic_spec)):
         parse_spec(spec)  # an unknown spec fails before anything runs
-    cache_file = default_cache_dir() / "responses.sqlite" if cache else None
+    cache_dir = default_cache_dir() if cache else None
     store = RunStore(out / "judge.db")
-    try:
-        made = {spec: Judge(spec, lambda spec=spec: make_teacher(spec, cache=cache_file), store)
+    try:  # the one builder: verdicts are wanted now, never as a provider batch job
+        made = {spec: Judge(spec, lambda spec=spec: build_teacher(spec, cache_dir=cache_dir, online=True), store)
                 for spec in filter(None, (label_spec, topic_spec))}
         yield made.get(label_spec), made.get(topic_spec)
     finally:
@@ -161,6 +161,7 @@ def register(app: typer.Typer) -> None:
         """Check, dedup and decontaminate a dataset; writes dataset.jsonl, rejected.jsonl, stats.json,
         contamination.jsonl, duplicates.jsonl and report.md (and run.db, the judges' calls, with
         --label-check or --judge)."""
+        from distill.curate.from_taxonomy import with_taxonomy
         from distill.curate.heldout import parse_heldout_option
         from distill.curate.pipeline import CurateConfig
         from distill.executors import check_executor
@@ -174,22 +175,21 @@ def register(app: typer.Typer) -> None:
         if executor == "local" and output_format != "jsonl":
             raise DistillError("--output-format parquet is for --executor ray (the local path writes dataset.jsonl)")
         out_dir = out or _default_out(input_path)
-        from_taxonomy = _taxonomy_settings(taxonomy) if taxonomy else {}
         if judge and not taxonomy:
             raise DistillError("--judge decides off_topic against the taxonomy's nodes: pass --taxonomy FILE too")
+        settings = {
+            "heldout": [parse_heldout_option(h) for h in heldout],
+            "against": list(against), "threshold": threshold, "shingle_size": shingle_size, "num_perm": num_perm,
+            "ngram": ngram, "min_words": min_words, "max_words": max_words,
+            "language": None if language.lower() in ("any", "none", "") else language,
+            **({"labels": [l.strip() for l in labels.split(",") if l.strip()]} if labels else {}),
+            "near_dedup": near_dedup, "decontam_minhash_threshold": decontam_minhash,
+            "skip_checks": list(skip_check), "min_topic_ratio": min_topic_ratio,
+            "label_check": label_check is not None, "topic_judge": judge is not None,
+            **({"workers": workers} if workers else {}),
+        }
         try:
-            config = CurateConfig(**{
-                **from_taxonomy,
-                "heldout": [*from_taxonomy.get("heldout", []), *(parse_heldout_option(h) for h in heldout)],
-                "against": list(against), "threshold": threshold, "shingle_size": shingle_size, "num_perm": num_perm,
-                "ngram": ngram, "min_words": min_words, "max_words": max_words,
-                "language": None if language.lower() in ("any", "none", "") else language,
-                **({"labels": [l.strip() for l in labels.split(",") if l.strip()]} if labels else {}),
-                "near_dedup": near_dedup, "decontam_minhash_threshold": decontam_minhash,
-                "skip_checks": list(skip_check), "min_topic_ratio": min_topic_ratio,
-                "label_check": label_check is not None, "topic_judge": judge is not None,
-                **({"workers": workers} if workers else {}),
-            })
+            config = CurateConfig(**with_taxonomy(taxonomy, settings))
         except ValueError as err:  # pydantic: a threshold out of range and the like
             raise DistillError(f"bad option: {_first_error(err)}") from None
         for source in config.heldout:  # before reading the input: decontamination comes last
@@ -212,16 +212,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Carve a stratified evaluation split: writes DIR/train.jsonl and DIR/eval.jsonl (small leaves are
         pooled with their siblings); records the split in DIR/stats.json."""
-        from distill.curate.dataset_io import load_examples
-        from distill.curate.split import save_split, stratified_split
+        from distill.curate.split import split_dataset
 
-        if not 0.0 < fraction < 1.0:
-            raise DistillError(f"--fraction must be between 0 and 1 (got {fraction}); 0.1-0.2 is usual")
-        examples = load_examples(directory)
-        result = stratified_split(examples, fraction=fraction, seed=seed)
-        if not result.eval:
-            raise DistillError(result.note or "the eval split is empty", path=directory)
-        save_split(directory, result)
+        result = split_dataset(directory, fraction=fraction, seed=seed)
         console = Console(highlight=False)
         for line in result.describe():
             console.print(line, style="yellow" if line.startswith("note:") else None, markup=False, soft_wrap=True)

@@ -26,33 +26,51 @@ def taxonomy_nodes(loaded) -> list[NodeText]:
 
 
 def label_shots(loaded, per_label: int = SHOTS_PER_LABEL) -> list[tuple[str, str]]:
-    """Up to `per_label` labelled seeds for each label, in seed-file order: the blind classifier's few-shot turns."""
-    from distill.taxonomy.model import ClassificationSeed
+    """Up to `per_label` labelled seeds for each label, in seed-file order: the blind classifier's few-shot turns
+    (a seed's text is its first text field, its label the task's label field)."""
+    from distill.tasks.engine import seed_text
 
+    label_field = loaded.task.label_seed_field()
+    if label_field is None:
+        return []
     seen: set[str] = set()
     shots: list[tuple[str, str]] = []
     taken: dict[str, int] = {}
     for node in loaded.nodes:
         for seed in node.own_seeds:
-            if isinstance(seed, ClassificationSeed) and seed.id not in seen and taken.get(seed.label, 0) < per_label:
+            label = getattr(seed, label_field)
+            if seed.id not in seen and taken.get(label, 0) < per_label:
                 seen.add(seed.id)
-                taken[seed.label] = taken.get(seed.label, 0) + 1
-                shots.append((seed.text, seed.label))
+                taken[label] = taken.get(label, 0) + 1
+                shots.append((seed_text(seed), label))
     return shots
 
 
 def taxonomy_config(loaded) -> dict[str, Any]:
-    """`CurateConfig` fields a loaded taxonomy (`distill.taxonomy.LoadedTaxonomy`) supplies."""
-    from distill.generate.tasks import classification_schema  # the student's output schema lives with the task
-
-    taxonomy = loaded.taxonomy
-    labels = list(taxonomy.labels or {}) or None
+    """`CurateConfig` fields a loaded taxonomy (`distill.taxonomy.LoadedTaxonomy`) and its task supply."""
+    taxonomy, task = loaded.taxonomy, loaded.task
+    labels = list(task.labels) or None
     return {
         "labels": labels,
-        "output_schema": classification_schema(labels) if labels else None,
+        "output_schema": task.output_schema,  # the student's output schema lives with the task
+        "task_checks": task.checks,
+        "skip_checks": list(task.spec.skip_checks),
         "heldout": list(taxonomy.heldout),
         "topics": taxonomy_nodes(loaded),
-        "label_descriptions": dict(taxonomy.labels) if labels else None,
+        "label_descriptions": dict(task.labels) if labels else None,
         "label_instructions": taxonomy.system_prompt if labels else None,
         "label_shots": label_shots(loaded) if labels else [],
     }
+
+
+def with_taxonomy(taxonomy, settings: dict[str, Any]) -> dict[str, Any]:
+    """`CurateConfig` fields: the taxonomy's (a file, a `Taxonomy`, a `LoadedTaxonomy`; None: none), with `settings`
+    over them. Held-out sets and switched-off checks add up: a caller's --heldout or --skip-check never drops the
+    taxonomy's or the task's own. `distill generate`, `distill curate` and `distill.curate()` all come here."""
+    if taxonomy is None:
+        return dict(settings)
+    from distill.taxonomy import LoadedTaxonomy, load_taxonomy
+
+    base = taxonomy_config(taxonomy if isinstance(taxonomy, LoadedTaxonomy) else load_taxonomy(taxonomy))
+    return {**base, **settings, "heldout": [*base["heldout"], *settings.get("heldout", [])],
+            "skip_checks": [*base["skip_checks"], *settings.get("skip_checks", [])]}

@@ -112,9 +112,7 @@ class Judge:
         try:
             await asyncio.gather(*(send(chunk) for chunk in chunks))
         finally:
-            aclose = getattr(teacher, "aclose", None)
-            if aclose is not None:  # async HTTP clients close inside the loop that owns them
-                await aclose()
+            await teacher.aclose()  # async HTTP clients close inside the loop that owns them
 
 
 # The label round trip

@@ -34,7 +34,8 @@ class CurateConfig(BaseModel):
     max_words: int = 2000
     language: str | None = "en"
     labels: list[str] | None = None
-    output_schema: type[BaseModel] | None = None
+    output_schema: Any = None  # a pydantic model, or a task's OutputSchema
+    task_checks: list[Any] = Field(default_factory=list)  # a task's own checks (distill/tasks/checks.py)
     max_repeated_ngram_ratio: float = 0.3
     # Checks switched off by name (`check_off_topic` -> "off_topic"): what an ablation leaves out
     skip_checks: list[str] = Field(default_factory=list)
@@ -80,7 +81,7 @@ class CurateConfig(BaseModel):
             output_schema=self.output_schema, max_repeated_ngram_ratio=self.max_repeated_ngram_ratio,
             generic_words=frozenset(w.lower() for w in self.generic_words), skip=frozenset(self.skip_checks),
             topics=TopicIndex(self.topics) if self.topics else None, min_topic_ratio=self.min_topic_ratio,
-            topic_judge=self.topic_judge,
+            topic_judge=self.topic_judge, task_checks=tuple(self.task_checks),
         )
 
     def label_task(self) -> LabelTask | None:

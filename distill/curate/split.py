@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from distill.errors import DistillError
 from distill.records import Example, write_jsonl
 
 NO_NODE = "(none)"
@@ -186,3 +187,17 @@ def recorded_split(directory: Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8")).get("split")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def split_dataset(directory: Path, fraction: float = 0.1, seed: int = 0) -> SplitResult:
+    """`distill split DIR`: split DIR's curated dataset.jsonl, write train.jsonl and eval.jsonl, record it."""
+    from distill.curate.dataset_io import load_examples
+
+    if not 0.0 < fraction < 1.0:
+        raise DistillError(f"--fraction must be between 0 and 1 (got {fraction}); 0.1-0.2 is usual")
+    directory = Path(directory)
+    result = stratified_split(load_examples(directory), fraction=fraction, seed=seed)
+    if not result.eval:
+        raise DistillError(result.note or "the eval split is empty", path=directory)
+    save_split(directory, result)
+    return result

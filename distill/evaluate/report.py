@@ -74,8 +74,8 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     eval_path = run_dir / "eval.jsonl"
     if not eval_path.is_file():
         raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
-    from distill.train.data import read_examples
-    from distill.train.sft import set_threads
+    from distill.models import set_threads
+    from distill.records import read_examples
 
     held_out = read_examples(eval_path)
     if not held_out:  # the split's problem comes first: no student can be scored on nothing
@@ -279,15 +279,13 @@ def _judge(judge):
 
 
 def _judge_teacher(spec: str):
-    from distill.teachers.registry import make_teacher
+    from distill.teachers.stack import build_teacher
 
-    return make_teacher(spec)
+    return build_teacher(spec, online=True)  # verdicts are wanted now: never a provider batch job
 
 
 async def _closed(teacher) -> None:
-    aclose = getattr(teacher, "aclose", None)
-    if aclose is not None:  # HTTP clients close inside the loop that used them
-        await aclose()
+    await teacher.aclose()  # HTTP clients close inside the loop that used them
     teacher.close()
 
 
@@ -315,7 +313,7 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
         # them (one asyncio.run a batch sent the first request and failed every later one).
         teacher = _judge_teacher(judge) if isinstance(judge, str) else judge
         size = max(1, teacher.batch_size)
-        gate = asyncio.Semaphore(max(1, getattr(teacher, "concurrency", 1)))
+        gate = asyncio.Semaphore(max(1, teacher.concurrency))
 
         async def ask(batch):
             async with gate:
@@ -346,7 +344,7 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
         scores.append(1.0 if first_wins == 2 else 0.0 if first_loses == 2 else 0.5)
     estimate = m.mean_estimate(scores, config.resamples, config.seed).model_dump()
     return {"win_rate": estimate, "wins": scores.count(1.0), "ties": scores.count(0.5), "losses": scores.count(0.0),
-            "failed": failed, "judge": judge if isinstance(judge, str) else getattr(judge, "spec", str(judge))}
+            "failed": failed, "judge": judge if isinstance(judge, str) else judge.spec}
 
 
 def _verdict(text: str | None) -> str | None:

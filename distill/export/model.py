@@ -80,7 +80,7 @@ def export_model(adapter_dir: Path, options: ModelExportOptions, say: Say = lamb
     """Merge, write the GGUF files and the Modelfile, check and evaluate them, write the cards."""
     from distill.export.model_card import write_model_cards
     from distill.train.manifest import read_manifest
-    from distill.train.sft import set_threads
+    from distill.models import set_threads
 
     adapter_dir = Path(adapter_dir)
     result = _plan(adapter_dir, read_manifest(adapter_dir), options, say)
@@ -221,7 +221,7 @@ def ensure_merged(adapter_dir: Path, manifest: Manifest, force: bool, say: Say) 
 
 def training_system_prompt(run_dir: Path | None) -> str | None:
     """The system prompt most training examples carry: what the student learned to answer under."""
-    from distill.train.data import read_examples
+    from distill.records import read_examples
 
     path = run_dir / "train.jsonl" if run_dir else None
     if path is None or not path.is_file():
@@ -244,7 +244,7 @@ def _modelfile(result: ModelExport, manifest: Manifest) -> Modelfile:
 def gguf_checker(result: ModelExport, manifest: Manifest):
     """A GgufChecker over a few held-out conversations (or fixed ones when the run is not at hand)."""
     from distill.export.verify import GgufChecker, probe_sequences
-    from distill.train.data import read_examples
+    from distill.records import read_examples
     from distill.train.manifest import load_student_tokenizer
 
     held_out = result.run_dir / "eval.jsonl" if result.run_dir else None

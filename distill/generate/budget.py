@@ -16,8 +16,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from distill.errors import BudgetExceeded
-from distill.generate.parse import Rejected
-from distill.generate.tasks import TASKS, ItemContext
+from distill.tasks.parse import Rejected
 from distill.records import PlanItem
 from distill.taxonomy import LoadedTaxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult
@@ -126,21 +125,16 @@ class Estimate:
 async def estimate_items(loaded: LoadedTaxonomy, items: list[PlanItem], teacher_spec: str,
                          prices: PriceTable, batch: bool = False) -> Estimate:
     """Render every request the run would send, answering each with a stand-in instead of a teacher."""
-    task = TASKS[loaded.taxonomy.task]
-    leaves = {leaf.path: leaf for leaf in loaded.leaves}
+    task = loaded.task
     seen: list[GenerationRequest] = []
 
     async def stand_in(step: str, request: GenerationRequest) -> GenerationResult:
         seen.append(request)
-        if request.json_schema is not None:
-            text = '{"text": "A stand-in reply for the estimate only.", "rationale": "A stand-in rationale."}'
-        else:
-            text = "What would a typical question about this topic be for the estimate?"
-        return GenerationResult(key=request.key, text=text, finish_reason="stop")
+        return GenerationResult(key=request.key, text=task.stand_in_answer(step), finish_reason="stop")
 
     for item in items:
         try:
-            await task(ItemContext(loaded, item, leaves[item.node_path], teacher_spec, stand_in))
+            await task.run(loaded, item, teacher_spec, stand_in)
         except Rejected:
             pass
     prompt = sum(estimate_prompt_tokens(r.messages) for r in seen)

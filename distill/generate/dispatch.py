@@ -24,7 +24,7 @@ class Dispatcher:
         self.queue: asyncio.PriorityQueue[tuple[int, int, GenerationRequest, asyncio.Future]] = asyncio.PriorityQueue()
         self._arrival = itertools.count()  # ties keep arrival order (and requests are never compared)
         self.workers: list[asyncio.Task] = []
-        self.collect_s = float(getattr(teacher, "collect_s", 0.0) or 0.0)
+        self.collect_s = teacher.collect_s
         self._gathering = asyncio.Lock()
 
     async def __aenter__(self) -> Dispatcher:

@@ -63,7 +63,7 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ou
     rows = _node_rows(loaded, plan, statuses, examples, kept, generation_rejects + curation_rejects)
     stats = {
         "taxonomy": loaded.name,
-        "task": loaded.taxonomy.task,
+        "task": loaded.task.name,
         "run": store.info(),
         "counts": {
             "planned": len(plan),
@@ -100,10 +100,10 @@ def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool, sett
             progress) -> tuple[list[Example], list[Reject], dict]:
     if not enabled or not examples:
         return examples, [], {}
-    from distill.curate.from_taxonomy import taxonomy_config
+    from distill.curate.from_taxonomy import with_taxonomy
     from distill.curate.pipeline import CurateConfig, curate
 
-    config = CurateConfig(**{**taxonomy_config(loaded), **settings})
+    config = CurateConfig(**with_taxonomy(loaded, settings))
     result = curate(examples, config, progress=progress, judge=judge)
     return result.kept, result.rejects, result.to_stats()
 

@@ -7,20 +7,11 @@ the question was paid for: a mistake in either would otherwise cost the whole ru
 from __future__ import annotations
 
 import asyncio
-import json
 
-from distill.generate.parse import Rejected
-from distill.generate.tasks import TASKS, ItemContext
 from distill.records import PlanItem
+from distill.tasks.parse import Rejected
 from distill.taxonomy import LoadedTaxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult
-
-# Stand-in answers, one for each step of each task, that every step's parser accepts.
-REHEARSAL_ANSWERS = {
-    "instruction": "What should a person check first when this problem starts?",
-    "response": "A short rehearsal answer that is long enough to pass.",
-    "draft": json.dumps({"text": "A rehearsal message from a customer.", "rationale": "A rehearsal rationale."}),
-}
 
 
 def check_inputs(loaded: LoadedTaxonomy, plan: list[PlanItem]) -> None:
@@ -34,13 +25,13 @@ def check_inputs(loaded: LoadedTaxonomy, plan: list[PlanItem]) -> None:
 
 
 def rehearse(loaded: LoadedTaxonomy, item: PlanItem) -> None:
-    """Run the task for one item against stand-in answers: every template it renders is rendered once."""
-    leaf = next(leaf for leaf in loaded.leaves if leaf.path == item.node_path)
+    """Run the task for one item against stand-in answers (each step's own: text, or a value of its
+    schema): every template it renders is rendered once."""
 
     async def answer(step: str, request: GenerationRequest) -> GenerationResult:
-        return GenerationResult(key=request.key, text=REHEARSAL_ANSWERS[step], finish_reason="stop")
+        return GenerationResult(key=request.key, text=loaded.task.stand_in_answer(step), finish_reason="stop")
 
     try:
-        asyncio.run(TASKS[loaded.taxonomy.task](ItemContext(loaded, item, leaf, "rehearsal", answer)))
+        asyncio.run(loaded.task.run(loaded, item, "rehearsal", answer))
     except Rejected:
         pass  # a parser judged the stand-in answer: the templates rendered

@@ -8,9 +8,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.errors import DistillError, RunFailed
 from distill.generate import preflight, switch_hint
@@ -19,39 +20,51 @@ from distill.generate.dispatch import Dispatcher
 from distill.curate.progress import stage_progress
 from distill.generate.export import RunReport, finish_run
 from distill.generate.inputs import check_inputs
-from distill.generate.parse import Rejected
+from distill.tasks.parse import Rejected
 from distill.generate.progress import GenerationProgress
-from distill.generate.tasks import TASKS, ItemContext
 from distill.records import PlanItem, Reject
 from distill.rundir import run_lock, writable_folder
 from distill.store import FAILED, PENDING, RunStore, store_errors
 from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy
+from distill.taxonomy.model import Taxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
-from distill.teachers.registry import API_PREFIXES, TeacherOptions, make_teacher, parse_spec
+from distill.teachers.registry import TeacherOptions, backend, parse_spec
+from distill.teachers.stack import build_teacher
 
 
-@dataclass
-class GenerateOptions:
-    taxonomy: Path
+class GenerateSettings(BaseModel):
+    """How to generate, the same wherever it is asked: `distill generate`'s flags, the `generate:` section of a
+    `distill run` config, the keywords of `distill.generate()`."""
+
+    model_config = ConfigDict(extra="forbid")
+
     teacher: str = "local"
-    out: Path | None = None
-    limit: int | None = None
+    limit: int | None = Field(None, gt=0)
     seed: int = 0
-    retry_failed: bool = False
+    retry_failed: bool = False  # also ask the teacher again for items whose calls failed
     curate: bool = True
-    progress: bool = True
-    teacher_options: TeacherOptions = field(default_factory=TeacherOptions)
+    teacher_options: TeacherOptions = Field(default_factory=TeacherOptions)  # base_url, concurrency, batch ...
     # API teachers (openai:, anthropic:) only; the local path ignores these.
     cache: bool = True  # the user-level response cache shared across runs
     cache_dir: Path | None = None  # default: $DISTILL_CACHE_DIR or ~/.cache/distill
-    budget_usd: float | None = None  # hard cap on this run directory's spend
+    budget_usd: float | None = Field(None, ge=0)  # hard cap on this run directory's spend
     preflight: bool = True  # a small sample first; stop early when most of it fails
     # Curation (curate/judge.py): the label round trip asks `judge` (default: the run's teacher) to
     # classify each input blind; with a `judge`, off_topic is decided by it too. Checks in
     # `skip_checks` are switched off (by name: "off_topic", "self_contained" ...).
     label_check: bool = False
     judge: str | None = None
-    skip_checks: list[str] = field(default_factory=list)
+    skip_checks: list[str] = Field(default_factory=list)
+
+
+class GenerateOptions(GenerateSettings):
+    """One run: the settings, what to generate over, and where."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    taxonomy: Path | Taxonomy  # a taxonomy file, or one built in Python (its seed paths from the current folder)
+    out: Path | None = None
+    progress: bool = True
 
 
 class TeacherFailed(Exception):
@@ -75,7 +88,7 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
     _check_curate_options(options, loaded)
-    api = options.teacher.partition(":")[0] in API_PREFIXES and teacher_factory is None
+    api = backend(options.teacher).api and teacher_factory is None
     if api and options.cache:  # checked now: the cache is opened only once the teacher is built
         from distill.teachers.cache import default_cache_dir
 
@@ -91,19 +104,16 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         plan += store.regenerated_plan_items()  # a leaf asked again after review stays in the run
         _check_same_taxonomy(store, loaded, out)
         store.set_info(taxonomy=loaded.name, taxonomy_file=str(loaded.file), seed=options.seed,
-                       teacher=options.teacher, task=loaded.taxonomy.task)
+                       teacher=options.teacher, task=loaded.task.name)
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
         budget = None
         if todo:
             progress = GenerationProgress(enabled=options.progress)
-            teacher = progress.starting(options.teacher, lambda: teacher_factory() if teacher_factory
-                                        else _make_teacher(options.teacher, options))
+            teacher = progress.starting(options.teacher, lambda: _handed_in(teacher_factory, store) if teacher_factory
+                                        else _make_teacher(options.teacher, options, store=store))
             try:
-                if hasattr(teacher, "attach_store"):  # batch jobs persist their ids in run.db
-                    teacher.attach_store(store)
-                if hasattr(teacher, "on_tokens"):  # in-process teachers count tokens as they decode
-                    teacher.on_tokens = progress.stream_tokens
+                if teacher.stream_tokens(progress.stream_tokens):  # in-process teachers count tokens as they decode
                     progress.advise_once(partial(switch_hint.advice, options.teacher))
                 budget = _budget(store, teacher, options)
                 with _fewer_gc_passes():
@@ -141,12 +151,14 @@ def _fail_when_nothing_kept(store: RunStore, report: RunReport, retried: bool) -
                     f"{report.out} show what there is")
 
 
-def _make_teacher(spec: str, options: GenerateOptions, teacher_options: TeacherOptions | None = None) -> Teacher:
-    """A teacher from its spec; an API teacher answers from the shared response cache first."""
+def _make_teacher(spec: str, options: GenerateOptions, store: RunStore | None = None,
+                  online: bool = False) -> Teacher:
+    """A teacher from its spec, built by the one builder: an API teacher answers from the shared response
+    cache first; `online`: never a provider batch job."""
     from distill.teachers.cache import default_cache_dir
 
-    cache = (options.cache_dir or default_cache_dir()) / "responses.sqlite" if options.cache else None
-    return make_teacher(spec, teacher_options or options.teacher_options, cache=cache)
+    cache_dir = (options.cache_dir or default_cache_dir()) if options.cache else None
+    return build_teacher(spec, options.teacher_options, cache_dir=cache_dir, store=store, online=online)
 
 
 def _check_curate_options(options: GenerateOptions, loaded: LoadedTaxonomy) -> None:
@@ -155,7 +167,7 @@ def _check_curate_options(options: GenerateOptions, loaded: LoadedTaxonomy) -> N
 
     if options.label_check and not loaded.taxonomy.labels:
         raise DistillError(f"--label-check is for classification taxonomies; {loaded.name!r} is task "
-                           f"{loaded.taxonomy.task!r} (--judge SPEC checks every task's topics)")
+                           f"{loaded.task.name!r} (--judge SPEC checks every task's topics)")
     if unknown := unknown_checks(options.skip_checks):
         raise DistillError(unknown)
     if options.judge:
@@ -175,8 +187,7 @@ def _judge(store: RunStore, options: GenerateOptions):
 
     spec = options.judge or options.teacher
     # Verdicts go out online, one request each: never as a provider batch job.
-    verdict_options = TeacherOptions(**{**options.teacher_options.model_dump(), "batch": None})
-    return Judge(spec, lambda: _make_teacher(spec, options, verdict_options), store)
+    return Judge(spec, lambda: _make_teacher(spec, options, online=True), store)
 
 
 @contextmanager
@@ -227,7 +238,7 @@ def estimate_run(options: GenerateOptions) -> Estimate:
 def check_flags(options: GenerateOptions) -> None:
     """Refuse settings that would be ignored without a word: API settings for an in-process teacher and
     the like. A user who passed one expected it to do something."""
-    prefix = parse_spec(options.teacher)[0]
+    api = backend(options.teacher).api
     teacher = options.teacher_options
     extra = teacher.model_extra or {}
     api_only = {"--base-url": teacher.base_url, "--concurrency": teacher.concurrency, "--timeout": teacher.timeout_s,
@@ -237,15 +248,23 @@ def check_flags(options: GenerateOptions) -> None:
                 "--cache-dir": options.cache_dir, "--no-cache": None if options.cache else True,
                 "--no-preflight": None if options.preflight else True}
     given = [flag for flag, value in api_only.items() if value is not None]
-    if prefix not in API_PREFIXES and given:
+    if not api and given:
         raise DistillError(f"{', '.join(given)}: only for API teachers (openai:, anthropic:); the teacher "
                            f"{options.teacher!r} runs in this process, costs nothing and caches nothing: drop "
                            f"{'them' if len(given) > 1 else 'it'}")
-    if prefix in API_PREFIXES and teacher.batch_size is not None and not extra.get("batch"):
+    if api and teacher.batch_size is not None and not extra.get("batch"):
         raise DistillError("--batch-size: only for in-process teachers and --batch jobs; for API requests in flight "
                            "use --concurrency")
     if extra.get("batch") and extra.get("sender_process"):
         raise DistillError("--sender-process: not with --batch (batch jobs are sent from the run itself)")
+
+
+def _handed_in(teacher_factory: Callable[[], Teacher], store: RunStore) -> Teacher:
+    teacher = teacher_factory()
+    if not isinstance(teacher, Teacher):
+        raise TypeError(f"teacher_factory made a {type(teacher).__name__}, not a distill.teachers.base.Teacher")
+    teacher.attach_store(store)
+    return teacher
 
 
 def _check_same_taxonomy(store: RunStore, loaded: LoadedTaxonomy, out: Path) -> None:
@@ -259,9 +278,7 @@ def _check_same_taxonomy(store: RunStore, loaded: LoadedTaxonomy, out: Path) -> 
 def _budget(store: RunStore, teacher: Teacher, options: GenerateOptions) -> Budget | None:
     if options.budget_usd is None:
         return None
-    price = getattr(teacher, "price_request", None)
-    probe = GenerationRequest(key="probe", messages=[])
-    if price is None or price(probe) is None:
+    if teacher.price_request(GenerationRequest(key="probe", messages=[])) is None:
         raise DistillError(f"--budget-usd needs a price for {options.teacher!r}: add it under prices: in --api-config "
                            "(USD per million input and output tokens)")
     return Budget(options.budget_usd, spent_usd=store.usage_totals()["cost_usd"])
@@ -283,9 +300,7 @@ async def _generate_all(store: RunStore, loaded: LoadedTaxonomy, items: list[Pla
                 items = [item for item in items if item.id not in chosen]
         await _generate_items(store, loaded, items, teacher, budget, progress)
     finally:
-        aclose = getattr(teacher, "aclose", None)
-        if aclose is not None:  # async HTTP clients close inside the loop that owns them
-            await aclose()
+        await teacher.aclose()  # async HTTP clients close inside the loop that owns them
 
 
 def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[PlanItem]:
@@ -296,8 +311,7 @@ def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[Pla
 
 async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], teacher: Teacher,
                           budget: Budget | None, progress: GenerationProgress) -> None:
-    task = TASKS[loaded.taxonomy.task]
-    leaves = {leaf.path: leaf for leaf in loaded.leaves}
+    task = loaded.task
     # A leaf's items side by side: they share prompt beginnings (system and seed turns), which the
     # in-process teacher computes once while they are in its prefix cache (providers cache them too).
     items = sorted(items, key=lambda item: item.node_path)
@@ -331,9 +345,8 @@ async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[P
                 hold = None
                 try:
                     hold = await budget.start_item() if budget is not None else None
-                    ctx = ItemContext(loaded, item, leaves[item.node_path], teacher.spec,
-                                      lambda step, request: call(item, rank, hold, step, request))
-                    store.add_example(await task(ctx))
+                    store.add_example(await task.run(loaded, item, teacher.spec,
+                                                     lambda step, request: call(item, rank, hold, step, request)))
                     progress.advance(kept=True)
                 except Rejected as rejected:
                     store.add_reject(Reject(id=item.id, stage="generate", reason=rejected.reason,

@@ -44,7 +44,7 @@ def print_taxonomy(console: Console, loaded: LoadedTaxonomy, plan: list[PlanItem
         for i in range(len(parts)):
             counts["/".join(parts[: i + 1])] += 1
     tax = loaded.taxonomy
-    root = Tree(f"[bold]{tax.name}[/bold] ({tax.task}): {len(loaded.leaves)} leaves, {len(plan)} planned items")
+    root = Tree(f"[bold]{tax.name}[/bold] ({loaded.task.name}): {len(loaded.leaves)} leaves, {len(plan)} planned items")
     branches = {}
     for node in loaded.nodes:
         parent = branches.get(node.path.rsplit("/", 1)[0]) if "/" in node.path else root

@@ -66,6 +66,7 @@ def seed_texts(taxonomy_file: str | None) -> dict[str, str]:
     if not taxonomy_file:
         return {}
     from distill.errors import DistillError
+    from distill.tasks.engine import seed_text
     from distill.taxonomy import load_taxonomy
 
     try:
@@ -75,7 +76,7 @@ def seed_texts(taxonomy_file: str | None) -> dict[str, str]:
     texts = {}
     for node in loaded.nodes:
         for seed in node.seeds:
-            texts[seed.id] = getattr(seed, "question", None) or getattr(seed, "text", None) or ""
+            texts[seed.id] = seed_text(seed)
     return texts
 
 

@@ -11,7 +11,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from distill.errors import DistillError
-from distill.taxonomy.model import Axis, ClassificationSeed, Node, QASeed, Seed, Taxonomy
+from distill.tasks.engine import Seed, Task, compile_task
+from distill.tasks.registry import resolve_task
+from distill.tasks.schema import SchemaError
+from distill.tasks.spec import TaskError, TaskSpec
+from distill.taxonomy.model import Axis, Node, Taxonomy
 from distill.userfiles import line_of, load_yaml, located, read_text
 
 
@@ -25,6 +29,7 @@ class TreeNode:
     seeds: list[Seed] = field(default_factory=list)  # own + inherited, nearest first
     own_seeds: list[Seed] = field(default_factory=list)
     quota: int | None = None  # effective, inherited from the nearest ancestor that sets one
+    context: str | None = None  # the grounding document, inherited from the nearest ancestor that has one
 
     @property
     def is_leaf(self) -> bool:
@@ -42,15 +47,18 @@ class TreeNode:
 @dataclass
 class LoadedTaxonomy:
     taxonomy: Taxonomy
-    file: Path
+    file: Path  # the taxonomy file (for one built in Python: a name in its base folder, never read)
     nodes: list[TreeNode]  # depth-first, parents before children
-    # Few-shot prompts already rendered, shared by every plan item that shows a seed the same way.
-    rendered: dict[tuple, str] = field(default_factory=dict, repr=False, compare=False)
+    task: Task  # the task, bound to this taxonomy (templates, labels, checks)
 
     @cached_property
     def crossed_axes(self) -> dict[str, Axis]:
         """`Taxonomy.crossed_axes()`, built once: every prompt of a run reads it."""
         return self.taxonomy.crossed_axes()
+
+    @cached_property
+    def _by_path(self) -> dict[str, TreeNode]:
+        return {n.path: n for n in self.nodes}
 
     @property
     def name(self) -> str:
@@ -61,25 +69,41 @@ class LoadedTaxonomy:
         return [n for n in self.nodes if n.is_leaf]
 
     def node(self, path: str) -> TreeNode:
-        return next(n for n in self.nodes if n.path == path)
+        return self._by_path[path]
+
+    def leaf(self, path: str) -> TreeNode:
+        return self._by_path[path]
 
 
-def load_taxonomy(path: str | Path) -> LoadedTaxonomy:
-    file = Path(path)
-    if not file.is_file():
-        raise DistillError("taxonomy file not found; give the path of a taxonomy YAML file", path=file)
-    data = _read_yaml(file)
-    try:
-        taxonomy = Taxonomy.model_validate(data)
-    except ValidationError as exc:
-        raise located(exc, data, file) from None
-    for number, source in enumerate(taxonomy.heldout):
-        source.path = str((file.parent / source.path).resolve())
-        if not Path(source.path).exists():
-            raise DistillError(f"heldout.{number}.path: {source.path} not found (paths in a taxonomy are relative to "
-                               "the taxonomy file's folder)", path=file, line=line_of(data, ("heldout", number, "path")))
-    nodes = _walk(taxonomy, file, data)
-    return LoadedTaxonomy(taxonomy=taxonomy, file=file, nodes=nodes)
+def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = None) -> LoadedTaxonomy:
+    """A taxonomy file (or a `Taxonomy` built in Python, its paths relative to `base_dir`, default the current
+    folder), with its task and seeds, checked: every mistake is one line naming the file, line and field."""
+    if isinstance(source, Taxonomy):
+        file = Path(base_dir or Path.cwd()) / f"{source.name}.yaml"
+        data: Any = None
+        taxonomy = source.model_copy(deep=True)
+    else:
+        file = Path(source)
+        if not file.is_file():
+            raise DistillError("taxonomy file not found; give the path of a taxonomy YAML file", path=file)
+        data = _read_yaml(file)
+        if isinstance(data.get("task"), dict):  # an inline task: its own errors, located inside it
+            try:
+                TaskSpec.model_validate(data["task"])
+            except ValidationError as exc:
+                raise located(exc, data, file, prefix=("task",)) from None
+        try:
+            taxonomy = Taxonomy.model_validate(data)
+        except ValidationError as exc:
+            raise located(exc, data, file) from None
+    for number, source_set in enumerate(taxonomy.heldout):
+        source_set.path = str((file.parent / source_set.path).resolve())
+        if not Path(source_set.path).exists():
+            raise DistillError(f"heldout.{number}.path: {source_set.path} not found (paths in a taxonomy are relative "
+                               "to the taxonomy file's folder)", path=file, line=line_of(data, ("heldout", number, "path")))
+    task = _bind_task(taxonomy, file, data)
+    nodes = _walk(taxonomy, task, file, data)
+    return LoadedTaxonomy(taxonomy=taxonomy, file=file, nodes=nodes, task=task)
 
 
 def _read_yaml(file: Path) -> Any:
@@ -89,23 +113,61 @@ def _read_yaml(file: Path) -> Any:
     return data
 
 
-def _walk(taxonomy: Taxonomy, file: Path, data: Any) -> list[TreeNode]:
+def _bind_task(taxonomy: Taxonomy, file: Path, data: Any) -> Task:
+    """The taxonomy's task, resolved (built-in, plugin, file or inline) and compiled against this taxonomy."""
+    task_line = line_of(data, ("task",))
+    try:
+        source = resolve_task(taxonomy.task, file.parent)
+    except ValueError as exc:
+        raise DistillError(f"task: {exc}", path=file, line=task_line) from None
+    spec = source.spec
+    if spec.labels == "required" and not taxonomy.labels:
+        raise DistillError(f"task {spec.name!r} needs a `labels:` mapping (label: when it applies)", path=file,
+                           line=task_line)
+    if spec.labels == "none" and taxonomy.labels:
+        raise DistillError(f"labels: only for tasks that use labels (task {spec.name!r} does not)", path=file,
+                           line=line_of(data, ("labels",)))
+    if source.origin == "inline":
+        where, lines, prefix = file, data, ("task",)
+    else:
+        where, lines, prefix = source.file or file, source.data, ()
+
+    def locate(loc: tuple) -> str:
+        line = line_of(lines, (*prefix, *loc))
+        return f"{where}:{line}: {'.'.join(map(str, (*prefix, *loc)))}" if line else \
+            f"{where}: {'.'.join(map(str, (*prefix, *loc)))}"
+
+    try:
+        return compile_task(spec, source.folder, file, taxonomy.labels, taxonomy.generation, locate)
+    except TaskError as exc:
+        raise DistillError(f"{'.'.join(map(str, (*prefix, *exc.loc)))}: {exc.message}", path=where,
+                           line=line_of(lines, (*prefix, *exc.loc))) from None
+
+
+def _walk(taxonomy: Taxonomy, task: Task, file: Path, data: Any) -> list[TreeNode]:
     nodes: list[TreeNode] = []
     seen_ids: dict[str, str] = {}
     cache: dict[Path, list[Seed]] = {}
+    reader = SeedReader(taxonomy, task, seen_ids)
 
     def visit(name: str, node: Node, parents: list[TreeNode], loc: tuple) -> None:
         path = "/".join([*(p.path.rsplit("/", 1)[-1] for p in parents), name])
         own: list[Seed] = []
-        for rel in node.seeds:
-            seed_file = (file.parent / rel).resolve()
+        for index, entry in enumerate(node.seeds):
+            if isinstance(entry, dict):  # a seed written inline
+                own.append(reader.read(entry, file, line_of(data, (*loc, "seeds", index)), where=f"{loc_text(loc)}.seeds"))
+                continue
+            seed_file = (file.parent / entry).resolve()
             if seed_file not in cache:
-                cache[seed_file] = _read_seeds(seed_file, taxonomy, seen_ids, file, line_of(data, (*loc, "seeds")))
+                cache[seed_file] = reader.read_file(seed_file, file, line_of(data, (*loc, "seeds")))
             own.extend(cache[seed_file])
         inherited = parents[-1].seeds if parents else []
         quota = node.quota if node.quota is not None else (parents[-1].quota if parents else None)
+        context = _context(node, file, data, loc)
+        if context is None and parents:
+            context = parents[-1].context
         tree_node = TreeNode(path=path, node=node, ancestors=list(parents), seeds=own + inherited, own_seeds=own,
-                             quota=quota)
+                             quota=quota, context=context)
         nodes.append(tree_node)
         if tree_node.is_leaf and not tree_node.seeds:
             raise DistillError(
@@ -122,53 +184,95 @@ def _walk(taxonomy: Taxonomy, file: Path, data: Any) -> list[TreeNode]:
     return nodes
 
 
-def _read_seeds(seed_file: Path, taxonomy: Taxonomy, seen_ids: dict[str, str], tax_file: Path, line: int | None):
-    if not seed_file.is_file():
-        raise DistillError(
-            f"seed file {seed_file} not found; seed paths are relative to the taxonomy file's folder",
-            path=tax_file,
-            line=line,
-        )
-    model = ClassificationSeed if taxonomy.task == "classification" else QASeed
-    seeds: list[Seed] = []
-    for number, text in enumerate(read_text(seed_file, "seed file").splitlines(), start=1):
-        if not text.strip():
-            continue
+def loc_text(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _context(node: Node, file: Path, data: Any, loc: tuple) -> str | None:
+    if node.context_file is None:
+        return node.context
+    path = (file.parent / node.context_file).resolve()
+    if not path.is_file():
+        raise DistillError(f"{loc_text(loc)}.context_file: {path} not found (paths are relative to the taxonomy "
+                           "file's folder)", path=file, line=line_of(data, (*loc, "context_file")))
+    return read_text(path, "context file")
+
+
+class SeedReader:
+    """Seeds as the task declares them: JSONL files and inline mappings, each checked with file and line."""
+
+    def __init__(self, taxonomy: Taxonomy, task: Task, seen_ids: dict[str, str]):
+        self.taxonomy, self.task, self.seen_ids = taxonomy, task, seen_ids
+        self.axes = taxonomy.crossed_axes()
+        self.fields = ", ".join(["id", *(n for n, f in task.seed_fields.items() if not f.optional)])
+
+    def read_file(self, seed_file: Path, tax_file: Path, line: int | None) -> list[Seed]:
+        if not seed_file.is_file():
+            raise DistillError(
+                f"seed file {seed_file} not found; seed paths are relative to the taxonomy file's folder",
+                path=tax_file,
+                line=line,
+            )
+        seeds: list[Seed] = []
+        for number, text in enumerate(read_text(seed_file, "seed file").splitlines(), start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DistillError(f"not valid JSON ({exc.msg}); one JSON object a line", path=seed_file,
+                                   line=number) from None
+            seeds.append(self.read(row, seed_file, number))
+        if not seeds:
+            raise DistillError("seed file is empty; add at least one seed (one JSON object a line)", path=seed_file)
+        return seeds
+
+    def read(self, row: Any, path: Path, line: int | None, where: str = "") -> Seed:
+        """One seed, validated against the task's seed fields; `where` prefixes field names (inline seeds)."""
+        prefix = f"{where}: " if where else ""
+        if not isinstance(row, dict):
+            raise DistillError(f"{prefix}a seed is a JSON object (a seed has {self.fields})", path=path, line=line)
         try:
-            seed = model.model_validate(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise DistillError(f"not valid JSON ({exc.msg}); one JSON object a line", path=seed_file, line=number) from None
+            seed = self.task.seed_model.model_validate(row)
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
+            name = ".".join(str(p) for p in err["loc"])
             hint = "unknown field; remove it" if err["type"] == "extra_forbidden" else err["msg"]
-            fields = "id, text, label, rationale" if model is ClassificationSeed else "id, question, answer"
-            raise DistillError(f"field {where!r}: {hint} (a seed has {fields})", path=seed_file, line=number) from None
-        if isinstance(seed, ClassificationSeed) and seed.label not in (taxonomy.labels or {}):
-            raise DistillError(
-                f"label {seed.label!r} is not one of the taxonomy's labels ({', '.join(taxonomy.labels or {})})",
-                path=seed_file,
-                line=number,
-            )
-        if seed.id in seen_ids:
-            raise DistillError(f"seed id {seed.id!r} is also used at {seen_ids[seed.id]}; give every seed its own id",
-                               path=seed_file, line=number)
-        seen_ids[seed.id] = f"{seed_file}:{number}"
-        _check_seed_axes(seed, taxonomy, seed_file, number)
-        seeds.append(seed)
-    if not seeds:
-        raise DistillError("seed file is empty; add at least one seed (one JSON object a line)", path=seed_file)
-    return seeds
+            raise DistillError(f"{prefix}field {name!r}: {hint} (a seed has {self.fields})", path=path,
+                               line=line) from None
+        self._check_fields(seed, path, line, prefix)
+        if seed.id in self.seen_ids:
+            raise DistillError(f"{prefix}seed id {seed.id!r} is also used at {self.seen_ids[seed.id]}; give every "
+                               "seed its own id", path=path, line=line)
+        self.seen_ids[seed.id] = f"{path}:{line}"
+        self._check_axes(seed, path, line, prefix)
+        return seed
 
+    def _check_fields(self, seed: Seed, path: Path, line: int | None, prefix: str) -> None:
+        """Label fields name one of the taxonomy's labels; output fields pass the task's output schema."""
+        labels = self.taxonomy.labels or {}
+        for name, declared in self.task.seed_fields.items():
+            value = getattr(seed, name)
+            if value is None:
+                continue
+            if declared.type == "label" and value not in labels:
+                raise DistillError(f"{prefix}label {value!r} is not one of the taxonomy's labels "
+                                   f"({', '.join(labels)})", path=path, line=line)
+            if declared.type == "output":
+                try:
+                    self.task.output_schema.validate(value)
+                except SchemaError as err:
+                    raise DistillError(f"{prefix}field {name!r}: {err.where}: {err.message} (the task's output "
+                                       "schema)", path=path, line=line) from None
 
-def _check_seed_axes(seed: Seed, taxonomy: Taxonomy, seed_file: Path, number: int) -> None:
-    """A seed's `axes` must name the taxonomy's axes and their values: a typo would silently make it match nothing."""
-    axes = taxonomy.crossed_axes()
-    for name, value in seed.axes.items():
-        if name not in axes:
-            known = ", ".join(axes) or "none are defined"
-            raise DistillError(f"field 'axes': unknown axis {name!r} (the taxonomy's axes: {known})",
-                               path=seed_file, line=number)
-        if value not in axes[name].values:
-            raise DistillError(f"field 'axes': {value!r} is not a value of axis {name!r} "
-                               f"({', '.join(axes[name].values)})", path=seed_file, line=number)
+    def _check_axes(self, seed: Seed, path: Path, line: int | None, prefix: str) -> None:
+        """A seed's `axes` must name the taxonomy's axes and their values: a typo would silently make it match
+        nothing."""
+        for name, value in seed.axes.items():
+            if name not in self.axes:
+                known = ", ".join(self.axes) or "none are defined"
+                raise DistillError(f"{prefix}field 'axes': unknown axis {name!r} (the taxonomy's axes: {known})",
+                                   path=path, line=line)
+            if value not in self.axes[name].values:
+                raise DistillError(f"{prefix}field 'axes': {value!r} is not a value of axis {name!r} "
+                                   f"({', '.join(self.axes[name].values)})", path=path, line=line)

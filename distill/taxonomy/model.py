@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from distill.records import HeldoutSource
+from distill.tasks.spec import TaskSpec
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -63,14 +64,24 @@ class Generation(Strict):
 
 class Node(Strict):
     description: str = Field(min_length=1)
-    seeds: list[str] = Field(default_factory=list)
+    # JSONL files (paths relative to the taxonomy) and seeds written inline (mappings), both kinds mixed.
+    seeds: list[str | dict[str, Any]] = Field(default_factory=list)
     quota: int | None = Field(default=None, ge=0)
+    # A grounding document for grounded tasks (templates read it as `context`); inherited by the nodes below.
+    context: str | None = None
+    context_file: str | None = None  # the same, read from a text file (relative to the taxonomy)
     children: dict[str, Node] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_context(self) -> Node:
+        if self.context is not None and self.context_file is not None:
+            raise ValueError("give either context or context_file, not both")
+        return self
 
     @field_validator("seeds", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        return [value] if isinstance(value, (str, dict)) else value
 
     @field_validator("children")
     @classmethod
@@ -84,11 +95,13 @@ class Node(Strict):
 class Taxonomy(Strict):
     name: str
     description: str = ""
-    task: Literal["qa", "classification"] = "qa"
+    # A built-in task (qa, classification), a task plugin's name, the path of a task YAML file (relative to
+    # the taxonomy), or the task itself (a mapping: see distill/tasks/spec.py).
+    task: str | TaskSpec = "qa"
     system_prompt: str = Field(min_length=1)
     generation: Generation = Field(default_factory=Generation)
     axes: dict[str, Axis] = Field(default_factory=dict)
-    labels: dict[str, str] | None = None  # classification: label -> when it applies
+    labels: dict[str, str] | None = None  # labelled tasks (classification): label -> when it applies
     heldout: list[HeldoutSource] = Field(default_factory=list)
     tree: dict[str, Node] = Field(min_length=1)
 
@@ -105,11 +118,7 @@ class Taxonomy(Strict):
         return Node._names(tree)
 
     @model_validator(mode="after")
-    def _labels_for_classification(self) -> Taxonomy:
-        if self.task == "classification" and not self.labels:
-            raise ValueError("task 'classification' needs a `labels:` mapping (label: when it applies)")
-        if self.task != "classification" and self.labels:
-            raise ValueError("`labels:` is only for task 'classification'")
+    def _label_axis(self) -> Taxonomy:
         if self.labels and "label" in self.axes:
             raise ValueError("the `label` axis comes from `labels:`; remove it from `axes:`")
         return self
@@ -120,21 +129,3 @@ class Taxonomy(Strict):
         if self.labels:
             axes["label"] = Axis(description="the label the example must have", values={k: 1.0 for k in self.labels})
         return axes
-
-
-class QASeed(Strict):
-    id: str
-    question: str = Field(min_length=1)
-    answer: str = Field(min_length=1)
-    axes: dict[str, str] = Field(default_factory=dict)
-
-
-class ClassificationSeed(Strict):
-    id: str
-    text: str = Field(min_length=1)
-    label: str
-    rationale: str = Field(min_length=1)
-    axes: dict[str, str] = Field(default_factory=dict)
-
-
-Seed = QASeed | ClassificationSeed

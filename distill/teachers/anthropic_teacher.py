@@ -12,7 +12,7 @@ from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.api_teacher import ApiTeacher, make_api_teacher
+from distill.teachers.api_teacher import ApiTeacher
 from distill.teachers.cost import PriceTable
 from distill.teachers.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
@@ -23,6 +23,8 @@ TOOL = "output"
 
 
 class AnthropicTeacher(ApiTeacher):
+    provider = "anthropic"
+
     def __init__(self, spec: str, model: str, settings: ApiSettings):
         import anthropic
 
@@ -31,6 +33,11 @@ class AnthropicTeacher(ApiTeacher):
         super().__init__(spec, model, settings, key, base_url, lambda limits: anthropic.AsyncAnthropic(
             api_key=key, base_url=base_url, timeout=settings.timeout_s, max_retries=0,
             http_client=http_client(anthropic, limits, settings.timeout_s)))
+
+    def batches(self) -> Any:
+        from distill.teachers.batch import AnthropicBatches
+
+        return AnthropicBatches(self)
 
     async def generate_one(self, request: GenerationRequest) -> GenerationResult:
         params = self.params(request)
@@ -88,5 +95,5 @@ def parse_message(key: str, data: dict[str, Any], prices: PriceTable, model: str
                                         cost_usd=prices.cost(model, prompt, completion, batch=batch)))
 
 
-def make(spec: str, model: str, options) -> Any:
-    return make_api_teacher(AnthropicTeacher, "anthropic", "AnthropicBatches", spec, model, options)
+def make(spec: str, model: str, options) -> AnthropicTeacher:
+    return AnthropicTeacher(spec, model, ApiSettings.from_options(options, "anthropic"))

@@ -10,21 +10,23 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from distill.teachers.base import GenerationRequest, GenerationResult
+from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 from distill.teachers.cost import PriceTable, estimate_prompt_tokens
 from distill.teachers.limits import (POOL, AdaptiveConcurrency, ApiSettings, RateLimiter, RetryPolicy,
                                      aiohttp_available, connection_limits, http_module, scrubber, with_retries)
 
 
-class ApiTeacher:
+class ApiTeacher(Teacher):
+    api = True
     batch_size = 1  # one HTTP request per generation; concurrency gives the throughput
     batch = False  # priced as a provider batch job (about half): set when a BatchTeacher drives it
+    provider = ""  # its section of --api-config (openai, anthropic)
 
     def __init__(self, spec: str, model: str, settings: ApiSettings, key: str | None, base_url: str | None,
                  make_client: Callable[[Any], Any]):
-        self.spec, self.model = spec, model
+        self.spec, self.model, self.settings = spec, model, settings
         # The same model name on another server is another model: keep their cached answers apart.
-        self.cache_namespace = spec if base_url is None else f"{spec}@{base_url.rstrip('/')}"
+        self._namespace = spec if base_url is None else f"{spec}@{base_url.rstrip('/')}"
         self.concurrency = settings.concurrency
         self.prices = PriceTable(settings.prices)
         self.limiter = RateLimiter(settings.rpm, settings.tpm)
@@ -39,6 +41,14 @@ class ApiTeacher:
         per_pool = settings.concurrency if aiohttp_available() else min(settings.concurrency, POOL)
         self.clients = [make_client(connection_limits(per_pool)) for _ in range(-(-settings.concurrency // per_pool))]
         self._turn = 0
+
+    @property
+    def cache_namespace(self) -> str:
+        return self._namespace
+
+    def batches(self) -> Any:
+        """This provider's batch API around this teacher (batch.py), for `--batch`."""
+        raise NotImplementedError
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         if len(requests) == 1:
@@ -69,23 +79,3 @@ class ApiTeacher:
 
     def close(self) -> None:
         pass  # the HTTP clients are closed in aclose, inside the event loop that owns them
-
-
-def make_api_teacher(teacher_class: type[ApiTeacher], provider: str, batch_api: str, spec: str, model: str,
-                     options: Any) -> Any:
-    """A provider module's `make`: its online teacher, sent the way the options ask.
-
-    `--batch` wraps it in a provider batch job (`batch_api` names its class in batch.py, imported only
-    then: batch.py builds on this module); otherwise it runs as is, or in a sender process at high
-    concurrency (see sender.py).
-    """
-    settings = ApiSettings.from_options(options, provider)
-    teacher = teacher_class(spec, model, settings)
-    if (options.model_extra or {}).get("batch"):
-        from distill.teachers import batch
-
-        settings_for_jobs = batch.BatchSettings.from_options(options, provider)
-        return batch.BatchTeacher(getattr(batch, batch_api)(teacher), settings_for_jobs)
-    from distill.teachers.sender import maybe_in_own_process
-
-    return maybe_in_own_process(teacher, settings, spec, options)

@@ -1,85 +1,101 @@
-"""The one protocol every teacher backend speaks: a batch of chat requests in, texts and usage out."""
+"""The one protocol every teacher backend speaks: a batch of chat requests in, texts and usage out.
+
+`Teacher` declares every member a caller may use, with a default for all but `generate`, so callers
+never probe a teacher for what it has. Backends subclass it (plugins too: see distill/plugins.py);
+wrappers (response cache, sender process, batch jobs) subclass `WrappedTeacher`, which hands every
+member they do not change to the teacher inside. `distill.teachers.stack.build_teacher` assembles them.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, PrivateAttr, field_validator
+from distill.records import GenerationRequest, GenerationResult
 
-from distill.records import Message, SamplingParams, Usage
-
-
-class GenerationRequest(BaseModel):
-    key: str  # the caller's name for this request, echoed back in the result
-    messages: list[Message]
-    sampling: SamplingParams = Field(default_factory=SamplingParams)
-    json_schema: dict[str, Any] | None = None  # ask for structured output where the backend can
-
-    # The fingerprint's JSON less its teacher part, kept with the field objects it was made from (held,
-    # so their ids cannot be reused; compared by identity): the runner and the response cache both
-    # fingerprint each request under different teacher names, and encoding the messages (few-shot
-    # turns included) is most of the cost. Requests are never changed in place once built.
-    _content: tuple[Any, Any, Any, str] | None = PrivateAttr(default=None)
-
-    def fingerprint(self, teacher_spec: str) -> str:
-        """Content address of everything that changes the answer (not the key).
-
-        The sha256 of `json.dumps({"teacher", "messages", "sampling", "schema"}, sort_keys=True)`;
-        "teacher" sorts last, so the rest is encoded once and the teacher appended.
-        """
-        private = self.__pydantic_private__  # (reading `self._content` goes through pydantic's __getattr__)
-        known = private["_content"]
-        if known is None or known[0] is not self.messages or known[1] is not self.sampling \
-                or known[2] is not self.json_schema:  # unset, or a model_copy(update=...) made it stale
-            content = json.dumps({"messages": [m.model_dump() for m in self.messages],
-                                  "sampling": self.sampling.model_dump(), "schema": self.json_schema}, sort_keys=True)
-            known = private["_content"] = (self.messages, self.sampling, self.json_schema, content[:-1])
-        payload = f'{known[3]}, "teacher": {json.dumps(teacher_spec)}}}'
-        return hashlib.sha256(payload.encode()).hexdigest()
-
-    def __eq__(self, other: object) -> bool:
-        # pydantic compares private attributes too: a fingerprinted request would differ from its twin.
-        if not isinstance(other, GenerationRequest):
-            return NotImplemented
-        return (self.key, self.messages, self.sampling, self.json_schema) == \
-            (other.key, other.messages, other.sampling, other.json_schema)
+__all__ = ["GenerationRequest", "GenerationResult", "Teacher", "WrappedTeacher"]
 
 
-class GenerationResult(BaseModel):
-    key: str
-    text: str | None = None  # None when the call failed
-    finish_reason: str | None = None  # "stop", "length", "content_filter", "refusal", ...
-    usage: Usage = Field(default_factory=Usage)
-    error: str | None = None  # the last error, when the call failed after its retries
-    cached: bool = False  # answered from a cache: no new spend
+class Teacher:
+    """A teacher backend. Subclasses set `spec` and implement `generate`; every other member has a default."""
 
-    @field_validator("text")
-    @classmethod
-    def _encodable(cls, text: str | None) -> str | None:
-        # A lone surrogate (JSON allows "\ud800") cannot be written as UTF-8: not to SQLite, not to a
-        # pipe, not to a JSONL export. Such an answer keeps everything else, the surrogate becomes "?".
-        if text is not None and not text.isascii():
-            try:
-                text.encode()
-            except UnicodeEncodeError:
-                return text.encode("utf-8", "replace").decode()
-        return text
+    spec: str = ""  # e.g. "local", "hf:HuggingFaceTB/SmolLM2-135M-Instruct", "openai:gpt-4o-mini"
+    batch_size: int = 1  # requests one `generate` call takes at most
+    concurrency: int = 1  # `generate` calls that may run at once
+    collect_s: float = 0.0  # >0: gather requests this long into one `generate` call (provider batch jobs)
+    # An HTTP API: answers go to the shared response cache, and the API settings (--base-url, --budget-usd,
+    # --concurrency ...) apply. Read from the class, before any teacher is built.
+    api: ClassVar[bool] = False
 
     @property
-    def ok(self) -> bool:
-        return self.error is None and self.text is not None
-
-
-@runtime_checkable
-class Teacher(Protocol):
-    spec: str  # e.g. "local", "hf:HuggingFaceTB/SmolLM2-135M-Instruct", "openai:gpt-4o-mini"
-    batch_size: int  # requests one `generate` call takes at most
-    concurrency: int  # `generate` calls that may run at once
+    def cache_namespace(self) -> str:
+        """What response-cache keys are made under: the same model on another server is another model."""
+        return self.spec
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """Answer every request; a failure is a result with `error` set, never an exception."""
-        ...
+        raise NotImplementedError
 
-    def close(self) -> None: ...
+    def price_request(self, request: GenerationRequest) -> float | None:
+        """The most this request can cost in USD (its prompt estimated high, every allowed output token);
+        None when the price is unknown (a budget then refuses to start)."""
+        return None
+
+    def attach_store(self, store: Any) -> None:
+        """The run store, for teachers that keep state in run.db (provider batch jobs)."""
+
+    def stream_tokens(self, callback: Callable[[int], None]) -> bool:
+        """Have `callback` called with the tokens each decoding step makes (progress during a batch);
+        False where the teacher cannot (an API answers whole)."""
+        return False
+
+    async def aclose(self) -> None:
+        """Release what belongs to the event loop (HTTP clients), inside that loop."""
+
+    def close(self) -> None:
+        """Release everything else (a model, a child process), after the loop."""
+
+
+class WrappedTeacher(Teacher):
+    """A teacher around another: every member it does not override is the inner teacher's."""
+
+    def __init__(self, inner: Teacher):
+        self.inner = inner
+
+    @property
+    def spec(self) -> str:  # type: ignore[override]
+        return self.inner.spec
+
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        return self.inner.batch_size
+
+    @property
+    def concurrency(self) -> int:  # type: ignore[override]
+        return self.inner.concurrency
+
+    @property
+    def collect_s(self) -> float:  # type: ignore[override]
+        return self.inner.collect_s
+
+    @property
+    def cache_namespace(self) -> str:
+        return self.inner.cache_namespace
+
+    async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        return await self.inner.generate(requests)
+
+    def price_request(self, request: GenerationRequest) -> float | None:
+        return self.inner.price_request(request)
+
+    def attach_store(self, store: Any) -> None:
+        self.inner.attach_store(store)
+
+    def stream_tokens(self, callback: Callable[[int], None]) -> bool:
+        return self.inner.stream_tokens(callback)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def close(self) -> None:
+        self.inner.close()

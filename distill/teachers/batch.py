@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from distill.teachers.api_teacher import ApiTeacher
-from distill.teachers.base import GenerationRequest, GenerationResult
+from distill.teachers.base import GenerationRequest, GenerationResult, WrappedTeacher
 from distill.teachers.limits import RETRYABLE_STATUS, CallFailed, classify, with_retries
 from distill.teachers.openai_teacher import JSON_MODES, _about_format
 
@@ -335,16 +335,16 @@ def size(batch: Any) -> int:
     return c.processing + c.succeeded + c.errored + c.canceled + c.expired
 
 
-class BatchTeacher:
-    """The teacher protocol over a provider's batch API; jobs are recorded in run.db (`attach_store`)."""
+class BatchTeacher(WrappedTeacher):
+    """The teacher protocol over a provider's batch API; jobs are recorded in run.db (`attach_store`).
+
+    Spec, cache namespace, prices and concurrency (jobs in flight at once) are the online teacher's."""
 
     def __init__(self, api: BatchApi, settings: BatchSettings):
         online = api.teacher
+        super().__init__(online)
         online.batch = True  # batch prices for budget reservations and for every answer
         self.api, self.online, self.settings = api, online, settings
-        self.spec, self.cache_namespace = online.spec, online.cache_namespace
-        self.batch_size, self.collect_s = settings.size, settings.collect_s
-        self.concurrency = online.concurrency  # jobs in flight at once
         self.store = None
         self.latest: dict[str, Job] = {}  # custom_id -> the last job that carried it
         self.recorded: set[str] = set()  # provider job ids on record: never adopted by another submission
@@ -362,8 +362,13 @@ class BatchTeacher:
             for custom_id in job.custom_ids:
                 self.latest[custom_id] = job
 
-    def price_request(self, request: GenerationRequest) -> float | None:
-        return self.online.price_request(request)
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        return self.settings.size
+
+    @property
+    def collect_s(self) -> float:  # type: ignore[override]
+        return self.settings.collect_s
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         ids = [request.fingerprint(self.spec) for request in requests]
@@ -535,8 +540,4 @@ class BatchTeacher:
         if self.store is not None and job.row is not None:
             self.store.update_batch_job(job.row, status, finished=finished, error=error)
 
-    async def aclose(self) -> None:
-        await self.online.aclose()
 
-    def close(self) -> None:
-        self.online.close()

@@ -15,8 +15,8 @@ import warnings
 from pathlib import Path
 
 from distill.records import Usage
-from distill.store import COMMIT_WINDOW_S
-from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
+from distill.commits import COMMIT_WINDOW_S
+from distill.teachers.base import GenerationRequest, GenerationResult, Teacher, WrappedTeacher
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -39,7 +39,7 @@ class ResponseCache:
     The write transaction lasts one `executemany`, never across awaits: several runs (processes) share
     this file, and one holding SQLite's write lock while its event loop served other requests would
     stall the others in their busy handlers. A kill -9 loses at most the last window's answers, as
-    run.db's grouped commits do (see `store.CommitWindow`).
+    run.db's grouped commits do (see `distill.commits.CommitWindow`).
     """
 
     def __init__(self, path: str | Path, window_s: float = COMMIT_WINDOW_S):
@@ -128,17 +128,13 @@ class ResponseCache:
         self.db.close()
 
 
-class CachedTeacher:
+class CachedTeacher(WrappedTeacher):
     """Answers from the cache where it can, asks `inner` for the rest, and remembers its answers."""
 
     def __init__(self, inner: Teacher, path: str | Path):
-        self.inner = inner
+        super().__init__(inner)
         self.cache = ResponseCache(path)
-        self.spec, self.batch_size, self.concurrency = inner.spec, inner.batch_size, inner.concurrency
-        self.namespace = getattr(inner, "cache_namespace", inner.spec)
-
-    def __getattr__(self, name: str):  # price_request, aclose ... of the inner teacher
-        return getattr(self.inner, name)
+        self.namespace = inner.cache_namespace
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         results: dict[str, GenerationResult] = {}

@@ -13,7 +13,7 @@ from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.api_teacher import ApiTeacher, make_api_teacher
+from distill.teachers.api_teacher import ApiTeacher
 from distill.teachers.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
 # Structured output, best first; a server that rejects one gets the next (llama.cpp lacks json_schema).
@@ -21,6 +21,8 @@ JSON_MODES = ("json_schema", "json_object", "prompt")
 
 
 class OpenAITeacher(ApiTeacher):
+    provider = "openai"
+
     def __init__(self, spec: str, model: str, settings: ApiSettings):
         import openai
 
@@ -33,6 +35,11 @@ class OpenAITeacher(ApiTeacher):
         self.json_mode = 0
         # OpenAI's newer models take max_completion_tokens only; compatible servers know max_tokens.
         self.max_tokens_field = "max_completion_tokens" if base_url is None else "max_tokens"
+
+    def batches(self) -> Any:
+        from distill.teachers.batch import OpenAIBatches
+
+        return OpenAIBatches(self)
 
     async def generate_one(self, request: GenerationRequest) -> GenerationResult:
         while True:
@@ -98,5 +105,5 @@ def _about_format(message: str) -> bool:
     return any(word in lowered for word in ("response_format", "json_schema", "json_object", "grammar"))
 
 
-def make(spec: str, model: str, options) -> Any:
-    return make_api_teacher(OpenAITeacher, "openai", "OpenAIBatches", spec, model, options)
+def make(spec: str, model: str, options) -> OpenAITeacher:
+    return OpenAITeacher(spec, model, ApiSettings.from_options(options, "openai"))

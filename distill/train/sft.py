@@ -57,7 +57,7 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
     review = check_review(run_dir, force_review, log or (lambda line: print(line, file=sys.stderr)))
     import torch
 
-    from distill.models import load_tokenizer, resolve_model
+    from distill.models import load_tokenizer, resolve_model, set_threads
 
     say = log or ((lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None))
     out_dir = Path(out_dir) if out_dir else default_out_dir(run_dir)
@@ -144,24 +144,6 @@ def count_4bit_layers(model) -> int:
     except ImportError:
         return 0
     return sum(isinstance(module, Linear4bit) for module in model.modules())
-
-
-def set_threads(threads: int | None) -> int:
-    """CPU threads for torch. Default: the cores nobody else is using (at least 1, at most 8).
-
-    Measured here (2 cores shared with other jobs): 1 thread ran a LoRA step in 1.3 s where 2 threads took
-    23 s, because oversubscribed cores make torch's threads wait on each other.
-    """
-    import os
-
-    import torch
-
-    if threads is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-        threads = max(1, min(8, cores - busy))
-    torch.set_num_threads(threads)
-    return threads
 
 
 def check_fit(base_model: str, config: TrainConfig, cuda: bool, checkpointing: bool) -> MemoryEstimate:

@@ -213,8 +213,14 @@ class FakeAPI:
             verdict = self.faults.verdict(request, schema) if self.faults.verdict else None
             text = json.dumps(verdict if verdict is not None else default_verdict(schema))
         elif structured:
-            obj = {"text": f"My {words[0]} {words[1]} problem: " + " ".join(words[2:10]),
-                   "rationale": "The customer mentions " + " and ".join(words[10:13])}
+            properties = (schema or {}).get("properties") or {}
+            if "medications" in properties:  # taxonomies/clinical-extraction.yaml: extract from the note
+                obj = extract_medications(last_user(request), invent=kind == "hallucinated")
+            elif properties and set(properties) != {"text", "rationale"}:  # any other task: its schema's shape
+                obj = fill_schema(schema, words)
+            else:
+                obj = {"text": f"My {words[0]} {words[1]} problem: " + " ".join(words[2:10]),
+                       "rationale": "The customer mentions " + " and ".join(words[10:13])}
             text = json.dumps(obj)
             if kind == "fenced":
                 text = f"Here you go:\n```json\n{text}\n```"
@@ -225,6 +231,8 @@ class FakeAPI:
         elif JUDGE_ASK in last_user(request):  # `distill eval --judge`: the longer answer wins, a tie is "A"
             a, b = judged_pair(last_user(request))
             text = "A" if len(a) >= len(b) else "B"
+        elif NOTE_ASK in last_user(request):  # the note step of the clinical-extraction task
+            text = clinical_note(prompt, last_user(request))
         elif last_user(request).rstrip().endswith("?"):
             text = ("Usually " + " ".join(words[:8]) + ". See a clinician if " + " ".join(words[8:14])
                     + " gets worse or lasts more than a week.")
@@ -488,15 +496,6 @@ def conversation_key(messages: list[dict[str, Any]], seed: int | None) -> str:
     return json.dumps([turns, seed])
 
 
-def requested_schema(request: dict[str, Any]) -> dict[str, Any] | None:
-    """The JSON schema a request asks for: OpenAI's response_format, Anthropic's tool input, or None."""
-    response_format = request.get("response_format") or {}
-    if response_format.get("type") == "json_schema":
-        return response_format.get("json_schema", {}).get("schema")
-    tools = request.get("tools") or []
-    return tools[0].get("input_schema") if tools else None
-
-
 def is_verdict(schema: dict[str, Any] | None) -> bool:
     properties = (schema or {}).get("properties") or {}
     return bool(properties) and all("enum" in p or p.get("type") == "boolean" for p in properties.values())
@@ -518,3 +517,78 @@ def last_user(request: dict[str, Any]) -> str:
     if isinstance(content, list):
         content = " ".join(part.get("text", "") for part in content)
     return content
+
+
+def requested_schema(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON Schema a request asks for: OpenAI json_schema, Anthropic tool input, or the prompt's hint."""
+    response_format = request.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        return response_format["json_schema"].get("schema")
+    if request.get("tools"):
+        return request["tools"][0].get("input_schema")
+    for message in request.get("messages", []):
+        content = str(message.get("content", ""))
+        if message.get("role") == "system" and SCHEMA_HINT in content:
+            return json.loads(content.split(SCHEMA_HINT, 1)[1])
+    return None
+
+
+SCHEMA_HINT = "matching this JSON schema: "
+
+
+def fill_schema(schema: dict[str, Any], words: list[str], depth: int = 0) -> Any:
+    """A value of the schema's shape, made of the prompt's words (enums: a value picked by them)."""
+    if schema.get("enum"):
+        return schema["enum"][len(words[depth % len(words)]) % len(schema["enum"])]
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        return {name: fill_schema(sub, words[5 * i + 1:] + words[:5 * i + 1], depth + 1)  # each field its own words
+                for i, (name, sub) in enumerate((schema.get("properties") or {}).items())}
+    if kind == "array":
+        return [fill_schema(schema.get("items") or {}, words[i:] + words[:i], depth + 1) for i in range(2)]
+    if kind == "integer":
+        return len(words[0]) + len(words[1])
+    if kind == "number":
+        return 0.5 + len(words[0])
+    if kind == "boolean":
+        return len(words[0]) % 2 == 0
+    return " ".join(words[:6]).capitalize() + "."
+
+
+# The clinical-extraction task's teacher: a note naming drugs, then the drugs read back from the note.
+NOTE_ASK = "Reply with the note only."
+DRUGS = [("metoprolol", 25, "mg", "oral", "twice daily"), ("ramipril", 5, "mg", "oral", "once daily"),
+         ("metformin", 500, "mg", "oral", "twice daily"),
+         ("insulin glargine", 20, "units", "subcutaneous", "once daily"),
+         ("amoxicillin", 500, "mg", "oral", "three times daily"), ("paracetamol", 1, "g", "oral", "four times daily"),
+         ("morphine sulfate", 10, "mg", "oral", "every 4 hours as needed"),
+         ("enoxaparin", 40, "mg", "subcutaneous", "once daily")]
+DOSE = re.compile(r"([a-z][a-z ]*?) (\d+(?:\.\d+)?) (mg|g|mcg|units) (oral|subcutaneous|intravenous) ([a-z0-9 ]+?)[;.]")
+
+
+NOTE_TOPIC = re.compile(r" about (.+?): (.+?)\.\n")
+
+
+def clinical_note(prompt: str, ask: str = "") -> str:
+    """A note about the topic the request names (as a teacher's would be: curation's off_topic check reads it),
+    with its own medications and words drawn from the prompt's hash."""
+    count = 1 + int(prompt[:2], 16) % 3
+    start = int(prompt[2:4], 16) % len(DRUGS)
+    chosen = [DRUGS[(start + i) % len(DRUGS)] for i in range(count)]
+    plan = "; ".join(f"{name} {dose} {unit} {route} {frequency}" for name, dose, unit, route, frequency in chosen)
+    words = [WORDS[int(prompt[i:i + 2], 16) % len(WORDS)] for i in range(4, 40, 2)]  # every note its own words
+    setting = ("clinic", "the emergency department", "a home visit", "the ward round")[int(prompt[40:42], 16) % 4]
+    topic = NOTE_TOPIC.search(ask)
+    about = f" Review of {topic.group(1)}: {topic.group(2).lower()}." if topic else ""
+    return (f"Seen in {setting} today.{about} Reports {words[0]}, {words[1]} and {words[2]} for {3 + int(prompt[42], 16)} "
+            f"days, worse with {words[3]} and {words[4]}; no {words[5]} or {words[6]}. Examination notable for "
+            f"{words[7]} {words[8]}. Plan: {plan}. Aspirin was stopped last month. Review in "
+            f"{2 + int(prompt[43], 16) % 6} weeks about {words[9]} and {words[10]} {words[11]}.")
+
+
+def extract_medications(note: str, invent: bool = False) -> dict[str, Any]:
+    found = [{"name": m.group(1).split("; ")[-1].strip(), "dose": float(m.group(2)), "unit": m.group(3),
+              "route": m.group(4), "frequency": m.group(5)} for m in DOSE.finditer(note.split("Plan: ", 1)[-1])]
+    if invent:  # content fault "hallucinated": a drug the note never names
+        found.append({"name": "warfarin", "dose": 3.0, "unit": "mg", "route": "oral", "frequency": "once daily"})
+    return {"medications": found}

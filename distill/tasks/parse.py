@@ -7,8 +7,6 @@ import re
 from typing import Any
 
 import json_repair
-from pydantic import BaseModel, ValidationError
-
 from distill.teachers.base import GenerationResult
 
 FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.DOTALL)
@@ -78,12 +76,3 @@ def extract_json(text: str) -> tuple[dict[str, Any], bool]:
     if not isinstance(value, dict) or not value:
         raise Rejected("unparseable_json", f"not a JSON object: {text[:80]!r}", text)
     return value, repaired
-
-
-def validate(model: type[BaseModel], value: dict[str, Any], raw: str) -> BaseModel:
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(object)"
-        raise Rejected("schema_invalid", f"{field}: {err['msg']}", raw) from None

@@ -1,0 +1,1 @@
+"""Generation: plan the taxonomy, ask the teacher, store every answer, export the run (runner.py)."""

@@ -1,0 +1,230 @@
+"""A task's own checks, declared in its YAML and run by curation after the general ones.
+
+Each becomes a `TaskCheck`: a name and a function `example -> Failure | None`, the shape of every
+check in `distill/curate/checks.py`, so its rejects carry a reason code and a detail like theirs.
+Declarative kinds: `required`, `allowed`, `regex`, `length`. `custom` names a Python function: a
+`distill.checks` plugin by name, `package.module:function`, or `file.py:function` next to the task.
+
+A custom check is `check(example, **args)` returning None (passes), a `Failure`, or a string (what is
+wrong; the reason code is then the check's name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.records import Example, Failure
+from distill.tasks.schema import import_object
+from distill.tasks.spec import CheckSpec, CustomRule
+
+MISSING = object()
+
+
+@dataclass(frozen=True)
+class TaskCheck:
+    name: str
+    run: Callable[[Example], Failure | None]
+
+    def __call__(self, example: Example) -> Failure | None:
+        return self.run(example)
+
+
+def values_at(example: Example, path: str) -> list[Any]:
+    """Every value at `path`: `user` / `assistant` / `system` (that turn's text), or `output.a.b`, where
+    `name[]` steps into each item of a list. A value that is not there is `MISSING`."""
+    head, _, rest = path.partition(".")
+    if head in ("user", "assistant", "system") and not rest:
+        return [example.turn(head)]
+    if head.removesuffix("[]") != "output":
+        raise ValueError(f"field {path!r}: start with user, assistant, system or output")
+    values: list[Any] = [example.output if example.output is not None else MISSING]
+    if head.endswith("[]"):
+        values = _each(values)
+    for part in rest.split(".") if rest else []:
+        key, fan_out = part.removesuffix("[]"), part.endswith("[]")
+        values = [v.get(key, MISSING) if isinstance(v, dict) else MISSING for v in values]
+        if fan_out:
+            values = _each(values)
+    return values
+
+
+def _each(values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for value in values:
+        out.extend(value if isinstance(value, list) else [MISSING])
+    return out
+
+
+def _empty(value: Any) -> bool:
+    return value is MISSING or value is None or value == "" or value == [] or value == {}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def compile_check(spec: CheckSpec, labels: list[str] | None, base: Path | None) -> TaskCheck:
+    """The runnable form of one declared check. ValueError for a custom check that cannot be found."""
+    kind = spec.kind
+    if kind == "custom":
+        rule = spec.custom if isinstance(spec.custom, CustomRule) else CustomRule(check=spec.custom)
+        name, function = resolve_custom(rule.check, base)
+        return TaskCheck(name, _custom(name, function, rule.args, spec.reason))
+    build = {"required": _required, "allowed": _allowed, "regex": _regex, "length": _length}[kind]
+    check = build(getattr(spec, kind), labels)
+    reason = spec.reason
+    if reason is None:
+        return TaskCheck(kind, check)
+
+    def renamed(example: Example) -> Failure | None:
+        failure = check(example)
+        return None if failure is None else Failure(reason, failure.detail)
+
+    return TaskCheck(reason, renamed)
+
+
+def _required(fields: list[str], labels) -> Callable[[Example], Failure | None]:
+    for field in fields:
+        values_at(Example(id="", messages=[]), field)  # a bad path fails when the task loads, not per example
+
+    def check(example: Example) -> Failure | None:
+        for field in fields:
+            values = values_at(example, field)
+            if not values or any(_empty(v) for v in values):
+                return Failure("missing_field", f"{field}: missing or empty")
+        return None
+
+    return check
+
+
+def _allowed(rule, labels) -> Callable[[Example], Failure | None]:
+    values_at(Example(id="", messages=[]), rule.field)
+    allowed = list(labels or []) if rule.values == "labels" else list(rule.values)
+    allowed_set = {_hashable(v) for v in allowed}
+    listed = ", ".join(str(v) for v in allowed[:12]) + (" ..." if len(allowed) > 12 else "")
+
+    def check(example: Example) -> Failure | None:
+        for value in values_at(example, rule.field):
+            if value is not MISSING and _hashable(value) not in allowed_set:
+                return Failure("value_not_allowed", f"{rule.field}: {_shown(value)} is not one of {listed}")
+        return None
+
+    return check
+
+
+def _hashable(value: Any) -> Any:
+    return repr(value) if isinstance(value, (list, dict)) else value
+
+
+def _regex(rule, labels) -> Callable[[Example], Failure | None]:
+    values_at(Example(id="", messages=[]), rule.field)
+    pattern = re.compile(rule.pattern)
+
+    def check(example: Example) -> Failure | None:
+        for value in values_at(example, rule.field):
+            if value is MISSING:
+                continue
+            if not isinstance(value, str) or pattern.fullmatch(value) is None:
+                return Failure("pattern_mismatch", f"{rule.field}: {_shown(value)} does not match {rule.pattern}")
+        return None
+
+    return check
+
+
+def _length(rule, labels) -> Callable[[Example], Failure | None]:
+    values_at(Example(id="", messages=[]), rule.field)
+
+    def size(value: Any) -> int:
+        if rule.unit == "items":
+            return len(value) if isinstance(value, (list, dict)) else 1
+        text = value if isinstance(value, str) else str(value)
+        return len(text.split()) if rule.unit == "words" else len(text)
+
+    def check(example: Example) -> Failure | None:
+        for value in values_at(example, rule.field):
+            if value is MISSING:
+                continue
+            n = size(value)
+            if rule.min is not None and n < rule.min:
+                return Failure("too_short", f"{rule.field}: {n} {rule.unit} < {rule.min}")
+            if rule.max is not None and n > rule.max:
+                return Failure("too_long", f"{rule.field}: {n} {rule.unit} > {rule.max}")
+        return None
+
+    return check
+
+
+def _custom(name: str, function: Callable, args: dict[str, Any], reason: str | None) -> Callable:
+    def check(example: Example) -> Failure | None:
+        try:
+            verdict = function(example, **args)
+        except Exception as exc:  # a bug in the check, not in the example: say which, and stop
+            from distill.errors import DistillError
+
+            raise DistillError(f"task check {name!r} raised {type(exc).__name__} on example {example.id}: {exc}; "
+                               "fix the check") from None
+        if verdict is None or verdict is True:
+            return None
+        if isinstance(verdict, Failure):
+            return Failure(reason, verdict.detail) if reason else verdict
+        detail = "failed" if verdict is False else str(verdict)
+        return Failure(reason or name, detail)
+
+    return check
+
+
+def resolve_custom(reference: str, base: Path | None) -> tuple[str, Callable]:
+    """(name, function) for `plugin-name`, `package.module:function` or `file.py:function`."""
+    if ".py:" in reference:
+        file_part, _, attribute = reference.rpartition(":")
+        path = Path(file_part)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        function = getattr(_load_file(path), attribute, None)
+        if function is None:
+            raise ValueError(f"{path.name} has no function {attribute!r} ({path})")
+        name = attribute
+    elif ":" in reference:
+        function = import_object(reference, "a check function")
+        name = reference.rpartition(":")[2].rpartition(".")[2]
+    else:
+        from distill.plugins import find_plugin
+
+        function = find_plugin("checks", reference)
+        if function is None:
+            from distill.plugins import installed
+
+            known = ", ".join(p.name for p in installed("checks")) or "none installed"
+            raise ValueError(f"unknown check {reference!r} (installed check plugins: {known}); give "
+                             "package.module:function or file.py:function for your own")
+        name = reference
+    if not callable(function):
+        raise ValueError(f"{reference!r} is not a function")
+    return name, function
+
+
+def _load_file(path: Path):
+    """A Python file as a module, once (named after its path, so two files of the same name stay apart)."""
+    path = path.resolve()
+    name = f"distill_user_checks_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    if not path.is_file():
+        raise ValueError(f"check file {path} not found (paths are relative to the file that declares the task)")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise ValueError(f"check file {path} failed to load: {type(exc).__name__}: {exc}") from None
+    return module

@@ -1,0 +1,98 @@
+"""Jinja2 for tasks: template files and inline templates, compiled once and rendered many times.
+
+A template file is looked up next to the task's own file first, then in a `prompts/` folder next to the
+taxonomy (or its parent folder), then among the built-in templates, so a project overrides a built-in
+template by writing one of the same name.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from distill.errors import DistillError
+from distill.tasks.spec import TaskError
+
+BUILTIN_PROMPTS = Path(__file__).resolve().parent / "builtin" / "prompts"
+
+
+def _json(value: Any) -> str:
+    """`{{ value | json }}`: JSON as the examples store it (Jinja's own `tojson` sorts keys and escapes HTML)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+@lru_cache(maxsize=16)
+def environment(search: tuple[Path, ...]) -> jinja2.Environment:
+    loader = jinja2.FileSystemLoader([str(p) for p in search if p.is_dir()])
+    # StrictUndefined: a typo in a template is an error, not a silently empty prompt.
+    # auto_reload off: otherwise every render stats the template file to see whether it changed.
+    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                             auto_reload=False)
+    env.filters["json"] = _json
+    return env
+
+
+def search_path(task_dir: Path | None, taxonomy_dir: Path | None) -> tuple[Path, ...]:
+    folders: list[Path] = []
+    if task_dir is not None:
+        folders += [task_dir, task_dir / "prompts"]
+    if taxonomy_dir is not None:
+        folders += [taxonomy_dir / "prompts", taxonomy_dir.parent / "prompts"]
+    folders.append(BUILTIN_PROMPTS)
+    seen: list[Path] = []
+    for folder in folders:
+        if folder not in seen:
+            seen.append(folder)
+    return tuple(seen)
+
+
+class Compiled:
+    """One template (a file or inline text), compiled. A mistake in a file is a DistillError naming the file
+    and line; in inline text a TaskError naming the task's field (`where`)."""
+
+    def __init__(self, env: jinja2.Environment, source: Any, where: tuple, label: str | None = None):
+        try:
+            if isinstance(source, str):
+                self.template = env.from_string(source)
+                self.name = label or ".".join(map(str, where))  # `label`: where it is written, file:line
+            else:
+                self.template = env.get_template(source.file)
+                self.name = f"prompt template {self.template.filename or source.file}"
+        except jinja2.TemplateNotFound:
+            folders = ", ".join(str(p) for p in env.loader.searchpath) if env.loader else "nowhere"
+            raise TaskError((*where, "file"), f"prompt template {source.file} not found (looked in {folders})") from None
+        except jinja2.TemplateSyntaxError as exc:
+            if exc.filename is None:
+                raise TaskError(where, f"template syntax: {exc.message}") from None
+            raise DistillError(f"prompt template syntax: {exc.message}", path=exc.filename, line=exc.lineno) from None
+
+    def render(self, context: dict[str, Any], strip: bool = True) -> str:
+        try:
+            text = self.template.render(context)
+        except jinja2.TemplateError as exc:
+            raise DistillError(f"{self.name}: {exc}") from None
+        return text.strip() if strip else text
+
+
+class Expression:
+    """A Jinja2 expression (`steps.extract`, `label`) evaluated to a value, not to text."""
+
+    def __init__(self, env: jinja2.Environment, source: str, where: tuple, label: str | None = None):
+        self.where = label or ".".join(map(str, where))
+        try:
+            self.expression = env.compile_expression(source, undefined_to_none=False)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TaskError(where, f"not a valid expression ({exc.message}): {source!r}") from None
+
+    def evaluate(self, context: dict[str, Any]) -> Any:
+        try:
+            value = self.expression(**context)
+        except jinja2.TemplateError as exc:
+            raise DistillError(f"{self.where}: {exc}") from None
+        if isinstance(value, jinja2.Undefined):
+            raise DistillError(f"{self.where}: {value._undefined_message}")
+        return value
