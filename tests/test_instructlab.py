@@ -1,0 +1,185 @@
+"""InstructLab taxonomies: `distill taxonomy import-instructlab` on a tree written here (grounded and plain
+skills, knowledge with a local document and with only a remote repo, and every kind of invalid file), the
+imported taxonomy planned and generated with the loopback API, and a taxonomy folder given as `--taxonomy`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from cli_helpers import cli_env, distill, error_lines
+from distill.records import Example, read_jsonl
+from distill.taxonomy import build_plan, load_taxonomy
+from distill.taxonomy.instructlab.documents import chunk
+from fakeapi import FakeAPI
+
+POEMS = [{"question": f"Write a two-line poem about {theme}.", "answer": f"The {theme} came by,\nand so did I."}
+         for theme in ("rain", "the sun", "snow", "the wind", "fog")]
+EMAILS = [{"context": f"Hi all, the planning meeting moves to March {day}. Please bring the {topic} figures.",
+           "question": "When is the planning meeting?", "answer": f"On March {day}."}
+          for day, topic in zip(range(3, 8), ("sales", "budget", "hiring", "audit", "travel"))]
+TONSIL_DOC = ("# Tonsils\n\nThe palatine tonsils are two oval lymphoid organs at the back of the throat.\n\n"
+              "Tonsillitis is an inflammation of the tonsils, most often caused by a virus.\n")
+
+
+def skill(task: str, seeds: list[dict]) -> dict:
+    return {"version": 3, "created_by": "tester", "task_description": task, "seed_examples": seeds}
+
+
+def knowledge(repo: str, domain: str = "Anatomy") -> dict:
+    return {"version": 3, "created_by": "tester", "domain": domain,
+            "document_outline": "The tonsils: where they are and what inflames them",
+            "seed_examples": [{"context": f"Fact {n}: the tonsils sit at the back of the throat, part {n}.",
+                               "questions_and_answers": [
+                                   {"question": f"Where are the tonsils ({n}.{k})?", "answer": f"At the back of the "
+                                    f"throat ({n}.{k})."} for k in range(3)]} for n in range(1, 6)],
+            "document": {"repo": repo, "commit": "0123456789abcdef", "patterns": ["*.md"]}}
+
+
+def write(root: Path, folder: str, data: dict | str) -> Path:
+    path = root / folder / "qna.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def valid_tree(root: Path, tonsils_repo: str) -> None:
+    write(root, "compositional_skills/writing/poems", skill("Write short poems on a theme", POEMS))
+    write(root, "compositional_skills/grounded/Email Dates", skill("Find the meeting date in an email", EMAILS))
+    write(root, "knowledge/anatomy/tonsils", knowledge(tonsils_repo))
+
+
+def invalid_tree(root: Path) -> dict[str, tuple[int, str]]:
+    """One file of each kind of mistake; returns folder -> (line, what the message must say)."""
+    write(root, "compositional_skills/old_version", {**skill("Old", POEMS), "version": 2})
+    write(root, "compositional_skills/few_seeds", skill("Few", POEMS[:4]))
+    unknown = skill("Unknown", POEMS)
+    unknown["seed_examples"] = [{**POEMS[0], "rating": 5}, *POEMS[1:]]
+    write(root, "compositional_skills/unknown_field", unknown)
+    write(root, "compositional_skills/bad_yaml", "version: 3\ncreated_by: tester\ntask_description: [unclosed\n"
+                                                "seed_examples: []\n")
+    few_pairs = knowledge("https://example.org/docs.git")
+    few_pairs["seed_examples"][2]["questions_and_answers"].pop()
+    write(root, "knowledge/few_pairs", few_pairs)
+    return {
+        "compositional_skills/old_version": (1, "version: 2; distill imports InstructLab schema version 3"),
+        "compositional_skills/few_seeds": (4, "seed_examples: 4 seed examples; InstructLab needs at least 5"),
+        "compositional_skills/unknown_field": (9, "seed_examples.0.rating: unknown field 'rating'"),
+        "compositional_skills/bad_yaml": (4, "malformed YAML"),
+        "knowledge/few_pairs": (None, "seed_examples.2.questions_and_answers: 2 question-and-answer pairs; "
+                                      "InstructLab needs at least 3"),
+    }
+
+
+def generate_with_fake_api(taxonomy: Path, out: Path, tmp_path: Path):
+    with FakeAPI() as api:
+        done = distill("generate", "--taxonomy", str(taxonomy), "--teacher", "openai:test-model", "--base-url",
+                       api.url + "/v1", "--out", str(out), "--no-preflight", cwd=tmp_path, env=cli_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    return done, [Example.model_validate(row) for row in read_jsonl(out / "dataset.jsonl")]
+
+
+def test_import_converts_every_valid_leaf_and_lists_every_invalid_file(tmp_path):
+    root = tmp_path / "taxonomy"
+    valid_tree(root, "https://github.com/example/tonsil-docs.git")
+    expected = invalid_tree(root)
+    (tmp_path / "docs" / "tonsil-docs").mkdir(parents=True)
+    (tmp_path / "docs" / "tonsil-docs" / "tonsils.md").write_text(TONSIL_DOC)
+    write(root, "knowledge/remote_only", knowledge("https://github.com/example/elsewhere.git", "History"))
+
+    out = tmp_path / "taxonomies" / "ilab.yaml"
+    done = distill("taxonomy", "import-instructlab", str(root), "--out", str(out), "--documents",
+                   str(tmp_path / "docs"), cwd=tmp_path, env=cli_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    lines = error_lines(done.stderr)
+    # Every invalid file, each on its own line with its file, line and reason; nothing else is skipped.
+    skipped = [line for line in lines if line.startswith("invalid, not imported: ")]
+    assert len(skipped) == len(expected), lines
+    for folder, (line, reason) in expected.items():
+        where = f"{root / folder / 'qna.yaml'}:{line}: " if line else f"{root / folder / 'qna.yaml'}:"
+        assert any(where in entry and reason in entry for entry in skipped), (folder, skipped)
+    # Only a remote repo, and no clone of it in --documents: a warning, and its seed contexts stand in.
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "knowledge/remote_only/qna.yaml" in warnings[0] and "no file in" in warnings[0]
+
+    loaded = load_taxonomy(out)
+    leaves = {leaf.path: leaf for leaf in loaded.leaves}
+    assert set(leaves) == {
+        "compositional_skills/writing/poems",
+        *(f"compositional_skills/grounded/email-dates/context-{n}" for n in range(1, 6)),
+        "knowledge/anatomy/tonsils/passage-1",
+        *(f"knowledge/remote_only/context-{n}" for n in range(1, 6)),
+    }
+    assert leaves["compositional_skills/writing/poems"].context is None
+    assert "March 3" in leaves["compositional_skills/grounded/email-dates/context-1"].context
+    assert leaves["knowledge/anatomy/tonsils/passage-1"].context.strip() == TONSIL_DOC.strip()
+    # Seeds keep their contexts and answers; a knowledge leaf gives one seed a question-and-answer pair.
+    poems = leaves["compositional_skills/writing/poems"].seeds
+    assert [s.answer for s in poems] == [p["answer"] for p in POEMS] and all(s.context is None for s in poems)
+    tonsil_seeds = leaves["knowledge/anatomy/tonsils/passage-1"].seeds
+    assert len(tonsil_seeds) == 15 and all(s.context.startswith("Fact ") for s in tonsil_seeds)
+    assert loaded.task.name == "grounded-qa"
+    assert (out.parent / "ilab-seeds" / "knowledge" / "anatomy" / "tonsils" / "passage-1.md").is_file()
+
+    # The imported taxonomy plans and generates: grounded leaves ask and answer with their passage.
+    assert len(build_plan(loaded)) == 3 * len(leaves)
+    again = distill("taxonomy", "import-instructlab", str(root), "--out", str(out), cwd=tmp_path,
+                    env=cli_env(tmp_path))
+    assert again.returncode == 2 and "already exists; pass --force" in again.stderr
+    _, examples = generate_with_fake_api(out, tmp_path / "run", tmp_path)
+    assert len(examples) >= 0.8 * 3 * len(leaves)
+    for example in examples:
+        context = leaves[example.meta.taxonomy_path].context
+        user = example.messages[1].content
+        if context:
+            assert user.startswith(context.strip()) and user != context.strip()
+        else:
+            assert "Passage" not in user and "March" not in user and user.endswith("?")
+    assert any(e.meta.taxonomy_path.startswith("knowledge/anatomy") and "lymphoid organs" in e.messages[1].content
+               for e in examples)
+
+
+def test_nothing_valid_is_an_error_listing_every_file(tmp_path):
+    root = tmp_path / "taxonomy"
+    expected = invalid_tree(root)
+    out = tmp_path / "ilab.yaml"
+    done = distill("taxonomy", "import-instructlab", str(root), "--out", str(out), cwd=tmp_path,
+                   env=cli_env(tmp_path))
+    assert done.returncode == 2
+    lines = error_lines(done.stderr)
+    assert len([line for line in lines if line.startswith("invalid, not imported: ")]) == len(expected)
+    assert lines[-1].startswith(f"error: {root}: no valid InstructLab qna.yaml to import (5 invalid")
+    assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
+    root = tmp_path / "my_taxonomy"
+    docs = tmp_path / "tonsil-docs"
+    docs.mkdir()
+    (docs / "tonsils.md").write_text(TONSIL_DOC)
+    valid_tree(root, "../../../../tonsil-docs")  # a local repo: relative to the qna.yaml's folder
+    write(root, "compositional_skills/few_seeds", skill("Few", POEMS[:2]))
+
+    shown = distill("taxonomy", "validate", str(root), cwd=tmp_path, env=cli_env(tmp_path))
+    assert shown.returncode == 0, shown.stderr
+    assert "ok" in shown.stdout and "7 leaves" in shown.stdout
+    assert "few_seeds/qna.yaml:4: seed_examples: 2 seed examples" in shown.stderr
+
+    done, examples = generate_with_fake_api(root, tmp_path / "run", tmp_path)
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert stats["counts"]["planned"] == 21 and stats["counts"]["failed"] == 0
+    assert {e.meta.taxonomy for e in examples} == {"my_taxonomy"}
+    by_leaf = {e.meta.taxonomy_path: e for e in examples}
+    assert any("lymphoid organs" in e.messages[1].content for path, e in by_leaf.items() if "tonsils" in path)
+    assert all("March" in e.messages[1].content for path, e in by_leaf.items() if "email-dates" in path)
+    # The run records the folder, so a later command (review regenerate) loads the same taxonomy again.
+    assert load_taxonomy(root).name == "my_taxonomy"
+
+
+def test_documents_are_cut_into_passages_at_paragraphs():
+    text = "\n\n".join(" ".join([f"w{p}"] * 30) for p in range(5))
+    passages = chunk(text, 70)
+    assert [len(p.split()) for p in passages] == [60, 60, 30]
+    assert chunk("one " * 150, 60) == ["one " * 59 + "one"] * 2 + [" ".join(["one"] * 30)]
