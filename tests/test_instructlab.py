@@ -51,10 +51,10 @@ def valid_tree(root: Path, tonsils_repo: str) -> None:
     write(root, "knowledge/anatomy/tonsils", knowledge(tonsils_repo))
 
 
-def invalid_tree(root: Path) -> dict[str, tuple[int, str]]:
-    """One file of each kind of mistake; returns folder -> (line, what the message must say)."""
+def invalid_tree(root: Path) -> list[tuple[str, int | None, str]]:
+    """One file of each kind of mistake (one with two); returns (folder, line, what the message must say)."""
     write(root, "compositional_skills/old_version", {**skill("Old", POEMS), "version": 2})
-    write(root, "compositional_skills/few_seeds", skill("Few", POEMS[:4]))
+    write(root, "compositional_skills/few_seeds", {**skill("Few", POEMS[:4]), "tags": ["poetry"]})
     unknown = skill("Unknown", POEMS)
     unknown["seed_examples"] = [{**POEMS[0], "rating": 5}, *POEMS[1:]]
     write(root, "compositional_skills/unknown_field", unknown)
@@ -63,14 +63,15 @@ def invalid_tree(root: Path) -> dict[str, tuple[int, str]]:
     few_pairs = knowledge("https://example.org/docs.git")
     few_pairs["seed_examples"][2]["questions_and_answers"].pop()
     write(root, "knowledge/few_pairs", few_pairs)
-    return {
-        "compositional_skills/old_version": (1, "version: 2; distill imports InstructLab schema version 3"),
-        "compositional_skills/few_seeds": (4, "seed_examples: 4 seed examples; InstructLab needs at least 5"),
-        "compositional_skills/unknown_field": (9, "seed_examples.0.rating: unknown field 'rating'"),
-        "compositional_skills/bad_yaml": (4, "malformed YAML"),
-        "knowledge/few_pairs": (None, "seed_examples.2.questions_and_answers: 2 question-and-answer pairs; "
+    return [
+        ("compositional_skills/old_version", 1, "version: 2; distill imports InstructLab schema version 3"),
+        ("compositional_skills/few_seeds", 4, "seed_examples: 4 seed examples; InstructLab needs at least 5"),
+        ("compositional_skills/few_seeds", 21, "tags: unknown field 'tags'"),
+        ("compositional_skills/unknown_field", 9, "seed_examples.0.rating: unknown field 'rating'"),
+        ("compositional_skills/bad_yaml", 4, "malformed YAML"),
+        ("knowledge/few_pairs", None, "seed_examples.2.questions_and_answers: 2 question-and-answer pairs; "
                                       "InstructLab needs at least 3"),
-    }
+    ]
 
 
 def generate_with_fake_api(taxonomy: Path, out: Path, tmp_path: Path):
@@ -97,7 +98,7 @@ def test_import_converts_every_valid_leaf_and_lists_every_invalid_file(tmp_path)
     # Every invalid file, each on its own line with its file, line and reason; nothing else is skipped.
     skipped = [line for line in lines if line.startswith("invalid, not imported: ")]
     assert len(skipped) == len(expected), lines
-    for folder, (line, reason) in expected.items():
+    for folder, line, reason in expected:
         where = f"{root / folder / 'qna.yaml'}:{line}: " if line else f"{root / folder / 'qna.yaml'}:"
         assert any(where in entry and reason in entry for entry in skipped), (folder, skipped)
     # Only a remote repo, and no clone of it in --documents: a warning, and its seed contexts stand in.
@@ -150,7 +151,7 @@ def test_nothing_valid_is_an_error_listing_every_file(tmp_path):
     assert done.returncode == 2
     lines = error_lines(done.stderr)
     assert len([line for line in lines if line.startswith("invalid, not imported: ")]) == len(expected)
-    assert lines[-1].startswith(f"error: {root}: no valid InstructLab qna.yaml to import (5 invalid")
+    assert lines[-1].startswith(f"error: {root}: no valid InstructLab qna.yaml to import (6 invalid")
     assert "Traceback" not in done.stderr and not out.exists()
 
 
