@@ -162,19 +162,29 @@ def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
     (docs / "tonsils.md").write_text(TONSIL_DOC)
     valid_tree(root, "../../../../tonsil-docs")  # a local repo: relative to the qna.yaml's folder
     write(root, "compositional_skills/few_seeds", skill("Few", POEMS[:2]))
+    remote = write(root, "knowledge/history/remote", knowledge("https://github.com/example/history.git", "History"))
 
     shown = distill("taxonomy", "validate", str(root), cwd=tmp_path, env=cli_env(tmp_path))
     assert shown.returncode == 0, shown.stderr
-    assert "ok" in shown.stdout and "7 leaves" in shown.stdout
-    assert "few_seeds/qna.yaml:4: seed_examples: 2 seed examples" in shown.stderr
+    assert "ok" in shown.stdout and "12 leaves" in shown.stdout
+    lines = error_lines(shown.stderr)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("invalid, not imported: ") and \
+        "few_seeds/qna.yaml:4: seed_examples: 2 seed examples" in lines[0]
+    # Only a remote repo: said once, with what to do; its seed contexts are the leaf's passages meanwhile.
+    assert lines[1].startswith(f"warning: {remote}:47: document.repo https://github.com/example/history.git is not a "
+                               "local folder") and "clone it at commit 0123456789ab and pass --documents" in lines[1]
 
     done, examples = generate_with_fake_api(root, tmp_path / "run", tmp_path)
+    assert done.stderr.count("invalid, not imported: ") == 1 and done.stderr.count("warning: ") == 1
     stats = json.loads((tmp_path / "run" / "stats.json").read_text())
-    assert stats["counts"]["planned"] == 21 and stats["counts"]["failed"] == 0
+    assert stats["counts"]["planned"] == 36 and stats["counts"]["failed"] == 0
     assert {e.meta.taxonomy for e in examples} == {"my_taxonomy"}
     by_leaf = {e.meta.taxonomy_path: e for e in examples}
     assert any("lymphoid organs" in e.messages[1].content for path, e in by_leaf.items() if "tonsils" in path)
     assert all("March" in e.messages[1].content for path, e in by_leaf.items() if "email-dates" in path)
+    assert all("the tonsils sit at the back" in e.messages[1].content for path, e in by_leaf.items()
+               if "history/remote" in path)
     # The run records the folder, so a later command (review regenerate) loads the same taxonomy again.
     assert load_taxonomy(root).name == "my_taxonomy"
 
