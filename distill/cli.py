@@ -26,7 +26,7 @@ class DistillGroup(TyperGroup):
 
 app = typer.Typer(cls=DistillGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Synthetic data and distillation: taxonomy -> teacher -> curated dataset -> student.")
-taxonomy_app = typer.Typer(no_args_is_help=True, help="Check and inspect taxonomy files.")
+taxonomy_app = typer.Typer(no_args_is_help=True, help="Check, inspect and import taxonomies.")
 app.add_typer(taxonomy_app, name="taxonomy")
 console = Console()
 
