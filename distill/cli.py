@@ -135,7 +135,8 @@ def taxonomy_import_instructlab(
                                 system_prompt=system_prompt or SYSTEM_PROMPT, chunk_words=chunk_words, force=force,
                                 say=lambda line: errors.print(escape(line), highlight=False, soft_wrap=True,
                                                               emoji=False))
-    skipped = f"; {len(result.problems)} invalid qna.yaml problems, listed above" if result.problems else ""
+    invalid = len({problem.file for problem in result.problems})
+    skipped = f"; {invalid} invalid qna.yaml file{'s' if invalid != 1 else ''} skipped, listed above" if invalid else ""
     console.print(f"[green]imported[/green] {escape(str(out))}: {result.leaves} leaves, {result.seeds} seeds, "
                   f"{len(result.files)} seed and passage files{skipped}", highlight=False, soft_wrap=True)
 

@@ -60,6 +60,10 @@ def invalid_tree(root: Path) -> list[tuple[str, int | None, str]]:
     write(root, "compositional_skills/unknown_field", unknown)
     write(root, "compositional_skills/bad_yaml", "version: 3\ncreated_by: tester\ntask_description: [unclosed\n"
                                                 "seed_examples: []\n")
+    no_task = skill("Missing", POEMS)
+    del no_task["task_description"]
+    write(root, "compositional_skills/missing_field", no_task)
+    write(root, "compositional_skills/empty", "# nothing yet\n")
     few_pairs = knowledge("https://example.org/docs.git")
     few_pairs["seed_examples"][2]["questions_and_answers"].pop()
     write(root, "knowledge/few_pairs", few_pairs)
@@ -69,6 +73,8 @@ def invalid_tree(root: Path) -> list[tuple[str, int | None, str]]:
         ("compositional_skills/few_seeds", 21, "tags: unknown field 'tags'"),
         ("compositional_skills/unknown_field", 9, "seed_examples.0.rating: unknown field 'rating'"),
         ("compositional_skills/bad_yaml", 4, "malformed YAML"),
+        ("compositional_skills/missing_field", 1, "(top level): missing required field 'task_description'"),
+        ("compositional_skills/empty", None, "empty file"),
         ("knowledge/few_pairs", None, "seed_examples.2.questions_and_answers: 2 question-and-answer pairs; "
                                       "InstructLab needs at least 3"),
     ]
@@ -97,6 +103,8 @@ def test_import_converts_every_valid_leaf_and_lists_every_invalid_file(tmp_path)
     done = distill("taxonomy", "import-instructlab", str(root), "--out", str(out), "--documents",
                    str(tmp_path / "docs"), cwd=tmp_path, env=cli_env(tmp_path))
     assert done.returncode == 0, done.stderr
+    assert f"imported {out}: 12 leaves, 40 seeds, 5 seed and passage files; 7 invalid qna.yaml files skipped" \
+        in " ".join(done.stdout.split())
     lines = error_lines(done.stderr)
     # Every invalid file, each on its own line with its file, line and reason; nothing else is skipped.
     skipped = [line for line in lines if line.startswith("invalid, not imported: ")]
@@ -154,7 +162,7 @@ def test_nothing_valid_is_an_error_listing_every_file(tmp_path):
     assert done.returncode == 2
     lines = error_lines(done.stderr)
     assert len([line for line in lines if line.startswith("invalid, not imported: ")]) == len(expected)
-    assert lines[-1].startswith(f"error: {root}: no valid InstructLab qna.yaml to import (6 invalid")
+    assert lines[-1].startswith(f"error: {root}: no valid InstructLab qna.yaml to import (7 invalid files")
     assert "Traceback" not in done.stderr and not out.exists()
 
 

@@ -43,7 +43,8 @@ def report(converted: Converted, root: Path, say: Say) -> None:
     for warning in converted.warnings:
         say(f"warning: {warning}")
     if not converted.data["tree"]:
-        found = f"{len(converted.problems)} invalid (listed above)" if converted.problems else "none found"
+        files = len({problem.file for problem in converted.problems})
+        found = f"{files} invalid file{'s' if files != 1 else ''}, listed above" if files else "none found"
         raise DistillError(f"no valid InstructLab qna.yaml to import ({found}); fix them and import again", path=root)
 
 
