@@ -75,7 +75,7 @@ def invalid_tree(root: Path) -> list[tuple[str, int | None, str]]:
         ("compositional_skills/bad_yaml", 4, "malformed YAML"),
         ("compositional_skills/missing_field", 1, "(top level): missing required field 'task_description'"),
         ("compositional_skills/empty", None, "empty file"),
-        ("knowledge/few_pairs", None, "seed_examples.2.questions_and_answers: 2 question-and-answer pairs; "
+        ("knowledge/few_pairs", 23, "seed_examples.2.questions_and_answers: 2 question-and-answer pairs; "
                                       "InstructLab needs at least 3"),
     ]
 
@@ -198,6 +198,22 @@ def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
                if "history/remote" in path)
     # The run records the folder, so a later command (review regenerate) loads the same taxonomy again.
     assert load_taxonomy(root).name == "my_taxonomy"
+
+
+def test_contexts_come_through_the_written_taxonomy_unchanged(tmp_path):
+    contexts = ["Line one  \nline two\twith a tab\n\n", "Windows\r\nline ends", "A line\u2028separator",
+                "  indented first line\nsecond", "Plain context."]
+    seeds = [{"context": text, "question": f"What does context {n} say?", "answer": f"Answer {n}."}
+             for n, text in enumerate(contexts)]
+    # JSON is YAML: its escapes keep every character of the contexts.
+    write(tmp_path / "taxonomy", "compositional_skills/odd_text", json.dumps(skill("Read odd text", seeds)))
+    out = tmp_path / "odd.yaml"
+    done = distill("taxonomy", "import-instructlab", str(tmp_path / "taxonomy"), "--out", str(out), cwd=tmp_path,
+                   env=cli_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    loaded = load_taxonomy(out)
+    assert [leaf.context for leaf in loaded.leaves] == contexts
+    assert [seed.context for seed in loaded.leaves[0].seeds] == contexts
 
 
 def test_documents_are_cut_into_passages_at_paragraphs():

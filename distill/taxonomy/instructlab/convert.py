@@ -36,6 +36,13 @@ class Converted:
     seeds: int = 0
 
 
+def jsonl_line(row: dict[str, Any]) -> str:
+    """One JSONL line. Python's str.splitlines (the seed reader's) also breaks at U+0085, U+2028 and U+2029,
+    which json.dumps leaves raw: they are escaped."""
+    text = json.dumps(row, ensure_ascii=False)
+    return text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
+
+
 def node_name(folder: str) -> str:
     """A folder's name as a node name: lowercase letters, digits, '-' and '_'."""
     return re.sub(r"[^a-z0-9_-]+", "-", folder.lower()).strip("-_")
@@ -96,7 +103,7 @@ def _fill(converted: Converted, node: dict[str, Any], leaf: Leaf, path: str, fil
         node["seeds"] = seeds
     else:
         seed_file = f"{files_dir}/{path}.jsonl"
-        converted.files[seed_file] = "".join(json.dumps(seed, ensure_ascii=False) + "\n" for seed in seeds)
+        converted.files[seed_file] = "".join(jsonl_line(seed) for seed in seeds)
         node["seeds"] = seed_file
     passages: list[str] = []
     if leaf.kind == "knowledge":

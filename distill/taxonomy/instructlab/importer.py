@@ -5,6 +5,7 @@ every warning, one line each, and go on with the valid leaves; nothing valid at 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,12 +96,17 @@ def import_instructlab(root: str | Path, out: str | Path, *, documents: str | Pa
                         problems=converted.problems, warnings=converted.warnings)
 
 
+# Characters a block scalar cannot hold as they are (ruamel would write them out and fail to read them back,
+# or turn \r\n into \n): text with any of them stays a quoted string with escapes.
+_NOT_LITERAL = re.compile(r"[^\n\t\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\u2028\u2029]")
+
+
 def _literal(value):
     """Multi-line text as YAML block scalars (`|`), which read as the text they hold."""
     if isinstance(value, dict):
         return {key: _literal(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_literal(item) for item in value]
-    if isinstance(value, str) and "\n" in value:
+    if isinstance(value, str) and "\n" in value and not _NOT_LITERAL.search(value):
         return LiteralScalarString(value)
     return value

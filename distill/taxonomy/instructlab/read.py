@@ -87,15 +87,8 @@ def read_qna(file: Path, root: Path) -> tuple[Leaf | None, list[Problem]]:
     """One qna.yaml: the leaf (None when the file is invalid) and every problem found in it."""
     try:
         data = load_yaml(file, "qna.yaml file")
-    except DistillError as exc:  # malformed YAML, not UTF-8, unreadable: already names the file and line
-        where = str(file)
-        message = str(exc)
-        line = None
-        if message.startswith(where + ":"):
-            head, _, message = message[len(where) + 1:].partition(": ")
-            line = int(head) if head.isdigit() else None
-            message = message if line else f"{head}: {message}"
-        return None, [Problem(file, line, message)]
+    except DistillError as exc:  # malformed YAML, not UTF-8, unreadable
+        return None, [Problem(file, exc.line, exc.reason)]
     if data is None:
         return None, [Problem(file, None, "empty file; an InstructLab qna.yaml needs version, created_by and "
                                           "seed_examples")]
