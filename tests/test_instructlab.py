@@ -5,8 +5,10 @@ imported taxonomy planned and generated with the loopback API, and a taxonomy fo
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cli_helpers import cli_env, distill, error_lines
@@ -164,6 +166,11 @@ def test_nothing_valid_is_an_error_listing_every_file(tmp_path):
     assert len([line for line in lines if line.startswith("invalid, not imported: ")]) == len(expected)
     assert lines[-1].startswith(f"error: {root}: no valid InstructLab qna.yaml to import (7 invalid files")
     assert "Traceback" not in done.stderr and not out.exists()
+    (tmp_path / "empty").mkdir()
+    empty = distill("generate", "--taxonomy", str(tmp_path / "empty"), cwd=tmp_path, env=cli_env(tmp_path))
+    assert empty.returncode == 2 and error_lines(empty.stderr) == [
+        f"error: {tmp_path / 'empty'}: no qna.yaml file below this folder; give the root folder of an InstructLab taxonomy "
+        "(or the path of a taxonomy YAML file)"]
 
 
 def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
@@ -198,6 +205,32 @@ def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
                if "history/remote" in path)
     # The run records the folder, so a later command (review regenerate) loads the same taxonomy again.
     assert load_taxonomy(root).name == "my_taxonomy"
+
+
+@pytest.mark.model
+def test_a_grounded_skill_with_the_embedded_model(tmp_path):
+    import torch
+
+    from distill.generate.runner import GenerateOptions, generate
+    from distill.teachers.registry import TeacherOptions, make_teacher
+
+    torch.set_num_threads(1)
+    root = tmp_path / "taxonomy"
+    write(root, "compositional_skills/grounded/email_dates", skill("Find the meeting date in an email", EMAILS))
+    teacher = make_teacher("local", TeacherOptions(batch_size=2))
+    report = generate(GenerateOptions(taxonomy=root, out=tmp_path / "run", limit=2, progress=False),
+                      teacher_factory=lambda: teacher)
+    counts = report.stats["counts"]
+    assert counts["planned"] == 2 and counts["generated"] == 2 and counts["failed"] == 0
+    with sqlite3.connect(tmp_path / "run" / "run.db") as db:
+        asked = [(step, json.loads(request)["messages"][-1]["content"])
+                 for step, request in db.execute("SELECT step, request FROM teacher_calls")]
+    # Both steps of both items were asked with the item's own email in the prompt.
+    assert sorted(step for step, _ in asked) == ["answer", "answer", "question", "question"]
+    assert all(prompt.startswith("Passage:\nHi all, the planning meeting moves to March") if step == "question"
+               else prompt.startswith("Hi all, the planning meeting moves to March") for step, prompt in asked)
+    for example in (Example.model_validate(row) for row in read_jsonl(tmp_path / "run" / "dataset.jsonl")):
+        assert example.messages[1].content.startswith("Hi all, the planning meeting moves to March")
 
 
 def test_contexts_come_through_the_written_taxonomy_unchanged(tmp_path):

@@ -45,8 +45,11 @@ def report(converted: Converted, root: Path, say: Say) -> None:
         say(f"warning: {warning}")
     if not converted.data["tree"]:
         files = len({problem.file for problem in converted.problems})
-        found = f"{files} invalid file{'s' if files != 1 else ''}, listed above" if files else "none found"
-        raise DistillError(f"no valid InstructLab qna.yaml to import ({found}); fix them and import again", path=root)
+        if not files:
+            raise DistillError("no qna.yaml file below this folder; give the root folder of an InstructLab "
+                               "taxonomy (or the path of a taxonomy YAML file)", path=root)
+        raise DistillError(f"no valid InstructLab qna.yaml to import ({files} invalid file{'s' if files != 1 else ''}, "
+                           "listed above); fix them and import again", path=root)
 
 
 def load_instructlab(root: str | Path, say: Say = _say) -> Taxonomy:
