@@ -49,6 +49,8 @@ def write(root: Path, folder: str, data: dict | str) -> Path:
 
 def valid_tree(root: Path, tonsils_repo: str) -> None:
     write(root, "compositional_skills/writing/poems", skill("Write short poems on a theme", POEMS))
+    write(root, "compositional_skills/writing", skill("Write short texts", [{**p, "question": p["question"] + " Be brief."}
+                                                                           for p in POEMS]))
     write(root, "compositional_skills/grounded/Email Dates", skill("Find the meeting date in an email", EMAILS))
     write(root, "knowledge/anatomy/tonsils", knowledge(tonsils_repo))
 
@@ -60,6 +62,8 @@ def invalid_tree(root: Path) -> list[tuple[str, int | None, str]]:
     unknown = skill("Unknown", POEMS)
     unknown["seed_examples"] = [{**POEMS[0], "rating": 5}, *POEMS[1:]]
     write(root, "compositional_skills/unknown_field", unknown)
+    (root / "compositional_skills/wrong_name").mkdir(parents=True)
+    (root / "compositional_skills/wrong_name/qna.yml").write_text(yaml.safe_dump(skill("Misnamed", POEMS)))
     write(root, "compositional_skills/bad_yaml", "version: 3\ncreated_by: tester\ntask_description: [unclosed\n"
                                                 "seed_examples: []\n")
     no_task = skill("Missing", POEMS)
@@ -77,6 +81,7 @@ def invalid_tree(root: Path) -> list[tuple[str, int | None, str]]:
         ("compositional_skills/bad_yaml", 4, "malformed YAML"),
         ("compositional_skills/missing_field", 1, "(top level): missing required field 'task_description'"),
         ("compositional_skills/empty", None, "empty file"),
+        ("compositional_skills/wrong_name", None, "InstructLab reads only files named qna.yaml; rename it"),
         ("knowledge/few_pairs", 23, "seed_examples.2.questions_and_answers: 2 question-and-answer pairs; "
                                       "InstructLab needs at least 3"),
     ]
@@ -105,14 +110,15 @@ def test_import_converts_every_valid_leaf_and_lists_every_invalid_file(tmp_path)
     done = distill("taxonomy", "import-instructlab", str(root), "--out", str(out), "--documents",
                    str(tmp_path / "docs"), cwd=tmp_path, env=cli_env(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert f"imported {out}: 12 leaves, 40 seeds, 5 seed and passage files; 7 invalid qna.yaml files skipped" \
+    assert f"imported {out}: 13 leaves, 45 seeds, 6 seed and passage files; 8 invalid qna.yaml files skipped" \
         in " ".join(done.stdout.split())
     lines = error_lines(done.stderr)
     # Every invalid file, each on its own line with its file, line and reason; nothing else is skipped.
     skipped = [line for line in lines if line.startswith("invalid, not imported: ")]
     assert len(skipped) == len(expected), lines
     for folder, line, reason in expected:
-        where = f"{root / folder / 'qna.yaml'}:{line}: " if line else f"{root / folder / 'qna.yaml'}:"
+        file = root / folder / ("qna.yml" if folder.endswith("wrong_name") else "qna.yaml")
+        where = f"{file}:{line}: " if line else f"{file}: "
         assert any(where in entry and reason in entry for entry in skipped), (folder, skipped)
     # Only a remote repo, and no clone of it in --documents: a warning, and its seed contexts stand in.
     warnings = [line for line in lines if line.startswith("warning: ")]
@@ -122,6 +128,7 @@ def test_import_converts_every_valid_leaf_and_lists_every_invalid_file(tmp_path)
     leaves = {leaf.path: leaf for leaf in loaded.leaves}
     assert set(leaves) == {
         "compositional_skills/writing/poems",
+        "compositional_skills/writing/writing",  # writing/qna.yaml, beside writing/poems/qna.yaml
         *(f"compositional_skills/grounded/email-dates/context-{n}" for n in range(1, 6)),
         "knowledge/anatomy/tonsils/passage-1",
         *(f"knowledge/remote_only/context-{n}" for n in range(1, 6)),
@@ -132,6 +139,7 @@ def test_import_converts_every_valid_leaf_and_lists_every_invalid_file(tmp_path)
     # Seeds keep their contexts and answers; a knowledge leaf gives one seed a question-and-answer pair.
     poems = leaves["compositional_skills/writing/poems"].seeds
     assert [s.answer for s in poems] == [p["answer"] for p in POEMS] and all(s.context is None for s in poems)
+    assert all(s.question.endswith("Be brief.") for s in leaves["compositional_skills/writing/writing"].seeds)
     tonsil_seeds = leaves["knowledge/anatomy/tonsils/passage-1"].seeds
     assert len(tonsil_seeds) == 15 and all(s.context.startswith("Fact ") for s in tonsil_seeds)
     assert loaded.task.name == "grounded-qa"
@@ -164,7 +172,7 @@ def test_nothing_valid_is_an_error_listing_every_file(tmp_path):
     assert done.returncode == 2
     lines = error_lines(done.stderr)
     assert len([line for line in lines if line.startswith("invalid, not imported: ")]) == len(expected)
-    assert lines[-1].startswith(f"error: {root}: no valid InstructLab qna.yaml to import (7 invalid files")
+    assert lines[-1].startswith(f"error: {root}: no valid InstructLab qna.yaml to import (8 invalid files")
     assert "Traceback" not in done.stderr and not out.exists()
     (tmp_path / "empty").mkdir()
     empty = distill("generate", "--taxonomy", str(tmp_path / "empty"), cwd=tmp_path, env=cli_env(tmp_path))
@@ -184,7 +192,7 @@ def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
 
     shown = distill("taxonomy", "validate", str(root), cwd=tmp_path, env=cli_env(tmp_path))
     assert shown.returncode == 0, shown.stderr
-    assert "ok" in shown.stdout and "12 leaves" in shown.stdout
+    assert "ok" in shown.stdout and "13 leaves" in shown.stdout
     lines = error_lines(shown.stderr)
     assert len(lines) == 2, lines
     assert lines[0].startswith("invalid, not imported: ") and \
@@ -196,7 +204,7 @@ def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
     done, examples = generate_with_fake_api(root, tmp_path / "run", tmp_path)
     assert done.stderr.count("invalid, not imported: ") == 1 and done.stderr.count("warning: ") == 1
     stats = json.loads((tmp_path / "run" / "stats.json").read_text())
-    assert stats["counts"]["planned"] == 36 and stats["counts"]["failed"] == 0
+    assert stats["counts"]["planned"] == 39 and stats["counts"]["failed"] == 0
     assert {e.meta.taxonomy for e in examples} == {"my_taxonomy"}
     by_leaf = {e.meta.taxonomy_path: e for e in examples}
     assert any("lymphoid organs" in e.messages[1].content for path, e in by_leaf.items() if "tonsils" in path)

@@ -1,4 +1,5 @@
-"""An InstructLab taxonomy as a distill taxonomy: folders become nodes, qna.yaml files become leaves.
+"""An InstructLab taxonomy as a distill taxonomy: folders become nodes, qna.yaml files become leaves (a folder
+with both its own qna.yaml and subfolders holding more gets its own file as a child of the same name).
 
 Every leaf runs the built-in `grounded-qa` task. A skill without contexts is a leaf whose seeds are its
 question/answer pairs. A grounded skill (seeds with a `context`) gets one child node a distinct context,
@@ -70,9 +71,9 @@ def convert(root: Path, name: str, *, files_dir: str | None = None, documents: P
                                               "(node names are lowercase letters, digits, '-' and '_')"))
             continue
         if any(other[:len(leaf.folder)] == leaf.folder and other != leaf.folder for other in folders):
-            converted.problems.append(Problem(leaf.file, None, "its folder also holds qna.yaml files in subfolders; "
-                                              "a leaf is a folder without subtopics: move this one into a subfolder"))
-            continue
+            # Its folder has subtopics too: the folder is their parent, and its own file a child named like it
+            # (geography/qna.yaml beside geography/highways/qna.yaml: the leaf geography/geography).
+            path = (*path, path[-1])
         if path in claimed:
             converted.problems.append(Problem(leaf.file, None, f"its folder names the same node as {claimed[path]} "
                                               f"({'/'.join(path)}); rename one of the folders"))

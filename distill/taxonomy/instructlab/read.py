@@ -73,9 +73,12 @@ def read_taxonomy(root: Path) -> tuple[list[Leaf], list[Problem]]:
                            "compositional_skills/ and knowledge/)", path=root)
     leaves: list[Leaf] = []
     problems: list[Problem] = []
-    for file in sorted(root.rglob(QNA)):
+    for file in sorted([*root.rglob(QNA), *root.rglob("qna.yml")]):
         if any(part.startswith(".") for part in file.relative_to(root).parts):
             continue  # .git and other hidden folders
+        if file.name != QNA:
+            problems.append(Problem(file, None, f"InstructLab reads only files named {QNA}; rename it"))
+            continue
         leaf, found = read_qna(file, root)
         problems += found
         if leaf is not None:
