@@ -49,8 +49,8 @@ def write(root: Path, folder: str, data: dict | str) -> Path:
 
 def valid_tree(root: Path, tonsils_repo: str) -> None:
     write(root, "compositional_skills/writing/poems", skill("Write short poems on a theme", POEMS))
-    write(root, "compositional_skills/writing", skill("Write short texts", [{**p, "question": p["question"] + " Be brief."}
-                                                                           for p in POEMS]))
+    brief = [{**poem, "question": poem["question"] + " Be brief."} for poem in POEMS]
+    write(root, "compositional_skills/writing", skill("Write short texts", brief))
     write(root, "compositional_skills/grounded/Email Dates", skill("Find the meeting date in an email", EMAILS))
     write(root, "knowledge/anatomy/tonsils", knowledge(tonsils_repo))
 
@@ -177,8 +177,8 @@ def test_nothing_valid_is_an_error_listing_every_file(tmp_path):
     (tmp_path / "empty").mkdir()
     empty = distill("generate", "--taxonomy", str(tmp_path / "empty"), cwd=tmp_path, env=cli_env(tmp_path))
     assert empty.returncode == 2 and error_lines(empty.stderr) == [
-        f"error: {tmp_path / 'empty'}: no qna.yaml file below this folder; give the root folder of an InstructLab taxonomy "
-        "(or the path of a taxonomy YAML file)"]
+        f"error: {tmp_path / 'empty'}: no qna.yaml file below this folder; give the root folder of an InstructLab "
+        "taxonomy (or the path of a taxonomy YAML file)"]
 
 
 def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
