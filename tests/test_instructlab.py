@@ -242,19 +242,25 @@ def test_a_grounded_skill_with_the_embedded_model(tmp_path):
 
 
 def test_contexts_come_through_the_written_taxonomy_unchanged(tmp_path):
-    contexts = ["Line one  \nline two\twith a tab\n\n", "Windows\r\nline ends", "A line\u2028separator",
-                "  indented first line\nsecond", "Plain context."]
+    contexts = ["Line one  \nline two\twith a tab\n\nand a paragraph", "Windows\r\nline ends",
+                "A line\u2028separator", "first\n  indented second line", "Plain context."]
     seeds = [{"context": text, "question": f"What does context {n} say?", "answer": f"Answer {n}."}
              for n, text in enumerate(contexts)]
     # JSON is YAML: its escapes keep every character of the contexts.
     write(tmp_path / "taxonomy", "compositional_skills/odd_text", json.dumps(skill("Read odd text", seeds)))
+    # A block scalar's closing line break (`answer: |`) is not part of the text.
+    write(tmp_path / "taxonomy", "compositional_skills/block", "version: 3\ncreated_by: t\ntask_description: Block\n"
+          "seed_examples:\n" + "".join(f"  - question: |\n      Question {n}?\n    answer: |\n      Answer {n}.\n"
+                                        for n in range(5)))
     out = tmp_path / "odd.yaml"
     done = distill("taxonomy", "import-instructlab", str(tmp_path / "taxonomy"), "--out", str(out), cwd=tmp_path,
                    env=cli_env(tmp_path))
     assert done.returncode == 0, done.stderr
     loaded = load_taxonomy(out)
-    assert [leaf.context for leaf in loaded.leaves] == contexts
-    assert [seed.context for seed in loaded.leaves[0].seeds] == contexts
+    block, *odd = loaded.leaves
+    assert [(s.question, s.answer) for s in block.seeds] == [(f"Question {n}?", f"Answer {n}.") for n in range(5)]
+    assert [leaf.context for leaf in odd] == contexts
+    assert [seed.context for seed in odd[0].seeds] == contexts
 
 
 def test_documents_are_cut_into_passages_at_paragraphs():

@@ -57,7 +57,6 @@ class Leaf(BaseModel):
     folder: tuple[str, ...]
     kind: Literal["skill", "knowledge"]
     description: str  # a skill's task_description; a knowledge leaf's domain and document outline
-    created_by: str
     pairs: list[Pair]
     document: DocumentRef | None = None
 
@@ -125,19 +124,23 @@ def _kind(folder: tuple[str, ...], data: dict) -> Literal["skill", "knowledge"]:
 
 def _leaf(file: Path, folder: tuple[str, ...], kind: str, data: dict) -> Leaf:
     if kind == "skill":
-        pairs = [Pair(question=str(s["question"]), answer=str(s["answer"]),
-                      context=str(s["context"]) if s.get("context") else None) for s in data["seed_examples"]]
+        pairs = [Pair(question=_text(s["question"]), answer=_text(s["answer"]),
+                      context=_text(s["context"]) if s.get("context") else None) for s in data["seed_examples"]]
         return Leaf(file=file, folder=folder, kind="skill", description=" ".join(str(data["task_description"]).split()),
-                    created_by=str(data["created_by"]), pairs=pairs)
-    pairs = [Pair(question=str(qa["question"]), answer=str(qa["answer"]), context=str(example["context"]))
+                    pairs=pairs)
+    pairs = [Pair(question=_text(qa["question"]), answer=_text(qa["answer"]), context=_text(example["context"]))
              for example in data["seed_examples"] for qa in example["questions_and_answers"]]
     document = data["document"]
     outline = " ".join(str(data["document_outline"]).split())
-    return Leaf(file=file, folder=folder, kind="knowledge", description=f"{data['domain']}: {outline}",
-                created_by=str(data["created_by"]), pairs=pairs,
+    return Leaf(file=file, folder=folder, kind="knowledge", description=f"{data['domain']}: {outline}", pairs=pairs,
                 document=DocumentRef(repo=str(document["repo"]), commit=str(document["commit"]),
                                      patterns=[str(p) for p in document["patterns"]],
                                      line=line_of(data, ("document", "repo"))))
+
+
+def _text(value: Any) -> str:
+    """Seed text without the line break a YAML block scalar (`|`) ends with, nor surrounding blanks."""
+    return str(value).strip()
 
 
 # -- InstructLab's schema -------------------------------------------------------------------------------------
