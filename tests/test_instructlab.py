@@ -105,17 +105,21 @@ def test_import_converts_every_valid_leaf_and_lists_every_invalid_file(tmp_path)
     (tmp_path / "docs" / "tonsil-docs").mkdir(parents=True)
     (tmp_path / "docs" / "tonsil-docs" / "tonsils.md").write_text(TONSIL_DOC)
     write(root, "knowledge/remote_only", knowledge("https://github.com/example/elsewhere.git", "History"))
+    # Another folder whose name makes the same node name as "Email Dates".
+    twin = write(root, "compositional_skills/grounded/email-dates", skill("Find the sender", EMAILS))
 
     out = tmp_path / "taxonomies" / "ilab.yaml"
     done = distill("taxonomy", "import-instructlab", str(root), "--out", str(out), "--documents",
                    str(tmp_path / "docs"), cwd=tmp_path, env=cli_env(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert f"imported {out}: 13 leaves, 45 seeds, 6 seed and passage files; 8 invalid qna.yaml files skipped" \
+    assert f"imported {out}: 13 leaves, 45 seeds, 6 seed and passage files; 9 invalid qna.yaml files skipped" \
         in " ".join(done.stdout.split())
     lines = error_lines(done.stderr)
     # Every invalid file, each on its own line with its file, line and reason; nothing else is skipped.
     skipped = [line for line in lines if line.startswith("invalid, not imported: ")]
-    assert len(skipped) == len(expected), lines
+    assert len(skipped) == len(expected) + 1, lines
+    assert f"invalid, not imported: {twin}: its folder names the same node as {root}/compositional_skills/grounded/" \
+           "Email Dates/qna.yaml (compositional_skills/grounded/email-dates); rename one of the folders" in skipped
     for folder, line, reason in expected:
         file = root / folder / ("qna.yml" if folder.endswith("wrong_name") else "qna.yaml")
         where = f"{file}:{line}: " if line else f"{file}: "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,9 @@ def jsonl_line(row: dict[str, Any]) -> str:
 
 
 def node_name(folder: str) -> str:
-    """A folder's name as a node name: lowercase letters, digits, '-' and '_'."""
-    return re.sub(r"[^a-z0-9_-]+", "-", folder.lower()).strip("-_")
+    """A folder's name as a node name: lowercase ASCII letters (accents dropped), digits, '-' and '_'."""
+    ascii_name = unicodedata.normalize("NFKD", folder).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9_-]+", "-", ascii_name.lower()).strip("-_")
 
 
 def convert(root: Path, name: str, *, files_dir: str | None = None, documents: Path | None = None,
@@ -62,15 +64,16 @@ def convert(root: Path, name: str, *, files_dir: str | None = None, documents: P
         "generation": {"per_leaf": per_leaf},
         "tree": {},
     }, problems=problems)
-    folders = {leaf.folder for leaf in leaves}
+    paths = {id(leaf): tuple(node_name(part) for part in leaf.folder) for leaf in leaves}
+    parents = {path[:depth] for path in paths.values() for depth in range(1, len(path))}
     claimed: dict[tuple[str, ...], Path] = {}  # node path -> the qna.yaml that made it a leaf
     for leaf in leaves:
-        path = tuple(node_name(part) for part in leaf.folder)
+        path = paths[id(leaf)]
         if not all(path):
             converted.problems.append(Problem(leaf.file, None, "a folder name has no letter or digit; rename it "
                                               "(node names are lowercase letters, digits, '-' and '_')"))
             continue
-        if any(other[:len(leaf.folder)] == leaf.folder and other != leaf.folder for other in folders):
+        while path in parents:
             # Its folder has subtopics too: the folder is their parent, and its own file a child named like it
             # (geography/qna.yaml beside geography/highways/qna.yaml: the leaf geography/geography).
             path = (*path, path[-1])
@@ -88,10 +91,10 @@ def _place(tree: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     """The node at `path`, made with its parents (a folder's title as their description) where missing."""
     nodes = tree
     node: dict[str, Any] = {}
-    for part in path:
+    for depth, part in enumerate(path, 1):
         node = nodes.setdefault(part, {"description": part.replace("_", " ").replace("-", " ").capitalize()})
-        nodes = node.setdefault("children", {})
-    node.pop("children", None)
+        if depth < len(path):
+            nodes = node.setdefault("children", {})
     return node
 
 
