@@ -66,6 +66,7 @@ def invalid_tree(root: Path) -> list[tuple[str, int | None, str]]:
     (root / "compositional_skills/wrong_name/qna.yml").write_text(yaml.safe_dump(skill("Misnamed", POEMS)))
     write(root, "compositional_skills/bad_yaml", "version: 3\ncreated_by: tester\ntask_description: [unclosed\n"
                                                 "seed_examples: []\n")
+    write(root, "compositional_skills/blank_answer", skill("Blank", [*POEMS[:4], {**POEMS[4], "answer": "  "}]))
     no_task = skill("Missing", POEMS)
     del no_task["task_description"]
     write(root, "compositional_skills/missing_field", no_task)
@@ -81,6 +82,7 @@ def invalid_tree(root: Path) -> list[tuple[str, int | None, str]]:
         ("compositional_skills/bad_yaml", 4, "malformed YAML"),
         ("compositional_skills/missing_field", 1, "(top level): missing required field 'task_description'"),
         ("compositional_skills/empty", None, "empty file"),
+        ("compositional_skills/blank_answer", 22, "seed_examples.4.answer: only blanks; write the text"),
         ("compositional_skills/wrong_name", None, "InstructLab reads only files named qna.yaml; rename it"),
         ("knowledge/few_pairs", 23, "seed_examples.2.questions_and_answers: 2 question-and-answer pairs; "
                                       "InstructLab needs at least 3"),
@@ -112,7 +114,7 @@ def test_import_converts_every_valid_leaf_and_lists_every_invalid_file(tmp_path)
     done = distill("taxonomy", "import-instructlab", str(root), "--out", str(out), "--documents",
                    str(tmp_path / "docs"), cwd=tmp_path, env=cli_env(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert f"imported {out}: 13 leaves, 45 seeds, 6 seed and passage files; 9 invalid qna.yaml files skipped" \
+    assert f"imported {out}: 13 leaves, 45 seeds, 6 seed and passage files; 10 invalid qna.yaml files skipped" \
         in " ".join(done.stdout.split())
     lines = error_lines(done.stderr)
     # Every invalid file, each on its own line with its file, line and reason; nothing else is skipped.
@@ -176,7 +178,7 @@ def test_nothing_valid_is_an_error_listing_every_file(tmp_path):
     assert done.returncode == 2
     lines = error_lines(done.stderr)
     assert len([line for line in lines if line.startswith("invalid, not imported: ")]) == len(expected)
-    assert lines[-1].startswith(f"error: {root}: no valid InstructLab qna.yaml to import (8 invalid files")
+    assert lines[-1].startswith(f"error: {root}: no valid InstructLab qna.yaml to import (9 invalid files")
     assert "Traceback" not in done.stderr and not out.exists()
     (tmp_path / "empty").mkdir()
     empty = distill("generate", "--taxonomy", str(tmp_path / "empty"), cwd=tmp_path, env=cli_env(tmp_path))

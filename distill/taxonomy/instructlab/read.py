@@ -105,6 +105,9 @@ def read_qna(file: Path, root: Path) -> tuple[Leaf | None, list[Problem]]:
     folder = file.parent.relative_to(root).parts
     kind = _kind(folder, data)
     problems = [Problem(file, line, reason) for line, reason in schema_problems(data, kind)]
+    if not problems:
+        problems = [Problem(file, line_of(data, loc), f"{_dotted(loc)}: only blanks; write the text")
+                    for loc in _blank_texts(data, kind)]
     if not folder:
         problems.append(Problem(file, None, "a qna.yaml at the taxonomy's root has no topic; put it in a folder "
                                             "(the folders are the taxonomy's nodes)"))
@@ -136,6 +139,20 @@ def _leaf(file: Path, folder: tuple[str, ...], kind: str, data: dict) -> Leaf:
                 document=DocumentRef(repo=str(document["repo"]), commit=str(document["commit"]),
                                      patterns=[str(p) for p in document["patterns"]],
                                      line=line_of(data, ("document", "repo"))))
+
+
+def _blank_texts(data: dict, kind: str) -> list[tuple]:
+    """Where a seed's text is only blanks (the schema asks for one character; a blank is not a seed)."""
+    found = []
+    for number, example in enumerate(data["seed_examples"]):
+        pairs = [((), example)] if kind == "skill" else \
+            [(("questions_and_answers", index), pair) for index, pair in enumerate(example["questions_and_answers"])]
+        if kind == "knowledge":
+            pairs.append(((), {"context": example["context"]}))
+        for at, pair in pairs:
+            found += [("seed_examples", number, *at, key) for key in ("question", "answer", "context")
+                      if key in pair and not str(pair[key]).strip()]
+    return found
 
 
 def _text(value: Any) -> str:
