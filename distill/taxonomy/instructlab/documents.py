@@ -41,7 +41,11 @@ def leaf_passages(leaf: Leaf, documents: Path | None,
         except DistillError as exc:
             return [], Problem(leaf.file, ref.line, f"{exc} (distill reads Markdown and plain-text documents); "
                                "the leaf's seed contexts stand in for the documents")
-    return chunk("\n\n".join(texts), chunk_words), None
+    passages = chunk("\n\n".join(texts), chunk_words)
+    if not passages:
+        return [], Problem(leaf.file, ref.line, f"the documents matching document.patterns in {where} hold no text; "
+                           "the leaf's seed contexts stand in for them")
+    return passages, None
 
 
 def _repo_folder(leaf: Leaf, documents: Path | None) -> tuple[Path | None, str]:
