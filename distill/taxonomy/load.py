@@ -47,7 +47,7 @@ class TreeNode:
 @dataclass
 class LoadedTaxonomy:
     taxonomy: Taxonomy
-    file: Path  # the taxonomy file (for one built in Python: a name in its base folder, never read)
+    file: Path  # the taxonomy file (one built in Python: a name in its base folder, never read; an InstructLab folder)
     nodes: list[TreeNode]  # depth-first, parents before children
     task: Task  # the task, bound to this taxonomy (templates, labels, checks)
 
@@ -77,15 +77,23 @@ class LoadedTaxonomy:
 
 def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = None) -> LoadedTaxonomy:
     """A taxonomy file (or a `Taxonomy` built in Python, its paths relative to `base_dir`, default the current
-    folder), with its task and seeds, checked: every mistake is one line naming the file, line and field."""
+    folder, or an InstructLab taxonomy folder), with its task and seeds, checked: every mistake is one line
+    naming the file, line and field."""
     if isinstance(source, Taxonomy):
         file = Path(base_dir or Path.cwd()) / f"{source.name}.yaml"
         data: Any = None
         taxonomy = source.model_copy(deep=True)
+    elif Path(source).is_dir():  # an InstructLab taxonomy folder, converted in memory
+        from distill.taxonomy.instructlab import load_instructlab
+
+        loaded = load_taxonomy(load_instructlab(source), base_dir=source)
+        loaded.file = Path(source)  # what a run records, to load it again (review regenerate)
+        return loaded
     else:
         file = Path(source)
         if not file.is_file():
-            raise DistillError("taxonomy file not found; give the path of a taxonomy YAML file", path=file)
+            raise DistillError("taxonomy file not found; give the path of a taxonomy YAML file (or of an InstructLab "
+                               "taxonomy folder)", path=file)
         data = _read_yaml(file)
         if isinstance(data.get("task"), dict):  # an inline task: its own errors, located inside it
             try:

@@ -1,0 +1,137 @@
+"""An InstructLab taxonomy as a distill taxonomy: folders become nodes, qna.yaml files become leaves (a folder
+with both its own qna.yaml and subfolders holding more gets its own file as a child of the same name).
+
+Every leaf runs the built-in `grounded-qa` task. A skill without contexts is a leaf whose seeds are its
+question/answer pairs. A grounded skill (seeds with a `context`) gets one child node a distinct context,
+so every item is asked and answered against a real passage; the seeds keep their own contexts for the
+few-shot turns. A knowledge leaf gets one child a passage of its documents when they are found locally
+(see documents.py), else one child a seed context, so its data is grounded either way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.taxonomy.instructlab.documents import CHUNK_WORDS, leaf_passages
+from distill.taxonomy.instructlab.read import Leaf, Problem, read_taxonomy
+
+TASK = "grounded-qa"
+SYSTEM_PROMPT = ("You are a helpful, accurate assistant. When a passage is given, answer from the passage; "
+                 "otherwise do what the request asks.")
+
+
+@dataclass
+class Converted:
+    """The taxonomy as YAML-ready data, the files it names (path relative to the taxonomy -> text), and what
+    was left out."""
+
+    data: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)  # invalid files, each one skipped
+    warnings: list[Problem] = field(default_factory=list)  # imported, with something to know (documents)
+    leaves: int = 0
+    seeds: int = 0
+
+
+def jsonl_line(row: dict[str, Any]) -> str:
+    """One JSONL line. Python's str.splitlines (the seed reader's) also breaks at U+0085, U+2028 and U+2029,
+    which json.dumps leaves raw: they are escaped."""
+    text = json.dumps(row, ensure_ascii=False)
+    return text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
+
+
+def node_name(folder: str) -> str:
+    """A folder's name as a node name: lowercase ASCII letters (accents dropped), digits, '-' and '_'."""
+    ascii_name = unicodedata.normalize("NFKD", folder).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9_-]+", "-", ascii_name.lower()).strip("-_")
+
+
+def convert(root: Path, name: str, *, files_dir: str | None = None, documents: Path | None = None,
+            per_leaf: int = 3, system_prompt: str = SYSTEM_PROMPT, chunk_words: int = CHUNK_WORDS) -> Converted:
+    """The taxonomy below `root`. `files_dir` (relative to the taxonomy file): write seeds and passages as files
+    there; None: keep them inline (a taxonomy converted in memory)."""
+    leaves, problems = read_taxonomy(root)
+    converted = Converted(data={
+        "name": name,
+        "description": f"Imported from the InstructLab taxonomy {root.name}",
+        "task": TASK,
+        "system_prompt": system_prompt,
+        "generation": {"per_leaf": per_leaf},
+        "tree": {},
+    }, problems=problems)
+    paths = {id(leaf): tuple(node_name(part) for part in leaf.folder) for leaf in leaves}
+    parents = {path[:depth] for path in paths.values() for depth in range(1, len(path))}
+    claimed: dict[tuple[str, ...], Path] = {}  # node path -> the qna.yaml that made it a leaf
+    for leaf in leaves:
+        path = paths[id(leaf)]
+        if not all(path):
+            converted.problems.append(Problem(leaf.file, None, "a folder name has no letter or digit; rename it "
+                                              "(node names are lowercase letters, digits, '-' and '_')"))
+            continue
+        while path in parents:
+            # Its folder has subtopics too: the folder is their parent, and its own file a child named like it
+            # (geography/qna.yaml beside geography/highways/qna.yaml: the leaf geography/geography).
+            path = (*path, path[-1])
+        if path in claimed:
+            converted.problems.append(Problem(leaf.file, None, f"its folder names the same node as {claimed[path]} "
+                                              f"({'/'.join(path)}); rename one of the folders"))
+            continue
+        claimed[path] = leaf.file
+        node = _place(converted.data["tree"], path)
+        _fill(converted, node, leaf, "/".join(path), files_dir, documents, chunk_words)
+    return converted
+
+
+def _place(tree: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """The node at `path`, made with its parents (a folder's title as their description) where missing."""
+    nodes = tree
+    node: dict[str, Any] = {}
+    for depth, part in enumerate(path, 1):
+        node = nodes.setdefault(part, {"description": part.replace("_", " ").replace("-", " ").capitalize()})
+        if depth < len(path):
+            nodes = node.setdefault("children", {})
+    return node
+
+
+def _fill(converted: Converted, node: dict[str, Any], leaf: Leaf, path: str, files_dir: str | None,
+          documents: Path | None, chunk_words: int) -> None:
+    node["description"] = leaf.description
+    seeds = [{"id": f"{path}#{number}", **({"context": pair.context} if pair.context else {}),
+              "question": pair.question, "answer": pair.answer} for number, pair in enumerate(leaf.pairs, 1)]
+    if files_dir is None:
+        node["seeds"] = seeds
+    else:
+        seed_file = f"{files_dir}/{path}.jsonl"
+        converted.files[seed_file] = "".join(jsonl_line(seed) for seed in seeds)
+        node["seeds"] = seed_file
+    passages: list[str] = []
+    if leaf.kind == "knowledge":
+        passages, warning = leaf_passages(leaf, documents, chunk_words)
+        if warning is not None:
+            converted.warnings.append(warning)
+    children: dict[str, Any] = {}
+    if passages:
+        width = len(str(len(passages)))
+        for number, passage in enumerate(passages, 1):
+            child_name = f"passage-{number:0{width}d}"
+            child: dict[str, Any] = {"description": f"Passage {number} of {len(passages)} of its documents"}
+            if files_dir is None:
+                child["context"] = passage
+            else:
+                child["context_file"] = f"{files_dir}/{path}/{child_name}.md"
+                converted.files[child["context_file"]] = passage + "\n"
+            children[child_name] = child
+    elif leaf.grounded or leaf.kind == "knowledge":
+        contexts = list(dict.fromkeys(pair.context for pair in leaf.pairs if pair.context))
+        for number, context in enumerate(contexts, 1):
+            children[f"context-{number}"] = {"description": f"Seed context {number} of {len(contexts)}",
+                                             "context": context}
+    if children:
+        node["children"] = children
+    converted.leaves += max(1, len(children))
+    converted.seeds += len(seeds)

@@ -1,0 +1,115 @@
+"""The two ways in: `import_instructlab` writes a taxonomy file and its seed and passage files;
+`load_instructlab` converts a folder in memory (`--taxonomy DIR`). Both report every skipped file and
+every warning, one line each, and go on with the valid leaves; nothing valid at all is an error (exit 2)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.scalarstring import LiteralScalarString
+
+from distill.errors import DistillError
+from distill.taxonomy.instructlab.convert import SYSTEM_PROMPT, Converted, convert, node_name
+from distill.taxonomy.instructlab.documents import CHUNK_WORDS
+from distill.taxonomy.instructlab.read import Problem
+from distill.taxonomy.model import Taxonomy
+
+log = logging.getLogger("distill.instructlab")
+Say = Callable[[str], None]
+
+
+@dataclass
+class ImportReport:
+    taxonomy: Path  # the taxonomy file written
+    leaves: int  # leaves of the distill taxonomy (a grounded qna.yaml gives one a passage)
+    seeds: int
+    files: list[Path] = field(default_factory=list)  # seed and passage files written
+    problems: list[Problem] = field(default_factory=list)  # invalid qna.yaml files, not imported
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def _say(line: str) -> None:
+    log.warning(line)
+
+
+def report(converted: Converted, root: Path, say: Say) -> None:
+    """Every skipped file and warning, one line each; an error when nothing valid is left."""
+    for problem in converted.problems:
+        say(f"invalid, not imported: {problem}")
+    for warning in converted.warnings:
+        say(f"warning: {warning}")
+    if not converted.data["tree"]:
+        files = len({problem.file for problem in converted.problems})
+        if not files:
+            raise DistillError("no qna.yaml file below this folder; give the root folder of an InstructLab "
+                               "taxonomy (or the path of a taxonomy YAML file)", path=root)
+        raise DistillError(f"no valid InstructLab qna.yaml to import ({files} invalid file{'s' if files != 1 else ''}, "
+                           "listed above); fix them and import again", path=root)
+
+
+def load_instructlab(root: str | Path, say: Say = _say) -> Taxonomy:
+    """The taxonomy of an InstructLab folder, converted in memory (seeds and passages inline)."""
+    root = Path(root)
+    converted = convert(root, node_name(root.resolve().name) or "instructlab")
+    report(converted, root, say)
+    return Taxonomy.model_validate(converted.data)
+
+
+def import_instructlab(root: str | Path, out: str | Path, *, documents: str | Path | None = None,
+                       name: str | None = None, per_leaf: int = 3, system_prompt: str = SYSTEM_PROMPT,
+                       chunk_words: int = CHUNK_WORDS, force: bool = False, say: Say = _say) -> ImportReport:
+    """Write `out` (a distill taxonomy) and its files in `<NAME>-seeds/` beside it, then load it back."""
+    from distill.taxonomy.load import load_taxonomy
+
+    root, out = Path(root), Path(out)
+    name = name or node_name(out.stem)
+    if not name:
+        raise DistillError("the taxonomy file's name needs a letter or digit (it names the taxonomy); "
+                           "or give --name", path=out)
+    if out.exists() and not force:
+        raise DistillError("already exists; pass --force to replace it (and the seed files it names)", path=out)
+    if documents is not None and not Path(documents).is_dir():
+        raise DistillError("--documents: not a folder; give the folder holding the knowledge documents",
+                           path=documents)
+    files_dir = f"{name}-seeds"
+    converted = convert(root, name, files_dir=files_dir, documents=Path(documents) if documents else None,
+                        per_leaf=per_leaf, system_prompt=system_prompt, chunk_words=chunk_words)
+    report(converted, root, say)
+    Taxonomy.model_validate(converted.data)  # what we write must load
+    written = []
+    for relative, text in converted.files.items():
+        path = out.parent / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as handle:
+        handle.write(f"# Imported from the InstructLab taxonomy {root.resolve()} by `distill taxonomy "
+                     f"import-instructlab`.\n# Seeds and passages are in {files_dir}/.\n")
+        yaml = YAML()
+        yaml.width = 4096
+        yaml.dump(_literal(converted.data), handle)
+    load_taxonomy(out)  # the file we wrote loads, seeds and passages too
+    return ImportReport(taxonomy=out, leaves=converted.leaves, seeds=converted.seeds, files=written,
+                        problems=converted.problems, warnings=converted.warnings)
+
+
+# Characters a block scalar cannot hold as they are (ruamel would write them out and fail to read them back,
+# or turn \r\n into \n): text with any of them stays a quoted string with escapes.
+_NOT_LITERAL = re.compile(r"[^\n\t\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\u2028\u2029]")
+
+
+def _literal(value):
+    """Multi-line text as YAML block scalars (`|`), which read as the text they hold."""
+    if isinstance(value, dict):
+        return {key: _literal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_literal(item) for item in value]
+    if isinstance(value, str) and "\n" in value and not _NOT_LITERAL.search(value):
+        return LiteralScalarString(value)
+    return value
