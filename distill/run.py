@@ -26,6 +26,7 @@ class GenerateStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     teacher: str = "local"
     limit: int | None = Field(None, gt=0)
+    per_leaf: int | None = Field(None, gt=0)  # items a leaf, in place of the taxonomy's per_leaf / total
     seed: int = 0
     curate: bool = True
     retry_failed: bool = False  # also retry items whose teacher calls failed (`distill run --retry-failed`)
@@ -116,7 +117,8 @@ def _run_stages(config: RunConfig, out: Path, say: Callable[[str], Any], retry_f
     if "generate" not in state["done"]:
         say("stage 1/4: generate + curate")
         report = generate(GenerateOptions(taxonomy=config.taxonomy, teacher=config.generate.teacher, out=out,
-                                          limit=config.generate.limit, seed=config.generate.seed,
+                                          limit=config.generate.limit, per_leaf=config.generate.per_leaf,
+                                          seed=config.generate.seed,
                                           retry_failed=retry_failed or config.generate.retry_failed,
                                           curate=config.generate.curate, label_check=config.generate.label_check,
                                           judge=config.generate.judge, skip_checks=config.generate.skip_checks,

@@ -24,7 +24,7 @@ from distill.generate.tasks import TASKS, ItemContext
 from distill.records import PlanItem, Reject
 from distill.rundir import run_lock, writable_folder
 from distill.store import FAILED, PENDING, RunStore, store_errors
-from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy
+from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy, with_per_leaf
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 from distill.teachers.registry import API_PREFIXES, TeacherOptions, make_teacher, parse_spec
 
@@ -35,6 +35,7 @@ class GenerateOptions:
     teacher: str = "local"
     out: Path | None = None
     limit: int | None = None
+    per_leaf: int | None = None  # items a leaf, in place of the taxonomy's per_leaf / total
     seed: int = 0
     retry_failed: bool = False
     curate: bool = True
@@ -59,6 +60,11 @@ class TeacherFailed(Exception):
         self.step, self.error = step, error
 
 
+def _load_taxonomy(options: GenerateOptions) -> LoadedTaxonomy:
+    loaded = load_taxonomy(options.taxonomy)
+    return with_per_leaf(loaded, options.per_leaf) if options.per_leaf else loaded
+
+
 def default_out(loaded: LoadedTaxonomy) -> Path:
     return Path("runs") / loaded.name
 
@@ -69,7 +75,7 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     Everything a run reads (taxonomy, seeds, held-out sets, prompt templates, the run directory and the
     response cache) is checked before the first teacher call; one run at a time holds the directory."""
     check_flags(options)
-    loaded = load_taxonomy(options.taxonomy)
+    loaded = _load_taxonomy(options)
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
@@ -200,7 +206,7 @@ def estimate_run(options: GenerateOptions) -> Estimate:
     from distill.teachers.cost import PriceTable
 
     check_flags(options)
-    loaded = load_taxonomy(options.taxonomy)
+    loaded = _load_taxonomy(options)
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
