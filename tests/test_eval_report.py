@@ -128,21 +128,20 @@ def test_judge_end_to_end_against_the_loopback_server(trained, tmp_path):  # noq
     run_dir, result = trained
     with FakeAPI() as api:  # it judges as a judge that prefers the longer answer would
         env = cli_env(tmp_path, OPENAI_BASE_URL=api.url + "/v1", OMP_NUM_THREADS="1")
-        done = subprocess.run(distill_command("eval", str(run_dir), "--student", str(result.adapter_dir), "--out",
-                                              str(tmp_path), "--judge", "openai:gpt-4o-mini", "--limit", "6",
-                                              "--max-new-tokens", "8", "--threads", "1"),
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr
-        asked = [b for b in api.bodies if "Reply with exactly one word" in b["messages"][-1]["content"]]
+
+        def judged_eval() -> list[dict]:
+            """Run `distill eval --judge` once; the judge requests the server has seen so far."""
+            done = subprocess.run(distill_command("eval", str(run_dir), "--student", str(result.adapter_dir), "--out",
+                                                  str(tmp_path), "--judge", "openai:gpt-4o-mini", "--limit", "6",
+                                                  "--max-new-tokens", "8", "--threads", "1"),
+                                  cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr
+            return [b for b in api.bodies if "Reply with exactly one word" in b["messages"][-1]["content"]]
+
+        asked = judged_eval()
         first = json.loads((tmp_path / "eval.json").read_text())
         # Run again: every verdict comes from the shared response cache, none is asked (or paid) twice.
-        again = subprocess.run(distill_command("eval", str(run_dir), "--student", str(result.adapter_dir), "--out",
-                                               str(tmp_path), "--judge", "openai:gpt-4o-mini", "--limit", "6",
-                                               "--max-new-tokens", "8", "--threads", "1"),
-                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert again.returncode == 0, again.stderr
-        asked_again = [b for b in api.bodies if "Reply with exactly one word" in b["messages"][-1]["content"]]
-        assert len(asked_again) == len(asked)
+        assert len(judged_eval()) == len(asked)
     data = json.loads((tmp_path / "eval.json").read_text())
     assert data["tasks"]["qa"]["judge"] == first["tasks"]["qa"]["judge"]
     qa = [row for row in data["examples"] if row["task"] == "qa"]

@@ -48,3 +48,17 @@ def test_bad_run_config_is_one_clear_error(tmp_path):
     config_path.write_text("taxonomy: x.yaml\ntrain:\n  student: local\n  lora_r: -1\n")
     with pytest.raises(DistillError, match="job.yaml:4: train.lora_r: Input should be greater than 0"):
         load_run_config(config_path)
+
+
+@pytest.mark.parametrize("name, task, planned", [("tickets-cpu.yaml", "classification", 300),
+                                                  ("medical-cpu.yaml", "qa", 244)])
+def test_the_recipe_configs_load_and_plan_a_few_hundred_items(name, task, planned):
+    """The measured recipe's configs (benchmarks/bench_recipe.py) stay valid as the train and eval settings
+    change, and plan the size the README states."""
+    from distill.taxonomy import build_plan, load_taxonomy, with_per_leaf
+
+    config = load_run_config(Path(__file__).parents[1] / "configs" / name)
+    loaded = load_taxonomy(config.taxonomy)
+    assert loaded.taxonomy.task == task
+    assert len(build_plan(with_per_leaf(loaded, config.generate.per_leaf), seed=config.generate.seed)) == planned
+    assert config.generate.label_check == (task == "classification") and config.train["qlora"] is False
