@@ -61,4 +61,4 @@ def test_the_recipe_configs_load_and_plan_a_few_hundred_items(name, task, planne
     loaded = load_taxonomy(config.taxonomy)
     assert loaded.taxonomy.task == task
     assert len(build_plan(with_per_leaf(loaded, config.generate.per_leaf), seed=config.generate.seed)) == planned
-    assert config.generate.label_check == (task == "classification") and config.train["qlora"] is False
+    assert config.train["qlora"] is False  # plain LoRA: QLoRA is ~2x slower on CPU
