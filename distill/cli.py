@@ -38,6 +38,8 @@ def generate(
     teacher: str = typer.Option("local", help="local | hf:<model> | openai:<model> | anthropic:<model> | vllm:<model>"),
     out: Path | None = typer.Option(None, help="Run directory (default runs/<taxonomy name>); re-running resumes."),
     limit: int | None = typer.Option(None, min=1, help="Generate at most N plan items, spread over the taxonomy."),
+    per_leaf: int | None = typer.Option(None, "--per-leaf", min=1, help="Plan N items a leaf, in place of the "
+                                        "taxonomy's generation.per_leaf / total (a node's quota still wins)."),
     seed: int = typer.Option(0, help="Seed for the plan and few-shot sampling."),
     retry_failed: bool = typer.Option(False, help="Also retry items whose teacher calls failed."),
     batch_size: int | None = typer.Option(None, min=1, help="Requests per batch (in-process teachers)."),
@@ -87,7 +89,8 @@ def generate(
     if (engine_arg or lora) and prefix != "vllm":
         raise DistillError(f"--engine-arg and --lora are for vllm: teachers, not {teacher!r}")
     options = GenerateOptions(
-        taxonomy=taxonomy, teacher=teacher, out=out, limit=limit, seed=seed, retry_failed=retry_failed,
+        taxonomy=taxonomy, teacher=teacher, out=out, limit=limit, per_leaf=per_leaf, seed=seed,
+        retry_failed=retry_failed,
         curate=not no_curate, progress=sys.stderr.isatty(),
         teacher_options=teacher_options(batch_size=batch_size, base_url=base_url, concurrency=concurrency, rpm=rpm,
                                         tpm=tpm, timeout_s=timeout, max_retries=max_retries, batch=batch or None,

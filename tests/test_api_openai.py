@@ -318,6 +318,20 @@ def test_dry_run_prints_estimate_and_sends_nothing(tmp_path):
     assert sum(api.requests.values()) == 0 and not (tmp_path / "run").exists()
 
 
+def test_per_leaf_from_the_cli_plans_that_many_items_a_leaf(tmp_path):
+    """`--per-leaf 3` on a taxonomy of two leaves at per_leaf 2: six items made, three a leaf."""
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    with FakeAPI() as api:
+        done = subprocess.run([sys.executable, "-m", "distill.cli", "generate", "--taxonomy", str(TINY / "tickets.yaml"),
+                               "--teacher", "openai:gpt-4o-mini", "--out", str(tmp_path / "run"), "--per-leaf", "3",
+                               "--base-url", api.url + "/v1", "--no-preflight", "--no-curate"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert stats["counts"]["planned"] == 6 and stats["counts"]["generated"] == 6
+    assert {path: node["planned"] for path, node in stats["nodes"].items()} == {"(all)": 6, "account": 3, "billing": 3}
+
+
 def test_budget_exit_code_from_the_cli(tmp_path):
     env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
     with FakeAPI() as api:

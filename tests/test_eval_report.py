@@ -37,7 +37,44 @@ def test_eval_writes_json_and_markdown(report, trained):  # noqa: F811
     assert {"token_f1", "rouge_l"} <= set(data["tasks"]["qa"]["systems"]["student"])
     assert set(data["leaves"]) == {e["meta"]["taxonomy_path"] for e in held_out}
     markdown = report.markdown_path.read_text()
-    assert "## classification" in markdown and "## Per taxonomy leaf" in markdown and "confusion matrix" in markdown
+    assert "### classification" in markdown and "## Per taxonomy leaf" in markdown and "confusion matrix" in markdown
+    assert markdown.index("## Headline") < markdown.index("## Per taxonomy leaf")
+    for row in data["examples"]:  # whether each model's answer ended its turn, per item
+        assert set(row["ended"]) == {"base", "student"}
+    assert {"ends_turn", "in_length"} <= set(data["tasks"]["qa"]["systems"]["student"])
+
+
+def test_eval_draws_its_plots_from_the_numbers_it_writes(report):
+    """The PNG files beside eval.md are what eval.json's numbers draw, pixel for pixel."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from distill.evaluate.figures import confusion_figure, leaf_figure, save
+
+    data = json.loads(report.json_path.read_text())
+    assert data["figures"] == {"leaves": "eval_leaves.png", "confusion": "eval_confusion.png"}
+    markdown = report.markdown_path.read_text()
+    for key, build in (("leaves", leaf_figure), ("confusion", confusion_figure)):
+        drawn = report.json_path.parent / data["figures"][key]
+        assert f"]({data['figures'][key]})" in markdown
+        again = drawn.with_name("redrawn-" + drawn.name)
+        save(build(data), again)
+        assert (imread(drawn) == imread(again)).all(), key
+
+
+def test_an_answer_ends_its_turn_only_when_the_model_stopped(trained):  # noqa: F811
+    from distill.evaluate.generate import generate, load_student
+    from distill.train.sft import set_threads
+
+    run_dir, result = trained
+    set_threads(1)
+    model, tokenizer, manifest = load_student(result.adapter_dir)
+    conversations = [[{"role": "system", "content": "Classify the sentiment. Reply with JSON."},
+                      {"role": "user", "content": text}] for text in ("I love it (review 1)", "awful (review 2)")]
+    cut = generate(model, tokenizer, manifest, conversations, max_new_tokens=2)
+    assert [a.ended for a in cut] == [False, False]  # cut at the budget mid-JSON
+    whole = generate(model, tokenizer, manifest, conversations, max_new_tokens=24)
+    assert [a.ended for a in whole] == [True, True], [a.text for a in whole]  # the trained short JSON, then stop
 
 
 def test_trained_student_beats_base_on_the_toy_task(report):
@@ -81,7 +118,8 @@ def test_eval_without_adapter_manifest_is_a_clear_error(trained, tmp_path):  # n
 
 
 def test_judge_end_to_end_against_the_loopback_server(trained, tmp_path):  # noqa: F811
-    """`distill eval --judge openai:...` through the real SDK: both orders asked, verdicts combined."""
+    """`distill eval --judge openai:...` through the real SDK: both orders asked, verdicts combined, and kept
+    in the response cache so a second eval asks nothing."""
     import subprocess
 
     from cli_helpers import cli_env, distill_command
@@ -90,13 +128,22 @@ def test_judge_end_to_end_against_the_loopback_server(trained, tmp_path):  # noq
     run_dir, result = trained
     with FakeAPI() as api:  # it judges as a judge that prefers the longer answer would
         env = cli_env(tmp_path, OPENAI_BASE_URL=api.url + "/v1", OMP_NUM_THREADS="1")
-        done = subprocess.run(distill_command("eval", str(run_dir), "--student", str(result.adapter_dir), "--out",
-                                              str(tmp_path), "--judge", "openai:gpt-4o-mini", "--limit", "6",
-                                              "--max-new-tokens", "8", "--threads", "1"),
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr
-        asked = [b for b in api.bodies if "Reply with exactly one word" in b["messages"][-1]["content"]]
+
+        def judged_eval() -> list[dict]:
+            """Run `distill eval --judge` once; the judge requests the server has seen so far."""
+            done = subprocess.run(distill_command("eval", str(run_dir), "--student", str(result.adapter_dir), "--out",
+                                                  str(tmp_path), "--judge", "openai:gpt-4o-mini", "--limit", "6",
+                                                  "--max-new-tokens", "8", "--threads", "1"),
+                                  cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr
+            return [b for b in api.bodies if "Reply with exactly one word" in b["messages"][-1]["content"]]
+
+        asked = judged_eval()
+        first = json.loads((tmp_path / "eval.json").read_text())
+        # Run again: every verdict comes from the shared response cache, none is asked (or paid) twice.
+        assert len(judged_eval()) == len(asked)
     data = json.loads((tmp_path / "eval.json").read_text())
+    assert data["tasks"]["qa"]["judge"] == first["tasks"]["qa"]["judge"]
     qa = [row for row in data["examples"] if row["task"] == "qa"]
     assert qa and len(asked) == 2 * 2 * len(qa)  # student vs base and vs teacher, each pair in both orders
     judged = data["tasks"]["qa"]["judge"]
@@ -112,7 +159,7 @@ def test_judge_end_to_end_against_the_loopback_server(trained, tmp_path):  # noq
 
 
 def test_a_drop_after_merge_or_quantization_is_flagged_in_red():
-    from distill.evaluate.report import render_markdown
+    from distill.evaluate.markdown import render_markdown
 
     examples = [Example(id=str(i), messages=[{"role": "user", "content": "x"},
                                              {"role": "assistant", "content": f'{{"label": "{g}"}}'}],

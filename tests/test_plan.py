@@ -136,3 +136,20 @@ def test_total_quota_is_spread_evenly(tmp_path):
     path.write_text(path.read_text().replace("per_leaf: 2", "total: 5"))
     quotas = leaf_quotas(load_taxonomy(path))
     assert sum(quotas.values()) == 5 and sorted(quotas.values()) == [2, 3]
+
+
+def test_per_leaf_replaces_the_taxonomys_quota_and_node_quotas_still_win(medical, medical_copy):
+    from distill.taxonomy import with_per_leaf
+
+    quotas = leaf_quotas(with_per_leaf(medical, 7))
+    assert sorted(set(quotas.values())) == [4, 7] and list(quotas.values()).count(4) == 3  # three set quota: 4
+    medical_copy.write_text(medical_copy.read_text().replace("per_leaf: 3", "total: 90"))
+    loaded = load_taxonomy(medical_copy)
+    assert leaf_quotas(with_per_leaf(loaded, 5)) == {path: 4 if q == 4 else 5 for path, q in quotas.items()}
+    plan = build_plan(with_per_leaf(medical, 7))
+    first = {item.id: item for item in build_plan(medical)}
+    # A leaf's items grow from the same plan: the items a smaller quota planned keep their ids and axes where
+    # the quota does not change the axis split (here the three leaves with their own quota).
+    fixed = [item for item in plan if quotas[item.node_path] == 4]
+    assert fixed and all(first[item.id] == item for item in fixed)
+    assert medical.taxonomy.generation.per_leaf == 3  # the loaded taxonomy itself is left as it was

@@ -72,3 +72,17 @@ def test_the_generate_section_takes_what_distill_generate_takes(tmp_path, monkey
         assert api.total_paid() == 0  # the first call's estimate is over the budget: nothing is sent
     stats = json.loads((tmp_path / "run" / "stats.json").read_text())
     assert stats["counts"]["pending"] == 4
+
+
+@pytest.mark.parametrize("name, task, planned", [("tickets-cpu.yaml", "classification", 300),
+                                                  ("medical-cpu.yaml", "qa", 244)])
+def test_the_recipe_configs_load_and_plan_a_few_hundred_items(name, task, planned):
+    """The measured recipe's configs (benchmarks/bench_recipe.py) stay valid as the train and eval settings
+    change, and plan the size the README states."""
+    from distill.taxonomy import build_plan, load_taxonomy, with_per_leaf
+
+    config = load_run_config(Path(__file__).parents[1] / "configs" / name)
+    loaded = load_taxonomy(config.taxonomy)
+    assert loaded.taxonomy.task == task
+    assert len(build_plan(with_per_leaf(loaded, config.generate.per_leaf), seed=config.generate.seed)) == planned
+    assert config.train["qlora"] is False  # plain LoRA: QLoRA is ~2x slower on CPU

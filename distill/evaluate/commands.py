@@ -22,13 +22,16 @@ def eval_command(
     threads: int | None = typer.Option(None, "--threads", min=1),
     max_drop: float = typer.Option(DEFAULT_MAX_DROP, "--max-drop", min=0, max=1,
                                    help="Flag a metric that falls by more than this after merge or quantization."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="API judge: the shared response cache's folder "
+                                          "(default $DISTILL_CACHE_DIR or ~/.cache/distill)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="API judge: bypass the shared response cache."),
 ) -> None:
     """Compare base and the student (adapter, merged, GGUF; and the teacher's answers) on the held-out split."""
     from distill.evaluate.report import EvalConfig, evaluate
     from distill.train.sft import default_out_dir
 
     config = EvalConfig(out_dir=out, judge=judge, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        threads=threads, max_drop=max_drop)
+                        threads=threads, max_drop=max_drop, cache=not no_cache, cache_dir=cache_dir)
     result = evaluate(run_dir, students or [default_out_dir(run_dir)], config)
     typer.echo(result.markdown_path.read_text(encoding="utf-8"))
     typer.echo(f"written: {result.json_path}, {result.markdown_path}")

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from distill.train.manifest import Manifest, load_student_tokenizer, read_manifest
+
+
+class Answer(BaseModel):
+    """A greedy answer and whether the model ended its turn (the end-of-turn token) within the budget."""
+
+    text: str
+    ended: bool
 
 
 def load_student(adapter_dir: Path):
@@ -43,7 +52,7 @@ def load_for_eval(name: str | Path, **kwargs):
 
 
 def generate(model, tokenizer, manifest: Manifest, conversations: list[list[dict]], *, max_new_tokens: int = 128,
-             batch_size: int = 8, adapter: bool = True) -> list[str]:
+             batch_size: int = 8, adapter: bool = True) -> list[Answer]:
     """Greedy answers to each conversation (its turns before the answer), in input order."""
     import torch
 
@@ -51,7 +60,7 @@ def generate(model, tokenizer, manifest: Manifest, conversations: list[list[dict
     stop = tokenizer.convert_tokens_to_ids(manifest.eot_token)
     prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch: less padding
-    answers: list[str] = [""] * len(prompts)
+    answers: list[Answer | None] = [None] * len(prompts)
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
@@ -62,7 +71,9 @@ def generate(model, tokenizer, manifest: Manifest, conversations: list[list[dict
                                     pad_token_id=tokenizer.pad_token_id)
         new = output[:, encoded["input_ids"].shape[1] :]
         for i, row in zip(batch, new):
-            answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+            # A row that stopped early holds the stop token (then padding); one cut at the budget does not.
+            answers[i] = Answer(text=tokenizer.decode(row, skip_special_tokens=True).strip(),
+                                ended=bool((row == stop).any()))
     return answers
 
 

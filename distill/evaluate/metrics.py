@@ -122,6 +122,18 @@ def rouge_l(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+# An open answer "stays in length" at half to twice the reference's words: the student was trained to answer
+# as the teacher did, so one that rambles on or stops at a sentence is off format whatever its overlap.
+LENGTH_BAND = (0.5, 2.0)
+
+
+def in_length(prediction: str, reference: str, band: tuple[float, float] = LENGTH_BAND) -> bool:
+    ref = len(tokens(reference))
+    if not ref:
+        return not tokens(prediction)
+    return band[0] <= len(tokens(prediction)) / ref <= band[1]
+
+
 def parse_json_object(text: str) -> dict[str, Any] | None:
     """The first JSON object in the text (models wrap JSON in prose or code fences), or None."""
     start = text.find("{")

@@ -1,6 +1,7 @@
 """`distill eval`: base vs the student's forms (adapter, merged, GGUF) and the teacher on the held-out split.
 
-Writes `eval.json` (every number, every answer) and `eval.md` (the tables a person reads).
+Writes `eval.json` (every number, every answer), `eval.md` (the tables a person reads, `markdown.py`) and its
+plots (`figures.py`: per-leaf scores, confusion matrices).
 The teacher's answers are the eval split's reference turns (the split holds teacher outputs never
 trained on), so they enter comparisons where a reference can be judged against: schema validity and the
 LLM-as-judge; reference-based scores of the teacher against itself would be 1 and are not reported.
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from distill.errors import DistillError, RunFailed
 from distill.evaluate import metrics as m
 from distill.evaluate.forms import ModelForm
+from distill.evaluate.generate import Answer
 from distill.evaluate.steps import DEFAULT_MAX_DROP, compare_steps
 from distill.records import Example
 
@@ -37,6 +39,8 @@ class EvalConfig(BaseModel):
     - resamples / seed: bootstrap settings for the confidence intervals.
     - threads: CPU torch threads (None: the idle cores).
     - max_drop: a metric falling by more than this (absolute) after merge or quantization is flagged.
+    - cache / cache_dir: an API judge answers from the shared response cache first (as generation does), so
+      re-running an eval pays for no verdict twice; cache_dir None: $DISTILL_CACHE_DIR or ~/.cache/distill.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -50,6 +54,8 @@ class EvalConfig(BaseModel):
     seed: int = 0
     threads: int | None = None
     max_drop: float = Field(DEFAULT_MAX_DROP, ge=0, le=1)
+    cache: bool = True
+    cache_dir: Path | None = None
 
 
 class EvalResult(BaseModel):
@@ -65,7 +71,9 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     `students`: adapter folders, merged model folders and GGUF files of one student (any mix, in order).
     `observe(form, model)` is called with each form's model while it is loaded (export checks GGUF logits so).
     """
+    from distill.evaluate.figures import write_figures  # these two import this module
     from distill.evaluate.forms import detect_forms, shared_manifest
+    from distill.evaluate.markdown import render_markdown
 
     run_dir = Path(run_dir)
     # Checked before torch and transformers load (~15 s on a busy machine): a typo fails at once.
@@ -83,18 +91,24 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     forms = detect_forms([students] if isinstance(students, (str, Path)) else list(students))
     manifest = shared_manifest(forms)
     if isinstance(config.judge, str):
-        from distill.teachers.registry import parse_spec
+        from distill.teachers.registry import backend
 
-        parse_spec(config.judge)
+        if backend(config.judge).api and config.cache:
+            from distill.rundir import writable_folder
+            from distill.teachers.cache import default_cache_dir
+
+            writable_folder(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), "--cache-dir")
     examples = [e for e in held_out if e.response][: config.limit]
     if not examples:
         raise DistillError(f"none of the {len(held_out)} held-out examples has a reference answer (an assistant "
                            "turn) to score against", path=eval_path)
     set_threads(config.threads)
-    answers = generate_answers(forms, manifest, [_context(e) for e in examples], config, observe)
+    generated = generate_answers(forms, manifest, [_context(e) for e in examples], config, observe)
+    answers = {system: [a.text for a in rows] for system, rows in generated.items()}
+    ended = {system: [a.ended for a in rows] for system, rows in generated.items()}
     answers[TEACHER] = [e.response for e in examples]
-    judge = _judge(config.judge)
-    report = build_report(examples, answers, config, judge)
+    judge = _judge(config.judge, config)
+    report = build_report(examples, answers, config, judge, ended=ended)
     report["adapter"] = {"dir": str(forms[0].path), "student": manifest.student, "base_model": manifest.base_model,
                          "chat_template_sha256": manifest.chat_template_sha256,
                          "tokenizer_sha256": manifest.tokenizer_sha256}
@@ -103,6 +117,7 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     out_dir = Path(config.out_dir) if config.out_dir else run_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "eval.json", out_dir / "eval.md"
+    report["figures"] = write_figures(report, out_dir)
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     md_path.write_text(render_markdown(report), encoding="utf-8")
     return EvalResult(json_path=json_path, markdown_path=md_path, report=report)
@@ -123,7 +138,7 @@ def _empty_split_cause(run_dir: Path) -> str:
 
 
 def generate_answers(forms: list[ModelForm], manifest, conversations: list[list[dict]], config: EvalConfig,
-                     observe: Callable[[ModelForm, Any], None] | None = None) -> dict[str, list[str]]:
+                     observe: Callable[[ModelForm, Any], None] | None = None) -> dict[str, list[Answer]]:
     """Greedy answers of the base and of each form, one model in memory at a time.
 
     With an adapter, the base answers come from the same weights with the adapter switched off.
@@ -134,11 +149,11 @@ def generate_answers(forms: list[ModelForm], manifest, conversations: list[list[
     from distill.evaluate.generate import generate, load_base, load_student
     from distill.train.manifest import load_student_tokenizer
 
-    def answer(model, tokenizer, adapter: bool = True) -> list[str]:
+    def answer(model, tokenizer, adapter: bool = True) -> list[Answer]:
         return generate(model, tokenizer, manifest, conversations, max_new_tokens=config.max_new_tokens,
                         batch_size=config.batch_size, adapter=adapter)
 
-    answers: dict[str, list[str]] = {}
+    answers: dict[str, list[Answer]] = {}
     adapter = next((form for form in forms if form.kind == "adapter"), None)
     if adapter:
         model, tokenizer, _ = load_student(adapter.path)
@@ -174,34 +189,43 @@ def task_of(example: Example) -> str:
     return "classification" if example.output and "label" in example.output else "qa"
 
 
-def build_report(examples: list[Example], answers: dict[str, list[str]], config: EvalConfig, judge=None) -> dict:
-    """Scores per task, per taxonomy leaf, and the answers themselves. Pure: no model involved."""
+def build_report(examples: list[Example], answers: dict[str, list[str]], config: EvalConfig, judge=None,
+                 ended: dict[str, list[bool]] | None = None) -> dict:
+    """Scores per task, per taxonomy leaf, and the answers themselves. Pure: no model involved.
+
+    `ended`: per model system, whether each answer ended its turn (None where unknown: no format measures)."""
+    ended = ended or {}
     by_task: dict[str, list[int]] = defaultdict(list)
     by_leaf: dict[str, list[int]] = defaultdict(list)
     for i, example in enumerate(examples):
         by_task[task_of(example)].append(i)
         by_leaf[example.meta.taxonomy_path or "(none)"].append(i)
-    report: dict[str, Any] = {"n": len(examples), "systems": list(answers), "tasks": {}, "leaves": {}}
+
+    def pick(idx: list[int]) -> tuple[list[Example], dict[str, list[str]], dict[str, list[bool]]]:
+        return ([examples[i] for i in idx], {s: [a[i] for i in idx] for s, a in answers.items()},
+                {s: [e[i] for i in idx] for s, e in ended.items()})
+
+    report: dict[str, Any] = {"n": len(examples), "systems": list(answers), "tasks": {}, "leaves": {},
+                              "length_band": list(m.LENGTH_BAND)}
     for task, idx in sorted(by_task.items()):
-        report["tasks"][task] = score(task, [examples[i] for i in idx], {s: [a[i] for i in idx] for s, a in
-                                                                         answers.items()}, config, judge)
+        report["tasks"][task] = score(task, *pick(idx), config=config, judge=judge)
     for leaf, idx in sorted(by_leaf.items()):
         tasks = sorted({task_of(examples[i]) for i in idx})
         report["leaves"][leaf] = {
-            task: score(task, [examples[i] for i in idx if task_of(examples[i]) == task],
-                        {s: [a[i] for i in idx if task_of(examples[i]) == task] for s, a in answers.items()},
-                        config, judge=None, with_confusion=False)
+            task: score(task, *pick([i for i in idx if task_of(examples[i]) == task]), config=config, judge=None,
+                        with_confusion=False)
             for task in tasks
         }
     report["examples"] = [
-        {"id": e.id, "leaf": e.meta.taxonomy_path, "task": task_of(e), **{s: answers[s][i] for s in answers}}
+        {"id": e.id, "leaf": e.meta.taxonomy_path, "task": task_of(e), **{s: answers[s][i] for s in answers},
+         **({"ended": {s: flags[i] for s, flags in ended.items()}} if ended else {})}
         for i, e in enumerate(examples)
     ]
     return report
 
 
-def score(task: str, examples: list[Example], answers: dict[str, list[str]], config: EvalConfig, judge=None,
-          with_confusion: bool = True) -> dict:
+def score(task: str, examples: list[Example], answers: dict[str, list[str]], ended: dict[str, list[bool]],
+          config: EvalConfig, judge=None, with_confusion: bool = True) -> dict:
     out: dict[str, Any] = {"n": len(examples), "systems": {}}
     structured = [i for i, e in enumerate(examples) if e.output]
     for system, texts in answers.items():
@@ -212,13 +236,58 @@ def score(task: str, examples: list[Example], answers: dict[str, list[str]], con
         if system != TEACHER:
             row.update(_classification(examples, texts, config, with_confusion) if task == "classification"
                        else _overlap(examples, texts, config))
+            if system in ended:
+                row.update(_format(task, examples, texts, ended[system]))
         out["systems"][system] = row
+    versus = versus_base(out["systems"])
+    if versus:
+        out["versus_base"] = versus
     if judge is not None and task != "classification":
         first = next(system for system in answers if system not in (BASE, TEACHER))  # the first form given
         out["judge"] = {
             f"{first}_vs_{other}": _judge_pairs(judge, examples, answers[first], answers[other], config)
             for other in (BASE, TEACHER)
         }
+    return out
+
+
+def _format(task: str, examples: list[Example], texts: list[str], ended: list[bool]) -> dict:
+    """Format measures: the answer ends its turn (the end-of-turn token within the budget), and for open QA,
+    also stays in length (ends its turn at LENGTH_BAND times the reference's length in words)."""
+    row = {"ends_turn": m.wilson(sum(ended), len(ended)).model_dump()}
+    if task != "classification":
+        fits = [done and m.in_length(text, e.response) for text, done, e in zip(texts, ended, examples)]
+        row["in_length"] = m.wilson(sum(fits), len(fits)).model_dump()
+    return row
+
+
+HEADLINE = {"classification": ("schema_validity", "accuracy", "macro_f1"),
+            "qa": ("token_f1", "rouge_l", "ends_turn", "in_length")}
+LABELS = {"schema_validity": "schema validity", "accuracy": "accuracy", "macro_f1": "macro-F1",
+          "token_f1": "token-F1", "rouge_l": "ROUGE-L", "ends_turn": "ends its turn", "in_length": "stays in length"}
+
+
+def leaf_metric(task: str) -> str:
+    """The one score a leaf is shown by (table and plot): accuracy for classification, token-F1 for open QA."""
+    return "accuracy" if task == "classification" else "token_f1"
+
+
+def versus_base(systems: dict[str, dict]) -> dict:
+    """The first student form against the base, per metric: the difference and whether the 95% intervals are
+    apart (`above`: the student's lower end over the base's upper end; `below`; else `overlap`)."""
+    base = systems.get(BASE)
+    first = next((name for name in systems if name not in (BASE, TEACHER)), None)
+    if base is None or first is None:
+        return {}
+    out = {}
+    for metric, student in systems[first].items():
+        if not isinstance(student, dict) or "low" not in student or metric not in base:
+            continue
+        other = base[metric]
+        verdict = ("above" if student["low"] > other["high"] else "below" if student["high"] < other["low"]
+                   else "overlap")
+        out[metric] = {"system": first, "student": student["value"], "base": other["value"],
+                       "difference": student["value"] - other["value"], "intervals": verdict}
     return out
 
 
@@ -267,21 +336,25 @@ Answer B:
 Reply with exactly one word: A, B, or tie."""
 
 
-def _judge(judge):
+def _judge(judge, config: EvalConfig):
     """A judge spec is checked now (an API key missing fails before any answer is judged) and kept as a
     spec: each round of judging makes its teacher inside its own event loop (see `_judge_pairs`)."""
     if judge is None or not isinstance(judge, str):
         return judge
     import asyncio
 
-    asyncio.run(_closed(_judge_teacher(judge)))
+    asyncio.run(_closed(_judge_teacher(judge, config)))
     return judge
 
 
-def _judge_teacher(spec: str):
+def _judge_teacher(spec: str, config: EvalConfig):
+    """The judge's teacher, from the one builder: an API judge answers from the shared response cache first
+    (a re-run of eval pays nothing twice), and never through a provider batch job (verdicts are wanted now)."""
+    from distill.teachers.cache import default_cache_dir
     from distill.teachers.stack import build_teacher
 
-    return build_teacher(spec, online=True)  # verdicts are wanted now: never a provider batch job
+    cache_dir = (Path(config.cache_dir) if config.cache_dir else default_cache_dir()) if config.cache else None
+    return build_teacher(spec, cache_dir=cache_dir, online=True)
 
 
 async def _closed(teacher) -> None:
@@ -311,7 +384,7 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
     async def ask_all() -> list:
         # One event loop for every request: an API teacher's HTTP clients belong to the loop that made
         # them (one asyncio.run a batch sent the first request and failed every later one).
-        teacher = _judge_teacher(judge) if isinstance(judge, str) else judge
+        teacher = _judge_teacher(judge, config) if isinstance(judge, str) else judge
         size = max(1, teacher.batch_size)
         gate = asyncio.Semaphore(max(1, teacher.concurrency))
 
@@ -352,107 +425,3 @@ def _verdict(text: str | None) -> str | None:
         return None
     word = text.strip().split()[0].strip(".:*'\"").lower() if text.strip() else ""
     return {"a": "A", "b": "B", "tie": "tie"}.get(word)
-
-
-# --- Markdown ---------------------------------------------------------------------------------------------
-
-def _est(value: dict | None) -> str:
-    if not value:
-        return "-"
-    return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
-
-
-def render_markdown(report: dict) -> str:
-    """eval.md: a header, any export-step flags first, one section per task, the export steps, the leaves."""
-    return "\n".join(_header(report) + summary_sections(report) + _leaf_section(report))
-
-
-def summary_sections(report: dict) -> list[str]:
-    """Flags, the per-task tables and the export steps: what a model card shows of an evaluation."""
-    lines = _flag_summary(report)
-    for task, block in report["tasks"].items():
-        lines += _task_section(task, block)
-    return lines + _steps_section(report)
-
-
-def _models(report: dict) -> list[str]:
-    """The systems that are models (base and the student's forms), not the teacher's references."""
-    return [system for system in report.get("systems", []) if system != TEACHER]
-
-
-def _header(report: dict) -> list[str]:
-    adapter = report.get("adapter", {})
-    forms = [s for s in _models(report) if s != BASE]
-    return [f"# Evaluation: {adapter.get('student', 'student')} ({', '.join(forms) or 'student'}) vs base", "",
-            f"{report['n']} held-out examples; 95% intervals in brackets (Wilson for proportions, bootstrap "
-            "otherwise). The teacher's answers are the references.", ""]
-
-
-def _task_section(task: str, block: dict) -> list[str]:
-    lines = [f"## {task} (n={block['n']})", ""]
-    columns = [c for c in ("accuracy", "macro_f1", "token_f1", "rouge_l", "schema_validity")
-               if any(c in row for row in block["systems"].values())]
-    lines += ["| system | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    for system, row in block["systems"].items():
-        lines.append(f"| {system} | " + " | ".join(_est(row.get(c)) for c in columns) + " |")
-    first = next((row for system, row in block["systems"].items() if system not in (BASE, TEACHER)), {})
-    if "confusion" in first:
-        labels = list(next(iter(first["confusion"].values()), {}).keys())
-        lines += ["", "Student confusion matrix (rows: gold, columns: predicted):", "",
-                  "| gold \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
-        for gold, row in first["confusion"].items():
-            lines.append(f"| {gold} | " + " | ".join(str(row[label]) for label in labels) + " |")
-    for name, verdict in block.get("judge", {}).items():
-        lines += ["", f"Judge ({verdict['judge']}), {name.replace('_', ' ')}: win rate "
-                  f"{_est(verdict['win_rate'])} ({verdict['wins']} wins, {verdict['ties']} ties, "
-                  f"{verdict['losses']} losses, {verdict['failed']} unjudged; positions swapped)"]
-    return lines + [""]
-
-
-def red(text: str) -> str:
-    """Red where HTML styles render (the Hub), and a red marker where they are stripped (GitHub)."""
-    return f'<span style="color:red">\N{LARGE RED CIRCLE} **{text}**</span>'
-
-
-def _change(task: str, metric: str, change: dict) -> str:
-    return f"{task} {metric} {change['before']:.3f} -> {change['after']:.3f} ({-change['drop']:+.3f})"
-
-
-def _flag_summary(report: dict) -> list[str]:
-    flags = report.get("flags") or []
-    if not flags:
-        return []
-    lines = [red(f"{len(flags)} metric(s) fell by more than {report['max_drop']:.2f} after merge or quantization:"),
-             ""]
-    lines += [f"- {red(flag['from'] + ' -> ' + flag['to'] + ': ' + _change(flag['task'], flag['metric'], flag))}"
-              for flag in flags]
-    return lines + [""]
-
-
-def _steps_section(report: dict) -> list[str]:
-    steps = report.get("steps") or []
-    if not steps:
-        return []
-    lines = ["## Merge and quantization", "",
-             f"Each step answers the same items greedily; a fall of more than {report['max_drop']:.2f} is flagged.",
-             "", "| step | identical answers | changes |", "|---|---:|---|"]
-    for step in steps:
-        changes = [red(_change(task, metric, change)) if change["flag"] else _change(task, metric, change)
-                   for task, metrics in step["tasks"].items() for metric, change in metrics.items()
-                   if abs(change["drop"]) > 1e-9]
-        share = step["identical"] / step["n"] if step["n"] else 0.0
-        lines.append(f"| {step['from']} -> {step['to']} | {step['identical']}/{step['n']} ({share:.0%}) | "
-                     + ("; ".join(changes) or "no metric changed") + " |")
-    return lines + [""]
-
-
-def _leaf_section(report: dict) -> list[str]:
-    models = _models(report)
-    lines = ["## Per taxonomy leaf", "", "| leaf | task | n | " + " | ".join(models) + " |",
-             "|---|---|---:|" + "---|" * len(models)]
-    for leaf, tasks in report["leaves"].items():
-        for task, block in tasks.items():
-            key = "accuracy" if task == "classification" else "token_f1"
-            lines.append(f"| {leaf} | {task} ({key}) | {block['n']} | "
-                         + " | ".join(_est(block["systems"].get(system, {}).get(key)) for system in models) + " |")
-    return lines + [""]

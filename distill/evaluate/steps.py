@@ -12,8 +12,8 @@ from typing import Any
 
 from distill.evaluate.forms import ADAPTER_NAME
 
-# Per task, the metrics compared; schema validity is the "format" a structured task must keep.
-METRICS = ("schema_validity", "accuracy", "macro_f1", "token_f1", "rouge_l")
+# Per task, the metrics compared; schema validity, ending the turn and the length are the format a task must keep.
+METRICS = ("schema_validity", "ends_turn", "in_length", "accuracy", "macro_f1", "token_f1", "rouge_l")
 DEFAULT_MAX_DROP = 0.05
 
 

@@ -143,7 +143,7 @@ def _data_lines(dataset: str | None, stats: dict, manifest: Manifest) -> list[st
 
 
 def _evaluation(report: dict | None, result) -> list[str]:
-    from distill.evaluate.report import summary_sections
+    from distill.evaluate.markdown import summary_sections
 
     if report is None:
         forms = " ".join(f"--student {p}" for p in [result.adapter_dir, result.merged_dir]

@@ -25,7 +25,7 @@ from distill.generate.progress import GenerationProgress
 from distill.records import PlanItem, Reject
 from distill.rundir import run_lock, writable_folder
 from distill.store import FAILED, PENDING, RunStore, store_errors
-from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy
+from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy, with_per_leaf
 from distill.taxonomy.model import Taxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 from distill.teachers.registry import TeacherOptions, backend, parse_spec
@@ -40,6 +40,7 @@ class GenerateSettings(BaseModel):
 
     teacher: str = "local"
     limit: int | None = Field(None, gt=0)
+    per_leaf: int | None = Field(None, gt=0)  # items a leaf, in place of the taxonomy's per_leaf / total
     seed: int = 0
     retry_failed: bool = False  # also ask the teacher again for items whose calls failed
     curate: bool = True
@@ -73,6 +74,11 @@ class TeacherFailed(Exception):
         self.step, self.error = step, error
 
 
+def _load_taxonomy(options: GenerateOptions) -> LoadedTaxonomy:
+    loaded = load_taxonomy(options.taxonomy)
+    return with_per_leaf(loaded, options.per_leaf) if options.per_leaf else loaded
+
+
 def default_out(loaded: LoadedTaxonomy) -> Path:
     return Path("runs") / loaded.name
 
@@ -83,7 +89,7 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     Everything a run reads (taxonomy, seeds, held-out sets, prompt templates, the run directory and the
     response cache) is checked before the first teacher call; one run at a time holds the directory."""
     check_flags(options)
-    loaded = load_taxonomy(options.taxonomy)
+    loaded = _load_taxonomy(options)
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
@@ -218,7 +224,7 @@ def estimate_run(options: GenerateOptions) -> Estimate:
     from distill.teachers.cost import PriceTable
 
     check_flags(options)
-    loaded = load_taxonomy(options.taxonomy)
+    loaded = _load_taxonomy(options)
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
