@@ -64,7 +64,7 @@ def test_eval_draws_its_plots_from_the_numbers_it_writes(report):
 
 def test_an_answer_ends_its_turn_only_when_the_model_stopped(trained):  # noqa: F811
     from distill.evaluate.generate import generate, load_student
-    from distill.train.sft import set_threads
+    from distill.models import set_threads
 
     run_dir, result = trained
     set_threads(1)
