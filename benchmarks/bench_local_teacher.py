@@ -62,11 +62,27 @@ def workload(count: int, max_tokens: int, temperature: float):
     return requests
 
 
+def answer_all(teacher, requests) -> tuple[list, list[float]]:
+    """Every request through the dispatcher, as a run sends them: the results, and when each came back."""
+    from distill.generate.dispatch import Dispatcher
+
+    firsts: list[float] = []
+
+    async def send():
+        async with Dispatcher(teacher) as dispatcher:
+            async def one(request):
+                result = await dispatcher.submit(request)
+                firsts.append(time.perf_counter())
+                return result
+            return await asyncio.gather(*(one(r) for r in requests))
+
+    return asyncio.run(send()), firsts
+
+
 def run_once(mode: str, args) -> dict:
     """In this process: load the teacher, answer the workload through the dispatcher, return figures."""
     import torch
 
-    from distill.generate.dispatch import Dispatcher
     from distill.teachers.transformers_teacher import TransformersTeacher
 
     if args.threads:
@@ -78,17 +94,7 @@ def run_once(mode: str, args) -> dict:
                                   dtype="float32" if mode in ("padded", "engine-fp32") else None)
     loaded = time.perf_counter()
     cpu_before = _cpu_s()
-    firsts: list[float] = []
-
-    async def answer_all():
-        async with Dispatcher(teacher) as dispatcher:
-            async def one(request):
-                result = await dispatcher.submit(request)
-                firsts.append(time.perf_counter())
-                return result
-            return await asyncio.gather(*(one(r) for r in requests))
-
-    results = asyncio.run(answer_all())
+    results, firsts = answer_all(teacher, requests)
     ended = time.perf_counter()
     cpu = _cpu_s() - cpu_before
     generated = sum(r.usage.completion_tokens for r in results)

