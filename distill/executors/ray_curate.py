@@ -185,7 +185,9 @@ def _prepare(batch: dict[str, np.ndarray], config: CurateConfig, bands: int, row
     protected = (batch["order"] >> _SOURCE_SHIFT) > 0
     settings = config.check_settings()
     failures = [None if against else first_failure(e, settings) for e, against in zip(examples, protected)]
-    texts = [dedup_text(e, config.dedup_on) for e in examples]
+    # A rejected row is never hashed or shingled (a runaway 6 MB answer cost ~800 MB that way): the later
+    # steps read only rows that passed the checks.
+    texts = ["" if failure is not None else dedup_text(e, config.dedup_on) for e, failure in zip(examples, failures)]
     signed = sign_batch(texts, config.minhash(), bands, rows, keep_signatures=False)
     return {
         "order": batch["order"].astype(np.int64),
