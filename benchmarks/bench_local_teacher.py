@@ -29,13 +29,15 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from interleaved import run_interleaved  # noqa: E402
 
 
 def workload(count: int, max_tokens: int, temperature: float):
@@ -129,20 +131,14 @@ def main() -> None:
         return
     print(f"{args.prompts} prompts, up to {args.max_tokens} new tokens, temperature {args.temperature}, "
           f"rows {args.rows}, threads {args.threads or 'default'}; load average {os.getloadavg()[0]:.1f}")
-    runs: dict[str, list[dict]] = {mode: [] for mode in args.modes}
-    for r in range(args.repeat):
-        for mode in args.modes:
-            cmd = [sys.executable, __file__, "--one", mode, *sys.argv[1:]]
-            done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                                  env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-            if done.returncode != 0:
-                raise SystemExit(done.stderr[-3000:])
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            runs[mode].append(row)
-            print(f"  run {r + 1} {mode:15} {row['tok_s']:6.1f} tok/s ({row['tok_cpu_s']:.1f} a CPU second, "
-                  f"{row['dtype']})  first answer {row['first_s']:6.1f} s  "
-                  f"{row['generated']} tokens in {row['seconds']:.0f} s  prompt {row['prompt']} (reused "
-                  f"{row['reused']})  errors {row['errors']}  load avg {os.getloadavg()[0]:.1f}", flush=True)
+    def show(r: int, mode: str, row: dict) -> None:
+        print(f"  run {r} {mode:15} {row['tok_s']:6.1f} tok/s ({row['tok_cpu_s']:.1f} a CPU second, "
+              f"{row['dtype']})  first answer {row['first_s']:6.1f} s  "
+              f"{row['generated']} tokens in {row['seconds']:.0f} s  prompt {row['prompt']} (reused "
+              f"{row['reused']})  errors {row['errors']}  load avg {os.getloadavg()[0]:.1f}", flush=True)
+
+    runs = run_interleaved(__file__, args.modes, args.repeat, sys.argv[1:], show,
+                           env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     print(f"{'mode':16} {'tok/s':>7} {'tok/CPU s':>9} {'first answer s':>15} {'seconds':>8} {'generated':>9}")
     medians = {}
     for mode, rows in runs.items():

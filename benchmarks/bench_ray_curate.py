@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from interleaved import run_interleaved  # noqa: E402
 
 from bench_dedup import PUBMEDQA, corpus, vocabulary  # noqa: E402
 
@@ -131,19 +132,13 @@ def main() -> None:
         write_input(folder, args.records)
         print(f"{args.records:,} records in {SHARDS} JSONL shards (written in {time.perf_counter() - t:.0f} s); "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-        runs: dict[str, list[dict]] = {"local": [], "ray": []}
-        for r in range(args.repeats):
-            for executor in runs:
-                done = subprocess.run([sys.executable, __file__, "--one", executor, str(folder)],
-                                      capture_output=True, text=True, cwd=ROOT)
-                if done.returncode != 0:
-                    raise SystemExit(done.stderr[-3000:])
-                row = json.loads(done.stdout.strip().splitlines()[-1])
-                runs[executor].append(row)
-                print(f"  run {r + 1} {executor:5} {row['generated'] / row['seconds']:9,.0f} records/s "
-                      f"({row['seconds']:.0f} s, cluster start {row['start_s']:.1f} s), "
-                      f"{row['generated'] / row['cpu_s']:,.0f} records per CPU-second, peak {row['peak_mb']:,.0f} MB, "
-                      f"kept {row['kept']:,}; load average {os.getloadavg()[0]:.1f}", flush=True)
+        def show(r: int, executor: str, row: dict) -> None:
+            print(f"  run {r} {executor:5} {row['generated'] / row['seconds']:9,.0f} records/s "
+                  f"({row['seconds']:.0f} s, cluster start {row['start_s']:.1f} s), "
+                  f"{row['generated'] / row['cpu_s']:,.0f} records per CPU-second, peak {row['peak_mb']:,.0f} MB, "
+                  f"kept {row['kept']:,}; load average {os.getloadavg()[0]:.1f}", flush=True)
+
+        runs = run_interleaved(__file__, ["local", "ray"], args.repeats, [str(folder)], show)
     kept = {row["kept"] for rows in runs.values() for row in rows}
     assert len(kept) == 1, f"the executors kept different numbers of records: {kept}"
     print("\n| executor | records/s | seconds | records per CPU-second | cluster start s | peak memory (PSS, MB) |\n"

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from interleaved import run_interleaved  # noqa: E402
 
 
 def run_once(mode: str, args) -> dict:
@@ -72,21 +73,15 @@ def main() -> None:
         return
     print(f"{args.prompts} prompts, up to {args.max_tokens} new tokens, temperature {args.temperature}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-    runs: dict[str, list[dict]] = {mode: [] for mode in args.modes}
-    for r in range(args.repeat):
-        for mode in args.modes:
-            done = subprocess.run([sys.executable, __file__, "--one", mode, *sys.argv[1:]], capture_output=True,
-                                  text=True, cwd=ROOT)
-            if done.returncode != 0:
-                raise SystemExit(done.stderr[-3000:])
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            if row["errors"]:
-                raise SystemExit(done.stderr[-2000:])
-            runs[mode].append(row)
-            print(f"  run {r + 1} {mode:9} engine start {row['start_s']:6.1f} s  {row['tok_s']:6.1f} tok/s  "
-                  f"first answer {row['first_s']:5.1f} s  {row['generated']} tokens in {row['seconds']:.0f} s  "
-                  f"prompts of {row['prompt_tokens']:.0f} tokens  peak {row['peak_mb']:,.0f} MB  errors {row['errors']}  "
-                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    def show(r: int, mode: str, row: dict) -> None:
+        if row["errors"]:
+            raise SystemExit(f"{mode}: {row['errors']} requests failed")
+        print(f"  run {r} {mode:9} engine start {row['start_s']:6.1f} s  {row['tok_s']:6.1f} tok/s  "
+              f"first answer {row['first_s']:5.1f} s  {row['generated']} tokens in {row['seconds']:.0f} s  "
+              f"prompts of {row['prompt_tokens']:.0f} tokens  peak {row['peak_mb']:,.0f} MB  errors {row['errors']}  "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
+
+    runs = run_interleaved(__file__, args.modes, args.repeat, sys.argv[1:], show)
     print(f"\n{'mode':10} {'start s':>8} {'tok/s':>7} {'first s':>8} {'peak MB':>8}")
     for mode, rows in runs.items():
         m = {k: statistics.median(row[k] for row in rows) for k in ("start_s", "tok_s", "first_s", "peak_mb")}
