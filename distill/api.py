@@ -94,7 +94,8 @@ def _interrupt(worker: threading.Thread, done: threading.Event) -> None:
 def generate(taxonomy: TaxonomySource, **options: Any):
     """Generate (or resume) a run over `taxonomy` (a file, or a `Taxonomy` built in Python); returns the
     `RunReport` (`.out`, `.stats`, `.files`). Options are `GenerateOptions`' fields: teacher, out, limit,
-    seed, curate, teacher_options (a dict or `TeacherOptions`: base_url, concurrency ...), budget_usd ..."""
+    seed, curate, teacher_options (a dict or `TeacherOptions`: base_url, concurrency ...), budget_usd,
+    executor ("local", or "ray": actors on a Ray cluster, each with its own teacher) ..."""
     from distill.generate.runner import generate as run
 
     return run(_generate_options(taxonomy, options))

@@ -50,6 +50,11 @@ def generate(
                                      "(instead of the lexical check)."),
     skip_check: list[str] = typer.Option([], "--skip-check", help="Switch a curation check off by name "
                                          "(off_topic, self_contained ...). Repeatable."),
+    executor: str = typer.Option("local", help="local (this process) or ray (actors on a Ray cluster, each with its "
+                                 "own teacher: joins RAY_ADDRESS, else starts one on this machine)."),
+    ray_workers: int | None = typer.Option(None, min=1, help="ray: worker actors (default: one a CPU of the cluster)."),
+    ray_gpus_per_worker: float | None = typer.Option(None, min=0.01, help="ray: GPUs each worker holds "
+                                                     "(vllm: and hf: teachers on GPU nodes)."),
     # API teachers (openai:, anthropic:); keys come only from OPENAI_API_KEY / ANTHROPIC_API_KEY.
     base_url: str | None = typer.Option(None, help="OpenAI-compatible server (vLLM, llama.cpp, Ollama); "
                                         "default $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL."),
@@ -79,6 +84,7 @@ def generate(
                                      "applied to every request."),
 ) -> None:
     """Generate a dataset over every node of a taxonomy with a teacher model."""
+    from distill.executors import check_executor
     from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
     from distill.generate.budget import print_estimate
     from distill.generate.summary import print_report
@@ -100,6 +106,7 @@ def generate(
                                         lora=str(lora) if lora else None),
         cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
         label_check=label_check, judge=judge, skip_checks=list(skip_check),
+        executor=check_executor(executor), ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker,
     )
     if dry_run:
         print_estimate(console, estimate_run(options))

@@ -197,6 +197,19 @@ class RunStore:
             return None
         return GenerationResult(key="", text=row[0], finish_reason=row[1], usage=json.loads(row[2]), cached=True)
 
+    def answered_calls(self, plan_item_ids: set[str]) -> dict[str, tuple[str, GenerationResult]]:
+        """The answers already stored for these items, by fingerprint, with their item (what a resumed item
+        does not ask again)."""
+        answered: dict[str, tuple[str, GenerationResult]] = {}
+        for item_id, fingerprint, text, finish_reason, usage in self.db.execute(
+            "SELECT plan_item_id, fingerprint, text, finish_reason, usage FROM teacher_calls WHERE error IS NULL "
+            "ORDER BY id"
+        ):
+            if item_id in plan_item_ids:
+                answered[fingerprint] = (item_id, GenerationResult(key="", text=text, finish_reason=finish_reason,
+                                                                   usage=json.loads(usage), cached=True))
+        return answered
+
     def add_call(self, plan_item_id: str | None, step: str, teacher: str, request: GenerationRequest,
                  fingerprint: str, result: GenerationResult) -> None:
         with self.window:

@@ -50,6 +50,7 @@ def _quiet_progress(ray) -> None:
     import sys
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
     context = ray.data.DataContext.get_current()
     if not sys.stderr.isatty():
         context.enable_progress_bars = False

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,9 +20,9 @@ from distill.generate.dispatch import Dispatcher
 from distill.curate.progress import stage_progress
 from distill.generate.export import RunReport, finish_run
 from distill.generate.inputs import check_inputs
-from distill.tasks.parse import Rejected
+from distill.generate.item import TeacherFailed, run_item, save_outcome
 from distill.generate.progress import GenerationProgress
-from distill.records import PlanItem, Reject
+from distill.records import PlanItem
 from distill.rundir import run_lock, writable_folder
 from distill.store import FAILED, PENDING, RunStore, store_errors
 from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy, with_per_leaf
@@ -56,6 +56,11 @@ class GenerateSettings(BaseModel):
     label_check: bool = False
     judge: str | None = None
     skip_checks: list[str] = Field(default_factory=list)
+    # Where the items run (distill/executors): this process, or actors on a Ray cluster (RAY_ADDRESS, else
+    # one started on this machine), each with its own teacher: one a CPU unless `ray_workers` says.
+    executor: Literal["local", "ray"] = "local"
+    ray_workers: int | None = Field(None, gt=0)
+    ray_gpus_per_worker: float | None = Field(None, gt=0)
 
 
 class GenerateOptions(GenerateSettings):
@@ -66,12 +71,6 @@ class GenerateOptions(GenerateSettings):
     taxonomy: Path | Taxonomy  # a taxonomy file, or one built in Python (its seed paths from the current folder)
     out: Path | None = None
     progress: bool = True
-
-
-class TeacherFailed(Exception):
-    def __init__(self, step: str, error: str):
-        super().__init__(f"{step}: {error}")
-        self.step, self.error = step, error
 
 
 def _load_taxonomy(options: GenerateOptions) -> LoadedTaxonomy:
@@ -89,6 +88,9 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     Everything a run reads (taxonomy, seeds, held-out sets, prompt templates, the run directory and the
     response cache) is checked before the first teacher call; one run at a time holds the directory."""
     check_flags(options)
+    if options.executor == "ray" and teacher_factory is not None:
+        raise DistillError("executor='ray' builds a teacher on every worker from the spec: pass teacher=SPEC, "
+                           "not a teacher object")
     loaded = _load_taxonomy(options)
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
@@ -114,7 +116,14 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
         budget = None
-        if todo:
+        if todo and options.executor == "ray":
+            progress = GenerationProgress(enabled=options.progress)
+            try:
+                _generate_on_ray(store, loaded, todo, options, progress, run_preflight=api and options.preflight
+                                 and not store.info().get("preflight_ok"))
+            finally:
+                progress.close()
+        elif todo:
             progress = GenerationProgress(enabled=options.progress)
             teacher = progress.starting(options.teacher, lambda: _handed_in(teacher_factory, store) if teacher_factory
                                         else _make_teacher(options.teacher, options, store=store))
@@ -261,6 +270,14 @@ def check_flags(options: GenerateOptions) -> None:
     if api and teacher.batch_size is not None and not extra.get("batch"):
         raise DistillError("--batch-size: only for in-process teachers and --batch jobs; for API requests in flight "
                            "use --concurrency")
+    if options.executor == "ray":
+        local_only = {"--batch": extra.get("batch") or None, "--budget-usd": options.budget_usd,
+                      "--sender-process": extra.get("sender_process") or None}
+        if given := [flag for flag, value in local_only.items() if value is not None]:
+            raise DistillError(f"{', '.join(given)}: not with --executor ray yet (each worker sends its own "
+                               "requests); use --executor local")
+    elif options.ray_workers or options.ray_gpus_per_worker:
+        raise DistillError("--ray-workers and --ray-gpus-per-worker are for --executor ray")
     if extra.get("batch") and extra.get("sender_process"):
         raise DistillError("--sender-process: not with --batch (batch jobs are sent from the run itself)")
 
@@ -309,6 +326,33 @@ async def _generate_all(store: RunStore, loaded: LoadedTaxonomy, items: list[Pla
         await teacher.aclose()  # async HTTP clients close inside the loop that owns them
 
 
+def _generate_on_ray(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], options: GenerateOptions,
+                     progress: GenerationProgress, run_preflight: bool) -> None:
+    """`_generate_all` on a Ray cluster (distill/executors/ray_generate.py): the same preflight, the same items."""
+    from distill.executors.ray_generate import RayGeneration
+    from distill.teachers.cache import default_cache_dir
+
+    cache_dir = options.cache_dir or default_cache_dir() if options.cache and backend(options.teacher).api else None
+    ray_run = progress.starting(options.teacher, lambda: RayGeneration(
+        store, loaded, options.teacher, options.teacher_options, str(cache_dir) if cache_dir else None,
+        workers=options.ray_workers, gpus_per_worker=options.ray_gpus_per_worker or 0.0,
+        on_call=lambda result: progress.add_tokens(result.usage.prompt_tokens, result.usage.completion_tokens),
+        on_outcome=lambda outcome: progress.advance(kept=outcome.example is not None, failed=outcome.failed)))
+    try:
+        progress.start(len(items))
+        if run_preflight:
+            sample = preflight.choose_sample(items, preflight.sample_size(len(loaded.leaves)))
+            if len(sample) < len(items):
+                ray_run.run(sample)
+                preflight.check(store, sample)
+                store.set_info(preflight_ok=True)
+                chosen = {item.id for item in sample}
+                items = [item for item in items if item.id not in chosen]
+        ray_run.run(items)
+    finally:
+        ray_run.close()
+
+
 def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[PlanItem]:
     statuses = store.statuses()
     wanted = {PENDING, FAILED} if retry_failed else {PENDING}
@@ -317,7 +361,6 @@ def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[Pla
 
 async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], teacher: Teacher,
                           budget: Budget | None, progress: GenerationProgress) -> None:
-    task = loaded.task
     # A leaf's items side by side: they share prompt beginnings (system and seed turns), which the
     # in-process teacher computes once while they are in its prefix cache (providers cache them too).
     items = sorted(items, key=lambda item: item.node_path)
@@ -351,24 +394,14 @@ async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[P
                 hold = None
                 try:
                     hold = await budget.start_item() if budget is not None else None
-                    store.add_example(await task.run(loaded, item, teacher.spec,
-                                                     lambda step, request: call(item, rank, hold, step, request)))
-                    progress.advance(kept=True)
-                except Rejected as rejected:
-                    store.add_reject(Reject(id=item.id, stage="generate", reason=rejected.reason,
-                                            detail=rejected.detail, raw=rejected.raw, node_path=item.node_path))
-                    progress.advance(kept=False)
+                    outcome = await run_item(loaded, item, teacher.spec,
+                                             lambda step, request: call(item, rank, hold, step, request))
                 except BudgetStop:
-                    pass  # never sent: the item stays pending for a run with more budget
-                except TeacherFailed as failed:
-                    store.add_reject(
-                        Reject(id=item.id, stage="generate", reason="teacher_failed",
-                               detail=f"{failed.step}: {failed.error}", node_path=item.node_path),
-                        plan_status=FAILED,
-                    )
-                    progress.advance(kept=False, failed=True)
+                    return  # never sent: the item stays pending for a run with more budget
                 finally:
                     if hold is not None:
                         await budget.end_item(hold)
+                save_outcome(store, outcome)
+                progress.advance(kept=outcome.example is not None, failed=outcome.failed)
 
         await asyncio.gather(*(process(rank, item) for rank, item in enumerate(items)))

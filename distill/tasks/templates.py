@@ -36,6 +36,10 @@ def environment(search: tuple[Path, ...]) -> jinja2.Environment:
     return env
 
 
+def _searchpath(env: jinja2.Environment) -> list[str]:
+    return list(env.loader.searchpath) if isinstance(env.loader, jinja2.FileSystemLoader) else []
+
+
 def search_path(task_dir: Path | None, taxonomy_dir: Path | None) -> tuple[Path, ...]:
     folders: list[Path] = []
     if task_dir is not None:
@@ -56,6 +60,7 @@ class Compiled:
 
     def __init__(self, env: jinja2.Environment, source: Any, where: tuple, label: str | None = None):
         try:
+            self._source = source if isinstance(source, str) else None
             if isinstance(source, str):
                 self.template = env.from_string(source)
                 self.name = label or ".".join(map(str, where))  # `label`: where it is written, file:line
@@ -70,6 +75,16 @@ class Compiled:
                 raise TaskError(where, f"template syntax: {exc.message}") from None
             raise DistillError(f"prompt template syntax: {exc.message}", path=exc.filename, line=exc.lineno) from None
 
+    # Pickled as its text and search path and compiled again on arrival: a compiled template holds its
+    # environment by weak reference, and Ray ships a task to its workers by pickling (executors/ray_generate.py).
+    def __getstate__(self) -> dict:
+        source = self._source if self._source is not None else Path(self.template.filename).read_text()
+        return {"source": source, "name": self.name, "search": _searchpath(self.template.environment)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.name, self._source = state["name"], state["source"]
+        self.template = environment(tuple(map(Path, state["search"]))).from_string(state["source"])
+
     def render(self, context: dict[str, Any], strip: bool = True) -> str:
         try:
             text = self.template.render(context)
@@ -83,10 +98,19 @@ class Expression:
 
     def __init__(self, env: jinja2.Environment, source: str, where: tuple, label: str | None = None):
         self.where = label or ".".join(map(str, where))
+        self.source, self.search = source, _searchpath(env)
         try:
             self.expression = env.compile_expression(source, undefined_to_none=False)
         except jinja2.TemplateSyntaxError as exc:
             raise TaskError(where, f"not a valid expression ({exc.message}): {source!r}") from None
+
+    def __getstate__(self) -> dict:  # as Compiled's: the text, compiled again on arrival
+        return {"source": self.source, "where": self.where, "search": self.search}
+
+    def __setstate__(self, state: dict) -> None:
+        self.where, self.source, self.search = state["where"], state["source"], state["search"]
+        env = environment(tuple(map(Path, self.search)))
+        self.expression = env.compile_expression(self.source, undefined_to_none=False)
 
     def evaluate(self, context: dict[str, Any]) -> Any:
         try:

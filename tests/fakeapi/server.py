@@ -74,6 +74,8 @@ class FakeAPI:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.port = 0
+        self.holding = False  # hold(): requests wait unanswered; release() drops them (never answered or billed)
+        self.held = 0  # requests dropped that way
 
     # lifecycle
     def start(self) -> FakeAPI:
@@ -102,6 +104,14 @@ class FakeAPI:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def hold(self) -> None:
+        """From now on requests wait unanswered (a server that stalls), until `release`."""
+        self.holding = True
+
+    def release(self) -> None:
+        """Drop every held request's connection (the client sees a reset and retries) and answer again."""
+        self.holding = False
 
     @property
     def url(self) -> str:
@@ -182,6 +192,11 @@ class FakeAPI:
             self.requests[prompt] += 1
         if self.faults.latency_s:
             await asyncio.sleep(self.faults.latency_s)
+        if self.holding:
+            while self.holding:
+                await asyncio.sleep(0.01)
+            self.held += 1
+            return 0, {}, b""
         fault = self.faults.script[attempt] if attempt < len(self.faults.script) else None
         if fault == "slow":  # past the client's timeout: it has gone, so nothing is delivered or billed
             await asyncio.sleep(self.faults.slow_s)
