@@ -48,6 +48,9 @@ class Dispatcher:
                     batch = await self._gather(self.collect_s)
             else:
                 batch = await self._gather(0.0)
+            batch = [entry for entry in batch if not entry[3].done()]  # a caller cancelled while it gathered
+            if not batch:
+                continue
             requests = [request for _, _, request, _ in batch]
             try:
                 results = await self.teacher.generate(requests)
@@ -62,15 +65,25 @@ class Dispatcher:
 
     async def _gather(self, window_s: float) -> list[tuple[int, int, GenerationRequest, asyncio.Future]]:
         """The next request, then whatever else arrives within the window (one loop turn at least)."""
-        batch = [await self.queue.get()]
+        batch = [await self._next_live()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + window_s if window_s else 0.0
         if self.teacher.batch_size > 1:
             await asyncio.sleep(0)  # one turn of the loop lets other items enqueue into this batch
         while True:
             while len(batch) < self.teacher.batch_size and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+                entry = self.queue.get_nowait()
+                if not entry[3].done():
+                    batch.append(entry)
             left = deadline - loop.time() if window_s else 0.0
             if len(batch) >= self.teacher.batch_size or left <= 0:
                 return batch
             await asyncio.sleep(min(left, 0.05))
+
+    async def _next_live(self) -> tuple[int, int, GenerationRequest, asyncio.Future]:
+        """The next request whose caller still waits. A caller cancelled while its request queued (an item
+        given up, a stopped run) cancels the future it awaited: that request is never sent, never paid."""
+        while True:
+            entry = await self.queue.get()
+            if not entry[3].done():
+                return entry
