@@ -1,5 +1,6 @@
 """Taxonomy files: parsing, and every bad-input case as one clear line naming file, line and field."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,23 @@ def test_bad_seed_line_names_file_and_line(tiny):
         handle.write('{"id": "resp-3", "question": "Why?"}\n')  # no answer
     with pytest.raises(DistillError, match=r"respiratory.jsonl:3: field 'answer'"):
         load_taxonomy(tiny / "qa.yaml")
+
+
+def test_a_seed_string_may_hold_line_separators(tiny):
+    """JSON allows U+2028, U+2029 and U+0085 unescaped in a string (json.dumps(ensure_ascii=False) writes them
+    so); they are not line ends, and the line numbers of later lines stay right."""
+    answer = "Rest and fluids.\u2028Paracetamol for pain.\u0085See a doctor after 10 days.\u2029"
+    seeds = tiny / "seeds" / "respiratory.jsonl"
+    with seeds.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"id": "resp-3", "question": "How long does a cold last?", "answer": answer},
+                                ensure_ascii=False) + "\n")
+        handle.write('{"id": "resp-4", "question": "Why?"}\n')  # no answer: line 4
+    with pytest.raises(DistillError, match=r"respiratory.jsonl:4: field 'answer'"):
+        load_taxonomy(tiny / "qa.yaml")
+    seeds.write_text("\n".join(seeds.read_text(encoding="utf-8").split("\n")[:3]) + "\n", encoding="utf-8")
+    loaded = load_taxonomy(tiny / "qa.yaml")
+    held = [seed for node in loaded.nodes for seed in node.seeds if seed.id == "resp-3"]
+    assert held and held[0].answer == answer
 
 
 def test_seed_label_outside_label_set(tiny):

@@ -243,7 +243,7 @@ def _contamination_by_set(run_dir: Path) -> Counter:
     path = run_dir / "contamination.jsonl"
     counts: Counter = Counter()
     if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8").split("\n"):  # not splitlines(): U+2028 may be in a string
             if line.strip():
                 counts[str(json.loads(line).get("heldout_id", "?")).split(":")[0]] += 1
     return counts

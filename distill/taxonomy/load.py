@@ -222,7 +222,9 @@ class SeedReader:
                 line=line,
             )
         seeds: list[Seed] = []
-        for number, text in enumerate(read_text(seed_file, "seed file").splitlines(), start=1):
+        # Lines end at "\n" only: str.splitlines() would also cut at U+2028, U+0085 and the like, which JSON
+        # strings may hold unescaped (json.dumps(ensure_ascii=False) writes them so).
+        for number, text in enumerate(read_text(seed_file, "seed file").split("\n"), start=1):
             if not text.strip():
                 continue
             try:
