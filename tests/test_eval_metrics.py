@@ -44,6 +44,10 @@ def test_json_label_and_schema():
     assert m.schema_valid('{"label": "x", "score": 1}', {"label": "y", "score": 0.5})
     assert not m.schema_valid('{"label": 3}', {"label": "y"})
     assert not m.schema_valid("label: positive", {"label": "positive"})
+    labels = {"label": ["negative", "positive"]}
+    assert m.schema_valid('{"label": " positive", "score": 1}', {"label": "y", "score": 0.5}, labels)
+    assert not m.schema_valid('{"label": "neutral", "score": 1}', {"label": "y", "score": 0.5}, labels)  # not in the set
+    assert not m.schema_valid('{"score": 1}', {"label": "y", "score": 0.5}, labels)
 
 
 class FakeJudge(Teacher):

@@ -163,11 +163,15 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
     return None
 
 
-def schema_valid(text: str, reference: dict[str, Any]) -> bool:
-    """A JSON object carrying every field of the reference output, each of the same JSON type."""
+def schema_valid(text: str, reference: dict[str, Any], choices: dict[str, Sequence[str]] | None = None) -> bool:
+    """A JSON object carrying every field of the reference output, each of the same JSON type, and a value
+    among `choices[field]` where the field has a closed set (a classification's label)."""
     parsed = parse_json_object(text)
     if parsed is None:
         return False
+    for key, allowed in (choices or {}).items():
+        if key in reference and (not isinstance(parsed.get(key), str) or parsed[key].strip() not in allowed):
+            return False
     for key, value in reference.items():
         if key not in parsed:
             return False

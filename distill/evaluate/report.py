@@ -228,10 +228,13 @@ def score(task: str, examples: list[Example], answers: dict[str, list[str]], end
           config: EvalConfig, judge=None, with_confusion: bool = True) -> dict:
     out: dict[str, Any] = {"n": len(examples), "systems": {}}
     structured = [i for i, e in enumerate(examples) if e.output]
+    # A label outside the set is not a valid answer, however well-formed its JSON (the schema's enum). The set is
+    # the held-out labels: the split is stratified, so it holds every label the run has.
+    choices = {"label": sorted({gold_label(e) for e in examples} - {m.NO_LABEL})} if task == "classification" else None
     for system, texts in answers.items():
         row: dict[str, Any] = {}
         if structured:
-            valid = sum(m.schema_valid(texts[i], examples[i].output) for i in structured)
+            valid = sum(m.schema_valid(texts[i], examples[i].output, choices) for i in structured)
             row["schema_validity"] = m.wilson(valid, len(structured)).model_dump()
         if system != TEACHER:
             row.update(_classification(examples, texts, config, with_confusion) if task == "classification"
