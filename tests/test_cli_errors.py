@@ -164,6 +164,11 @@ def missing_student(ws: Path, url: str) -> list[str]:
     return ["eval", str(ws / "run"), "--student", str(ws / "no-such-adapter")]
 
 
+def eval_cache_dir_is_a_file(ws: Path, url: str) -> list[str]:
+    (ws / "cache-file").write_text("a file\n")
+    return [*missing_student(ws, url), "--judge", "openai:gpt-4o-mini", "--cache-dir", str(ws / "cache-file")]
+
+
 def curate_over_a_run(ws: Path, url: str) -> list[str]:
     (ws / "run").mkdir()
     (ws / "run" / "run.db").write_bytes(b"")
@@ -233,6 +238,7 @@ INPUT = [
     Case("batch-size-for-api", lambda ws, url: generate_args(ws, url, "--batch-size", "4"), 2,
          "--batch-size: only for in-process teachers"),
     Case("eval-missing-student", missing_student, 2, "student folder does not exist"),
+    Case("eval-cache-dir-is-a-file", eval_cache_dir_is_a_file, 2, "--cache-dir"),
     Case("curate-over-its-run", curate_over_a_run, 2, "is a generation run directory"),
     Case("run-config-unknown-field", run_config("taxonomy: tiny/qa.yaml\ngenerat: {limit: 2}\n"), 2,
          "job.yaml:2: generat: unknown field"),

@@ -88,9 +88,7 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     held_out = read_examples(eval_path)
     if not held_out:  # the split's problem comes first: no student can be scored on nothing
         raise DistillError(_empty_split_cause(run_dir), path=eval_path)
-    forms = detect_forms([students] if isinstance(students, (str, Path)) else list(students))
-    manifest = shared_manifest(forms)
-    if isinstance(config.judge, str):
+    if isinstance(config.judge, str):  # a folder the user named is checked before any model is looked at
         from distill.teachers.registry import backend
 
         if backend(config.judge).api and config.cache:
@@ -98,6 +96,8 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
             from distill.teachers.cache import default_cache_dir
 
             writable_folder(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), "--cache-dir")
+    forms = detect_forms([students] if isinstance(students, (str, Path)) else list(students))
+    manifest = shared_manifest(forms)
     examples = [e for e in held_out if e.response][: config.limit]
     if not examples:
         raise DistillError(f"none of the {len(held_out)} held-out examples has a reference answer (an assistant "
