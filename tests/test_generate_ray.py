@@ -12,6 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+import distill as api_module
+
 from distill.errors import DistillError
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, Reject, read_jsonl
@@ -32,11 +34,14 @@ def env(monkeypatch, ray_cluster):
 
 
 def run(api: FakeAPI, out: Path, executor: str, taxonomy: str = "qa", **overrides):
+    """The local path through the runner; Ray through the Python API, as a notebook user would call it."""
     teacher = dict(base_url=api.url + "/v1", timeout_s=5, max_retries=4, retry_base_s=0.01, concurrency=4)
-    options = GenerateOptions(taxonomy=TINY / f"{taxonomy}.yaml", teacher="openai:gpt-4o-mini", out=out,
-                              progress=False, executor=executor, cache_dir=out.parent / f"cache-{out.name}",
-                              teacher_options=teacher_options(**teacher), **overrides)
-    return generate(options)
+    settings = dict(teacher="openai:gpt-4o-mini", out=out, progress=False, executor=executor,
+                    cache_dir=out.parent / f"cache-{out.name}", **overrides)
+    if executor == "ray":
+        return api_module.generate(TINY / f"{taxonomy}.yaml", teacher_options=teacher, **settings)
+    return generate(GenerateOptions(taxonomy=TINY / f"{taxonomy}.yaml", teacher_options=teacher_options(**teacher),
+                                    **settings))
 
 
 def stored_fingerprints(out: Path) -> list[str]:
