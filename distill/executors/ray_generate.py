@@ -133,6 +133,24 @@ class GenerateWorker:
         # As many items in flight as the local runner keeps: every concurrent batch filled twice over.
         self.in_flight = asyncio.Semaphore(max(2, self.teacher.batch_size * self.teacher.concurrency * 2))
 
+    def __del__(self) -> None:
+        # Ray Data calls this when the pool shuts down: close the teacher inside its loop (HTTP sessions, the
+        # dispatcher's tasks), then the rest, so no "Unclosed client session" or pending-task warnings.
+        loop = getattr(self, "loop", None)
+        if loop is None or not loop.is_running():
+            return
+        try:
+            self._submit(self._close()).result(timeout=10)
+        except Exception:  # noqa: BLE001 - shutting down: nothing left to report to
+            pass
+        self.teacher.close()
+        loop.call_soon_threadsafe(loop.stop)
+
+    async def _close(self) -> None:
+        if getattr(self, "dispatcher", None) is not None:
+            await self.dispatcher.__aexit__(None, None, None)
+        await self.teacher.aclose()
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [PlanItem.model_validate_json(text) for text in batch["item"]]
         kinds = self._submit(self._run_block(items, [int(rank) for rank in batch["rank"]])).result()
