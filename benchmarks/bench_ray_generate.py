@@ -51,7 +51,7 @@ def main() -> None:
     try:
         for r in range(args.repeat):
             for mode, (concurrency, extra) in modes.items():
-                start = server.ask("reset")
+                server.ask("reset")
                 began = time.monotonic()
                 run_generate(server.url, tax, work / f"{mode}-{r}", concurrency, None, env, extra)
                 wall = time.monotonic() - began
@@ -64,7 +64,6 @@ def main() -> None:
                       f"({100 * achieved / ideal:.1f}% of ideal), middle {stats['middle']:.1f}, command {wall:.1f} s",
                       flush=True)
                 shutil.rmtree(work / "cache", ignore_errors=True)  # every run pays for every request
-                del start
     finally:
         server.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -307,20 +307,31 @@ def _budget(store: RunStore, teacher: Teacher, options: GenerateOptions) -> Budg
     return Budget(options.budget_usd, spent_usd=store.usage_totals()["cost_usd"])
 
 
+def _split_preflight(loaded: LoadedTaxonomy, items: list[PlanItem]) -> tuple[list[PlanItem], list[PlanItem]]:
+    """The pre-flight sample and the items after it; no sample when it would be the whole run."""
+    sample = preflight.choose_sample(items, preflight.sample_size(len(loaded.leaves)))
+    if len(sample) >= len(items):
+        return [], items
+    chosen = {item.id for item in sample}
+    return sample, [item for item in items if item.id not in chosen]
+
+
+def _pass_preflight(store: RunStore, sample: list[PlanItem]) -> None:
+    """Stop the run (DistillError) when most of the sample failed; else remember that it passed."""
+    preflight.check(store, sample)
+    store.set_info(preflight_ok=True)
+
+
 async def _generate_all(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], teacher: Teacher,
                         options: GenerateOptions, budget: Budget | None, progress: GenerationProgress,
                         run_preflight: bool) -> None:
     progress.start(len(items))
     try:
-        if run_preflight:
-            sample = preflight.choose_sample(items, preflight.sample_size(len(loaded.leaves)))
-            if len(sample) < len(items):
-                await _generate_items(store, loaded, sample, teacher, budget, progress)
-                if budget is None or not budget.stopped:
-                    preflight.check(store, sample)
-                    store.set_info(preflight_ok=True)
-                chosen = {item.id for item in sample}
-                items = [item for item in items if item.id not in chosen]
+        sample, items = _split_preflight(loaded, items) if run_preflight else ([], items)
+        if sample:
+            await _generate_items(store, loaded, sample, teacher, budget, progress)
+            if budget is None or not budget.stopped:
+                _pass_preflight(store, sample)
         await _generate_items(store, loaded, items, teacher, budget, progress)
     finally:
         await teacher.aclose()  # async HTTP clients close inside the loop that owns them
@@ -340,14 +351,10 @@ def _generate_on_ray(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanIt
         on_outcome=lambda outcome: progress.advance(kept=outcome.example is not None, failed=outcome.failed)))
     try:
         progress.start(len(items))
-        if run_preflight:
-            sample = preflight.choose_sample(items, preflight.sample_size(len(loaded.leaves)))
-            if len(sample) < len(items):
-                ray_run.run(sample)
-                preflight.check(store, sample)
-                store.set_info(preflight_ok=True)
-                chosen = {item.id for item in sample}
-                items = [item for item in items if item.id not in chosen]
+        sample, items = _split_preflight(loaded, items) if run_preflight else ([], items)
+        if sample:
+            ray_run.run(sample)
+            _pass_preflight(store, sample)
         ray_run.run(items)
     finally:
         ray_run.close()
