@@ -18,6 +18,7 @@ from typing import Any
 
 from distill.commits import COMMIT_WINDOW_S, CommitWindow  # noqa: F401 (COMMIT_WINDOW_S: named in the docs)
 from distill.errors import explain
+from distill.sqlite_wal import open_wal
 from distill.records import Example, GenerationRequest, GenerationResult, PlanItem, Reject
 
 # Ordered and append-only: a store records how far it got in PRAGMA user_version.
@@ -126,10 +127,7 @@ class RunStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process kill
-        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db = open_wal(self.path)
         self.window = CommitWindow(self.db)
         self._migrate()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from distill.records import Usage
 from distill.commits import COMMIT_WINDOW_S
+from distill.sqlite_wal import open_wal
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher, WrappedTeacher
 
 SCHEMA = """
@@ -45,10 +46,7 @@ class ResponseCache:
     def __init__(self, path: str | Path, window_s: float = COMMIT_WINDOW_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")  # several runs may share it at once
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db = open_wal(self.path)  # several runs, and a Ray run's workers, share it at once
         self.db.execute(SCHEMA)
         self.window_s = window_s
         self.pending: dict[str, tuple] = {}  # fingerprint -> row, not yet written

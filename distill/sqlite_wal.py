@@ -1,0 +1,38 @@
+"""Opening the SQLite files that several processes write at once: run.db and the response cache.
+
+Both are in WAL mode with synchronous=NORMAL, which survives a process kill. Opening one can meet
+a lock: another process switching a fresh file to WAL, or rebuilding the WAL index after a writer
+was killed (a Ray worker restarted after SIGKILL opens the cache while its sibling writes). SQLite
+may answer such a lock with SQLITE_BUSY at once, without calling the busy handler, so the opening
+steps are retried here until `wait_s` has passed instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+BUSY_WAIT_S = 30.0
+
+
+def open_wal(path: str | Path, wait_s: float = BUSY_WAIT_S) -> sqlite3.Connection:
+    """A connection in autocommit mode, usable from any thread, with the file in WAL mode."""
+    deadline = time.monotonic() + wait_s
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=wait_s)
+    pause = 0.01
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            return db
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                db.close()
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
