@@ -13,10 +13,11 @@ import sqlite3
 import time
 from pathlib import Path
 
-BUSY_WAIT_S = 30.0
+BUSY_WAIT_S = 30.0  # opening: a restarted worker may wait on a sibling; failing costs the whole run
+BUSY_TIMEOUT_S = 10.0  # every statement after: a write that waits longer stalls its event loop, so it gives up
 
 
-def open_wal(path: str | Path, wait_s: float = BUSY_WAIT_S) -> sqlite3.Connection:
+def open_wal(path: str | Path, wait_s: float = BUSY_WAIT_S, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
     """A connection in autocommit mode, usable from any thread, with the file in WAL mode."""
     deadline = time.monotonic() + wait_s
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=wait_s)
@@ -25,6 +26,7 @@ def open_wal(path: str | Path, wait_s: float = BUSY_WAIT_S) -> sqlite3.Connectio
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             return db
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc) or time.monotonic() + pause > deadline:
