@@ -91,6 +91,11 @@ def _os_error(exc: OSError, path: str | Path | None) -> DistillError:
     return DistillError(hints.get(exc.errno, reason), path=name)
 
 
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock (SQLITE_BUSY or SQLITE_LOCKED, extended codes included)."""
+    return (getattr(exc, "sqlite_errorname", "") or "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+
 def _database_error(exc: sqlite3.Error, path: str | Path | None) -> DistillError:
     name = getattr(exc, "sqlite_errorname", "") or ""
     where = path or "the database"
@@ -103,7 +108,7 @@ def _database_error(exc: sqlite3.Error, path: str | Path | None) -> DistillError
                             "again; a new one starts over, answering from the response cache what it can")
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
         return DistillError(f"cannot write {where} ({exc}); choose a folder you can write to")
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+    if is_busy(exc):
         return RunFailed(f"{where} is busy ({exc}): another process holds it; wait for it or use another folder")
     if name.startswith("SQLITE_IOERR"):
         return RunFailed(f"{where}: the disk failed to read or write ({exc}); check the disk and run again")

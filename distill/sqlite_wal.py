@@ -13,6 +13,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from distill.errors import is_busy
+
 BUSY_WAIT_S = 30.0  # opening: a restarted worker may wait on a sibling; failing costs the whole run
 BUSY_TIMEOUT_S = 10.0  # every statement after: a write that waits longer stalls its event loop, so it gives up
 
@@ -29,12 +31,8 @@ def open_wal(path: str | Path, wait_s: float = BUSY_WAIT_S, busy_timeout_s: floa
             db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             return db
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() + pause > deadline:
+            if not is_busy(exc) or time.monotonic() + pause > deadline:
                 db.close()
                 raise
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    return "locked" in str(exc) or "busy" in str(exc)
