@@ -8,6 +8,7 @@ import json
 import signal
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -89,9 +90,17 @@ def test_the_interrupt_button_stops_a_run_in_a_notebook_and_it_resumes(tmp_path)
     thread: the run there must stop too (not run on unseen, holding the run lock), saving what it has."""
     run = tmp_path / "run"
 
-    async def cell(options: dict):
-        # The interrupt button: SIGINT to the kernel's main thread, busy here waiting for the worker
-        threading.Timer(1.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+    def press_interrupt(api: FakeAPI) -> None:
+        # The interrupt button: SIGINT to the kernel's main thread, busy waiting for the worker. Pressed once
+        # two answers were sent (not at a fixed time: start-up varies), so at least one is surely recorded.
+        deadline = time.monotonic() + 60
+        while api.total_paid() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    async def cell(options: dict, api: FakeAPI):
+        threading.Thread(target=press_interrupt, args=(api,), daemon=True).start()
         distill.generate(TINY / "qa.yaml", out=run, **options)
 
     loop = asyncio.new_event_loop()  # like ipykernel's: no SIGINT handler of asyncio.run's in the way
@@ -100,7 +109,7 @@ def test_the_interrupt_button_stops_a_run_in_a_notebook_and_it_resumes(tmp_path)
         options["teacher_options"]["concurrency"] = 1  # 8 calls of 0.5 s one after another
         try:
             with pytest.raises(KeyboardInterrupt):
-                loop.run_until_complete(cell(options))
+                loop.run_until_complete(cell(options, api))
         finally:
             loop.close()
         assert not any(t.name.startswith("distill-") for t in threading.enumerate())  # the worker stopped
