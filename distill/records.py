@@ -263,8 +263,16 @@ def read_examples(path) -> list[Example]:
     return examples
 
 
+def jsonl_line(row) -> str:
+    """One JSONL line: a pydantic record without its None fields, or any JSON value."""
+    if isinstance(row, BaseModel):
+        return row.model_dump_json(exclude_none=True) + "\n"
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
 def write_jsonl(path, rows) -> None:
-    """Write atomically: a crash mid-write never leaves a half file behind."""
+    """Write atomically: a crash mid-write never leaves a half file behind. (Outputs in a folder distill
+    writes go through `distill.owned.OwnedFolder.write_jsonl`, which also keeps the user's files safe.)"""
     import os
     from pathlib import Path
 
@@ -273,11 +281,7 @@ def write_jsonl(path, rows) -> None:
     try:
         with tmp.open("w", encoding="utf-8") as handle:
             for row in rows:
-                if isinstance(row, BaseModel):
-                    handle.write(row.model_dump_json(exclude_none=True))
-                else:
-                    handle.write(json.dumps(row, ensure_ascii=False))
-                handle.write("\n")
+                handle.write(jsonl_line(row))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk or a Ctrl-C leaves the old file, not half a new one

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from distill.errors import DistillError
 from distill.evaluate.steps import DEFAULT_MAX_DROP
+from distill.owned import FORCE_HELP
 
 LICENSE_HELP = "License id for the card (apache-2.0, cc-by-4.0, mit, other ...)."
 
@@ -27,6 +28,7 @@ def export_command(
     push_to_hub: str | None = typer.Option(None, "--push-to-hub", metavar="REPO",
                                            help="Upload the folder to this Hub dataset repo (needs HF_TOKEN)."),
     private: bool = typer.Option(False, "--private", help="Create the Hub repo private."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Write the run's train/test split as a Hugging Face dataset folder: Parquet shards and a dataset card."""
     from distill.export.dataset import DatasetExportOptions, export_dataset
@@ -40,7 +42,7 @@ def export_command(
     if not 0.0 < fraction < 1.0:
         raise DistillError(f"--fraction must be between 0 and 1 (got {fraction})")
     options = DatasetExportOptions(out=out or Path(run_dir) / "hf_dataset", license=license_id, language=language,
-                                   pretty_name=name, split_fraction=fraction, seed=seed)
+                                   pretty_name=name, split_fraction=fraction, seed=seed, force=force)
     result = export_dataset(run_dir, options)
     console = Console()
     for split, rows in result.rows.items():

@@ -16,7 +16,6 @@ serves both splits, so a column that is empty in one split keeps its type.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from distill.errors import DistillError
+from distill.owned import OwnedFolder
 from distill.records import Example
 
 # Hub split names: "test" is what trainers and the dataset viewer expect for a held-out split.
@@ -37,6 +37,7 @@ class DatasetExportOptions(BaseModel):
 
     out: Path
     license: str
+    force: bool = False  # write into a non-empty folder that is not distill's, beside what is there
     language: list[str] = Field(default_factory=lambda: ["en"])
     pretty_name: str | None = None
     split_fraction: float = Field(0.1, gt=0, lt=1)  # only when the run has no split yet
@@ -64,26 +65,24 @@ def export_dataset(run_dir: Path, options: DatasetExportOptions) -> DatasetExpor
     if unknown_languages(options.language):
         raise DistillError(f"--language {', '.join(unknown_languages(options.language))}: not an ISO 639 code "
                            "(en, fr, de, zh, ...); repeat --language for a multilingual set")
+    folder = OwnedFolder.claim(out, "dataset-export", force=options.force)
+    folder.check("README.md")
     # The run's own split (train.jsonl / eval.jsonl), or the curate stage's stratified one made and written now,
     # so that training later holds out exactly what the card calls `test`.
     train, held_out = load_splits(run_dir, options.split_fraction, options.seed)
     splits = {"train": train, "test": held_out}
     axes = axis_names(train + held_out)
     schema = arrow_schema(axes)
-    data_dir = out / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*data_dir.glob("*.parquet"), *data_dir.glob("*.parquet.tmp")]:  # fewer shards now, or a crash
-        stale.unlink()
-    files = {name: write_shards(examples, axes, schema, data_dir, name, options.max_shard_bytes)
+    files = {name: write_shards(examples, axes, schema, folder, name, options.max_shard_bytes)
              for name, examples in splits.items()}
+    folder.prune("data/")  # an earlier export's shards that this one did not write again (it had more)
     card = out / "README.md"
-    draft = out / "README.md.tmp"  # the card goes in last, and only once it passes its checks
-    draft.write_text(render_dataset_card(run_dir, splits, schema, files, read_stats(run_dir), options),
-                     encoding="utf-8")
-    problems = check_dataset_card(draft)
-    if problems:  # our bug, not the user's: say so plainly rather than ship a card the Hub refuses
-        raise DistillError(f"the dataset card failed its own checks: {'; '.join(problems)}", path=draft)
-    os.replace(draft, card)
+    with folder.replacing("README.md") as draft:  # the card goes in last, and only once it passes its checks
+        draft.write_text(render_dataset_card(run_dir, splits, schema, files, read_stats(run_dir), options),
+                         encoding="utf-8")
+        problems = check_dataset_card(draft)
+        if problems:  # our bug, not the user's: say so plainly rather than ship a card the Hub refuses
+            raise DistillError(f"the dataset card failed its own checks: {'; '.join(problems)}")
     return DatasetExport(folder=out, rows={name: len(rows) for name, rows in splits.items()}, files=files, card=card,
                          seconds=time.perf_counter() - started)
 
@@ -144,7 +143,7 @@ def example_row(example: Example, axes: list[str]) -> dict:
     }
 
 
-def write_shards(examples: list[Example], axes: list[str], schema, data_dir: Path, split: str,
+def write_shards(examples: list[Example], axes: list[str], schema, folder: OwnedFolder, split: str,
                  max_shard_bytes: int) -> list[Path]:
     """`split-0000i-of-0000n.parquet` files (the Hub's naming); at least one, even for an empty split."""
     import pyarrow as pa
@@ -155,11 +154,10 @@ def write_shards(examples: list[Example], axes: list[str], schema, data_dir: Pat
     shards = _shard_bounds(sizes, max_shard_bytes)
     paths = []
     for index, (start, end) in enumerate(shards):
-        path = data_dir / f"{split}-{index:05d}-of-{len(shards):05d}.parquet"
-        tmp = path.with_name(path.name + ".tmp")  # not matched by the card's data/*.parquet until complete
-        pq.write_table(pa.Table.from_pylist(rows[start:end], schema=schema), tmp)
-        os.replace(tmp, path)
-        paths.append(path)
+        name = f"data/{split}-{index:05d}-of-{len(shards):05d}.parquet"
+        with folder.replacing(name) as tmp:  # not matched by the card's data/*.parquet until complete
+            pq.write_table(pa.Table.from_pylist(rows[start:end], schema=schema), tmp)
+        paths.append(folder.root / name)
     return paths
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.owned import OwnedFolder
 
 
 def check_repo_id(repo_id: str) -> None:
@@ -24,7 +25,8 @@ def check_repo_id(repo_id: str) -> None:
 
 
 def push_folder(folder: Path, repo_id: str, repo_type: str, private: bool = False) -> str:
-    """Create the repo if needed and upload FOLDER; returns the repo URL."""
+    """Create the repo if needed and upload the files distill wrote in FOLDER (not the user's files beside them,
+    nor its record of them); returns the repo URL."""
     from huggingface_hub import HfApi, constants, get_token
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -38,6 +40,7 @@ def push_folder(folder: Path, repo_id: str, repo_type: str, private: bool = Fals
     try:
         url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type,
+                          allow_patterns=OwnedFolder.in_place(folder).owned_files(),
                           commit_message="Upload with distill export")
     except OfflineModeIsEnabled:
         raise DistillError(f"HF_HUB_OFFLINE is set, so nothing can be uploaded; unset it to push; {retry}") from None

@@ -19,6 +19,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from distill.errors import DistillError
+from distill.owned import FORCE_HELP
 
 OPEN = "open"
 
@@ -226,11 +227,12 @@ def export_command(
     format: str = typer.Option(..., "--format", help="argilla (Argilla 2.x `Dataset.from_disk` folder) or "
                                "datasets (JSONL `datasets.load_dataset` reads)."),
     out: Path | None = typer.Option(None, "--out", help="Folder to write (default DIR/review-FORMAT)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Write the queue and its decisions for Argilla 2.x or Hugging Face `datasets`."""
     from distill.review.interchange import export_review
 
-    written = export_review(directory, format, out)
+    written = export_review(directory, format, out, force=force)
     Console().print(f"wrote {written}", highlight=False)
 
 

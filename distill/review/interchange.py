@@ -15,19 +15,21 @@ tests/test_review_interchange.py loads both exports with the real `argilla` and 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
-from distill.records import REVIEW_REASONS, write_jsonl
+from distill.owned import OwnedFolder
+from distill.records import REVIEW_REASONS
 from distill.review.ledger import ReviewLedger
 from distill.review.state import ItemState, ReviewState
 
 FORMATS = ("argilla", "datasets")
 
 
-def export_review(directory: Path, format: str, out: Path | None = None) -> Path:
+def export_review(directory: Path, format: str, out: Path | None = None, force: bool = False) -> Path:
+    """Write DIR's queue and decisions in `format` into `out` (default DIR/review-FORMAT), a folder of its own:
+    a run folder, or a folder of the user's, is refused (with `force`, written beside the user's files)."""
     if format not in FORMATS:
         raise DistillError(f"--format must be one of {', '.join(FORMATS)} (got {format!r})")
     directory = Path(directory)
@@ -38,10 +40,9 @@ def export_review(directory: Path, format: str, out: Path | None = None) -> Path
     if not state.has_queue:
         raise DistillError(f"no review queue yet: build one with `distill review {directory}`", path=directory)
     out = Path(out) if out else directory / f"review-{format}"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (write_argilla if format == "argilla" else write_datasets)(state, out, directory.name)
+    folder = OwnedFolder.claim(out, "review-export", force=force)
+    (write_argilla if format == "argilla" else write_datasets)(state, folder, directory.name)
+    folder.prune()  # the other format's files, from an earlier export into this folder
     return out
 
 
@@ -50,7 +51,7 @@ def _review_rows(item: ItemState) -> list[dict[str, Any]]:
              "seconds": d.seconds, "at": d.created_at} for name, d in item.reviews.items()]
 
 
-def write_datasets(state: ReviewState, out: Path, name: str) -> None:
+def write_datasets(state: ReviewState, out: OwnedFolder, name: str) -> None:
     rows = []
     for item in state.items.values():
         example = item.item.example
@@ -64,19 +65,18 @@ def write_datasets(state: ReviewState, out: Path, name: str) -> None:
             "neighbour_id": item.item.neighbour.id if item.item.neighbour else None,
             "neighbour_similarity": item.item.neighbour.similarity if item.item.neighbour else None,
         })
-    write_jsonl(out / "queue.jsonl", rows)
-    write_jsonl(out / "decisions.jsonl", [
+    out.write_jsonl("queue.jsonl", rows)
+    out.write_jsonl("decisions.jsonl", [
         {"id": d.id, "item_id": d.item_id, "reviewer": d.reviewer, "verdict": d.verdict, "reasons": d.reasons,
          "note": d.note, "messages": [m.model_dump() for m in d.messages] if d.messages else None,
          "undoes": d.undoes, "seconds": d.seconds, "at": d.created_at} for d in state.decisions])
-    (out / "README.md").write_text(
-        "---\nconfigs:\n- config_name: queue\n  data_files: queue.jsonl\n  default: true\n"
+    out.write_text(
+        "README.md", "---\nconfigs:\n- config_name: queue\n  data_files: queue.jsonl\n  default: true\n"
         "- config_name: decisions\n  data_files: decisions.jsonl\n---\n\n"
         f"# Review of {name}\n\nExported by `distill review export --format datasets`: `queue` holds one row per "
         "queued item (its original and current conversation, the outcome and every reviewer's standing verdict); "
         "`decisions` is the append-only log, undos included.\n\n"
-        "```python\nfrom datasets import load_dataset\nqueue = load_dataset(FOLDER, \"queue\", split=\"train\")\n```\n",
-        encoding="utf-8")
+        "```python\nfrom datasets import load_dataset\nqueue = load_dataset(FOLDER, \"queue\", split=\"train\")\n```\n")
 
 
 def _question(name: str, settings: dict[str, Any], title: str, required: bool) -> dict[str, Any]:
@@ -138,13 +138,11 @@ def _suggestions(item: ItemState) -> dict[str, Any]:
     return out
 
 
-def write_argilla(state: ReviewState, out: Path, name: str) -> None:
-    config = out / ".argilla"
-    config.mkdir()
-    (config / "settings.json").write_text(json.dumps(argilla_settings(state.settings.threshold)), encoding="utf-8")
-    (config / "dataset.json").write_text(json.dumps({
+def write_argilla(state: ReviewState, out: OwnedFolder, name: str) -> None:
+    out.write_text(".argilla/settings.json", json.dumps(argilla_settings(state.settings.threshold)))
+    out.write_text(".argilla/dataset.json", json.dumps({
         "name": f"distill-review-{name}", "guidelines": None, "allow_extra_metadata": True, "status": "draft",
-        "distribution": {"strategy": "overlap", "min_submitted": 1}, "metadata": None}), encoding="utf-8")
+        "distribution": {"strategy": "overlap", "min_submitted": 1}, "metadata": None}))
     records = []
     for item in state.items.values():
         example = item.item.example
@@ -160,4 +158,4 @@ def write_argilla(state: ReviewState, out: Path, name: str) -> None:
                         "fields": {"conversation": [m.model_dump() for m in example.messages]},
                         "metadata": metadata, "suggestions": _suggestions(item), "responses": {}, "vectors": {},
                         "status": "pending", "_server_id": None})
-    (out / "records.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    out.write_text("records.json", json.dumps(records, ensure_ascii=False))
