@@ -145,7 +145,12 @@ class OwnedFolder:
                 raise DistillError(f"{option} {root}: cannot make this folder ({exc.strerror or exc}); "
                                    "choose a folder you can write to") from None
         record = _read_record(root)
-        if record is not None:
+        if record is not None and record.kind == "dataset":  # a user's folder distill only worked in
+            foreign = [name for name in _user_entries(root) if name not in record.files]
+            if foreign and not force:
+                raise DistillError(_not_empty(root, option, foreign, force_option))
+            folder = cls(root, record.kind, record.files, option, recorded=True)
+        elif record is not None:
             folder = cls(root, record.kind, record.files, option, recorded=True)
             if record.kind != kind and record.kind not in hosts:
                 raise DistillError(f"{option} {root} is {WHAT.get(record.kind, 'a distill ' + record.kind + ' folder')}"
@@ -153,6 +158,8 @@ class OwnedFolder:
                                    f"another {option}")
         else:
             legacy = legacy_kind(root)
+            if legacy == "dataset":  # a user's folder an earlier distill worked in: judged as the user's
+                legacy = None
             if legacy is not None and legacy != kind and legacy not in hosts:
                 raise DistillError(f"{option} {root} is {WHAT[legacy]}, not {_article(kind)}: writing there could "
                                    f"replace its files; choose another {option}")
@@ -189,7 +196,8 @@ class OwnedFolder:
     # --- the per-file rule --------------------------------------------------------------------------------
 
     def owns(self, name: str) -> bool:
-        """Whether `name` is distill's here (listed, or inside a listed subfolder)."""
+        """Whether `name` is distill's here (listed, or inside a listed subfolder). (`check` also takes a
+        distill store, run.db, made outside the record as distill's: its tables say so.)"""
         name = name.rstrip("/")
         return name in self.files or f"{name}/" in self.files or any(
             name.startswith(entry) for entry in self.files if entry.endswith("/"))
@@ -202,7 +210,7 @@ class OwnedFolder:
         target = self.root / name.rstrip("/")
         self._check_parents(name)
         if os.path.lexists(target):
-            if not self.owns(name):
+            if not self.owns(name) and not (name.endswith(".db") and _store_info(target) is not None):
                 raise DistillError(f"{target} exists and distill did not write it; move it or choose another "
                                    f"{self.option}")
             if name.endswith("/") and (target.is_symlink() or not target.is_dir()):
@@ -457,8 +465,9 @@ def legacy_kind(root: Path) -> str | None:
     store = _store_info(root / "run.db")
     if isinstance(stats, dict) and "curate" in stats and "input" in stats:
         return "curated"
-    if (store or {}).get("taxonomy") or (isinstance(stats, dict) and "counts" in stats and "run" in stats):
-        return "run"
+    if (store or {}).get("taxonomy") or (isinstance(stats, dict) and isinstance(stats.get("counts"), dict)
+                                         and "kept" in stats["counts"]):
+        return "run"  # generation's stats.json always counts what it kept
     if store is not None or (isinstance(stats, dict) and ({"split", "review"} & stats.keys())):
         return "dataset"  # a user's dataset folder an earlier distill split or reviewed
     manifest = _json(root / "distill_manifest.json")

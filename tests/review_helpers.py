@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+from distill.owned import OwnedFolder
 from distill.records import Decision
 from distill.review.ledger import ReviewLedger
 
@@ -44,8 +45,10 @@ def make_dataset(directory: Path, per_leaf: int | dict[str, int] = 12, seed: int
                                     f"What should I know about {term} (case {i})?",
                                     f"About {term}: {words}. See a clinician if it gets worse."))
     rows += extra or []
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    # Written as `distill curate` writes its folder (a dataset of distill's own, which the review may rewrite);
+    # a dataset.jsonl the user wrote is left as it is (tests/test_owned_outputs.py).
+    folder = OwnedFolder.claim(directory, "curated", force=True)
+    folder.write_text("dataset.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return directory
 
 

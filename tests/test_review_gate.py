@@ -12,6 +12,7 @@ import pytest
 from review_helpers import leaf_ids, make_dataset, queue_ids, review_all
 
 from distill.errors import ReviewPending
+from distill.owned import OwnedFolder
 from distill.review.feedback import load_review
 from distill.review.gate import evaluate, require_pass
 from distill.review.ledger import ReviewLedger
@@ -95,7 +96,7 @@ def test_a_branch_read_in_full_passes_whatever_its_rate(tmp_path):
 
 def test_status_prints_the_figures_and_writes_them_to_stats(tmp_path):
     directory = make_dataset(tmp_path / "run", per_leaf=10)
-    (directory / "stats.json").write_text(json.dumps({"counts": {"kept": 40}}))
+    OwnedFolder.in_place(directory).write_text("stats.json", json.dumps({"counts": {"kept": 40}}))  # generation's
     queue_ids(directory, leaf_ids(ASTHMA, 10) + leaf_ids(COLD, 10))
     review_all(directory, reject=set(leaf_ids(COLD, 3)), reason="format")
     result = distill("review", "status", str(directory))

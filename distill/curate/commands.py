@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,8 +9,7 @@ import typer
 from rich.console import Console
 
 from distill.errors import DistillError
-from distill.records import write_jsonl
-from distill.rundir import writable_folder
+from distill.owned import FORCE_HELP, OwnedFolder
 
 
 def _default_out(input_path: Path) -> Path:
@@ -20,31 +18,43 @@ def _default_out(input_path: Path) -> Path:
     return input_path.with_name(input_path.stem + "_curated")
 
 
+def curate_out(out: Path, force: bool = False) -> OwnedFolder:
+    """The --out folder of `distill curate`, claimed before anything is written there (the judges' judge.db
+    included); a run directory is refused: curate would write over generation's exports."""
+    if (Path(out) / "run.db").exists():
+        raise DistillError(f"--out {out} is a generation run directory: curate would write over its dataset.jsonl "
+                           "and rejected.jsonl (generation's exports); give another --out (default INPUT/curated)")
+    return OwnedFolder.claim(out, "curated", force=force)
+
+
 def run_curate(source, out: Path | None, config, console: Console | None = None, show_progress: bool = True,
-               judge=None, label_judge=None, executor: str = "local", output_format: str = "jsonl", **ray_options):
+               judge=None, label_judge=None, executor: str = "local", output_format: str = "jsonl",
+               force: bool = False, **ray_options):
     """Curate INPUT (a run directory, a JSONL or Parquet file or folder, or a list of `Example`s); with `out`,
-    write the output files there. Returns the result. `distill curate` and `distill.curate()` both come here.
+    write the output files there (a folder of distill's own; `force` writes beside a user's files). Returns the
+    result. `distill curate` and `distill.curate()` both come here.
 
     Locally kept rows and rejects go to `dataset.jsonl` / `rejected.jsonl`; on Ray each task writes its
     own part of `dataset/` and `rejected/` (JSONL or Parquet shards)."""
-    if out is not None:
-        if (out / "run.db").exists():
-            raise DistillError(f"--out {out} is a generation run directory: curate would write over its dataset.jsonl "
-                               "and rejected.jsonl (generation's exports); give another --out (default INPUT/curated)")
-        writable_folder(out, "--out")
+    folder = curate_out(out, force) if out is not None else None
+    if folder is not None:
+        folder.check_all(("dataset.jsonl", "rejected.jsonl", "stats.json", "report.md", "contamination.jsonl",
+                          "duplicates.jsonl"))
     if executor == "ray":
-        if out is None or not isinstance(source, (str, Path)):
+        if folder is None or not isinstance(source, (str, Path)):
             raise DistillError("--executor ray reads files and writes a folder: give INPUT as a path and an --out")
         from distill.executors.ray_curate import curate_on_ray
 
+        for parts in ("dataset/", "rejected/"):  # each task writes its own shard in there
+            folder.reserve(parts)
         result = curate_on_ray(source, out, config, output_format=output_format, **ray_options)
     else:
         result = _curate_here(source, config, console, show_progress, judge, label_judge)
-        if out is None:
+        if folder is None:
             return result
-        write_jsonl(out / "dataset.jsonl", result.kept)
-        write_jsonl(out / "rejected.jsonl", result.rejects)
-    _write_reports(source if isinstance(source, (str, Path)) else "(examples)", out, result)
+        folder.write_jsonl("dataset.jsonl", result.kept)
+        folder.write_jsonl("rejected.jsonl", result.rejects)
+    _write_reports(source if isinstance(source, (str, Path)) else "(examples)", folder, result)
     return result
 
 
@@ -58,14 +68,13 @@ def _curate_here(source, config, console: Console | None, show_progress: bool, j
         return curate(examples, config, progress=progress, judge=judge, label_judge=label_judge)
 
 
-def _write_reports(input_path, out: Path, result) -> None:
+def _write_reports(input_path, out: OwnedFolder, result) -> None:
     from distill.curate.report import markdown_report
 
-    write_jsonl(out / "contamination.jsonl", result.contamination)
-    write_jsonl(out / "duplicates.jsonl", result.duplicates)
-    stats = {"input": str(input_path), **result.to_stats()}
-    (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(markdown_report(result) + "\n", encoding="utf-8")
+    out.write_jsonl("contamination.jsonl", result.contamination)
+    out.write_jsonl("duplicates.jsonl", result.duplicates)
+    out.write_json("stats.json", {"input": str(input_path), **result.to_stats()})
+    out.write_text("report.md", markdown_report(result) + "\n")
 
 
 def _first_error(err: ValueError) -> str:
@@ -77,7 +86,7 @@ def _first_error(err: ValueError) -> str:
 
 
 @contextmanager
-def _judges(out: Path, label_spec: str | None, topic_spec: str | None, cache: bool):
+def _judges(out: OwnedFolder, label_spec: str | None, topic_spec: str | None, cache: bool):
     """(label judge, topic judge) for `distill curate`, their calls recorded in OUT/judge.db; None when off.
 
     Not run.db: that name marks a generation run directory, which curate refuses to write into."""
@@ -93,7 +102,7 @@ def _judges(out: Path, label_spec: str | None, topic_spec: str | None, cache: bo
     for spec in filter(None, (label_spec, topic_spec)):
         parse_spec(spec)  # an unknown spec fails before anything runs
     cache_dir = default_cache_dir() if cache else None
-    store = RunStore(out / "judge.db")
+    store = RunStore(out.reserve("judge.db"))
     try:  # the one builder: verdicts are wanted now, never as a provider batch job
         made = {spec: Judge(spec, lambda spec=spec: build_teacher(spec, cache_dir=cache_dir, online=True), store)
                 for spec in filter(None, (label_spec, topic_spec))}
@@ -157,6 +166,7 @@ def register(app: typer.Typer) -> None:
         executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster: joins RAY_ADDRESS, "
                                      "else starts one on this machine)."),
         output_format: str = typer.Option("jsonl", help="ray: format of the dataset/ and rejected/ shards (jsonl or parquet)."),
+        force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     ) -> None:
         """Check, dedup and decontaminate a dataset; writes dataset.jsonl, rejected.jsonl, stats.json,
         contamination.jsonl, duplicates.jsonl and report.md (and run.db, the judges' calls, with
@@ -199,9 +209,10 @@ def register(app: typer.Typer) -> None:
         if label_check and not config.labels:
             raise DistillError("--label-check needs the label set: pass --taxonomy FILE or --labels a,b,c")
         console = Console()
-        with _judges(out_dir, label_check, judge, not no_cache) as (label_judge, topic_judge):
+        folder = curate_out(out_dir, force)  # before the judges' judge.db goes in
+        with _judges(folder, label_check, judge, not no_cache) as (label_judge, topic_judge):
             result = run_curate(input_path, out_dir, config, console, judge=topic_judge, label_judge=label_judge,
-                                executor=executor, output_format=output_format)
+                                executor=executor, output_format=output_format, force=force)
         print_summary(result, console, out_dir)
 
     @app.command("split")

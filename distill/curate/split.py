@@ -16,14 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from distill.errors import DistillError
-from distill.records import Example, write_jsonl
+from distill.owned import OwnedFolder
+from distill.records import Example
 
 NO_NODE = "(none)"
 ROOT = "(all)"
@@ -158,16 +158,18 @@ def _note(n: int, n_eval: int, fraction: float) -> str | None:
 
 
 def save_split(directory: Path, result: SplitResult) -> None:
-    """Write DIRECTORY/train.jsonl and eval.jsonl, and record the split in DIRECTORY/stats.json."""
-    directory = Path(directory)
-    write_jsonl(directory / "train.jsonl", result.train)
-    write_jsonl(directory / "eval.jsonl", result.eval)
-    record_split(directory, result.summary())
+    """Write DIRECTORY/train.jsonl and eval.jsonl, and record the split in DIRECTORY/stats.json; a file of
+    those names that distill did not write is refused, never replaced."""
+    folder = OwnedFolder.in_place(directory)
+    folder.check_all(("train.jsonl", "eval.jsonl", "stats.json"))
+    folder.write_jsonl("train.jsonl", result.train)
+    folder.write_jsonl("eval.jsonl", result.eval)
+    record_split(folder, result.summary())
 
 
-def record_split(directory: Path, summary: dict) -> None:
-    """Merge the split's summary into DIRECTORY/stats.json (where the run's other counts are)."""
-    path = Path(directory) / "stats.json"
+def record_split(folder: OwnedFolder, summary: dict) -> None:
+    """Merge the split's summary into stats.json (where the run's other counts are)."""
+    path = folder.root / "stats.json"
     stats = {}
     if path.is_file():
         try:
@@ -175,9 +177,7 @@ def record_split(directory: Path, summary: dict) -> None:
         except ValueError:
             stats = {}
     stats["split"] = summary
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(stats, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    folder.write_json("stats.json", stats, default=str)
 
 
 def recorded_split(directory: Path) -> dict | None:

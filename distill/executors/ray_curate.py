@@ -23,7 +23,6 @@ Order keys make the result independent of how Ray splits and schedules blocks: t
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from distill.curate.pipeline import (
 )
 from distill.errors import DistillError
 from distill.executors.ray_cluster import ensure_ray
+from distill.owned import OwnedFolder
 from distill.records import Example, Reject
 
 # Order key: source (0 the input, 1.. each --against) | file within the source | line (or row) number.
@@ -136,9 +136,10 @@ def _curate(ray, sources: list[list[Path]], out: Path, config: CurateConfig, out
     if config.heldout:
         contamination = _decontaminate(ray, base, removed, n_valid, config, verdicts, decontam_info)
 
-    for folder in ("dataset", "rejected"):
-        shutil.rmtree(out / folder, ignore_errors=True)  # parts of an earlier run must not mix in
-        (out / folder).mkdir(parents=True)
+    owned = OwnedFolder.claim(out, "curated")  # the caller reserved dataset/ and rejected/ in it
+    for folder in ("dataset/", "rejected/"):
+        owned.remove(folder)  # parts of an earlier run must not mix in
+        owned.reserve(folder).mkdir(parents=True)
     counts = _gather(base.map_batches(
         _label_and_write, batch_format="numpy", batch_size=rows_per_part,
         fn_kwargs={"verdicts": ray.put(verdicts), "out": str(out), "output_format": output_format}))

@@ -136,7 +136,7 @@ def _serve(directory: Path, host: str, port: int, name: str, console: Console) -
 def _refresh(directory: Path, console: Console) -> None:
     from distill.review.feedback import refresh_files
 
-    figures = refresh_files(directory)
+    figures = refresh_files(directory, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
     if figures:
         console.print(f"gate: {figures['gate']['message']}", highlight=False, soft_wrap=True)
 
@@ -149,10 +149,11 @@ def status_command(directory: Path = typer.Argument(..., metavar="DIR")) -> None
 
     if not (directory / "run.db").is_file():
         raise DistillError("no review here (no run.db): build a queue with `distill review DIR`", path=directory)
-    figures = refresh_files(directory)
+    console = Console()
+    figures = refresh_files(directory, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
     if figures is None:
         raise DistillError(f"no review queue yet: build one with `distill review {directory}`", path=directory)
-    print_status(Console(), figures)
+    print_status(console, figures)
 
 
 def print_status(console: Console, figures: dict) -> None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from distill.records import REVIEW_REASONS, Example, Reject, iter_jsonl, write_jsonl
+from distill.owned import OwnedFolder
+from distill.records import REVIEW_REASONS, Example, Reject, iter_jsonl
 from distill.review.gate import Census, census_of, evaluate, top_reasons
 from distill.review.ledger import ReviewLedger
 from distill.review.state import ACCEPT, EDIT, REJECT, ReviewState
@@ -165,29 +167,38 @@ def _unit(u) -> dict[str, Any]:
             "judged": u.judged, "verdict": u.verdict, "reviews_to_decide": u.more}
 
 
-def refresh_files(directory: Path) -> dict[str, Any] | None:
+def refresh_files(directory: Path, say: Callable[[str], None] | None = None) -> dict[str, Any] | None:
     """Rewrite dataset.jsonl, rejected.jsonl and stats.json["review"] from the review; the summary,
-    or None when there is no queue. Originals stay in run.db, so every rewrite can be undone."""
+    or None when there is no queue. Originals stay in run.db, so every rewrite can be undone. A file of
+    those names that distill did not write (a dataset the user made) is left as it is, and `say` is told:
+    training and export apply the review to it as they read it."""
     directory = Path(directory)
     review = load_review(directory)
     if review is None:
         return None
     kept, rejects = apply_review(review.population, review.state)
     figures = summary(review.state, review.population, directory)
-    write_jsonl(directory / "dataset.jsonl", kept)
+    folder = OwnedFolder.in_place(directory)
+    theirs = [name for name in ("dataset.jsonl", "rejected.jsonl", "stats.json")
+              if os.path.lexists(directory / name) and not folder.owns(name)]
+    if theirs and say is not None:
+        say(f"note: {', '.join(theirs)} in {directory} {'is' if len(theirs) == 1 else 'are'} not distill's: left "
+            "as written; training and export apply the review when they read it")
+    if "dataset.jsonl" not in theirs:
+        folder.write_jsonl("dataset.jsonl", kept)
     rejected_path = directory / "rejected.jsonl"
-    earlier = ([row for _, row in iter_jsonl(rejected_path) if row.get("stage") != "review"]
-               if rejected_path.is_file() else [])
-    write_jsonl(rejected_path, [*earlier, *rejects])
+    if "rejected.jsonl" not in theirs:
+        earlier = ([row for _, row in iter_jsonl(rejected_path) if row.get("stage") != "review"]
+                   if rejected_path.is_file() else [])
+        folder.write_jsonl("rejected.jsonl", [*earlier, *rejects])
     stats_path = directory / "stats.json"
-    try:
-        stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
-    except json.JSONDecodeError:
-        stats = {}
-    stats["review"] = figures
-    if isinstance(stats.get("counts"), dict):
-        stats["counts"]["kept"] = len(kept)
-    tmp = stats_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(stats, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, stats_path)
+    if "stats.json" not in theirs:
+        try:
+            stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
+        except json.JSONDecodeError:
+            stats = {}
+        stats["review"] = figures
+        if isinstance(stats.get("counts"), dict):
+            stats["counts"]["kept"] = len(kept)
+        folder.write_text("stats.json", json.dumps(stats, indent=2, default=str))
     return figures

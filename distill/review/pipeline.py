@@ -30,4 +30,4 @@ def review_step(out: Path, settings: ReviewSettings | None, force: bool = False,
             f"{report.leaves} leaves)")
     result = require_pass(out, force=force, say=say)
     say(f"review: {result.message}")
-    refresh_files(out)
+    refresh_files(out, say=say)

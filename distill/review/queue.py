@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.owned import OwnedFolder
 from distill.records import Example
 from distill.review import intervals
 from distill.review.ledger import ReviewLedger
@@ -147,6 +148,7 @@ def build_queue(directory: Path, settings: ReviewSettings | None = None, more: i
     from distill.review.feedback import load_population
 
     directory = Path(directory)
+    OwnedFolder.in_place(directory).reserve("run.db")  # the review's store: never a user's own run.db
     with ReviewLedger.open(directory) as ledger:
         state = ReviewState.load(ledger)
         stored = ledger.settings() if state.has_queue else ReviewSettings()

@@ -14,7 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from distill.errors import DistillError
-from distill.records import Example, read_examples, write_jsonl
+from distill.owned import OwnedFolder
+from distill.records import Example, read_examples
 
 MIN_LABELLED_FRACTION = 0.01
 IGNORE = -100
@@ -40,8 +41,10 @@ def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0,
         reviewed_train, reviewed_eval = apply_review(run_dir, train), apply_review(run_dir, held_out)
         if (reviewed_train, reviewed_eval) != (train, held_out):
             train, held_out = reviewed_train, reviewed_eval
-            write_jsonl(train_path, train)
-            write_jsonl(eval_path, held_out)
+            folder = OwnedFolder.in_place(run_dir)
+            folder.check_all(("train.jsonl", "eval.jsonl"))
+            folder.write_jsonl("train.jsonl", train)
+            folder.write_jsonl("eval.jsonl", held_out)
         if not held_out:
             note = (recorded_split(run_dir) or {}).get("note")
             say(f"note: {eval_path} is empty: no eval loss, and `distill eval` will have nothing to score"

@@ -129,7 +129,7 @@ def check_review(run_dir: Path, force: bool, say: Callable[[str], None]) -> dict
     from distill.review.feedback import refresh_files
     from distill.review.gate import require_pass
 
-    refresh_files(run_dir)
+    refresh_files(run_dir, say=say)
 
     # An override is said even when quiet (`say` prints to stderr then): it changes what the adapter
     # may be trusted with.
