@@ -12,6 +12,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from distill.errors import DistillError, Interrupted, explain
+from distill.owned import FORCE_HELP
 
 
 class DistillGroup(TyperGroup):
@@ -82,6 +83,7 @@ def generate(
                                          "enforce_eager=true)."),
     lora: Path | None = typer.Option(None, help="vllm: a LoRA adapter folder (a student from `distill train`) "
                                      "applied to every request."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Generate a dataset over every node of a taxonomy with a teacher model."""
     from distill.executors import check_executor
@@ -95,7 +97,7 @@ def generate(
     if (engine_arg or lora) and prefix != "vllm":
         raise DistillError(f"--engine-arg and --lora are for vllm: teachers, not {teacher!r}")
     options = GenerateOptions(
-        taxonomy=taxonomy, teacher=teacher, out=out, limit=limit, per_leaf=per_leaf, seed=seed,
+        taxonomy=taxonomy, teacher=teacher, out=out, force=force, limit=limit, per_leaf=per_leaf, seed=seed,
         retry_failed=retry_failed,
         curate=not no_curate, progress=sys.stderr.isatty(),
         teacher_options=teacher_options(batch_size=batch_size, base_url=base_url, concurrency=concurrency, rpm=rpm,

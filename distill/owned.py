@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from distill.errors import DistillError
 from distill.records import jsonl_line
+from distill.rundir import writable_folder
 
 MANIFEST = ".distill-owned.json"
 VERSION = 1
@@ -135,15 +136,7 @@ class OwnedFolder:
         (an evaluation's report beside a run). Refuses, in one line, a folder of another kind, and a
         non-empty folder that is not distill's unless `force`."""
         root = Path(path)
-        _check_folder(root, option)
-        if not root.exists():
-            try:
-                root.mkdir(parents=True)
-            except FileExistsError:  # made by someone else meanwhile: judged as it is below
-                pass
-            except OSError as exc:
-                raise DistillError(f"{option} {root}: cannot make this folder ({exc.strerror or exc}); "
-                                   "choose a folder you can write to") from None
+        writable_folder(root, option)
         record = _read_record(root)
         if record is not None and record.kind == "dataset":  # a user's folder distill only worked in
             foreign = [name for name in _user_entries(root) if name not in record.files]

@@ -7,7 +7,6 @@ Each stage is resumable on its own (generation from run.db, training from its la
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from distill.errors import DistillError, RunFailed
+from distill.owned import OwnedFolder
 from distill.generate.runner import GenerateSettings
 from distill.review.model import ReviewSettings
 from distill.rundir import run_lock
@@ -89,7 +89,7 @@ def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
     With a `review:` section (or a queue built by hand) it stops after generation until the review
     passes its gate (ReviewPending, exit code 4); `force` trains anyway, and the adapter says so."""
     from distill.evaluate.report import EvalConfig
-    from distill.generate.runner import default_out
+    from distill.generate.runner import claim_run_folder, default_out
     from distill.taxonomy import load_taxonomy
     from distill.train.config import TrainConfig
 
@@ -100,6 +100,8 @@ def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
         err = exc.errors()[0]
         raise DistillError(f"run config: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
     out = config.out or default_out(load_taxonomy(config.taxonomy))
+    # --force here passes the review gate, so a folder of the user's is refused with no way past but another out:
+    claim_run_folder(out, option="out:", force_option=None)
     with run_lock(out, "out:"):  # the whole pipeline: a second `distill run` on it stops at once
         return _run_stages(config, out, say, retry_failed, force, train_config, eval_config)
 
@@ -121,10 +123,8 @@ def _run_stages(config: RunConfig, out: Path, say: Callable[[str], Any], retry_f
 
     def finish(stage: str, **summary: Any) -> None:
         state["done"][stage] = {"at": time.time(), **summary}
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2, default=str))
-        os.replace(tmp, state_path)
+        OwnedFolder.in_place(out, "run", option="out:").write_text("pipeline.json",
+                                                                 json.dumps(state, indent=2, default=str))
 
     if "generate" not in state["done"]:
         say("stage 1/4: generate + curate")

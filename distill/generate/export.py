@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill.records import Example, PlanItem, Reject, write_jsonl
+from distill.owned import OwnedFolder
+from distill.records import Example, PlanItem, Reject
 from distill.store import FAILED, PENDING, RunStore
 from distill.taxonomy import LoadedTaxonomy
 
@@ -91,11 +91,10 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ou
         stats["review"] = review_stats
     files = {"dataset": out / "dataset.jsonl", "rejected": out / "rejected.jsonl", "stats": out / "stats.json",
              "run_db": out / "run.db"}
-    write_jsonl(files["dataset"], kept)
-    write_jsonl(files["rejected"], generation_rejects + curation_rejects)
-    tmp = files["stats"].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(stats, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, files["stats"])
+    folder = OwnedFolder.in_place(out, "run", option="--out")
+    folder.write_jsonl("dataset.jsonl", kept)
+    folder.write_jsonl("rejected.jsonl", generation_rejects + curation_rejects)
+    folder.write_text("stats.json", json.dumps(stats, indent=2, default=str))
     return RunReport(out=out, rows=rows, stats=stats, files=files)
 
 

@@ -23,7 +23,8 @@ from distill.generate.inputs import check_inputs
 from distill.generate.item import TeacherFailed, run_item, save_outcome
 from distill.generate.progress import GenerationProgress
 from distill.records import PlanItem
-from distill.rundir import run_lock, writable_folder
+from distill.owned import OwnedFolder
+from distill.rundir import LOCK_FILE, run_lock, writable_folder
 from distill.store import FAILED, PENDING, RunStore, store_errors
 from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy, with_per_leaf
 from distill.taxonomy.model import Taxonomy
@@ -70,6 +71,7 @@ class GenerateOptions(GenerateSettings):
 
     taxonomy: Path | Taxonomy  # a taxonomy file, or one built in Python (its seed paths from the current folder)
     out: Path | None = None
+    force: bool = False  # write into a non-empty `out` distill did not make, beside what is there
     progress: bool = True
 
 
@@ -101,8 +103,20 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
         from distill.teachers.cache import default_cache_dir
 
         writable_folder(options.cache_dir or default_cache_dir(), "--cache-dir")
+    claim_run_folder(out, force=options.force)
     with run_lock(out), store_errors(out / "run.db"):
         return _generate_locked(options, loaded, plan, out, api, teacher_factory)
+
+
+def claim_run_folder(out: Path, option: str = "--out", force: bool = False,
+                     force_option: str | None = "--force") -> OwnedFolder:
+    """The run directory, claimed for this run before its lock or store go in: a folder of the user's is
+    refused unless `force`, and a file of theirs named like one of the run's is refused at once."""
+    folder = OwnedFolder.claim(out, "run", option=option, force=force, force_option=force_option)
+    folder.check_all(("dataset.jsonl", "rejected.jsonl", "stats.json"))
+    folder.reserve(LOCK_FILE)
+    folder.reserve("run.db")
+    return folder
 
 
 def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: list[PlanItem], out: Path, api: bool,
