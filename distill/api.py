@@ -110,17 +110,17 @@ async def agenerate(taxonomy: TaxonomySource, **options: Any):
 
 @_outside_any_loop
 def curate(data: str | Path | Iterable, *, taxonomy: TaxonomySource | LoadedTaxonomy | None = None,
-           out: str | Path | None = None, progress: bool = True, **config: Any):
+           out: str | Path | None = None, progress: bool = True, force: bool = False, **config: Any):
     """Check, dedup and decontaminate `data` (a run directory, a JSONL file or `Example`s); returns the
     `CurateResult` (`.kept`, `.rejects` with reasons, `.to_stats()`). With `taxonomy`, its labels, task
     checks, held-out sets and node texts apply, as in `distill curate --taxonomy`; with `out`, the same six
-    files are written. Other options are `CurateConfig`'s fields (threshold, skip_checks, heldout ...)."""
+    files are written (`force`: into a folder of the user's, beside what is there). Other options are `CurateConfig`'s fields (threshold, skip_checks, heldout ...)."""
     from distill.curate.commands import run_curate
     from distill.curate.from_taxonomy import with_taxonomy
     from distill.curate.pipeline import CurateConfig
 
     checked = CurateConfig(**with_taxonomy(taxonomy, config))
-    return run_curate(data, Path(out) if out is not None else None, checked, show_progress=progress)
+    return run_curate(data, Path(out) if out is not None else None, checked, show_progress=progress, force=force)
 
 
 @_outside_any_loop
@@ -145,14 +145,14 @@ def review(directory: str | Path, *, more: int | None = None, **settings: Any):
 
 @_outside_any_loop
 def train(directory: str | Path, *, out: str | Path | None = None, progress: bool = True, force_review: bool = False,
-          **config: Any):
+          force_out: bool = False, **config: Any):
     """Fine-tune the student on the run's training split (`distill train`); returns the `TrainResult`.
     Options are `TrainConfig`'s fields (student, epochs, lora_r, qlora ...)."""
     from distill.train.config import TrainConfig
     from distill.train.sft import train as run
 
     return run(Path(directory), TrainConfig(**config), Path(out) if out is not None else None, progress=progress,
-               force_review=force_review)
+               force_review=force_review, force_out=force_out)
 
 
 @_outside_any_loop

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from distill.evaluate.steps import DEFAULT_MAX_DROP
+from distill.owned import FORCE_HELP
 
 
 def eval_command(
@@ -25,13 +26,15 @@ def eval_command(
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="API judge: the shared response cache's folder "
                                           "(default $DISTILL_CACHE_DIR or ~/.cache/distill)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="API judge: bypass the shared response cache."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Compare base and the student (adapter, merged, GGUF; and the teacher's answers) on the held-out split."""
     from distill.evaluate.report import EvalConfig, evaluate
     from distill.train.sft import default_out_dir
 
     config = EvalConfig(out_dir=out, judge=judge, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        threads=threads, max_drop=max_drop, cache=not no_cache, cache_dir=cache_dir)
+                        threads=threads, max_drop=max_drop, cache=not no_cache, cache_dir=cache_dir,
+                        force=force)
     result = evaluate(run_dir, students or [default_out_dir(run_dir)], config)
     typer.echo(result.markdown_path.read_text(encoding="utf-8"))
     typer.echo(f"written: {result.json_path}, {result.markdown_path}")

@@ -10,44 +10,48 @@ numbers: each bar container is labelled with its system, each interval line coll
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from distill.evaluate.report import TEACHER, leaf_metric
+from distill.owned import OwnedFolder, atomic_write
 
 LEAVES_PNG, CONFUSION_PNG = "eval_leaves.png", "eval_confusion.png"
 MISSING = "matplotlib is not installed, so no plots were drawn: pip install 'distill[report]'"
 DPI = 100
 
 
-def write_figures(report: dict, out_dir: Path) -> dict[str, str]:
-    """Draw the plots into OUT_DIR; {"leaves": file, "confusion": file} for those drawn (paths relative to
-    OUT_DIR, as eval.md links them), or {"skipped": why}. A plot this report has no data for is removed,
-    so an earlier evaluation's picture never sits beside these numbers."""
+def write_figures(report: dict, out: Path | OwnedFolder) -> dict[str, str]:
+    """Draw the plots into OUT; {"leaves": file, "confusion": file} for those drawn (paths relative to
+    OUT, as eval.md links them), or {"skipped": why}. A plot this report has no data for is removed (when
+    distill drew it), so an earlier evaluation's picture never sits beside these numbers."""
     try:
         import matplotlib  # noqa: F401
     except ModuleNotFoundError:
         return {"skipped": MISSING}
+    folder = out if isinstance(out, OwnedFolder) else OwnedFolder.in_place(out)
     written = {}
     for key, name, build in (("leaves", LEAVES_PNG, leaf_figure), ("confusion", CONFUSION_PNG, confusion_figure)):
         figure = build(report)
-        path = Path(out_dir) / name
         if figure is None:
-            path.unlink(missing_ok=True)
+            folder.remove(name)
             continue
-        save(figure, path)
+        with folder.replacing(name) as tmp:
+            _draw(figure, tmp)
         written[key] = name
     return written
 
 
 def save(figure, path: Path) -> None:
+    """One figure as a PNG file at `path`."""
+    atomic_write(Path(path), lambda tmp: _draw(figure, tmp))
+
+
+def _draw(figure, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
-    tmp = path.with_name(path.name + ".tmp")
     # No Software tag: the same numbers give the same bytes whatever matplotlib wrote them.
-    figure.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
-    os.replace(tmp, path)
+    figure.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
 
 
 def _models(report: dict) -> list[str]:

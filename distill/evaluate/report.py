@@ -23,6 +23,7 @@ from distill.evaluate import metrics as m
 from distill.evaluate.forms import ModelForm
 from distill.evaluate.generate import Answer
 from distill.evaluate.steps import DEFAULT_MAX_DROP, compare_steps
+from distill.owned import OwnedFolder
 from distill.records import Example
 
 BASE, TEACHER = "base", "teacher"
@@ -35,7 +36,9 @@ class EvalConfig(BaseModel):
     - limit: evaluate at most this many held-out examples (None: all).
     - judge: a teacher spec (e.g. "openai:gpt-4o-mini") or a Teacher object for pairwise LLM-as-judge on open
       QA; None: reference-based overlap (token F1, ROUGE-L) only.
-    - out_dir: where eval.json / eval.md go (default: the run directory).
+    - out_dir: where eval.json / eval.md go (default: the run directory); a folder of its own or one distill
+      wrote (a run, an adapter, an export), checked before any model loads; `force` writes into a folder of
+      the user's, beside what is there.
     - resamples / seed: bootstrap settings for the confidence intervals.
     - threads: CPU torch threads (None: the idle cores).
     - max_drop: a metric falling by more than this (absolute) after merge or quantization is flagged.
@@ -56,6 +59,7 @@ class EvalConfig(BaseModel):
     max_drop: float = Field(DEFAULT_MAX_DROP, ge=0, le=1)
     cache: bool = True
     cache_dir: Path | None = None
+    force: bool = False  # write into a non-empty out_dir distill did not make, beside what is there
 
 
 class EvalResult(BaseModel):
@@ -102,6 +106,7 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     if not examples:
         raise DistillError(f"none of the {len(held_out)} held-out examples has a reference answer (an assistant "
                            "turn) to score against", path=eval_path)
+    folder = report_folder(run_dir, config)  # before any model loads
     set_threads(config.threads)
     generated = generate_answers(forms, manifest, [_context(e) for e in examples], config, observe)
     answers = {system: [a.text for a in rows] for system, rows in generated.items()}
@@ -114,13 +119,25 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
                          "tokenizer_sha256": manifest.tokenizer_sha256}
     report["forms"] = [form.model_dump(mode="json") for form in forms]
     report.update(compare_steps(report, config.max_drop))
-    out_dir = Path(config.out_dir) if config.out_dir else run_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / "eval.json", out_dir / "eval.md"
-    report["figures"] = write_figures(report, out_dir)
-    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    md_path.write_text(render_markdown(report), encoding="utf-8")
+    report["figures"] = write_figures(report, folder)
+    json_path = folder.write_text("eval.json", json.dumps(report, indent=2, ensure_ascii=False))
+    md_path = folder.write_text("eval.md", render_markdown(report))
     return EvalResult(json_path=json_path, markdown_path=md_path, report=report)
+
+
+def report_folder(run_dir: Path, config: EvalConfig) -> OwnedFolder:
+    """Where the report goes, checked before any model loads: the run directory (in place), or an --out of
+    its own; a file of the report's names there that distill did not write stops the evaluation now."""
+    from distill.evaluate.figures import CONFUSION_PNG, LEAVES_PNG
+
+    out_dir = Path(config.out_dir) if config.out_dir else run_dir
+    if out_dir.resolve() == run_dir.resolve():
+        folder = OwnedFolder.in_place(out_dir, "run", option="RUN_DIR")
+    else:
+        folder = OwnedFolder.claim(out_dir, "eval", force=config.force,
+                                   hosts=("run", "curated", "adapter", "merged", "model-export"))
+    folder.check_all(("eval.json", "eval.md", LEAVES_PNG, CONFUSION_PNG))
+    return folder
 
 
 def _empty_split_cause(run_dir: Path) -> str:

@@ -75,6 +75,9 @@ def export_model_command(
     push_to_hub: str | None = typer.Option(None, "--push-to-hub", metavar="REPO",
                                            help="Upload the GGUF folder to this Hub model repo (needs HF_TOKEN)."),
     private: bool = typer.Option(False, "--private", help="Create the Hub repo private."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty --out (or ADAPTER_DIR-merged) "
+                               "distill did not make, beside what is there: only files distill wrote are ever "
+                               "replaced."),
 ) -> None:
     """Merge the adapter into 16-bit weights, write GGUF files and an Ollama Modelfile, check and evaluate them."""
     from distill.export.hub import check_repo_id, push_folder
@@ -85,7 +88,7 @@ def export_model_command(
     quants = [] if [q.lower() for q in gguf] == ["none"] else [q.lower() for q in gguf]
     options = ModelExportOptions(out=out, name=name, gguf=quants, merge=merge, license=license_id, language=language,
                                  dataset=dataset, run_dir=run, verify=verify, evaluate=evaluate, eval_limit=eval_limit,
-                                 max_new_tokens=max_new_tokens, max_drop=max_drop, threads=threads)
+                                 max_new_tokens=max_new_tokens, max_drop=max_drop, threads=threads, force=force)
     console = Console(stderr=True)
     with _progress(console) as progress:
         result = export_model(adapter_dir, options, say=lambda line: console.print(line, highlight=False),

@@ -17,7 +17,6 @@ crash never leaves a half-written GGUF behind.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -26,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from distill.errors import DistillError
+from distill.owned import OwnedFolder
 
 # name -> (tensor type for 2-D weights, the file type llama.cpp reports)
 QUANT_TYPES = ("f16", "q8_0")
@@ -60,29 +60,25 @@ def write_gguf(model_dir: Path, out_path: Path, quant: str = "q8_0", *, chat_tem
     plan = list(_tensor_plan(config, weights, tensor_type))
     parameters = sum(int(np.prod(shape)) for _, _, shape, _ in plan)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    writer = gguf.GGUFWriter(tmp, "llama")
-    try:
-        _add_model_metadata(writer, model_dir, config, name, parameters)
-        writer.add_file_type(file_type)
-        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        pre = _add_tokenizer(writer, model_dir, config, chat_template)
-        for gguf_name, _, shape, qtype in plan:
-            writer.add_tensor_info(gguf_name, *_stored_shape(shape, qtype), raw_dtype=qtype)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for done, (gguf_name, hf_name, shape, qtype) in enumerate(plan, 1):
-            writer.write_tensor_data(_convert(weights.read(hf_name), gguf_name, qtype, config))
-            if progress:
-                progress(done, len(plan))
-        writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+    folder = OwnedFolder.in_place(out_path.parent, "model-export", option="--out")
+    with folder.replacing(out_path.name) as tmp:  # never over a file distill did not write
+        writer = gguf.GGUFWriter(tmp, "llama")
+        try:
+            _add_model_metadata(writer, model_dir, config, name, parameters)
+            writer.add_file_type(file_type)
+            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+            pre = _add_tokenizer(writer, model_dir, config, chat_template)
+            for gguf_name, _, shape, qtype in plan:
+                writer.add_tensor_info(gguf_name, *_stored_shape(shape, qtype), raw_dtype=qtype)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            for done, (gguf_name, hf_name, shape, qtype) in enumerate(plan, 1):
+                writer.write_tensor_data(_convert(weights.read(hf_name), gguf_name, qtype, config))
+                if progress:
+                    progress(done, len(plan))
+        finally:
+            writer.close()
     return GgufFile(path=out_path, quant=quant, bytes=out_path.stat().st_size, tensors=len(plan),
                     parameters=parameters, seconds=time.perf_counter() - started, pre_tokenizer=pre)
 

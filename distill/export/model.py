@@ -23,6 +23,7 @@ from distill.errors import DistillError
 from distill.export.gguf_writer import GgufFile
 from distill.export.modelfile import Modelfile
 from distill.export.verify import LogitCheck
+from distill.owned import EVAL_FILES, OwnedFolder
 from distill.train.manifest import Manifest
 
 Say = Callable[[str], None]
@@ -41,6 +42,7 @@ class ModelExportOptions(BaseModel):
     - dataset: the training data's card: a Hub dataset repo id or the folder `distill export` wrote.
     - run_dir: the run the adapter was trained on (default: the adapter's parent, when its train.jsonl matches).
     - verify / evaluate: the logit check of each GGUF, and the held-out evaluation of every form.
+    - force: write into a non-empty OUT (or ADAPTER-merged) distill did not make; its files stay untouched.
     """
 
     out: Path | None = None
@@ -57,6 +59,7 @@ class ModelExportOptions(BaseModel):
     max_new_tokens: int = Field(128, gt=0)
     max_drop: float = Field(0.05, ge=0, le=1)
     threads: int | None = None
+    force: bool = False  # write into folders of the user's (OUT, ADAPTER-merged), beside what is there
 
 
 class ModelExport(BaseModel):
@@ -94,7 +97,7 @@ def export_model(adapter_dir: Path, options: ModelExportOptions, say: Say = lamb
     _check_and_evaluate(result, manifest, options, say)
     write_model_cards(result, manifest, options)
     report_dir = result.out_dir if result.ggufs else result.merged_dir
-    (report_dir / "export.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    OwnedFolder.in_place(report_dir, option="--out").write_text("export.json", result.model_dump_json(indent=2))
     return result
 
 
@@ -112,9 +115,26 @@ def _plan(adapter_dir: Path, manifest: Manifest, options: ModelExportOptions, sa
     if unknown_languages(options.language):
         raise DistillError(f"--language {', '.join(unknown_languages(options.language))}: not an ISO 639 code")
     run_dir = find_run(adapter_dir, manifest, options.run_dir, say)
-    return ModelExport(adapter_dir=adapter_dir, merged_dir=adapter_dir, license=license_id, run_dir=run_dir,
-                       name=slug(options.name or (run_dir.name if run_dir else adapter_dir.name)),
-                       out_dir=Path(options.out or adapter_dir.with_name(adapter_dir.name + "-gguf")))
+    result = ModelExport(adapter_dir=adapter_dir, merged_dir=adapter_dir, license=license_id, run_dir=run_dir,
+                         name=slug(options.name or (run_dir.name if run_dir else adapter_dir.name)),
+                         out_dir=Path(options.out or adapter_dir.with_name(adapter_dir.name + "-gguf")))
+    _claim_folders(result, manifest, options)
+    return result
+
+
+def _claim_folders(result: ModelExport, manifest: Manifest, options: ModelExportOptions) -> None:
+    """The folders this export writes, claimed before anything loads: the merged one when a merge is due,
+    and OUT when GGUFs go there; a user's file named like one of ours stops the export now."""
+    from distill.train.manifest import MANIFEST_NAME
+    from distill.train.merge import merged_folder
+
+    reports = ("README.md", "export.json", *(EVAL_FILES if options.evaluate else ()))
+    if options.merge or reusable_merge(manifest) is None:
+        merged_folder(result.adapter_dir, options.force).check_all(reports)
+    if options.gguf:
+        out = OwnedFolder.claim(result.out_dir, "model-export", force=options.force)
+        out.check_all((*(f"{result.name}-{quant}.gguf" for quant in options.gguf), "Modelfile", MANIFEST_NAME,
+                       *reports))
 
 
 def _write_ggufs(result: ModelExport, manifest: Manifest, options: ModelExportOptions, say: Say,
@@ -205,18 +225,27 @@ def find_run(adapter_dir: Path, manifest: Manifest, run_dir: Path | None, say: S
 
 def ensure_merged(adapter_dir: Path, manifest: Manifest, force: bool, say: Say) -> Path:
     """The adapter's merged 16-bit folder: reused when it was merged from this very adapter, else merged now."""
-    from distill.train.manifest import MANIFEST_NAME, read_manifest
     from distill.train.merge import merge_adapter
 
-    merged = Path(manifest.merged_dir) if manifest.merged_dir else None
-    if not force and merged and (merged / "config.json").is_file() and (merged / MANIFEST_NAME).is_file():
-        if read_manifest(merged).created_at == manifest.created_at:
-            say(f"merged model: {merged} (already merged from this adapter)")
-            return merged
+    merged = reusable_merge(manifest)
+    if not force and merged is not None:
+        say(f"merged model: {merged} (already merged from this adapter)")
+        return merged
     say("merging the adapter into a 16-bit copy of its base ...")
     merged = merge_adapter(adapter_dir)
     say(f"merged model: {merged}")
     return merged
+
+
+def reusable_merge(manifest: Manifest) -> Path | None:
+    """The merged folder the adapter's manifest names, when it was merged from this very adapter."""
+    from distill.train.manifest import MANIFEST_NAME, read_manifest
+
+    merged = Path(manifest.merged_dir) if manifest.merged_dir else None
+    if merged and (merged / "config.json").is_file() and (merged / MANIFEST_NAME).is_file():
+        if read_manifest(merged).created_at == manifest.created_at:
+            return merged
+    return None
 
 
 def training_system_prompt(run_dir: Path | None) -> str | None:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from distill.owned import OwnedFolder
 from distill.train.manifest import Manifest
 
 
@@ -25,10 +26,9 @@ def write_model_cards(result, manifest: Manifest, options) -> list[Path]:
     for kind, folder in (("merged", result.merged_dir), ("gguf", result.out_dir if result.ggufs else None)):
         if folder is None:
             continue
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "README.md"
-        path.write_text(render_model_card(kind, result, manifest, options, stats, report), encoding="utf-8")
-        paths.append(path)
+        owned = OwnedFolder.in_place(folder, "merged" if kind == "merged" else "model-export", option="--out")
+        paths.append(owned.write_text("README.md", render_model_card(kind, result, manifest, options, stats,
+                                                                     report)))
     return paths
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from distill.errors import DistillError
+from distill.owned import OwnedFolder
 
 # Ollama gives every message, the SYSTEM prompt included, in .Messages (collate keeps system turns there).
 CHATML_GO_TEMPLATE = (
@@ -62,8 +63,7 @@ def write_modelfile(folder: Path, gguf_name: str, tokenizer, stop: list[str], sy
     if system_prompt:
         lines.append(f'SYSTEM """{_triple_quoted(system_prompt)}"""')
     lines += [f'PARAMETER stop "{_quoted(token)}"' for token in stop]
-    path = Path(folder) / "Modelfile"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = OwnedFolder.in_place(folder, "model-export", option="--out").write_text("Modelfile", "\n".join(lines) + "\n")
     return Modelfile(path=path, template=template, stop=stop)
 
 

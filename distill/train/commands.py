@@ -29,6 +29,9 @@ def train_command(
     seed: int | None = typer.Option(None, "--seed"),
     force: bool = typer.Option(False, "--force", help="Train although the review gate has not passed "
                                "(recorded in the manifest and the model card)."),
+    force_out: bool = typer.Option(False, "--force-out", help="Write into a non-empty --out folder distill did "
+                                   "not make, beside what is there: only files distill wrote are ever replaced "
+                                   "(--force is the review gate's)."),
 ) -> None:
     """Fine-tune a student with a (Q)LoRA adapter on the run's training split."""
     from distill.train.config import load_train_config
@@ -40,7 +43,7 @@ def train_command(
                             threads=threads, seed=seed)
     # Notices (the split, memory, truncation) go to stderr even without a terminal: a log must show them.
     result = train(run_dir, cfg, out_dir=out, progress=sys.stderr.isatty(), log=lambda line: typer.echo(line, err=True),
-                   force_review=force)
+                   force_review=force, force_out=force_out)
     loss = f"{result.train_loss_first:.3f} -> {result.train_loss_last:.3f}" if result.train_loss_first else "n/a"
     eval_loss = (f", eval loss {result.eval_loss_before or float('nan'):.3f} -> {result.eval_loss_after:.3f}"
                  if result.eval_loss_after is not None else "")

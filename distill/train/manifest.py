@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from distill.errors import DistillError
+from distill.owned import OwnedFolder
 
 MANIFEST_NAME = "distill_manifest.json"
 
@@ -76,11 +77,9 @@ def library_versions() -> dict[str, str]:
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> Path:
-    path = Path(directory) / MANIFEST_NAME
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """DIRECTORY/distill_manifest.json (never over a file of that name distill did not write)."""
+    return OwnedFolder.in_place(directory, option="the folder").write_text(MANIFEST_NAME,
+                                                                          manifest.model_dump_json(indent=2))
 
 
 def read_manifest(directory: Path) -> Manifest:

@@ -9,13 +9,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.errors import DistillError
-from distill.train.manifest import read_manifest, write_manifest
+from distill.owned import OwnedFolder
+from distill.train.manifest import MANIFEST_NAME, read_manifest, write_manifest
 
 DTYPES = {"bfloat16", "float16"}
 
 
-def merge_adapter(adapter_dir: Path, out_dir: Path | None = None, dtype: str = "bfloat16") -> Path:
-    """Write base+adapter as one plain transformers model (weights, tokenizer, template); return its folder."""
+def merged_dir_of(adapter_dir: Path) -> Path:
+    return Path(adapter_dir).with_name(Path(adapter_dir).name + "-merged")
+
+
+def merged_folder(adapter_dir: Path, force: bool = False, out_dir: Path | None = None) -> OwnedFolder:
+    """ADAPTER-merged (or `out_dir`), claimed before any model loads: a folder of the user's is refused
+    unless `force`, and so is a file of theirs named like the model's."""
+    folder = OwnedFolder.claim(out_dir or merged_dir_of(adapter_dir), "merged", option="the merged folder",
+                               force=force, force_option="--force")
+    folder.check_all(("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+                      "README.md", MANIFEST_NAME))
+    return folder
+
+
+def merge_adapter(adapter_dir: Path, out_dir: Path | None = None, dtype: str = "bfloat16",
+                  force: bool = False) -> Path:
+    """Write base+adapter as one plain transformers model (weights, tokenizer, template); return its folder
+    (default ADAPTER-merged; `force` writes into a folder of the user's, beside what is there)."""
     import torch
     from peft import PeftModel
 
@@ -26,13 +43,14 @@ def merge_adapter(adapter_dir: Path, out_dir: Path | None = None, dtype: str = "
         raise DistillError(f"merge dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
     adapter_dir = Path(adapter_dir)
     manifest = read_manifest(adapter_dir)
-    out_dir = Path(out_dir) if out_dir else adapter_dir.with_name(adapter_dir.name + "-merged")
+    folder = merged_folder(adapter_dir, force, out_dir)
+    out_dir = folder.root
     tokenizer = load_student_tokenizer(manifest)
     base = load_causal_lm(manifest.base_model, dtype=getattr(torch, dtype))  # 16-bit, not quantised
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with folder.staging() as stage:  # transformers writes its files, then they are moved in under our rule
+        merged.save_pretrained(stage)
+        tokenizer.save_pretrained(stage)
     manifest.merged_dir = str(out_dir)
     write_manifest(adapter_dir, manifest)
     write_manifest(out_dir, manifest)  # a merged folder says what it was made from (eval and export read it)

@@ -15,6 +15,7 @@ from typing import Callable
 from pydantic import BaseModel
 
 from distill.errors import DistillError, Interrupted
+from distill.owned import KNOWN, OwnedFolder
 from distill.train import data
 from distill.train.config import TrainConfig
 from distill.train.memory import MemoryEstimate
@@ -43,7 +44,8 @@ def default_out_dir(run_dir: Path) -> Path:
 
 
 def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progress: bool = True,
-          log: Callable[[str], None] | None = None, force_review: bool = False) -> TrainResult:
+          log: Callable[[str], None] | None = None, force_review: bool = False,
+          force_out: bool = False) -> TrainResult:
     """Train an adapter on `run_dir`'s training split and write it to `out_dir` (default RUN_DIR/student).
 
     Writes the adapter, `distill_manifest.json` (template, tokenizer hash, data hashes, metrics) and a
@@ -51,16 +53,17 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
     With `config.merge`, also OUT-merged (a 16-bit merged model). `log` receives one-line notices
     (default: stderr when `progress`). A run with a review queue trains only once its review gate
     passes (ReviewPending, exit code 4, otherwise); `force_review` overrides, and says so in the
-    manifest and the card.
+    manifest and the card. OUT is a folder of its own (`force_out` writes into a folder of the user's,
+    beside what is there), claimed before any model loads.
     """
     run_dir = Path(run_dir)
     review = check_review(run_dir, force_review, log or (lambda line: print(line, file=sys.stderr)))
+    out_dir = Path(out_dir) if out_dir else default_out_dir(run_dir)
     import torch
 
     from distill.models import load_tokenizer, resolve_model, set_threads
 
     say = log or ((lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None))
-    out_dir = Path(out_dir) if out_dir else default_out_dir(run_dir)
     set_threads(config.threads)
     train_examples, eval_examples = data.load_splits(run_dir, seed=config.seed, say=say)
     base_model = resolve_model(config.student)
@@ -71,6 +74,11 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
     cuda = torch.cuda.is_available()
     checkpointing = config.gradient_checkpointing if config.gradient_checkpointing is not None else cuda
     memory = check_fit(base_model, config, cuda, checkpointing)
+    adapter_folder(out_dir, force_out)  # checked and made now, before the model loads
+    if config.merge:
+        from distill.train.merge import merged_folder
+
+        merged_folder(out_dir, force_out)
     say(memory.summary())
     if config.qlora and not cuda:
         say("note: no CUDA device: QLoRA runs through bitsandbytes' CPU path, slower than plain LoRA "
@@ -121,6 +129,15 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
         result.merged_dir = merge_adapter(out_dir)
         say(f"merged 16-bit model written to {result.merged_dir}")
     return result
+
+
+def adapter_folder(out_dir: Path, force: bool = False) -> OwnedFolder:
+    """The adapter's folder, claimed: a folder of the user's is refused (unless `force`), and so is a file of
+    theirs named like one of the adapter's; TRL's checkpoints/ is distill's to manage."""
+    folder = OwnedFolder.claim(out_dir, "adapter", force=force, force_option="--force-out")
+    folder.check_all(name for name in KNOWN["adapter"] if not name.endswith("/"))
+    folder.reserve(CHECKPOINTS + "/")
+    return folder
 
 
 def check_review(run_dir: Path, force: bool, say: Callable[[str], None]) -> dict:
@@ -253,8 +270,10 @@ def save_outputs(trainer, tokenizer, result: TrainResult, config: TrainConfig, b
     from distill.train.card import read_stats, render_card
 
     out_dir = result.adapter_dir
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+    folder = OwnedFolder.in_place(out_dir, "adapter", option="--out")  # claimed at the start of `train`
+    with folder.staging() as stage:  # PEFT and the tokenizer write where they like: moved in under our rule
+        trainer.save_model(str(stage))
+        tokenizer.save_pretrained(str(stage))
     manifest = mf.Manifest(
         student=config.student, base_model=base_model, qlora=config.qlora,
         chat_template=tokenizer.chat_template, chat_template_sha256=mf.sha256_text(tokenizer.chat_template),
@@ -267,8 +286,7 @@ def save_outputs(trainer, tokenizer, result: TrainResult, config: TrainConfig, b
         versions=mf.library_versions(), review=review or {},
     )
     mf.write_manifest(out_dir, manifest)
-    (out_dir / "README.md").write_text(render_card(manifest, train_examples, eval_examples, read_stats(run_dir)),
-                                       encoding="utf-8")
+    folder.write_text("README.md", render_card(manifest, train_examples, eval_examples, read_stats(run_dir)))
 
 
 def _last_checkpoint(directory: Path) -> str | None:

@@ -5,6 +5,7 @@ every warning, one line each, and go on with the valid leaves; nothing valid at 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from distill.errors import DistillError
+from distill.owned import MANIFEST, OwnedFolder, atomic_write
 from distill.taxonomy.instructlab.convert import SYSTEM_PROMPT, Converted, convert, node_name
 from distill.taxonomy.instructlab.documents import CHUNK_WORDS
 from distill.taxonomy.instructlab.read import Problem
@@ -21,6 +23,7 @@ from distill.taxonomy.model import Taxonomy
 
 log = logging.getLogger("distill.instructlab")
 Say = Callable[[str], None]
+HEADER = "# Imported from the InstructLab taxonomy "  # the first line of every taxonomy file written here
 
 
 @dataclass
@@ -71,8 +74,7 @@ def import_instructlab(root: str | Path, out: str | Path, *, documents: str | Pa
     if not name:
         raise DistillError("the taxonomy file's name needs a letter or digit (it names the taxonomy); "
                            "or give --name", path=out)
-    if out.exists() and not force:
-        raise DistillError("already exists; pass --force to replace it (and the seed files it names)", path=out)
+    _check_taxonomy_file(out, force)
     if documents is not None and not Path(documents).is_dir():
         raise DistillError("--documents: not a folder; give the folder holding the knowledge documents",
                            path=documents)
@@ -81,22 +83,60 @@ def import_instructlab(root: str | Path, out: str | Path, *, documents: str | Pa
                         per_leaf=per_leaf, system_prompt=system_prompt, chunk_words=chunk_words)
     report(converted, root, say)
     Taxonomy.model_validate(converted.data)  # what we write must load
-    written = []
-    for relative, text in converted.files.items():
-        path = out.parent / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as handle:
-        handle.write(f"# Imported from the InstructLab taxonomy {root.resolve()} by `distill taxonomy "
-                     f"import-instructlab`.\n# Seeds and passages are in {files_dir}/.\n")
-        yaml = YAML()
-        yaml.width = 4096
-        yaml.dump(_literal(converted.data), handle)
+    seeds = _seeds_folder(out, files_dir, converted, force)
+    written = [seeds.write_text(relative.removeprefix(files_dir + "/"), text)
+               for relative, text in converted.files.items()]
+    seeds.prune()  # seed files of leaves an earlier import had and this one has not
+
+    def write_taxonomy(path: Path) -> None:
+        with path.open("w", encoding="utf-8") as handle:
+            handle.write(f"{HEADER}{root.resolve()} by `distill taxonomy import-instructlab`.\n"
+                         f"# Seeds and passages are in {files_dir}/.\n")
+            yaml = YAML()
+            yaml.width = 4096
+            yaml.dump(_literal(converted.data), handle)
+
+    atomic_write(out, write_taxonomy)
     load_taxonomy(out)  # the file we wrote loads, seeds and passages too
     return ImportReport(taxonomy=out, leaves=converted.leaves, seeds=converted.seeds, files=written,
                         problems=converted.problems, warnings=converted.warnings)
+
+
+def _check_taxonomy_file(out: Path, force: bool) -> None:
+    """An existing --out is replaced only with --force (it may carry the user's edits since the import),
+    and never when distill did not write it (no import header): a hand-written taxonomy is the user's."""
+    if not os.path.lexists(out):
+        return
+    if out.is_dir():
+        raise DistillError("is a folder; give the path of the taxonomy file to write", path=out)
+    if not _imported(out):
+        raise DistillError("exists and distill did not write it (no import header); move it or choose another "
+                           "--out", path=out)
+    if not force:
+        raise DistillError("already exists; pass --force to replace it (and the seed files it names)", path=out)
+
+
+def _imported(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(4096).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return first.startswith(HEADER) and "import-instructlab" in first
+
+
+def _seeds_folder(out: Path, files_dir: str, converted: Converted, force: bool) -> OwnedFolder:
+    """NAME-seeds/ beside the taxonomy file, claimed. One an earlier distill import wrote (before
+    `.distill-owned.json`) is adopted, the names this import writes counted as its own, when the taxonomy
+    file beside it carries the import header."""
+    folder = out.parent / files_dir
+    if folder.is_dir() and not (folder / MANIFEST).exists() and _imported(out):
+        names = [relative.removeprefix(files_dir + "/") for relative in converted.files]
+        OwnedFolder(folder, "taxonomy-seeds", [n for n in names if (folder / n).is_file()], "--out",
+                    recorded=False).record()
+    seeds = OwnedFolder.claim(folder, "taxonomy-seeds", force=force)
+    seeds.check_all(relative.removeprefix(files_dir + "/") for relative in converted.files)
+    return seeds
 
 
 # Characters a block scalar cannot hold as they are (ruamel would write them out and fail to read them back,
