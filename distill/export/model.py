@@ -129,12 +129,12 @@ def _claim_folders(result: ModelExport, manifest: Manifest, options: ModelExport
     from distill.train.merge import merged_folder
 
     reports = ("README.md", "export.json", *(EVAL_FILES if options.evaluate else ()))
-    if options.merge or reusable_merge(manifest) is None:
-        merged_folder(result.adapter_dir, options.force).check_all(reports)
     if options.gguf:
         out = OwnedFolder.claim(result.out_dir, "model-export", force=options.force)
         out.check_all((*(f"{result.name}-{quant}.gguf" for quant in options.gguf), "Modelfile", MANIFEST_NAME,
                        *reports))
+    if options.merge or reusable_merge(manifest) is None:
+        merged_folder(result.adapter_dir, options.force).check_all(reports)
 
 
 def _write_ggufs(result: ModelExport, manifest: Manifest, options: ModelExportOptions, say: Say,
