@@ -261,16 +261,17 @@ def test_export_never_writes_through_a_linked_subfolder(tmp_path):
     assert sorted(p.name for p in elsewhere.iterdir()) == ["train-00000-of-00001.parquet"]
 
 
-def test_a_full_disk_during_export_leaves_no_temporary_and_the_users_file_whole(tmp_path):
+def test_a_full_disk_during_curate_leaves_no_temporary_and_the_users_file_whole(tmp_path):
     rng = random.Random(0)
-    rows = [example_row(f"x{i:03d}", "respiratory/asthma", f"Question {i}: " + " ".join(rng.choices(WORDS, k=30)),
-                        " ".join(rng.choices(WORDS, k=120))) for i in range(200)]
-    run = make_run(tmp_path / "run", rows)
+    source = make_dataset(tmp_path / "source", per_leaf=0, extra=[
+        example_row(f"x{i:03d}", "respiratory/asthma", f"Question {i}: " + " ".join(rng.choices(WORDS, k=30)) + "?",
+                    " ".join(rng.choices(WORDS, k=120)) + ".") for i in range(200)]) / "dataset.jsonl"
     disk, kept = tmp_path / "disk", tmp_path / "kept"
     disk.mkdir()
-    command = " ".join(f"'{part}'" for part in distill_command("export", str(run), "--out", str(disk), "--license",
-                                                                "mit", "--force"))
-    # 16 pages; the user's file takes 14: room for the record, not for the shards.
+    command = " ".join(f"'{part}'" for part in distill_command("curate", str(source), "--out", str(disk), "--force",
+                                                                "--language", "any", "--no-near-dedup",
+                                                                "--workers", "1"))
+    # 16 pages; the user's file takes 14: room for the record, not for dataset.jsonl (about 200 KB).
     done = in_own_mount(tmp_path, f"mount -t tmpfs -o size=64k tmpfs '{disk}' || exit 99\n"
                                   f"head -c 57344 /dev/urandom > '{disk}/ballast.bin'\n"
                                   f"cp '{disk}/ballast.bin' '{tmp_path}/ballast.copy'\n"
@@ -278,7 +279,7 @@ def test_a_full_disk_during_export_leaves_no_temporary_and_the_users_file_whole(
     lines = error_lines(done.stderr)
     assert done.returncode == 1 and len(lines) == 1 and "the disk is full" in lines[0], done.stderr
     assert (kept / "ballast.bin").read_bytes() == (tmp_path / "ballast.copy").read_bytes()
-    assert not leftovers(kept) and not list(kept.glob("data/*.parquet"))
+    assert not leftovers(kept) and not (kept / "dataset.jsonl").exists()
 
 
 def test_split_in_place(tmp_path):
