@@ -123,6 +123,7 @@ class OwnedFolder:
 
     def __init__(self, root: Path, kind: str, files: Iterable[str], option: str, recorded: bool):
         self.root, self.kind, self.option = Path(root), kind, option
+        self.in_place_of_user = False  # set by `in_place`: the user pointed at this folder to work in it
         self.files: set[str] = set(files)
         self.written: set[str] = set()  # names written (or reserved) through this object
         self._recorded = recorded  # whether the record is on disk yet
@@ -143,6 +144,7 @@ class OwnedFolder:
             if foreign and not force:
                 raise DistillError(_not_empty(root, option, foreign, force_option))
             folder = cls(root, record.kind, record.files, option, recorded=True)
+            folder._save(kind=kind)  # chosen for this output now: a re-run finds its own folder
         elif record is not None:
             folder = cls(root, record.kind, record.files, option, recorded=True)
             if record.kind != kind and record.kind not in hosts:
@@ -182,6 +184,7 @@ class OwnedFolder:
                          recorded=False)
             if legacy:
                 folder._save()
+        folder.in_place_of_user = True
         if root.is_dir():
             folder.clean_stale()
         return folder
@@ -204,11 +207,10 @@ class OwnedFolder:
         self._check_parents(name)
         if os.path.lexists(target):
             if not self.owns(name) and not (name.endswith(".db") and _store_info(target) is not None):
-                raise DistillError(f"{target} exists and distill did not write it; move it or choose another "
-                                   f"{self.option}")
+                raise DistillError(f"{target} exists and distill did not write it; {self._way_out()}")
             if name.endswith("/") and (target.is_symlink() or not target.is_dir()):
                 raise DistillError(f"{target} is {'a symbolic link' if target.is_symlink() else 'a file'} where "
-                                   "distill keeps a folder; move it or choose another " + self.option)
+                                   "distill keeps a folder; " + self._way_out())
         return target
 
     def check_all(self, names: Iterable[str]) -> None:
@@ -350,11 +352,15 @@ class OwnedFolder:
         for part in PurePosixPath(name.rstrip("/")).parts[:-1]:
             current = current / part
             if current.is_symlink():
-                raise DistillError(f"{current} is a symbolic link; distill writes only inside {self.root}: move it "
-                                   f"or choose another {self.option}")
+                raise DistillError(f"{current} is a symbolic link; distill writes only inside {self.root}: "
+                                   + self._way_out())
             if os.path.lexists(current) and not current.is_dir():
-                raise DistillError(f"{current} is a file where distill writes a folder; move it or choose "
-                                   f"another {self.option}")
+                raise DistillError(f"{current} is a file where distill writes a folder; {self._way_out()}")
+
+    def _way_out(self) -> str:
+        if self.in_place_of_user:
+            return "move it aside and run again (distill never replaces a file it did not write)"
+        return f"move it or choose another {self.option}"
 
     def _make_parents(self, name: str) -> None:
         parent = (self.root / name.rstrip("/")).parent
@@ -362,15 +368,15 @@ class OwnedFolder:
             parent.mkdir(parents=True, exist_ok=True)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def _save(self, add: Iterable[str] = (), drop: Iterable[str] = ()) -> None:
+    def _save(self, add: Iterable[str] = (), drop: Iterable[str] = (), kind: str | None = None) -> None:
         """Merge into the record on disk (another process may have added names since) and write it atomically,
-        under a lock on the folder."""
+        under a lock on the folder; `kind` changes the folder's kind."""
         self.root.mkdir(parents=True, exist_ok=True)
         with _folder_lock(self.root):
             on_disk = _read_record(self.root)
             files = (set(on_disk.files) if on_disk is not None else set(self.files)) | set(add)
             files -= set(drop)
-            kind = on_disk.kind if on_disk is not None else self.kind
+            kind = kind or (on_disk.kind if on_disk is not None else self.kind)
             path = self.root / MANIFEST
             tmp = path.with_name(f".{MANIFEST}.{os.getpid()}-{secrets.token_hex(4)}.distill-tmp")
             try:

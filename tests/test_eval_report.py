@@ -132,17 +132,17 @@ def test_judge_end_to_end_against_the_loopback_server(trained, tmp_path):  # noq
         def judged_eval() -> list[dict]:
             """Run `distill eval --judge` once; the judge requests the server has seen so far."""
             done = subprocess.run(distill_command("eval", str(run_dir), "--student", str(result.adapter_dir), "--out",
-                                                  str(tmp_path), "--judge", "openai:gpt-4o-mini", "--limit", "6",
+                                                  str(tmp_path / "report"), "--judge", "openai:gpt-4o-mini", "--limit", "6",
                                                   "--max-new-tokens", "8", "--threads", "1"),
                                   cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
             assert done.returncode == 0, done.stderr
             return [b for b in api.bodies if "Reply with exactly one word" in b["messages"][-1]["content"]]
 
         asked = judged_eval()
-        first = json.loads((tmp_path / "eval.json").read_text())
+        first = json.loads((tmp_path / "report" / "eval.json").read_text())
         # Run again: every verdict comes from the shared response cache, none is asked (or paid) twice.
         assert len(judged_eval()) == len(asked)
-    data = json.loads((tmp_path / "eval.json").read_text())
+    data = json.loads((tmp_path / "report" / "eval.json").read_text())
     assert data["tasks"]["qa"]["judge"] == first["tasks"]["qa"]["judge"]
     qa = [row for row in data["examples"] if row["task"] == "qa"]
     assert qa and len(asked) == 2 * 2 * len(qa)  # student vs base and vs teacher, each pair in both orders

@@ -287,7 +287,7 @@ def test_split_in_place(tmp_path):
     run = make_run(tmp_path / "run")  # a dataset.jsonl of the user's, made by hand
     planted = plant(run, {"dataset.jsonl": (run / "dataset.jsonl").read_bytes(), "train.jsonl": MINE})
     refused(distill("split", str(run), cwd=tmp_path, env=env), f"{run / 'train.jsonl'} exists and distill did not "
-            "write it; move it or choose another")
+            "write it; move it aside and run again")
     survived(run, planted)
     (run / "train.jsonl").unlink()
     del planted["train.jsonl"]

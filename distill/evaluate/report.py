@@ -132,7 +132,7 @@ def report_folder(run_dir: Path, config: EvalConfig) -> OwnedFolder:
 
     out_dir = Path(config.out_dir) if config.out_dir else run_dir
     if out_dir.resolve() == run_dir.resolve():
-        folder = OwnedFolder.in_place(out_dir, "run", option="RUN_DIR")
+        folder = OwnedFolder.in_place(out_dir, option="RUN_DIR")
     else:
         folder = OwnedFolder.claim(out_dir, "eval", force=config.force,
                                    hosts=("run", "curated", "adapter", "merged", "model-export"))
