@@ -316,14 +316,18 @@ def _write_part(stem: Path, lines: list[str], output_format: str) -> None:
         return
     path = stem.with_suffix("." + output_format)
     tmp = path.with_name(path.name + ".tmp")
-    if output_format == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    try:
+        if output_format == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist([parquet_row(json.loads(line)) for line in lines]), tmp)
-    else:
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(path)  # a killed task never leaves half a part
+            pq.write_table(pa.Table.from_pylist([parquet_row(json.loads(line)) for line in lines]), tmp)
+        else:
+            tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        tmp.replace(path)  # a killed task never leaves half a part
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # (the parts folder is distill's own: a next run clears what kill -9 left)
+        raise
 
 
 # --- driver steps ------------------------------------------------------------------------------------

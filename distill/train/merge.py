@@ -15,15 +15,16 @@ from distill.train.manifest import MANIFEST_NAME, read_manifest, write_manifest
 DTYPES = {"bfloat16", "float16"}
 
 
-def merged_dir_of(adapter_dir: Path) -> Path:
+def _default_merged_dir(adapter_dir: Path) -> Path:
     return Path(adapter_dir).with_name(Path(adapter_dir).name + "-merged")
 
 
-def merged_folder(adapter_dir: Path, force: bool = False, out_dir: Path | None = None) -> OwnedFolder:
+def merged_folder(adapter_dir: Path, force: bool = False, out_dir: Path | None = None,
+                  force_option: str = "--force") -> OwnedFolder:
     """ADAPTER-merged (or `out_dir`), claimed before any model loads: a folder of the user's is refused
-    unless `force`, and so is a file of theirs named like the model's."""
-    folder = OwnedFolder.claim(out_dir or merged_dir_of(adapter_dir), "merged", option="the merged folder",
-                               force=force, force_option="--force")
+    unless `force` (the command's `force_option`), and so is a file of theirs named like the model's."""
+    folder = OwnedFolder.claim(out_dir or _default_merged_dir(adapter_dir), "merged", option="the merged folder",
+                               force=force, force_option=force_option)
     folder.check_all(("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
                       "README.md", MANIFEST_NAME))
     return folder

@@ -78,7 +78,7 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
     if config.merge:
         from distill.train.merge import merged_folder
 
-        merged_folder(out_dir, force_out)
+        merged_folder(out_dir, force_out, force_option="--force-out")
     say(memory.summary())
     if config.qlora and not cuda:
         say("note: no CUDA device: QLoRA runs through bitsandbytes' CPU path, slower than plain LoRA "
