@@ -55,6 +55,9 @@ class Faults:
     # judge) are answered with verdict(request, schema) as JSON when it returns a dict; the default is the
     # first enum value / true. Tests script agreeing and disagreeing answers with it.
     verdict: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None] | None = None
+    # Let this many realtime requests through, then hold every later one (as `hold()` does) until
+    # `release()`: a run stops at a known count however slowly the machine runs it.
+    hold_after: int | None = None
 
 
 class FakeAPI:
@@ -76,6 +79,8 @@ class FakeAPI:
         self.port = 0
         self.holding = False  # hold(): requests wait unanswered; release() drops them (never answered or billed)
         self.held = 0  # requests dropped that way
+        self.hold_at = self.faults.hold_after  # None once released
+        self.let_through = 0  # realtime requests that passed while hold_at was set
 
     # lifecycle
     def start(self) -> FakeAPI:
@@ -111,6 +116,7 @@ class FakeAPI:
 
     def release(self) -> None:
         """Drop every held request's connection (the client sees a reset and retries) and answer again."""
+        self.hold_at = None
         self.holding = False
 
     @property
@@ -192,6 +198,12 @@ class FakeAPI:
             self.requests[prompt] += 1
         if self.faults.latency_s:
             await asyncio.sleep(self.faults.latency_s)
+        with self.lock:
+            if self.hold_at is not None:
+                if self.let_through >= self.hold_at:
+                    self.holding = True
+                else:
+                    self.let_through += 1
         if self.holding:
             while self.holding:
                 await asyncio.sleep(0.01)
