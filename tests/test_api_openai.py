@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from distill.errors import BudgetExceeded, DistillError, RunFailed
+from distill.generate.budget import Budget, BudgetStop
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import RunStore
 from distill.teachers.registry import teacher_options
@@ -186,6 +188,24 @@ def test_budget_is_a_hard_cap(tmp_path):
     assert stats["counts"]["pending"] == statuses.count("pending") > 0
     kept = (tmp_path / "run" / "dataset.jsonl").read_text().splitlines()
     assert len(kept) == stats["counts"]["kept"] == statuses.count("generated")
+
+
+def test_requests_in_flight_hold_their_worst_case_against_the_cap():
+    """Before a request is sent its worst case is reserved, and stays reserved until its real cost is known:
+    with three requests in flight at $0.30 worst each under a $1 cap, a fourth is not sent, however little the
+    three will turn out to cost. (A run's requests overlap only as the machine's timing allows; this does not.)"""
+    async def go() -> None:
+        budget = Budget(1.0)
+        hold = await budget.start_item()  # the first item runs alone and reserves as it goes
+        reserved = [budget.reserve(0.30, hold, "instruction") for _ in range(3)]
+        with pytest.raises(BudgetStop):
+            budget.reserve(0.30, hold, "response")
+        for worst in reserved:
+            budget.settle(worst, 0.01)
+        assert budget.spent == pytest.approx(0.03) and budget.in_flight == pytest.approx(0.0)
+        await budget.end_item(hold)
+
+    asyncio.run(go())
 
 
 def test_an_item_started_finishes_before_new_items_start(tmp_path):

@@ -1,7 +1,11 @@
 """The plan: quotas, per-axis balance, determinism, ids that only their own node moves, and bounded work."""
 
+import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -66,6 +70,28 @@ def test_rounding_is_unbiased_where_quotas_are_smaller_than_the_values(medical_c
 def test_plan_is_deterministic_for_a_seed(medical):
     assert build_plan(medical, seed=7) == build_plan(medical, seed=7)
     assert build_plan(medical, seed=7) != build_plan(medical, seed=8)
+
+
+PLAN_IN_A_PROCESS = """
+import json, sys
+from distill.taxonomy import build_plan, load_taxonomy
+plan = build_plan(load_taxonomy(sys.argv[1]), seed=7)
+print(json.dumps([item.model_dump(mode="json") for item in plan]))
+"""
+
+
+def test_plan_is_the_same_in_another_process(medical):
+    """A resumed run is a new process, where Python salts str hashes anew: its plan must still be the same
+    items with the same ids and axes, or it would ask the teacher again for work it has."""
+    plans = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(REPO)}
+        done = subprocess.run([sys.executable, "-c", PLAN_IN_A_PROCESS, str(REPO / "taxonomies" / "medical.yaml")],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        plans.append(json.loads(done.stdout))
+    here = [item.model_dump(mode="json") for item in build_plan(medical, seed=7)]
+    assert plans[0] == plans[1] == here
 
 
 def _by_leaf(plan) -> dict[str, list[tuple]]:
