@@ -284,11 +284,11 @@ def test_preflight_stops_a_teacher_that_cannot_follow_the_format(tmp_path):
     shutil.copytree(TINY, taxonomy.parent)
     taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", "per_leaf: 20"))
     with FakeAPI(Faults(content={"prose": 1.0})) as api:
-        started = time.monotonic()
         with pytest.raises(DistillError, match="pre-flight failed: 5 of 5.*unparseable_json.*the teacher wrote"):
             run(api, tmp_path / "run", taxonomy=taxonomy)
-    assert time.monotonic() - started < 10
-    assert sum(api.requests.values()) == 5  # the sample only, out of 40 planned items
+    # It costs the sample, not the budget: 5 requests of 40 planned items. (How many seconds that takes is
+    # the machine's business: benchmarks/bench_stops.py measures it.)
+    assert sum(api.requests.values()) == 5
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
