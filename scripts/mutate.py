@@ -157,11 +157,23 @@ def pytest(tests: tuple[str, ...], timeout_s: float) -> int:
     # source would otherwise be taken for it by later runs.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+    # A session of its own, so that stopping it also stops the `distill` processes its tests started.
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
-        return subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=timeout_s).returncode
+        return proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return -1
+    finally:
+        _kill_group(proc)  # also after a normal end: a failed test may have left a process running
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group pytest leads: it and whatever its tests left running
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def apply_and_test(mutation: Mutation, timeout_s: float) -> Outcome:
@@ -208,6 +220,8 @@ def main() -> int:
         for m in chosen:
             print(f"{'quick' if m.quick else 'slow '}  {m.name}  ({m.path})")
         return 0
+    # Ctrl-C as KeyboardInterrupt even where a shell started this with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGHUP, _stop)
     restore_leftovers(MUTATIONS)
@@ -225,7 +239,7 @@ def main() -> int:
             outcomes.append(outcome)
             print(f"{outcome.verdict:<12} {outcome.seconds:6.1f} s  {mutation.name}", flush=True)
     except (KeyboardInterrupt, Stop) as exc:
-        print(f"stopped ({type(exc).__name__} {exc}); every file is restored", file=sys.stderr)
+        print(f"stopped ({exc or 'Ctrl-C'}); every file is restored", file=sys.stderr)
         return 130
     missed = [o for o in outcomes if not o.ok]
     print(f"{len(outcomes) - len(missed)} of {len(outcomes)} mutations caught in {time.monotonic() - started:.0f} s")
