@@ -37,7 +37,7 @@ class Mutation:
     original: str  # occurs exactly once in the file
     replacement: str
     tests: tuple[str, ...]  # pytest node ids; at least one must fail
-    quick: bool = True  # cheap enough for CI (False: trains or loads a model for minutes)
+    quick: bool = True  # in --quick (False: trains a model, a minute or more each)
 
 
 MUTATIONS = [
@@ -66,6 +66,9 @@ MUTATIONS = [
     Mutation("an answer stored in run.db is never asked again (notebook interrupt)",
              "distill/generate/runner.py", "stored = store.find_call(fingerprint)", "stored = None",
              ("tests/test_api.py::test_the_interrupt_button_stops_a_run_in_a_notebook_and_it_resumes",)),
+    Mutation("an answer stored in run.db is never asked again (local teacher, kill -9)",
+             "distill/generate/runner.py", "stored = store.find_call(fingerprint)", "stored = None",
+             ("tests/test_generate.py::test_killed_run_resumes_without_asking_again",)),
     Mutation("an answer stored in run.db is never asked again (sender process)",
              "distill/generate/runner.py", "stored = store.find_call(fingerprint)", "stored = None",
              ("tests/test_api_sender.py::test_kill_9_takes_the_sender_with_the_run_and_resume_never_pays_twice",)),
