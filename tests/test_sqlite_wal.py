@@ -9,8 +9,6 @@ import subprocess
 import sys
 import threading
 
-import pytest
-
 from distill.sqlite_wal import open_wal
 from distill.teachers.cache import ResponseCache
 
