@@ -73,8 +73,9 @@ class GenerateOptions(GenerateSettings):
     progress: bool = True
 
 
-def _load_taxonomy(options: GenerateOptions) -> LoadedTaxonomy:
-    loaded = load_taxonomy(options.taxonomy)
+def _load_taxonomy(options: GenerateOptions, code: bool) -> LoadedTaxonomy:
+    """`code`: import the task's Python (its custom checks, its models): a run does, a dry run does not."""
+    loaded = load_taxonomy(options.taxonomy, code=code)
     return with_per_leaf(loaded, options.per_leaf) if options.per_leaf else loaded
 
 
@@ -91,7 +92,7 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     if options.executor == "ray" and teacher_factory is not None:
         raise DistillError("executor='ray' builds a teacher on every worker from the spec: pass teacher=SPEC, "
                            "not a teacher object")
-    loaded = _load_taxonomy(options)
+    loaded = _load_taxonomy(options, code=True)
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
@@ -233,7 +234,7 @@ def estimate_run(options: GenerateOptions) -> Estimate:
     from distill.teachers.cost import PriceTable
 
     check_flags(options)
-    loaded = _load_taxonomy(options)
+    loaded = _load_taxonomy(options, code=False)
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)

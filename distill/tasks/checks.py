@@ -3,7 +3,8 @@
 Each becomes a `TaskCheck`: a name and a function `example -> Failure | None`, the shape of every
 check in `distill/curate/checks.py`, so its rejects carry a reason code and a detail like theirs.
 Declarative kinds: `required`, `allowed`, `regex`, `length`. `custom` names a Python function: a
-`distill.checks` plugin by name, `package.module:function`, or `file.py:function` next to the task.
+`distill.checks` plugin by name, or `file.py:function` in the taxonomy's folder (code.py says what may
+be named, and when it is imported).
 
 A custom check is `check(example, **args)` returning None (passes), a `Failure`, or a string (what is
 wrong; the reason code is then the check's name).
@@ -11,17 +12,15 @@ wrong; the reason code is then the check's name).
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.errors import DistillError
 from distill.records import Example, Failure
-from distill.tasks.schema import import_object
+from distill.tasks.code import CodeRef, check_reference, load
 from distill.tasks.spec import CheckSpec, CustomRule
 
 MISSING = object()
@@ -71,12 +70,17 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def compile_check(spec: CheckSpec, labels: list[str] | None, base: Path | None) -> TaskCheck:
-    """The runnable form of one declared check. ValueError for a custom check that cannot be found."""
+def compile_check(spec: CheckSpec, labels: list[str] | None, base: Path | None, root: Path | None = None,
+                  code: bool = True) -> TaskCheck:
+    """The runnable form of one declared check; ValueError for a custom check that cannot be found. A custom
+    check's Python is imported only with `code` (else it is checked by reading, and the check refuses to run);
+    `root` is the folder its file must lie in (None: a built-in or plugin task)."""
     kind = spec.kind
     if kind == "custom":
         rule = spec.custom if isinstance(spec.custom, CustomRule) else CustomRule(check=spec.custom)
-        name, function = resolve_custom(rule.check, base)
+        ref = check_reference(rule.check, "function", base, root)
+        name = rule.check if ref.plugin else ref.name.rpartition(".")[2]
+        function = load(ref) if code else _not_loaded(ref)
         return TaskCheck(name, _custom(name, function, rule.args, spec.reason))
     build = {"required": _required, "allowed": _allowed, "regex": _regex, "length": _length}[kind]
     check = build(getattr(spec, kind), labels)
@@ -166,9 +170,9 @@ def _custom(name: str, function: Callable, args: dict[str, Any], reason: str | N
     def check(example: Example) -> Failure | None:
         try:
             verdict = function(example, **args)
+        except DistillError:
+            raise
         except Exception as exc:  # a bug in the check, not in the example: say which, and stop
-            from distill.errors import DistillError
-
             raise DistillError(f"task check {name!r} raised {type(exc).__name__} on example {example.id}: {exc}; "
                                "fix the check") from None
         if verdict is None or verdict is True:
@@ -181,50 +185,10 @@ def _custom(name: str, function: Callable, args: dict[str, Any], reason: str | N
     return check
 
 
-def resolve_custom(reference: str, base: Path | None) -> tuple[str, Callable]:
-    """(name, function) for `plugin-name`, `package.module:function` or `file.py:function`."""
-    if ".py:" in reference:
-        file_part, _, attribute = reference.rpartition(":")
-        path = Path(file_part)
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        function = getattr(_load_file(path), attribute, None)
-        if function is None:
-            raise ValueError(f"{path.name} has no function {attribute!r} ({path})")
-        name = attribute
-    elif ":" in reference:
-        function = import_object(reference, "a check function")
-        name = reference.rpartition(":")[2].rpartition(".")[2]
-    else:
-        from distill.plugins import find_plugin
+def _not_loaded(ref: CodeRef) -> Callable:
+    def refuse(example: Example, **args: Any) -> None:
+        # A taxonomy loaded without its Python (validate, show, a dry run) never curates; reaching this is a bug.
+        raise DistillError(f"the task check {ref.reference!r} was not imported: load the taxonomy with code=True "
+                           "(only generating and curating do)")
 
-        function = find_plugin("checks", reference)
-        if function is None:
-            from distill.plugins import installed
-
-            known = ", ".join(p.name for p in installed("checks")) or "none installed"
-            raise ValueError(f"unknown check {reference!r} (installed check plugins: {known}); give "
-                             "package.module:function or file.py:function for your own")
-        name = reference
-    if not callable(function):
-        raise ValueError(f"{reference!r} is not a function")
-    return name, function
-
-
-def _load_file(path: Path):
-    """A Python file as a module, once (named after its path, so two files of the same name stay apart)."""
-    path = path.resolve()
-    name = f"distill_user_checks_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    if not path.is_file():
-        raise ValueError(f"check file {path} not found (paths are relative to the file that declares the task)")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise ValueError(f"check file {path} failed to load: {type(exc).__name__}: {exc}") from None
-    return module
+    return refuse

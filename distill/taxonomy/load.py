@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -50,6 +51,7 @@ class LoadedTaxonomy:
     file: Path  # the taxonomy file (one built in Python: a name in its base folder, never read; an InstructLab folder)
     nodes: list[TreeNode]  # depth-first, parents before children
     task: Task  # the task, bound to this taxonomy (templates, labels, checks)
+    source: Any = None  # what load_taxonomy was given (source, base_dir), to load it again with its code
 
     @cached_property
     def crossed_axes(self) -> dict[str, Axis]:
@@ -74,11 +76,25 @@ class LoadedTaxonomy:
     def leaf(self, path: str) -> TreeNode:
         return self._by_path[path]
 
+    def with_code(self) -> LoadedTaxonomy:
+        """This taxonomy with its task's Python imported (custom checks, output models in its folder): for
+        the commands that generate and curate, and only them."""
+        if self.task.code_loaded or self.source is None:
+            return self
+        again = load_taxonomy(*self.source, code=True)
+        return dataclasses.replace(again, taxonomy=again.taxonomy.model_copy(
+            update={"generation": self.taxonomy.generation}))  # as planned (`--per-leaf`)
 
-def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = None) -> LoadedTaxonomy:
+
+def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = None, *,
+                  code: bool = False) -> LoadedTaxonomy:
     """A taxonomy file (or a `Taxonomy` built in Python, its paths relative to `base_dir`, default the current
     folder, or an InstructLab taxonomy folder), with its task and seeds, checked: every mistake is one line
-    naming the file, line and field."""
+    naming the file, line and field.
+
+    Python files its task names (custom checks, output models) are checked by reading them, and imported
+    only with `code=True`: what `distill generate` and `distill curate` pass, and nothing else."""
+    origin = (source, base_dir)
     if isinstance(source, Taxonomy):
         file = Path(base_dir or Path.cwd()) / f"{source.name}.yaml"
         data: Any = None
@@ -86,8 +102,8 @@ def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = N
     elif Path(source).is_dir():  # an InstructLab taxonomy folder, converted in memory
         from distill.taxonomy.instructlab import load_instructlab
 
-        loaded = load_taxonomy(load_instructlab(source), base_dir=source)
-        loaded.file = Path(source)  # what a run records, to load it again (review regenerate)
+        loaded = load_taxonomy(load_instructlab(source), base_dir=source, code=code)
+        loaded.file, loaded.source = Path(source), origin  # the folder, as the user named it
         return loaded
     else:
         file = Path(source)
@@ -109,9 +125,9 @@ def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = N
         if not Path(source_set.path).exists():
             raise DistillError(f"heldout.{number}.path: {source_set.path} not found (paths in a taxonomy are relative "
                                "to the taxonomy file's folder)", path=file, line=line_of(data, ("heldout", number, "path")))
-    task = _bind_task(taxonomy, file, data)
+    task = _bind_task(taxonomy, file, data, code)
     nodes = _walk(taxonomy, task, file, data)
-    return LoadedTaxonomy(taxonomy=taxonomy, file=file, nodes=nodes, task=task)
+    return LoadedTaxonomy(taxonomy=taxonomy, file=file, nodes=nodes, task=task, source=origin)
 
 
 def _read_yaml(file: Path) -> Any:
@@ -121,8 +137,10 @@ def _read_yaml(file: Path) -> Any:
     return data
 
 
-def _bind_task(taxonomy: Taxonomy, file: Path, data: Any) -> Task:
-    """The taxonomy's task, resolved (built-in, plugin, file or inline) and compiled against this taxonomy."""
+def _bind_task(taxonomy: Taxonomy, file: Path, data: Any, code: bool) -> Task:
+    """The taxonomy's task, resolved (built-in, plugin, file or inline) and compiled against this taxonomy.
+    A task from the taxonomy's own files may name Python only in the taxonomy's folder; a built-in or plugin
+    task is code the user installed."""
     task_line = line_of(data, ("task",))
     try:
         source = resolve_task(taxonomy.task, file.parent)
@@ -146,7 +164,9 @@ def _bind_task(taxonomy: Taxonomy, file: Path, data: Any) -> Task:
             f"{where}: {'.'.join(map(str, (*prefix, *loc)))}"
 
     try:
-        return compile_task(spec, source.folder, file, taxonomy.labels, taxonomy.generation, locate)
+        installed = source.origin == "built-in" or source.origin.startswith("plugin")
+        return compile_task(spec, source.folder, file, taxonomy.labels, taxonomy.generation, locate,
+                            code_root=None if installed else file.parent, code=code)
     except TaskError as exc:
         raise DistillError(f"{'.'.join(map(str, (*prefix, *exc.loc)))}: {exc.message}", path=where,
                            line=line_of(lines, (*prefix, *exc.loc))) from None
