@@ -27,6 +27,7 @@ from distill.rundir import run_lock, writable_folder
 from distill.store import FAILED, PENDING, RunStore, store_errors
 from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy, with_per_leaf
 from distill.taxonomy.model import Taxonomy
+from distill.taxonomy.snapshot import write_snapshot
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 from distill.teachers.registry import TeacherOptions, backend, parse_spec
 from distill.teachers.stack import build_teacher
@@ -114,6 +115,7 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         _check_same_taxonomy(store, loaded, out)
         store.set_info(taxonomy=loaded.name, taxonomy_file=str(loaded.file), seed=options.seed,
                        teacher=options.teacher, task=loaded.task.name)
+        write_snapshot(loaded, out)  # what review and export show of the taxonomy: they never load it again
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
         budget = None

@@ -3,7 +3,7 @@
     distill review DIR [--size N | --sample F | --more N] [--serve | --cli]   queue (build or grow), then review
     distill review status DIR                                                 figures, gate; rewrites the files
     distill review add-reviewer DIR NAME                                      a token for another reviewer
-    distill review regenerate DIR --leaf PATH                                 ask the teacher again for a leaf
+    distill review regenerate DIR --leaf PATH -t TAXONOMY                     ask the teacher again for a leaf
     distill review export DIR --format argilla|datasets                       for Argilla 2.x or `datasets`
 """
 
@@ -208,6 +208,8 @@ def add_reviewer_command(
 def regenerate_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="A run directory made by `distill generate`."),
     leaf: str = typer.Option(..., "--leaf", help="The taxonomy leaf (or branch) to ask again, e.g. cardiology/arrhythmias."),
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", "-t", help="The taxonomy file (or InstructLab "
+                                         "folder) the run was made from; required (a run folder never picks it)."),
     count: int | None = typer.Option(None, "--count", min=1, help="Items to ask for (default: as many as leave)."),
     teacher: str | None = typer.Option(None, "--teacher", help="Another teacher spec (default: the run's)."),
     base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server for an openai: teacher."),
@@ -215,7 +217,7 @@ def regenerate_command(
     """Ask the teacher again for a leaf the review rejected too much of; the new items join the queue."""
     from distill.review.regenerate import regenerate
 
-    report = regenerate(directory, leaf, count=count, teacher=teacher, base_url=base_url,
+    report = regenerate(directory, leaf, taxonomy=taxonomy, count=count, teacher=teacher, base_url=base_url,
                         progress=Console(stderr=True).is_terminal)
     Console().print(report.message, highlight=False, soft_wrap=True)
 

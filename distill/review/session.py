@@ -33,7 +33,7 @@ class ReviewSession:
             self.ledger.close()
             raise DistillError(f"no review queue yet: build one with `distill review {self.directory}`",
                                path=self.directory)
-        self.seeds = seed_texts(self.ledger.store.info().get("taxonomy_file"))
+        self.seeds = seed_texts(self.directory)
         self._queue_size = -1
         self._decisions: list[Decision] = []
         self._claims: dict[str, tuple[str, float]] = {}
