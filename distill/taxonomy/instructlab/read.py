@@ -48,6 +48,7 @@ class DocumentRef(BaseModel):
     commit: str
     patterns: list[str]
     line: int | None = None  # of `document.repo`, for a warning about it
+    pattern_lines: list[int | None] = []  # of each of `document.patterns`
 
 
 class Leaf(BaseModel):
@@ -138,7 +139,9 @@ def _leaf(file: Path, folder: tuple[str, ...], kind: str, data: dict) -> Leaf:
     return Leaf(file=file, folder=folder, kind="knowledge", description=f"{data['domain']}: {outline}", pairs=pairs,
                 document=DocumentRef(repo=str(document["repo"]), commit=str(document["commit"]),
                                      patterns=[str(p) for p in document["patterns"]],
-                                     line=line_of(data, ("document", "repo"))))
+                                     line=line_of(data, ("document", "repo")),
+                                     pattern_lines=[line_of(data, ("document", "patterns", n))
+                                                    for n in range(len(document["patterns"]))]))
 
 
 def _blank_texts(data: dict, kind: str) -> list[tuple]:
