@@ -396,7 +396,7 @@ def broken(tmp_path: Path, old: str, new: str, name: str = "clinical-extraction.
      "clinical-extraction.yaml:100: task.checks.4: clinical_checks.py has no function"),
     ("custom: ./clinical_checks.py:drug_names_in_note", "custom: no_such_plugin",
      "task.checks.4: unknown check 'no_such_plugin'"),
-    # A taxonomy names Python only as a file in its folder, never a module (code_safety.py has the rest).
+    # A taxonomy names Python only as a file in its folder, never a module (more in test_code_safety.py).
     ("output_schema: *medications", "output_schema: shop.models:Nothing",
      "clinical-extraction.yaml:88: task.output_schema: 'shop.models:Nothing' names a Python module"),
     ("output_schema: *medications", "output_schema: ./shop_models.py:Nothing",
