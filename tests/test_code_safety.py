@@ -146,6 +146,47 @@ def test_a_custom_check_is_read_not_run_by_validate_show_and_dry_run_and_importe
     assert marker.exists()  # and so does curating
 
 
+MODEL_TASK = """\
+name: drafts
+seed: {question: text, answer: text}
+steps:
+  - name: draft
+    prompt: "Draft a title for {{ topic.title }}."
+    output: json
+    schema: ../models.py:Draft
+  - name: polish
+    prompt: "Polish this title: {{ steps.draft.title }}"
+example:
+  messages:
+    - {role: user, content: "{{ steps.draft.title }}"}
+    - {role: assistant, content: "{{ steps.polish }}"}
+"""
+
+
+def test_an_output_model_file_is_read_not_imported_until_generating(tmp_path):
+    marker = tmp_path / "imported"
+    folder = tiny_copy(tmp_path)
+    (folder / "models.py").write_text(f"from pydantic import BaseModel\n{touch(marker)}\n\n\n"
+                                      "class Draft(BaseModel):\n    title: str\n")
+    (folder / "tasks").mkdir()
+    (folder / "tasks" / "drafts.yaml").write_text(MODEL_TASK)
+    taxonomy = folder / "qa.yaml"
+    taxonomy.write_text(taxonomy.read_text().replace("task: qa", "task: tasks/drafts.yaml"))
+    for command in CHECK_COMMANDS:
+        done = distill(*command, str(taxonomy), cwd=tmp_path, env=cli_env(tmp_path))
+        assert done.returncode == 0, (command, done.stderr)
+        assert not marker.exists(), command
+    # The dry run says which steps it could not count without the model.
+    assert "not counted     step(s) polish" in " ".join(done.stdout.split("\n"))
+    with FakeAPI() as api:
+        done = distill("generate", "-t", str(taxonomy), "--teacher", "openai:m", "--base-url", api.url + "/v1",
+                       "--out", str(tmp_path / "run"), "--no-preflight", "--no-curate", cwd=tmp_path,
+                       env=cli_env(tmp_path))
+        asked = [body["response_format"]["json_schema"]["schema"] for body in api.bodies if "response_format" in body]
+    assert done.returncode == 0, done.stderr
+    assert marker.exists() and asked and all(schema["title"] == "Draft" for schema in asked)
+
+
 @pytest.mark.parametrize("reference, expected", [
     ("os:system", "checks.0: 'os:system' names a Python module; a taxonomy's task names Python only as file.py:name"),
     ("../../outside.py:run", "checks.0: '../../outside.py:run' is outside the taxonomy's folder"),
