@@ -99,6 +99,11 @@ def test_the_sandbox_refuses_internals_a_template_computes_at_render_time(tmp_pa
         assert "echo.yaml:5: steps.0.prompt: access to attribute '__init__'" in line and "is unsafe" in line, line
     shown = distill("taxonomy", "show", str(taxonomy), cwd=tmp_path, env=cli_env(tmp_path))  # renders nothing
     assert shown.returncode == 0, shown.stderr
+    # In a template another includes, the refusal names the included file and its line.
+    (taxonomy.parent / "tasks" / "inc.j2").write_text("Write a question.\n" + computed)
+    taxonomy = echo_taxonomy(taxonomy.parent, prompt=json.dumps('{% include "inc.j2" %}'))
+    line = one_error(distill("taxonomy", "validate", str(taxonomy), cwd=tmp_path, env=cli_env(tmp_path)))
+    assert f"prompt template {taxonomy.parent / 'tasks' / 'inc.j2'}:2: access to attribute '__init__'" in line, line
     assert not marker.exists()
 
 

@@ -31,7 +31,7 @@ from distill.tasks.parse import Rejected, extract_json, extract_question, normal
 from distill.tasks.code import check_reference, load
 from distill.tasks.schema import DeferredSchema, OutputSchema, SchemaError, load_schema, model_schema, stand_in
 from distill.tasks.spec import SamplingBounds, SeedField, Step, TaskError, TaskSpec
-from distill.tasks.templates import Compiled, Expression, environment, search_path
+from distill.tasks.templates import Compiled, Expression, TemplateRefused, environment, search_path
 from distill.teachers.base import GenerationRequest, GenerationResult
 
 Call = Callable[[str, GenerationRequest], Awaitable[GenerationResult]]
@@ -243,6 +243,8 @@ class Task:
                 if user is None:
                     try:
                         user = step.prompt.render(self.seed_context(loaded, item, leaf, seed))
+                    except TemplateRefused:
+                        raise
                     except DistillError as exc:
                         raise DistillError(f"{exc} (while rendering seed {seed.id!r}'s own request, a few-shot turn: "
                                            "give the seed what the prompt reads, e.g. its axes, or set the step's "

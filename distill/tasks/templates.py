@@ -135,22 +135,27 @@ class Compiled:
         try:
             text = self.template.render(context)
         except jinja2.TemplateError as exc:
-            line = _template_line(exc, self.template.filename) if self._source is None else None
-            raise DistillError(f"{self.name}{f':{line}' if line else ''}: {exc}") from None
+            error = TemplateRefused if isinstance(exc, SecurityError) else DistillError
+            where = _template_file(exc, _searchpath(self.template.environment))
+            name = f"prompt template {where[0]}:{where[1]}" if where else self.name
+            raise error(f"{name}: {exc}") from None
         return text.strip() if strip else text
 
 
-def _template_line(exc: BaseException, filename: str | None) -> int | None:
-    """The line of a template file a render error happened at: Jinja rewrites the traceback so that the
-    template's own frames carry its file name and line."""
-    if not filename:
-        return None
-    line, frame = None, exc.__traceback__
+class TemplateRefused(DistillError):
+    """A template tried what the sandbox forbids: the template is at fault, whatever it was rendered for."""
+
+
+def _template_file(exc: BaseException, folders: list[str]) -> tuple[str, int] | None:
+    """(file, line) of the template file a render error happened in (an included one, too): Jinja rewrites
+    the traceback so that a template's own frames carry its file name and line. None for inline text."""
+    found, frame = None, exc.__traceback__
     while frame is not None:
-        if frame.tb_frame.f_code.co_filename == filename:
-            line = frame.tb_lineno
+        filename = frame.tb_frame.f_code.co_filename
+        if any(filename.startswith(folder + "/") for folder in folders):
+            found = (filename, frame.tb_lineno)
         frame = frame.tb_next
-    return line
+    return found
 
 
 class Expression:
