@@ -329,6 +329,13 @@ def hostile_tree(tmp_path: Path) -> tuple[Path, dict[str, tuple[Path, str]]]:
         path.write_text(yaml.safe_dump(qna("knowledge", **document), sort_keys=False))
         written[name] = (path, says)
     (root / "knowledge" / "linked_file" / "notes.md").symlink_to(secret / "passwd")
+    # A qna.yaml that is itself a link out, to a valid file whose seeds hold the secret.
+    leaked = qna("knowledge")
+    leaked["seed_examples"][0]["context"] = f"{SECRET}: a passage about the weather and the rain."
+    (secret / "qna.yaml").write_text(yaml.safe_dump(leaked, sort_keys=False))
+    (root / "knowledge" / "linked_qna").mkdir()
+    (root / "knowledge" / "linked_qna" / "qna.yaml").symlink_to(secret / "qna.yaml")
+    written["linked_qna"] = (root / "knowledge" / "linked_qna" / "qna.yaml", "a link to a file outside")
     skill = root / "compositional_skills" / "lines" / "qna.yaml"
     skill.parent.mkdir(parents=True)
     skill.write_text(yaml.safe_dump(qna("skill"), sort_keys=False))

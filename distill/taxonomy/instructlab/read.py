@@ -79,6 +79,10 @@ def read_taxonomy(root: Path) -> tuple[list[Leaf], list[Problem]]:
         if file.name != QNA:
             problems.append(Problem(file, None, f"InstructLab reads only files named {QNA}; rename it"))
             continue
+        if not file.resolve().is_relative_to(root.resolve()):  # what it holds would go to the teacher: not read
+            problems.append(Problem(file, None, "a link to a file outside the taxonomy's folder; distill reads only "
+                                                "files inside it: copy the file in"))
+            continue
         leaf, found = read_qna(file, root)
         problems += found
         if leaf is not None:
