@@ -47,10 +47,6 @@ class CodeRef:
     def plugin(self) -> bool:
         return self.file is None and self.module is None
 
-    @property
-    def where(self) -> str:
-        return self.file.name if self.file is not None else self.reference
-
 
 def check_reference(reference: str, kind: Kind, base: Path | None, root: Path | None) -> CodeRef:
     """`reference` checked without running anything: ValueError saying what is wrong. Relative files are
@@ -86,8 +82,8 @@ def _file_ref(reference: str, kind: Kind, path: Path, name: str, base: Path | No
                          "to the file that declares the task)")
     try:
         tree = ast.parse(read_text(path, "Python file"), filename=str(path))
-    except DistillError as exc:
-        raise ValueError(exc.reason) from None
+    except DistillError as exc:  # not UTF-8, unreadable
+        raise ValueError(f"{path.name}: {exc.reason}") from None
     except SyntaxError as exc:
         raise ValueError(f"{path.name}:{exc.lineno}: not valid Python ({exc.msg})") from None
     wanted = ast.FunctionDef if kind == "function" else ast.ClassDef
