@@ -344,5 +344,16 @@ class _Transaction:
     def __exit__(self, exc_type, exc, tb):
         if self.nested:
             return False
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error:
+                self._rollback()  # a failed commit (a full disk) leaves no transaction open behind it
+                raise
+        else:
+            self._rollback()
         return False
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL does): keep its error
+            self.db.execute("ROLLBACK")
