@@ -109,6 +109,25 @@ MIGRATIONS: list[str] = [
         plan_item_id TEXT PRIMARY KEY, node_path TEXT NOT NULL, round INTEGER NOT NULL, created_at REAL NOT NULL
     );
     """,
+    # A retried review POST is one with the same reviewer, item and client_id: client_id alone was
+    # unique, so a page (or script) reusing an id for another item or another reviewer got the earlier
+    # decision back and its own was dropped. The inline UNIQUE can only go by rebuilding the table
+    # (ids kept, so `undoes` still points at the same rows); NULL client_ids never collide.
+    """
+    CREATE TABLE review_decisions_v5 (
+        id INTEGER PRIMARY KEY, item_id TEXT NOT NULL, reviewer TEXT NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('accept', 'reject', 'edit', 'skip', 'undo')),
+        reasons TEXT NOT NULL DEFAULT '[]', note TEXT NOT NULL DEFAULT '', messages TEXT,
+        undoes INTEGER REFERENCES review_decisions (id), seconds REAL, client_id TEXT,
+        created_at REAL NOT NULL
+    );
+    INSERT INTO review_decisions_v5 SELECT id, item_id, reviewer, verdict, reasons, note, messages, undoes, seconds,
+        client_id, created_at FROM review_decisions;
+    DROP TABLE review_decisions;
+    ALTER TABLE review_decisions_v5 RENAME TO review_decisions;
+    CREATE INDEX review_decisions_item ON review_decisions (item_id);
+    CREATE UNIQUE INDEX review_decisions_retry ON review_decisions (reviewer, item_id, client_id);
+    """,
 ]
 
 PENDING, GENERATED, REJECTED, FAILED = "pending", "generated", "rejected", "failed"

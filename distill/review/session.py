@@ -145,7 +145,7 @@ class ReviewSession:
     def undo(self, reviewer: str, client_id: str | None = None) -> Decision | None:
         """Withdraw this reviewer's latest standing decision (as a new decision); None when none stands."""
         if client_id:  # a retried undo: the first one already took its decision back
-            done = self.ledger.decision_by_client_id(client_id)
+            done = self.ledger.undo_by_client_id(reviewer, client_id)
             if done is not None:
                 return done
         target = self.state().undoable(reviewer)
