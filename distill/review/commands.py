@@ -115,9 +115,11 @@ def _user() -> str:
 
 
 def _serve(directory: Path, host: str, port: int, name: str, console: Console) -> None:
-    from distill.review.server import ReviewServer
+    from distill.review.server import PLAIN_HTTP_WARNING, ReviewServer, is_loopback
 
     server = ReviewServer(directory, host=host, port=port, owner=name)
+    if not is_loopback(host):
+        Console(stderr=True).print(PLAIN_HTTP_WARNING, highlight=False, soft_wrap=True)
     if server.owner_token:
         console.print(f"review at {server.url}", highlight=False, soft_wrap=True)
         console.print(f"(as {name}; the token in the URL is the key: keep it to yourself)", highlight=False)
