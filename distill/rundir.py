@@ -75,6 +75,21 @@ def run_lock(out: Path, option: str = "--out") -> Iterator[Path]:
         os.close(fd)  # releases the lock; the file stays (removing it would race with a run taking it)
 
 
+@contextmanager
+def hold_run(run_dir: Path, option: str = "DIR") -> Iterator[Path]:
+    """Hold an existing run directory while a command reads it and rewrites its derived files (split, export,
+    review): none of them may work on a run another process is writing. A folder this process cannot write
+    (a colleague's run, read-only) is read as it is: nobody we could wait for writes there either."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DistillError("run directory does not exist; give the folder distill wrote", path=run_dir)
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        yield run_dir
+        return
+    with run_lock(run_dir, option):
+        yield run_dir
+
+
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 

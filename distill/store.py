@@ -142,11 +142,38 @@ def store_errors(path: Path) -> Iterator[None]:
         raise explain(exc, path) from None
 
 
+# Databases this process has found sound: the check reads every page once, so it runs once per process and
+# file, not every time the review page opens the ledger.
+_checked: set[tuple[int, int]] = set()
+
+
+def check_integrity(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse a damaged database before anything writes into it: a write into a corrupt b-tree can spread the
+    damage to pages that were still sound. `quick_check` reads every page but skips the index-to-table
+    cross-check: 0.13 s for a 191 MB run.db here, warm (benchmarks/bench_integrity.py)."""
+    try:
+        key = (path.stat().st_dev, path.stat().st_ino)
+    except OSError:
+        return  # a new file, made by the connection just now: nothing to check
+    if key in _checked:
+        return
+    problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if problem != "ok":
+        raise sqlite3.DatabaseError(f"database disk image is malformed: integrity check: {problem}")
+    _checked.add(key)
+
+
 class RunStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = open_wal(self.path)
+        try:
+            self.db = open_wal(self.path)
+            check_integrity(self.db, self.path)
+        except sqlite3.Error as exc:
+            if hasattr(self, "db"):
+                self.db.close()
+            raise explain(exc, self.path) from None
         self.window = CommitWindow(self.db)
         self._migrate()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -26,7 +25,7 @@ OPEN = "open"
 class _DirFirstGroup(TyperGroup):
     """`distill review DIR ...` runs the hidden `open` command; `distill review status DIR` its subcommand."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = [OPEN, *args]
         return super().parse_args(ctx, args)
