@@ -30,8 +30,10 @@ class DistillError(Exception):
         where = ""
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
+        text = " ".join((where + message).split())  # one line, whatever the message quoted
         see = f"; see {self.page}" if self.page else ""
-        super().__init__(" ".join((where + message).split()) + see)  # one line, whatever the message quoted
+        # endswith: an error rebuilt from its own text (a copy, a pickle) names its page once
+        super().__init__(text if text.endswith(see) else text + see)
 
 
 class BudgetExceeded(DistillError):

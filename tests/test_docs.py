@@ -35,8 +35,7 @@ def test_check_names_a_stale_page(tmp_path):
     docs = tmp_path / "docs"
     shutil.copytree(ROOT / "docs", docs)
     cli_page = docs / "cli.md"
-    cli_page.write_text(cli_page.read_text(encoding="utf-8").replace("| `--dry-run` |", "| `--dry-runn` |"),
-                        encoding="utf-8")
+    cli_page.write_text(cli_page.read_text(encoding="utf-8") + "An option nobody regenerated.\n", encoding="utf-8")
     stale = run_generator("--check", "--docs", str(docs))
     assert stale.returncode == 1
     assert "cli.md is stale" in stale.stderr and "checks.md" not in stale.stderr
