@@ -78,8 +78,7 @@ def compile_check(spec: CheckSpec, labels: list[str] | None, base: Path | None) 
         rule = spec.custom if isinstance(spec.custom, CustomRule) else CustomRule(check=spec.custom)
         name, function = resolve_custom(rule.check, base)
         return TaskCheck(name, _custom(name, function, rule.args, spec.reason))
-    build = {"required": _required, "allowed": _allowed, "regex": _regex, "length": _length}[kind]
-    check = build(getattr(spec, kind), labels)
+    check = KINDS[kind](getattr(spec, kind), labels)
     reason = spec.reason
     if reason is None:
         return TaskCheck(kind, check)
@@ -92,6 +91,12 @@ def compile_check(spec: CheckSpec, labels: list[str] | None, base: Path | None) 
 
 
 def _required(fields: list[str], labels) -> Callable[[Example], Failure | None]:
+    """`required: [field, ...]`: every field listed must be present and not empty.
+
+    A field is `user`, `assistant` or `system` (that turn's text) or `output.<path>` into the structured
+    answer, where `name[]` steps into each item of a list (`output.medications[].name`: every item needs a
+    name). Empty means missing, null, "", [] or {}.
+    """
     for field in fields:
         values_at(Example(id="", messages=[]), field)  # a bad path fails when the task loads, not per example
 
@@ -106,6 +111,11 @@ def _required(fields: list[str], labels) -> Callable[[Example], Failure | None]:
 
 
 def _allowed(rule, labels) -> Callable[[Example], Failure | None]:
+    """`allowed: {field, values}`: every value at `field` must be one of `values`.
+
+    `values: labels` means the taxonomy's labels. A value that is not there passes (pair it with
+    `required` to demand it). The detail names the value and the allowed ones.
+    """
     values_at(Example(id="", messages=[]), rule.field)
     allowed = list(labels or []) if rule.values == "labels" else list(rule.values)
     allowed_set = {_hashable(v) for v in allowed}
@@ -125,6 +135,10 @@ def _hashable(value: Any) -> Any:
 
 
 def _regex(rule, labels) -> Callable[[Example], Failure | None]:
+    """`regex: {field, pattern}`: every value at `field` must be a string the pattern matches whole.
+
+    The pattern is Python's `re` syntax, checked when the task loads; a value that is not there passes.
+    """
     values_at(Example(id="", messages=[]), rule.field)
     pattern = re.compile(rule.pattern)
 
@@ -140,6 +154,11 @@ def _regex(rule, labels) -> Callable[[Example], Failure | None]:
 
 
 def _length(rule, labels) -> Callable[[Example], Failure | None]:
+    """`length: {field, min, max, unit}`: every value at `field` must be within `min` and `max`.
+
+    `unit` is `words` (the default), `chars`, or `items` (the length of a list or mapping). Either bound
+    may be left out; a value that is not there passes.
+    """
     values_at(Example(id="", messages=[]), rule.field)
 
     def size(value: Any) -> int:
@@ -162,7 +181,21 @@ def _length(rule, labels) -> Callable[[Example], Failure | None]:
     return check
 
 
+# A declared check's kind -> the function that builds it from its rule (`custom` is resolved by name instead).
+KINDS: dict[str, Callable[[Any, list[str] | None], Callable[[Example], Failure | None]]] = {
+    "required": _required, "allowed": _allowed, "regex": _regex, "length": _length,
+}
+
+
 def _custom(name: str, function: Callable, args: dict[str, Any], reason: str | None) -> Callable:
+    """`custom: CHECK` or `custom: {check: CHECK, args: {...}}`: a Python function decides.
+
+    CHECK is a `distill.checks` plugin's name, `package.module:function`, or `file.py:function` (relative
+    to the file that declares the task). The function is called as `check(example, **args)` and returns
+    None (or True) to pass, or a `Failure`, a string saying what is wrong, or False; the reason code is
+    then the check's name (the function's), unless the check gives `reason:`. A check that raises stops
+    curation with one line naming it and the example: that is a bug in the check, not in the data.
+    """
     def check(example: Example) -> Failure | None:
         try:
             verdict = function(example, **args)
