@@ -54,6 +54,7 @@ task:
       - {{role: assistant, content: "{{{{ steps.answer }}}}"}}
   checks:
     - regex: {{field: user, pattern: "{pattern}"}}
+      reason: not_a_code
 tree:
   codes:
     description: Codes
@@ -75,7 +76,7 @@ def test_a_catastrophic_task_regex_is_a_reject_with_its_reason_not_a_hang(tmp_pa
     taxonomy = _regex_task(tmp_path, "^(a+)+$")
     # With re, ^(a+)+$ tries every one of 2**30000 ways to split the a's before it gives up.
     evil = "a" * 30_000 + "b"
-    data = _dataset(tmp_path / "data.jsonl", [evil, "aaaa"])
+    data = _dataset(tmp_path / "data.jsonl", [evil, "aaaa", "abab"])
     started = time.monotonic()
     done = distill("curate", str(data), "--taxonomy", str(taxonomy), "--out", "cur", "--skip-check", "off_topic",
                    "--skip-check", "self_contained", "--no-near-dedup", cwd=tmp_path, env=cli_env(tmp_path),
@@ -83,8 +84,11 @@ def test_a_catastrophic_task_regex_is_a_reject_with_its_reason_not_a_hang(tmp_pa
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     rejected = {row["id"]: row for row in map(json.loads, (tmp_path / "cur" / "rejected.jsonl").read_text().splitlines())}
+    # A timeout says so, under the check's own reason too: the example did not fail the pattern.
     assert rejected["e0"]["reason"] == "regex_timeout" and "user:" in rejected["e0"]["detail"], rejected
+    # The check itself still runs: a value that matches passes, one that does not is the check's reject.
+    assert rejected["e2"]["reason"] == "not_a_code"
     kept = [json.loads(line)["id"] for line in (tmp_path / "cur" / "dataset.jsonl").read_text().splitlines()]
-    assert kept == ["e1"]  # the check itself still runs: a value that matches passes
+    assert kept == ["e1"]
     assert elapsed < 60
 
