@@ -13,18 +13,27 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import re
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import regex
 
 from distill.records import Example, Failure
 from distill.tasks.schema import import_object
 from distill.tasks.spec import CheckSpec, CustomRule
 
 MISSING = object()
+# A task's regex runs on the `regex` engine (re's syntax and Unicode classes) with this much CPU time per
+# example: a pattern that backtracks without end (`^(a+)+$` on a line of 20,000 a's then a b) is a reject,
+# not a hang. A usual match takes microseconds (3-4 us a value with the time limit, 0.2-0.5 with re), so
+# the limit only meets runaway patterns. google-re2 never backtracks, but its \w and \d are ASCII only
+# and it refuses backreferences and lookarounds: task files written for re would change meaning.
+REGEX_TIMEOUT_S = 1.0
+REGEX_TIMEOUT = "regex_timeout"  # its reason, kept under a check's own `reason`: the example is not at fault
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,9 @@ def compile_check(spec: CheckSpec, labels: list[str] | None, base: Path | None) 
 
     def renamed(example: Example) -> Failure | None:
         failure = check(example)
-        return None if failure is None else Failure(reason, failure.detail)
+        if failure is None or failure.reason == REGEX_TIMEOUT:
+            return failure
+        return Failure(reason, failure.detail)
 
     return TaskCheck(reason, renamed)
 
@@ -140,13 +151,22 @@ def _regex(rule, labels) -> Callable[[Example], Failure | None]:
     The pattern is Python's `re` syntax, checked when the task loads; a value that is not there passes.
     """
     values_at(Example(id="", messages=[]), rule.field)
-    pattern = re.compile(rule.pattern)
+    pattern = regex.compile(rule.pattern)
 
     def check(example: Example) -> Failure | None:
+        # regex counts its timeout in CPU time, so the example's budget does too: a loaded machine slows
+        # the wall clock, not the verdict.
+        deadline = time.thread_time() + REGEX_TIMEOUT_S
         for value in values_at(example, rule.field):
             if value is MISSING:
                 continue
-            if not isinstance(value, str) or pattern.fullmatch(value) is None:
+            try:
+                matched = isinstance(value, str) and pattern.fullmatch(
+                    value, timeout=max(0.0, deadline - time.thread_time())) is not None
+            except TimeoutError:
+                return Failure(REGEX_TIMEOUT, f"{rule.field}: {rule.pattern} ran over {REGEX_TIMEOUT_S:g} s of CPU "
+                                              f"on a {len(value)}-character value; simplify the pattern")
+            if not matched:
                 return Failure("pattern_mismatch", f"{rule.field}: {_shown(value)} does not match {rule.pattern}")
         return None
 
