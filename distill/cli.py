@@ -57,11 +57,13 @@ def generate(
                                                      "(vllm: and hf: teachers on GPU nodes)."),
     # API teachers (openai:, anthropic:); keys come only from OPENAI_API_KEY / ANTHROPIC_API_KEY.
     base_url: str | None = typer.Option(None, help="OpenAI-compatible server (vLLM, llama.cpp, Ollama); "
-                                        "default $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL."),
+                                        "default $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL. user:pass@ is sent as "
+                                        "basic auth; keys in it are never written or shown."),
     concurrency: int | None = typer.Option(None, min=1, help="API requests in flight at most (default 16)."),
     rpm: float | None = typer.Option(None, min=0.1, help="Client-side requests-per-minute limit."),
     tpm: float | None = typer.Option(None, min=1, help="Client-side tokens-per-minute limit."),
-    timeout: float | None = typer.Option(None, min=0.01, help="Seconds to wait for one API response (default 60)."),
+    timeout: float | None = typer.Option(None, min=0.01,
+                                         help="Seconds one API response may take, to its last byte (default 60)."),
     max_retries: int | None = typer.Option(None, min=0, help="Retries on 429, 5xx, 529, timeouts (default 6)."),
     budget_usd: float | None = typer.Option(None, min=0, help="Hard spend cap for this run directory, in USD."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print items, estimated tokens and cost; send nothing."),

@@ -13,17 +13,27 @@ from pathlib import Path
 
 
 class DistillError(Exception):
-    """A mistake the user can fix. The CLI prints `error: <message>` and exits with `exit_code`."""
+    """A mistake the user can fix. The CLI prints `error: <message>` and exits with `exit_code`.
+
+    `page` names the docs page that explains this kind of mistake (`docs/taxonomies.md#seeds`); the line then
+    ends with `; see <page>`. A subclass may set it for all its errors."""
 
     exit_code = 2
+    page: str | None = None
 
-    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None):
+    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None,
+                 page: str | None = None):
         # The parts, for a caller that lists several problems in its own words.
         self.reason, self.path, self.line = " ".join(message.split()), path, line
+        if page is not None:
+            self.page = page
         where = ""
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
-        super().__init__(" ".join((where + message).split()))  # one line, whatever the message quoted
+        text = " ".join((where + message).split())  # one line, whatever the message quoted
+        see = f"; see {self.page}" if self.page else ""
+        # endswith: an error rebuilt from its own text (a copy, a pickle) names its page once
+        super().__init__(text if text.endswith(see) else text + see)
 
 
 class BudgetExceeded(DistillError):
@@ -36,6 +46,7 @@ class ReviewPending(DistillError):
     """The run has a review queue whose gate has not passed (reviews open, or a reject rate too high)."""
 
     exit_code = 4
+    page = "docs/review.md#the-gate"
 
 
 class RunFailed(DistillError):

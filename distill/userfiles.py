@@ -153,8 +153,9 @@ def line_of(data: Any, loc: tuple) -> int | None:
     return line
 
 
-def located(exc: ValidationError, data: Any, path: Path, prefix: tuple = ()) -> DistillError:
-    """A pydantic error as `file:line: field.path: what to do`; `prefix` is where the validated part sits in `data`."""
+def located(exc: ValidationError, data: Any, path: Path, prefix: tuple = (), page: str | None = None) -> DistillError:
+    """A pydantic error as `file:line: field.path: what to do`; `prefix` is where the validated part sits in `data`,
+    `page` the docs page that describes the file."""
     error = exc.errors()[0]
     # Validator wrappers (function-after[...]) show up in the location; they are not fields.
     loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
@@ -166,4 +167,4 @@ def located(exc: ValidationError, data: Any, path: Path, prefix: tuple = ()) -> 
         message = f"missing required field {loc[-1]!r}"
     elif "input" in error and not isinstance(error["input"], (dict, list)):
         message += f" (got {repr(error['input'])[:80]})"
-    return DistillError(f"{field_path}: {message}", path=path, line=line_of(data, (*prefix, *loc)))
+    return DistillError(f"{field_path}: {message}", path=path, line=line_of(data, (*prefix, *loc)), page=page)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -26,7 +25,7 @@ OPEN = "open"
 class _DirFirstGroup(TyperGroup):
     """`distill review DIR ...` runs the hidden `open` command; `distill review status DIR` its subcommand."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = [OPEN, *args]
         return super().parse_args(ctx, args)
@@ -115,9 +114,11 @@ def _user() -> str:
 
 
 def _serve(directory: Path, host: str, port: int, name: str, console: Console) -> None:
-    from distill.review.server import ReviewServer
+    from distill.review.server import PLAIN_HTTP_WARNING, ReviewServer, is_loopback
 
     server = ReviewServer(directory, host=host, port=port, owner=name)
+    if not is_loopback(host):
+        Console(stderr=True).print(PLAIN_HTTP_WARNING, highlight=False, soft_wrap=True)
     if server.owner_token:
         console.print(f"review at {server.url}", highlight=False, soft_wrap=True)
         console.print(f"(as {name}; the token in the URL is the key: keep it to yourself)", highlight=False)

@@ -12,11 +12,13 @@ wrong; the reason code is then the check's name).
 
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import regex
 
 from distill.errors import DistillError
 from distill.records import Example, Failure
@@ -24,6 +26,13 @@ from distill.tasks.code import CodeRef, check_reference, load
 from distill.tasks.spec import CheckSpec, CustomRule
 
 MISSING = object()
+# A task's regex runs on the `regex` engine (re's syntax and Unicode classes) with this much CPU time per
+# example: a pattern that backtracks without end (`^(a+)+$` on a line of 20,000 a's then a b) is a reject,
+# not a hang. A usual match takes microseconds (3-4 us a value with the time limit, 0.2-0.5 with re), so
+# the limit only meets runaway patterns. google-re2 never backtracks, but its \w and \d are ASCII only
+# and it refuses backreferences and lookarounds: task files written for re would change meaning.
+REGEX_TIMEOUT_S = 1.0
+REGEX_TIMEOUT = "regex_timeout"  # its reason, kept under a check's own `reason`: the example is not at fault
 
 
 @dataclass(frozen=True)
@@ -82,20 +91,27 @@ def compile_check(spec: CheckSpec, labels: list[str] | None, base: Path | None, 
         name = rule.check if ref.plugin else ref.name.rpartition(".")[2]
         function = load(ref) if code else _not_loaded(ref)
         return TaskCheck(name, _custom(name, function, rule.args, spec.reason))
-    build = {"required": _required, "allowed": _allowed, "regex": _regex, "length": _length}[kind]
-    check = build(getattr(spec, kind), labels)
+    check = KINDS[kind](getattr(spec, kind), labels)
     reason = spec.reason
     if reason is None:
         return TaskCheck(kind, check)
 
     def renamed(example: Example) -> Failure | None:
         failure = check(example)
-        return None if failure is None else Failure(reason, failure.detail)
+        if failure is None or failure.reason == REGEX_TIMEOUT:
+            return failure
+        return Failure(reason, failure.detail)
 
     return TaskCheck(reason, renamed)
 
 
 def _required(fields: list[str], labels) -> Callable[[Example], Failure | None]:
+    """`required: [field, ...]`: every field listed must be present and not empty.
+
+    A field is `user`, `assistant` or `system` (that turn's text) or `output.<path>` into the structured
+    answer, where `name[]` steps into each item of a list (`output.medications[].name`: every item needs a
+    name). Empty means missing, null, "", [] or {}.
+    """
     for field in fields:
         values_at(Example(id="", messages=[]), field)  # a bad path fails when the task loads, not per example
 
@@ -110,6 +126,11 @@ def _required(fields: list[str], labels) -> Callable[[Example], Failure | None]:
 
 
 def _allowed(rule, labels) -> Callable[[Example], Failure | None]:
+    """`allowed: {field, values}`: every value at `field` must be one of `values`.
+
+    `values: labels` means the taxonomy's labels. A value that is not there passes (pair it with
+    `required` to demand it). The detail names the value and the allowed ones.
+    """
     values_at(Example(id="", messages=[]), rule.field)
     allowed = list(labels or []) if rule.values == "labels" else list(rule.values)
     allowed_set = {_hashable(v) for v in allowed}
@@ -129,14 +150,27 @@ def _hashable(value: Any) -> Any:
 
 
 def _regex(rule, labels) -> Callable[[Example], Failure | None]:
+    """`regex: {field, pattern}`: every value at `field` must be a string the pattern matches whole.
+
+    The pattern is Python's `re` syntax, checked when the task loads; a value that is not there passes.
+    """
     values_at(Example(id="", messages=[]), rule.field)
-    pattern = re.compile(rule.pattern)
+    pattern = regex.compile(rule.pattern)
 
     def check(example: Example) -> Failure | None:
+        # regex counts its timeout in CPU time, so the example's budget does too: a loaded machine slows
+        # the wall clock, not the verdict.
+        deadline = time.thread_time() + REGEX_TIMEOUT_S
         for value in values_at(example, rule.field):
             if value is MISSING:
                 continue
-            if not isinstance(value, str) or pattern.fullmatch(value) is None:
+            try:
+                matched = isinstance(value, str) and pattern.fullmatch(
+                    value, timeout=max(0.0, deadline - time.thread_time())) is not None
+            except TimeoutError:
+                return Failure(REGEX_TIMEOUT, f"{rule.field}: {rule.pattern} ran over {REGEX_TIMEOUT_S:g} s of CPU "
+                                              f"on a {len(value)}-character value; simplify the pattern")
+            if not matched:
                 return Failure("pattern_mismatch", f"{rule.field}: {_shown(value)} does not match {rule.pattern}")
         return None
 
@@ -144,6 +178,11 @@ def _regex(rule, labels) -> Callable[[Example], Failure | None]:
 
 
 def _length(rule, labels) -> Callable[[Example], Failure | None]:
+    """`length: {field, min, max, unit}`: every value at `field` must be within `min` and `max`.
+
+    `unit` is `words` (the default), `chars`, or `items` (the length of a list or mapping). Either bound
+    may be left out; a value that is not there passes.
+    """
     values_at(Example(id="", messages=[]), rule.field)
 
     def size(value: Any) -> int:
@@ -166,7 +205,21 @@ def _length(rule, labels) -> Callable[[Example], Failure | None]:
     return check
 
 
+# A declared check's kind -> the function that builds it from its rule (`custom` is resolved by name instead).
+KINDS: dict[str, Callable[[Any, list[str] | None], Callable[[Example], Failure | None]]] = {
+    "required": _required, "allowed": _allowed, "regex": _regex, "length": _length,
+}
+
+
 def _custom(name: str, function: Callable, args: dict[str, Any], reason: str | None) -> Callable:
+    """`custom: CHECK` or `custom: {check: CHECK, args: {...}}`: a Python function decides.
+
+    CHECK is a `distill.checks` plugin's name, `package.module:function`, or `file.py:function` (relative
+    to the file that declares the task). The function is called as `check(example, **args)` and returns
+    None (or True) to pass, or a `Failure`, a string saying what is wrong, or False; the reason code is
+    then the check's name (the function's), unless the check gives `reason:`. A check that raises stops
+    curation with one line naming it and the example: that is a bug in the check, not in the data.
+    """
     def check(example: Example) -> Failure | None:
         try:
             verdict = function(example, **args)

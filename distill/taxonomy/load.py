@@ -115,11 +115,11 @@ def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = N
             try:
                 TaskSpec.model_validate(data["task"])
             except ValidationError as exc:
-                raise located(exc, data, file, prefix=("task",)) from None
+                raise located(exc, data, file, prefix=("task",), page="docs/taxonomies.md#your-own-task") from None
         try:
             taxonomy = Taxonomy.model_validate(data)
         except ValidationError as exc:
-            raise located(exc, data, file) from None
+            raise located(exc, data, file, page="docs/taxonomies.md#the-taxonomy-file") from None
     for number, source_set in enumerate(taxonomy.heldout):
         source_set.path = str((file.parent / source_set.path).resolve())
         if not Path(source_set.path).exists():
@@ -269,7 +269,7 @@ class SeedReader:
             name = ".".join(str(p) for p in err["loc"])
             hint = "unknown field; remove it" if err["type"] == "extra_forbidden" else err["msg"]
             raise DistillError(f"{prefix}field {name!r}: {hint} (a seed has {self.fields})", path=path,
-                               line=line) from None
+                               line=line, page="docs/taxonomies.md#seeds") from None
         self._check_fields(seed, path, line, prefix)
         if seed.id in self.seen_ids:
             raise DistillError(f"{prefix}seed id {seed.id!r} is also used at {self.seen_ids[seed.id]}; give every "

@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from distill.errors import DistillError
+from distill.redact import redact
 
 T = TypeVar("T")
 
@@ -197,6 +198,27 @@ class Failure:
     message: str
 
 
+class DeadlineExceeded(Exception):
+    """The whole response took longer than the teacher's timeout (the SDKs' own timeout is per read)."""
+
+
+def by_deadline(send: Callable[[], Awaitable[T]], seconds: float) -> Callable[[], Awaitable[T]]:
+    """`send`, given `seconds` for the whole response. The SDKs hand their timeout to the transport as a
+    limit on each read, so a server sending a byte now and then holds a request open for ever."""
+
+    async def send_in_time() -> T:
+        deadline = asyncio.timeout(seconds)
+        try:
+            async with deadline:
+                return await send()
+        except TimeoutError:
+            if deadline.expired():
+                raise DeadlineExceeded(f"timeout: no whole response in {seconds:g} s") from None
+            raise
+
+    return send_in_time
+
+
 def classify(exc: BaseException) -> Failure:
     """Works for both SDKs: they share the APIStatusError / APITimeoutError / APIConnectionError shapes."""
     name = type(exc).__name__
@@ -214,6 +236,8 @@ def classify(exc: BaseException) -> Failure:
                        f"HTTP {status}: {body}")
     if isinstance(exc, TransientError):
         return Failure(True, False, None, None, f"malformed response: {exc}")
+    if isinstance(exc, DeadlineExceeded):
+        return Failure(True, False, None, None, str(exc))
     cause = _network_cause(exc)
     if cause is not None:  # what the socket said, whatever the SDK's wrapper is called
         return Failure(True, False, None, None, cause)
@@ -345,10 +369,13 @@ def require_key(env_var: str, spec: str, optional: bool = False) -> str | None:
 
 
 def scrubber(*secrets: str | None) -> Callable[[str], str]:
-    """Masks keys in text that may be stored or printed (some servers echo the key in errors)."""
-    live = [s for s in secrets if s and len(s) >= 4]
+    """Masks keys in text that may be stored or printed (some servers echo the key in errors), and the
+    keys of any URL in it (an error naming the base URL)."""
+    # Longest first: a key that contains another (a password inside its URL-encoded form) goes whole.
+    live = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
     def scrub(text: str) -> str:
+        text = redact(text)
         for secret in live:
             text = text.replace(secret, "***")
         return " ".join(text.split())  # one line

@@ -69,7 +69,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
     plugins = [f"{p.name}:<model>" for p in installed("teachers")]
     known = ", ".join(["local", *(f"{p}:<model>" for p in BACKENDS if p != "local"), *plugins])
-    raise DistillError(f"unknown teacher spec {spec!r}; use one of: {known}")
+    raise DistillError(f"unknown teacher spec {spec!r}; use one of: {known}", page="docs/teachers.md#teacher-specs")
 
 
 def backend(spec: str) -> Backend:
@@ -85,7 +85,8 @@ def backend(spec: str) -> Backend:
                 if exc.name and exc.name.startswith("distill"):
                     raise DistillError(f"teacher backend {prefix!r} is not available in this version of distill") from None
                 how = INSTALL_HINTS.get(prefix, f"install it with: pip install 'distill[{extra}]'")
-                raise DistillError(f"teacher {spec!r} needs the package {exc.name!r}; {how}") from None
+                raise DistillError(f"teacher {spec!r} needs the package {exc.name!r}; {how}",
+                                   page="docs/getting-started.md#extras") from None
             return module.make(spec, model, options)
 
         return Backend(prefix, model, api, make)
