@@ -214,10 +214,12 @@ KINDS: dict[str, Callable[[Any, list[str] | None], Callable[[Example], Failure |
 def _custom(name: str, function: Callable, args: dict[str, Any], reason: str | None) -> Callable:
     """`custom: CHECK` or `custom: {check: CHECK, args: {...}}`: a Python function decides.
 
-    CHECK is a `distill.checks` plugin's name, `package.module:function`, or `file.py:function` (relative
-    to the file that declares the task). The function is called as `check(example, **args)` and returns
-    None (or True) to pass, or a `Failure`, a string saying what is wrong, or False; the reason code is
-    then the check's name (the function's), unless the check gives `reason:`. A check that raises stops
+    CHECK is a `distill.checks` plugin's name, or `file.py:function`: a plain function defined at the top
+    of a file in the taxonomy's folder (the path relative to the file that declares the task), read on
+    `taxonomy validate`, `show` and dry runs and imported only by generate and curate (built-in and plugin
+    tasks may also name `package.module:function`). The function is called as `check(example, **args)`
+    and returns None (or True) to pass, or a `Failure`, a string saying what is wrong, or False; the reason
+    code is then the check's name (the function's), unless the check gives `reason:`. A check that raises stops
     curation with one line naming it and the example: that is a bug in the check, not in the data.
     """
     def check(example: Example) -> Failure | None:
