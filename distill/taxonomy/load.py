@@ -13,10 +13,11 @@ from pydantic import ValidationError
 
 from distill.errors import DistillError
 from distill.tasks.engine import Seed, Task, compile_task
-from distill.tasks.registry import resolve_task
+from distill.tasks.registry import looks_like_path, resolve_task
 from distill.tasks.schema import SchemaError
 from distill.tasks.spec import TaskError, TaskSpec
 from distill.taxonomy.model import Axis, Node, Taxonomy
+from distill.taxonomy.paths import taxonomy_path
 from distill.userfiles import line_of, load_yaml, located, read_text
 
 
@@ -121,7 +122,7 @@ def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = N
         except ValidationError as exc:
             raise located(exc, data, file, page="docs/taxonomies.md#the-taxonomy-file") from None
     for number, source_set in enumerate(taxonomy.heldout):
-        source_set.path = str((file.parent / source_set.path).resolve())
+        source_set.path = str(_named_path(file, source_set.path, data, ("heldout", number, "path")))
         if not Path(source_set.path).exists():
             raise DistillError(f"heldout.{number}.path: {source_set.path} not found (paths in a taxonomy are relative "
                                "to the taxonomy file's folder)", path=file, line=line_of(data, ("heldout", number, "path")))
@@ -142,6 +143,8 @@ def _bind_task(taxonomy: Taxonomy, file: Path, data: Any, code: bool) -> Task:
     A task from the taxonomy's own files may name Python only in the taxonomy's folder; a built-in or plugin
     task is code the user installed."""
     task_line = line_of(data, ("task",))
+    if isinstance(taxonomy.task, str) and looks_like_path(taxonomy.task):
+        _named_path(file, taxonomy.task, data, ("task",))  # a task file is read like any file a taxonomy names
     try:
         source = resolve_task(taxonomy.task, file.parent)
     except ValueError as exc:
@@ -185,7 +188,7 @@ def _walk(taxonomy: Taxonomy, task: Task, file: Path, data: Any) -> list[TreeNod
             if isinstance(entry, dict):  # a seed written inline
                 own.append(reader.read(entry, file, line_of(data, (*loc, "seeds", index)), where=f"{loc_text(loc)}.seeds"))
                 continue
-            seed_file = (file.parent / entry).resolve()
+            seed_file = _named_path(file, entry, data, (*loc, "seeds"))
             if seed_file not in cache:
                 cache[seed_file] = reader.read_file(seed_file, file, line_of(data, (*loc, "seeds")))
             own.extend(cache[seed_file])
@@ -212,6 +215,15 @@ def _walk(taxonomy: Taxonomy, task: Task, file: Path, data: Any) -> list[TreeNod
     return nodes
 
 
+def _named_path(file: Path, value: str, data: Any, loc: tuple) -> Path:
+    """A file the taxonomy names, or one line saying why it may not be read (distill/taxonomy/paths.py)."""
+    try:
+        return taxonomy_path(file, value)
+    except ValueError as exc:
+        raise DistillError(f"{loc_text(loc)}: {exc}", path=file, line=line_of(data, loc),
+                           page="docs/taxonomies.md#what-a-taxonomy-may-read") from None
+
+
 def loc_text(loc: tuple) -> str:
     return ".".join(str(p) for p in loc)
 
@@ -219,7 +231,7 @@ def loc_text(loc: tuple) -> str:
 def _context(node: Node, file: Path, data: Any, loc: tuple) -> str | None:
     if node.context_file is None:
         return node.context
-    path = (file.parent / node.context_file).resolve()
+    path = _named_path(file, node.context_file, data, (*loc, "context_file"))
     if not path.is_file():
         raise DistillError(f"{loc_text(loc)}.context_file: {path} not found (paths are relative to the taxonomy "
                            "file's folder)", path=file, line=line_of(data, (*loc, "context_file")))
