@@ -84,30 +84,36 @@ def generate(
                                      "applied to every request."),
 ) -> None:
     """Generate a dataset over every node of a taxonomy with a teacher model."""
+    from pydantic import ValidationError
+
     from distill.executors import check_executor
     from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
     from distill.generate.budget import print_estimate
     from distill.generate.summary import print_report
     from distill.teachers.cost import load_api_config
     from distill.teachers.registry import parse_engine_args, parse_spec, teacher_options
+    from distill.userfiles import invalid_options
 
     prefix, _ = parse_spec(teacher)  # an unknown spec fails before any model loads
     if (engine_arg or lora) and prefix != "vllm":
         raise DistillError(f"--engine-arg and --lora are for vllm: teachers, not {teacher!r}")
-    options = GenerateOptions(
-        taxonomy=taxonomy, teacher=teacher, out=out, limit=limit, per_leaf=per_leaf, seed=seed,
-        retry_failed=retry_failed,
-        curate=not no_curate, progress=sys.stderr.isatty(),
-        teacher_options=teacher_options(batch_size=batch_size, base_url=base_url, concurrency=concurrency, rpm=rpm,
-                                        tpm=tpm, timeout_s=timeout, max_retries=max_retries, batch=batch or None,
-                                        sender_process=sender_process,
-                                        api_config=load_api_config(api_config) or None,
-                                        engine_args=parse_engine_args(engine_arg) or None,
-                                        lora=str(lora) if lora else None),
-        cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
-        label_check=label_check, judge=judge, skip_checks=list(skip_check),
-        executor=check_executor(executor), ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker,
-    )
+    try:
+        options = GenerateOptions(
+            taxonomy=taxonomy, teacher=teacher, out=out, limit=limit, per_leaf=per_leaf, seed=seed,
+            retry_failed=retry_failed,
+            curate=not no_curate, progress=sys.stderr.isatty(),
+            teacher_options=teacher_options(batch_size=batch_size, base_url=base_url, concurrency=concurrency,
+                                            rpm=rpm, tpm=tpm, timeout_s=timeout, max_retries=max_retries,
+                                            batch=batch or None, sender_process=sender_process,
+                                            api_config=load_api_config(api_config) or None,
+                                            engine_args=parse_engine_args(engine_arg) or None,
+                                            lora=str(lora) if lora else None),
+            cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
+            label_check=label_check, judge=judge, skip_checks=list(skip_check),
+            executor=check_executor(executor), ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker,
+        )
+    except ValidationError as exc:  # a bound the flags do not check themselves (concurrency at most 4096)
+        raise invalid_options(exc) from None
     if dry_run:
         print_estimate(console, estimate_run(options))
         return

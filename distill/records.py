@@ -287,7 +287,18 @@ def write_jsonl(path, rows) -> None:
 class HeldoutSource(BaseModel):
     """A held-out evaluation set to keep out of the training data (and to evaluate on)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     path: str  # JSONL, CSV, Parquet, or a `datasets` save_to_disk folder
     fields: list[str] | None = None  # text fields to match; CSV without header: column numbers "0", "1"...
     format: Literal["auto", "jsonl", "csv", "parquet", "datasets"] = "auto"
     name: str | None = None
+
+    @field_validator("fields")
+    @classmethod
+    def _named_fields(cls, fields: list[str] | None) -> list[str] | None:
+        # An empty list would match nothing, and the set would decontaminate against nothing without a word.
+        if fields is not None and (not fields or not all(name.strip() for name in fields)):
+            raise ValueError("an empty field name; name the text fields (question,context), or leave fields out "
+                             "to use the first of question, prompt, instruction, input, text")
+        return None if fields is None else [name.strip() for name in fields]

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from distill.errors import DistillError
 from distill.records import HeldoutSource, iter_jsonl
 from distill.userfiles import read_text
@@ -28,8 +30,10 @@ def parse_heldout_option(value: str) -> HeldoutSource:
     """`PATH` or `PATH:field1,field2` (the form `--heldout` takes on the command line)."""
     path, sep, fields = value.rpartition(":")
     if sep and path and "/" not in fields and not Path(value).exists():
-        names = [f.strip() for f in fields.split(",") if f.strip()]
-        return HeldoutSource(path=path, fields=names or None)
+        try:
+            return HeldoutSource(path=path, fields=fields.split(","))
+        except ValidationError as exc:
+            raise DistillError(f"--heldout {value!r}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     return HeldoutSource(path=value)
 
 

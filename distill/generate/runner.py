@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from distill.errors import DistillError, RunFailed
 from distill.generate import preflight, switch_hint
@@ -61,6 +61,11 @@ class GenerateSettings(BaseModel):
     executor: Literal["local", "ray"] = "local"
     ray_workers: int | None = Field(None, gt=0)
     ray_gpus_per_worker: float | None = Field(None, gt=0)
+
+    @field_validator("teacher_options")
+    @classmethod
+    def _options_the_teacher_reads(cls, options: TeacherOptions, info: ValidationInfo) -> TeacherOptions:
+        return TeacherOptions.for_teacher(info.data.get("teacher", "local"), options)
 
 
 class GenerateOptions(GenerateSettings):
@@ -245,9 +250,9 @@ def estimate_run(options: GenerateOptions) -> Estimate:
                 todo = _todo(store, plan, options.retry_failed)
             finally:
                 store.close()
-    extra = options.teacher_options.model_extra or {}
-    prices = PriceTable((extra.get("api_config") or {}).get("prices"))
-    return asyncio.run(estimate_items(loaded, todo, options.teacher, prices, batch=bool(extra.get("batch"))))
+    teacher = options.teacher_options
+    prices = PriceTable((teacher.api_config or {}).get("prices"))
+    return asyncio.run(estimate_items(loaded, todo, options.teacher, prices, batch=bool(teacher.batch)))
 
 
 def check_flags(options: GenerateOptions) -> None:
@@ -255,11 +260,10 @@ def check_flags(options: GenerateOptions) -> None:
     the like. A user who passed one expected it to do something."""
     api = backend(options.teacher).api
     teacher = options.teacher_options
-    extra = teacher.model_extra or {}
     api_only = {"--base-url": teacher.base_url, "--concurrency": teacher.concurrency, "--timeout": teacher.timeout_s,
-                "--max-retries": teacher.max_retries, "--rpm": extra.get("rpm"), "--tpm": extra.get("tpm"),
-                "--batch": extra.get("batch") or None, "--sender-process": extra.get("sender_process"),
-                "--api-config": extra.get("api_config") or None, "--budget-usd": options.budget_usd,
+                "--max-retries": teacher.max_retries, "--rpm": teacher.rpm, "--tpm": teacher.tpm,
+                "--batch": teacher.batch or None, "--sender-process": teacher.sender_process,
+                "--api-config": teacher.api_config or None, "--budget-usd": options.budget_usd,
                 "--cache-dir": options.cache_dir, "--no-cache": None if options.cache else True,
                 "--no-preflight": None if options.preflight else True}
     given = [flag for flag, value in api_only.items() if value is not None]
@@ -267,18 +271,18 @@ def check_flags(options: GenerateOptions) -> None:
         raise DistillError(f"{', '.join(given)}: only for API teachers (openai:, anthropic:); the teacher "
                            f"{options.teacher!r} runs in this process, costs nothing and caches nothing: drop "
                            f"{'them' if len(given) > 1 else 'it'}")
-    if api and teacher.batch_size is not None and not extra.get("batch"):
+    if api and teacher.batch_size is not None and not teacher.batch:
         raise DistillError("--batch-size: only for in-process teachers and --batch jobs; for API requests in flight "
                            "use --concurrency")
     if options.executor == "ray":
-        local_only = {"--batch": extra.get("batch") or None, "--budget-usd": options.budget_usd,
-                      "--sender-process": extra.get("sender_process") or None}
+        local_only = {"--batch": teacher.batch or None, "--budget-usd": options.budget_usd,
+                      "--sender-process": teacher.sender_process or None}
         if given := [flag for flag, value in local_only.items() if value is not None]:
             raise DistillError(f"{', '.join(given)}: not with --executor ray yet (each worker sends its own "
                                "requests); use --executor local")
     elif options.ray_workers or options.ray_gpus_per_worker:
         raise DistillError("--ray-workers and --ray-gpus-per-worker are for --executor ray")
-    if extra.get("batch") and extra.get("sender_process"):
+    if teacher.batch and teacher.sender_process:
         raise DistillError("--sender-process: not with --batch (batch jobs are sent from the run itself)")
 
 

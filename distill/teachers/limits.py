@@ -413,13 +413,11 @@ class ApiSettings:
 
     @classmethod
     def from_options(cls, options: Any, provider: str) -> ApiSettings:
-        extra = options.model_extra or {}
-        config = (extra.get("api_config") or {}).get(provider) or {}
+        api_config = getattr(options, "api_config", None) or {}
+        config = api_config.get(provider) or {}
 
         def pick(name: str, default: Any) -> Any:
             value = getattr(options, name, None)
-            if value is None:
-                value = extra.get(name)
             if value is None:
                 value = config.get(name)
             return default if value is None else value
@@ -427,5 +425,5 @@ class ApiSettings:
         return cls(concurrency=int(pick("concurrency", 16)), rpm=pick("rpm", None), tpm=pick("tpm", None),
                    timeout_s=float(pick("timeout_s", 60.0)), max_retries=int(pick("max_retries", 6)),
                    base_url=pick("base_url", None),
-                   prices=(extra.get("api_config") or {}).get("prices"),
+                   prices=api_config.get("prices"),
                    retry_base_s=float(pick("retry_base_s", 0.5)), sender_process=pick("sender_process", None))
