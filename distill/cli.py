@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import typer
@@ -250,24 +252,59 @@ def _usage_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
 USAGE_ERRORS, ABORTS = _usage_classes()
 
 
+# SIGTERM (`kill`, a scheduler, a service manager) and SIGHUP (the terminal closed) stop a command the way
+# Ctrl-C does. The exit code is the shell's for each signal, 128 + its number (130, 143, 129): a wrapper
+# script or scheduler that looks for 143 after its own SIGTERM still sees it, and the line says the same.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_stopped_by: int = signal.SIGINT
+
+
+def _stop_as_ctrl_c(signum: int, frame) -> None:
+    """Hand SIGTERM / SIGHUP to whatever answers Ctrl-C right now: `asyncio.run`'s handler (it cancels the
+    run's task, so everything answered is saved on the way out) or Python's (KeyboardInterrupt)."""
+    global _stopped_by
+    _stopped_by = signum
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    if callable(ctrl_c):
+        ctrl_c(signal.SIGINT, frame)
+    else:  # Ctrl-C ignored (a background job): a stop request is still one
+        raise KeyboardInterrupt
+
+
+def _install_stop_handlers() -> None:
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return
+    for stop in STOP_SIGNALS:
+        if signal.getsignal(stop) is not signal.SIG_IGN:  # `nohup` asked for SIGHUP to be ignored: keep it so
+            signal.signal(stop, _stop_as_ctrl_c)
+
+
+def _interrupted_code() -> int:
+    return 128 + _stopped_by
+
+
 def _fail(message: str, code: int) -> None:
-    prefix = "" if code == Interrupted.exit_code else "[red]error:[/red] "
+    prefix = "" if code >= 128 else "[red]error:[/red] "
     # emoji=False: rich would turn "file.yaml:100: ..." into "file.yaml💯 ..." (":100:" is an emoji code).
     Console(stderr=True).print(prefix + escape(message), highlight=False, soft_wrap=True, emoji=False)
     sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The console script: exit 0 done, 2 bad input or usage, 1 the run could not finish, 3 budget, 130 Ctrl-C."""
+    """The console script: exit 0 done, 2 bad input or usage, 1 the run could not finish, 3 budget, 4 review
+    pending, 130 Ctrl-C (143 SIGTERM, 129 SIGHUP)."""
     run_app(app, argv)
 
 
 def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> None:
     """Run a typer app as a user's command: a user's mistake or the machine's (a full disk, a corrupt
     run.db) is one line and an exit code, never a traceback; anything else is a bug and keeps its
-    traceback (DISTILL_DEBUG=1 keeps it for everything)."""
+    traceback (DISTILL_DEBUG=1 keeps it for everything). SIGTERM and SIGHUP stop it as Ctrl-C does."""
+    _install_stop_handlers()
     try:
         code = typer_app(args=argv, standalone_mode=False)
+    except Interrupted as exc:
+        _fail(str(exc), _interrupted_code())
     except DistillError as exc:
         _fail(str(exc), exc.exit_code)
     except USAGE_ERRORS as exc:  # click's usage message, "Error: ..." and exit 2 (0 for plain help)
@@ -276,7 +313,7 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> None:
     except ABORTS:
         _fail("aborted", 1)
     except KeyboardInterrupt:  # outside a command (while parsing): nothing ran
-        _fail(str(Interrupted()), Interrupted.exit_code)
+        _fail(str(Interrupted()), _interrupted_code())
     except Exception as exc:
         error = explain(exc)
         if error is None or os.environ.get("DISTILL_DEBUG"):
@@ -284,7 +321,7 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> None:
         _fail(str(error), error.exit_code)
     # standalone_mode=False returns the code of a typer.Exit (--help: 0) and a command's own return value.
     if isinstance(code, int) and code == Interrupted.exit_code:
-        _fail(str(Interrupted()), code)
+        _fail(str(Interrupted()), _interrupted_code())
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -2,7 +2,8 @@
 
 Exit codes: 2 a mistake in the input (the line says which file, line and field); 1 the run could not
 finish for a reason outside the input (every item failed, the disk is full); 3 the budget was reached;
-130 interrupted. Everything saved before any of them is kept.
+130 interrupted (143 by SIGTERM, 129 by SIGHUP: the CLI stops for them as for Ctrl-C). Everything saved
+before any of them is kept.
 """
 
 from __future__ import annotations
