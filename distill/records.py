@@ -279,8 +279,10 @@ def write_jsonl(path, rows) -> None:
                     handle.write(json.dumps(row, ensure_ascii=False))
                 handle.write("\n")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)  # a full disk or a Ctrl-C leaves the old file, not half a new one
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write() names no file: say which
+            exc.filename = str(path)
         raise
 
 
