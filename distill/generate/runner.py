@@ -28,6 +28,7 @@ from distill.store import FAILED, PENDING, RunStore, store_errors
 from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy, with_per_leaf
 from distill.taxonomy.model import Taxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
+from distill.teachers.limits import unreachable
 from distill.teachers.registry import TeacherOptions, backend, parse_spec
 from distill.teachers.stack import build_teacher
 
@@ -148,7 +149,7 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
                                 judge=_judge(store, options), progress=curate_progress)
         if budget is not None and budget.stopped:
             raise budget.error(sum(s == PENDING for s in store.statuses().values()))
-        _fail_when_nothing_kept(store, report, options.retry_failed)
+        _fail_when_items_failed(store, report)
         return report
     except KeyboardInterrupt:
         # Everything answered is already committed; export what there is so the files match run.db.
@@ -158,17 +159,27 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         store.close()
 
 
-def _fail_when_nothing_kept(store: RunStore, report: RunReport, retried: bool) -> None:
-    """A run that kept nothing because its items failed is not a success (exit 1), whatever it exported."""
+def _fail_when_items_failed(store: RunStore, report: RunReport) -> None:
+    """A run that kept nothing because its items failed, or whose items failed because the teacher could not
+    be reached, could not finish (exit 1), whatever it exported: the line says why and names --retry-failed.
+    Items one request at a time fails (a refusal, a bad request) leave a finished run with them counted."""
     counts = report.stats["counts"]
-    if counts["kept"] or not counts["failed"]:
+    if not counts["failed"]:
         return
     scope = {item_id for item_id, status in store.statuses().items() if status == FAILED}
     details = Counter(r.detail for r in store.latest_generation_rejects(scope))
-    example = f"; e.g. {details.most_common(1)[0][0]}" if details else ""
-    raise RunFailed(f"nothing was kept: {counts['failed']} of {counts['planned']} items failed{example}. Fix the cause "
-                    f"(teacher, base URL, key, server), then run again with --retry-failed; the exports in "
-                    f"{report.out} show what there is")
+    away = Counter({detail: n for detail, n in details.items() if unreachable(detail)})
+    if counts["kept"] and not away:
+        return
+    example = f"; e.g. {(away or details).most_common(1)[0][0]}" if details else ""
+    because = " because the teacher stopped answering" if away else ""
+    if not counts["kept"]:
+        raise RunFailed(f"nothing was kept: {counts['failed']} of {counts['planned']} items failed{because}{example}. "
+                        "Fix the cause (teacher, base URL, key, server), then run again with --retry-failed; the "
+                        f"exports in {report.out} show what there is")
+    raise RunFailed(f"{counts['failed']} of {counts['planned']} items failed{because}{example}. Once it answers "
+                    "again, run the same command with --retry-failed to ask for those items again; the "
+                    f"{counts['kept']} kept so far are in {report.files['dataset']}")
 
 
 def _make_teacher(spec: str, options: GenerateOptions, store: RunStore | None = None,
