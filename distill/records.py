@@ -300,7 +300,10 @@ class HeldoutSource(BaseModel):
     @classmethod
     def _named_fields(cls, fields: list[str] | None) -> list[str] | None:
         # An empty list would match nothing, and the set would decontaminate against nothing without a word.
-        if fields is not None and (not fields or not all(name.strip() for name in fields)):
-            raise ValueError("an empty field name; name the text fields (question,context), or leave fields out "
-                             "to use the first of question, prompt, instruction, input, text")
-        return None if fields is None else [name.strip() for name in fields]
+        if fields is None:
+            return None
+        if not fields or not all(name.strip() for name in fields):
+            problem = "an empty field name" if fields else "no field names"
+            raise ValueError(f"{problem}; name the text fields (question,context), or leave fields out to use the "
+                             "first of question, prompt, instruction, input, text")
+        return [name.strip() for name in fields]

@@ -83,6 +83,16 @@ def test_contradictory_or_empty_curate_flags_are_refused(tmp_path, flags, says):
     assert not (tmp_path / "out" / "dataset.jsonl").exists()
 
 
+def test_an_empty_heldout_field_list_in_a_taxonomy_is_refused_at_its_line(tmp_path):
+    """`fields: []` matched no text at all: the set decontaminated against nothing, without a word."""
+    folder = tiny_copy(tmp_path)
+    (folder / "heldout.jsonl").write_text('{"question": "What is asthma?"}\n')
+    text = (folder / "qa.yaml").read_text()
+    (folder / "qa.yaml").write_text(text.replace("tree:\n", "heldout:\n  - {path: heldout.jsonl, fields: []}\ntree:\n"))
+    done = run_distill("taxonomy", "validate", str(folder / "qa.yaml"), cwd=tmp_path, env=cli_env(tmp_path))
+    assert f"{folder / 'qa.yaml'}:15: heldout.0.fields: no field names" in one_error(done)
+
+
 def test_the_python_apis_curate_options_are_checked_like_the_flags(tmp_path):
     for options, field in (({"min_words": 5, "max_words": 2}, "max_words"), ({"language": "klingon"}, "language"),
                            ({"labels": []}, "labels"), ({"min_word": 3}, "min_word")):
