@@ -21,12 +21,15 @@ from test_cli_runs import in_own_mount, wait_for
 DATASET = Path(__file__).parent / "fixtures" / "medical-limit24.jsonl"  # 24 real examples
 
 
-def one_error(done: subprocess.CompletedProcess, code: int = 2) -> str:
-    """The single `error: ...` line of a command that failed as a user's mistake should: no traceback."""
+def one_error(done: subprocess.CompletedProcess, code: int = 2, progress: bool = False) -> str:
+    """The single `error: ...` line of a command that failed as a user's mistake should: no traceback.
+    `progress`: the command said what it was doing first (loading a model): the error is its last line."""
     assert "Traceback" not in done.stdout + done.stderr, done.stderr
     lines = error_lines(done.stderr)
-    assert done.returncode == code and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    return lines[0]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert done.returncode == code and len(errors) == 1 and errors[0] == lines[-1], done.stderr
+    assert progress or len(lines) == 1, done.stderr
+    return lines[-1]
 
 
 # `distill run CONFIG.yaml`: the generate section's teacher options are checked like their flags.
@@ -155,9 +158,9 @@ def test_a_damaged_adapter_is_one_line_naming_its_file(tmp_path):
     weights.write_bytes(b"not safetensors at all" * 8)  # overwritten by something else
     exported = run_distill("export-model", str(run / "student"), "--out", str(tmp_path / "export"), cwd=tmp_path,
                            env=env, timeout=900)
-    assert f"{weights}: damaged adapter file" in one_error(exported)
+    assert f"{weights}: damaged adapter file" in one_error(exported, progress=True)
     evaluated = run_distill("eval", str(run), "--student", str(run / "student"), cwd=tmp_path, env=env, timeout=900)
-    assert f"{weights}: damaged adapter file" in one_error(evaluated)
+    assert f"{weights}: damaged adapter file" in one_error(evaluated, progress=True)
 
 
 def test_a_corrupt_response_cache_is_named_not_run_db(tmp_path):
