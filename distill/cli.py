@@ -6,6 +6,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -271,12 +273,22 @@ def _stop_as_ctrl_c(signum: int, frame) -> None:
         raise KeyboardInterrupt
 
 
-def _install_stop_handlers() -> None:
+@contextmanager
+def _stop_signals_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM and SIGHUP handled by `_stop_as_ctrl_c` while a command runs (then as they were: the CLI's
+    entry point also runs inside other programs, the tests among them)."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
         return
-    for stop in STOP_SIGNALS:
-        if signal.getsignal(stop) is not signal.SIG_IGN:  # `nohup` asked for SIGHUP to be ignored: keep it so
-            signal.signal(stop, _stop_as_ctrl_c)
+    # `nohup` asked for SIGHUP to be ignored: it stays so.
+    before = {stop: signal.getsignal(stop) for stop in STOP_SIGNALS if signal.getsignal(stop) is not signal.SIG_IGN}
+    for stop in before:
+        signal.signal(stop, _stop_as_ctrl_c)
+    try:
+        yield
+    finally:
+        for stop, handler in before.items():
+            signal.signal(stop, handler)
 
 
 def _interrupted_code() -> int:
@@ -300,9 +312,9 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> None:
     """Run a typer app as a user's command: a user's mistake or the machine's (a full disk, a corrupt
     run.db) is one line and an exit code, never a traceback; anything else is a bug and keeps its
     traceback (DISTILL_DEBUG=1 keeps it for everything). SIGTERM and SIGHUP stop it as Ctrl-C does."""
-    _install_stop_handlers()
     try:
-        code = typer_app(args=argv, standalone_mode=False)
+        with _stop_signals_as_ctrl_c():
+            code = typer_app(args=argv, standalone_mode=False)
     except Interrupted as exc:
         _fail(str(exc), _interrupted_code())
     except DistillError as exc:
