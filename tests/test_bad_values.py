@@ -7,6 +7,7 @@ wrong file."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -188,6 +189,15 @@ def test_a_full_disk_while_writing_the_curated_dataset_names_the_file(tmp_path):
     assert f"{disk / 'out' / 'dataset.jsonl'}: the disk is full" in line, line
 
 
+def generated(db: Path) -> int:
+    """Plan items answered so far, read as another process would while the run writes."""
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT COUNT(*) FROM plan_items WHERE status = 'generated'").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
 def test_a_teacher_that_goes_away_mid_run_is_named_and_retry_failed_asks_again_for_its_items(tmp_path):
     tiny_copy(tmp_path, per_leaf=4)  # 8 items, 16 calls
     env = cli_env(tmp_path)
@@ -197,7 +207,7 @@ def test_a_teacher_that_goes_away_mid_run_is_named_and_retry_failed_asks_again_f
     proc = subprocess.Popen(distill_command(*args, "--base-url", api.url + "/v1"),
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: api.total_paid() >= 6, proc)  # three items answered, then the server is gone
+        wait_for(lambda: generated(tmp_path / "run" / "run.db") >= 3, proc)  # three items done, then it is gone
     finally:
         api.stop()
     stdout, stderr = proc.communicate(timeout=120)
