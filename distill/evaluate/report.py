@@ -52,7 +52,7 @@ class EvalConfig(BaseModel):
     out_dir: Path | None = None
     resamples: int = Field(1000, gt=0)
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = Field(None, gt=0)
     max_drop: float = Field(DEFAULT_MAX_DROP, ge=0, le=1)
     cache: bool = True
     cache_dir: Path | None = None
