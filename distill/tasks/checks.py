@@ -152,7 +152,9 @@ def _hashable(value: Any) -> Any:
 def _regex(rule, labels) -> Callable[[Example], Failure | None]:
     """`regex: {field, pattern}`: every value at `field` must be a string the pattern matches whole.
 
-    The pattern is Python's `re` syntax, checked when the task loads; a value that is not there passes.
+    The pattern is Python's `re` syntax (run by the `regex` engine), checked when the task loads; a value that is
+    not there passes. Each example gets 1 s of CPU for the pattern: one that backtracks without end (`^(a+)+$` on
+    a long line) rejects that example as `regex_timeout` instead of hanging curation.
     """
     values_at(Example(id="", messages=[]), rule.field)
     pattern = regex.compile(rule.pattern)
