@@ -62,7 +62,7 @@ MUTATIONS = [
              ("tests/test_api_openai.py::test_kill_9_and_resume_never_pays_twice",)),
     Mutation("an answer stored in run.db is never asked again (after Ctrl-C)",
              "distill/generate/runner.py", "stored = store.find_call(fingerprint)", "stored = None",
-             ("tests/test_cli_runs.py::test_ctrl_c_exits_130_with_the_resume_hint_and_the_same_command_resumes",)),
+             ("tests/test_cli_runs.py::test_ctrl_c_exits_130_with_the_resume_hint_and_the_same_command_resumes[ctrl-c]",)),
     Mutation("an answer stored in run.db is never asked again (notebook interrupt)",
              "distill/generate/runner.py", "stored = store.find_call(fingerprint)", "stored = None",
              ("tests/test_api.py::test_the_interrupt_button_stops_a_run_in_a_notebook_and_it_resumes",)),

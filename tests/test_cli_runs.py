@@ -38,10 +38,14 @@ def answers_in(out: Path) -> int:
         return 0
 
 
-def test_ctrl_c_exits_130_with_the_resume_hint_and_the_same_command_resumes(tmp_path):
-    """Ctrl-C once three answers are in run.db, then the same command: nothing answered is asked again. The
-    cache is off and there is no pre-flight, so run.db alone remembers; the server holds every request after
-    the third, so the interrupt lands mid-run, with an item half done, however slow the machine."""
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+                         ids=["ctrl-c", "sigterm", "sighup"])
+def test_ctrl_c_exits_130_with_the_resume_hint_and_the_same_command_resumes(tmp_path, stop, code):
+    """Ctrl-C, and SIGTERM (`kill`, a scheduler) and SIGHUP (the terminal closed) the same way: the same line,
+    the shell's exit code for the signal (128 + its number), nothing answered lost, nothing answered asked
+    again. Sent once three answers are in run.db; the cache is off and there is no pre-flight, so run.db alone
+    remembers, and the server holds every request after the third, so the signal lands mid-run, with an item
+    half done, however slow the machine."""
     tiny_copy(tmp_path, per_leaf=4)  # 8 items, 16 calls
     env = cli_env(tmp_path)
     out = tmp_path / "run"
@@ -50,9 +54,9 @@ def test_ctrl_c_exits_130_with_the_resume_hint_and_the_same_command_resumes(tmp_
         proc = subprocess.Popen(distill_command(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         wait_for(lambda: answers_in(out) >= 3, proc)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         stdout, stderr = proc.communicate(timeout=120)  # an event waited for: a loaded machine is slow
-        assert proc.returncode == 130, stderr
+        assert proc.returncode == code, stderr
         assert error_lines(stderr) == ["interrupted: everything finished so far is saved (run.db, checkpoints); "
                                        "run the same command again to resume"]
         assert api.total_paid() == 3
@@ -239,3 +243,4 @@ def test_one_huge_record_does_not_blow_up_curate(tmp_path):
     assert [r["reason"] for r in rejected if len(r["example"]["messages"][1]["content"]) > 1_000_000] == ["too_long"]
     # the line itself is read, parsed and written to rejected.jsonl (a few copies of 6 MB); hashing it took ~800 MB more
     assert big - small < 250_000, f"peak {big // 1024} MB with the huge line, {small // 1024} MB without"
+

@@ -7,6 +7,7 @@ do not skip.
 from __future__ import annotations
 
 import os
+import sqlite3
 
 import pytest
 from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
@@ -160,4 +161,25 @@ def test_a_second_reviewers_page_skips_the_cards_another_has_open(chromium, page
         assert card_id(bob) not in (None, ORDER[0])  # not the card on kim's screen
     finally:
         other.close()
+    assert errors == []
+
+
+def test_a_decision_run_db_cannot_take_is_shown_and_pressing_again_saves_it(page, review):
+    directory, server = review
+    errors = open_page(page, server)
+    server.session.ledger.db.execute("PRAGMA busy_timeout = 300")  # the server's wait for a lock, 10 s, cut short
+    holder = sqlite3.connect(directory / "run.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds run.db's write lock
+    try:
+        assert press_and_wait(page, "a") == ORDER[1]
+        page.wait_for_function("() => document.getElementById('toast').textContent.includes('busy')", timeout=10_000)
+        assert page.inner_text("#toast") == (f"{ORDER[0]}: the run is busy (another process holds run.db's lock): "
+                                             "your decision was not saved; press again")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert wait_for_decisions(directory, 1, timeout=1) == []
+    assert press_and_wait(page, "k") == ORDER[0]
+    assert press_and_wait(page, "a") == ORDER[1]
+    assert [(d.item_id, d.verdict) for d in wait_for_decisions(directory, 1)] == [(ORDER[0], "accept")]
     assert errors == []

@@ -159,6 +159,7 @@ def test_serve_command_prints_a_url_and_saves_the_figures_on_exit(run_dir):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    assert "plain HTTP" not in err  # loopback: nobody else can listen in
     assert "gate: waiting for review: 11 of 12" in out
     assert (run_dir / "stats.json").is_file()
 

@@ -20,6 +20,7 @@ from distill.records import REVIEW_REASONS, Example, Reject, iter_jsonl, write_j
 from distill.review.gate import Census, census_of, evaluate, top_reasons
 from distill.review.ledger import ReviewLedger
 from distill.review.state import ACCEPT, EDIT, REJECT, ReviewState
+from distill.rundir import hold_run
 
 
 @dataclass
@@ -168,7 +169,11 @@ def _unit(u) -> dict[str, Any]:
 def refresh_files(directory: Path) -> dict[str, Any] | None:
     """Rewrite dataset.jsonl, rejected.jsonl and stats.json["review"] from the review; the summary,
     or None when there is no queue. Originals stay in run.db, so every rewrite can be undone."""
-    directory = Path(directory)
+    with hold_run(Path(directory)) as directory:  # not while a generate rewrites dataset.jsonl
+        return _refresh_files(directory)
+
+
+def _refresh_files(directory: Path) -> dict[str, Any] | None:
     review = load_review(directory)
     if review is None:
         return None

@@ -25,6 +25,7 @@ from distill.review.model import Neighbour, QueuedItem, QueueRow, ReviewSettings
 from distill.review.neighbours import nearest_neighbours
 from distill.review.risk import signals as risk_signals
 from distill.review.state import ReviewState
+from distill.rundir import hold_run
 from distill.taxonomy.plan import apportion
 
 RISK_SHARE = 0.25  # of each addition, at most, comes from the risk slice
@@ -146,8 +147,7 @@ def build_queue(directory: Path, settings: ReviewSettings | None = None, more: i
     `more` items, or by the items `add_ids` (a regenerated leaf's). Settings given are saved."""
     from distill.review.feedback import load_population
 
-    directory = Path(directory)
-    with ReviewLedger.open(directory) as ledger:
+    with hold_run(Path(directory)) as directory, ReviewLedger.open(directory) as ledger:
         state = ReviewState.load(ledger)
         stored = ledger.settings() if state.has_queue else ReviewSettings()
         settings = settings or stored

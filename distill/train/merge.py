@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.errors import DistillError
-from distill.train.manifest import read_manifest, write_manifest
+from distill.train.manifest import attach_adapter, read_manifest, write_manifest
 
 DTYPES = {"bfloat16", "float16"}
 
@@ -17,7 +17,6 @@ DTYPES = {"bfloat16", "float16"}
 def merge_adapter(adapter_dir: Path, out_dir: Path | None = None, dtype: str = "bfloat16") -> Path:
     """Write base+adapter as one plain transformers model (weights, tokenizer, template); return its folder."""
     import torch
-    from peft import PeftModel
 
     from distill.models import load_causal_lm
     from distill.train.manifest import load_student_tokenizer
@@ -29,7 +28,7 @@ def merge_adapter(adapter_dir: Path, out_dir: Path | None = None, dtype: str = "
     out_dir = Path(out_dir) if out_dir else adapter_dir.with_name(adapter_dir.name + "-merged")
     tokenizer = load_student_tokenizer(manifest)
     base = load_causal_lm(manifest.base_model, dtype=getattr(torch, dtype))  # 16-bit, not quantised
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged = attach_adapter(base, adapter_dir).merge_and_unload()
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
