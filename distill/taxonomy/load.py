@@ -216,7 +216,10 @@ def _walk(taxonomy: Taxonomy, task: Task, file: Path, data: Any) -> list[TreeNod
 
 
 def _named_path(file: Path, value: str, data: Any, loc: tuple) -> Path:
-    """A file the taxonomy names, or one line saying why it may not be read (distill/taxonomy/paths.py)."""
+    """A file the taxonomy names, or one line saying why it may not be read (distill/taxonomy/paths.py).
+    A `Taxonomy` built in Python (`data` is None) is the user's own code naming files: read as named."""
+    if data is None:
+        return (file.parent / value).resolve()
     try:
         return taxonomy_path(file, value)
     except ValueError as exc:
