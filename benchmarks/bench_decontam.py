@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from distill.curate.decontaminate import DecontamConfig, build_index, find_contamination  # noqa: E402
 from distill.curate.heldout import HeldoutItem  # noqa: E402
 
-HELDOUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "heldout"
+HELDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "heldout"
 STEMS = [
     "Which of the following is the most appropriate next step in management?",
     "Which of the following is the most likely diagnosis?",

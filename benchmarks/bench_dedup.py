@@ -26,7 +26,7 @@ from distill.curate.minhash import (  # noqa: E402
     find_near_duplicates, resolve_bands, shingle_sets, sign_all,
 )
 
-PUBMEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "heldout" / "pubmedqa_ori_pqal.json"
+PUBMEDQA = Path(__file__).resolve().parents[1] / "tests" / "data" / "heldout" / "pubmedqa_ori_pqal.json"
 
 
 def vocabulary() -> list[str]:

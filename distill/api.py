@@ -134,9 +134,9 @@ def split(directory: str | Path, fraction: float = 0.1, seed: int = 0):
 
 @_outside_any_loop
 def review(directory: str | Path, *, more: int | None = None, **settings: Any):
-    """Build (or grow by `more`) the human review queue of a run (`distill review queue`); returns the
+    """Build (or grow by `more`) the human review queue of a run (`distill review DIR`); returns the
     `QueueReport`. Settings are `ReviewSettings`' fields (size, sample, threshold ...). People then review
-    with `distill review serve` or `distill review tui`."""
+    with `distill review DIR --serve` (the browser) or `distill review DIR --cli` (the terminal)."""
     from distill.review.model import ReviewSettings
     from distill.review.queue import build_queue
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -58,11 +62,13 @@ def generate(
                                                      "(vllm: and hf: teachers on GPU nodes)."),
     # API teachers (openai:, anthropic:); keys come only from OPENAI_API_KEY / ANTHROPIC_API_KEY.
     base_url: str | None = typer.Option(None, help="OpenAI-compatible server (vLLM, llama.cpp, Ollama); "
-                                        "default $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL."),
+                                        "default $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL. user:pass@ is sent as "
+                                        "basic auth; keys in it are never written or shown."),
     concurrency: int | None = typer.Option(None, min=1, help="API requests in flight at most (default 16)."),
     rpm: float | None = typer.Option(None, min=0.1, help="Client-side requests-per-minute limit."),
     tpm: float | None = typer.Option(None, min=1, help="Client-side tokens-per-minute limit."),
-    timeout: float | None = typer.Option(None, min=0.01, help="Seconds to wait for one API response (default 60)."),
+    timeout: float | None = typer.Option(None, min=0.01,
+                                         help="Seconds one API response may take, to its last byte (default 60)."),
     max_retries: int | None = typer.Option(None, min=0, help="Retries on 429, 5xx, 529, timeouts (default 6)."),
     budget_usd: float | None = typer.Option(None, min=0, help="Hard spend cap for this run directory, in USD."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print items, estimated tokens and cost; send nothing."),
@@ -86,30 +92,36 @@ def generate(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Generate a dataset over every node of a taxonomy with a teacher model."""
+    from pydantic import ValidationError
+
     from distill.executors import check_executor
     from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
     from distill.generate.budget import print_estimate
     from distill.generate.summary import print_report
     from distill.teachers.cost import load_api_config
     from distill.teachers.registry import parse_engine_args, parse_spec, teacher_options
+    from distill.userfiles import invalid_options
 
     prefix, _ = parse_spec(teacher)  # an unknown spec fails before any model loads
     if (engine_arg or lora) and prefix != "vllm":
         raise DistillError(f"--engine-arg and --lora are for vllm: teachers, not {teacher!r}")
-    options = GenerateOptions(
-        taxonomy=taxonomy, teacher=teacher, out=out, force=force, limit=limit, per_leaf=per_leaf, seed=seed,
-        retry_failed=retry_failed,
-        curate=not no_curate, progress=sys.stderr.isatty(),
-        teacher_options=teacher_options(batch_size=batch_size, base_url=base_url, concurrency=concurrency, rpm=rpm,
-                                        tpm=tpm, timeout_s=timeout, max_retries=max_retries, batch=batch or None,
-                                        sender_process=sender_process,
-                                        api_config=load_api_config(api_config) or None,
-                                        engine_args=parse_engine_args(engine_arg) or None,
-                                        lora=str(lora) if lora else None),
-        cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
-        label_check=label_check, judge=judge, skip_checks=list(skip_check),
-        executor=check_executor(executor), ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker,
-    )
+    try:
+        options = GenerateOptions(
+            taxonomy=taxonomy, teacher=teacher, out=out, force=force, limit=limit, per_leaf=per_leaf, seed=seed,
+            retry_failed=retry_failed,
+            curate=not no_curate, progress=sys.stderr.isatty(),
+            teacher_options=teacher_options(batch_size=batch_size, base_url=base_url, concurrency=concurrency,
+                                            rpm=rpm, tpm=tpm, timeout_s=timeout, max_retries=max_retries,
+                                            batch=batch or None, sender_process=sender_process,
+                                            api_config=load_api_config(api_config) or None,
+                                            engine_args=parse_engine_args(engine_arg) or None,
+                                            lora=str(lora) if lora else None),
+            cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
+            label_check=label_check, judge=judge, skip_checks=list(skip_check),
+            executor=check_executor(executor), ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker,
+        )
+    except ValidationError as exc:  # a bound the flags do not check themselves (concurrency at most 4096)
+        raise invalid_options(exc) from None
     if dry_run:
         print_estimate(console, estimate_run(options))
         return
@@ -246,24 +258,69 @@ def _usage_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
 USAGE_ERRORS, ABORTS = _usage_classes()
 
 
+# SIGTERM (`kill`, a scheduler, a service manager) and SIGHUP (the terminal closed) stop a command the way
+# Ctrl-C does. The exit code is the shell's for each signal, 128 + its number (130, 143, 129): a wrapper
+# script or scheduler that looks for 143 after its own SIGTERM still sees it, and the line says the same.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_stopped_by: int = signal.SIGINT
+
+
+def _stop_as_ctrl_c(signum: int, frame) -> None:
+    """Hand SIGTERM / SIGHUP to whatever answers Ctrl-C right now: `asyncio.run`'s handler (it cancels the
+    run's task, so everything answered is saved on the way out) or Python's (KeyboardInterrupt)."""
+    global _stopped_by
+    _stopped_by = signum
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    if callable(ctrl_c):
+        ctrl_c(signal.SIGINT, frame)
+    else:  # Ctrl-C ignored (a background job): a stop request is still one
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _stop_signals_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM and SIGHUP handled by `_stop_as_ctrl_c` while a command runs (then as they were: the CLI's
+    entry point also runs inside other programs, the tests among them)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    # `nohup` asked for SIGHUP to be ignored: it stays so.
+    before = {stop: signal.getsignal(stop) for stop in STOP_SIGNALS if signal.getsignal(stop) is not signal.SIG_IGN}
+    for stop in before:
+        signal.signal(stop, _stop_as_ctrl_c)
+    try:
+        yield
+    finally:
+        for stop, handler in before.items():
+            signal.signal(stop, handler)
+
+
+def _interrupted_code() -> int:
+    return 128 + _stopped_by
+
+
 def _fail(message: str, code: int) -> None:
-    prefix = "" if code == Interrupted.exit_code else "[red]error:[/red] "
+    prefix = "" if code >= 128 else "[red]error:[/red] "
     # emoji=False: rich would turn "file.yaml:100: ..." into "file.yaml💯 ..." (":100:" is an emoji code).
     Console(stderr=True).print(prefix + escape(message), highlight=False, soft_wrap=True, emoji=False)
     sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The console script: exit 0 done, 2 bad input or usage, 1 the run could not finish, 3 budget, 130 Ctrl-C."""
+    """The console script: exit 0 done, 2 bad input or usage, 1 the run could not finish, 3 budget, 4 review
+    pending, 130 Ctrl-C (143 SIGTERM, 129 SIGHUP)."""
     run_app(app, argv)
 
 
 def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> None:
     """Run a typer app as a user's command: a user's mistake or the machine's (a full disk, a corrupt
     run.db) is one line and an exit code, never a traceback; anything else is a bug and keeps its
-    traceback (DISTILL_DEBUG=1 keeps it for everything)."""
+    traceback (DISTILL_DEBUG=1 keeps it for everything). SIGTERM and SIGHUP stop it as Ctrl-C does."""
     try:
-        code = typer_app(args=argv, standalone_mode=False)
+        with _stop_signals_as_ctrl_c():
+            code = typer_app(args=argv, standalone_mode=False)
+    except Interrupted as exc:
+        _fail(str(exc), _interrupted_code())
     except DistillError as exc:
         _fail(str(exc), exc.exit_code)
     except USAGE_ERRORS as exc:  # click's usage message, "Error: ..." and exit 2 (0 for plain help)
@@ -272,7 +329,7 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> None:
     except ABORTS:
         _fail("aborted", 1)
     except KeyboardInterrupt:  # outside a command (while parsing): nothing ran
-        _fail(str(Interrupted()), Interrupted.exit_code)
+        _fail(str(Interrupted()), _interrupted_code())
     except Exception as exc:
         error = explain(exc)
         if error is None or os.environ.get("DISTILL_DEBUG"):
@@ -280,7 +337,7 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> None:
         _fail(str(error), error.exit_code)
     # standalone_mode=False returns the code of a typer.Exit (--help: 0) and a command's own return value.
     if isinstance(code, int) and code == Interrupted.exit_code:
-        _fail(str(Interrupted()), code)
+        _fail(str(Interrupted()), _interrupted_code())
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -2,7 +2,8 @@
 
 Exit codes: 2 a mistake in the input (the line says which file, line and field); 1 the run could not
 finish for a reason outside the input (every item failed, the disk is full); 3 the budget was reached;
-130 interrupted. Everything saved before any of them is kept.
+130 interrupted (143 by SIGTERM, 129 by SIGHUP: the CLI stops for them as for Ctrl-C). Everything saved
+before any of them is kept.
 """
 
 from __future__ import annotations
@@ -13,17 +14,27 @@ from pathlib import Path
 
 
 class DistillError(Exception):
-    """A mistake the user can fix. The CLI prints `error: <message>` and exits with `exit_code`."""
+    """A mistake the user can fix. The CLI prints `error: <message>` and exits with `exit_code`.
+
+    `page` names the docs page that explains this kind of mistake (`docs/taxonomies.md#seeds`); the line then
+    ends with `; see <page>`. A subclass may set it for all its errors."""
 
     exit_code = 2
+    page: str | None = None
 
-    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None):
+    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None,
+                 page: str | None = None):
         # The parts, for a caller that lists several problems in its own words.
         self.reason, self.path, self.line = " ".join(message.split()), path, line
+        if page is not None:
+            self.page = page
         where = ""
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
-        super().__init__(" ".join((where + message).split()))  # one line, whatever the message quoted
+        text = " ".join((where + message).split())  # one line, whatever the message quoted
+        see = f"; see {self.page}" if self.page else ""
+        # endswith: an error rebuilt from its own text (a copy, a pickle) names its page once
+        super().__init__(text if text.endswith(see) else text + see)
 
 
 class BudgetExceeded(DistillError):
@@ -36,6 +47,7 @@ class ReviewPending(DistillError):
     """The run has a review queue whose gate has not passed (reviews open, or a reject rate too high)."""
 
     exit_code = 4
+    page = "docs/review.md#the-gate"
 
 
 class RunFailed(DistillError):
@@ -57,11 +69,12 @@ class Interrupted(DistillError):
 def explain(exc: BaseException, path: str | Path | None = None) -> DistillError | None:
     """The one line for what the machine did to a run (a full disk, a file where a folder should be, a
     corrupt database, a file that is not UTF-8). None for anything else: that is a bug, and keeps its
-    traceback. `path` names the file when the exception does not (SQLite's errors never do)."""
+    traceback. `path` names the file when the exception does not (SQLite's errors never do, unless
+    `name_database` gave them theirs)."""
     if isinstance(exc, DistillError):
         return exc
     if isinstance(exc, sqlite3.Error):
-        return _database_error(exc, path)
+        return _database_error(exc, getattr(exc, "database", None) or path)
     if isinstance(exc, UnicodeDecodeError):
         return DistillError(f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
                             path=path or "input")
@@ -91,6 +104,13 @@ def _os_error(exc: OSError, path: str | Path | None) -> DistillError:
     return DistillError(hints.get(exc.errno, reason), path=name)
 
 
+def name_database(exc: sqlite3.Error, path: str | Path) -> sqlite3.Error:
+    """`exc`, with the file it is about (the first one named wins: the connection that raised it knows)."""
+    if not getattr(exc, "database", None):
+        exc.database = str(path)
+    return exc
+
+
 def is_busy(exc: sqlite3.Error) -> bool:
     """Another connection holds the lock (SQLITE_BUSY or SQLITE_LOCKED, extended codes included)."""
     return (getattr(exc, "sqlite_errorname", "") or "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
@@ -103,6 +123,9 @@ def _database_error(exc: sqlite3.Error, path: str | Path | None) -> DistillError
         return RunFailed("the disk is full (SQLite: database or disk is full): free some space and run the same "
                          "command again; everything committed before this is kept", path=path)
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in str(exc) or "not a database" in str(exc):
+        if Path(where).name != "run.db":
+            return DistillError(f"{where} is corrupt ({exc}): move it aside (or restore it from a backup) and run "
+                                "again")
         return DistillError(f"{where} is corrupt ({exc}). The exports beside it (dataset.jsonl, rejected.jsonl, "
                             "stats.json) are untouched: move the database aside (or restore it from a backup) and run "
                             "again; a new one starts over, answering from the response cache what it can")

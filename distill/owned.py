@@ -74,8 +74,8 @@ EVAL_FILES = ("eval.json", "eval.md", "eval_leaves.png", "eval_confusion.png")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "vocab.json", "merges.txt", "added_tokens.json")
 KNOWN: dict[str, tuple[str, ...]] = {
-    "run": ("run.db", "run.lock", "dataset.jsonl", "rejected.jsonl", "stats.json", "train.jsonl", "eval.jsonl",
-            "pipeline.json", *EVAL_FILES),
+    "run": ("run.db", "run.lock", "dataset.jsonl", "rejected.jsonl", "stats.json", "taxonomy.json", "train.jsonl",
+            "eval.jsonl", "pipeline.json", *EVAL_FILES),
     "curated": ("dataset.jsonl", "rejected.jsonl", "stats.json", "contamination.jsonl", "duplicates.jsonl",
                 "report.md", "judge.db", "run.db", "train.jsonl", "eval.jsonl", "dataset/", "rejected/", *EVAL_FILES),
     "dataset": ("run.db", "stats.json", "train.jsonl", "eval.jsonl", *EVAL_FILES),

@@ -283,15 +283,31 @@ def write_jsonl(path, rows) -> None:
             for row in rows:
                 handle.write(jsonl_line(row))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)  # a full disk or a Ctrl-C leaves the old file, not half a new one
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write() names no file: say which
+            exc.filename = str(path)
         raise
 
 
 class HeldoutSource(BaseModel):
     """A held-out evaluation set to keep out of the training data (and to evaluate on)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     path: str  # JSONL, CSV, Parquet, or a `datasets` save_to_disk folder
     fields: list[str] | None = None  # text fields to match; CSV without header: column numbers "0", "1"...
     format: Literal["auto", "jsonl", "csv", "parquet", "datasets"] = "auto"
     name: str | None = None
+
+    @field_validator("fields")
+    @classmethod
+    def _named_fields(cls, fields: list[str] | None) -> list[str] | None:
+        # An empty list would match nothing, and the set would decontaminate against nothing without a word.
+        if fields is None:
+            return None
+        if not fields or not all(name.strip() for name in fields):
+            problem = "an empty field name" if fields else "no field names"
+            raise ValueError(f"{problem}; name the text fields (question,context), or leave fields out to use the "
+                             "first of question, prompt, instruction, input, text")
+        return [name.strip() for name in fields]

@@ -51,12 +51,12 @@ def load_run_config(path: Path) -> RunConfig:
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise located(exc, data, path) from None
+        raise located(exc, data, path, page="docs/run-configs.md#the-file") from None
     for section, model in (("train", TrainConfig), ("eval", EvalConfig)):  # their fields, checked now
         try:
             model(**getattr(config, section))
         except ValidationError as exc:
-            raise located(exc, data, path, prefix=(section,)) from None
+            raise located(exc, data, path, prefix=(section,), page="docs/run-configs.md#the-file") from None
     base = path.parent
     config.taxonomy = base / config.taxonomy
     if config.generate.api_config is not None:

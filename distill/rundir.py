@@ -3,7 +3,8 @@
 Two `distill generate` on one `--out` would each see every item as pending and each pay the teacher
 for all of them. `run_lock` holds an OS file lock (flock on `run.lock`) for the whole run; the kernel
 drops it when the process ends, kill -9 included, so a stale lock never blocks a resume. The holder's
-pid and command are written into the file so the second run can say who holds it.
+pid and command are written into the file so the second run can say who holds it; a key in the command
+(a `--base-url` carrying one) is masked first, since the file and that message reach other users.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.redact import redact
 
 LOCK_FILE = "run.lock"
 _held: dict[Path, int] = {}  # run directories this process holds -> nesting depth (`distill run` wraps generate)
@@ -58,14 +60,15 @@ def run_lock(out: Path, option: str = "--out") -> Iterator[Path]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
-        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+        # Masked again on the way out: a lock file written by an older distill may hold a key.
+        holder = redact(os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()) or "another process"
         os.close(fd)
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise DistillError(f"{option} {out}: cannot lock the run directory ({_reason(exc)})") from None
         raise DistillError(f"{out} is in use by another run ({holder}); wait for it to finish, stop it, "
                            f"or give another {option}") from None
     os.ftruncate(fd, 0)
-    command = " ".join(["distill", *sys.argv[1:]])[:300]
+    command = redact(" ".join(["distill", *sys.argv[1:]]))[:300]
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}: {command}\n".encode(), 0)
     _held[key] = 1
     try:
@@ -73,6 +76,21 @@ def run_lock(out: Path, option: str = "--out") -> Iterator[Path]:
     finally:
         del _held[key]
         os.close(fd)  # releases the lock; the file stays (removing it would race with a run taking it)
+
+
+@contextmanager
+def hold_run(run_dir: Path, option: str = "DIR") -> Iterator[Path]:
+    """Hold an existing run directory while a command reads it and rewrites its derived files (split, export,
+    review): none of them may work on a run another process is writing. A folder this process cannot write
+    (a colleague's run, read-only) is read as it is: nobody we could wait for writes there either."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DistillError("run directory does not exist; give the folder distill wrote", path=run_dir)
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        yield run_dir
+        return
+    with run_lock(run_dir, option):
+        yield run_dir
 
 
 def _reason(exc: OSError) -> str:

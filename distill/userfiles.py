@@ -153,12 +153,29 @@ def line_of(data: Any, loc: tuple) -> int | None:
     return line
 
 
-def located(exc: ValidationError, data: Any, path: Path, prefix: tuple = ()) -> DistillError:
-    """A pydantic error as `file:line: field.path: what to do`; `prefix` is where the validated part sits in `data`."""
+def located(exc: ValidationError, data: Any, path: Path, prefix: tuple = (), page: str | None = None) -> DistillError:
+    """A pydantic error as `file:line: field.path: what to do`; `prefix` is where the validated part sits in `data`,
+    `page` the docs page that describes the file."""
+    loc, message = _first_problem(exc)
+    return DistillError(_at((*prefix, *loc), message), path=path, line=line_of(data, (*prefix, *loc)), page=page)
+
+
+def invalid_options(exc: ValidationError, what: str = "option") -> DistillError:
+    """A pydantic error about options given in code or on the command line (no file to point at):
+    `bad option: field.path: what to do`."""
+    loc, message = _first_problem(exc)
+    return DistillError(f"bad {what}: {_at(loc, message)}")
+
+
+def _at(loc: tuple, message: str) -> str:
+    return f"{'.'.join(str(p) for p in loc) or '(top level)'}: {message}"
+
+
+def _first_problem(exc: ValidationError) -> tuple[tuple, str]:
+    """The first error's field path and what to do about it."""
     error = exc.errors()[0]
     # Validator wrappers (function-after[...]) show up in the location; they are not fields.
     loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
-    field_path = ".".join(str(p) for p in (*prefix, *loc)) or "(top level)"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden" and loc:
         message = f"unknown field {loc[-1]!r}; remove it or check its spelling"
@@ -166,4 +183,4 @@ def located(exc: ValidationError, data: Any, path: Path, prefix: tuple = ()) -> 
         message = f"missing required field {loc[-1]!r}"
     elif "input" in error and not isinstance(error["input"], (dict, list)):
         message += f" (got {repr(error['input'])[:80]})"
-    return DistillError(f"{field_path}: {message}", path=path, line=line_of(data, (*prefix, *loc)))
+    return loc, message

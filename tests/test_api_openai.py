@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -10,11 +11,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from distill.errors import BudgetExceeded, DistillError, RunFailed
+from distill.generate.budget import Budget, BudgetStop
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import RunStore
 from distill.teachers.registry import teacher_options
@@ -187,6 +190,24 @@ def test_budget_is_a_hard_cap(tmp_path):
     assert len(kept) == stats["counts"]["kept"] == statuses.count("generated")
 
 
+def test_requests_in_flight_hold_their_worst_case_against_the_cap():
+    """Before a request is sent its worst case is reserved, and stays reserved until its real cost is known:
+    with three requests in flight at $0.30 worst each under a $1 cap, a fourth is not sent, however little the
+    three will turn out to cost. (A run's requests overlap only as the machine's timing allows; this does not.)"""
+    async def go() -> None:
+        budget = Budget(1.0)
+        hold = await budget.start_item()  # the first item runs alone and reserves as it goes
+        reserved = [budget.reserve(0.30, hold, "instruction") for _ in range(3)]
+        with pytest.raises(BudgetStop):
+            budget.reserve(0.30, hold, "response")
+        for worst in reserved:
+            budget.settle(worst, 0.01)
+        assert budget.spent == pytest.approx(0.03) and budget.in_flight == pytest.approx(0.0)
+        await budget.end_item(hold)
+
+    asyncio.run(go())
+
+
 def test_an_item_started_finishes_before_new_items_start(tmp_path):
     """An item's answer step goes ahead of other items' question steps, so items finish one by one.
 
@@ -263,11 +284,11 @@ def test_preflight_stops_a_teacher_that_cannot_follow_the_format(tmp_path):
     shutil.copytree(TINY, taxonomy.parent)
     taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", "per_leaf: 20"))
     with FakeAPI(Faults(content={"prose": 1.0})) as api:
-        started = time.monotonic()
         with pytest.raises(DistillError, match="pre-flight failed: 5 of 5.*unparseable_json.*the teacher wrote"):
             run(api, tmp_path / "run", taxonomy=taxonomy)
-    assert time.monotonic() - started < 10
-    assert sum(api.requests.values()) == 5  # the sample only, out of 40 planned items
+    # It costs the sample, not the budget: 5 requests of 40 planned items. (How many seconds that takes is
+    # the machine's business: benchmarks/bench_stops.py measures it.)
+    assert sum(api.requests.values()) == 5
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
@@ -275,32 +296,52 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def committed_answers(out: Path) -> int:
+    """Answers run.db holds: what a run killed now would find again."""
+    with sqlite3.connect(out / "run.db") as db:
+        return db.execute("SELECT COUNT(*) FROM teacher_calls WHERE error IS NULL").fetchone()[0]
+
+
 def test_kill_9_and_resume_never_pays_twice(tmp_path):
+    """kill -9 mid-run, then the same command: an answer run.db committed is never paid for again, and kill -9
+    loses only the answers still on their way or in the 20 ms commit window.
+
+    The response cache is off and there is no pre-flight, so run.db alone remembers what was answered, and
+    the kill lands mid-item (after the pre-flight's sample every item was whole). The server answers 10
+    requests, then holds the rest, so the kill lands there however slow the machine; the resumed run talks
+    to a second server, so the requests held at the kill are never answered."""
     taxonomy = tmp_path / "tax" / "qa.yaml"
     shutil.copytree(TINY, taxonomy.parent)
     taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", "per_leaf: 8"))
     env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
-    with FakeAPI(Faults(latency_s=0.15)) as api:
-        args = ["--taxonomy", str(taxonomy), "--teacher", "openai:gpt-4o-mini", "--out", str(tmp_path / "run"),
-                "--base-url", api.url + "/v1", "--concurrency", "4", "--no-curate"]
-        proc = _cli(*args, env=env)
-        deadline = time.monotonic() + 30
-        while api.total_paid() < 10 and time.monotonic() < deadline:
-            time.sleep(0.02)
+    out = tmp_path / "run"
+
+    def args(api: FakeAPI) -> list[str]:
+        return ["--taxonomy", str(taxonomy), "--teacher", "openai:gpt-4o-mini", "--out", str(out),
+                "--base-url", api.url + "/v1", "--concurrency", "4", "--no-curate", "--no-cache", "--no-preflight"]
+
+    with FakeAPI(Faults(latency_s=0.15, hold_after=10)) as first:
+        proc = _cli(*args(first), env=env)
+        deadline = time.monotonic() + 120
+        while first.total_paid() < 10 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        paid_before = api.total_paid()
-        assert 10 <= paid_before < 32  # killed mid-run
-        # A kill -9 can land between the server's answer and the commit: that answer is the only one
-        # that may be asked again, so compare against what the run and cache had stored.
-        done = subprocess.run([sys.executable, "-m", "distill.cli", "generate", *args], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=60)
+        assert first.total_paid() == 10, proc.stderr.read()  # killed mid-run, at the hold
+        lost = 10 - committed_answers(out)
+        paid = Counter(first.paid)
+    # Answered but not committed: on their way back to the run, or inside the commit window (20 ms; four
+    # requests at a time and 150 ms each, so one round of answers at most).
+    assert lost <= 4, f"{lost} of 10 answers were not in run.db at the kill"
+    with FakeAPI() as second:
+        done = subprocess.run([sys.executable, "-m", "distill.cli", "generate", *args(second)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-    assert accounted(tmp_path / "run") == {"generated": 16}
-    assert len(api.paid) == 32
-    repaid = sum(n - 1 for n in api.paid.values())
-    assert repaid <= 4  # at most the requests in flight at the kill (concurrency 4)
-    store = RunStore(tmp_path / "run" / "run.db")
+        paid += second.paid
+    assert accounted(out) == {"generated": 16}
+    assert len(paid) == 32
+    assert sum(n - 1 for n in paid.values()) <= lost  # what run.db held was looked up there, not asked again
+    store = RunStore(out / "run.db")
     fingerprints = [row[0] for row in store.db.execute("SELECT fingerprint FROM teacher_calls WHERE error IS NULL")]
     store.close()
     assert len(fingerprints) == len(set(fingerprints)) == 32  # the resumed run re-asked nothing it had

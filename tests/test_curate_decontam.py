@@ -196,3 +196,23 @@ def test_bad_heldout_files_get_clear_errors(tmp_path, name, content, fields, mes
 def test_missing_heldout_file(tmp_path):
     with pytest.raises(DistillError, match="held-out file not found"):
         load_heldout(HeldoutSource(path=str(tmp_path / "nope.jsonl")))
+
+
+def test_a_preamble_many_heldout_items_share_is_a_stem_a_shared_passage_is_not(tmp_path):
+    """An exam's instructions repeated in front of many of its questions are a stem: a generated item that
+    uses the same instructions for its own question is not a copy. A passage shared by only a few questions
+    is content, and an item that reuses it is flagged. (Two generated items: too few for the other stem
+    rule, n-grams common among the generated items, to decide anything.)"""
+    preamble = ("Read the clinical vignette below carefully and choose the single best answer from the five "
+                "options that follow it")
+    passage = ("A farmer in a remote valley noticed that his cattle grew weak every spring after the river "
+               "flooded the lower pastures and left a thin layer of grey silt behind")
+    rows = [{"question": f"{preamble}. Case {k}: a {20 + k}-year-old presents with symptom number {k} and "
+                         f"finding number {k * 7}."} for k in range(12)]
+    rows += [{"question": f"{passage}. Question {k}: what explains observation {k}?"} for k in range(3)]
+    path = tmp_path / "exam.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    ix = build_index(load_heldout(HeldoutSource(path=str(path))), DecontamConfig())
+    texts = [f"{preamble}. A child has a barking cough at night; what is the most likely cause?",
+             f"{passage}. Why might a soil test in those pastures matter for the herd?"]
+    assert [h.index for h in find_contamination(texts, ix, DecontamConfig())] == [1]

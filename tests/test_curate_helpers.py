@@ -1,8 +1,6 @@
-"""Real held-out data for the curation tests, read from ../shared.
-
-Tests that read it carry `needs_data`; conftest.py skips them when the data is absent, or fails them
-where DISTILL_REQUIRE_DATA=1 (CI sets it: a missing data folder must not pass as skipped tests).
-"""
+"""Real held-out data for the curation tests: tests/data/heldout (PubMedQA and MMLU's medical subjects, both
+MIT; their licences and provenance are in that folder). Tests that read it carry `needs_data`, so
+`pytest -m needs_data` selects them."""
 
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-HELDOUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "heldout"
+HELDOUT = Path(__file__).resolve().parent / "data" / "heldout"
 MMLU = HELDOUT / "mmlu_medical"
 PUBMEDQA = HELDOUT / "pubmedqa_ori_pqal.json"
 

@@ -98,3 +98,13 @@ def test_a_judge_that_answers_nothing_fails_the_eval():
 
     with pytest.raises(RunFailed, match="none of 4 judge requests succeeded; e.g. connection refused"):
         _judge_pairs(Unreachable(None), _examples(2), ["a", "b"], ["c", "d"], EvalConfig(resamples=10))
+
+
+def test_bootstrap_interval_of_a_mean_matches_its_standard_error():
+    """The interval says how far the mean could move on another sample: for 100 scores of 0 and 1 (sd 0.5)
+    the standard error is 0.05, so a 95% interval is about 0.5 +/- 0.1; identical scores leave no doubt."""
+    est = m.mean_estimate([0.0, 1.0] * 50, resamples=2000)
+    assert est.value == 0.5
+    assert 0.38 <= est.low <= 0.43 and 0.57 <= est.high <= 0.62, est
+    flat = m.mean_estimate([0.7] * 20, resamples=200)
+    assert flat.low == flat.value == flat.high == pytest.approx(0.7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -52,6 +53,15 @@ def stored_fingerprints(out: Path) -> list[str]:
         store.close()
 
 
+def answers_in(out: Path) -> int:
+    """Answers run.db holds now, read without creating or migrating it (the run may not have made it yet)."""
+    try:
+        with sqlite3.connect(f"file:{out / 'run.db'}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM teacher_calls WHERE error IS NULL").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 @pytest.mark.parametrize("taxonomy", ["qa", "tickets"])
 def test_ray_writes_the_dataset_the_local_path_writes(tmp_path, taxonomy):
     reports, paid = {}, {}
@@ -83,18 +93,19 @@ def test_a_worker_killed_mid_run_loses_no_answer(tmp_path):
     killed: list[int] = []
 
     def kill_a_worker(api: FakeAPI) -> None:
-        deadline = time.monotonic() + 120
-        while api.total_paid() < 30 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        api.hold()  # nothing more is answered: every answer so far has reached the ledger within the pause
-        time.sleep(1.0)
+        # The server holds every request after the 30th: nothing more is answered until the kill, and the
+        # kill waits until every answer is in run.db (events, however slowly the machine gets there).
+        deadline = time.monotonic() + 300
+        while (api.total_paid() < 30 or answers_in(tmp_path / "run") < api.total_paid()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
         victims = worker_processes()
         if victims:
             victims[0].send_signal(signal.SIGKILL)
             killed.append(victims[0].pid)
         api.release()  # held requests are dropped unanswered; the live worker's SDK retries them
 
-    with FakeAPI(Faults(latency_s=0.05)) as api:
+    with FakeAPI(Faults(latency_s=0.05, hold_after=30)) as api:
         killer = threading.Thread(target=kill_a_worker, args=(api,), daemon=True)
         killer.start()
         report = run(api, tmp_path / "run", "ray", per_leaf=30, preflight=False)

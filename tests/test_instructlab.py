@@ -189,10 +189,10 @@ def test_nothing_valid_is_an_error_listing_every_file(tmp_path):
 
 def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
     root = tmp_path / "my_taxonomy"
-    docs = tmp_path / "tonsil-docs"
-    docs.mkdir()
+    docs = root / "docs" / "tonsil-docs"  # documents are read only inside the taxonomy's tree (or --documents)
+    docs.mkdir(parents=True)
     (docs / "tonsils.md").write_text(TONSIL_DOC)
-    valid_tree(root, "../../../../tonsil-docs")  # a local repo: relative to the qna.yaml's folder
+    valid_tree(root, "../../../docs/tonsil-docs")  # a local repo: relative to the qna.yaml's folder
     write(root, "compositional_skills/few_seeds", skill("Few", POEMS[:2]))
     remote = write(root, "knowledge/history/remote", knowledge("https://github.com/example/history.git", "History"))
 
@@ -217,7 +217,7 @@ def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
     assert all("March" in e.messages[1].content for path, e in by_leaf.items() if "email-dates" in path)
     assert all("the tonsils sit at the back" in e.messages[1].content for path, e in by_leaf.items()
                if "history/remote" in path)
-    # The run records the folder, so a later command (review regenerate) loads the same taxonomy again.
+    # The folder loads again as the same taxonomy (review regenerate --taxonomy takes it).
     assert load_taxonomy(root).name == "my_taxonomy"
 
 

@@ -133,9 +133,11 @@ def test_a_short_request_is_answered_while_a_long_one_decodes(model, tokenizer):
 
 
 def test_a_cancelled_request_stops_within_a_step(model, tokenizer):
+    """Counted in decoding steps, not seconds (a step's time is the machine's load): after the flag is set,
+    at most the step under way (and one starting as the flag was set) runs."""
     engine = DecodeEngine(model, set(), max_rows=4)
-    steps: list[float] = []
-    engine.on_tokens = lambda n: steps.append(time.monotonic())
+    steps: list[int] = []
+    engine.on_tokens = steps.append
     outcome: list[JobResult] = []
     settled = threading.Event()
     job = Job(prompts(tokenizer)[0], 400, 0.0, 1.0, None, lambda r: (outcome.append(r), settled.set()))
@@ -145,16 +147,14 @@ def test_a_cancelled_request_stops_within_a_step(model, tokenizer):
         while len(steps) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(steps) >= 3, "the engine never started decoding"
-        step_s = (steps[-1] - steps[0]) / (len(steps) - 1)
-        cancelled = time.monotonic()
+        at_cancel = len(steps)
         job.cancelled = True
         assert settled.wait(300)
-        took = time.monotonic() - cancelled
+        after = len(steps) - at_cancel
     finally:
         engine.close()
     assert outcome[0].error == "cancelled"
-    assert len(steps) < 20  # stopped long before its 400 tokens
-    assert took < 2 * step_s + 1.0, f"{took:.2f} s to stop; a step takes {step_s:.2f} s"
+    assert after <= 2, f"{after} decoding steps ran after the cancel"
 
 
 def test_sampling_follows_the_request_seed_not_the_batch(model, tokenizer):

@@ -7,10 +7,13 @@ do not skip.
 from __future__ import annotations
 
 import os
+import sqlite3
 
 import pytest
 from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
 
+from distill.records import read_jsonl
+from distill.review.ledger import ReviewLedger
 from distill.review.server import ReviewServer
 
 CHROMIUM = os.environ.get("DISTILL_CHROMIUM", "/usr/bin/chromium")
@@ -91,7 +94,9 @@ def test_keyboard_accept_reject_edit_undo_skip(page, review, tmp_path):
     assert [(d.item_id, d.verdict, d.reasons) for d in found] == [
         (ORDER[0], "accept", []), (ORDER[1], "reject", ["wrong", "format"]), (ORDER[2], "edit", [])]
     assert found[2].messages[-1].content == "Edited with the keyboard alone."
-    assert found[2].messages[1].content == found[2].messages[1].content and found[0].seconds > 0
+    # The edit changed the answer only: the question is the item's own, as the dataset has it.
+    question = next(row for row in read_jsonl(directory / "dataset.jsonl") if row["id"] == ORDER[2])["messages"][1]
+    assert found[2].messages[1].content == question["content"] and found[0].seconds > 0
 
     # Undo takes back the edit (a new decision) and brings its card back.
     assert press_and_wait(page, "u") == ORDER[2]
@@ -136,4 +141,45 @@ def test_teacher_text_renders_as_text_and_runs_nothing(page, review):
     page.keyboard.press("Escape")
     page.wait_for_timeout(300)
     assert page.evaluate("window.__pwned") is None
+    assert errors == []
+
+
+def test_a_second_reviewers_page_skips_the_cards_another_has_open(chromium, page, review):
+    """kim's page shows the first card; bob, opening the page next, starts on a card nobody has open."""
+    directory, server = review
+    with ReviewLedger.open(directory) as ledger:
+        token = ledger.add_reviewer("bob")
+    errors = open_page(page, server)
+    assert card_id(page) == ORDER[0]
+    other = chromium.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        bob = other.new_page()
+        bob.on("pageerror", lambda exc: errors.append(str(exc)))
+        bob.goto(f"{server.base_url}?token={token}")
+        bob.wait_for_selector("body[data-ready='1']")
+        assert bob.inner_text("#reviewer") == "· bob"
+        assert card_id(bob) not in (None, ORDER[0])  # not the card on kim's screen
+    finally:
+        other.close()
+    assert errors == []
+
+
+def test_a_decision_run_db_cannot_take_is_shown_and_pressing_again_saves_it(page, review):
+    directory, server = review
+    errors = open_page(page, server)
+    server.session.ledger.db.execute("PRAGMA busy_timeout = 300")  # the server's wait for a lock, 10 s, cut short
+    holder = sqlite3.connect(directory / "run.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds run.db's write lock
+    try:
+        assert press_and_wait(page, "a") == ORDER[1]
+        page.wait_for_function("() => document.getElementById('toast').textContent.includes('busy')", timeout=10_000)
+        assert page.inner_text("#toast") == (f"{ORDER[0]}: the run is busy (another process holds run.db's lock): "
+                                             "your decision was not saved; press again")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert wait_for_decisions(directory, 1, timeout=1) == []
+    assert press_and_wait(page, "k") == ORDER[0]
+    assert press_and_wait(page, "a") == ORDER[1]
+    assert [(d.item_id, d.verdict) for d in wait_for_decisions(directory, 1)] == [(ORDER[0], "accept")]
     assert errors == []

@@ -119,3 +119,29 @@ def test_review_commands_give_one_line_errors(tmp_path):
     assert no_queue.returncode == 2 and "no review" in no_queue.stderr
     both = distill("review", str(directory), "--size", "5", "--more", "2")
     assert both.returncode == 2 and "one of --size, --sample and --more" in both.stderr
+
+
+def test_edits_fix_items_and_do_not_count_against_the_gate(tmp_path):
+    """An edit corrects an item, which then trains in its fixed form: only rejects count towards the reject
+    rate. 0 rejects in 40 reviews passes (a bound under 10%); had the 8 edits counted, 8 in 40 would fail."""
+    from distill.review.session import ReviewSession
+
+    directory = make_dataset(tmp_path / "run", per_leaf=25)
+    read = leaf_ids(ASTHMA, 10) + leaf_ids(COLD, 10) + leaf_ids(AF, 10) + leaf_ids(HF, 10)
+    queue_ids(directory, read)
+    fixed = set(read[::5])
+    session = ReviewSession(directory)
+    try:
+        for item_id in read:
+            if item_id in fixed:
+                messages = [m.model_dump() for m in session.state().items[item_id].messages()]
+                messages[-1]["content"] = "A corrected answer: see a clinician if it gets worse."
+                session.decide("alice", item_id, "edit", messages=messages)
+            else:
+                session.decide("alice", item_id, "accept")
+    finally:
+        session.close()
+    result = gate(directory)
+    overall = result.units[0]
+    assert (overall.reviewed, overall.edited, overall.rejected) == (40, 8, 0)
+    assert result.verdict == "pass" and result.message.startswith("review passed: 0 rejects in 40 reviews")

@@ -23,6 +23,11 @@ from distill.teachers.registry import teacher_options
 ASTHMA = "respiratory/asthma"
 
 
+def taxonomy_of(tmp_path: Path) -> Path:
+    """The taxonomy generated_run made its run from (the caller names it to regenerate)."""
+    return tmp_path / "tiny" / "qa.yaml"
+
+
 @pytest.fixture(autouse=True)
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-regenerate")
@@ -48,7 +53,7 @@ def test_a_rejected_leaf_is_asked_again_and_its_new_items_join_the_queue(tmp_pat
         review_all(out, reject=set(asthma[:3]))
         paid = api.total_paid()
 
-        report = regenerate(out, ASTHMA, base_url=api.url + "/v1", curate=False)
+        report = regenerate(out, ASTHMA, taxonomy_of(tmp_path), base_url=api.url + "/v1", curate=False)
         assert report.round == 1 and report.asked == 3 and report.kept == 3 and report.queued == 3
         assert api.total_paid() == paid + 6  # two calls (question, answer) for each new item, nothing else
 
@@ -87,11 +92,11 @@ def test_a_failed_regeneration_resumes_the_same_round(tmp_path):
         ids = [row["id"] for row in read_jsonl(out / "dataset.jsonl") if row["meta"]["taxonomy_path"] == ASTHMA]
         review_all(out, reject=set(ids[:2]))
     with FakeAPI(Faults(script=[500] * 20)) as broken:
-        report = regenerate(out, ASTHMA, base_url=broken.url + "/v1", curate=False)
+        report = regenerate(out, ASTHMA, taxonomy_of(tmp_path), base_url=broken.url + "/v1", curate=False)
         assert report.asked == 2 and report.kept == 0 and report.failed == 2
         assert "run the same command again" in report.message
     with FakeAPI() as api:
-        report = regenerate(out, ASTHMA, base_url=api.url + "/v1", curate=False)
+        report = regenerate(out, ASTHMA, taxonomy_of(tmp_path), base_url=api.url + "/v1", curate=False)
     assert report.round == 1 and report.asked == 2 and report.kept == 2 and report.queued == 2
     with ReviewLedger.open(out) as ledger:
         assert len(ledger.regenerated()) == 2  # the same two items, not a second round
@@ -101,10 +106,14 @@ def test_regenerate_refuses_what_it_cannot_do(tmp_path):
     with FakeAPI() as api:
         out = generated_run(tmp_path, api)
         with pytest.raises(DistillError, match="no review queue"):
-            regenerate(out, ASTHMA)
+            regenerate(out, ASTHMA, taxonomy_of(tmp_path))
         build_queue(out, ReviewSettings(sample=1.0))
         with pytest.raises(DistillError, match="no leaf 'respiratory/knees'"):
-            regenerate(out, "respiratory/knees")
+            regenerate(out, "respiratory/knees", taxonomy_of(tmp_path))
         review_all(out)
         with pytest.raises(DistillError, match="nothing to regenerate"):
+            regenerate(out, ASTHMA, taxonomy_of(tmp_path))
+        # The taxonomy is the one the caller names, never the file run.db records (a run folder may come from
+        # someone else): without it, one line saying so.
+        with pytest.raises(DistillError, match="pass --taxonomy with the taxonomy of run 'tiny-qa'"):
             regenerate(out, ASTHMA)

@@ -159,6 +159,7 @@ def test_serve_command_prints_a_url_and_saves_the_figures_on_exit(run_dir):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    assert "plain HTTP" not in err  # loopback: nobody else can listen in
     assert "gate: waiting for review: 11 of 12" in out
     assert (run_dir / "stats.json").is_file()
 
@@ -167,3 +168,27 @@ def test_busy_port_is_a_clear_error(run_dir, server):
     result = subprocess.run([sys.executable, "-m", "distill.cli", "review", str(run_dir), "--serve", "--port",
                              str(server.port)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and f"cannot listen on 127.0.0.1:{server.port}" in result.stderr
+
+
+def test_a_card_one_reviewer_opened_is_not_handed_to_another(run_dir):
+    """Several reviewers on one queue: a card ann has open shows as claimed to bob (his page skips it), not to
+    ann herself, so two people do not read the same item at the same moment."""
+    with ReviewLedger.open(run_dir) as ledger:
+        tokens = {name: ledger.add_reviewer(name) for name in ("ann", "bob")}
+    server = ReviewServer(run_dir, port=0, owner="owner").start()
+    try:
+        def client(name: str) -> httpx.Client:
+            return httpx.Client(base_url=server.base_url, timeout=30,
+                                headers={"Authorization": f"Bearer {tokens[name]}", "X-Distill": "1"})
+
+        def claimed(c: httpx.Client) -> set[str]:
+            return {item["id"] for item in c.get("/api/queue").json()["items"] if item["claimed"]}
+
+        with client("ann") as ann, client("bob") as bob:
+            assert claimed(ann) == claimed(bob) == set()
+            assert ann.get(f"/api/item/{IDS[0]}").status_code == 200  # ann opens the first card
+            assert claimed(bob) == {IDS[0]} and claimed(ann) == set()
+            assert bob.get(f"/api/item/{IDS[1]}").status_code == 200  # bob takes the next one
+            assert claimed(ann) == {IDS[1]} and claimed(bob) == {IDS[0]}
+    finally:
+        server.stop()

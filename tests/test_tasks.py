@@ -243,13 +243,13 @@ steps:
   - name: write
     prompt: {file: write.j2}
     output: json
-    schema: shop_models:Draft
+    schema: shop_models.py:Draft
 example:
   messages:
     - {role: user, content: "{{ steps.write.text }}"}
     - {role: assistant, content: "{{ output | json }}"}
   output: {title: steps.write.title, words: steps.write.words}
-output_schema: shop_models:Summary
+output_schema: shop_models.py:Summary
 """
 
 SHOP_MODELS = """\
@@ -269,10 +269,9 @@ class Summary(BaseModel):
 
 
 def test_a_task_file_with_a_pydantic_model_path_through_the_cli(tmp_path):
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "shop_models.py").write_text(SHOP_MODELS)
     tasks = tmp_path / "project" / "tasks"
     tasks.mkdir(parents=True)
+    (tasks / "shop_models.py").write_text(SHOP_MODELS)  # beside the task file, in the taxonomy's folder
     (tasks / "summary.yaml").write_text(PYDANTIC_TASK)
     (tasks / "write.j2").write_text("Write a short text about {{ topic.title }} with a title and its word count.")
     (tmp_path / "project" / "shop.yaml").write_text(textwrap.dedent("""\
@@ -284,7 +283,7 @@ def test_a_task_file_with_a_pydantic_model_path_through_the_cli(tmp_path):
           lamps: {description: Desk lamps, seeds: [{id: s1, text: A brass desk lamp., summary: Lamp.}]}
           rugs: {description: Wool rugs, seeds: [{id: s2, text: A striped wool rug., summary: Rug.}]}
         """))
-    env = cli_env(tmp_path, PYTHONPATH=f"{ROOT}:{tmp_path / 'pkg'}")
+    env = cli_env(tmp_path)
     with FakeAPI() as api:
         done = distill("generate", "-t", "project/shop.yaml", "--teacher", "openai:m", "--base-url", api.url + "/v1",
                        "--out", "run", "--no-preflight", cwd=tmp_path, env=env)
@@ -397,8 +396,11 @@ def broken(tmp_path: Path, old: str, new: str, name: str = "clinical-extraction.
      "clinical-extraction.yaml:100: task.checks.4: clinical_checks.py has no function"),
     ("custom: ./clinical_checks.py:drug_names_in_note", "custom: no_such_plugin",
      "task.checks.4: unknown check 'no_such_plugin'"),
+    # A taxonomy names Python only as a file in its folder, never a module (more in test_code_safety.py).
     ("output_schema: *medications", "output_schema: shop.models:Nothing",
-     "clinical-extraction.yaml:88: task.output_schema: cannot import 'shop.models'"),
+     "clinical-extraction.yaml:88: task.output_schema: 'shop.models:Nothing' names a Python module"),
+    ("output_schema: *medications", "output_schema: ./shop_models.py:Nothing",
+     "clinical-extraction.yaml:88: task.output_schema: model file"),
     ("sampling: {temperature: 0.2}", "sampling: {temperature: 7}",
      "clinical-extraction.yaml:81: task.steps.1.sampling.temperature: Input should be less than or equal to 2"),
     ("pattern: \"[a-z][a-z0-9 -]*\"", "pattern: \"[a-z\"", "task.checks.3.regex.pattern: not a valid regular"),

@@ -31,6 +31,7 @@ def test_adapter_manifest_and_card_are_written(trained):  # noqa: F811
     n_train = sum(1 for _ in (run_dir / "train.jsonl").open())
     n_eval = sum(1 for _ in (run_dir / "eval.jsonl").open())
     assert (manifest["train_examples"], manifest["eval_examples"]) == (n_train, n_eval)
+    assert manifest["mask"]["rows"] == n_train  # trained on train.jsonl's rows alone: eval.jsonl stays unseen
     assert n_train + n_eval == 40 and n_eval >= 3  # every leaf is represented in the held-out split
     card = (out / "README.md").read_text()
     assert "Taxonomy: toy" in card and "Teacher: local" in card
@@ -88,6 +89,20 @@ def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):  # noqa: 
     again = train(copy, fast_config(max_steps=10), out_dir=copy / "student", progress=False)
     assert again.resumed_from is not None and again.resumed_from.endswith("checkpoint-8")
     assert again.steps == 10
+
+
+def test_qlora_loads_the_base_in_nf4_with_double_quantisation():
+    """QLoRA as the paper and the docs promise: 4-bit NormalFloat weights, their scales quantised again."""
+    from bitsandbytes.nn import Linear4bit
+
+    from distill.models import resolve_model
+    from distill.train.sft import load_model
+
+    model = load_model(resolve_model("local"), qlora=True, cuda=False, checkpointing=False)
+    weights = [module.weight for module in model.modules() if isinstance(module, Linear4bit)]
+    assert len(weights) == 7 * 30
+    assert {w.quant_type for w in weights} == {"nf4"}
+    assert all(w.quant_state.nested for w in weights)  # double quantisation: the absmax scales in 8 bits
 
 
 def test_qlora_runs_on_cpu_through_bitsandbytes(tmp_path):

@@ -58,6 +58,11 @@ _TERMINAL = re.compile(r"""[.!?:;)\]}"'`*>|%]\s*$|```\s*$""")
 
 
 def check_structure(example: Example, settings: CheckSettings) -> Failure | None:
+    """The conversation must have the shape a trainer needs: a user turn with text, then an answer.
+
+    An assistant turn before any user turn would teach an answer to nothing; an empty user or assistant
+    turn teaches nothing at all. Any system turn is allowed and ignored here.
+    """
     turns = [m.role for m in example.messages if m.role != "system"]
     if turns and turns[0] == "assistant":  # a trainer would learn an answer to nothing
         return Failure("turn_order", "an assistant turn comes before any user turn")
@@ -69,6 +74,12 @@ def check_structure(example: Example, settings: CheckSettings) -> Failure | None
 
 
 def check_schema(example: Example, settings: CheckSettings) -> Failure | None:
+    """A structured task's answer must validate against the task's output schema.
+
+    The schema is the task's `output_schema` (JSON Schema or a pydantic model); the example's `output`
+    is checked, or, when it has none, its answer parsed as JSON. The detail names the first field that
+    fails. Data without a schema (open QA, chat data from elsewhere) passes.
+    """
     if settings.output_schema is None:
         return None
     data = example.output
@@ -96,6 +107,12 @@ def check_schema(example: Example, settings: CheckSettings) -> Failure | None:
 
 
 def check_truncated(example: Example, settings: CheckSettings) -> Failure | None:
+    """The answer must be finished: a cut answer teaches the student to stop mid-thought.
+
+    Rejected: the teacher stopped at max_tokens (`finish_reason` "length" in the example's meta), an
+    unclosed ``` code block, or a last line of eight words or more that ends on a letter or digit
+    without a sentence stop. Short last lines (list items, labels) may lack a stop and pass.
+    """
     if example.meta.model_extra and example.meta.model_extra.get("finish_reason") == "length":
         return Failure("truncated", "the teacher stopped at max_tokens (finish_reason=length)")
     text = example.response.rstrip()
@@ -109,6 +126,11 @@ def check_truncated(example: Example, settings: CheckSettings) -> Failure | None
 
 
 def check_length(example: Example, settings: CheckSettings) -> Failure | None:
+    """The answer's length in words must be within `min_words` and `max_words`.
+
+    A one-word answer to an open question is rarely an answer; a very long one is usually a teacher
+    that rambled on. Classification answers (a label) have no minimum.
+    """
     words = len(example.response.split())
     if settings.labels is None and words < settings.min_words:
         return Failure("too_short", f"{words} words < min_words {settings.min_words}")
@@ -118,6 +140,12 @@ def check_length(example: Example, settings: CheckSettings) -> Failure | None:
 
 
 def check_refusal(example: Example, settings: CheckSettings) -> Failure | None:
+    """The answer must not refuse or talk about itself as an AI.
+
+    A refusal ("I'm sorry, but I can't help ...") in a training set teaches the student to refuse the
+    same kind of request; assistant boilerplate ("As an AI language model ...", "my knowledge cutoff")
+    teaches a voice nobody asked for. The detail quotes the phrase found.
+    """
     text = example.response
     if m := _REFUSAL.search(text):
         return Failure("refusal", f"refusal phrase {m.group(0)!r}")
@@ -127,6 +155,13 @@ def check_refusal(example: Example, settings: CheckSettings) -> Failure | None:
 
 
 def check_repeats_question(example: Example, settings: CheckSettings) -> Failure | None:
+    """The answer must say more than the question.
+
+    Rejected: an answer that is the question verbatim, or that contains a question of five words or
+    more and adds fewer words than five or half the question's length, whichever is more. Text is
+    compared after normalisation (case, punctuation, whitespace). A task whose answer rightly restates
+    its input lists `repeats_question` under `skip_checks`.
+    """
     prompt, response = normalize_text(example.prompt).split(), normalize_text(example.response).split()
     if not prompt or not response:
         return None
@@ -147,6 +182,12 @@ def repeated_ngram_ratio(words: list[str], n: int) -> float:
 
 
 def check_repetition(example: Example, settings: CheckSettings) -> Failure | None:
+    """The answer must not loop: at most `max_repeated_ngram_ratio` of its word n-grams may repeat.
+
+    Small teachers fall into loops that repeat a phrase until max_tokens; the share of word
+    `repetition_ngram`-grams (3) that repeat an earlier one catches them. Answers shorter than four
+    n-grams are not judged.
+    """
     words = normalize_text(example.response).split()
     if len(words) < 4 * settings.repetition_ngram:
         return None
@@ -160,6 +201,12 @@ def check_repetition(example: Example, settings: CheckSettings) -> Failure | Non
 
 
 def check_language(example: Example, settings: CheckSettings) -> Failure | None:
+    """Question and answer must be in the dataset's `language` (ISO 639-1, "en" by default).
+
+    A teacher sometimes switches language mid-dataset; a student trained on a mix answers in either.
+    The guess (writing system, then the share of common words) abstains on text too short or too
+    ambiguous to call, so a terse answer passes. `--language any` switches the check off.
+    """
     if not settings.language:
         return None
     for role, text in (("prompt", example.prompt), ("response", example.response)):
@@ -176,6 +223,11 @@ def _label_of(example: Example) -> str:
 
 
 def check_label(example: Example, settings: CheckSettings) -> Failure | None:
+    """Classification: the answer's label must be one of the taxonomy's labels.
+
+    The label is the structured answer's `label` field, or the whole answer for plain-text labels;
+    the comparison ignores case and surrounding punctuation. Data without a label set passes.
+    """
     if not settings.labels:
         return None
     label = _label_of(example).strip().strip(".!\"'`").strip()
@@ -200,6 +252,7 @@ def check_self_contained(example: Example, settings: CheckSettings) -> Failure |
 
     The student sees the user turn alone; a question made only of frame words ("treatment",
     "symptoms", "next"), pronouns and stop words cannot be answered, and its answer teaches guessing.
+    `generic_words` adds words that, in one dataset, frame a question without naming its subject.
     """
     prompt = example.prompt
     if not prompt.strip() or subject_words(prompt, settings.generic_words):
@@ -213,8 +266,16 @@ def check_self_contained(example: Example, settings: CheckSettings) -> Failure |
 def check_off_topic(example: Example, settings: CheckSettings) -> Failure | None:
     """Question and answer must be about their taxonomy node, not mostly about another leaf.
 
-    Not for labelled data: a plan crosses every label with every leaf, so a login_problem ticket in the
-    billing leaf rightly talks like the account leaf (in tiny-tickets the check removed 2 of 4 such items).
+    Question and answer are TF-IDF vectors scored against every leaf's profile (its name and description
+    and its ancestors'; IDF over the leaves, so words every leaf uses weigh nothing). An example whose own
+    node scores under `min_topic_ratio` times the best other leaf talks about that leaf instead; the
+    detail names it. A lexical check cannot tell "about another node" from "about words no description
+    uses", so the ratio stays low; `--judge SPEC` has a teacher decide instead (a judged check).
+
+    Needs the taxonomy (inside `distill generate`, or `distill curate --taxonomy FILE`); without one the
+    check stands aside. Not for labelled data: a plan crosses every label with every leaf, so a
+    login_problem ticket in the billing leaf rightly talks like the account leaf (in tiny-tickets the
+    check removed 2 of 4 such items).
     """
     path = example.meta.taxonomy_path
     if settings.topics is None or settings.topic_judge or settings.labels or path not in settings.topics:

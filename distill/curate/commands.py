@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from pydantic import ValidationError
+
 from distill.errors import DistillError
 from distill.owned import FORCE_HELP, OwnedFolder
 
@@ -75,14 +77,6 @@ def _write_reports(input_path, out: OwnedFolder, result) -> None:
     out.write_jsonl("duplicates.jsonl", result.duplicates)
     out.write_json("stats.json", {"input": str(input_path), **result.to_stats()})
     out.write_text("report.md", markdown_report(result) + "\n")
-
-
-def _first_error(err: ValueError) -> str:
-    errors = getattr(err, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        return f"{'.'.join(map(str, first['loc']))}: {first['msg'].removeprefix('Value error, ')}"
-    return str(err)
 
 
 @contextmanager
@@ -175,6 +169,7 @@ def register(app: typer.Typer) -> None:
         from distill.curate.heldout import parse_heldout_option
         from distill.curate.pipeline import CurateConfig
         from distill.executors import check_executor
+        from distill.userfiles import invalid_options
 
         check_executor(executor)
         if executor == "ray" and (label_check or judge):
@@ -191,8 +186,8 @@ def register(app: typer.Typer) -> None:
             "heldout": [parse_heldout_option(h) for h in heldout],
             "against": list(against), "threshold": threshold, "shingle_size": shingle_size, "num_perm": num_perm,
             "ngram": ngram, "min_words": min_words, "max_words": max_words,
-            "language": None if language.lower() in ("any", "none", "") else language,
-            **({"labels": [l.strip() for l in labels.split(",") if l.strip()]} if labels else {}),
+            "language": language,
+            **({"labels": labels.split(",")} if labels is not None else {}),
             "near_dedup": near_dedup, "decontam_minhash_threshold": decontam_minhash,
             "skip_checks": list(skip_check), "min_topic_ratio": min_topic_ratio,
             "label_check": label_check is not None, "topic_judge": judge is not None,
@@ -200,8 +195,8 @@ def register(app: typer.Typer) -> None:
         }
         try:
             config = CurateConfig(**with_taxonomy(taxonomy, settings))
-        except ValueError as err:  # pydantic: a threshold out of range and the like
-            raise DistillError(f"bad option: {_first_error(err)}") from None
+        except ValidationError as err:  # a threshold out of range, min words above max words and the like
+            raise invalid_options(err) from None
         for source in config.heldout:  # before reading the input: decontamination comes last
             if not Path(source.path).exists():
                 raise DistillError(f"--heldout: file not found ({Path(source.path).resolve()}; a relative path starts "

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from distill.errors import DistillError
+from distill.errors import DistillError, explain
 from distill.records import Example, iter_jsonl
 
 
@@ -43,14 +43,28 @@ def iter_rows(path: Path):
         yield from iter_jsonl(path)
         return
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ModuleNotFoundError:
         raise DistillError("reading Parquet needs pyarrow: pip install 'distill[ray]'", path=path) from None
     number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
-        for row in batch.to_pylist():
-            number += 1
-            yield number, drop_nulls(row)
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=10_000)
+        for batch in batches:
+            for row in batch.to_pylist():
+                number += 1
+                yield number, drop_nulls(row)
+    except (pa.ArrowException, OSError) as exc:  # a truncated or overwritten file: the footer or a page
+        raise unreadable_parquet(exc, path, number) from None
+
+
+def unreadable_parquet(exc: Exception, path: Path, rows_read: int = 0) -> DistillError:
+    """One line for a Parquet file pyarrow cannot read (truncated, overwritten, not Parquet at all)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return explain(exc, path)  # the file system's error (permission denied ...), not the file's
+    after = f" after row {rows_read}" if rows_read else ""
+    reason = " ".join(str(exc).split())[:200]
+    return DistillError(f"not a readable Parquet file{after} ({reason}); write the file again", path=path)
 
 
 def parquet_row(value):

@@ -66,11 +66,13 @@ def taxonomy_config(loaded) -> dict[str, Any]:
 def with_taxonomy(taxonomy, settings: dict[str, Any]) -> dict[str, Any]:
     """`CurateConfig` fields: the taxonomy's (a file, a `Taxonomy`, a `LoadedTaxonomy`; None: none), with `settings`
     over them. Held-out sets and switched-off checks add up: a caller's --heldout or --skip-check never drops the
-    taxonomy's or the task's own. `distill generate`, `distill curate` and `distill.curate()` all come here."""
+    taxonomy's or the task's own. `distill generate`, `distill curate` and `distill.curate()` all come here: curating
+    is one of the two commands that import a task's Python (its custom checks and models)."""
     if taxonomy is None:
         return dict(settings)
     from distill.taxonomy import LoadedTaxonomy, load_taxonomy
 
-    base = taxonomy_config(taxonomy if isinstance(taxonomy, LoadedTaxonomy) else load_taxonomy(taxonomy))
+    loaded = taxonomy.with_code() if isinstance(taxonomy, LoadedTaxonomy) else load_taxonomy(taxonomy, code=True)
+    base = taxonomy_config(loaded)
     return {**base, **settings, "heldout": [*base["heldout"], *settings.get("heldout", [])],
             "skip_checks": [*base["skip_checks"], *settings.get("skip_checks", [])]}

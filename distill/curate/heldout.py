@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from distill.curate.dataset_io import unreadable_parquet
 from distill.errors import DistillError
 from distill.records import HeldoutSource, iter_jsonl
 from distill.userfiles import read_text
@@ -28,8 +31,10 @@ def parse_heldout_option(value: str) -> HeldoutSource:
     """`PATH` or `PATH:field1,field2` (the form `--heldout` takes on the command line)."""
     path, sep, fields = value.rpartition(":")
     if sep and path and "/" not in fields and not Path(value).exists():
-        names = [f.strip() for f in fields.split(",") if f.strip()]
-        return HeldoutSource(path=path, fields=names or None)
+        try:
+            return HeldoutSource(path=path, fields=fields.split(","))
+        except ValidationError as exc:
+            raise DistillError(f"--heldout {value!r}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     return HeldoutSource(path=value)
 
 
@@ -104,12 +109,13 @@ def _rows_table(table, path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _rows_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         return _rows_table(pq.read_table(path), path)
-    except Exception as err:  # pyarrow raises several types for a bad file
-        raise DistillError(f"not a readable Parquet file ({err})", path=path) from None
+    except (pa.ArrowException, OSError) as exc:  # a truncated or overwritten file
+        raise unreadable_parquet(exc, path) from None
 
 
 def _rows_datasets(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -117,11 +123,16 @@ def _rows_datasets(path: Path) -> list[tuple[int, dict[str, Any]]]:
         from datasets import DatasetDict, load_from_disk
     except ImportError:
         raise DistillError("reading a `datasets` folder needs `pip install datasets` (the train extra)", path=path) from None
-    data = load_from_disk(str(path))
-    if isinstance(data, DatasetDict):
-        split = "test" if "test" in data else next(iter(data))
-        data = data[split]
-    return [(i, row) for i, row in enumerate(data, 1)]
+    try:
+        data = load_from_disk(str(path))
+        if isinstance(data, DatasetDict):
+            split = "test" if "test" in data else next(iter(data))
+            data = data[split]
+        return [(i, row) for i, row in enumerate(data, 1)]
+    except (OSError, ValueError) as exc:  # no state.json, an .arrow file cut short (pyarrow's ValueError), bad JSON
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise DistillError(f"not a readable `datasets` folder ({reason}); save it again with save_to_disk",
+                           path=path) from None
 
 
 def _text_of(value: Any) -> str:

@@ -25,6 +25,20 @@ _SCRIPTS = {
     "CJK": "zh", "HIRAGANA": "ja", "KATAKANA": "ja", "HANGUL": "ko", "CYRILLIC": "ru", "ARABIC": "ar",
     "GREEK": "el", "HEBREW": "he", "DEVANAGARI": "hi", "THAI": "th",
 }
+# What `detect_language` can answer: a language outside these would reject every answer it can call.
+KNOWN_LANGUAGES = tuple(sorted({*_STOPWORDS, *_SCRIPTS.values()}))
+ANY_LANGUAGE = ("any", "none", "")  # the check is off
+
+
+def expected_language(value: str | None) -> str | None:
+    """The language the check expects (None: off), or a ValueError naming the ones it knows."""
+    if value is None or value.strip().lower() in ANY_LANGUAGE:
+        return None
+    code = value.strip().lower()
+    if code not in KNOWN_LANGUAGES:
+        raise ValueError(f"unknown language {value!r}; the check knows {', '.join(KNOWN_LANGUAGES)} "
+                         "(or 'any' to switch it off)")
+    return code
 
 
 def _script_language(text: str) -> str | None:

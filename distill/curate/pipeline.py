@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from distill.curate.checks import CheckSettings, first_failure, unknown_checks
 from distill.curate.dataset_io import dedup_text, load_examples
@@ -18,6 +18,7 @@ from distill.curate.decontaminate import DecontamConfig, build_index, find_conta
 from distill.curate.exact import exact_keys, find_exact_duplicates
 from distill.curate.heldout import load_all
 from distill.curate.judge import Judge, LabelTask, run_judged_checks
+from distill.curate.language import expected_language
 from distill.curate.minhash import MinHashConfig, find_near_duplicates, resolve_bands
 from distill.curate.topic import NodeText, TopicIndex
 from distill.records import Example, HeldoutSource, Reject
@@ -27,16 +28,18 @@ NO_NODE = "(none)"
 
 
 class CurateConfig(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    """How to curate: `distill curate`'s flags, `distill.curate()`'s keywords and what a taxonomy adds."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     # Content checks
-    min_words: int = 2
-    max_words: int = 2000
-    language: str | None = "en"
+    min_words: int = Field(2, ge=0)
+    max_words: int = Field(2000, ge=1)
+    language: str | None = "en"  # ISO 639-1 (`KNOWN_LANGUAGES`); None or "any": no check
     labels: list[str] | None = None
     output_schema: Any = None  # a pydantic model, or a task's OutputSchema
     task_checks: list[Any] = Field(default_factory=list)  # a task's own checks (distill/tasks/checks.py)
-    max_repeated_ngram_ratio: float = 0.3
+    max_repeated_ngram_ratio: float = Field(0.3, gt=0, le=1)
     # Checks switched off by name (`check_off_topic` -> "off_topic"): what an ablation leaves out
     skip_checks: list[str] = Field(default_factory=list)
     generic_words: list[str] = Field(default_factory=list)  # not_self_contained: more frame words
@@ -55,8 +58,8 @@ class CurateConfig(BaseModel):
     threshold: float = Field(0.7, gt=0, le=1)
     shingle_size: int = Field(5, ge=1)
     num_perm: int = Field(128, ge=8)
-    bands: int | None = None
-    rows: int | None = None
+    bands: int | None = Field(None, gt=0)
+    rows: int | None = Field(None, gt=0)
     confirm: Literal["exact", "estimate"] = "exact"
     dedup_on: Literal["conversation", "prompt", "response"] = "conversation"
     quality_key: str = "quality"  # meta[quality_key], when present, picks the best of a duplicate group
@@ -65,7 +68,7 @@ class CurateConfig(BaseModel):
     heldout: list[HeldoutSource] = Field(default_factory=list)
     ngram: int = Field(8, ge=1)
     report_ngram: int = Field(13, ge=1)
-    decontam_minhash_threshold: float | None = None
+    decontam_minhash_threshold: float | None = Field(None, gt=0, le=1)
     workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1)
 
     @field_validator("skip_checks")
@@ -74,6 +77,30 @@ class CurateConfig(BaseModel):
         if message := unknown_checks(names):
             raise ValueError(message)
         return names
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        return expected_language(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _some_labels(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is None:
+            return None
+        labels = [label.strip() for label in labels]
+        if not labels or not all(labels):
+            raise ValueError("an empty label; give the label set as names (a,b,c), or leave it out")
+        return labels
+
+    @field_validator("max_words")
+    @classmethod
+    def _words_in_order(cls, max_words: int, info: ValidationInfo) -> int:
+        min_words = info.data.get("min_words")
+        if min_words is not None and min_words > max_words:
+            raise ValueError(f"{max_words} is below min_words ({min_words}): every answer would be rejected; "
+                             "lower min_words or raise max_words")
+        return max_words
 
     def check_settings(self) -> CheckSettings:
         return CheckSettings(

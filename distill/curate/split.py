@@ -9,6 +9,11 @@ enough. A smoke run over many leaves of one example each (`--limit 24` on the me
 Within a stratum, the examples ranked first by a hash of (seed, id) go to eval: an example's side
 does not depend on the file's order, nor on anything outside its stratum. Pooling widens the
 stratum: adding examples to a pooled sibling can move an example of a small leaf.
+
+A split records the digest of the dataset it was carved from. When the dataset changes afterwards
+(more examples generated, a review applied), `follow_dataset` extends the split instead of using the
+old files forever: held-out examples stay held out, trained-on ones stay in train, examples no longer
+in the dataset leave, and only the new ones are split (stratified among themselves, same seed).
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from distill.curate.dataset_io import dataset_files, load_examples
 from distill.errors import DistillError
 from distill.owned import OwnedFolder
-from distill.records import Example
+from distill.records import Example, read_examples
+from distill.rundir import hold_run
 
 NO_NODE = "(none)"
 ROOT = "(all)"
@@ -119,8 +126,13 @@ def _strata(by_node: dict[str, list[int]], min_size: int) -> list[tuple[str, lis
     return strata
 
 
-def stratified_split(examples: list[Example], fraction: float = 0.1, seed: int = 0) -> SplitResult:
-    """About `fraction` of the examples held out, stratified by taxonomy node (see the module docstring)."""
+def stratified_split(examples: list[Example], fraction: float = 0.1, seed: int = 0,
+                     at_least_one: bool = True) -> SplitResult:
+    """About `fraction` of the examples held out, stratified by taxonomy node (see the module docstring).
+
+    `at_least_one`: when rounding holds out nothing, hold out one example anyway (a fresh split must
+    not be empty; an extension of a split that already has an eval side need not be).
+    """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
     by_node: dict[str, list[int]] = defaultdict(list)
@@ -133,7 +145,7 @@ def stratified_split(examples: list[Example], fraction: float = 0.1, seed: int =
     for members in ranked:
         take = math.floor(len(members) * fraction + 0.5)
         takes.append(min(len(members) - 1, take) if len(members) >= 2 else take)  # keep some to train on
-    if not any(takes) and len(examples) >= 2:
+    if at_least_one and not any(takes) and len(examples) >= 2:
         # Rounding left every stratum at zero (a tiny set, or a tiny fraction): hold out one example of
         # the largest stratum rather than none.
         takes[max(range(len(groups)), key=lambda k: len(ranked[k]))] = 1
@@ -157,19 +169,100 @@ def _note(n: int, n_eval: int, fraction: float) -> str | None:
     return None
 
 
-def save_split(directory: Path, result: SplitResult) -> None:
-    """Write DIRECTORY/train.jsonl and eval.jsonl, and record the split in DIRECTORY/stats.json; a file of
-    those names that distill did not write is refused, never replaced."""
-    folder = OwnedFolder.in_place(directory)
+def save_split(directory: Path, result: SplitResult, source: str | None = None) -> None:
+    """Write DIRECTORY/train.jsonl and eval.jsonl, and record the split in DIRECTORY/stats.json.
+
+    `source`: the digest of the dataset the split was made from (`dataset_digest`), so that a later
+    change of the dataset is noticed instead of the old split being used forever."""
+    folder = OwnedFolder.in_place(directory)  # a file of those names distill did not write is refused
     folder.check_all(("train.jsonl", "eval.jsonl", "stats.json"))
     folder.write_jsonl("train.jsonl", result.train)
     folder.write_jsonl("eval.jsonl", result.eval)
-    record_split(folder, result.summary())
+    record_split(directory, {**result.summary(), "source_sha256": source or dataset_digest(directory)})
 
 
-def record_split(folder: OwnedFolder, summary: dict) -> None:
-    """Merge the split's summary into stats.json (where the run's other counts are)."""
-    path = folder.root / "stats.json"
+def dataset_digest(directory: Path) -> str | None:
+    """sha256 over the curated dataset's files (dataset.jsonl, or its shards), None where there is none."""
+    try:
+        files = dataset_files(directory)
+    except DistillError:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class SplitUpdate(BaseModel):
+    """What `follow_dataset` changed: examples new to the split on each side, and those that left it."""
+
+    added_train: int = 0
+    added_eval: int = 0
+    removed: int = 0
+
+    def describe(self) -> str:
+        return (f"the dataset changed since the split: {self.added_train + self.added_eval} new example(s) split "
+                f"{self.added_train} train / {self.added_eval} eval, {self.removed} no longer in the dataset "
+                "left it; held-out examples stay held out")
+
+
+def extend_split(examples: list[Example], train: list[Example], held_out: list[Example], fraction: float,
+                 seed: int) -> tuple[list[Example], list[Example], SplitUpdate]:
+    """The split of `examples` that keeps every side already chosen: an example held out before stays held
+    out (and one trained on stays in train), whatever its content now; new examples are split stratified
+    among themselves. Content comes from `examples`, so edits reach both sides."""
+    eval_ids = {e.id for e in held_out}
+    train_ids = {e.id for e in train}
+    new = [e for e in examples if e.id not in eval_ids and e.id not in train_ids]
+    fresh = stratified_split(new, fraction=fraction, seed=seed, at_least_one=not held_out) if new else None
+    new_eval = {e.id for e in fresh.eval} if fresh else set()
+    kept_train = [e for e in examples if e.id in train_ids or (e.id not in eval_ids and e.id not in new_eval)]
+    kept_eval = [e for e in examples if e.id in eval_ids or e.id in new_eval]
+    present = {e.id for e in examples}
+    update = SplitUpdate(added_train=len(new) - len(new_eval), added_eval=len(new_eval),
+                         removed=len((eval_ids | train_ids) - present))
+    return kept_train, kept_eval, update
+
+
+def read_split(directory: Path, fraction: float = 0.1, seed: int = 0
+               ) -> tuple[list[Example], list[Example], SplitUpdate | None]:
+    """DIRECTORY's train.jsonl and eval.jsonl, brought up to date with its dataset (`follow_dataset`)."""
+    directory = Path(directory)
+    train, held_out = read_examples(directory / "train.jsonl"), read_examples(directory / "eval.jsonl")
+    return follow_dataset(directory, train, held_out, fraction, seed)
+
+
+def follow_dataset(directory: Path, train: list[Example], held_out: list[Example], fraction: float = 0.1,
+                   seed: int = 0) -> tuple[list[Example], list[Example], SplitUpdate | None]:
+    """The run's split brought up to date with its dataset, rewritten when the dataset changed since it was
+    made (see `extend_split`). The update is None when nothing was new or gone."""
+    directory = Path(directory)
+    digest = dataset_digest(directory)
+    recorded = recorded_split(directory) or {}
+    if digest is None or recorded.get("source_sha256") == digest:
+        return train, held_out, None
+    fraction, seed = recorded.get("fraction", fraction), recorded.get("seed", seed)
+    train, held_out, update = extend_split(load_examples(directory), train, held_out, fraction, seed)
+    folder = OwnedFolder.in_place(directory)
+    folder.check_all(("train.jsonl", "eval.jsonl", "stats.json"))
+    folder.write_jsonl("train.jsonl", train)
+    folder.write_jsonl("eval.jsonl", held_out)
+    summary = {**recorded, "fraction": fraction, "seed": seed, "train": len(train), "eval": len(held_out),
+               "source_sha256": digest}
+    if update.added_train or update.added_eval or update.removed:
+        summary["extended"] = [*recorded.get("extended", []), update.model_dump()]
+        record_split(directory, summary)
+        return train, held_out, update
+    record_split(directory, summary)
+    return train, held_out, None
+
+
+def record_split(directory: Path, summary: dict) -> None:
+    """Merge the split's summary into DIRECTORY/stats.json (where the run's other counts are)."""
+    path = Path(directory) / "stats.json"
     stats = {}
     if path.is_file():
         try:
@@ -177,7 +270,7 @@ def record_split(folder: OwnedFolder, summary: dict) -> None:
         except ValueError:
             stats = {}
     stats["split"] = summary
-    folder.write_json("stats.json", stats, default=str)
+    OwnedFolder.in_place(directory).write_json("stats.json", stats, default=str)
 
 
 def recorded_split(directory: Path) -> dict | None:
@@ -191,13 +284,12 @@ def recorded_split(directory: Path) -> dict | None:
 
 def split_dataset(directory: Path, fraction: float = 0.1, seed: int = 0) -> SplitResult:
     """`distill split DIR`: split DIR's curated dataset.jsonl, write train.jsonl and eval.jsonl, record it."""
-    from distill.curate.dataset_io import load_examples
-
     if not 0.0 < fraction < 1.0:
         raise DistillError(f"--fraction must be between 0 and 1 (got {fraction}); 0.1-0.2 is usual")
-    directory = Path(directory)
-    result = stratified_split(load_examples(directory), fraction=fraction, seed=seed)
-    if not result.eval:
-        raise DistillError(result.note or "the eval split is empty", path=directory)
-    save_split(directory, result)
+    with hold_run(Path(directory)) as directory:
+        source = dataset_digest(directory)
+        result = stratified_split(load_examples(directory), fraction=fraction, seed=seed)
+        if not result.eval:
+            raise DistillError(result.note or "the eval split is empty", path=directory)
+        save_split(directory, result, source)
     return result

@@ -35,7 +35,8 @@ def eval_command(
     config = EvalConfig(out_dir=out, judge=judge, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
                         threads=threads, max_drop=max_drop, cache=not no_cache, cache_dir=cache_dir,
                         force=force)
-    result = evaluate(run_dir, students or [default_out_dir(run_dir)], config)
+    result = evaluate(run_dir, students or [default_out_dir(run_dir)], config,
+                      say=lambda line: typer.echo(line, err=True))
     typer.echo(result.markdown_path.read_text(encoding="utf-8"))
     typer.echo(f"written: {result.json_path}, {result.markdown_path}")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from distill.train.manifest import Manifest, load_student_tokenizer, read_manifest
+from distill.train.manifest import Manifest, attach_adapter, load_student_tokenizer, read_manifest
 
 
 class Answer(BaseModel):
@@ -26,11 +26,9 @@ def load_student(adapter_dir: Path):
     The base is loaded unquantised (fp32 on CPU, bf16 on CUDA) even for QLoRA adapters: on CPU, 4-bit
     inference is slow, and the adapter's delta applies to the same weights up to nf4 rounding.
     """
-    from peft import PeftModel
-
     manifest = read_manifest(adapter_dir)
     tokenizer = load_student_tokenizer(manifest)
-    model = PeftModel.from_pretrained(load_base(manifest), str(adapter_dir))
+    model = attach_adapter(load_base(manifest), adapter_dir)
     model.eval()
     return model, tokenizer, manifest
 

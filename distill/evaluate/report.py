@@ -55,7 +55,7 @@ class EvalConfig(BaseModel):
     out_dir: Path | None = None
     resamples: int = Field(1000, gt=0)
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = Field(None, gt=0)
     max_drop: float = Field(DEFAULT_MAX_DROP, ge=0, le=1)
     cache: bool = True
     cache_dir: Path | None = None
@@ -69,11 +69,13 @@ class EvalResult(BaseModel):
 
 
 def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
-             observe: Callable[[ModelForm, Any], None] | None = None) -> EvalResult:
+             observe: Callable[[ModelForm, Any], None] | None = None,
+             say: Callable[[str], None] | None = None) -> EvalResult:
     """Answer RUN_DIR/eval.jsonl with the base and each form of the student, score, write eval.json and eval.md.
 
     `students`: adapter folders, merged model folders and GGUF files of one student (any mix, in order).
     `observe(form, model)` is called with each form's model while it is loaded (export checks GGUF logits so).
+    `say` gets what a person should know (the split extended to examples generated after it).
     """
     from distill.evaluate.figures import write_figures  # these two import this module
     from distill.evaluate.forms import detect_forms, shared_manifest
@@ -86,10 +88,17 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     eval_path = run_dir / "eval.jsonl"
     if not eval_path.is_file():
         raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
+    from distill.curate.split import read_split
     from distill.models import set_threads
-    from distill.records import read_examples
 
-    held_out = read_examples(eval_path)
+    if (run_dir / "train.jsonl").is_file():  # examples generated after the split are held out too, if drawn so
+        _, held_out, update = read_split(run_dir)
+        if update is not None and say is not None:
+            say(f"split: {update.describe()}")
+    else:
+        from distill.records import read_examples
+
+        held_out = read_examples(eval_path)
     if not held_out:  # the split's problem comes first: no student can be scored on nothing
         raise DistillError(_empty_split_cause(run_dir), path=eval_path)
     if isinstance(config.judge, str):  # a folder the user named is checked before any model is looked at

@@ -19,7 +19,8 @@ def import_ray():
         import ray
         import ray.data  # noqa: F401  (the extra is ray[data]: pyarrow, pandas)
     except ModuleNotFoundError as exc:
-        raise DistillError(f"--executor ray needs the package {exc.name!r}; {INSTALL_HINT}") from None
+        raise DistillError(f"--executor ray needs the package {exc.name!r}; {INSTALL_HINT}",
+                           page="docs/getting-started.md#extras") from None
     return ray
 
 

@@ -43,8 +43,8 @@ def export_command(
         raise DistillError(f"--fraction must be between 0 and 1 (got {fraction})")
     options = DatasetExportOptions(out=out or Path(run_dir) / "hf_dataset", license=license_id, language=language,
                                    pretty_name=name, split_fraction=fraction, seed=seed, force=force)
-    result = export_dataset(run_dir, options)
     console = Console()
+    result = export_dataset(run_dir, options, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
     for split, rows in result.rows.items():
         console.print(f"{split}: {rows} rows -> {', '.join(str(p) for p in result.files[split])}", highlight=False)
     console.print(f"card: {result.card} ({result.seconds:.1f} s); load it with datasets.load_dataset"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field
 from distill.errors import DistillError
 from distill.owned import OwnedFolder
 from distill.records import Example
+from distill.rundir import hold_run
 
 # Hub split names: "test" is what trainers and the dataset viewer expect for a held-out split.
 SPLIT_FILES = {"train": "train.jsonl", "test": "eval.jsonl"}
@@ -53,8 +55,10 @@ class DatasetExport(BaseModel):
     seconds: float
 
 
-def export_dataset(run_dir: Path, options: DatasetExportOptions) -> DatasetExport:
-    """Write RUN_DIR's train/test split as Parquet shards plus a dataset card into `options.out`."""
+def export_dataset(run_dir: Path, options: DatasetExportOptions,
+                   say: Callable[[str], None] | None = None) -> DatasetExport:
+    """Write RUN_DIR's train/test split as Parquet shards plus a dataset card into `options.out`.
+    `say` gets what a person should know (the split extended to examples generated after it)."""
     from distill.export.dataset_card import check_dataset_card, render_dataset_card, unknown_languages
     from distill.train.card import read_stats
     from distill.train.data import load_splits
@@ -69,7 +73,8 @@ def export_dataset(run_dir: Path, options: DatasetExportOptions) -> DatasetExpor
     folder.check("README.md")
     # The run's own split (train.jsonl / eval.jsonl), or the curate stage's stratified one made and written now,
     # so that training later holds out exactly what the card calls `test`.
-    train, held_out = load_splits(run_dir, options.split_fraction, options.seed)
+    with hold_run(run_dir, "RUN_DIR"):  # not while a generate or review rewrites the run's files
+        train, held_out = load_splits(run_dir, options.split_fraction, options.seed, say)
     splits = {"train": train, "test": held_out}
     axes = axis_names(train + held_out)
     schema = arrow_schema(axes)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.records import Example
+from distill.taxonomy.snapshot import read_snapshot
 
 # Shown for each task in `task_categories`: chat SFT data is text generation whatever the task.
 TASK_CATEGORIES = {"qa": ["question-answering", "text-generation"],
@@ -82,7 +83,7 @@ def _body(run_dir: Path, splits, files, stats, name, options) -> str:
     from distill.review.figures import review_lines
 
     train, test = splits["train"], splits["test"]
-    taxonomy = _taxonomy(stats)
+    taxonomy = _taxonomy(run_dir)
     teachers = Counter(e.meta.teacher or "(unknown)" for e in train + test)
     lines = [
         f"# {name}", "",
@@ -127,17 +128,10 @@ def _columns(examples: list[Example]) -> list[str]:
     return [field.name for field in arrow_schema(axis_names(examples))]
 
 
-def _taxonomy(stats: dict):
-    """The taxonomy file the run was planned from, when it is still there (descriptions); else None."""
-    path = (stats.get("run") or {}).get("taxonomy_file")
-    if not path or not Path(path).is_file():
-        return None
-    try:
-        from distill.taxonomy import load_taxonomy
-
-        return load_taxonomy(path)
-    except Exception:  # a moved seed file or an edited taxonomy must not stop an export: the card says less
-        return None
+def _taxonomy(run_dir: Path):
+    """What the run recorded of its taxonomy when it was made (taxonomy.json: descriptions, axes); else None.
+    Never the taxonomy file itself: exporting a run folder someone sent must not read the files it names."""
+    return read_snapshot(run_dir)
 
 
 def _provenance(run_dir: Path, stats, taxonomy, options) -> list[str]:
@@ -145,13 +139,13 @@ def _provenance(run_dir: Path, stats, taxonomy, options) -> list[str]:
 
     run = stats.get("run") or {}
     lines = [f"- Taxonomy: **{stats.get('taxonomy') or '(unknown)'}**"
-             + (f": {taxonomy.taxonomy.description}" if taxonomy and taxonomy.taxonomy.description else ""),
+             + (f": {taxonomy.description}" if taxonomy and taxonomy.description else ""),
              f"- Task: {stats.get('task') or run.get('task') or '(see the task column)'}"]
     if taxonomy:
-        lines.append(f"- System prompt of every example: {taxonomy.taxonomy.system_prompt!r}")
-        if taxonomy.taxonomy.axes:
+        lines.append(f"- System prompt of every example: {taxonomy.system_prompt!r}")
+        if taxonomy.axes:
             lines.append("- Axes crossed with every leaf: " + "; ".join(
-                f"{axis} ({', '.join(spec.values)})" for axis, spec in taxonomy.taxonomy.axes.items()))
+                f"{axis} ({', '.join(spec.values)})" for axis, spec in taxonomy.axes.items()))
     if run.get("teacher"):
         lines.append(f"- Teacher: `{run['teacher']}`, plan seed {run.get('seed', 0)}")
     usage, calls = stats.get("usage") or {}, stats.get("teacher_calls") or {}
@@ -193,7 +187,7 @@ def _leaf_table(stats: dict, splits: dict[str, list[Example]], taxonomy) -> list
                     for split, examples in splits.items()}
     paths = set(split_counts["train"]) | set(split_counts["test"])
     paths |= {p for p in nodes if p != "(all)" and not any(o.startswith(p + "/") for o in nodes)}
-    described = {n.path: n.node.description for n in taxonomy.nodes} if taxonomy else {}
+    described = {n.path: n.description for n in taxonomy.nodes} if taxonomy else {}
     lines = ["| leaf | planned | generated | kept | train | test | rejects |", "|---|---:|---:|---:|---:|---:|---|"]
     for path in sorted(paths):
         node = nodes.get(path, {})

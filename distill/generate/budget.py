@@ -120,6 +120,7 @@ class Estimate:
     max_completion_tokens: int
     cost_usd: float | None  # at most, if every reply used all its max_tokens; None for an unknown price
     cost_typical_usd: float | None  # replies at half their max_tokens
+    unestimated: list[str] = field(default_factory=list)  # steps after one whose schema is Python not imported
 
 
 async def estimate_items(loaded: LoadedTaxonomy, items: list[PlanItem], teacher_spec: str,
@@ -140,9 +141,13 @@ async def estimate_items(loaded: LoadedTaxonomy, items: list[PlanItem], teacher_
     prompt = sum(estimate_prompt_tokens(r.messages) for r in seen)
     completion = sum(r.sampling.max_tokens for r in seen)
     model = teacher_spec.partition(":")[2]
+    # A dry run never imports the taxonomy's Python: past a step whose schema is a model in a file, the stand-in
+    # answer has no known shape, and the steps after it are neither rendered nor counted.
+    deferred = next((n for n, step in enumerate(task.steps) if step.schema is not None and step.schema.deferred), None)
     return Estimate(items=len(items), calls=len(seen), prompt_tokens=prompt, max_completion_tokens=completion,
                     cost_usd=prices.cost(model, prompt, completion, batch=batch),
-                    cost_typical_usd=prices.cost(model, prompt, completion // 2, batch=batch))
+                    cost_typical_usd=prices.cost(model, prompt, completion // 2, batch=batch),
+                    unestimated=[step.name for step in task.steps[deferred + 1:]] if deferred is not None else [])
 
 
 def print_estimate(console, estimate: Estimate) -> None:
@@ -154,3 +159,6 @@ def print_estimate(console, estimate: Estimate) -> None:
     console.print(f"  prompt tokens   ~{estimate.prompt_tokens:,} (estimated high, no tokenizer)")
     console.print(f"  output tokens   at most {estimate.max_completion_tokens:,} (every reply at max_tokens)")
     console.print(f"  cost            at most {usd(estimate.cost_usd)}; typically {usd(estimate.cost_typical_usd)}")
+    if estimate.unestimated:
+        console.print(f"  not counted     step(s) {', '.join(estimate.unestimated)}: they read a step whose schema is "
+                      "a Python model, which only generating imports", highlight=False)

@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from distill.errors import DistillError, RunFailed
 from distill.generate import preflight, switch_hint
@@ -28,7 +28,9 @@ from distill.rundir import LOCK_FILE, run_lock, writable_folder
 from distill.store import FAILED, PENDING, RunStore, store_errors
 from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy, with_per_leaf
 from distill.taxonomy.model import Taxonomy
+from distill.taxonomy.snapshot import SNAPSHOT, write_snapshot
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
+from distill.teachers.limits import unreachable
 from distill.teachers.registry import TeacherOptions, backend, parse_spec
 from distill.teachers.stack import build_teacher
 
@@ -63,6 +65,11 @@ class GenerateSettings(BaseModel):
     ray_workers: int | None = Field(None, gt=0)
     ray_gpus_per_worker: float | None = Field(None, gt=0)
 
+    @field_validator("teacher_options")
+    @classmethod
+    def _options_the_teacher_reads(cls, options: TeacherOptions, info: ValidationInfo) -> TeacherOptions:
+        return TeacherOptions.for_teacher(info.data.get("teacher", "local"), options)
+
 
 class GenerateOptions(GenerateSettings):
     """One run: the settings, what to generate over, and where."""
@@ -75,8 +82,9 @@ class GenerateOptions(GenerateSettings):
     progress: bool = True
 
 
-def _load_taxonomy(options: GenerateOptions) -> LoadedTaxonomy:
-    loaded = load_taxonomy(options.taxonomy)
+def _load_taxonomy(options: GenerateOptions, code: bool) -> LoadedTaxonomy:
+    """`code`: import the task's Python (its custom checks, its models): a run does, a dry run does not."""
+    loaded = load_taxonomy(options.taxonomy, code=code)
     return with_per_leaf(loaded, options.per_leaf) if options.per_leaf else loaded
 
 
@@ -93,7 +101,7 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     if options.executor == "ray" and teacher_factory is not None:
         raise DistillError("executor='ray' builds a teacher on every worker from the spec: pass teacher=SPEC, "
                            "not a teacher object")
-    loaded = _load_taxonomy(options)
+    loaded = _load_taxonomy(options, code=True)
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
@@ -113,7 +121,7 @@ def claim_run_folder(out: Path, option: str = "--out", force: bool = False,
     """The run directory, claimed for this run before its lock or store go in: a folder of the user's is
     refused unless `force`, and a file of theirs named like one of the run's is refused at once."""
     folder = OwnedFolder.claim(out, "run", option=option, force=force, force_option=force_option)
-    folder.check_all(("dataset.jsonl", "rejected.jsonl", "stats.json"))
+    folder.check_all(("dataset.jsonl", "rejected.jsonl", "stats.json", SNAPSHOT))
     folder.reserve(LOCK_FILE)
     folder.reserve("run.db")
     return folder
@@ -127,6 +135,7 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         _check_same_taxonomy(store, loaded, out)
         store.set_info(taxonomy=loaded.name, taxonomy_file=str(loaded.file), seed=options.seed,
                        teacher=options.teacher, task=loaded.task.name)
+        write_snapshot(loaded, out)  # what review and export show of the taxonomy: they never load it again
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
         budget = None
@@ -157,7 +166,7 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
                                 judge=_judge(store, options), progress=curate_progress)
         if budget is not None and budget.stopped:
             raise budget.error(sum(s == PENDING for s in store.statuses().values()))
-        _fail_when_nothing_kept(store, report, options.retry_failed)
+        _fail_when_items_failed(store, report)
         return report
     except KeyboardInterrupt:
         # Everything answered is already committed; export what there is so the files match run.db.
@@ -167,17 +176,27 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         store.close()
 
 
-def _fail_when_nothing_kept(store: RunStore, report: RunReport, retried: bool) -> None:
-    """A run that kept nothing because its items failed is not a success (exit 1), whatever it exported."""
+def _fail_when_items_failed(store: RunStore, report: RunReport) -> None:
+    """A run that kept nothing because its items failed, or whose items failed because the teacher could not
+    be reached, could not finish (exit 1), whatever it exported: the line says why and names --retry-failed.
+    Items one request at a time fails (a refusal, a bad request) leave a finished run with them counted."""
     counts = report.stats["counts"]
-    if counts["kept"] or not counts["failed"]:
+    if not counts["failed"]:
         return
     scope = {item_id for item_id, status in store.statuses().items() if status == FAILED}
     details = Counter(r.detail for r in store.latest_generation_rejects(scope))
-    example = f"; e.g. {details.most_common(1)[0][0]}" if details else ""
-    raise RunFailed(f"nothing was kept: {counts['failed']} of {counts['planned']} items failed{example}. Fix the cause "
-                    f"(teacher, base URL, key, server), then run again with --retry-failed; the exports in "
-                    f"{report.out} show what there is")
+    away = Counter({detail: n for detail, n in details.items() if unreachable(detail)})
+    if counts["kept"] and not away:
+        return
+    example = f"; e.g. {(away or details).most_common(1)[0][0]}" if details else ""
+    because = " because the teacher stopped answering" if away else ""
+    if not counts["kept"]:
+        raise RunFailed(f"nothing was kept: {counts['failed']} of {counts['planned']} items failed{because}{example}. "
+                        "Fix the cause (teacher, base URL, key, server), then run again with --retry-failed; the "
+                        f"exports in {report.out} show what there is")
+    raise RunFailed(f"{counts['failed']} of {counts['planned']} items failed{because}{example}. Once it answers "
+                    "again, run the same command with --retry-failed to ask for those items again; the "
+                    f"{counts['kept']} kept so far are in {report.files['dataset']}")
 
 
 def _make_teacher(spec: str, options: GenerateOptions, store: RunStore | None = None,
@@ -247,7 +266,7 @@ def estimate_run(options: GenerateOptions) -> Estimate:
     from distill.teachers.cost import PriceTable
 
     check_flags(options)
-    loaded = _load_taxonomy(options)
+    loaded = _load_taxonomy(options, code=False)
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
@@ -259,9 +278,9 @@ def estimate_run(options: GenerateOptions) -> Estimate:
                 todo = _todo(store, plan, options.retry_failed)
             finally:
                 store.close()
-    extra = options.teacher_options.model_extra or {}
-    prices = PriceTable((extra.get("api_config") or {}).get("prices"))
-    return asyncio.run(estimate_items(loaded, todo, options.teacher, prices, batch=bool(extra.get("batch"))))
+    teacher = options.teacher_options
+    prices = PriceTable((teacher.api_config or {}).get("prices"))
+    return asyncio.run(estimate_items(loaded, todo, options.teacher, prices, batch=bool(teacher.batch)))
 
 
 def check_flags(options: GenerateOptions) -> None:
@@ -269,11 +288,10 @@ def check_flags(options: GenerateOptions) -> None:
     the like. A user who passed one expected it to do something."""
     api = backend(options.teacher).api
     teacher = options.teacher_options
-    extra = teacher.model_extra or {}
     api_only = {"--base-url": teacher.base_url, "--concurrency": teacher.concurrency, "--timeout": teacher.timeout_s,
-                "--max-retries": teacher.max_retries, "--rpm": extra.get("rpm"), "--tpm": extra.get("tpm"),
-                "--batch": extra.get("batch") or None, "--sender-process": extra.get("sender_process"),
-                "--api-config": extra.get("api_config") or None, "--budget-usd": options.budget_usd,
+                "--max-retries": teacher.max_retries, "--rpm": teacher.rpm, "--tpm": teacher.tpm,
+                "--batch": teacher.batch or None, "--sender-process": teacher.sender_process,
+                "--api-config": teacher.api_config or None, "--budget-usd": options.budget_usd,
                 "--cache-dir": options.cache_dir, "--no-cache": None if options.cache else True,
                 "--no-preflight": None if options.preflight else True}
     given = [flag for flag, value in api_only.items() if value is not None]
@@ -281,18 +299,18 @@ def check_flags(options: GenerateOptions) -> None:
         raise DistillError(f"{', '.join(given)}: only for API teachers (openai:, anthropic:); the teacher "
                            f"{options.teacher!r} runs in this process, costs nothing and caches nothing: drop "
                            f"{'them' if len(given) > 1 else 'it'}")
-    if api and teacher.batch_size is not None and not extra.get("batch"):
+    if api and teacher.batch_size is not None and not teacher.batch:
         raise DistillError("--batch-size: only for in-process teachers and --batch jobs; for API requests in flight "
                            "use --concurrency")
     if options.executor == "ray":
-        local_only = {"--batch": extra.get("batch") or None, "--budget-usd": options.budget_usd,
-                      "--sender-process": extra.get("sender_process") or None}
+        local_only = {"--batch": teacher.batch or None, "--budget-usd": options.budget_usd,
+                      "--sender-process": teacher.sender_process or None}
         if given := [flag for flag, value in local_only.items() if value is not None]:
             raise DistillError(f"{', '.join(given)}: not with --executor ray yet (each worker sends its own "
                                "requests); use --executor local")
     elif options.ray_workers or options.ray_gpus_per_worker:
         raise DistillError("--ray-workers and --ray-gpus-per-worker are for --executor ray")
-    if extra.get("batch") and extra.get("sender_process"):
+    if teacher.batch and teacher.sender_process:
         raise DistillError("--sender-process: not with --batch (batch jobs are sent from the run itself)")
 
 

@@ -10,11 +10,12 @@ from distill.curate.checks import CHECKS, CheckSettings
 from distill.records import Message
 from distill.review.model import Neighbour, Signal
 from distill.review.state import ItemState
+from distill.taxonomy.snapshot import read_snapshot
 
 
 class Seed(BaseModel):
     id: str
-    text: str | None = None  # the seed's question or text, when the taxonomy can still be read
+    text: str | None = None  # the seed's question or text, as the run recorded it (taxonomy.json)
 
 
 class Check(BaseModel):
@@ -61,23 +62,11 @@ def run_checks(messages: list[Message], example) -> list[Check]:
     return out
 
 
-def seed_texts(taxonomy_file: str | None) -> dict[str, str]:
-    """seed id -> its text, from the taxonomy the run was generated with (empty when unreadable)."""
-    if not taxonomy_file:
-        return {}
-    from distill.errors import DistillError
-    from distill.tasks.engine import seed_text
-    from distill.taxonomy import load_taxonomy
-
-    try:
-        loaded = load_taxonomy(Path(taxonomy_file))
-    except (DistillError, OSError):  # a moved or edited taxonomy only costs the card its seed texts
-        return {}
-    texts = {}
-    for node in loaded.nodes:
-        for seed in node.seeds:
-            texts[seed.id] = seed_text(seed)
-    return texts
+def seed_texts(directory: Path) -> dict[str, str]:
+    """seed id -> its text, as the run recorded it when it was made (empty for a run without taxonomy.json).
+    Never from the taxonomy file run.db names: a run folder must not make a command read other files."""
+    recorded = read_snapshot(directory)
+    return dict(recorded.seeds) if recorded is not None else {}
 
 
 def _past(decision) -> Past:

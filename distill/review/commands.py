@@ -3,7 +3,7 @@
     distill review DIR [--size N | --sample F | --more N] [--serve | --cli]   queue (build or grow), then review
     distill review status DIR                                                 figures, gate; rewrites the files
     distill review add-reviewer DIR NAME                                      a token for another reviewer
-    distill review regenerate DIR --leaf PATH                                 ask the teacher again for a leaf
+    distill review regenerate DIR --leaf PATH -t TAXONOMY                     ask the teacher again for a leaf
     distill review export DIR --format argilla|datasets                       for Argilla 2.x or `datasets`
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +26,7 @@ OPEN = "open"
 class _DirFirstGroup(TyperGroup):
     """`distill review DIR ...` runs the hidden `open` command; `distill review status DIR` its subcommand."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = [OPEN, *args]
         return super().parse_args(ctx, args)
@@ -116,9 +115,11 @@ def _user() -> str:
 
 
 def _serve(directory: Path, host: str, port: int, name: str, console: Console) -> None:
-    from distill.review.server import ReviewServer
+    from distill.review.server import PLAIN_HTTP_WARNING, ReviewServer, is_loopback
 
     server = ReviewServer(directory, host=host, port=port, owner=name)
+    if not is_loopback(host):
+        Console(stderr=True).print(PLAIN_HTTP_WARNING, highlight=False, soft_wrap=True)
     if server.owner_token:
         console.print(f"review at {server.url}", highlight=False, soft_wrap=True)
         console.print(f"(as {name}; the token in the URL is the key: keep it to yourself)", highlight=False)
@@ -210,6 +211,8 @@ def add_reviewer_command(
 def regenerate_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="A run directory made by `distill generate`."),
     leaf: str = typer.Option(..., "--leaf", help="The taxonomy leaf (or branch) to ask again, e.g. cardiology/arrhythmias."),
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", "-t", help="The taxonomy file (or InstructLab "
+                                         "folder) the run was made from; required (a run folder never picks it)."),
     count: int | None = typer.Option(None, "--count", min=1, help="Items to ask for (default: as many as leave)."),
     teacher: str | None = typer.Option(None, "--teacher", help="Another teacher spec (default: the run's)."),
     base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server for an openai: teacher."),
@@ -217,7 +220,7 @@ def regenerate_command(
     """Ask the teacher again for a leaf the review rejected too much of; the new items join the queue."""
     from distill.review.regenerate import regenerate
 
-    report = regenerate(directory, leaf, count=count, teacher=teacher, base_url=base_url,
+    report = regenerate(directory, leaf, taxonomy=taxonomy, count=count, teacher=teacher, base_url=base_url,
                         progress=Console(stderr=True).is_terminal)
     Console().print(report.message, highlight=False, soft_wrap=True)
 

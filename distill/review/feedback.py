@@ -22,6 +22,7 @@ from distill.records import REVIEW_REASONS, Example, Reject, iter_jsonl
 from distill.review.gate import Census, census_of, evaluate, top_reasons
 from distill.review.ledger import ReviewLedger
 from distill.review.state import ACCEPT, EDIT, REJECT, ReviewState
+from distill.rundir import hold_run
 
 
 @dataclass
@@ -172,7 +173,11 @@ def refresh_files(directory: Path, say: Callable[[str], None] | None = None) -> 
     or None when there is no queue. Originals stay in run.db, so every rewrite can be undone. A file of
     those names that distill did not write (a dataset the user made) is left as it is, and `say` is told:
     training and export apply the review to it as they read it."""
-    directory = Path(directory)
+    with hold_run(Path(directory)) as directory:  # not while a generate rewrites dataset.jsonl
+        return _refresh_files(directory, say)
+
+
+def _refresh_files(directory: Path, say: Callable[[str], None] | None) -> dict[str, Any] | None:
     review = load_review(directory)
     if review is None:
         return None

@@ -180,7 +180,8 @@ def _failure_message(failing: list[Unit], settings, directory) -> str:
             f"{_pct(worst.ci[1])} ({settings.confidence:.0%} {settings.interval} bound), threshold "
             f"{_pct(settings.threshold)}")
     if worst.verdict == "fail":
-        fix = (f"regenerate it (`distill review regenerate {directory} --leaf {worst.name}`)" if worst.name != ALL
+        fix = (f"regenerate it (`distill review regenerate {directory} --leaf {worst.name} --taxonomy FILE`)"
+               if worst.name != ALL
                else "regenerate the worst leaves (`distill review status` lists them)")
         tail = f"; it is above the threshold: {fix} or review all {worst.unread} unread items"
     else:

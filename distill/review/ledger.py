@@ -1,4 +1,4 @@
-"""The review's tables in run.db (migration 4 in distill/store.py): queue, decisions, reviewers.
+"""The review's tables in run.db (migrations 4 and 5 in distill/store.py): queue, decisions, reviewers.
 
 Append-only: queuing more items adds rows, a decision (an undo too) is a new row. Each write is its
 own short transaction, so several reviewers (web pages, terminals, processes) write at once safely:
@@ -98,9 +98,10 @@ class ReviewLedger:
 
     # decisions
     def add_decision(self, decision: Decision) -> Decision:
-        """Append a decision; a client_id seen before returns the decision already stored (a retry)."""
+        """Append a decision; one with the reviewer, item and client_id of a stored one is a retry of it,
+        and returns the stored decision."""
         if decision.client_id:
-            existing = self.decision_by_client_id(decision.client_id)
+            existing = self.retried(decision)
             if existing is not None:
                 return existing
         now = time.time()
@@ -113,15 +114,23 @@ class ReviewLedger:
                      json.dumps([m.model_dump() for m in decision.messages]) if decision.messages is not None else None,
                      decision.undoes, decision.seconds, decision.client_id, now),
                 ).lastrowid
-        except sqlite3.IntegrityError:  # the same client_id from a concurrent retry won the race
-            existing = self.decision_by_client_id(decision.client_id or "")
+        except sqlite3.IntegrityError:  # a concurrent retry of the same decision won the race
+            existing = self.retried(decision) if decision.client_id else None
             if existing is None:
                 raise
             return existing
         return decision.model_copy(update={"id": row, "created_at": now})
 
-    def decision_by_client_id(self, client_id: str) -> Decision | None:
-        rows = list(self._select_decisions("WHERE client_id = ?", (client_id,)))
+    def retried(self, decision: Decision) -> Decision | None:
+        """The stored decision with this one's reviewer, item and client_id (what a retry finds), if any."""
+        rows = list(self._select_decisions("WHERE reviewer = ? AND item_id = ? AND client_id = ?",
+                                           (decision.reviewer, decision.item_id, decision.client_id)))
+        return rows[0] if rows else None
+
+    def undo_by_client_id(self, reviewer: str, client_id: str) -> Decision | None:
+        """This reviewer's undo sent with `client_id` (a retried undo finds the one that already landed)."""
+        rows = list(self._select_decisions("WHERE reviewer = ? AND client_id = ? AND verdict = 'undo'",
+                                           (reviewer, client_id)))
         return rows[0] if rows else None
 
     def decisions(self, after: int = 0) -> list[Decision]:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.records import Example
+from distill.records import Example, Message
 
 Interval = Literal["wilson", "clopper-pearson"]
 
@@ -62,3 +62,22 @@ class ReviewSettings(BaseModel):
     threshold: float = Field(0.10, gt=0, lt=1, description="the highest acceptable reject rate")
     confidence: float = Field(0.95, gt=0.5, lt=1)
     interval: Interval = "wilson"
+
+
+class DecisionRequest(BaseModel):
+    """The body of POST /api/decide. Types are checked here, naming the field; what needs the queue (the
+    item is queued, a reject has a reason, an edit keeps the turns) is checked by the session."""
+
+    item_id: str
+    verdict: Literal["accept", "reject", "edit", "skip"]
+    reasons: list[str] | None = None
+    note: str | None = None
+    messages: list[Message] | None = None  # the edited conversation, for an edit
+    seconds: float | None = None
+    client_id: str | None = Field(None, max_length=100)  # the page's retry key (a UUID)
+
+
+class UndoRequest(BaseModel):
+    """The body of POST /api/undo."""
+
+    client_id: str | None = Field(None, max_length=100)

@@ -26,6 +26,7 @@ from distill.review.model import Neighbour, QueuedItem, QueueRow, ReviewSettings
 from distill.review.neighbours import nearest_neighbours
 from distill.review.risk import signals as risk_signals
 from distill.review.state import ReviewState
+from distill.rundir import hold_run
 from distill.taxonomy.plan import apportion
 
 RISK_SHARE = 0.25  # of each addition, at most, comes from the risk slice
@@ -147,9 +148,9 @@ def build_queue(directory: Path, settings: ReviewSettings | None = None, more: i
     `more` items, or by the items `add_ids` (a regenerated leaf's). Settings given are saved."""
     from distill.review.feedback import load_population
 
-    directory = Path(directory)
-    OwnedFolder.in_place(directory).reserve("run.db")  # the review's store: never a user's own run.db
-    with ReviewLedger.open(directory) as ledger:
+    if Path(directory).is_dir():  # (a missing one is hold_run's to name)
+        OwnedFolder.in_place(directory).reserve("run.db")  # the review's store: never a user's own run.db
+    with hold_run(Path(directory)) as directory, ReviewLedger.open(directory) as ledger:
         state = ReviewState.load(ledger)
         stored = ledger.settings() if state.has_queue else ReviewSettings()
         settings = settings or stored

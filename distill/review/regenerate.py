@@ -5,6 +5,10 @@ with their round before anything is asked, then `distill.generate.runner.generat
 generation: answers stored as they come, curated, exported. A killed or failed regeneration resumes:
 running the command again finishes that round instead of starting another. The new items join the
 queue; the leaf's earlier unread items leave the data (feedback.py) and the gate reads the new round.
+
+It asks a teacher and curates, so it runs the taxonomy's Python (its custom checks): the taxonomy is the
+one the user names (`--taxonomy`), never the file run.db records. A run folder can come from someone else,
+and naming a file in it must not be enough to run that file's code.
 """
 
 from __future__ import annotations
@@ -43,8 +47,10 @@ def new_item_id(taxonomy: str, leaf: str, round_: int, k: int, taken: set[str]) 
         salt += 1
 
 
-def regenerate(directory: Path, leaf: str, count: int | None = None, teacher: str | None = None,
-               base_url: str | None = None, curate: bool = True, progress: bool = False) -> RegenerateReport:
+def regenerate(directory: Path, leaf: str, taxonomy: Path | None = None, count: int | None = None,
+               teacher: str | None = None, base_url: str | None = None, curate: bool = True,
+               progress: bool = False) -> RegenerateReport:
+    """Ask again for `leaf` of the run in `directory`, made from `taxonomy` (the file or InstructLab folder)."""
     from distill.generate.runner import GenerateOptions, generate
     from distill.review.feedback import load_review
     from distill.review.queue import build_queue
@@ -58,10 +64,17 @@ def regenerate(directory: Path, leaf: str, count: int | None = None, teacher: st
                            path=directory)
     with ReviewLedger.open(directory) as ledger:
         info = ledger.store.info()
-        if not info.get("taxonomy_file"):
+        if not info.get("taxonomy"):
             raise DistillError("regenerate needs a run made by `distill generate` (its taxonomy is not recorded)",
                                path=directory)
-        loaded = load_taxonomy(Path(str(info["taxonomy_file"])))
+        if taxonomy is None:
+            raise DistillError(f"pass --taxonomy with the taxonomy of run {info['taxonomy']!r} (run.db recorded "
+                               f"{info.get('taxonomy_file')}); a run folder never chooses the file distill loads",
+                               path=directory)
+        loaded = load_taxonomy(Path(taxonomy))
+        if loaded.name != info["taxonomy"]:
+            raise DistillError(f"{directory} is a run of taxonomy {info['taxonomy']!r}, not {loaded.name!r}; pass "
+                               "the taxonomy it was made from", path=taxonomy)
         leaves = [n.path for n in loaded.leaves if n.path == leaf or n.path.startswith(leaf.rstrip("/") + "/")]
         if not leaves:
             raise DistillError(f"no leaf {leaf!r} in {loaded.file}; leaves look like {loaded.leaves[0].path!r}")

@@ -6,6 +6,9 @@ the address bar or a Referer), and later requests send the cookie (or `Authoriza
 On 127.0.0.1 (the default) a token made for this session is accepted, for the person who started
 it; bound anywhere else only per-reviewer tokens (`distill review add-reviewer`) are, and each
 names its reviewer. Writes also need an `X-Distill` header, which a cross-site form cannot send.
+A write's body is refused past MAX_BODY_BYTES before it is read in full, checked against a typed
+model (400 naming the field), and a database that cannot take it (disk full, locked) is a JSON
+message the page shows, never a traceback.
 The page's Content-Security-Policy allows no inline script and nothing from elsewhere; the page
 itself never turns teacher text into HTML (static/review.js builds text nodes).
 """
@@ -13,12 +16,15 @@ itself never turns teacher text into HTML (static/review.js builds text nodes).
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 import socket
+import sqlite3
 import threading
 from pathlib import Path
 from urllib.parse import urlencode
 
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -26,9 +32,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from distill.errors import DistillError
+from distill.errors import DistillError, explain, is_busy
 from distill.records import REVIEW_REASONS
 from distill.review.ledger import token_digest
+from distill.review.model import DecisionRequest, UndoRequest
 from distill.review.session import BadDecision, ReviewSession
 
 STATIC = Path(__file__).parent / "static"
@@ -42,6 +49,53 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 FILES = {"review.js": "text/javascript", "review.css": "text/css"}
+# The largest legitimate body is an edit: the whole conversation, rewritten. 2 MiB holds a 128k-token
+# context (about 512k characters) even at 4 UTF-8 bytes a character; anything bigger is not a review.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+PLAIN_HTTP_WARNING = ("warning: the review page is plain HTTP: anyone on the network can read the data and, with "
+                      "the token, decide; put it behind TLS or use an SSH tunnel")
+
+
+class BodyTooLarge(Exception):
+    """A request body over MAX_BODY_BYTES (by its Content-Length, or counted as it arrived)."""
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refused as soon as it is known to pass `limit`: a 200 MB body is never read in full."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge
+    return bytes(body)
+
+
+def parse_body(model: type[BaseModel], body: bytes) -> BaseModel:
+    """The body as `model`; a BadDecision naming the first field that is wrong (never echoing its value)."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as err:
+        problems = err.errors(include_url=False, include_input=False, include_context=False)
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        if first["type"] == "json_invalid":
+            raise BadDecision(f"the request body is not JSON ({first['msg']})") from None
+        field = ".".join(str(part) for part in first["loc"]) or "the request body"
+        raise BadDecision(f"{field}: {first['msg']}{more}") from None
+
+
+def storage_problem(err: sqlite3.Error, path: Path, write: bool) -> tuple[int, str]:
+    """The HTTP status and the reviewer's one line for a database that refused a request."""
+    lost = "your decision was not saved; " if write else "the page could not read the review; "
+    again = "press again" if write else "reload the page"
+    if (getattr(err, "sqlite_errorname", "") or "").startswith("SQLITE_FULL"):
+        return 507, f"the disk is full: {lost}free some space and {again}"
+    if is_busy(err):
+        return 503, f"the run is busy (another process holds run.db's lock): {lost}{again}"
+    return 500, f"{lost}{explain(err, path)}"
 
 
 class Access:
@@ -104,20 +158,28 @@ def build_app(session: ReviewSession, owner: str | None = None, owner_token: str
             return PlainTextResponse("not found\n", status_code=404, headers=HEADERS)
         return FileResponse(STATIC / name, media_type=FILES[name], headers=HEADERS)
 
-    def api(handler, write: bool = False):
+    def error(message: str, status: int) -> Response:
+        return JSONResponse({"error": message}, status_code=status, headers=HEADERS)
+
+    def api(handler, body_model: type[BaseModel] | None = None):
+        write = body_model is not None
+
         async def endpoint(request: Request) -> Response:
             reviewer = who(request)
             if reviewer is None:
-                return JSONResponse({"error": "missing or unknown access token"}, status_code=401, headers=HEADERS)
+                return error("missing or unknown access token", 401)
             if write and request.headers.get("x-distill") != "1":
-                return JSONResponse({"error": "writes need the X-Distill header"}, status_code=403, headers=HEADERS)
+                return error("writes need the X-Distill header", 403)
             try:
-                body = await request.json() if write else None
+                body = parse_body(body_model, await read_body(request)) if write else None
                 result = handler(request, reviewer, body)
+            except BodyTooLarge:
+                return error(f"the request body is over the {MAX_BODY_BYTES // 2**20} MiB a decision may take", 413)
             except BadDecision as err:
-                return JSONResponse({"error": str(err)}, status_code=400, headers=HEADERS)
-            except ValueError:
-                return JSONResponse({"error": "the request body is not JSON"}, status_code=400, headers=HEADERS)
+                return error(str(err), 400)
+            except sqlite3.Error as err:
+                status, message = storage_problem(err, session.ledger.store.path, write)
+                return error(message, status)
             return JSONResponse(result, headers=HEADERS)
 
         return endpoint
@@ -134,17 +196,14 @@ def build_app(session: ReviewSession, owner: str | None = None, owner_token: str
     def card(request, reviewer, body):
         return session.card(request.path_params["item_id"], reviewer).model_dump(mode="json")
 
-    def decide(request, reviewer, body):
-        if not isinstance(body, dict):
-            raise BadDecision("send a JSON object")
-        decision = session.decide(reviewer, str(body.get("item_id", "")), str(body.get("verdict", "")),
-                                  reasons=body.get("reasons") or [], note=str(body.get("note") or ""),
-                                  messages=body.get("messages"), seconds=_number(body.get("seconds")),
-                                  client_id=_client_id(body))
+    def decide(request, reviewer, body: DecisionRequest):
+        decision = session.decide(reviewer, body.item_id, body.verdict, reasons=body.reasons or [],
+                                  note=body.note or "", messages=body.messages, seconds=body.seconds,
+                                  client_id=body.client_id or None)
         return {"decision": decision.model_dump(mode="json")}
 
-    def undo(request, reviewer, body):
-        decision = session.undo(reviewer, client_id=_client_id(body if isinstance(body, dict) else {}))
+    def undo(request, reviewer, body: UndoRequest):
+        decision = session.undo(reviewer, client_id=body.client_id or None)
         return {"undone": decision.model_dump(mode="json") if decision else None}
 
     routes = [
@@ -153,20 +212,21 @@ def build_app(session: ReviewSession, owner: str | None = None, owner_token: str
         Route("/api/hello", api(hello)),
         Route("/api/queue", api(overview)),
         Route("/api/item/{item_id}", api(card)),
-        Route("/api/decide", api(decide, write=True), methods=["POST"]),
-        Route("/api/undo", api(undo, write=True), methods=["POST"]),
+        Route("/api/decide", api(decide, DecisionRequest), methods=["POST"]),
+        Route("/api/undo", api(undo, UndoRequest), methods=["POST"]),
     ]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
     return Starlette(routes=routes, middleware=middleware)
 
 
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _client_id(body: dict) -> str | None:
-    value = body.get("client_id")
-    return str(value)[:100] if value else None
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only (a name other than localhost may resolve anywhere)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -33,7 +33,7 @@ class ReviewSession:
             self.ledger.close()
             raise DistillError(f"no review queue yet: build one with `distill review {self.directory}`",
                                path=self.directory)
-        self.seeds = seed_texts(self.ledger.store.info().get("taxonomy_file"))
+        self.seeds = seed_texts(self.directory)
         self._queue_size = -1
         self._decisions: list[Decision] = []
         self._claims: dict[str, tuple[str, float]] = {}
@@ -65,7 +65,7 @@ class ReviewSession:
     def card(self, item_id: str, reviewer: str) -> Card:
         state = self.state()
         if item_id not in state.items:
-            raise BadDecision(f"{item_id!r} is not in the review queue")
+            raise BadDecision(f"{_quoted(item_id)} is not in the review queue")
         self._claims[item_id] = (reviewer, time.monotonic() + CLAIM_S)
         return make_card(state.items[item_id], reviewer, self.seeds)
 
@@ -108,13 +108,13 @@ class ReviewSession:
         state = self.state()
         item = state.items.get(item_id)
         if item is None:
-            raise BadDecision(f"{item_id!r} is not in the review queue")
+            raise BadDecision(f"{_quoted(item_id)} is not in the review queue")
         if verdict not in VERDICTS:
-            raise BadDecision(f"verdict must be one of {', '.join(VERDICTS)} (got {verdict!r})")
+            raise BadDecision(f"verdict must be one of {', '.join(VERDICTS)} (got {_quoted(verdict)})")
         reasons = list(reasons or [])
         unknown = [r for r in reasons if r not in REVIEW_REASONS]
         if unknown:
-            raise BadDecision(f"unknown reason {unknown[0]!r}; one of {', '.join(REVIEW_REASONS)}")
+            raise BadDecision(f"unknown reason {_quoted(unknown[0])}; one of {', '.join(REVIEW_REASONS)}")
         if verdict == "reject" and not reasons:
             raise BadDecision("a reject needs at least one reason")
         edited = None
@@ -145,7 +145,7 @@ class ReviewSession:
     def undo(self, reviewer: str, client_id: str | None = None) -> Decision | None:
         """Withdraw this reviewer's latest standing decision (as a new decision); None when none stands."""
         if client_id:  # a retried undo: the first one already took its decision back
-            done = self.ledger.decision_by_client_id(client_id)
+            done = self.ledger.undo_by_client_id(reviewer, client_id)
             if done is not None:
                 return done
         target = self.state().undoable(reviewer)
@@ -153,3 +153,8 @@ class ReviewSession:
             return None
         return self.ledger.add_decision(Decision(item_id=target.item_id, reviewer=reviewer, verdict="undo",
                                                  undoes=target.id, client_id=client_id))
+
+
+def _quoted(value: str, limit: int = 60) -> str:
+    """A value for an error message, cut: a message never echoes a whole request back."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")

@@ -3,7 +3,8 @@
 Each becomes a `TaskCheck`: a name and a function `example -> Failure | None`, the shape of every
 check in `distill/curate/checks.py`, so its rejects carry a reason code and a detail like theirs.
 Declarative kinds: `required`, `allowed`, `regex`, `length`. `custom` names a Python function: a
-`distill.checks` plugin by name, `package.module:function`, or `file.py:function` next to the task.
+`distill.checks` plugin by name, or `file.py:function` in the taxonomy's folder (code.py says what may
+be named, and when it is imported).
 
 A custom check is `check(example, **args)` returning None (passes), a `Failure`, or a string (what is
 wrong; the reason code is then the check's name).
@@ -11,20 +12,27 @@ wrong; the reason code is then the check's name).
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import re
-import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import regex
+
+from distill.errors import DistillError
 from distill.records import Example, Failure
-from distill.tasks.schema import import_object
+from distill.tasks.code import CodeRef, check_reference, load
 from distill.tasks.spec import CheckSpec, CustomRule
 
 MISSING = object()
+# A task's regex runs on the `regex` engine (re's syntax and Unicode classes) with this much CPU time per
+# example: a pattern that backtracks without end (`^(a+)+$` on a line of 20,000 a's then a b) is a reject,
+# not a hang. A usual match takes microseconds (3-4 us a value with the time limit, 0.2-0.5 with re), so
+# the limit only meets runaway patterns. google-re2 never backtracks, but its \w and \d are ASCII only
+# and it refuses backreferences and lookarounds: task files written for re would change meaning.
+REGEX_TIMEOUT_S = 1.0
+REGEX_TIMEOUT = "regex_timeout"  # its reason, kept under a check's own `reason`: the example is not at fault
 
 
 @dataclass(frozen=True)
@@ -71,27 +79,39 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def compile_check(spec: CheckSpec, labels: list[str] | None, base: Path | None) -> TaskCheck:
-    """The runnable form of one declared check. ValueError for a custom check that cannot be found."""
+def compile_check(spec: CheckSpec, labels: list[str] | None, base: Path | None, root: Path | None = None,
+                  code: bool = True) -> TaskCheck:
+    """The runnable form of one declared check; ValueError for a custom check that cannot be found. A custom
+    check's Python is imported only with `code` (else it is checked by reading, and the check refuses to run);
+    `root` is the folder its file must lie in (None: a built-in or plugin task)."""
     kind = spec.kind
     if kind == "custom":
         rule = spec.custom if isinstance(spec.custom, CustomRule) else CustomRule(check=spec.custom)
-        name, function = resolve_custom(rule.check, base)
+        ref = check_reference(rule.check, "function", base, root)
+        name = rule.check if ref.plugin else ref.name.rpartition(".")[2]
+        function = load(ref) if code else _not_loaded(ref)
         return TaskCheck(name, _custom(name, function, rule.args, spec.reason))
-    build = {"required": _required, "allowed": _allowed, "regex": _regex, "length": _length}[kind]
-    check = build(getattr(spec, kind), labels)
+    check = KINDS[kind](getattr(spec, kind), labels)
     reason = spec.reason
     if reason is None:
         return TaskCheck(kind, check)
 
     def renamed(example: Example) -> Failure | None:
         failure = check(example)
-        return None if failure is None else Failure(reason, failure.detail)
+        if failure is None or failure.reason == REGEX_TIMEOUT:
+            return failure
+        return Failure(reason, failure.detail)
 
     return TaskCheck(reason, renamed)
 
 
 def _required(fields: list[str], labels) -> Callable[[Example], Failure | None]:
+    """`required: [field, ...]`: every field listed must be present and not empty.
+
+    A field is `user`, `assistant` or `system` (that turn's text) or `output.<path>` into the structured
+    answer, where `name[]` steps into each item of a list (`output.medications[].name`: every item needs a
+    name). Empty means missing, null, "", [] or {}.
+    """
     for field in fields:
         values_at(Example(id="", messages=[]), field)  # a bad path fails when the task loads, not per example
 
@@ -106,6 +126,11 @@ def _required(fields: list[str], labels) -> Callable[[Example], Failure | None]:
 
 
 def _allowed(rule, labels) -> Callable[[Example], Failure | None]:
+    """`allowed: {field, values}`: every value at `field` must be one of `values`.
+
+    `values: labels` means the taxonomy's labels. A value that is not there passes (pair it with
+    `required` to demand it). The detail names the value and the allowed ones.
+    """
     values_at(Example(id="", messages=[]), rule.field)
     allowed = list(labels or []) if rule.values == "labels" else list(rule.values)
     allowed_set = {_hashable(v) for v in allowed}
@@ -125,14 +150,29 @@ def _hashable(value: Any) -> Any:
 
 
 def _regex(rule, labels) -> Callable[[Example], Failure | None]:
+    """`regex: {field, pattern}`: every value at `field` must be a string the pattern matches whole.
+
+    The pattern is Python's `re` syntax (run by the `regex` engine), checked when the task loads; a value that is
+    not there passes. Each example gets 1 s of CPU for the pattern: one that backtracks without end (`^(a+)+$` on
+    a long line) rejects that example as `regex_timeout` instead of hanging curation.
+    """
     values_at(Example(id="", messages=[]), rule.field)
-    pattern = re.compile(rule.pattern)
+    pattern = regex.compile(rule.pattern)
 
     def check(example: Example) -> Failure | None:
+        # regex counts its timeout in CPU time, so the example's budget does too: a loaded machine slows
+        # the wall clock, not the verdict.
+        deadline = time.thread_time() + REGEX_TIMEOUT_S
         for value in values_at(example, rule.field):
             if value is MISSING:
                 continue
-            if not isinstance(value, str) or pattern.fullmatch(value) is None:
+            try:
+                matched = isinstance(value, str) and pattern.fullmatch(
+                    value, timeout=max(0.0, deadline - time.thread_time())) is not None
+            except TimeoutError:
+                return Failure(REGEX_TIMEOUT, f"{rule.field}: {rule.pattern} ran over {REGEX_TIMEOUT_S:g} s of CPU "
+                                              f"on a {len(value)}-character value; simplify the pattern")
+            if not matched:
                 return Failure("pattern_mismatch", f"{rule.field}: {_shown(value)} does not match {rule.pattern}")
         return None
 
@@ -140,6 +180,11 @@ def _regex(rule, labels) -> Callable[[Example], Failure | None]:
 
 
 def _length(rule, labels) -> Callable[[Example], Failure | None]:
+    """`length: {field, min, max, unit}`: every value at `field` must be within `min` and `max`.
+
+    `unit` is `words` (the default), `chars`, or `items` (the length of a list or mapping). Either bound
+    may be left out; a value that is not there passes.
+    """
     values_at(Example(id="", messages=[]), rule.field)
 
     def size(value: Any) -> int:
@@ -162,13 +207,29 @@ def _length(rule, labels) -> Callable[[Example], Failure | None]:
     return check
 
 
+# A declared check's kind -> the function that builds it from its rule (`custom` is resolved by name instead).
+KINDS: dict[str, Callable[[Any, list[str] | None], Callable[[Example], Failure | None]]] = {
+    "required": _required, "allowed": _allowed, "regex": _regex, "length": _length,
+}
+
+
 def _custom(name: str, function: Callable, args: dict[str, Any], reason: str | None) -> Callable:
+    """`custom: CHECK` or `custom: {check: CHECK, args: {...}}`: a Python function decides.
+
+    CHECK is a `distill.checks` plugin's name, or `file.py:function`: a plain function defined at the top
+    of a file in the taxonomy's folder (the path relative to the file that declares the task), read on
+    `taxonomy validate`, `show` and dry runs and imported only by generate and curate (built-in and plugin
+    tasks may also name `package.module:function`). The function is called as `check(example, **args)`
+    and returns None (or True) to pass, or a `Failure`, a string saying what is wrong, or False; the reason
+    code is then the check's name (the function's), unless the check gives `reason:`. A check that raises stops
+    curation with one line naming it and the example: that is a bug in the check, not in the data.
+    """
     def check(example: Example) -> Failure | None:
         try:
             verdict = function(example, **args)
+        except DistillError:
+            raise
         except Exception as exc:  # a bug in the check, not in the example: say which, and stop
-            from distill.errors import DistillError
-
             raise DistillError(f"task check {name!r} raised {type(exc).__name__} on example {example.id}: {exc}; "
                                "fix the check") from None
         if verdict is None or verdict is True:
@@ -181,50 +242,10 @@ def _custom(name: str, function: Callable, args: dict[str, Any], reason: str | N
     return check
 
 
-def resolve_custom(reference: str, base: Path | None) -> tuple[str, Callable]:
-    """(name, function) for `plugin-name`, `package.module:function` or `file.py:function`."""
-    if ".py:" in reference:
-        file_part, _, attribute = reference.rpartition(":")
-        path = Path(file_part)
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        function = getattr(_load_file(path), attribute, None)
-        if function is None:
-            raise ValueError(f"{path.name} has no function {attribute!r} ({path})")
-        name = attribute
-    elif ":" in reference:
-        function = import_object(reference, "a check function")
-        name = reference.rpartition(":")[2].rpartition(".")[2]
-    else:
-        from distill.plugins import find_plugin
+def _not_loaded(ref: CodeRef) -> Callable:
+    def refuse(example: Example, **args: Any) -> None:
+        # A taxonomy loaded without its Python (validate, show, a dry run) never curates; reaching this is a bug.
+        raise DistillError(f"the task check {ref.reference!r} was not imported: load the taxonomy with code=True "
+                           "(only generating and curating do)")
 
-        function = find_plugin("checks", reference)
-        if function is None:
-            from distill.plugins import installed
-
-            known = ", ".join(p.name for p in installed("checks")) or "none installed"
-            raise ValueError(f"unknown check {reference!r} (installed check plugins: {known}); give "
-                             "package.module:function or file.py:function for your own")
-        name = reference
-    if not callable(function):
-        raise ValueError(f"{reference!r} is not a function")
-    return name, function
-
-
-def _load_file(path: Path):
-    """A Python file as a module, once (named after its path, so two files of the same name stay apart)."""
-    path = path.resolve()
-    name = f"distill_user_checks_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    if not path.is_file():
-        raise ValueError(f"check file {path} not found (paths are relative to the file that declares the task)")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise ValueError(f"check file {path} failed to load: {type(exc).__name__}: {exc}") from None
-    return module
+    return refuse

@@ -28,9 +28,10 @@ from distill.errors import DistillError
 from distill.records import Example, ExampleMeta, Message, PlanItem, SamplingParams, Usage
 from distill.tasks.checks import TaskCheck, compile_check
 from distill.tasks.parse import Rejected, extract_json, extract_question, normalize_question, usable_text
-from distill.tasks.schema import OutputSchema, SchemaError, load_schema, stand_in
+from distill.tasks.code import check_reference, load
+from distill.tasks.schema import DeferredSchema, OutputSchema, SchemaError, load_schema, model_schema, stand_in
 from distill.tasks.spec import SamplingBounds, SeedField, Step, TaskError, TaskSpec
-from distill.tasks.templates import Compiled, Expression, environment, search_path
+from distill.tasks.templates import Compiled, Expression, TemplateRefused, environment, search_path
 from distill.teachers.base import GenerationRequest, GenerationResult
 
 Call = Callable[[str, GenerationRequest], Awaitable[GenerationResult]]
@@ -98,6 +99,7 @@ class Task:
     output_schema: OutputSchema | None
     checks: list[TaskCheck]
     labels: dict[str, str] = field(default_factory=dict)
+    code_loaded: bool = True  # False: its Python files were checked, not imported (distill.tasks.code)
     # Renders that depend only on a seed (and the leaf and the item's axis names), shared by every
     # plan item that shows the seed the same way (rendering was ~7% of a request's CPU).
     rendered: dict[tuple, str] = field(default_factory=dict, repr=False)
@@ -241,6 +243,8 @@ class Task:
                 if user is None:
                     try:
                         user = step.prompt.render(self.seed_context(loaded, item, leaf, seed))
+                    except TemplateRefused:
+                        raise
                     except DistillError as exc:
                         raise DistillError(f"{exc} (while rendering seed {seed.id!r}'s own request, a few-shot turn: "
                                            "give the seed what the prompt reads, e.g. its axes, or set the step's "
@@ -304,10 +308,14 @@ class Task:
             raise Rejected("schema_invalid", f"{err.where}: {err.message}", raw) from None
 
     def stand_in_answer(self, step_name: str) -> str:
-        """A reply every parser of this step accepts: for rehearsals and estimates, never sent."""
+        """A reply every parser of this step accepts: for rehearsals and estimates, never sent. A step whose
+        schema is a model not imported has no known shape: `Rejected`, the rehearsal stops there."""
         import json
 
         step = next(s for s in self.steps if s.name == step_name)
+        if step.schema is not None and step.schema.deferred:
+            raise Rejected("not_rehearsed", f"step {step_name}'s schema {step.schema.name} is Python, imported only "
+                           "when generating")
         if step.spec.output == "json":
             return json.dumps(stand_in(step.schema.json_schema) if step.schema else {"value": "rehearsal"})
         return "What should a person check first when this problem starts?"
@@ -319,11 +327,20 @@ def _title(name: str) -> str:
 
 def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | None,
                  labels: dict[str, str] | None, generation: Any,
-                 locate: Callable[[tuple], str] | None = None) -> Task:
+                 locate: Callable[[tuple], str] | None = None, *, code_root: Path | None = None,
+                 code: bool = True) -> Task:
     """Bind a task to a taxonomy: compile its templates against the taxonomy's folders, apply the labels and
     its `generation:` settings, load its schemas and checks. A mistake in the task raises TaskError naming
-    the field (the caller turns it into file:line), one in a template file DistillError naming that file."""
+    the field (the caller turns it into file:line), one in a template file DistillError naming that file.
+
+    Python files the task names must lie in `code_root` (None: anywhere, and `package.module:name` too: a
+    built-in or plugin task) and are imported only with `code`; without it they are checked by reading."""
     taxonomy_dir = taxonomy_file.resolve().parent if taxonomy_file is not None else None
+    base = task_dir or taxonomy_dir
+
+    def schema_of(source: Any, loc: tuple) -> OutputSchema:
+        return _schema(source, loc, base, code_root, code)
+
     env = environment(search_path(task_dir, taxonomy_dir))
     # Inline templates and expressions are named in run-time errors by where they are written (file:line).
     locate = locate or (lambda loc: "task." + ".".join(map(str, loc)))
@@ -340,7 +357,7 @@ def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | No
         shots = step.shots
         schema = None
         if step.schema_ is not None:
-            schema = _schema(step.schema_, (*at, "schema"))
+            schema = schema_of(step.schema_, (*at, "schema"))
         overrides = _sampling(env, step, generation, (*at, "sampling"))
         steps.append(CompiledStep(
             spec=step,
@@ -352,7 +369,7 @@ def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | No
             schema=schema,
             sampling=overrides,
         ))
-    output_schema = _schema(spec.output_schema, ("output_schema",)) if spec.output_schema is not None else None
+    output_schema = schema_of(spec.output_schema, ("output_schema",)) if spec.output_schema is not None else None
     if output_schema is not None and spec.labels == "required" and labels:
         output_schema = output_schema.with_labels(spec.label_field, tuple(labels))
     output: Expression | dict[str, Expression] | None = None
@@ -368,20 +385,27 @@ def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | No
     checks = []
     for number, check in enumerate(spec.checks):
         try:
-            checks.append(compile_check(check, list(labels or {}) or None, task_dir or taxonomy_dir))
+            checks.append(compile_check(check, list(labels or {}) or None, base, code_root, code))
         except ValueError as exc:
             raise TaskError(("checks", number), str(exc)) from None
     return Task(
         spec=spec, seed_model=seed_model(spec), steps=steps,
         messages=[(m.role, template(m.content, ("example", "messages", n, "content")))
                   for n, m in enumerate(spec.example.messages)],
-        output=output, output_schema=output_schema, checks=checks, labels=dict(labels or {}),
+        output=output, output_schema=output_schema, checks=checks, labels=dict(labels or {}), code_loaded=code,
     )
 
 
-def _schema(source: Any, where: tuple) -> OutputSchema:
+def _schema(source: Any, where: tuple, base: Path | None, root: Path | None, code: bool) -> OutputSchema:
+    """Inline JSON Schema, a model of a built-in or plugin task (installed code: imported), or a model in a
+    file of the taxonomy's (imported only with `code`)."""
     try:
-        return load_schema(source)
+        if isinstance(source, dict):
+            return load_schema(source)
+        ref = check_reference(source, "class", base, root)
+        if ref.file is not None and not code:
+            return DeferredSchema(source)
+        return model_schema(load(ref), source)
     except ValueError as exc:
         raise TaskError(where, str(exc)) from None
 

@@ -1,4 +1,4 @@
-"""Output schemas: inline JSON Schema or a pydantic model (`package.module:Model`), behind one interface.
+"""Output schemas: inline JSON Schema or a pydantic model (`file.py:Model`), behind one interface.
 
 The JSON Schema is what a teacher is asked for (`GenerationRequest.json_schema`: OpenAI json_schema,
 Anthropic tool use, the prompt for servers that support neither); `validate` checks a parsed reply
@@ -24,6 +24,8 @@ class SchemaError(Exception):
 
 class OutputSchema:
     """A JSON Schema dict or a pydantic model, validated the same way."""
+
+    deferred = False  # see DeferredSchema
 
     def __init__(self, source: dict[str, Any] | type[BaseModel], name: str | None = None):
         self.model = source if isinstance(source, type) else None
@@ -65,6 +67,23 @@ class OutputSchema:
         return OutputSchema({**schema, "properties": properties}, self.name)
 
 
+class DeferredSchema(OutputSchema):
+    """A pydantic model in a Python file, not imported (the taxonomy was loaded without its code: validate,
+    show, a dry run). It accepts any value; nothing is generated or curated against it."""
+
+    deferred = True
+
+    def __init__(self, reference: str):
+        self.model, self._validator, self.name = None, None, reference
+        self.json_schema: dict[str, Any] = {}
+
+    def validate(self, value: Any) -> Any:
+        return value
+
+    def with_labels(self, field: str, labels: tuple[str, ...]) -> OutputSchema:
+        return self
+
+
 @lru_cache(maxsize=32)
 def _narrowed_model(model: type[BaseModel], field: str, labels: tuple[str, ...]) -> type[BaseModel]:
     # create_model costs ~1 ms; every item of a run shares the same label set.
@@ -72,7 +91,8 @@ def _narrowed_model(model: type[BaseModel], field: str, labels: tuple[str, ...])
 
 
 def load_schema(source: dict[str, Any] | str) -> OutputSchema:
-    """An inline JSON Schema, or `package.module:Model` imported; ValueError saying what is wrong."""
+    """An inline JSON Schema, or `package.module:Model` imported; ValueError saying what is wrong. (A task
+    names a model through distill.tasks.code, which decides whether it may be imported.)"""
     if isinstance(source, dict):
         from jsonschema.exceptions import SchemaError as BadSchema
 
@@ -80,7 +100,11 @@ def load_schema(source: dict[str, Any] | str) -> OutputSchema:
             return OutputSchema(source)
         except BadSchema as exc:
             raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
-    model = import_object(source, "a pydantic model")
+    return model_schema(import_object(source, "a pydantic model"), source)
+
+
+def model_schema(model: Any, source: str) -> OutputSchema:
+    """The schema of an imported pydantic model; ValueError when it is not one."""
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise ValueError(f"{source} is not a pydantic model (a class deriving from pydantic.BaseModel)")
     return OutputSchema(model)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+import regex
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -150,8 +151,8 @@ class RegexRule(FieldRule):
     @classmethod
     def _compiles(cls, pattern: str) -> str:
         try:
-            re.compile(pattern)
-        except re.error as exc:
+            regex.compile(pattern)  # the engine the check runs on (tasks/checks.py)
+        except regex.error as exc:
             raise ValueError(f"not a valid regular expression: {exc}") from None
         return pattern
 

@@ -3,6 +3,12 @@
 A template file is looked up next to the task's own file first, then in a `prompts/` folder next to the
 taxonomy (or its parent folder), then among the built-in templates, so a project overrides a built-in
 template by writing one of the same name.
+
+Templates come with taxonomies people share, so they render in Jinja's sandbox: a template reads the values
+it is given and calls their public methods, and never reaches Python's internals (`cycler.__init__.__globals__`
+would otherwise run any code). Such an attempt is refused when the template compiles (one line naming the file
+and line, or the task's field), and the sandbox refuses what only shows at render time. Only the task's own
+template text is ever compiled: seeds, descriptions and teacher answers are values a template prints.
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.parser import Parser
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 
 from distill.errors import DistillError
 from distill.tasks.spec import TaskError
@@ -25,15 +35,46 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+class Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, refusing an unsafe attribute at once: the stock one hands back an undefined value, whose
+    error later names whatever was read from it next (`StrictUndefined has no attribute os`), not the attempt."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe "
+                            "(templates run in a sandbox)")
+
+
 @lru_cache(maxsize=16)
 def environment(search: tuple[Path, ...]) -> jinja2.Environment:
     loader = jinja2.FileSystemLoader([str(p) for p in search if p.is_dir()])
     # StrictUndefined: a typo in a template is an error, not a silently empty prompt.
     # auto_reload off: otherwise every render stats the template file to see whether it changed.
-    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
-                             auto_reload=False)
+    env = Sandbox(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                               auto_reload=False)
     env.filters["json"] = _json
     return env
+
+
+def internals_reached(tree: nodes.Node) -> tuple[str, int] | None:
+    """(the name, its line) of the first double-underscore name a parsed template or expression reaches
+    (`x.__class__`, `x['__init__']`, `x | attr('__globals__')`), or None: the way out of the values a
+    template is given to Python's internals. (The sandbox also refuses any `_name` attribute at render time.)"""
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem):
+            name = node.arg.value if isinstance(node.arg, nodes.Const) else None
+        else:
+            name = node.args[0].value if node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const) \
+                else None
+        if isinstance(name, str) and name.startswith("__"):
+            return name, node.lineno
+    return None
+
+
+def _refused(name: str) -> str:
+    return (f"reaches {name!r}, a Python internal: templates run in a sandbox and read only the values they are "
+            "given (topic, seeds, steps, ...); remove it")
 
 
 def _searchpath(env: jinja2.Environment) -> list[str]:
@@ -62,9 +103,14 @@ class Compiled:
         try:
             self._source = source if isinstance(source, str) else None
             if isinstance(source, str):
+                if found := internals_reached(env.parse(source)):
+                    raise TaskError(where, _refused(found[0]))
                 self.template = env.from_string(source)
                 self.name = label or ".".join(map(str, where))  # `label`: where it is written, file:line
             else:
+                text, filename, _ = env.loader.get_source(env, source.file)
+                if found := internals_reached(env.parse(text, source.file, filename)):
+                    raise DistillError(f"prompt template: {_refused(found[0])}", path=filename, line=found[1])
                 self.template = env.get_template(source.file)
                 self.name = f"prompt template {self.template.filename or source.file}"
         except jinja2.TemplateNotFound:
@@ -89,8 +135,27 @@ class Compiled:
         try:
             text = self.template.render(context)
         except jinja2.TemplateError as exc:
-            raise DistillError(f"{self.name}: {exc}") from None
+            error = TemplateRefused if isinstance(exc, SecurityError) else DistillError
+            where = _template_file(exc, _searchpath(self.template.environment))
+            name = f"prompt template {where[0]}:{where[1]}" if where else self.name
+            raise error(f"{name}: {exc}") from None
         return text.strip() if strip else text
+
+
+class TemplateRefused(DistillError):
+    """A template tried what the sandbox forbids: the template is at fault, whatever it was rendered for."""
+
+
+def _template_file(exc: BaseException, folders: list[str]) -> tuple[str, int] | None:
+    """(file, line) of the template file a render error happened in (an included one, too): Jinja rewrites
+    the traceback so that a template's own frames carry its file name and line. None for inline text."""
+    found, frame = None, exc.__traceback__
+    while frame is not None:
+        filename = frame.tb_frame.f_code.co_filename
+        if any(filename.startswith(folder + "/") for folder in folders):
+            found = (filename, frame.tb_lineno)
+        frame = frame.tb_next
+    return found
 
 
 class Expression:
@@ -100,6 +165,8 @@ class Expression:
         self.where = label or ".".join(map(str, where))
         self.source, self.search = source, _searchpath(env)
         try:
+            if found := internals_reached(Parser(env, source, state="variable").parse_expression()):
+                raise TaskError(where, _refused(found[0]))
             self.expression = env.compile_expression(source, undefined_to_none=False)
         except jinja2.TemplateSyntaxError as exc:
             raise TaskError(where, f"not a valid expression ({exc.message}): {source!r}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,10 +13,11 @@ from pydantic import ValidationError
 
 from distill.errors import DistillError
 from distill.tasks.engine import Seed, Task, compile_task
-from distill.tasks.registry import resolve_task
+from distill.tasks.registry import looks_like_path, resolve_task
 from distill.tasks.schema import SchemaError
 from distill.tasks.spec import TaskError, TaskSpec
 from distill.taxonomy.model import Axis, Node, Taxonomy
+from distill.taxonomy.paths import taxonomy_path
 from distill.userfiles import line_of, load_yaml, located, read_text
 
 
@@ -50,6 +52,7 @@ class LoadedTaxonomy:
     file: Path  # the taxonomy file (one built in Python: a name in its base folder, never read; an InstructLab folder)
     nodes: list[TreeNode]  # depth-first, parents before children
     task: Task  # the task, bound to this taxonomy (templates, labels, checks)
+    source: Any = None  # what load_taxonomy was given (source, base_dir), to load it again with its code
 
     @cached_property
     def crossed_axes(self) -> dict[str, Axis]:
@@ -74,11 +77,25 @@ class LoadedTaxonomy:
     def leaf(self, path: str) -> TreeNode:
         return self._by_path[path]
 
+    def with_code(self) -> LoadedTaxonomy:
+        """This taxonomy with its task's Python imported (custom checks, output models in its folder): for
+        the commands that generate and curate, and only them."""
+        if self.task.code_loaded or self.source is None:
+            return self
+        again = load_taxonomy(*self.source, code=True)
+        return dataclasses.replace(again, taxonomy=again.taxonomy.model_copy(
+            update={"generation": self.taxonomy.generation}))  # as planned (`--per-leaf`)
 
-def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = None) -> LoadedTaxonomy:
+
+def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = None, *,
+                  code: bool = False) -> LoadedTaxonomy:
     """A taxonomy file (or a `Taxonomy` built in Python, its paths relative to `base_dir`, default the current
     folder, or an InstructLab taxonomy folder), with its task and seeds, checked: every mistake is one line
-    naming the file, line and field."""
+    naming the file, line and field.
+
+    Python files its task names (custom checks, output models) are checked by reading them, and imported
+    only with `code=True`: what `distill generate` and `distill curate` pass, and nothing else."""
+    origin = (source, base_dir)
     if isinstance(source, Taxonomy):
         file = Path(base_dir or Path.cwd()) / f"{source.name}.yaml"
         data: Any = None
@@ -86,8 +103,8 @@ def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = N
     elif Path(source).is_dir():  # an InstructLab taxonomy folder, converted in memory
         from distill.taxonomy.instructlab import load_instructlab
 
-        loaded = load_taxonomy(load_instructlab(source), base_dir=source)
-        loaded.file = Path(source)  # what a run records, to load it again (review regenerate)
+        loaded = load_taxonomy(load_instructlab(source), base_dir=source, code=code)
+        loaded.file, loaded.source = Path(source), origin  # the folder, as the user named it
         return loaded
     else:
         file = Path(source)
@@ -99,19 +116,19 @@ def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = N
             try:
                 TaskSpec.model_validate(data["task"])
             except ValidationError as exc:
-                raise located(exc, data, file, prefix=("task",)) from None
+                raise located(exc, data, file, prefix=("task",), page="docs/taxonomies.md#your-own-task") from None
         try:
             taxonomy = Taxonomy.model_validate(data)
         except ValidationError as exc:
-            raise located(exc, data, file) from None
+            raise located(exc, data, file, page="docs/taxonomies.md#the-taxonomy-file") from None
     for number, source_set in enumerate(taxonomy.heldout):
-        source_set.path = str((file.parent / source_set.path).resolve())
+        source_set.path = str(_named_path(file, source_set.path, data, ("heldout", number, "path")))
         if not Path(source_set.path).exists():
             raise DistillError(f"heldout.{number}.path: {source_set.path} not found (paths in a taxonomy are relative "
                                "to the taxonomy file's folder)", path=file, line=line_of(data, ("heldout", number, "path")))
-    task = _bind_task(taxonomy, file, data)
+    task = _bind_task(taxonomy, file, data, code)
     nodes = _walk(taxonomy, task, file, data)
-    return LoadedTaxonomy(taxonomy=taxonomy, file=file, nodes=nodes, task=task)
+    return LoadedTaxonomy(taxonomy=taxonomy, file=file, nodes=nodes, task=task, source=origin)
 
 
 def _read_yaml(file: Path) -> Any:
@@ -121,9 +138,13 @@ def _read_yaml(file: Path) -> Any:
     return data
 
 
-def _bind_task(taxonomy: Taxonomy, file: Path, data: Any) -> Task:
-    """The taxonomy's task, resolved (built-in, plugin, file or inline) and compiled against this taxonomy."""
+def _bind_task(taxonomy: Taxonomy, file: Path, data: Any, code: bool) -> Task:
+    """The taxonomy's task, resolved (built-in, plugin, file or inline) and compiled against this taxonomy.
+    A task from the taxonomy's own files may name Python only in the taxonomy's folder; a built-in or plugin
+    task is code the user installed."""
     task_line = line_of(data, ("task",))
+    if isinstance(taxonomy.task, str) and looks_like_path(taxonomy.task):
+        _named_path(file, taxonomy.task, data, ("task",))  # a task file is read like any file a taxonomy names
     try:
         source = resolve_task(taxonomy.task, file.parent)
     except ValueError as exc:
@@ -146,7 +167,9 @@ def _bind_task(taxonomy: Taxonomy, file: Path, data: Any) -> Task:
             f"{where}: {'.'.join(map(str, (*prefix, *loc)))}"
 
     try:
-        return compile_task(spec, source.folder, file, taxonomy.labels, taxonomy.generation, locate)
+        installed = source.origin == "built-in" or source.origin.startswith("plugin")
+        return compile_task(spec, source.folder, file, taxonomy.labels, taxonomy.generation, locate,
+                            code_root=None if installed else file.parent, code=code)
     except TaskError as exc:
         raise DistillError(f"{'.'.join(map(str, (*prefix, *exc.loc)))}: {exc.message}", path=where,
                            line=line_of(lines, (*prefix, *exc.loc))) from None
@@ -165,7 +188,7 @@ def _walk(taxonomy: Taxonomy, task: Task, file: Path, data: Any) -> list[TreeNod
             if isinstance(entry, dict):  # a seed written inline
                 own.append(reader.read(entry, file, line_of(data, (*loc, "seeds", index)), where=f"{loc_text(loc)}.seeds"))
                 continue
-            seed_file = (file.parent / entry).resolve()
+            seed_file = _named_path(file, entry, data, (*loc, "seeds"))
             if seed_file not in cache:
                 cache[seed_file] = reader.read_file(seed_file, file, line_of(data, (*loc, "seeds")))
             own.extend(cache[seed_file])
@@ -192,6 +215,18 @@ def _walk(taxonomy: Taxonomy, task: Task, file: Path, data: Any) -> list[TreeNod
     return nodes
 
 
+def _named_path(file: Path, value: str, data: Any, loc: tuple) -> Path:
+    """A file the taxonomy names, or one line saying why it may not be read (distill/taxonomy/paths.py).
+    A `Taxonomy` built in Python (`data` is None) is the user's own code naming files: read as named."""
+    if data is None:
+        return (file.parent / value).resolve()
+    try:
+        return taxonomy_path(file, value)
+    except ValueError as exc:
+        raise DistillError(f"{loc_text(loc)}: {exc}", path=file, line=line_of(data, loc),
+                           page="docs/taxonomies.md#what-a-taxonomy-may-read") from None
+
+
 def loc_text(loc: tuple) -> str:
     return ".".join(str(p) for p in loc)
 
@@ -199,7 +234,7 @@ def loc_text(loc: tuple) -> str:
 def _context(node: Node, file: Path, data: Any, loc: tuple) -> str | None:
     if node.context_file is None:
         return node.context
-    path = (file.parent / node.context_file).resolve()
+    path = _named_path(file, node.context_file, data, (*loc, "context_file"))
     if not path.is_file():
         raise DistillError(f"{loc_text(loc)}.context_file: {path} not found (paths are relative to the taxonomy "
                            "file's folder)", path=file, line=line_of(data, (*loc, "context_file")))
@@ -249,7 +284,7 @@ class SeedReader:
             name = ".".join(str(p) for p in err["loc"])
             hint = "unknown field; remove it" if err["type"] == "extra_forbidden" else err["msg"]
             raise DistillError(f"{prefix}field {name!r}: {hint} (a seed has {self.fields})", path=path,
-                               line=line) from None
+                               line=line, page="docs/taxonomies.md#seeds") from None
         self._check_fields(seed, path, line, prefix)
         if seed.id in self.seen_ids:
             raise DistillError(f"{prefix}seed id {seed.id!r} is also used at {self.seen_ids[seed.id]}; give every "

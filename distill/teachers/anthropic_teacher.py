@@ -12,7 +12,7 @@ from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.api_teacher import ApiTeacher
+from distill.teachers.api_teacher import ApiTeacher, server_address
 from distill.teachers.cost import PriceTable
 from distill.teachers.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
@@ -29,9 +29,10 @@ class AnthropicTeacher(ApiTeacher):
         import anthropic
 
         key = require_key("ANTHROPIC_API_KEY", spec)
-        base_url = settings.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-        super().__init__(spec, model, settings, key, base_url, lambda limits: anthropic.AsyncAnthropic(
-            api_key=key, base_url=base_url, timeout=settings.timeout_s, max_retries=0,
+        address = server_address(settings.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None)
+        super().__init__(spec, model, settings, key, address, lambda limits: anthropic.AsyncAnthropic(
+            api_key=key, base_url=address.url, default_query=address.query or None,
+            default_headers=address.headers or None, timeout=settings.timeout_s, max_retries=0,
             http_client=http_client(anthropic, limits, settings.timeout_s)))
 
     def batches(self) -> Any:

@@ -64,11 +64,10 @@ class BatchSettings:
     @classmethod
     def from_options(cls, options: Any, provider: str) -> BatchSettings:
         """From options (`--batch-size`, `batch_poll_s` ...) or the provider's part of `--api-config`."""
-        extra = options.model_extra or {}
-        config = (extra.get("api_config") or {}).get(provider) or {}
+        config = (getattr(options, "api_config", None) or {}).get(provider) or {}
 
         def pick(name: str, default: Any) -> Any:
-            value = getattr(options, name, None) if name == "batch_size" else extra.get(name)
+            value = getattr(options, name, None)
             value = config.get(name) if value is None else value
             return default if value is None else value
 

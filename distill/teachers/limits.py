@@ -11,13 +11,14 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from distill.errors import DistillError
+from distill.redact import redact
 
 T = TypeVar("T")
 
@@ -197,6 +198,27 @@ class Failure:
     message: str
 
 
+class DeadlineExceeded(Exception):
+    """The whole response took longer than the teacher's timeout (the SDKs' own timeout is per read)."""
+
+
+def by_deadline(send: Callable[[], Awaitable[T]], seconds: float) -> Callable[[], Awaitable[T]]:
+    """`send`, given `seconds` for the whole response. The SDKs hand their timeout to the transport as a
+    limit on each read, so a server sending a byte now and then holds a request open for ever."""
+
+    async def send_in_time() -> T:
+        deadline = asyncio.timeout(seconds)
+        try:
+            async with deadline:
+                return await send()
+        except TimeoutError:
+            if deadline.expired():
+                raise DeadlineExceeded(f"timeout: no whole response in {seconds:g} s") from None
+            raise
+
+    return send_in_time
+
+
 def classify(exc: BaseException) -> Failure:
     """Works for both SDKs: they share the APIStatusError / APITimeoutError / APIConnectionError shapes."""
     name = type(exc).__name__
@@ -214,6 +236,8 @@ def classify(exc: BaseException) -> Failure:
                        f"HTTP {status}: {body}")
     if isinstance(exc, TransientError):
         return Failure(True, False, None, None, f"malformed response: {exc}")
+    if isinstance(exc, DeadlineExceeded):
+        return Failure(True, False, None, None, str(exc))
     cause = _network_cause(exc)
     if cause is not None:  # what the socket said, whatever the SDK's wrapper is called
         return Failure(True, False, None, None, cause)
@@ -224,23 +248,52 @@ def classify(exc: BaseException) -> Failure:
     return Failure(False, False, None, None, f"{name}: {exc}")
 
 
-def _network_cause(exc: BaseException) -> str | None:
-    """The refused, reset or unresolvable connection under an SDK error. The SDKs' aiohttp transport
-    reports a refused connection as a connect *timeout*; its cause chain holds the truth."""
-    import socket
+# How a failure that reached no teacher at all begins (classify's words): a run whose items failed so says
+# the teacher stopped answering, where a refused or malformed request is that one item's problem.
+UNREACHABLE = ("connection refused", "cannot resolve", "connection reset", "connection error", "timeout: no response")
 
+
+def unreachable(detail: str) -> bool:
+    """Whether a recorded failure ("instruction: connection refused ... after 7 attempts") reached no teacher."""
+    return any(words in detail for words in UNREACHABLE)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what caused it, as far down as the SDK and its transport recorded."""
     seen: set[int] = set()
     link: BaseException | None = exc
     while link is not None and id(link) not in seen:
         seen.add(id(link))
-        if isinstance(link, ConnectionRefusedError):
-            return "connection refused: nothing is listening at the base URL (is the server running?)"
-        if isinstance(link, socket.gaierror):
-            return "cannot resolve the server's host name: check the base URL"
-        if isinstance(link, ConnectionResetError):
-            return "connection reset by the server"
+        yield link
         nested = [a for a in getattr(link, "args", ()) if isinstance(a, BaseException)]
         link = link.__cause__ or link.__context__ or getattr(link, "os_error", None) or (nested[0] if nested else None)
+
+
+def _server(exc: BaseException) -> str:
+    """The scheme, host and port the failed request went to (never a path or credentials), or "the base URL"."""
+    for link in _causes(exc):
+        try:
+            url = getattr(getattr(link, "request", None), "url", None)
+        except RuntimeError:  # httpx: an error made without its request
+            continue
+        if getattr(url, "host", None):
+            port = f":{url.port}" if url.port else ""
+            return f"{url.scheme}://{url.host}{port}"
+    return "the base URL"
+
+
+def _network_cause(exc: BaseException) -> str | None:
+    """The refused, reset or unresolvable connection under an SDK error, naming the server. The SDKs'
+    aiohttp transport reports a refused connection as a connect *timeout*; its cause chain holds the truth."""
+    import socket
+
+    for link in _causes(exc):
+        if isinstance(link, ConnectionRefusedError):
+            return f"connection refused: nothing is listening at {_server(exc)} (is the server running?)"
+        if isinstance(link, socket.gaierror):
+            return f"cannot resolve the server's host name ({_server(exc)}): check the base URL"
+        if isinstance(link, ConnectionResetError):
+            return f"connection reset by the server ({_server(exc)})"
     return None
 
 
@@ -345,10 +398,13 @@ def require_key(env_var: str, spec: str, optional: bool = False) -> str | None:
 
 
 def scrubber(*secrets: str | None) -> Callable[[str], str]:
-    """Masks keys in text that may be stored or printed (some servers echo the key in errors)."""
-    live = [s for s in secrets if s and len(s) >= 4]
+    """Masks keys in text that may be stored or printed (some servers echo the key in errors), and the
+    keys of any URL in it (an error naming the base URL)."""
+    # Longest first: a key that contains another (a password inside its URL-encoded form) goes whole.
+    live = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
     def scrub(text: str) -> str:
+        text = redact(text)
         for secret in live:
             text = text.replace(secret, "***")
         return " ".join(text.split())  # one line
@@ -413,13 +469,11 @@ class ApiSettings:
 
     @classmethod
     def from_options(cls, options: Any, provider: str) -> ApiSettings:
-        extra = options.model_extra or {}
-        config = (extra.get("api_config") or {}).get(provider) or {}
+        api_config = getattr(options, "api_config", None) or {}
+        config = api_config.get(provider) or {}
 
         def pick(name: str, default: Any) -> Any:
             value = getattr(options, name, None)
-            if value is None:
-                value = extra.get(name)
             if value is None:
                 value = config.get(name)
             return default if value is None else value
@@ -427,5 +481,5 @@ class ApiSettings:
         return cls(concurrency=int(pick("concurrency", 16)), rpm=pick("rpm", None), tpm=pick("tpm", None),
                    timeout_s=float(pick("timeout_s", 60.0)), max_retries=int(pick("max_retries", 6)),
                    base_url=pick("base_url", None),
-                   prices=(extra.get("api_config") or {}).get("prices"),
+                   prices=api_config.get("prices"),
                    retry_base_s=float(pick("retry_base_s", 0.5)), sender_process=pick("sender_process", None))

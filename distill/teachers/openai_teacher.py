@@ -13,7 +13,7 @@ from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.api_teacher import ApiTeacher
+from distill.teachers.api_teacher import ApiTeacher, server_address
 from distill.teachers.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
 # Structured output, best first; a server that rejects one gets the next (llama.cpp lacks json_schema).
@@ -29,8 +29,10 @@ class OpenAITeacher(ApiTeacher):
         base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
         # A self-hosted server often needs no key; OpenAI itself always does.
         key = require_key("OPENAI_API_KEY", spec, optional=base_url is not None)
-        super().__init__(spec, model, settings, key, base_url, lambda limits: openai.AsyncOpenAI(
-            api_key=key or "not-needed", base_url=base_url, timeout=settings.timeout_s, max_retries=0,
+        address = server_address(base_url)
+        super().__init__(spec, model, settings, key, address, lambda limits: openai.AsyncOpenAI(
+            api_key=key or "not-needed", base_url=address.url, default_query=address.query or None,
+            default_headers=address.headers or None, timeout=settings.timeout_s, max_retries=0,
             http_client=http_client(openai, limits, settings.timeout_s)))
         self.json_mode = 0
         # OpenAI's newer models take max_completion_tokens only; compatible servers know max_tokens.

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import InitErrorDetails
 
 from distill.errors import DistillError
 from distill.teachers.base import Teacher
+from distill.teachers.cost import ApiConfig, ProviderConfig
 
 # prefix -> (module, extra that installs it, whether it is an HTTP API)
 BACKENDS: dict[str, tuple[str, str, bool]] = {
@@ -35,16 +37,37 @@ INSTALL_HINTS: dict[str, str] = {
 }
 
 
-class TeacherOptions(BaseModel):
-    """Settings a backend may use; each takes what applies to it."""
+class TeacherOptions(ProviderConfig):
+    """Settings a backend may use; each takes what applies to it. The API settings and their bounds are an
+    `--api-config` file's (`ProviderConfig`), so `concurrency: 0` is refused wherever it is written. A name
+    no built-in backend reads is refused for them (`for_teacher`); a plugin's backend gets it in
+    `model_extra`."""
 
     model_config = ConfigDict(extra="allow")
 
-    batch_size: int | None = None
-    concurrency: int | None = None
-    base_url: str | None = None
-    timeout_s: float | None = None
-    max_retries: int | None = None
+    batch: bool | None = None  # API teachers: the provider's batch API
+    api_config: dict[str, Any] | None = None  # a checked --api-config (`ApiConfig`), as plain data
+    retry_base_s: float | None = Field(None, ge=0)  # the first backoff step (tests shrink it)
+    engine: bool | None = None  # local / hf: the decode engine (False: transformers' generate)
+    prefix_cache_mb: int | None = Field(None, ge=0)  # local / hf: the engine's prompt-prefix cache
+    dtype: str | None = None  # local / hf: torch dtype of the weights
+    engine_args: dict[str, Any] | None = None  # vllm: engine arguments
+    lora: str | None = None  # vllm: an adapter folder applied to every request
+
+    @field_validator("api_config")
+    @classmethod
+    def _checked_api_config(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else ApiConfig.model_validate(value).model_dump(exclude_none=True)
+
+    @classmethod
+    def for_teacher(cls, spec: str, options: TeacherOptions) -> TeacherOptions:
+        """`options` for the teacher `spec`: a built-in backend refuses a name it does not read (a misspelt
+        `concurency` would otherwise be ignored without a word); a plugin's backend takes what it likes."""
+        if spec.partition(":")[0] not in BACKENDS or not options.model_extra:
+            return options
+        raise ValidationError.from_exception_data(cls.__name__, [
+            InitErrorDetails(type="extra_forbidden", loc=(name,), input=value)
+            for name, value in options.model_extra.items()])
 
 
 @dataclass(frozen=True)
@@ -69,7 +92,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
     plugins = [f"{p.name}:<model>" for p in installed("teachers")]
     known = ", ".join(["local", *(f"{p}:<model>" for p in BACKENDS if p != "local"), *plugins])
-    raise DistillError(f"unknown teacher spec {spec!r}; use one of: {known}")
+    raise DistillError(f"unknown teacher spec {spec!r}; use one of: {known}", page="docs/teachers.md#teacher-specs")
 
 
 def backend(spec: str) -> Backend:
@@ -85,7 +108,8 @@ def backend(spec: str) -> Backend:
                 if exc.name and exc.name.startswith("distill"):
                     raise DistillError(f"teacher backend {prefix!r} is not available in this version of distill") from None
                 how = INSTALL_HINTS.get(prefix, f"install it with: pip install 'distill[{extra}]'")
-                raise DistillError(f"teacher {spec!r} needs the package {exc.name!r}; {how}") from None
+                raise DistillError(f"teacher {spec!r} needs the package {exc.name!r}; {how}",
+                                   page="docs/getting-started.md#extras") from None
             return module.make(spec, model, options)
 
         return Backend(prefix, model, api, make)

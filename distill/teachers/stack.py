@@ -27,7 +27,7 @@ def build_teacher(spec: str, options: TeacherOptions | None = None, *, cache_dir
     options = options or TeacherOptions()
     teacher = make_teacher(spec, options)
     if isinstance(teacher, ApiTeacher):
-        if (options.model_extra or {}).get("batch") and not online:
+        if options.batch and not online:
             from distill.teachers.batch import BatchSettings, BatchTeacher
 
             teacher = BatchTeacher(teacher.batches(), BatchSettings.from_options(options, teacher.provider))

@@ -255,6 +255,7 @@ def _settle_from_thread(loop: asyncio.AbstractEventLoop, answer: asyncio.Future,
 
 def make(spec: str, model: str, options) -> TransformersTeacher:
     name = "local" if spec == "local" else model
-    extra = options.model_extra or {}
-    return TransformersTeacher(spec, name, batch_size=options.batch_size, engine=extra.get("engine", True),
-                               prefix_cache_mb=extra.get("prefix_cache_mb", 512), dtype=extra.get("dtype"))
+    return TransformersTeacher(spec, name, batch_size=options.batch_size,
+                               engine=True if options.engine is None else options.engine,
+                               prefix_cache_mb=512 if options.prefix_cache_mb is None else options.prefix_cache_mb,
+                               dtype=options.dtype)

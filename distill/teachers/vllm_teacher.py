@@ -142,6 +142,5 @@ def _lora_rank(path: str) -> int:
 
 
 def make(spec: str, model: str, options) -> VLLMTeacher:
-    extra = options.model_extra or {}
     return VLLMTeacher(spec, model, batch_size=options.batch_size or DEFAULT_BATCH_SIZE,
-                       engine_args=extra.get("engine_args"), lora=extra.get("lora"))
+                       engine_args=options.engine_args, lora=options.lora)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from distill.errors import DistillError
 
@@ -39,22 +39,29 @@ class TrainConfig(BaseModel):
     lr_scheduler: str = "cosine"
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     epochs: float = Field(2, gt=0)
-    max_steps: int = -1
+    max_steps: int = Field(-1, ge=-1)  # -1: run the epochs
     batch_size: int = Field(4, gt=0)
     grad_accum: int = Field(4, gt=0)
     max_length: int = Field(1024, gt=8)
     packing: bool | None = None
     gradient_checkpointing: bool | None = None  # None: on for CUDA, off on CPU (no memory pressure there)
-    eval_steps: int | None = None  # None: evaluate at each epoch end
+    eval_steps: int | None = Field(None, gt=0)  # None: evaluate at each epoch end
     save_steps: int = Field(50, gt=0)
     save_total_limit: int = Field(2, gt=0)
     logging_steps: int = Field(5, gt=0)
     eval_before: bool = True  # eval loss of the untouched base, for comparison in the card
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = Field(None, gt=0)
     merge: bool = False
     resume: bool = True
     check_memory: bool = True
+
+    @field_validator("max_steps")
+    @classmethod
+    def _some_steps(cls, steps: int) -> int:
+        if steps == 0:
+            raise ValueError("0 steps would train nothing; give 1 or more, or -1 to run the epochs")
+        return steps
 
 
 FLAG_FIELDS = set(TrainConfig.model_fields)
@@ -91,4 +98,4 @@ def _first_error(exc: ValidationError) -> str:
     if error["type"] == "extra_forbidden":
         known = ", ".join(sorted(FLAG_FIELDS))
         return f"unknown training config field {field!r} (known: {known})"
-    return f"training config field {field!r}: {error['msg']} (got {error.get('input')!r})"
+    return f"training config field {field!r}: {error['msg'].removeprefix('Value error, ')} (got {error.get('input')!r})"

@@ -28,7 +28,7 @@ def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0,
     Writing it matters: `distill eval` must see exactly the examples training never saw. `say` gets
     what a person should know: what the split pooled, and why an eval split is small or empty.
     """
-    from distill.curate.split import recorded_split, save_split, stratified_split
+    from distill.curate.split import dataset_digest, read_split, recorded_split, save_split, stratified_split
 
     say = say or (lambda line: None)
     run_dir = Path(run_dir)
@@ -36,7 +36,10 @@ def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0,
         raise DistillError("run directory does not exist", path=run_dir)
     train_path, eval_path = run_dir / "train.jsonl", run_dir / "eval.jsonl"
     if train_path.is_file() and eval_path.is_file():
-        train, held_out = read_examples(train_path), read_examples(eval_path)
+        # Examples generated (or reviewed) after the split must not be left out forever.
+        train, held_out, update = read_split(run_dir, eval_fraction, seed)
+        if update is not None:
+            say(f"split: {update.describe()}")
         # A split written before the review must not train on what the review rejected or fixed.
         reviewed_train, reviewed_eval = apply_review(run_dir, train), apply_review(run_dir, held_out)
         if (reviewed_train, reviewed_eval) != (train, held_out):
@@ -57,7 +60,7 @@ def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0,
         if not examples:
             raise DistillError("dataset.jsonl is empty: nothing to train on", path=dataset)
         split = stratified_split(examples, fraction=eval_fraction, seed=seed)
-        save_split(run_dir, split)
+        save_split(run_dir, split, dataset_digest(run_dir))
         for line in split.describe():
             say(f"split: {line}")
         train, held_out = split.train, split.eval

@@ -92,6 +92,28 @@ def read_manifest(directory: Path) -> Manifest:
         raise DistillError(f"unreadable manifest: {exc.errors()[0]['msg']}", path=path) from None
 
 
+def attach_adapter(base, adapter_dir: Path):
+    """`base` with the adapter in `adapter_dir` on it (a PEFT model). A damaged adapter file (truncated,
+    overwritten, not JSON) is one line naming the file, not the library's traceback."""
+    from peft import PeftModel
+    from safetensors import SafetensorError
+
+    adapter_dir = Path(adapter_dir)
+    try:
+        return PeftModel.from_pretrained(base, str(adapter_dir))
+    except (SafetensorError, ValueError, OSError) as exc:
+        if isinstance(exc, SafetensorError):
+            weights = adapter_dir / "adapter_model.safetensors"
+            damaged = weights if weights.exists() else adapter_dir / "adapter_model.bin"
+        elif isinstance(exc, OSError):
+            damaged = Path(exc.filename) if exc.filename else adapter_dir
+        else:  # PEFT's ValueError and json's: the adapter's config
+            damaged = adapter_dir / "adapter_config.json"
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise DistillError(f"damaged adapter file ({reason}); train again (or restore the adapter folder from "
+                           "a copy)", path=damaged) from None
+
+
 def load_student_tokenizer(manifest: Manifest):
     """The base tokenizer with the recorded template, refused if its vocabulary changed since training."""
     from distill.models import load_tokenizer

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from distill.errors import DistillError
 from distill.owned import OwnedFolder
-from distill.train.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from distill.train.manifest import MANIFEST_NAME, attach_adapter, read_manifest, write_manifest
 
 DTYPES = {"bfloat16", "float16"}
 
@@ -35,7 +35,6 @@ def merge_adapter(adapter_dir: Path, out_dir: Path | None = None, dtype: str = "
     """Write base+adapter as one plain transformers model (weights, tokenizer, template); return its folder
     (default ADAPTER-merged; `force` writes into a folder of the user's, beside what is there)."""
     import torch
-    from peft import PeftModel
 
     from distill.models import load_causal_lm
     from distill.train.manifest import load_student_tokenizer
@@ -48,7 +47,7 @@ def merge_adapter(adapter_dir: Path, out_dir: Path | None = None, dtype: str = "
     out_dir = folder.root
     tokenizer = load_student_tokenizer(manifest)
     base = load_causal_lm(manifest.base_model, dtype=getattr(torch, dtype))  # 16-bit, not quantised
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged = attach_adapter(base, adapter_dir).merge_and_unload()
     with folder.staging() as stage:  # transformers writes its files, then they are moved in under our rule
         merged.save_pretrained(stage)
         tokenizer.save_pretrained(stage)

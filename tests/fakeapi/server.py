@@ -30,15 +30,19 @@ WORDS = ("inhaler wheeze trigger pollen dose fever cough mucus sinus rest fluids
 @dataclass
 class Faults:
     latency_s: float = 0.0
-    # Per prompt, attempt n gets script[n] (an HTTP status, "slow", "malformed", "disconnect"); then success.
+    # Per prompt, attempt n gets script[n] (an HTTP status, "slow", "malformed", "disconnect", "trickle");
+    # then success.
     script: list[Any] = field(default_factory=list)
     retry_after: str | None = "0.05"
     slow_s: float = 2.0
+    trickle_s: float = 0.02  # "trickle": a valid answer sent one byte at a time, this pause after each
     # Fraction of prompts (chosen by hash) answered badly: length, refusal, filter, empty, truncated_json, fenced, prose.
     content: dict[str, float] = field(default_factory=dict)
     reject_json_schema: bool = False  # like llama.cpp: 400 on response_format json_schema
     ratelimit_headers: dict[str, str] = field(default_factory=dict)
     expect_key: str | None = None
+    # A gateway's key as a query parameter (name, value): a wrong one is a 401 that echoes it whole.
+    expect_query_key: tuple[str, str] | None = None
     batch_delay_s: float = 0.05
     batch_fail_first: int = 0  # per prompt, the first n batch attempts end errored
     batch_expire_first: int = 0  # per prompt, the first n batch attempts end expired
@@ -55,6 +59,16 @@ class Faults:
     # judge) are answered with verdict(request, schema) as JSON when it returns a dict; the default is the
     # first enum value / true. Tests script agreeing and disagreeing answers with it.
     verdict: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None] | None = None
+    # Let this many realtime requests through, then hold every later one (as `hold()` does) until
+    # `release()`: a run stops at a known count however slowly the machine runs it.
+    hold_after: int | None = None
+
+
+@dataclass
+class Trickle:
+    """An answer body for `_connection` to send a byte at a time (the "trickle" fault)."""
+
+    data: bytes
 
 
 class FakeAPI:
@@ -76,6 +90,9 @@ class FakeAPI:
         self.port = 0
         self.holding = False  # hold(): requests wait unanswered; release() drops them (never answered or billed)
         self.held = 0  # requests dropped that way
+        self.hold_at = self.faults.hold_after  # None once released
+        self.let_through = 0  # realtime requests that passed while hold_at was set
+        self.trickled: list[float] = []  # seconds each "trickle" answer was sent for, until done or the client left
 
     # lifecycle
     def start(self) -> FakeAPI:
@@ -111,6 +128,7 @@ class FakeAPI:
 
     def release(self) -> None:
         """Drop every held request's connection (the client sees a reset and retries) and answer again."""
+        self.hold_at = None
         self.holding = False
 
     @property
@@ -134,6 +152,9 @@ class FakeAPI:
                 if status == 0:  # "disconnect": drop the connection without an answer
                     writer.close()
                     return
+                if isinstance(payload, Trickle):
+                    await self._trickle(reader, writer, payload.data)
+                    return
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 ctype = "application/json" if not isinstance(payload, bytes) else "application/octet-stream"
                 out = [f"HTTP/1.1 {status} X", f"content-type: {ctype}", f"content-length: {len(data)}",
@@ -145,13 +166,35 @@ class FakeAPI:
         finally:
             writer.close()
 
+    async def _trickle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """A whole, valid answer a byte at a time: every read gets a byte well within a per-read timeout."""
+        started = time.monotonic()
+        head = ["HTTP/1.1 200 X", "content-type: application/json", f"content-length: {len(data)}",
+                "connection: close"]
+        try:
+            for byte in ("\r\n".join(head) + "\r\n\r\n").encode() + data:
+                if reader.at_eof():  # the client hung up
+                    break
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(self.faults.trickle_s)
+        finally:
+            self.trickled.append(time.monotonic() - started)
+            writer.close()
+
     async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes, query: str = ""):
-        self.log.append({"path": path, "headers": headers})
+        self.log.append({"path": path, "headers": headers, "query": dict(parse_qsl(query, keep_blank_values=True))})
         key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         if self.faults.expect_key is not None and key != self.faults.expect_key:
             masked = key[:3] + "***" + key[-2:] if len(key) > 6 else "***"
             msg = f"Incorrect API key provided: {masked}"
             return 401, {}, {"type": "error", "error": {"type": "authentication_error", "message": msg}}
+        if self.faults.expect_query_key is not None:
+            name, value = self.faults.expect_query_key
+            given = self.log[-1]["query"].get(name)
+            if given != value:
+                msg = f"Access denied: invalid {name} {given!r} for this endpoint"
+                return 401, {}, {"type": "error", "error": {"type": "authentication_error", "message": msg}}
         if path == "/v1/chat/completions":
             return await self._answer("openai", json.loads(body))
         if path == "/v1/messages":
@@ -192,6 +235,12 @@ class FakeAPI:
             self.requests[prompt] += 1
         if self.faults.latency_s:
             await asyncio.sleep(self.faults.latency_s)
+        with self.lock:
+            if self.hold_at is not None:
+                if self.let_through >= self.hold_at:
+                    self.holding = True
+                else:
+                    self.let_through += 1
         if self.holding:
             while self.holding:
                 await asyncio.sleep(0.01)
@@ -201,6 +250,8 @@ class FakeAPI:
         if fault == "slow":  # past the client's timeout: it has gone, so nothing is delivered or billed
             await asyncio.sleep(self.faults.slow_s)
             return 0, {}, b""
+        if fault == "trickle":  # answered, but too slowly to be of use: never billed, as "slow"
+            return 200, {}, Trickle(json.dumps(self.compose(provider, request, prompt)).encode())
         if fault == "malformed":
             return 200, {}, b'{"id": "chatcmpl-1", "choices": [{"mess'
         elif fault == "disconnect":

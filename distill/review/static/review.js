@@ -119,11 +119,15 @@
       }
       const data = await response.json().catch(() => ({}));
       if (response.ok) return data;
-      if (response.status >= 500) {
+      // A 5xx without the server's own message (a proxy, a restart): try again. With one, the server
+      // is telling the reviewer something (the disk is full, the run is locked): show it, no retry.
+      if (response.status >= 500 && !data.error) {
         await new Promise((r) => setTimeout(r, Math.min(8000, 250 * 2 ** attempt)));
         continue;
       }
-      throw new Error(data.error || `${response.status}`);
+      const err = new Error(data.error || `${response.status}`);
+      err.status = response.status;
+      throw err;
     }
   }
 
@@ -132,7 +136,11 @@
   function write(path, body) { // in order: an undo never overtakes the decision it takes back
     writing++;
     const done = writes.then(() => post(path, body)).finally(() => { writing--; scheduleRefresh(); });
-    writes = done.catch((err) => { toast(`not saved: ${err.message}`, true); });
+    writes = done.catch((err) => {
+      const item = body.item_id ? `${body.item_id}: ` : "";
+      // A 5xx message says itself that nothing was saved and what to do; a 4xx says what was wrong.
+      toast(err.status >= 500 ? `${item}${err.message}` : `not saved: ${item}${err.message}`, true);
+    });
     return done;
   }
 

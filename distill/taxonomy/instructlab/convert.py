@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.taxonomy.instructlab.documents import CHUNK_WORDS, leaf_passages
+from distill.taxonomy.instructlab.documents import CHUNK_WORDS, Refused, leaf_passages
 from distill.taxonomy.instructlab.read import Leaf, Problem, read_taxonomy
 
 TASK = "grounded-qa"
@@ -81,9 +81,18 @@ def convert(root: Path, name: str, *, files_dir: str | None = None, documents: P
             converted.problems.append(Problem(leaf.file, None, f"its folder names the same node as {claimed[path]} "
                                               f"({'/'.join(path)}); rename one of the folders"))
             continue
+        passages: list[str] = []
+        if leaf.kind == "knowledge":
+            try:
+                passages, warning = leaf_passages(leaf, root, documents, chunk_words)
+            except Refused as refused:  # its documents lie outside what the user named: not imported
+                converted.problems.append(refused.problem)
+                continue
+            if warning is not None:
+                converted.warnings.append(warning)
         claimed[path] = leaf.file
         node = _place(converted.data["tree"], path)
-        _fill(converted, node, leaf, "/".join(path), files_dir, documents, chunk_words)
+        _fill(converted, node, leaf, "/".join(path), files_dir, passages)
     return converted
 
 
@@ -99,7 +108,7 @@ def _place(tree: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _fill(converted: Converted, node: dict[str, Any], leaf: Leaf, path: str, files_dir: str | None,
-          documents: Path | None, chunk_words: int) -> None:
+          passages: list[str]) -> None:
     node["description"] = leaf.description
     seeds = [{"id": f"{path}#{number}", **({"context": pair.context} if pair.context else {}),
               "question": pair.question, "answer": pair.answer} for number, pair in enumerate(leaf.pairs, 1)]
@@ -109,11 +118,6 @@ def _fill(converted: Converted, node: dict[str, Any], leaf: Leaf, path: str, fil
         seed_file = f"{files_dir}/{path}.jsonl"
         converted.files[seed_file] = "".join(jsonl_line(seed) for seed in seeds)
         node["seeds"] = seed_file
-    passages: list[str] = []
-    if leaf.kind == "knowledge":
-        passages, warning = leaf_passages(leaf, documents, chunk_words)
-        if warning is not None:
-            converted.warnings.append(warning)
     children: dict[str, Any] = {}
     if passages:
         width = len(str(len(passages)))

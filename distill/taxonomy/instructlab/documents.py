@@ -3,13 +3,18 @@
 InstructLab names a knowledge leaf's documents by a git repository, a commit and glob patterns. distill
 reaches no network at run time, so it reads them from a local folder: `--documents DIR` (the repository's
 files, or a folder holding a clone named after the repository), or `document.repo` itself when it is a
-local path (absolute, relative to the qna.yaml, or file://). A leaf whose documents are not found keeps its
-seed contexts as its passages, with a warning saying what to do.
+local folder inside the taxonomy's tree (relative to the qna.yaml, or file://). A leaf whose documents are
+not found keeps its seed contexts as its passages, with a warning saying what to do.
+
+A qna.yaml is often someone else's, and what is read goes to the teacher and into the dataset: documents are
+read only inside the folder the user named (the taxonomy's tree, or `--documents`). A repo or a pattern that
+leaves it (an absolute path, `..`, a link out) refuses the file, in one line naming it, before anything is read.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 
 from distill.errors import DistillError
 from distill.taxonomy.instructlab.read import Leaf, Problem
@@ -20,17 +25,43 @@ from distill.userfiles import read_text
 CHUNK_WORDS = 600
 
 
-def leaf_passages(leaf: Leaf, documents: Path | None,
+class Refused(Exception):
+    """A qna.yaml whose documents lie outside the folders distill may read: the file is not imported."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def leaf_passages(leaf: Leaf, root: Path, documents: Path | None,
                   chunk_words: int = CHUNK_WORDS) -> tuple[list[str], Problem | None]:
-    """The passages of a knowledge leaf's documents ([] when none were found) and a warning, if any."""
+    """The passages of a knowledge leaf's documents ([] when none were found) and a warning, if any; `Refused`
+    when the qna.yaml points outside `root` (the taxonomy's tree) or `documents`, before any file is read."""
     ref = leaf.document
     assert ref is not None
+    for number, pattern in enumerate(ref.patterns):
+        if _leaves_folder(pattern):
+            line = ref.pattern_lines[number] if number < len(ref.pattern_lines) else ref.line
+            raise Refused(Problem(leaf.file, line, f"document.patterns.{number}: {pattern!r} leaves the repository's "
+                                  "folder; a pattern is relative to it (like *.md or docs/**/*.md)"))
     folder, where = _repo_folder(leaf, documents)
-    if folder is None:
+    allowed = documents if documents is not None else root
+    if folder is not None and not _inside(folder, allowed):
+        raise Refused(Problem(leaf.file, ref.line, f"document.repo {ref.repo} is outside {_named(allowed, documents)}; "
+                              "distill reads documents only there: put a clone there, or pass --documents with the "
+                              "folder holding it"))
+    if folder is None or not folder.is_dir():
         return [], Problem(leaf.file, ref.line, f"document.repo {ref.repo} is not a local folder and distill reads "
                            f"no network: clone it at commit {ref.commit[:12]} and pass --documents with the clone's "
                            "folder; the leaf's seed contexts stand in for the documents until then")
-    files = sorted({path for pattern in ref.patterns for path in folder.glob(pattern) if path.is_file()})
+    try:
+        files = sorted({path for pattern in ref.patterns for path in folder.glob(pattern) if path.is_file()})
+    except (ValueError, NotImplementedError, OSError) as exc:
+        raise Refused(Problem(leaf.file, ref.line, f"document.patterns: {exc}")) from None
+    for path in files:
+        if not _inside(path, folder):
+            raise Refused(Problem(leaf.file, ref.line, f"document.patterns match {path.relative_to(folder)}, a link "
+                                  f"to a file outside {where}; distill reads documents only inside it"))
     if not files:
         return [], Problem(leaf.file, ref.line, f"no file in {where} matches document.patterns "
                            f"({', '.join(ref.patterns)}); the leaf's seed contexts stand in for the documents")
@@ -48,12 +79,29 @@ def leaf_passages(leaf: Leaf, documents: Path | None,
     return passages, None
 
 
+def _leaves_folder(pattern: str) -> bool:
+    """An absolute pattern (`/etc/passwd`, `~/x`, `C:\\x`), or one with a `..` step."""
+    path = PurePosixPath(pattern.replace("\\", "/"))
+    return path.is_absolute() or pattern.startswith("~") or bool(re.match(r"[A-Za-z]:", pattern)) or ".." in path.parts
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path`, links followed, is `folder` or below it."""
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _named(allowed: Path, documents: Path | None) -> str:
+    return f"the --documents folder ({allowed})" if documents is not None else f"the taxonomy's folder ({allowed})"
+
+
 def _repo_folder(leaf: Leaf, documents: Path | None) -> tuple[Path | None, str]:
+    """The local folder the leaf's documents are looked for in (None: a remote repo), and how to name it."""
     ref = leaf.document
     assert ref is not None
     if documents is not None:
-        named = documents / Path(ref.repo.rstrip("/")).name.removesuffix(".git")
-        if named.is_dir():
+        name = Path(ref.repo.rstrip("/")).name.removesuffix(".git")
+        named = documents / name
+        if name not in ("", ".", "..") and named.is_dir():
             return named, str(named)
         return documents, str(documents)
     local = ref.repo.removeprefix("file://")
@@ -61,7 +109,7 @@ def _repo_folder(leaf: Leaf, documents: Path | None) -> tuple[Path | None, str]:
         return None, ref.repo
     path = Path(local).expanduser()
     path = path if path.is_absolute() else leaf.file.parent / path
-    return (path, str(path)) if path.is_dir() else (None, ref.repo)
+    return path, str(path)
 
 
 def chunk(text: str, words: int) -> list[str]:

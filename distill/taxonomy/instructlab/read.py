@@ -48,6 +48,7 @@ class DocumentRef(BaseModel):
     commit: str
     patterns: list[str]
     line: int | None = None  # of `document.repo`, for a warning about it
+    pattern_lines: list[int | None] = []  # of each of `document.patterns`
 
 
 class Leaf(BaseModel):
@@ -77,6 +78,10 @@ def read_taxonomy(root: Path) -> tuple[list[Leaf], list[Problem]]:
             continue  # .git and other hidden folders
         if file.name != QNA:
             problems.append(Problem(file, None, f"InstructLab reads only files named {QNA}; rename it"))
+            continue
+        if not file.resolve().is_relative_to(root.resolve()):  # what it holds would go to the teacher: not read
+            problems.append(Problem(file, None, "a link to a file outside the taxonomy's folder; distill reads only "
+                                                "files inside it: copy the file in"))
             continue
         leaf, found = read_qna(file, root)
         problems += found
@@ -138,7 +143,9 @@ def _leaf(file: Path, folder: tuple[str, ...], kind: str, data: dict) -> Leaf:
     return Leaf(file=file, folder=folder, kind="knowledge", description=f"{data['domain']}: {outline}", pairs=pairs,
                 document=DocumentRef(repo=str(document["repo"]), commit=str(document["commit"]),
                                      patterns=[str(p) for p in document["patterns"]],
-                                     line=line_of(data, ("document", "repo"))))
+                                     line=line_of(data, ("document", "repo")),
+                                     pattern_lines=[line_of(data, ("document", "patterns", n))
+                                                    for n in range(len(document["patterns"]))]))
 
 
 def _blank_texts(data: dict, kind: str) -> list[tuple]:

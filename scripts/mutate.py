@@ -1,0 +1,261 @@
+"""Break promises on purpose and check that the tests notice: a small mutation test of the test suite.
+
+Each mutation replaces one short snippet of the code (which must occur exactly once: if the code changed
+under it, the mutation is stale and says so) and runs the tests named for it; they must fail. The file
+is restored afterwards whatever happens (a failure, Ctrl-C, SIGTERM), and a copy of the original is kept
+beside it (`FILE.mutate-orig`) until then, so even a kill -9 is undone by the next run of this script.
+
+    python scripts/mutate.py            # every mutation
+    python scripts/mutate.py --quick    # the ones cheap enough for CI (no model training)
+    python scripts/mutate.py --list     # names only
+    python scripts/mutate.py NAME ...   # these (a name, or a prefix of one)
+    python scripts/mutate.py --baseline # first check that the named tests pass on the unbroken code
+
+Exit code 0 when every mutation was caught, 1 when one was not (or was stale, or its tests errored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKUP = ".mutate-orig"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str  # the promise the break violates
+    path: str  # relative to the repository root
+    original: str  # occurs exactly once in the file
+    replacement: str
+    tests: tuple[str, ...]  # pytest node ids; at least one must fail
+    quick: bool = True  # in --quick (False: trains a model, a minute or more each)
+
+
+MUTATIONS = [
+    # Crash safety: a second run, the commit window, answers looked up in run.db.
+    Mutation("a second `distill run` on a folder in use is refused",
+             "distill/run.py", 'with run_lock(out, "out:"):', "with __import__('contextlib').nullcontext():",
+             ("tests/test_cli_runs.py::test_a_second_distill_run_is_refused_while_the_first_holds_the_folder",)),
+    Mutation("a second `distill generate` on a folder in use is refused",
+             "distill/generate/runner.py", "with run_lock(out), store_errors(", "with store_errors(",
+             ("tests/test_cli_runs.py::test_a_second_run_on_the_same_directory_stops_at_once_and_nothing_is_paid_twice",)),
+    Mutation("kill -9 loses at most the last 20 ms of answers",
+             "distill/commits.py", "COMMIT_WINDOW_S = 0.02", "COMMIT_WINDOW_S = 2.0",
+             ("tests/test_api_openai.py::test_kill_9_and_resume_never_pays_twice",)),
+    Mutation("kill -9 loses at most the last 20 ms of answers (sender process)",
+             "distill/commits.py", "COMMIT_WINDOW_S = 0.02", "COMMIT_WINDOW_S = 2.0",
+             ("tests/test_api_sender.py::test_kill_9_takes_the_sender_with_the_run_and_resume_never_pays_twice",)),
+    Mutation("an answer in the shared response cache is not paid for again",
+             "distill/teachers/cache.py", "hit = self.cache.get(fingerprint)", "hit = None",
+             ("tests/test_api_openai.py::test_cache_is_shared_across_runs_and_an_edited_node_misses_alone",)),
+    Mutation("an answer stored in run.db is never asked again",
+             "distill/generate/runner.py", "stored = store.find_call(fingerprint)", "stored = None",
+             ("tests/test_api_openai.py::test_kill_9_and_resume_never_pays_twice",)),
+    Mutation("an answer stored in run.db is never asked again (after Ctrl-C)",
+             "distill/generate/runner.py", "stored = store.find_call(fingerprint)", "stored = None",
+             ("tests/test_cli_runs.py::test_ctrl_c_exits_130_with_the_resume_hint_and_the_same_command_resumes[ctrl-c]",)),
+    Mutation("an answer stored in run.db is never asked again (notebook interrupt)",
+             "distill/generate/runner.py", "stored = store.find_call(fingerprint)", "stored = None",
+             ("tests/test_api.py::test_the_interrupt_button_stops_a_run_in_a_notebook_and_it_resumes",)),
+    Mutation("an answer stored in run.db is never asked again (local teacher, kill -9)",
+             "distill/generate/runner.py", "stored = store.find_call(fingerprint)", "stored = None",
+             ("tests/test_generate.py::test_killed_run_resumes_without_asking_again",)),
+    Mutation("an answer stored in run.db is never asked again (sender process)",
+             "distill/generate/runner.py", "stored = store.find_call(fingerprint)", "stored = None",
+             ("tests/test_api_sender.py::test_kill_9_takes_the_sender_with_the_run_and_resume_never_pays_twice",)),
+    # Training and its data.
+    Mutation("training never sees the eval split",
+             "distill/train/sft.py", "train_dataset=data.build_dataset(train_examples),",
+             "train_dataset=data.build_dataset(train_examples + eval_examples),",
+             ("tests/test_train_sft.py::test_adapter_manifest_and_card_are_written",), quick=False),
+    Mutation("training never sees the eval split (the split read back)",
+             "distill/train/data.py", "return usable, held_out", "return usable + held_out, held_out",
+             ("tests/test_train_sft.py::test_adapter_manifest_and_card_are_written",), quick=False),
+    Mutation("QLoRA loads the base in nf4",
+             "distill/train/sft.py", 'bnb_4bit_quant_type="nf4"', 'bnb_4bit_quant_type="fp4"',
+             ("tests/test_train_sft.py::test_qlora_loads_the_base_in_nf4_with_double_quantisation",), quick=False),
+    Mutation("QLoRA double-quantises the base",
+             "distill/train/sft.py", "bnb_4bit_use_double_quant=True", "bnb_4bit_use_double_quant=False",
+             ("tests/test_train_sft.py::test_qlora_loads_the_base_in_nf4_with_double_quantisation",), quick=False),
+    # Evaluation and review.
+    Mutation("bootstrap intervals have the width of the data's spread",
+             "distill/evaluate/metrics.py", "low=samples[int(0.025 * (resamples - 1))], "
+             "high=samples[int(0.975 * (resamples - 1))]", "low=full, high=full",
+             ("tests/test_eval_metrics.py::test_bootstrap_interval_of_a_mean_matches_its_standard_error",)),
+    Mutation("the review gate counts rejects, not edits",
+             "distill/review/gate.py", "tally.rejected += outcome == REJECT",
+             "tally.rejected += outcome in (REJECT, EDIT)",
+             ("tests/test_review_gate.py::test_edits_fix_items_and_do_not_count_against_the_gate",)),
+    Mutation("a card one reviewer opened is not handed to another (server)",
+             "distill/review/session.py", "return claim is not None and claim[0] != reviewer and",
+             "return False and",
+             ("tests/test_review_server.py::test_a_card_one_reviewer_opened_is_not_handed_to_another",)),
+    Mutation("a card one reviewer opened is not handed to another (page)",
+             "distill/review/static/review.js",
+             "for (let j = from + 1; j < view.length; j++) if (view[j].todo && !view[j].claimed) return j;\n"
+             "    for (let j = 0; j <= from && j < view.length; j++) if (view[j].todo && !view[j].claimed) return j;",
+             "for (let j = from + 1; j < view.length; j++) if (view[j].todo) return j;\n"
+             "    for (let j = 0; j <= from && j < view.length; j++) if (view[j].todo) return j;",
+             ("tests/test_review_browser.py::test_a_second_reviewers_page_skips_the_cards_another_has_open",)),
+    Mutation("an edit of the answer keeps the question as it was (page)",
+             "distill/review/static/review.js", 'm.role === "system" ? m.content : areas[k++].value',
+             'm.role === "system" ? m.content : areas[areas.length - 1].value',
+             ("tests/test_review_browser.py::test_keyboard_accept_reject_edit_undo_skip",)),
+    # Curation and generation.
+    Mutation("an n-gram common in the held-out set is a stem, not contamination",
+             "distill/curate/decontaminate.py", "stem = (index.items_with[where] >= config.heldout_common_items) | ",
+             "stem = ",
+             ("tests/test_curate_decontam.py::test_a_preamble_many_heldout_items_share_is_a_stem_a_shared_passage_is_not",)),
+    Mutation("an n-gram in many generated items is a stem, not contamination",
+             "distill/curate/decontaminate.py", " | (docs_per_ngram[where] >= common_generated)", "",
+             ("tests/test_curate_decontam.py::test_ngram_common_across_the_generated_set_is_a_stem",)),
+    Mutation("the budget reserves each request's worst case while it is in flight",
+             "distill/generate/budget.py", "        self.in_flight += worst_usd\n", "",
+             ("tests/test_api_openai.py::test_requests_in_flight_hold_their_worst_case_against_the_cap",
+              "tests/test_api_openai.py::test_budget_is_a_hard_cap")),
+    Mutation("the budget counts a request's own worst case before sending it",
+             "distill/generate/budget.py", "self.held - taken + worst_usd > self.cap", "self.held - taken > self.cap",
+             ("tests/test_api_openai.py::test_requests_in_flight_hold_their_worst_case_against_the_cap",
+              "tests/test_run.py::test_the_generate_section_takes_what_distill_generate_takes")),
+    Mutation("the plan is the same in every process for a seed",
+             "distill/taxonomy/plan.py", 'random.Random(f"{seed}:{leaf_path}:{name}")',
+             'random.Random(hash(f"{seed}:{leaf_path}:{name}"))',
+             ("tests/test_plan.py::test_plan_is_the_same_in_another_process",)),
+]
+
+
+@dataclass
+class Outcome:
+    mutation: Mutation
+    verdict: str  # caught | NOT CAUGHT | STALE (n found) | ERROR (pytest exit n)
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "caught"
+
+
+class Stop(Exception):
+    """SIGTERM or SIGHUP: unwind like Ctrl-C, so the file is restored."""
+
+
+def _stop(signum, frame):
+    raise Stop(signal.Signals(signum).name)
+
+
+def restore_leftovers(mutations: list[Mutation]) -> None:
+    """A run killed outright (-9) left a mutated file and its original beside it: put the original back."""
+    for path in sorted({ROOT / m.path for m in mutations}):
+        backup = path.with_name(path.name + BACKUP)
+        if backup.exists():
+            os.replace(backup, path)
+            print(f"restored {path.relative_to(ROOT)} left mutated by an interrupted run", file=sys.stderr)
+
+
+def pytest(tests: tuple[str, ...], timeout_s: float) -> int:
+    # No bytecode written: a mutated module's .pyc with the same size and mtime second as the restored
+    # source would otherwise be taken for it by later runs.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+    # A session of its own, so that stopping it also stops the `distill` processes its tests started.
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return -1
+    finally:
+        _kill_group(proc)  # also after a normal end: a failed test may have left a process running
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group pytest leads: it and whatever its tests left running
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def apply_and_test(mutation: Mutation, timeout_s: float) -> Outcome:
+    started = time.monotonic()
+    path = ROOT / mutation.path
+    text = path.read_text(encoding="utf-8")
+    found = text.count(mutation.original)
+    if found != 1:
+        return Outcome(mutation, f"STALE ({found} found)", 0.0)
+    backup = path.with_name(path.name + BACKUP)
+    shutil.copy2(path, backup)  # kept until the original is back (see restore_leftovers)
+    try:
+        path.write_text(text.replace(mutation.original, mutation.replacement), encoding="utf-8")
+        code = pytest(mutation.tests, timeout_s)
+    finally:
+        os.replace(backup, path)  # the original bytes and mtime, so its cached bytecode is valid again
+    seconds = time.monotonic() - started
+    if code == 1:
+        return Outcome(mutation, "caught", seconds)
+    if code == 0:
+        return Outcome(mutation, "NOT CAUGHT", seconds)
+    return Outcome(mutation, "TIMEOUT" if code == -1 else f"ERROR (pytest exit {code})", seconds)
+
+
+def select(names: list[str], quick: bool) -> list[Mutation]:
+    chosen = [m for m in MUTATIONS if not quick or m.quick]
+    if names:
+        chosen = [m for m in chosen if any(m.name.startswith(name) for name in names)]
+        if not chosen:
+            sys.exit(f"no mutation named {' or '.join(map(repr, names))}; --list shows them")
+    return chosen
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutations to run (a name or its beginning); default: all")
+    parser.add_argument("--quick", action="store_true", help="only the mutations cheap enough for CI")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--baseline", action="store_true", help="check the named tests pass unbroken first")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds for one mutation's tests")
+    args = parser.parse_args()
+    chosen = select(args.names, args.quick)
+    if args.list:
+        for m in chosen:
+            print(f"{'quick' if m.quick else 'slow '}  {m.name}  ({m.path})")
+        return 0
+    # Ctrl-C as KeyboardInterrupt even where a shell started this with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
+    restore_leftovers(MUTATIONS)
+    if args.baseline:
+        for tests in dict.fromkeys(m.tests for m in chosen):
+            code = pytest(tests, args.timeout)
+            if code != 0:
+                print(f"baseline: {' '.join(tests)} fails (exit {code}) on the unbroken code", file=sys.stderr)
+                return 1
+    outcomes = []
+    started = time.monotonic()
+    try:
+        for mutation in chosen:
+            outcome = apply_and_test(mutation, args.timeout)
+            outcomes.append(outcome)
+            print(f"{outcome.verdict:<12} {outcome.seconds:6.1f} s  {mutation.name}", flush=True)
+    except (KeyboardInterrupt, Stop) as exc:
+        print(f"stopped ({exc or 'Ctrl-C'}); every file is restored", file=sys.stderr)
+        return 130
+    missed = [o for o in outcomes if not o.ok]
+    print(f"{len(outcomes) - len(missed)} of {len(outcomes)} mutations caught in {time.monotonic() - started:.0f} s")
+    for o in missed:
+        print(f"  {o.verdict}: {o.mutation.name} ({o.mutation.path}); tests: {' '.join(o.mutation.tests)}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
