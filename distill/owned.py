@@ -51,6 +51,8 @@ VERSION = 1
 # never one another distill process is writing now (a review server and `distill train` share a run folder).
 _TMP = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.distill-tmp$")
 _STAGING = re.compile(r"^\.distill-staging-(\d+)-[0-9a-f]{8}$")
+# What `rundir.run_lock` writes into run.lock for a run (split, export and review lock a user's folder too).
+_RUN_LOCK = re.compile(r"pid \d+ on [^\n]*: distill (generate|run) ")
 _SHOWN = 3  # names a refusal lists
 FORCE_HELP = ("Write into a non-empty --out folder distill did not make, beside what is there: only files distill "
               "wrote are ever replaced.")
@@ -250,8 +252,9 @@ class OwnedFolder:
             yield tmp
             _fsync(tmp)
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             _remove(tmp)
+            _name_the_file(exc, tmp, target)
             raise
         self.written.add(name)
 
@@ -384,8 +387,9 @@ class OwnedFolder:
                                + "\n", encoding="utf-8")
                 _fsync(tmp)
                 os.replace(tmp, path)
-            except BaseException:
+            except BaseException as exc:
                 _remove(tmp)
+                _name_the_file(exc, tmp, path)
                 raise
         self.files, self.kind, self._recorded = files, kind, True
 
@@ -465,8 +469,8 @@ def legacy_kind(root: Path) -> str | None:
     if isinstance(stats, dict) and "curate" in stats and "input" in stats:
         return "curated"
     if (store or {}).get("taxonomy") or (isinstance(stats, dict) and isinstance(stats.get("counts"), dict)
-                                         and "kept" in stats["counts"]):
-        return "run"  # generation's stats.json always counts what it kept
+                                         and "kept" in stats["counts"]) or _RUN_LOCK.match(_text(root / "run.lock")):
+        return "run"  # generation's stats.json always counts what it kept; its run.lock names its holder
     if store is not None or (isinstance(stats, dict) and ({"split", "review"} & stats.keys())):
         return "dataset"  # a user's dataset folder an earlier distill split or reviewed
     manifest = _json(root / "distill_manifest.json")
@@ -562,6 +566,12 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
+def _name_the_file(exc: BaseException, tmp: Path, target: Path) -> None:
+    """A failed write() names no file, and a failed temporary names one the user never sees: name the target."""
+    if isinstance(exc, OSError) and exc.filename in (None, str(tmp), tmp):
+        exc.filename = str(target)
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -582,6 +592,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        _name_the_file(exc, tmp, path)
         raise

@@ -69,11 +69,11 @@ def export_dataset(run_dir: Path, options: DatasetExportOptions,
     if unknown_languages(options.language):
         raise DistillError(f"--language {', '.join(unknown_languages(options.language))}: not an ISO 639 code "
                            "(en, fr, de, zh, ...); repeat --language for a multilingual set")
-    folder = OwnedFolder.claim(out, "dataset-export", force=options.force)
-    folder.check("README.md")
     # The run's own split (train.jsonl / eval.jsonl), or the curate stage's stratified one made and written now,
     # so that training later holds out exactly what the card calls `test`.
     with hold_run(run_dir, "RUN_DIR"):  # not while a generate or review rewrites the run's files
+        folder = OwnedFolder.claim(out, "dataset-export", force=options.force)
+        folder.check("README.md")
         train, held_out = load_splits(run_dir, options.split_fraction, options.seed, say)
     splits = {"train": train, "test": held_out}
     axes = axis_names(train + held_out)

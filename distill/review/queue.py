@@ -14,6 +14,8 @@ import hashlib
 import math
 import random
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,15 +144,22 @@ def queued_items(chosen: list[tuple[Example, str]], neighbours: dict[str, Neighb
                        neighbour=neighbours.get(e.id)) for e, _ in chosen]
 
 
+@contextmanager
+def _held_store(directory: Path) -> Iterator[tuple[Path, ReviewLedger]]:
+    """The folder held (hold_run) and its review store open; run.db is distill's there, never a user's own."""
+    with hold_run(Path(directory)) as held:
+        OwnedFolder.in_place(held).reserve("run.db")
+        with ReviewLedger.open(held) as ledger:
+            yield held, ledger
+
+
 def build_queue(directory: Path, settings: ReviewSettings | None = None, more: int | None = None,
                 add_ids: list[str] | None = None, why: str | None = None) -> QueueReport:
     """Create the queue of `directory`, or grow it: to `settings.size` / `settings.sample` items, by
     `more` items, or by the items `add_ids` (a regenerated leaf's). Settings given are saved."""
     from distill.review.feedback import load_population
 
-    if Path(directory).is_dir():  # (a missing one is hold_run's to name)
-        OwnedFolder.in_place(directory).reserve("run.db")  # the review's store: never a user's own run.db
-    with hold_run(Path(directory)) as directory, ReviewLedger.open(directory) as ledger:
+    with _held_store(directory) as (directory, ledger):
         state = ReviewState.load(ledger)
         stored = ledger.settings() if state.has_queue else ReviewSettings()
         settings = settings or stored
