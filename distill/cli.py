@@ -98,7 +98,7 @@ def generate(
     from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
     from distill.generate.budget import print_estimate
     from distill.generate.summary import print_report
-    from distill.teachers.cost import load_api_config
+    from distill.teachers.http.cost import load_api_config
     from distill.teachers.registry import parse_engine_args, parse_spec, teacher_options
     from distill.userfiles import invalid_options
 

@@ -19,15 +19,15 @@ from pydantic_core import InitErrorDetails
 
 from distill.errors import DistillError
 from distill.teachers.base import Teacher
-from distill.teachers.cost import ApiConfig, ProviderConfig
+from distill.teachers.http.cost import ApiConfig, ProviderConfig
 
 # prefix -> (module, extra that installs it, whether it is an HTTP API)
 BACKENDS: dict[str, tuple[str, str, bool]] = {
-    "local": ("distill.teachers.transformers_teacher", "local", False),
-    "hf": ("distill.teachers.transformers_teacher", "local", False),
-    "openai": ("distill.teachers.openai_teacher", "api", True),
-    "anthropic": ("distill.teachers.anthropic_teacher", "api", True),
-    "vllm": ("distill.teachers.vllm_teacher", "vllm", False),
+    "local": ("distill.teachers.local.transformers", "local", False),
+    "hf": ("distill.teachers.local.transformers", "local", False),
+    "openai": ("distill.teachers.http.openai.teacher", "api", True),
+    "anthropic": ("distill.teachers.http.anthropic.teacher", "api", True),
+    "vllm": ("distill.teachers.local.vllm", "vllm", False),
 }
 # How to get a backend's packages, where `pip install 'distill[extra]'` is not the whole answer.
 INSTALL_HINTS: dict[str, str] = {
