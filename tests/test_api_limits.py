@@ -24,7 +24,7 @@ from distill.store import RunStore
 from distill.teachers.http.anthropic.teacher import AnthropicTeacher
 from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.teachers.http.limits import (AdaptiveConcurrency, ApiSettings, CallFailed, RateLimiter, RetryPolicy,
-                                     parse_reset, with_retries)
+                                          parse_reset, with_retries)
 from distill.teachers.http.openai.teacher import OpenAITeacher
 from distill.teachers.registry import teacher_options
 from fakeapi import FakeAPI, Faults
