@@ -55,7 +55,7 @@ MUTATIONS = [
              "distill/commits.py", "COMMIT_WINDOW_S = 0.02", "COMMIT_WINDOW_S = 2.0",
              ("tests/test_api_sender.py::test_kill_9_takes_the_sender_with_the_run_and_resume_never_pays_twice",)),
     Mutation("an answer in the shared response cache is not paid for again",
-             "distill/teachers/cache.py", "hit = self.cache.get(fingerprint)", "hit = None",
+             "distill/teachers/wrappers/cache.py", "hit = self.cache.get(fingerprint)", "hit = None",
              ("tests/test_api_openai.py::test_cache_is_shared_across_runs_and_an_edited_node_misses_alone",)),
     Mutation("an answer stored in run.db is never asked again",
              "distill/generate/runner.py", "stored = store.find_call(fingerprint)", "stored = None",

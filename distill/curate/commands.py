@@ -89,7 +89,7 @@ def _judges(out: OwnedFolder, label_spec: str | None, topic_spec: str | None, ca
         return
     from distill.curate.judge import Judge
     from distill.store import RunStore
-    from distill.teachers.cache import default_cache_dir
+    from distill.teachers.wrappers.cache import default_cache_dir
     from distill.teachers.registry import parse_spec
     from distill.teachers.stack import build_teacher
 
