@@ -247,15 +247,8 @@ class OwnedFolder:
         target = self.check(name)
         self._make_parents(name)
         self.record(name)  # before the rename: a crash between the two never leaves an unlisted file of ours
-        tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.distill-tmp")
-        try:
+        with _temporary_for(target) as tmp:
             yield tmp
-            _fsync(tmp)
-            os.replace(tmp, target)
-        except BaseException as exc:
-            _remove(tmp)
-            _name_the_file(exc, tmp, target)
-            raise
         self.written.add(name)
 
     @contextmanager
@@ -380,17 +373,9 @@ class OwnedFolder:
             files = (set(on_disk.files) if on_disk is not None else set(self.files)) | set(add)
             files -= set(drop)
             kind = kind or (on_disk.kind if on_disk is not None else self.kind)
-            path = self.root / MANIFEST
-            tmp = path.with_name(f".{MANIFEST}.{os.getpid()}-{secrets.token_hex(4)}.distill-tmp")
-            try:
+            with _temporary_for(self.root / MANIFEST) as tmp:
                 tmp.write_text(json.dumps({"version": VERSION, "kind": kind, "files": sorted(files)}, indent=1)
                                + "\n", encoding="utf-8")
-                _fsync(tmp)
-                os.replace(tmp, path)
-            except BaseException as exc:
-                _remove(tmp)
-                _name_the_file(exc, tmp, path)
-                raise
         self.files, self.kind, self._recorded = files, kind, True
 
 
@@ -547,6 +532,21 @@ def _folder_lock(root: Path) -> Iterator[None]:
     finally:
         os.close(fd)
 
+
+
+@contextmanager
+def _temporary_for(target: Path) -> Iterator[Path]:
+    """A temporary beside `target` (our pid in its name, so a dead writer's is known as ours): fsynced and renamed
+    over `target` when the block ends, removed when it raises, the error then naming `target`."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.distill-tmp")
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        _remove(tmp)
+        _name_the_file(exc, tmp, target)
+        raise
 
 def _fsync(path: Path) -> None:
     if path.is_dir():
