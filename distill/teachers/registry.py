@@ -51,8 +51,7 @@ class TeacherSpec(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> TeacherSpec:
-        kind, _, model = str(text).partition(":")
-        return cls(kind=kind, model=model or ("local" if kind == "local" else ""))
+        return cls.model_validate(str(text))
 
     @classmethod
     def of(cls, spec: TeacherSpec | str) -> TeacherSpec:
@@ -62,7 +61,7 @@ class TeacherSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_text(cls, value: Any) -> Any:
-        if isinstance(value, str):
+        if isinstance(value, str):  # the one place a spec's text is taken apart
             kind, _, model = value.partition(":")
             return {"kind": kind, "model": model or ("local" if kind == "local" else "")}
         return value
@@ -74,7 +73,9 @@ class TeacherSpec(BaseModel):
     @property
     def text(self) -> str:
         """The spec as the user writes it, and as the run records it (`local`, `openai:gpt-4o-mini`)."""
-        return "local" if (self.kind, self.model) == ("local", "local") else f"{self.kind}:{self.model}"
+        if (self.kind, self.model) == ("local", "local"):
+            return "local"
+        return f"{self.kind}:{self.model}" if self.model else self.kind
 
     @property
     def api(self) -> bool:
