@@ -298,7 +298,7 @@ def estimate_run(options: GenerateOptions) -> Estimate:
                 store.close()
     teacher = options.teacher_options
     prices = PriceTable((teacher.api_config or {}).get("prices"))
-    return asyncio.run(estimate_items(loaded, todo, options.teacher.text, prices, batch=bool(teacher.batch)))
+    return asyncio.run(estimate_items(loaded, todo, options.teacher, prices, batch=bool(teacher.batch)))
 
 
 def check_flags(options: GenerateOptions) -> None:
