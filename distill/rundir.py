@@ -204,9 +204,6 @@ class RunDir:
     def read_held_out(self) -> list[Example]:
         return read_examples(self.eval)
 
-    def read_train(self) -> list[Example]:
-        return read_examples(self.train)
-
     def read_stats(self) -> dict[str, Any]:
         """stats.json, or {} when there is none or it cannot be read (it is a report: a reader says less)."""
         try:
