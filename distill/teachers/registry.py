@@ -64,6 +64,8 @@ class TeacherSpec(BaseModel):
         if isinstance(value, str):  # the one place a spec's text is taken apart
             kind, _, model = value.partition(":")
             return {"kind": kind, "model": model or ("local" if kind == "local" else "")}
+        if not isinstance(value, (dict, TeacherSpec)):
+            raise ValueError("a teacher spec is text: local, hf:<model>, openai:<model>, anthropic:<model> ...")
         return value
 
     @model_serializer
