@@ -68,7 +68,7 @@ def load_run_config(path: Path) -> RunConfig:
 def generate_options(config: RunConfig, out: Path, retry_failed: bool = False):
     """The run's `GenerateOptions`: the `generate:` section as it stands, its API config file read."""
     from distill.generate.runner import GenerateOptions
-    from distill.teachers.cost import load_api_config
+    from distill.teachers.http.cost import load_api_config
     from distill.teachers.registry import TeacherOptions
 
     stage = config.generate

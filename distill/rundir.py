@@ -21,6 +21,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import socket
 import sys
 from collections.abc import Iterable, Iterator
@@ -313,8 +314,11 @@ def run_lock(out: Path, option: str = "--out") -> Iterator[Path]:
             _held[key] -= 1
         return
     try:
-        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a run.lock that is a link must not make us truncate whatever it points at.
+        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DistillError(f"{out / LOCK_FILE} is a link and distill did not make it; move it away") from None
         raise DistillError(f"{option} {out}: cannot write here ({_reason(exc)}); "
                            "choose a folder you can write to") from None
     try:
@@ -327,6 +331,10 @@ def run_lock(out: Path, option: str = "--out") -> Iterator[Path]:
             raise DistillError(f"{option} {out}: cannot lock the run directory ({_reason(exc)})") from None
         raise DistillError(f"{out} is in use by another run ({holder}); wait for it to finish, stop it, "
                            f"or give another {option}") from None
+    if not _ours(os.pread(fd, 4096, 0)):
+        os.close(fd)
+        raise DistillError(f"{out / LOCK_FILE} exists and distill did not write it; move it away (distill keeps "
+                           "its run lock under that name)")
     os.ftruncate(fd, 0)
     command = redact(" ".join(["distill", *sys.argv[1:]]))[:300]
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}: {command}\n".encode(), 0)
@@ -351,6 +359,14 @@ def hold_run(run_dir: Path, option: str = "DIR") -> Iterator[Path]:
         return
     with run_lock(run_dir, option):
         yield run_dir
+
+
+_LOCK_LINE = re.compile(rb"pid \d+ on [^\n]*: distill")
+
+
+def _ours(content: bytes) -> bool:
+    """Empty (just made), or the line a distill run writes: anything else in run.lock is a user's file."""
+    return not content.strip() or _LOCK_LINE.match(content) is not None
 
 
 def _reason(exc: OSError) -> str:

@@ -18,7 +18,7 @@ from distill.curate.pipeline import CurateConfig, curate
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, ExampleMeta, Message
 from distill.store import RunStore
-from distill.teachers.choices import finite_outputs
+from distill.teachers.local.choices import finite_outputs
 from distill.teachers.registry import make_teacher, teacher_options
 from fakeapi import FakeAPI, Faults
 

@@ -153,3 +153,23 @@ def test_a_sound_run_db_is_checked_once_and_opens(tmp_path):
     again = RunStore(tmp_path / "run.db")
     assert again.info() == {"taxonomy": "toy"}
     again.close()
+
+
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_a_users_own_run_lock_is_neither_truncated_nor_followed(tmp_path, kind):
+    """The run lock lives in `run.lock`; a user's file of that name (or a link there) is not distill's to empty."""
+    run = make_dataset(tmp_path / "run", per_leaf=10)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("the user's notes\n")
+    if kind == "file":
+        (run / "run.lock").write_text("the user's notes\n")
+    else:
+        (run / "run.lock").symlink_to(precious)
+    done = distill("split", str(run), cwd=tmp_path, env=cli_env(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1 and "run.lock" in lines[0] and "distill did not" in lines[0], lines
+    assert precious.read_text() == "the user's notes\n"
+    if kind == "file":
+        assert (run / "run.lock").read_text() == "the user's notes\n"
+    assert not (run / "train.jsonl").exists()

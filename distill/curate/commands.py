@@ -80,7 +80,7 @@ def _judges(out: RunDir, label_spec: TeacherSpec | None, topic_spec: TeacherSpec
         return
     from distill.curate.judge import Judge
     from distill.store import RunStore
-    from distill.teachers.cache import default_cache_dir
+    from distill.teachers.wrappers.cache import default_cache_dir
     from distill.teachers.stack import build_teacher
 
     cache_dir = default_cache_dir() if cache else None

