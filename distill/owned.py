@@ -71,6 +71,8 @@ WHAT = {
 
 # What each kind writes, by name: adopted as distill's when a folder from an earlier distill (no record) holds
 # them, and checked before expensive work so that a user's file of that name stops a command at its start.
+# The run folder's names are rundir.py's; they are spelled again here because this module sits below it (RunDir
+# writes through OwnedFolder) and because, for those kinds, these lists record what an earlier distill wrote.
 EVAL_FILES = ("eval.json", "eval.md", "eval_leaves.png", "eval_confusion.png")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "vocab.json", "merges.txt", "added_tokens.json")
