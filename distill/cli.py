@@ -100,15 +100,15 @@ def generate(
     from distill.generate.budget import print_estimate
     from distill.generate.summary import print_report
     from distill.teachers.http.cost import load_api_config
-    from distill.teachers.registry import parse_engine_args, parse_spec, teacher_options
+    from distill.teachers.registry import TeacherSpec, parse_engine_args, teacher_options
     from distill.userfiles import invalid_options
 
-    prefix, _ = parse_spec(teacher)  # an unknown spec fails before any model loads
-    if (engine_arg or lora) and prefix != "vllm":
+    spec = TeacherSpec.parse(teacher).check()  # parsed once, here; an unknown spec fails before any model loads
+    if (engine_arg or lora) and spec.kind != "vllm":
         raise DistillError(f"--engine-arg and --lora are for vllm: teachers, not {teacher!r}")
     try:
         options = GenerateOptions(
-            taxonomy=taxonomy, teacher=teacher, out=out, force=force, limit=limit, per_leaf=per_leaf, seed=seed,
+            taxonomy=taxonomy, teacher=spec, out=out, force=force, limit=limit, per_leaf=per_leaf, seed=seed,
             retry_failed=retry_failed,
             curate=not no_curate, progress=sys.stderr.isatty(),
             teacher_options=teacher_options(batch_size=batch_size, base_url=base_url, concurrency=concurrency,

@@ -43,10 +43,11 @@ class Mutation:
 MUTATIONS = [
     # Crash safety: a second run, the commit window, answers looked up in run.db.
     Mutation("a second `distill run` on a folder in use is refused",
-             "distill/run.py", 'with run_lock(out, "out:"):', "with __import__('contextlib').nullcontext():",
+             "distill/run.py", "with run_dir.lock():", "with __import__('contextlib').nullcontext():",
              ("tests/test_cli_runs.py::test_a_second_distill_run_is_refused_while_the_first_holds_the_folder",)),
     Mutation("a second `distill generate` on a folder in use is refused",
-             "distill/generate/runner.py", "with run_lock(out), store_errors(", "with store_errors(",
+             "distill/generate/runner.py", "with run_dir.lock(), run_dir.store_errors():",
+             "with run_dir.store_errors():",
              ("tests/test_cli_runs.py::test_a_second_run_on_the_same_directory_stops_at_once_and_nothing_is_paid_twice",)),
     Mutation("kill -9 loses at most the last 20 ms of answers",
              "distill/commits.py", "COMMIT_WINDOW_S = 0.02", "COMMIT_WINDOW_S = 2.0",
@@ -164,6 +165,13 @@ MUTATIONS = [
     Mutation("nothing is written into a run.db its integrity check finds damaged", "distill/store.py",
              "check_integrity(self.db, self.path)", "pass",
              ("tests/test_run_consistency.py::test_nothing_is_written_into_a_run_db_the_integrity_check_finds_damaged",)),
+    # Issue 20: one owner of the run folder.
+    Mutation("the review rebuilds the split with the other files", "distill/review/feedback.py",
+             "    _review_split(run_dir, review)\n    return figures", "    return figures",
+             ("tests/test_rundir.py::test_the_review_rebuilds_the_split_with_the_other_files",)),
+    Mutation("a user's file named like one side of the split stops it before either side is written",
+             "distill/rundir.py", "        folder.check_all(SPLIT)\n", "",
+             ("tests/test_rundir.py::test_a_run_dirs_files_go_through_its_ownership_record",)),
 ]
 
 

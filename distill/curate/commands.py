@@ -11,7 +11,9 @@ from rich.console import Console
 from pydantic import ValidationError
 
 from distill.errors import DistillError
-from distill.owned import FORCE_HELP, OwnedFolder
+from distill.owned import FORCE_HELP
+from distill.rundir import JUDGE_DB, RunDir
+from distill.teachers.registry import TeacherSpec
 
 
 def _default_out(input_path: Path) -> Path:
@@ -20,43 +22,41 @@ def _default_out(input_path: Path) -> Path:
     return input_path.with_name(input_path.stem + "_curated")
 
 
-def curate_out(out: Path, force: bool = False) -> OwnedFolder:
-    """The --out folder of `distill curate`, claimed before anything is written there (the judges' judge.db
-    included); a run directory is refused: curate would write over generation's exports."""
-    if (Path(out) / "run.db").exists():
-        raise DistillError(f"--out {out} is a generation run directory: curate would write over its dataset.jsonl "
-                           "and rejected.jsonl (generation's exports); give another --out (default INPUT/curated)")
-    return OwnedFolder.claim(out, "curated", force=force)
-
-
 def run_curate(source, out: Path | None, config, console: Console | None = None, show_progress: bool = True,
                judge=None, label_judge=None, executor: str = "local", output_format: str = "jsonl",
                force: bool = False, **ray_options):
     """Curate INPUT (a run directory, a JSONL or Parquet file or folder, or a list of `Example`s); with `out`,
     write the output files there (a folder of distill's own; `force` writes beside a user's files). Returns the
-    result. `distill curate` and `distill.curate()` both come here.
+    result. `distill curate` and `distill.curate()` both come here."""
+    if out is None:
+        if executor == "ray":
+            raise DistillError("--executor ray reads files and writes a folder: give INPUT as a path and an --out")
+        return _curate_here(source, config, console, show_progress, judge, label_judge)
+    return run(RunDir.claim_curated(out, force), config, source, console=console, show_progress=show_progress,
+               judge=judge, label_judge=label_judge, executor=executor, output_format=output_format, **ray_options)
 
-    Locally kept rows and rejects go to `dataset.jsonl` / `rejected.jsonl`; on Ray each task writes its
-    own part of `dataset/` and `rejected/` (JSONL or Parquet shards)."""
-    folder = curate_out(out, force) if out is not None else None
-    if folder is not None:
-        folder.check_all(("dataset.jsonl", "rejected.jsonl", "stats.json", "report.md", "contamination.jsonl",
-                          "duplicates.jsonl"))
+
+def run(run_dir: RunDir, config, source, console: Console | None = None, show_progress: bool = True,
+        judge=None, label_judge=None, executor: str = "local", output_format: str = "jsonl", **ray_options):
+    """The curation stage into a curated folder already claimed (`RunDir.claim_curated`): `source` (a run
+    directory, a JSONL or Parquet file or folder, or `Example`s) checked, deduplicated and decontaminated with
+    `config` (a `CurateConfig`). Locally the kept rows and rejects go to dataset.jsonl and rejected.jsonl; on
+    Ray each task writes its own part of dataset/ and rejected/ (JSONL or Parquet shards)."""
+    from distill.curate.report import markdown_report
+
     if executor == "ray":
-        if folder is None or not isinstance(source, (str, Path)):
+        if not isinstance(source, (str, Path)):
             raise DistillError("--executor ray reads files and writes a folder: give INPUT as a path and an --out")
         from distill.executors.ray_curate import curate_on_ray
 
-        for parts in ("dataset/", "rejected/"):  # each task writes its own shard in there
-            folder.reserve(parts)
-        result = curate_on_ray(source, out, config, output_format=output_format, **ray_options)
+        run_dir.reserve_parts()  # each task writes its own shard in there
+        result = curate_on_ray(source, run_dir.root, config, output_format=output_format, **ray_options)
+        kept, rejects = None, None
     else:
         result = _curate_here(source, config, console, show_progress, judge, label_judge)
-        if folder is None:
-            return result
-        folder.write_jsonl("dataset.jsonl", result.kept)
-        folder.write_jsonl("rejected.jsonl", result.rejects)
-    _write_reports(source if isinstance(source, (str, Path)) else "(examples)", folder, result)
+        kept, rejects = result.kept, result.rejects
+    run_dir.write_curated(str(source) if isinstance(source, (str, Path)) else "(examples)", kept, rejects,
+                          result.contamination, result.duplicates, result.to_stats(), markdown_report(result) + "\n")
     return result
 
 
@@ -70,17 +70,8 @@ def _curate_here(source, config, console: Console | None, show_progress: bool, j
         return curate(examples, config, progress=progress, judge=judge, label_judge=label_judge)
 
 
-def _write_reports(input_path, out: OwnedFolder, result) -> None:
-    from distill.curate.report import markdown_report
-
-    out.write_jsonl("contamination.jsonl", result.contamination)
-    out.write_jsonl("duplicates.jsonl", result.duplicates)
-    out.write_json("stats.json", {"input": str(input_path), **result.to_stats()})
-    out.write_text("report.md", markdown_report(result) + "\n")
-
-
 @contextmanager
-def _judges(out: OwnedFolder, label_spec: str | None, topic_spec: str | None, cache: bool):
+def _judges(out: RunDir, label_spec: TeacherSpec | None, topic_spec: TeacherSpec | None, cache: bool):
     """(label judge, topic judge) for `distill curate`, their calls recorded in OUT/judge.db; None when off.
 
     Not run.db: that name marks a generation run directory, which curate refuses to write into."""
@@ -90,15 +81,13 @@ def _judges(out: OwnedFolder, label_spec: str | None, topic_spec: str | None, ca
     from distill.curate.judge import Judge
     from distill.store import RunStore
     from distill.teachers.wrappers.cache import default_cache_dir
-    from distill.teachers.registry import parse_spec
     from distill.teachers.stack import build_teacher
 
-    for spec in filter(None, (label_spec, topic_spec)):
-        parse_spec(spec)  # an unknown spec fails before anything runs
     cache_dir = default_cache_dir() if cache else None
-    store = RunStore(out.reserve("judge.db"))
+    store = RunStore(out.folder().reserve(JUDGE_DB))
     try:  # the one builder: verdicts are wanted now, never as a provider batch job
-        made = {spec: Judge(spec, lambda spec=spec: build_teacher(spec, cache_dir=cache_dir, online=True), store)
+        made = {spec: Judge(spec.text, lambda spec=spec: build_teacher(spec.text, cache_dir=cache_dir, online=True),
+                            store)
                 for spec in filter(None, (label_spec, topic_spec))}
         yield made.get(label_spec), made.get(topic_spec)
     finally:
@@ -203,11 +192,14 @@ def register(app: typer.Typer) -> None:
                                    "from the current folder)", path=source.path)
         if label_check and not config.labels:
             raise DistillError("--label-check needs the label set: pass --taxonomy FILE or --labels a,b,c")
+        # Parsed once, here; an unknown spec fails before anything is written or run.
+        label_spec = TeacherSpec.parse(label_check).check() if label_check else None
+        topic_spec = TeacherSpec.parse(judge).check() if judge else None
         console = Console()
-        folder = curate_out(out_dir, force)  # before the judges' judge.db goes in
-        with _judges(folder, label_check, judge, not no_cache) as (label_judge, topic_judge):
-            result = run_curate(input_path, out_dir, config, console, judge=topic_judge, label_judge=label_judge,
-                                executor=executor, output_format=output_format, force=force)
+        run_dir = RunDir.claim_curated(out_dir, force)  # before the judges' judge.db goes in
+        with _judges(run_dir, label_spec, topic_spec, not no_cache) as (label_judge, topic_judge):
+            result = run(run_dir, config, input_path, console, judge=topic_judge, label_judge=label_judge,
+                         executor=executor, output_format=output_format)
         print_summary(result, console, out_dir)
 
     @app.command("split")

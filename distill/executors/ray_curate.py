@@ -42,6 +42,7 @@ from distill.errors import DistillError
 from distill.executors.ray_cluster import ensure_ray
 from distill.owned import OwnedFolder
 from distill.records import Example, Reject
+from distill.rundir import DATASET_PARTS, REJECTED_PARTS
 
 # Order key: source (0 the input, 1.. each --against) | file within the source | line (or row) number.
 _SOURCE_SHIFT, _FILE_SHIFT = 56, 40
@@ -137,7 +138,7 @@ def _curate(ray, sources: list[list[Path]], out: Path, config: CurateConfig, out
         contamination = _decontaminate(ray, base, removed, n_valid, config, verdicts, decontam_info)
 
     owned = OwnedFolder.claim(out, "curated")  # the caller reserved dataset/ and rejected/ in it
-    for folder in ("dataset/", "rejected/"):
+    for folder in (DATASET_PARTS, REJECTED_PARTS):
         owned.remove(folder)  # parts of an earlier run must not mix in
         owned.reserve(folder).mkdir(parents=True)
     counts = _gather(base.map_batches(
@@ -304,8 +305,8 @@ def _label_and_write(batch: dict[str, np.ndarray], verdicts: Any, out: str, outp
         outcomes[node, STAGES_PASSED[stage], why] += 1
     name = f"part-{int(batch['order'][0]):016x}" if len(batch["order"]) else None
     if name:
-        _write_part(Path(out) / "dataset" / name, kept, output_format)
-        _write_part(Path(out) / "rejected" / name, rejected, output_format)
+        _write_part(Path(out) / DATASET_PARTS / name, kept, output_format)
+        _write_part(Path(out) / REJECTED_PARTS / name, rejected, output_format)
     keys = list(outcomes)
     return {"node": np.array([k[0] for k in keys], dtype=object), "reached": np.array([k[1] for k in keys], np.int64),
             "reason": np.array([k[2] for k in keys], dtype=object), "count": np.array(list(outcomes.values()), np.int64)}

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, \
+    model_validator
 from pydantic_core import InitErrorDetails
 
 from distill import plugins
@@ -22,6 +23,61 @@ from distill.errors import DistillError
 from distill.teachers.base import Teacher
 from distill.teachers.builtin import BACKENDS, LazyBackend
 from distill.teachers.http.cost import ApiConfig, ProviderConfig
+
+
+class TeacherSpec(BaseModel):
+    """A teacher spec (`local`, `hf:<model>`, `openai:<model>`, a plugin's `echo:<model>`), parsed once where the
+    user gives it (a flag, a config file, a keyword): the backend's prefix (`kind`) and its `model`. Written
+    back, in a config dump or a message, it is the text again. Whether `kind` names an installed backend is
+    checked when the backend is looked up (`backend`): a plugin's spec is read like a built-in one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    model: str
+
+    @classmethod
+    def parse(cls, text: str) -> TeacherSpec:
+        return cls.model_validate(str(text))
+
+    @classmethod
+    def of(cls, spec: TeacherSpec | str) -> TeacherSpec:
+        """`spec` as a TeacherSpec (a spec already parsed is returned as it is)."""
+        return spec if isinstance(spec, TeacherSpec) else cls.parse(spec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the one place a spec's text is taken apart
+            kind, _, model = value.partition(":")
+            return {"kind": kind, "model": model or ("local" if kind == "local" else "")}
+        if not isinstance(value, (dict, TeacherSpec)):
+            raise ValueError("a teacher spec is text: local, hf:<model>, openai:<model>, anthropic:<model> ...")
+        return value
+
+    @model_serializer
+    def _as_text(self) -> str:
+        return self.text
+
+    @property
+    def text(self) -> str:
+        """The spec as the user writes it, and as the run records it (`local`, `openai:gpt-4o-mini`)."""
+        if (self.kind, self.model) == ("local", "local"):
+            return "local"
+        return f"{self.kind}:{self.model}" if self.model else self.kind
+
+    @property
+    def api(self) -> bool:
+        """Whether the teacher is an HTTP API (looked up: an unknown spec is refused here)."""
+        return backend(self).api
+
+    def check(self) -> TeacherSpec:
+        """The spec, once its backend is known to exist (an unknown one fails before any model loads)."""
+        backend(self)
+        return self
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class TeacherOptions(ProviderConfig):
@@ -47,10 +103,10 @@ class TeacherOptions(ProviderConfig):
         return None if value is None else ApiConfig.model_validate(value).model_dump(exclude_none=True)
 
     @classmethod
-    def for_teacher(cls, spec: str, options: TeacherOptions) -> TeacherOptions:
+    def for_teacher(cls, spec: TeacherSpec, options: TeacherOptions) -> TeacherOptions:
         """`options` for the teacher `spec`: a built-in backend refuses a name it does not read (a misspelt
         `concurency` would otherwise be ignored without a word); a plugin's backend takes what it likes."""
-        if spec.partition(":")[0] not in BACKENDS or not options.model_extra:
+        if spec.kind not in BACKENDS or not options.model_extra:
             return options
         raise ValidationError.from_exception_data(cls.__name__, [
             InitErrorDetails(type="extra_forbidden", loc=(name,), input=value)
@@ -67,16 +123,17 @@ class Backend:
     make: Callable[[str, str, TeacherOptions], Any]
 
 
-def parse_spec(spec: str) -> tuple[str, str]:
-    prefix, _, model = spec.partition(":")
-    if prefix == "local" and not model:
-        return "local", "local"
+def parse_spec(spec: TeacherSpec | str) -> tuple[str, str]:
+    """(prefix, model) of a spec whose backend exists; an unknown one is refused in one line, naming the known."""
+    parsed = TeacherSpec.of(spec)
+    prefix, model = parsed.kind, parsed.model
     if prefix in BACKENDS and model:
         return prefix, model
     if prefix not in BACKENDS and _plugin(prefix) is not None:
         return prefix, model
     known = ", ".join(spec_forms())
-    raise DistillError(f"unknown teacher spec {spec!r}; use one of: {known}", page="docs/teachers.md#teacher-specs")
+    raise DistillError(f"unknown teacher spec {str(spec)!r}; use one of: {known}",
+                       page="docs/teachers.md#teacher-specs")
 
 
 def spec_forms() -> list[str]:
@@ -86,7 +143,7 @@ def spec_forms() -> list[str]:
     return [*own, *(f"{p.name}:<model>" for p in plugins.installed("teachers") if p.name not in BACKENDS)]
 
 
-def backend(spec: str) -> Backend:
+def backend(spec: TeacherSpec | str) -> Backend:
     """The backend a spec names, through its entry point (a plugin's module is imported now; a `LazyBackend`'s
     only when made)."""
     prefix, model = parse_spec(spec)
@@ -107,9 +164,10 @@ def _plugin(prefix: str) -> Any | None:
     return plugins.find_plugin("teachers", prefix)
 
 
-def make_teacher(spec: str, options: TeacherOptions | None = None) -> Teacher:
+def make_teacher(spec: TeacherSpec | str, options: TeacherOptions | None = None) -> Teacher:
     """The backend's own teacher for a spec, with nothing around it (see stack.build_teacher for that)."""
     found = backend(spec)
+    spec = str(spec)  # what the teacher records in every call and example
     teacher = found.make(spec, found.model, options or TeacherOptions())
     if not isinstance(teacher, Teacher):
         raise DistillError(f"teacher {spec!r}: its backend made a {type(teacher).__name__}, not a "
