@@ -153,7 +153,7 @@ MUTATIONS = [
     Mutation("a key in a URL is never written or shown", "distill/redact.py",
              "return _URL.sub(lambda found: redact_url(found.group()), text)", "return text",
              ("tests/test_secrets.py::test_the_lock_message_masks_a_key_an_older_run_wrote_into_run_lock",)),
-    Mutation("--timeout is a deadline for the whole response", "distill/teachers/api_teacher.py",
+    Mutation("--timeout is a deadline for the whole response", "distill/teachers/http/base.py",
              "by_deadline(send, self.settings.timeout_s)", "send",
              ("tests/test_hangs.py::test_a_server_trickling_its_answer_fails_the_request_at_the_timeout[openai]",)),
     Mutation("a review request body past its limit is refused as it arrives", "distill/review/server.py",
