@@ -169,7 +169,7 @@ def taxonomy_import_instructlab(
 ) -> None:
     """Convert an InstructLab taxonomy (qna.yaml files) into a taxonomy file and seed files; invalid files are
     listed and skipped."""
-    from distill.taxonomy.instructlab import import_instructlab
+    from distill.taxonomy.instructlab.importer import import_instructlab
     from distill.taxonomy.instructlab.convert import SYSTEM_PROMPT
 
     errors = Console(stderr=True)

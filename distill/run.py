@@ -13,10 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from distill.curate import split
 from distill.errors import DistillError, RunFailed
-from distill.generate.runner import GenerateSettings
+from distill.evaluate import report as evaluation
+from distill.evaluate.report import EvalConfig
+from distill.generate import runner as generation
+from distill.generate.runner import GenerateOptions, GenerateSettings, default_out
+from distill.review import pipeline as review
 from distill.review.model import ReviewSettings
 from distill.rundir import RunDir
+from distill.taxonomy import load_taxonomy
+from distill.teachers.http.cost import load_api_config
+from distill.teachers.registry import TeacherOptions
+from distill.train import sft as training
+from distill.train.config import TrainConfig
 from distill.userfiles import load_yaml_mapping, located
 
 STAGES = ("generate", "split", "train", "eval")
@@ -44,9 +55,6 @@ class RunConfig(BaseModel):
 
 def load_run_config(path: Path) -> RunConfig:
     data = load_yaml_mapping(path, "run config", "taxonomy:, out:, generate:, train: and eval:")
-    from distill.evaluate.report import EvalConfig
-    from distill.train.config import TrainConfig
-
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -65,12 +73,8 @@ def load_run_config(path: Path) -> RunConfig:
     return config
 
 
-def generate_options(config: RunConfig, out: Path, retry_failed: bool = False):
+def generate_options(config: RunConfig, out: Path, retry_failed: bool = False) -> GenerateOptions:
     """The run's `GenerateOptions`: the `generate:` section as it stands, its API config file read."""
-    from distill.generate.runner import GenerateOptions
-    from distill.teachers.http.cost import load_api_config
-    from distill.teachers.registry import TeacherOptions
-
     stage = config.generate
     settings = stage.model_dump(exclude={"api_config", "retry_failed"}, exclude_unset=True)
     if stage.api_config is not None:
@@ -87,11 +91,6 @@ def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
     `retry_failed` (or `generate.retry_failed` in the config) asks the teacher again for failed items.
     With a `review:` section (or a queue built by hand) it stops after generation until the review
     passes its gate (ReviewPending, exit code 4); `force` trains anyway, and the adapter says so."""
-    from distill.evaluate.report import EvalConfig
-    from distill.generate.runner import default_out
-    from distill.taxonomy import load_taxonomy
-    from distill.train.config import TrainConfig
-
     try:
         train_config = TrainConfig(**config.train)
         eval_config = EvalConfig(**config.eval)
@@ -106,14 +105,8 @@ def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
 
 
 def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], retry_failed: bool, force: bool,
-                train_config: Any, eval_config: Any) -> dict[str, Any]:
+                train_config: TrainConfig, eval_config: EvalConfig) -> dict[str, Any]:
     """Each stage's `run(run_dir, settings)` in turn, skipping those pipeline.json records as finished."""
-    from distill.curate import split
-    from distill.evaluate import report as evaluation
-    from distill.generate import runner as generation
-    from distill.review import pipeline as review
-    from distill.train import sft as training
-
     state = run_dir.read_pipeline()
 
     def finish(stage: str, **summary: Any) -> None:

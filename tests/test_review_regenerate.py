@@ -17,7 +17,7 @@ from distill.review.gate import evaluate
 from distill.review.ledger import ReviewLedger
 from distill.review.model import ReviewSettings
 from distill.review.queue import build_queue
-from distill.review.regenerate import regenerate
+from distill.generate.regenerate import regenerate
 from distill.teachers.registry import teacher_options
 
 ASTHMA = "respiratory/asthma"

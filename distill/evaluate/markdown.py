@@ -3,7 +3,7 @@ its plot, then the details (confusion matrix, judge verdicts, export steps). Pur
 
 from __future__ import annotations
 
-from distill.evaluate.report import BASE, HEADLINE, LABELS, TEACHER, leaf_metric
+from distill.evaluate.metrics import BASE, HEADLINE, LABELS, TEACHER, leaf_metric
 
 _VERDICT = {"above": "above the base, 95% intervals apart", "below": "below the base, 95% intervals apart",
             "overlap": "95% intervals overlap"}

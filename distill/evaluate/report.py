@@ -11,6 +11,8 @@ item and a metric that falls by more than `max_drop` is flagged (`distill.evalua
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -18,18 +20,24 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from distill.curate.split import read_split
 from distill.errors import DistillError, RunFailed
 from distill.evaluate import metrics as m
-from distill.evaluate.forms import ModelForm
-from distill.evaluate.generate import Answer
+from distill.evaluate.figures import write_figures
+from distill.evaluate.forms import ModelForm, detect_forms, load_form, shared_manifest
+from distill.evaluate.generate import Answer, generate, load_base, load_student
+from distill.evaluate.markdown import render_markdown
+from distill.evaluate.metrics import BASE, TEACHER
 from distill.evaluate.steps import DEFAULT_MAX_DROP, compare_steps
+from distill.models import set_threads
 from distill.owned import OwnedFolder, writable_folder
-from distill.records import Example
+from distill.records import Example, Message, SamplingParams
 from distill.rundir import EVAL_JSON, EVAL_MD, EVAL_REPORT, RunDir
+from distill.teachers.base import GenerationRequest
 from distill.teachers.registry import TeacherSpec
-
-BASE, TEACHER = "base", "teacher"
-
+from distill.teachers.stack import build_teacher
+from distill.teachers.wrappers.cache import default_cache_dir
+from distill.train.manifest import load_student_tokenizer
 
 class EvalConfig(BaseModel):
     """Options of `distill eval`.
@@ -92,10 +100,6 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
     `observe(form, model)` is called with each form's model while it is loaded (export checks GGUF logits so).
     `say` gets what a person should know (the split extended to examples generated after it).
     """
-    from distill.evaluate.figures import write_figures  # these two import this module
-    from distill.evaluate.forms import detect_forms, shared_manifest
-    from distill.evaluate.markdown import render_markdown
-
     # Checked before torch and transformers load (~15 s on a busy machine): a typo fails at once.
     if not run_dir.root.is_dir():
         raise DistillError("run directory does not exist; give the folder `distill generate` wrote",
@@ -103,9 +107,6 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
     eval_path = run_dir.eval
     if not eval_path.is_file():
         raise DistillError(f"no {eval_path.name}: run `distill train` (or `distill split`) first", path=run_dir.root)
-    from distill.curate.split import read_split
-    from distill.models import set_threads
-
     if run_dir.train.is_file():  # examples generated after the split are held out too, if drawn so
         _, held_out, update = read_split(run_dir)
         if update is not None and say is not None:
@@ -116,8 +117,6 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
         raise DistillError(_empty_split_cause(run_dir), path=eval_path)
     if isinstance(config.judge, TeacherSpec):  # a folder the user named is checked before any model is looked at
         if config.judge.api and config.cache:
-            from distill.teachers.wrappers.cache import default_cache_dir
-
             writable_folder(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), "--cache-dir")
     forms = detect_forms([students] if isinstance(students, (str, Path)) else list(students))
     manifest = shared_manifest(forms)
@@ -175,12 +174,6 @@ def generate_answers(forms: list[ModelForm], manifest, conversations: list[list[
 
     With an adapter, the base answers come from the same weights with the adapter switched off.
     """
-    import gc
-
-    from distill.evaluate.forms import load_form
-    from distill.evaluate.generate import generate, load_base, load_student
-    from distill.train.manifest import load_student_tokenizer
-
     def answer(model, tokenizer, adapter: bool = True) -> list[Answer]:
         return generate(model, tokenizer, manifest, conversations, max_new_tokens=config.max_new_tokens,
                         batch_size=config.batch_size, adapter=adapter)
@@ -296,17 +289,6 @@ def _format(task: str, examples: list[Example], texts: list[str], ended: list[bo
     return row
 
 
-HEADLINE = {"classification": ("schema_validity", "accuracy", "macro_f1"),
-            "qa": ("token_f1", "rouge_l", "ends_turn", "in_length")}
-LABELS = {"schema_validity": "schema validity", "accuracy": "accuracy", "macro_f1": "macro-F1",
-          "token_f1": "token-F1", "rouge_l": "ROUGE-L", "ends_turn": "ends its turn", "in_length": "stays in length"}
-
-
-def leaf_metric(task: str) -> str:
-    """The one score a leaf is shown by (table and plot): accuracy for classification, token-F1 for open QA."""
-    return "accuracy" if task == "classification" else "token_f1"
-
-
 def versus_base(systems: dict[str, dict]) -> dict:
     """The first student form against the base, per metric: the difference and whether the 95% intervals are
     apart (`above`: the student's lower end over the base's upper end; `below`; else `overlap`)."""
@@ -376,8 +358,6 @@ def _judge(judge, config: EvalConfig):
     spec: each round of judging makes its teacher inside its own event loop (see `_judge_pairs`)."""
     if judge is None or not isinstance(judge, TeacherSpec):
         return judge
-    import asyncio
-
     asyncio.run(_closed(_judge_teacher(judge, config)))
     return judge
 
@@ -385,9 +365,6 @@ def _judge(judge, config: EvalConfig):
 def _judge_teacher(spec: TeacherSpec, config: EvalConfig):
     """The judge's teacher, from the one builder: an API judge answers from the shared response cache first
     (a re-run of eval pays nothing twice), and never through a provider batch job (verdicts are wanted now)."""
-    from distill.teachers.wrappers.cache import default_cache_dir
-    from distill.teachers.stack import build_teacher
-
     cache_dir = (Path(config.cache_dir) if config.cache_dir else default_cache_dir()) if config.cache else None
     return build_teacher(spec.text, cache_dir=cache_dir, online=True)
 
@@ -402,11 +379,6 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
 
     Score per item: 1 win, 0.5 tie, 0 loss for `first`; the mean with a bootstrap interval.
     """
-    import asyncio
-
-    from distill.records import Message, SamplingParams
-    from distill.teachers.base import GenerationRequest
-
     requests = []
     for i, example in enumerate(examples):
         question = "\n\n".join(msg.content for msg in example.messages if msg.role == "user")

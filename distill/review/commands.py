@@ -220,7 +220,7 @@ def regenerate_command(
     base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server for an openai: teacher."),
 ) -> None:
     """Ask the teacher again for a leaf the review rejected too much of; the new items join the queue."""
-    from distill.review.regenerate import regenerate
+    from distill.generate.regenerate import regenerate
     from distill.teachers.registry import TeacherSpec
 
     report = regenerate(directory, leaf, taxonomy=taxonomy, count=count,

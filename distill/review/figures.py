@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from distill.records import REVIEW_REASONS
+
 NO_REVIEW = ("No human review: no one has reviewed a sample of this data (`distill review`); every quality "
              "figure here comes from automatic checks.")
 _COUNTS = ("accepted", "approved", "edited", "rejected", "skipped")
@@ -85,8 +87,6 @@ def _reasons(reasons) -> str | None:
         pairs = list(reasons.items())
     else:
         pairs = [tuple(r) if isinstance(r, (list, tuple)) else (r, None) for r in reasons]
-    from distill.records import REVIEW_REASONS
-
     names = [REVIEW_REASONS.get(r, r) for r, _ in pairs]
     return "- Top reject reasons: " + ", ".join(str(r) if n is None else f"{r} ({n})"
                                                for r, (_, n) in zip(names, pairs))

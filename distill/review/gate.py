@@ -23,6 +23,7 @@ from distill.curate.pipeline import node_chain
 from distill.errors import ReviewPending
 from distill.records import Example
 from distill.review import intervals
+from distill.review.population import load_review
 from distill.review.state import ACCEPT, EDIT, REJECT, ReviewState
 
 ALL = "(all)"
@@ -197,8 +198,6 @@ def _pct(value: float) -> str:
 def require_pass(directory: Path, force: bool = False, say=None) -> GateResult:
     """The gate for a run directory, for `distill train` and `distill run`: raises ReviewPending
     (exit code 4) unless it passes, there is no queue, or `force` (which is said and returned)."""
-    from distill.review.feedback import load_review
-
     review = load_review(Path(directory))
     if review is None:
         return GateResult(verdict="none", message="no review queue", threshold=0.0, interval="wilson",

@@ -31,6 +31,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+import uvicorn
 
 from distill.errors import DistillError, explain, is_busy
 from distill.records import REVIEW_REASONS
@@ -249,8 +250,6 @@ class ReviewServer:
     """The app on uvicorn, on a socket bound up front. `run()` blocks; `start()` runs it in a thread."""
 
     def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 8765, owner: str | None = None):
-        import uvicorn
-
         self.session = ReviewSession(directory)
         local = host in LOCAL_HOSTS
         if not local and not self.session.ledger.reviewer_digests():

@@ -14,7 +14,10 @@ from typing import Any
 from distill.errors import DistillError
 from distill.records import REVIEW_REASONS, Decision, Message
 from distill.review.cards import Card, make_card, seed_texts
+from distill.review.feedback import summary
+from distill.review.gate import Census
 from distill.review.ledger import ReviewLedger
+from distill.review.population import load_population
 from distill.review.state import ReviewState, build_state
 
 CLAIM_S = 120.0  # a card opened by one reviewer is not handed to another for this long
@@ -43,8 +46,6 @@ class ReviewSession:
         self.ledger.close()
 
     def state(self) -> ReviewState:
-        from distill.review.feedback import load_population
-
         size = self.ledger.queue_size()
         if size != self._queue_size:
             self._queue_size = size
@@ -56,8 +57,6 @@ class ReviewSession:
         self._decisions += self.ledger.decisions(after=last or 0)
         state = build_state(self.settings, self._items, self._queue, self._decisions, self._regenerated)
         if self._census is None:
-            from distill.review.gate import Census
-
             self._census = Census.of(state, load_population(self.directory, state))
         return state
 
@@ -75,8 +74,6 @@ class ReviewSession:
 
     def overview(self, reviewer: str) -> dict[str, Any]:
         """The queue as this reviewer sees it, progress overall and per leaf, and the gate."""
-        from distill.review.feedback import summary
-
         state = self.state()
         items, leaves = [], {}
         for s in state.items.values():

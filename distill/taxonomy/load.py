@@ -16,6 +16,7 @@ from distill.tasks.engine import Seed, Task, compile_task
 from distill.tasks.registry import looks_like_path, resolve_task
 from distill.tasks.schema import SchemaError
 from distill.tasks.spec import TaskError, TaskSpec
+from distill.taxonomy.instructlab.load import load_instructlab
 from distill.taxonomy.model import Axis, Node, Taxonomy
 from distill.taxonomy.paths import taxonomy_path
 from distill.userfiles import line_of, load_yaml, located, read_text
@@ -101,8 +102,6 @@ def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = N
         data: Any = None
         taxonomy = source.model_copy(deep=True)
     elif Path(source).is_dir():  # an InstructLab taxonomy folder, converted in memory
-        from distill.taxonomy.instructlab import load_instructlab
-
         loaded = load_taxonomy(load_instructlab(source), base_dir=source, code=code)
         loaded.file, loaded.source = Path(source), origin  # the folder, as the user named it
         return loaded

@@ -3,7 +3,7 @@
 At hundreds of requests a second one event loop runs out of CPU: the SDK and its HTTP transport
 cost ~1 ms a request, and rendering prompts, fingerprints and storing every answer about as much
 again. Above `SENDER_PROCESS_FROM` requests in flight (or with `--sender-process`), the run keeps
-its own work and the SDK runs in a child process (`python -m distill.teachers.wrappers.sender`) holding
+its own work and the SDK runs in a child process (`python -m distill.teachers.wrappers.sender_child`) holding
 the teacher itself: its rate limiter, AIMD gate, retries and SDK clients, so limits stay shared by
 every request as before. Budget, cache and run.db stay in the run's process.
 
@@ -110,7 +110,7 @@ class SenderTeacher(WrappedTeacher):
     async def _start(self) -> Child | None:
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "distill.teachers.wrappers.sender", stdin=asyncio.subprocess.PIPE,
+                sys.executable, "-m", "distill.teachers.wrappers.sender_child", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
         except OSError as exc:
             self.start_error = f"the sender process did not start: {exc}"
@@ -194,60 +194,3 @@ def maybe_in_own_process(teacher: Any, settings: Any, spec: str, options: Any) -
     if wanted is None:
         wanted = settings.concurrency >= SENDER_PROCESS_FROM
     return SenderTeacher(teacher, spec, options) if wanted else teacher
-
-
-# The child.
-
-async def _serve(teacher: Any, out: Any) -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=LINE_LIMIT)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, out)
-    transport.write(b"0\tready\n")
-    lines = Lines(transport.write)
-    in_flight: set[asyncio.Task] = set()
-
-    async def answer(request_id: bytes, body: bytes) -> None:
-        # Every request gets a line back, whatever happens here: the run waits for each one.
-        try:
-            [result] = await teacher.generate([GenerationRequest.model_validate_json(body)])
-            line = result.model_dump_json().encode()
-        except Exception as exc:  # the protocol says never raise; a bug here must not hang the run
-            error = teacher.scrub(f"{type(exc).__name__}: {exc}")[:500]
-            line = GenerationResult(key="", error=error).model_dump_json().encode()
-        lines.add(b"%s\t%s\n" % (request_id, line))
-
-    # Requests are answered as they come; stdin's end (a closed or killed run) ends the child.
-    while line := await reader.readline():
-        request_id, _, body = line.rstrip(b"\n").partition(b"\t")
-        task = asyncio.create_task(answer(request_id, body))
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
-    for task in in_flight:
-        task.cancel()
-    await asyncio.gather(*in_flight, return_exceptions=True)
-    await teacher.aclose()
-
-
-def main() -> None:
-    from distill.teachers.registry import TeacherOptions
-    from distill.teachers.stack import build_teacher
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the run, which closes our stdin
-    # Our stdout is the wire: anything a library prints goes to stderr instead.
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    config = json.loads(sys.stdin.buffer.readline())
-    teacher = build_teacher(config["spec"], TeacherOptions(**config["options"]))  # inline: sender_process False
-    # As in the run's own loop (runner._fewer_gc_passes): start-up's objects out of the GC's scans,
-    # and young collections far apart; this process lives only while the run does.
-    gc.freeze()
-    gc.set_threshold(20_000, *gc.get_threshold()[1:])
-    try:
-        asyncio.run(_serve(teacher, out))
-    finally:
-        teacher.close()
-
-
-if __name__ == "__main__":
-    main()
