@@ -96,8 +96,8 @@ def generate(
     from pydantic import ValidationError
 
     from distill.executors import check_executor
-    from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
     from distill.generate.budget import print_estimate
+    from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
     from distill.generate.summary import print_report
     from distill.teachers.http.cost import load_api_config
     from distill.teachers.registry import TeacherSpec, parse_engine_args, teacher_options
@@ -169,8 +169,8 @@ def taxonomy_import_instructlab(
 ) -> None:
     """Convert an InstructLab taxonomy (qna.yaml files) into a taxonomy file and seed files; invalid files are
     listed and skipped."""
-    from distill.taxonomy.instructlab.importer import import_instructlab
     from distill.taxonomy.instructlab.convert import SYSTEM_PROMPT
+    from distill.taxonomy.instructlab.importer import import_instructlab
 
     errors = Console(stderr=True)
     result = import_instructlab(source, out, documents=documents, name=name, per_leaf=per_leaf,

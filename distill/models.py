@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 from distill.errors import DistillError
@@ -82,7 +83,6 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     tokenizer.save_pretrained(tmp)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():  # another process finished first
-        import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
         return

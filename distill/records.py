@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from distill.errors import DistillError
+from distill.userfiles import text_lines
 
 Role = Literal["system", "user", "assistant"]
 
@@ -217,12 +222,6 @@ class Decision(BaseModel):
 
 def iter_jsonl(path):
     """(line number, object) for every non-blank line; a bad line is a `DistillError` naming file and line."""
-    from pathlib import Path
-
-    from distill.errors import DistillError
-
-    from distill.userfiles import text_lines
-
     path = Path(path)
     for number, line in text_lines(path, "JSONL file"):  # bytes that are not UTF-8: one line naming the line
         if not line.strip():
@@ -245,12 +244,6 @@ def read_jsonl(path) -> list[dict[str, Any]]:
 def read_examples(path) -> list[Example]:
     """Examples of a JSONL file (a split, a dataset `distill` wrote); a malformed line is a DistillError naming
     the line. External data with other shapes goes through `distill.curate.dataset_io.load_examples`."""
-    from pathlib import Path
-
-    from pydantic import ValidationError
-
-    from distill.errors import DistillError
-
     path = Path(path)
     if not path.is_file():
         raise DistillError("not found", path=path)
@@ -273,9 +266,6 @@ def jsonl_line(row) -> str:
 def write_jsonl(path, rows) -> None:
     """Write atomically: a crash mid-write never leaves a half file behind. (Outputs in a folder distill
     writes go through `distill.owned.OwnedFolder.write_jsonl`, which also keeps the user's files safe.)"""
-    import os
-    from pathlib import Path
-
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:

@@ -18,8 +18,8 @@ from typing import Any
 
 from distill.commits import COMMIT_WINDOW_S, CommitWindow  # noqa: F401 (COMMIT_WINDOW_S: named in the docs)
 from distill.errors import explain
-from distill.sqlite_wal import open_wal
 from distill.records import Example, GenerationRequest, GenerationResult, PlanItem, Reject
+from distill.sqlite_wal import open_wal
 
 # Ordered and append-only: a store records how far it got in PRAGMA user_version.
 MIGRATIONS: list[str] = [

@@ -6,10 +6,12 @@ off (`disable_adapter`), so evaluation needs the memory of one model, not two.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from distill.models import load_causal_lm
 from distill.train.manifest import Manifest, attach_adapter, load_student_tokenizer, read_manifest
 
 
@@ -41,8 +43,6 @@ def load_base(manifest: Manifest):
 def load_for_eval(name: str | Path, **kwargs):
     """A causal LM in eval mode: fp32 on CPU (bf16 there is slow), bf16 on CUDA."""
     import torch
-
-    from distill.models import load_causal_lm
 
     cuda = torch.cuda.is_available()
     model = load_causal_lm(str(name), dtype=torch.bfloat16 if cuda else torch.float32, **kwargs)
@@ -76,6 +76,4 @@ def generate(model, tokenizer, manifest: Manifest, conversations: list[list[dict
 
 
 def _adapter_switch(model, adapter: bool):
-    from contextlib import nullcontext
-
     return nullcontext() if adapter else model.disable_adapter()

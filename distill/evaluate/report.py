@@ -29,6 +29,7 @@ from distill.evaluate.generate import Answer, generate, load_base, load_student
 from distill.evaluate.markdown import render_markdown
 from distill.evaluate.metrics import BASE, TEACHER
 from distill.evaluate.steps import DEFAULT_MAX_DROP, compare_steps
+from distill.extras import needs
 from distill.models import set_threads
 from distill.owned import OwnedFolder, writable_folder
 from distill.records import Example, Message, SamplingParams
@@ -38,6 +39,7 @@ from distill.teachers.registry import TeacherSpec
 from distill.teachers.stack import build_teacher
 from distill.teachers.wrappers.cache import default_cache_dir
 from distill.train.manifest import load_student_tokenizer
+
 
 class EvalConfig(BaseModel):
     """Options of `distill eval`.
@@ -90,6 +92,7 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     return run(RunDir(run_dir, "RUN_DIR"), config, students, observe=observe, say=say)
 
 
+@needs("local", "train", purpose="distill eval")  # transformers and torch; peft for an adapter
 def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
         observe: Callable[[ModelForm, Any], None] | None = None,
         say: Callable[[str], None] | None = None) -> EvalResult:

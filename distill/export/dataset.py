@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from distill.errors import DistillError
 from distill.export.dataset_card import check_dataset_card, render_dataset_card, unknown_languages
 from distill.export.parquet import arrow_schema, axis_names, write_shards
+from distill.extras import needs
 from distill.owned import OwnedFolder
 from distill.rundir import RunDir
 from distill.train.data import load_splits
@@ -60,6 +61,7 @@ def export_dataset(run_dir: Path, options: DatasetExportOptions,
     return run(RunDir(run_dir, "RUN_DIR"), options, say)
 
 
+@needs("export", purpose="distill export")
 def run(run_dir: RunDir, options: DatasetExportOptions, say: Callable[[str], None] | None = None) -> DatasetExport:
     """The dataset export stage: the run's train/test split as Parquet shards plus a dataset card in
     `options.out`. `say` gets what a person should know (the split extended to examples generated after it)."""

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from distill.export.parquet import arrow_schema, axis_names
-from distill.extras import needs
 from distill.records import Example
 from distill.review.figures import review_lines
 from distill.rundir import CONTAMINATION, RunDir
@@ -290,10 +289,8 @@ def check_dataset_card(card_path: Path) -> list[str]:
 
 
 def _resource(name: str):
-    """One of the controlled vocabularies `datasets` ships (languages, size categories, creators): the first
-    thing `distill export` and `export-model` ask of an extra."""
-    with needs("export", purpose="exporting"):
-        import datasets
+    """One of the controlled vocabularies `datasets` ships (languages, size categories, creators)."""
+    import datasets
 
     return json.loads((Path(datasets.__file__).parent / "utils" / "resources" / name).read_text(encoding="utf-8"))
 

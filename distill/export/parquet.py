@@ -7,7 +7,6 @@ import json
 import re
 from pathlib import Path
 
-from distill.extras import needs
 from distill.owned import OwnedFolder
 from distill.records import Example
 
@@ -21,8 +20,7 @@ def axis_column(name: str) -> str:
 
 
 def arrow_schema(axes: list[str]):
-    with needs("export", purpose="distill export"):
-        import pyarrow as pa
+    import pyarrow as pa
 
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
     return pa.schema(
@@ -60,9 +58,8 @@ def example_row(example: Example, axes: list[str]) -> dict:
 def write_shards(examples: list[Example], axes: list[str], schema, folder: OwnedFolder, split: str,
                  max_shard_bytes: int) -> list[Path]:
     """`split-0000i-of-0000n.parquet` files (the Hub's naming); at least one, even for an empty split."""
-    with needs("export", purpose="distill export"):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     rows = [example_row(example, axes) for example in examples]
     sizes = [len(json.dumps(row, ensure_ascii=False).encode()) for row in rows]

@@ -13,8 +13,6 @@ distributions, and how often the most likely next token agrees. Tolerances, from
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel
 
 from distill.records import Example

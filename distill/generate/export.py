@@ -6,7 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distill.curate.from_taxonomy import with_taxonomy
+from distill.curate.pipeline import CurateConfig, curate as curate_examples
 from distill.records import Example, PlanItem, Reject
+from distill.review.feedback import review_in_store
 from distill.rundir import RunDir
 from distill.store import FAILED, PENDING, RunStore
 from distill.taxonomy import LoadedTaxonomy
@@ -96,18 +99,13 @@ def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool, sett
             progress) -> tuple[list[Example], list[Reject], dict]:
     if not enabled or not examples:
         return examples, [], {}
-    from distill.curate.from_taxonomy import with_taxonomy
-    from distill.curate.pipeline import CurateConfig, curate
-
     config = CurateConfig(**with_taxonomy(loaded, settings))
-    result = curate(examples, config, progress=progress, judge=judge)
+    result = curate_examples(examples, config, progress=progress, judge=judge)
     return result.kept, result.rejects, result.to_stats()
 
 
 def _review(store: RunStore, kept: list[Example], run_dir: RunDir) -> tuple[list[Example], list[Reject], dict | None]:
     """The human review applied to what curation kept (distill/review/feedback.py), when there is a queue."""
-    from distill.review.feedback import review_in_store
-
     return review_in_store(store, kept, run_dir.root)
 
 

@@ -24,12 +24,20 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task, \
-    TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
+from distill.models import needs_conversion
 from distill.teachers.registry import TeacherSpec
-
 
 MIN_INTERVAL_S = 5.0  # no rate before this much generating: a few seconds say nothing about a long run
 
@@ -253,8 +261,6 @@ def start_phase(teacher_spec: TeacherSpec) -> str:
     """What starting this teacher is doing, in words."""
     prefix = teacher_spec.kind
     if prefix == "local":
-        from distill.models import needs_conversion
-
         if needs_conversion("local"):
             return "converting the embedded model (once, about 20 s) and loading it"
         return "loading the model"

@@ -18,6 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from distill.errors import DistillError
+from distill.extras import needs
 from distill.owned import FORCE_HELP
 from distill.rundir import RunDir
 
@@ -117,7 +118,8 @@ def _user() -> str:
 
 
 def _serve(directory: Path, host: str, port: int, name: str, console: Console) -> None:
-    from distill.review.server import PLAIN_HTTP_WARNING, ReviewServer, is_loopback
+    with needs("review", purpose="distill review --serve"):  # the page runs on Starlette and uvicorn
+        from distill.review.server import PLAIN_HTTP_WARNING, ReviewServer, is_loopback
 
     server = ReviewServer(directory, host=host, port=port, owner=name)
     if not is_loopback(host):

@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlencode
 
+import uvicorn
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -31,7 +32,6 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
-import uvicorn
 
 from distill.errors import DistillError, explain, is_busy
 from distill.records import REVIEW_REASONS

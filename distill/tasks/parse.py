@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import json_repair
+
 from distill.teachers.base import GenerationResult
 
 FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.DOTALL)

@@ -36,7 +36,7 @@ class OutputSchema:
             self.json_schema = self.model.model_json_schema()
             self._validator = None
         else:
-            from jsonschema.validators import validator_for
+            from jsonschema.validators import validator_for  # noqa: PLC0415 (137 ms; inline JSON Schemas only)
 
             self.name = name or str(source.get("title") or "output")
             self.json_schema = source
@@ -94,7 +94,7 @@ def load_schema(source: dict[str, Any] | str) -> OutputSchema:
     """An inline JSON Schema, or `package.module:Model` imported; ValueError saying what is wrong. (A task
     names a model through distill.tasks.code, which decides whether it may be imported.)"""
     if isinstance(source, dict):
-        from jsonschema.exceptions import SchemaError as BadSchema
+        from jsonschema.exceptions import SchemaError as BadSchema  # noqa: PLC0415 (as above)
 
         try:
             return OutputSchema(source)

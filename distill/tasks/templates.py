@@ -20,8 +20,8 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.parser import Parser
 from jinja2.exceptions import SecurityError
+from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
 from distill.errors import DistillError

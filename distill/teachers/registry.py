@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, \
-    model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 from pydantic_core import InitErrorDetails
+from ruamel.yaml import YAML
 
 from distill import plugins
 from distill.errors import DistillError
@@ -181,8 +181,6 @@ def teacher_options(**values: Any) -> TeacherOptions:
 
 def parse_engine_args(pairs: list[str]) -> dict[str, Any]:
     """`KEY=VALUE` strings -> engine arguments, each value read as a YAML scalar (8, 0.85, true, text)."""
-    from ruamel.yaml import YAML
-
     args: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from distill.errors import DistillError
+from distill.extras import needs
 from distill.userfiles import line_of, load_yaml
 
 VERSION = 3
@@ -175,14 +176,11 @@ SCHEMA_FILES = {"skill": "compositional_skills.json", "knowledge": "knowledge.js
 @lru_cache(maxsize=None)
 def _validator(kind: str) -> Any:
     """jsonschema's validator for InstructLab's v3 schema of this kind (its `$ref`s resolved in the package)."""
-    try:
+    with needs("instructlab", purpose="reading InstructLab taxonomies"):  # jsonschema comes with it
         from instructlab.schema import schema_base
-    except ImportError:
-        raise DistillError("importing InstructLab taxonomies needs the instructlab-schema package: "
-                           "pip install 'distill[instructlab]'") from None
-    from jsonschema.validators import validator_for
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT202012
+        from jsonschema.validators import validator_for
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT202012
 
     base = schema_base() / f"v{VERSION}"
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from distill.teachers.local.prefix_cache import PrefixCache
 
@@ -102,8 +104,6 @@ def _attend_rows(module, query, key, value, attention_mask, scaling=None, dropou
     """
     segments = getattr(_current, "segments", None)
     if not segments:  # the model called outside the engine (e.g. by `generate`): plain sdpa
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
     layer = module.layer_idx
@@ -127,8 +127,6 @@ def _attend_rows(module, query, key, value, attention_mask, scaling=None, dropou
 
 
 def _register_attention() -> None:
-    from transformers import AttentionInterface
-
     AttentionInterface.register(ATTENTION, _attend_rows)
 
 

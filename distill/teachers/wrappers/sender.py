@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import gc
 import json
 import os
 import signal

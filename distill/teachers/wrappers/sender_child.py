@@ -17,6 +17,7 @@ from distill.teachers.registry import TeacherOptions
 from distill.teachers.stack import build_teacher
 from distill.teachers.wrappers.sender import LINE_LIMIT, Lines
 
+
 async def _serve(teacher: Any, out: Any) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
