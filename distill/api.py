@@ -86,6 +86,7 @@ def _interrupt(worker: threading.Thread, done: threading.Event) -> None:
     """Jupyter's interrupt button reaches the kernel's main thread only. Pass it on to the worker, which then
     stops as a run stopped by Ctrl-C does (everything answered is saved, the run lock released), and wait for
     that; a second interrupt stops waiting."""
+    assert worker.ident is not None  # (started)
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(KeyboardInterrupt))
     done.wait()
 

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -234,10 +235,11 @@ def _register_stage_commands() -> None:
 _register_stage_commands()
 
 
-def _usage_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+def _usage_classes() -> tuple[tuple[type[Any], ...], tuple[type[BaseException], ...]]:
     """The usage-error and abort classes the installed typer raises: its own vendored click's (typer 0.29+)
     and click's (older typer), whichever exist."""
-    usage, abort = [], []
+    usage: list[type[Any]] = []  # each with click's show() and exit_code
+    abort: list[type[BaseException]] = []
     try:
         from typer._click import exceptions as vendored
 

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
@@ -68,7 +68,8 @@ class GenerationRequest(BaseModel):
         The sha256 of `json.dumps({"teacher", "messages", "sampling", "schema"}, sort_keys=True)`;
         "teacher" sorts last, so the rest is encoded once and the teacher appended.
         """
-        private = self.__pydantic_private__  # (reading `self._content` goes through pydantic's __getattr__)
+        # (reading `self._content` goes through pydantic's __getattr__); a model with private attributes has the dict
+        private = cast(dict[str, Any], self.__pydantic_private__)
         known = private["_content"]
         if known is None or known[0] is not self.messages or known[1] is not self.sampling \
                 or known[2] is not self.json_schema:  # unset, or a model_copy(update=...) made it stale

@@ -128,16 +128,16 @@ def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], r
         if kept < 2:
             raise DistillError(f"only {kept} kept example(s) in {run_dir.dataset}: too few to train; "
                                "raise generate.limit or use a stronger teacher")
-        result = split.run(run_dir, split.SplitSettings(fraction=config.split_fraction, seed=config.generate.seed))
-        for line in result.describe():
+        made = split.run(run_dir, split.SplitSettings(fraction=config.split_fraction, seed=config.generate.seed))
+        for line in made.describe():
             say(f"split: {line}")
-        finish("split", train=len(result.train), eval=len(result.eval), strata=len(result.strata), note=result.note)
+        finish("split", train=len(made.train), eval=len(made.eval), strata=len(made.strata), note=made.note)
     if "train" not in state["done"]:
         say("stage 3/4: train")
-        result = training.run(run_dir, train_config, progress=False, log=say, force_review=force)
-        finish("train", **result.model_dump(mode="json"))
+        trained = training.run(run_dir, train_config, progress=False, log=say, force_review=force)
+        finish("train", **trained.model_dump(mode="json"))
     if "eval" not in state["done"]:
         say("stage 4/4: eval")
-        result = evaluation.run(run_dir, eval_config, run_dir.student)
-        finish("eval", **result.model_dump(mode="json"))
+        evaluated = evaluation.run(run_dir, eval_config, run_dir.student)
+        finish("eval", **evaluated.model_dump(mode="json"))
     return state

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
+from typing import cast
 
 from pydantic import BaseModel
 
@@ -72,7 +73,7 @@ def generate(model, tokenizer, manifest: Manifest, conversations: list[list[dict
             # A row that stopped early holds the stop token (then padding); one cut at the budget does not.
             answers[i] = Answer(text=tokenizer.decode(row, skip_special_tokens=True).strip(),
                                 ended=bool((row == stop).any()))
-    return answers
+    return cast(list[Answer], answers)  # every prompt answered
 
 
 def _adapter_switch(model, adapter: bool):

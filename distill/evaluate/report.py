@@ -15,8 +15,9 @@ import asyncio
 import gc
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -258,11 +259,12 @@ def score(task: str, examples: list[Example], answers: dict[str, list[str]], end
     structured = [i for i, e in enumerate(examples) if e.output]
     # A label outside the set is not a valid answer, however well-formed its JSON (the schema's enum). The set is
     # the held-out labels: the split is stratified, so it holds every label the run has.
-    choices = {"label": sorted({gold_label(e) for e in examples} - {m.NO_LABEL})} if task == "classification" else None
+    choices: dict[str, Sequence[str]] | None = \
+        {"label": sorted({gold_label(e) for e in examples} - {m.NO_LABEL})} if task == "classification" else None
     for system, texts in answers.items():
         row: dict[str, Any] = {}
         if structured:
-            valid = sum(m.schema_valid(texts[i], examples[i].output, choices) for i in structured)
+            valid = sum(m.schema_valid(texts[i], cast(dict, examples[i].output), choices) for i in structured)
             row["schema_validity"] = m.wilson(valid, len(structured)).model_dump()
         if system != TEACHER:
             row.update(_classification(examples, texts, config, with_confusion) if task == "classification"
@@ -321,7 +323,7 @@ def _classification(examples, texts, config: EvalConfig, with_confusion: bool) -
     golds = [gold_label(e) for e in examples]
     labels = sorted({g for g in golds if g != m.NO_LABEL})
     preds = [m.extract_label(t, labels) for t in texts]
-    row = {"accuracy": m.accuracy(golds, preds).model_dump(),
+    row: dict[str, Any] = {"accuracy": m.accuracy(golds, preds).model_dump(),
            "macro_f1": m.macro_f1(golds, preds, labels, config.resamples, config.seed).model_dump()}
     if with_confusion:
         row["labels"] = labels

@@ -167,7 +167,7 @@ def _check_and_evaluate(result: ModelExport, manifest: Manifest, options: ModelE
     checker = gguf_checker(result, manifest) if result.ggufs and options.verify else None
     started = time.perf_counter()
     if options.evaluate and result.run_dir is not None and RunDir(result.run_dir).eval.is_file():
-        _evaluate(result, options, checker)  # loads every form once
+        _evaluate(result, result.run_dir, options, checker)  # loads every form once
         result.seconds["eval"] = time.perf_counter() - started
     else:
         if options.evaluate:
@@ -203,9 +203,11 @@ def _base_card(base_model: str):
     path = Path(base_model) / "README.md"
     if not path.is_file():
         cached = try_to_load_from_cache(base_model, "README.md") if "/" in base_model else None
-        path = Path(cached) if isinstance(cached, str) else None
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
     try:
-        return ModelCard.load(path) if path else None
+        return ModelCard.load(path)
     except Exception:  # an unreadable card is the same as none: the user is asked for --license
         return None
 
@@ -289,10 +291,10 @@ def _check_line(check: LogitCheck) -> str:
             f"top-1 agreement {check.top1_agreement:.1%} (>= {t.min_top1:.0%}): {verdict}")
 
 
-def _evaluate(result: ModelExport, options: ModelExportOptions, checker) -> None:
+def _evaluate(result: ModelExport, run_dir: Path, options: ModelExportOptions, checker) -> None:
     forms = [result.adapter_dir, result.merged_dir] + [gguf.path for gguf in result.ggufs]
     config = EvalConfig(out_dir=result.out_dir if result.ggufs else result.merged_dir, limit=options.eval_limit,
                         max_new_tokens=options.max_new_tokens, max_drop=options.max_drop, threads=options.threads)
-    evaluation = evaluate(result.run_dir, forms, config, observe=checker.observe if checker else None)
+    evaluation = evaluate(run_dir, forms, config, observe=checker.observe if checker else None)
     result.eval_json, result.eval_markdown = evaluation.json_path, evaluation.markdown_path
     result.flags = evaluation.report.get("flags", [])

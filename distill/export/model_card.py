@@ -40,13 +40,14 @@ def render_model_card(kind: str, result, manifest: Manifest, options, stats: dic
     from huggingface_hub import ModelCard, ModelCardData
 
     dataset_repo = _dataset_repo(options.dataset)
+    relation: dict[str, Any] = {"base_model_relation": "finetune"} if kind == "merged" else {}
     data = ModelCardData(
         base_model=hub_id(manifest), license=result.license, language=list(options.language),
         library_name="transformers" if kind == "merged" else None, pipeline_tag="text-generation",
         datasets=[dataset_repo] if dataset_repo else None, model_name=result.name,
         tags=["distill", "sft", "lora", "synthetic-data"] + (["gguf", "llama.cpp", "ollama"] if kind == "gguf"
                                                              else []),
-        **({"base_model_relation": "finetune"} if kind == "merged" else {}),
+        **relation,
     )
     body = _body(kind, result, manifest, options, stats, report)
     return str(ModelCard("---\n" + data.to_yaml() + "\n---\n" + body))

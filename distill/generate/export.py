@@ -57,7 +57,7 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ru
     statuses = store.statuses()
     # In plan order, not the order answers came in: the same run gives the same files (and dedup keeps
     # the same one of two duplicates) however requests were scheduled, on one machine or on Ray.
-    position = {item.id: rank for rank, item in enumerate(plan)}
+    position: dict[str | None, int] = {item.id: rank for rank, item in enumerate(plan)}
     examples = sorted(store.examples(scope), key=lambda example: position.get(example.meta.plan_item_id, len(plan)))
     generation_rejects = store.latest_generation_rejects(scope)
     kept, curation_rejects, curation_stats = _curate(examples, loaded, curate, curate_settings or {}, judge, progress)

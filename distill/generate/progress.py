@@ -31,6 +31,7 @@ from rich.progress import (
     ProgressColumn,
     SpinnerColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -120,7 +121,7 @@ class GenerationProgress:
             TimeElapsedColumn(), _Figures(self), TextColumn("{task.fields[detail]}"),
             console=console or default_console(), disable=not enabled, refresh_per_second=4,
         )
-        self.task = None
+        self.task: TaskID | None = None
         self._shown = 0.0  # when the detail text was last rebuilt
         self._live = False
         self._advice: Callable[[GenerationProgress], str | None] | None = None

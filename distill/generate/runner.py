@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -427,7 +427,9 @@ async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[P
             if stored is not None:  # answered in an earlier (maybe killed) run: never pay twice
                 return stored.model_copy(update={"key": request.key})
             result = None
-            reserved = budget.reserve(teacher.price_request(request), hold, step) if budget is not None else 0.0
+            # (A budget is refused for a teacher without a price: `_budget`.)
+            reserved = budget.reserve(cast(float, teacher.price_request(request)), hold, step) if budget is not None \
+                else 0.0
             try:
                 # An item's place in the run is its priority: its later steps go ahead of new items' first ones.
                 result = await dispatcher.submit(request, priority=rank)
@@ -451,7 +453,7 @@ async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[P
                 except BudgetStop:
                     return  # never sent: the item stays pending for a run with more budget
                 finally:
-                    if hold is not None:
+                    if budget is not None and hold is not None:
                         await budget.end_item(hold)
                 save_outcome(store, outcome)
                 progress.advance(kept=outcome.example is not None, failed=outcome.failed)

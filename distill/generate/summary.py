@@ -38,16 +38,16 @@ def print_report(console: Console, report: RunReport) -> None:
 
 
 def print_taxonomy(console: Console, loaded: LoadedTaxonomy, plan: list[PlanItem]) -> None:
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for item in plan:
         parts = item.node_path.split("/")
         for i in range(len(parts)):
             counts["/".join(parts[: i + 1])] += 1
     tax = loaded.taxonomy
     root = Tree(f"[bold]{tax.name}[/bold] ({loaded.task.name}): {len(loaded.leaves)} leaves, {len(plan)} planned items")
-    branches = {}
-    for node in loaded.nodes:
-        parent = branches.get(node.path.rsplit("/", 1)[0]) if "/" in node.path else root
+    branches: dict[str, Tree] = {}
+    for node in loaded.nodes:  # a parent before its children
+        parent = branches[node.path.rsplit("/", 1)[0]] if "/" in node.path else root
         own = len(node.node.seeds)
         label = f"[bold]{node.path.rsplit('/', 1)[-1]}[/bold] [dim]{escape(node.node.description)}[/dim] ({counts[node.path]} planned"
         label += f", {len(node.seeds)} seeds)" if node.is_leaf or own else ")"

@@ -28,7 +28,8 @@ OPEN = "open"
 class _DirFirstGroup(TyperGroup):
     """`distill review DIR ...` runs the hidden `open` command; `distill review status DIR` its subcommand."""
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    # typer.Context is what a command sees; the base class names (typer's own copy of) click's Context.
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = [OPEN, *args]
         return super().parse_args(ctx, args)

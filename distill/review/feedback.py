@@ -49,7 +49,7 @@ def apply_review(examples: list[Example], state: ReviewState) -> tuple[list[Exam
         item = state.items.get(example.id)
         outcome = item.outcome if item else None
         leaf = example.meta.taxonomy_path or ""
-        if outcome == REJECT:
+        if item is not None and outcome == REJECT:
             reviews = [d for d in item.reviews.values() if d.verdict == REJECT]
             notes = "; ".join(f"{d.reviewer}: {d.note}" for d in reviews if d.note)
             labels = ", ".join(REVIEW_REASONS.get(r, r) for r in item.reasons)
@@ -98,7 +98,11 @@ def summary(state: ReviewState, population: list[Example] | Census, directory: P
     for s in live:
         for name in s.reviews:
             reviewers[name] = reviewers.get(name, 0) + 1
-    pairs = [tuple((name, d.verdict) for name, d in list(s.reviews.items())[:2]) for s in live if len(s.reviews) >= 2]
+    pairs = []  # (reviewer, verdict) of the first two reviews of each item two people read
+    for s in live:
+        if len(s.reviews) >= 2:
+            (a, first), (b, second) = list(s.reviews.items())[:2]
+            pairs.append(((a, str(first.verdict)), (b, str(second.verdict))))
     agreement = reject_agreement(pairs)
     return {
         "queued": len(live),

@@ -59,7 +59,8 @@ def _counts(review: dict) -> str | None:
 def _rate(review: dict) -> str | None:
     value, interval = review.get("reject_rate"), review.get("reject_rate_ci")
     if isinstance(value, dict):  # {"value", "low", "high"}
-        value, interval = value.get("value"), [value.get("low"), value.get("high")]
+        interval = [value.get("low"), value.get("high")]
+        value = value.get("value")
     if value is None:
         return None
     text = f"- Reject rate {_percent(value)}"
@@ -95,7 +96,7 @@ def _reasons(reasons) -> str | None:
 def _agreement(review: dict) -> str | None:
     agreement = review.get("agreement")
     if isinstance(agreement, dict) and agreement:
-        method = {"cohen": "Cohen's kappa", "fleiss": "Fleiss' kappa"}.get(agreement.get("method"), "kappa")
+        method = {"cohen": "Cohen's kappa", "fleiss": "Fleiss' kappa"}.get(str(agreement.get("method")), "kappa")
         kappa = "n/a (one verdict throughout)" if agreement.get("kappa") is None else f"{agreement['kappa']:.2f}"
         agree = agreement.get("percent_agreement")
         return (f"- Agreement on {agreement.get('items', '?')} items read twice ({agreement.get('reviewers', '?')} "

@@ -14,6 +14,7 @@ unread items leave the data (feedback.py), so its old reject rate no longer desc
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,9 +178,11 @@ def _failure_message(failing: list[Unit], settings, directory) -> str:
     # The branch most clearly over the line first: the highest lower bound.
     worst = max(failing, key=lambda u: (u.verdict == "fail", u.ci[0] if u.ci else 0.0))
     where = "the whole set" if worst.name == ALL else worst.name
-    head = (f"review gate: {where}: {worst.rejected} rejects in {worst.reviewed} reviews, reject rate up to "
-            f"{_pct(worst.ci[1])} ({settings.confidence:.0%} {settings.interval} bound), threshold "
-            f"{_pct(settings.threshold)}")
+    # (No interval: the whole set with nothing reviewed, when no queued item is current any more.)
+    bound = f"up to {_pct(worst.ci[1])} ({settings.confidence:.0%} {settings.interval} bound)" if worst.ci \
+        else "unknown (nothing reviewed)"
+    head = (f"review gate: {where}: {worst.rejected} rejects in {worst.reviewed} reviews, reject rate {bound}, "
+            f"threshold {_pct(settings.threshold)}")
     if worst.verdict == "fail":
         fix = (f"regenerate it (`distill review regenerate {directory} --leaf {worst.name} --taxonomy FILE`)"
                if worst.name != ALL
@@ -212,7 +215,7 @@ def require_pass(directory: Path, force: bool = False, say=None) -> GateResult:
     raise ReviewPending(result.message)
 
 
-def top_reasons(state: ReviewState, present: dict[str, object] | set[str] | None = None) -> dict[str, int]:
+def top_reasons(state: ReviewState, present: Container[str] | None = None) -> dict[str, int]:
     counts: Counter = Counter()
     for item in state.items.values():
         if item.outcome == REJECT and (present is None or item.item_id in present):

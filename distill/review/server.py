@@ -172,7 +172,7 @@ def build_app(session: ReviewSession, owner: str | None = None, owner_token: str
             if write and request.headers.get("x-distill") != "1":
                 return error("writes need the X-Distill header", 403)
             try:
-                body = parse_body(body_model, await read_body(request)) if write else None
+                body = parse_body(body_model, await read_body(request)) if body_model is not None else None
                 result = handler(request, reviewer, body)
             except BodyTooLarge:
                 return error(f"the request body is over the {MAX_BODY_BYTES // 2**20} MiB a decision may take", 413)

@@ -8,6 +8,7 @@ share one session on the web page; claims keep two of them off the same card at 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,8 @@ class ReviewSession:
     def overview(self, reviewer: str) -> dict[str, Any]:
         """The queue as this reviewer sees it, progress overall and per leaf, and the gate."""
         state = self.state()
-        items, leaves = [], {}
+        items: list[dict[str, Any]] = []
+        leaves: dict[str, dict[str, int]] = {}
         for s in state.items.values():
             leaf = s.item.node_path or "(none)"
             mine = s.standing.get(reviewer)
@@ -86,6 +88,7 @@ class ReviewSession:
             row["items"] += 1
             row["done"] += s.done
             row["rejected"] += s.outcome == "reject"
+        assert self._census is not None  # counted by state()
         figures = summary(state, self._census, self.directory)
         return {
             "reviewer": reviewer,
@@ -100,7 +103,7 @@ class ReviewSession:
 
     # writing
     def decide(self, reviewer: str, item_id: str, verdict: str, reasons: list[str] | None = None, note: str = "",
-               messages: list[dict] | None = None, seconds: float | None = None,
+               messages: Sequence[dict | Message] | None = None, seconds: float | None = None,
                client_id: str | None = None) -> Decision:
         state = self.state()
         item = state.items.get(item_id)
@@ -124,7 +127,7 @@ class ReviewSession:
         return self.ledger.add_decision(decision)
 
     @staticmethod
-    def _check_edit(current: list[Message], messages: list[dict] | None) -> list[Message]:
+    def _check_edit(current: list[Message], messages: Sequence[dict | Message] | None) -> list[Message]:
         if not messages:
             raise BadDecision("an edit needs the edited messages")
         try:

@@ -66,7 +66,7 @@ def seed_model(spec: TaskSpec) -> type[Seed]:
         kind = _TYPES[declared.type]
         info = Field(min_length=1) if declared.type == "text" else Field()
         if declared.optional:
-            fields[name] = (kind | None, Field(default=None, **({"min_length": 1} if declared.type == "text" else {})))
+            fields[name] = (kind | None, Field(default=None, min_length=1) if declared.type == "text" else Field(default=None))
         else:
             fields[name] = (kind, info)
     return create_model(f"{spec.name.replace('-', '_')}_seed", __base__=Seed, **fields)
@@ -303,6 +303,7 @@ class Task:
             value = {name: expression.evaluate(context) for name, expression in self.output.items()}
         else:
             value = self.output.evaluate(context)
+        assert self.output_schema is not None  # TaskSpec: an `example.output` needs an output_schema
         try:
             return self.output_schema.validate(value)
         except SchemaError as err:

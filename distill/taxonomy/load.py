@@ -155,6 +155,7 @@ def _bind_task(taxonomy: Taxonomy, file: Path, data: Any, code: bool) -> Task:
     if spec.labels == "none" and taxonomy.labels:
         raise DistillError(f"labels: only for tasks that use labels (task {spec.name!r} does not)", path=file,
                            line=line_of(data, ("labels",)))
+    prefix: tuple[str, ...]
     if source.origin == "inline":
         where, lines, prefix = file, data, ("task",)
     else:
@@ -303,6 +304,7 @@ class SeedReader:
                 raise DistillError(f"{prefix}label {value!r} is not one of the taxonomy's labels "
                                    f"({', '.join(labels)})", path=path, line=line)
             if declared.type == "output":
+                assert self.task.output_schema is not None  # TaskSpec: an `output` field needs an output_schema
                 try:
                     self.task.output_schema.validate(value)
                 except SchemaError as err:

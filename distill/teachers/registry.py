@@ -153,7 +153,9 @@ def backend(spec: TeacherSpec | str) -> Backend:
     if isinstance(target, LazyBackend):
         return Backend(prefix, model, target.api, target.make)
     if isinstance(target, type) and issubclass(target, Teacher):
-        return Backend(prefix, model, bool(target.api), lambda spec, model, options: target(spec, model, options))
+        # A plugin's Teacher takes (spec, model, options); the protocol's base class declares no constructor.
+        return Backend(prefix, model, bool(target.api),
+                       lambda spec, model, options: target(spec, model, options))  # type: ignore[call-arg]
     if callable(target) and not isinstance(target, type):
         return Backend(prefix, model, False, target)
     raise DistillError(f"the teacher plugin {prefix!r} points to {target!r}: it must be a subclass of "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from pydantic import BaseModel
 
@@ -187,7 +187,7 @@ def load_model(base_model: str, qlora: bool, cuda: bool, checkpointing: bool):
     import torch
 
     compute = torch.bfloat16 if cuda else torch.float32  # bf16 on CPU made steps ~10x slower here
-    kwargs = {"dtype": compute}
+    kwargs: dict[str, Any] = {"dtype": compute}
     if cuda:
         from accelerate import PartialState
 
@@ -217,6 +217,8 @@ def build_trainer(model, tokenizer, train_examples, eval_examples, config: Train
     # On CPU it was measured to bring no speed-up, so "auto" leaves it off there.
     packing = config.packing if config.packing is not None else cuda
     has_eval = bool(eval_examples)
+    # Named only when on: the name is deprecated in transformers 5.
+    checkpointing_args: dict[str, Any] = {"gradient_checkpointing": True} if checkpointing else {}
     args = SFTConfig(
         output_dir=str(out_dir / CHECKPOINTS),
         use_cpu=not cuda,
@@ -230,7 +232,7 @@ def build_trainer(model, tokenizer, train_examples, eval_examples, config: Train
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
-        **({"gradient_checkpointing": True} if checkpointing else {}),  # the name is deprecated in transformers 5
+        **checkpointing_args,
         max_length=config.max_length,
         packing=packing,
         completion_only_loss=True,

@@ -153,7 +153,7 @@ def _blank_texts(data: dict, kind: str) -> list[tuple]:
     """Where a seed's text is only blanks (the schema asks for one character; a blank is not a seed)."""
     found = []
     for number, example in enumerate(data["seed_examples"]):
-        pairs = [((), example)] if kind == "skill" else \
+        pairs: list[tuple[tuple, Any]] = [((), example)] if kind == "skill" else \
             [(("questions_and_answers", index), pair) for index, pair in enumerate(example["questions_and_answers"])]
         if kind == "knowledge":
             pairs.append(((), {"context": example["context"]}))
@@ -189,7 +189,8 @@ def _validator(kind: str) -> Any:
                                       default_specification=DRAFT202012)
 
     schema = json.loads((base / SCHEMA_FILES[kind]).read_text("utf-8"))
-    return validator_for(schema)(schema, registry=Registry(retrieve=retrieve))
+    # Registry is an attrs class whose private field `_retrieve` takes `retrieve`: mypy's attrs plugin misses it.
+    return validator_for(schema)(schema, registry=Registry(retrieve=retrieve))  # type: ignore[call-arg]
 
 
 def schema_problems(data: dict, kind: str) -> list[tuple[int | None, str]]:

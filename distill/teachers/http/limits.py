@@ -278,7 +278,7 @@ def _server(exc: BaseException) -> str:
             url = getattr(getattr(link, "request", None), "url", None)
         except RuntimeError:  # httpx: an error made without its request
             continue
-        if getattr(url, "host", None):
+        if url is not None and getattr(url, "host", None):
             port = f":{url.port}" if url.port else ""
             return f"{url.scheme}://{url.host}{port}"
     return "the base URL"
@@ -415,7 +415,7 @@ def http_module():
     try:
         import httpx2 as httpx  # noqa: PLC0415 (the api extra's; which one the SDKs bring)
     except ImportError:  # pragma: no cover - older SDKs
-        import httpx  # noqa: PLC0415
+        import httpx  # type: ignore[no-redef]  # noqa: PLC0415 (the same module, by its older name)
     return httpx
 
 

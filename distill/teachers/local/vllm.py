@@ -57,9 +57,9 @@ class VLLMTeacher(Teacher):
         if _on_cpu():
             for name, value in CPU_ENV_DEFAULTS.items():
                 os.environ.setdefault(name, value)  # read by the engine core, which inherits our environment
-            for name, value in CPU_DEFAULTS.items():
-                args.setdefault(name, value)
-        if self.lora is not None:
+            for arg, default in CPU_DEFAULTS.items():
+                args.setdefault(arg, default)
+        if lora:  # (self.lora is its request)
             args.setdefault("enable_lora", True)
             args.setdefault("max_lora_rank", _lora_rank(lora))
         self.engine_args = args

@@ -24,9 +24,10 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from distill.teachers.base import GenerationRequest, GenerationResult, Teacher, WrappedTeacher
+from distill.teachers.base import GenerationRequest, GenerationResult, WrappedTeacher
+from distill.teachers.http.base import ApiTeacher
 
 SENDER_PROCESS_FROM = 128  # requests in flight from which the SDK gets its own process by default
 LINE_LIMIT = 1 << 28  # one request line may hold long few-shot prompts
@@ -62,6 +63,19 @@ class Child:
     readers: list[asyncio.Task] = field(default_factory=list)
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
 
+    # Its pipes (`_start` pipes all three, so none is None).
+    @property
+    def stdin(self) -> asyncio.StreamWriter:
+        return cast(asyncio.StreamWriter, self.proc.stdin)
+
+    @property
+    def stdout(self) -> asyncio.StreamReader:
+        return cast(asyncio.StreamReader, self.proc.stdout)
+
+    @property
+    def stderr(self) -> asyncio.StreamReader:
+        return cast(asyncio.StreamReader, self.proc.stderr)
+
 
 class SenderTeacher(WrappedTeacher):
     """The teacher protocol, answered by `local`'s twin in a child process.
@@ -70,7 +84,7 @@ class SenderTeacher(WrappedTeacher):
     (spec, cache namespace, prices for the budget) and checked the settings and the key up front.
     """
 
-    def __init__(self, local: Teacher, spec: str, options: Any):
+    def __init__(self, local: ApiTeacher, spec: str, options: Any):
         super().__init__(local)
         self.local = local
         # The child builds the same teacher inline (never a sender of its own).
@@ -114,6 +128,7 @@ class SenderTeacher(WrappedTeacher):
         except OSError as exc:
             self.start_error = f"the sender process did not start: {exc}"
             return None
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None  # all three piped
         proc.stdin.write(self.config.encode() + b"\n")
         child = Child(proc, Lines(proc.stdin.write))
         child.readers.append(asyncio.create_task(self._read_errors(child)))
@@ -132,7 +147,7 @@ class SenderTeacher(WrappedTeacher):
 
     async def _read_results(self, child: Child) -> None:
         try:
-            while line := await child.proc.stdout.readline():
+            while line := await child.stdout.readline():
                 head, _, body = line.partition(b"\t")
                 try:  # a line cut short (a child killed mid-write) is not an answer: its request fails below
                     request_id, result = int(head), GenerationResult.model_validate_json(body)
@@ -154,7 +169,7 @@ class SenderTeacher(WrappedTeacher):
             child.waiting.clear()
 
     async def _read_errors(self, child: Child) -> None:
-        while line := await child.proc.stderr.readline():
+        while line := await child.stderr.readline():
             child.stderr_tail.append(line.decode(errors="replace").rstrip())
 
     async def _last_words(self, child: Child) -> str:
@@ -169,7 +184,7 @@ class SenderTeacher(WrappedTeacher):
         child, self.child = self.child, None
         if child is not None:
             if child.proc.returncode is None:
-                child.proc.stdin.close()  # the child ends at the end of its stdin
+                child.stdin.close()  # the child ends at the end of its stdin
                 try:
                     await asyncio.wait_for(child.proc.wait(), 10)
                 except asyncio.TimeoutError:

@@ -20,7 +20,7 @@ from distill.teachers.http.cost import PriceTable
 from distill.teachers.http.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
 # Anthropic's stop reasons in the protocol's terms (the parser rejects length / refusal with a reason).
-FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length",
+FINISH: dict[str | None, str] = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length",
           "refusal": "refusal", "model_context_window_exceeded": "length"}
 TOOL = "output"
 
