@@ -127,6 +127,17 @@ class PlanItem(BaseModel):
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+NO_NODE = "(none)"  # where an example with no taxonomy path is counted
+
+
+def node_chain(path: str | None) -> list[str]:
+    """A taxonomy path's node and all its ancestors: "a/b/c" -> ["a", "a/b", "a/b/c"]."""
+    if not path:
+        return [NO_NODE]
+    parts = [p for p in path.split("/") if p]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))] or [NO_NODE]
+
+
 class ExampleMeta(BaseModel):
     """Provenance of an example. All optional so externally made datasets load too."""
 

@@ -20,9 +20,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from distill.curate.pipeline import node_chain
 from distill.errors import ReviewPending
-from distill.records import Example
+from distill.records import Example, node_chain
 from distill.review import intervals
 from distill.review.population import load_review
 from distill.review.state import ACCEPT, EDIT, REJECT, ReviewState

@@ -26,7 +26,6 @@ from distill.train.card import render_card
 from distill.train.config import TrainConfig
 from distill.train.memory import MemoryEstimate
 from distill.train.merge import merge_adapter, merged_folder
-from distill.train.progress import LossProgress
 
 CHECKPOINTS = "checkpoints"
 
@@ -308,6 +307,9 @@ def _step_of(checkpoint: str) -> int:
 def _use_progress_bar(trainer, progress: bool) -> None:
     """Our bar (loss, tokens/s) instead of transformers' bar and its raw log dicts."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    # (progress.py subclasses transformers' TrainerCallback: it imports the extra, so it is imported here.)
+    from distill.train.progress import LossProgress
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
