@@ -110,6 +110,7 @@ def _run_stages(config: RunConfig, out: Path, say: Callable[[str], Any], retry_f
                 train_config: Any, eval_config: Any) -> dict[str, Any]:
     from distill.curate.split import save_split, stratified_split
     from distill.evaluate.report import evaluate
+    from distill.executors import generation_executor
     from distill.generate.runner import generate
     from distill.records import Example, read_jsonl
     from distill.train.sft import default_out_dir, train
@@ -128,7 +129,8 @@ def _run_stages(config: RunConfig, out: Path, say: Callable[[str], Any], retry_f
 
     if "generate" not in state["done"]:
         say("stage 1/4: generate + curate")
-        report = generate(generate_options(config, out, retry_failed))
+        options = generate_options(config, out, retry_failed)
+        report = generate(options, executor=generation_executor(options.executor))
         counts = report.stats["counts"]
         if counts["pending"] or counts["failed"]:
             raise RunFailed(f"generation left {counts['pending']} pending and {counts['failed']} failed items; "

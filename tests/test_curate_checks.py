@@ -187,7 +187,8 @@ def test_the_two_checks_on_items_the_embedded_teacher_wrote():
     """The 24 items `distill generate --limit 24` made on the medical taxonomy with the embedded teacher, all 24
     kept by every other step of curation; each removal below was read and judged by hand."""
     from distill.curate.from_taxonomy import taxonomy_config
-    from distill.curate.pipeline import CurateConfig, curate
+    from distill.curate.commands import curate
+    from distill.curate.pipeline import CurateConfig
     from distill.records import read_jsonl
     from distill.taxonomy import load_taxonomy
 

@@ -12,7 +12,8 @@ from test_curate_helpers import MMLU, PUBMEDQA, mmlu, needs_data, pubmedqa
 from distill.curate.decontaminate import DecontamConfig, build_index, find_contamination
 from distill.curate.heldout import load_heldout, parse_heldout_option
 from distill.curate.normalize import normalize_text
-from distill.curate.pipeline import CurateConfig, curate
+from distill.curate.commands import curate
+from distill.curate.pipeline import CurateConfig
 from distill.errors import DistillError
 from distill.records import Example, ExampleMeta, HeldoutSource, Message
 

@@ -14,7 +14,8 @@ from test_curate_helpers import abstract_words, needs_data
 from distill.curate.exact import exact_keys, find_exact_duplicates
 from distill.curate.minhash import MinHashConfig, detection_probability, find_near_duplicates, lsh_bands
 from distill.curate.normalize import normalize_text
-from distill.curate.pipeline import CurateConfig, curate
+from distill.curate.commands import curate
+from distill.curate.pipeline import CurateConfig
 from distill.records import Example, ExampleMeta, Message
 
 

@@ -10,11 +10,12 @@ import typer
 from typer.testing import CliRunner
 
 from test_curate_helpers import PUBMEDQA, needs_data, pubmedqa
-from distill.curate.commands import register
-from distill.curate.pipeline import CurateConfig, curate, node_chain
+from distill.curate.commands import curate, register
+from distill.curate.pipeline import CurateConfig
 from distill.curate.split import stratified_split
 from distill.errors import DistillError
 from distill.records import Example, ExampleMeta, Message
+from distill.tally import node_chain
 
 LEAVES = ["cardiology/arrhythmias", "cardiology/heart_failure", "oncology/breast", "oncology/lung"]
 

@@ -34,40 +34,46 @@ def run_curate(source, out: Path | None, config, console: Console | None = None,
                force: bool = False, **ray_options):
     """Curate INPUT (a run directory, a JSONL or Parquet file or folder, or a list of `Example`s); with `out`,
     write the output files there (a folder of distill's own; `force` writes beside a user's files). Returns the
-    result. `distill curate` and `distill.curate()` both come here.
+    result. `distill curate` and `distill.curate()` both come here, and this is where the executor is chosen.
 
     Locally kept rows and rejects go to `dataset.jsonl` / `rejected.jsonl`; on Ray each task writes its
     own part of `dataset/` and `rejected/` (JSONL or Parquet shards)."""
-    folder = curate_out(out, force) if out is not None else None
-    if folder is not None:
-        folder.check_all(("dataset.jsonl", "rejected.jsonl", "stats.json", "report.md", "contamination.jsonl",
-                          "duplicates.jsonl"))
-    if executor == "ray":
-        if folder is None or not isinstance(source, (str, Path)):
-            raise DistillError("--executor ray reads files and writes a folder: give INPUT as a path and an --out")
-        from distill.executors.ray_curate import curate_on_ray
+    from distill.curate.pipeline import curation
+    from distill.curate.progress import stage_progress
+    from distill.executors import curation_executor
 
-        for parts in ("dataset/", "rejected/"):  # each task writes its own shard in there
-            folder.reserve(parts)
-        result = curate_on_ray(source, out, config, output_format=output_format, **ray_options)
-    else:
-        result = _curate_here(source, config, console, show_progress, judge, label_judge)
-        if folder is None:
-            return result
+    steps = curation(config, judge, label_judge)
+    if executor == "ray" and (out is None or not isinstance(source, (str, Path))):
+        raise DistillError("--executor ray reads files and writes a folder: give INPUT as a path and an --out")
+    with stage_progress(console, show_progress and executor == "local") as progress:
+        runner = curation_executor(executor, workers=config.workers, progress=progress, out=out,
+                                   output_format=output_format, **ray_options)
+        runner.check(steps)  # a step the executor cannot run is refused before anything is written
+        folder = curate_out(out, force) if out is not None else None
+        if folder is not None:
+            folder.check_all(("dataset.jsonl", "rejected.jsonl", "stats.json", "report.md", "contamination.jsonl",
+                              "duplicates.jsonl"))
+        if executor == "ray":
+            for parts in ("dataset/", "rejected/"):  # each task writes its own shard in there
+                folder.reserve(parts)
+        result = runner.run(steps, source)
+    if folder is None:
+        return result
+    if executor == "local":
         folder.write_jsonl("dataset.jsonl", result.kept)
         folder.write_jsonl("rejected.jsonl", result.rejects)
     _write_reports(source if isinstance(source, (str, Path)) else "(examples)", folder, result)
     return result
 
 
-def _curate_here(source, config, console: Console | None, show_progress: bool, judge, label_judge):
-    from distill.curate.dataset_io import load_examples
-    from distill.curate.pipeline import curate
-    from distill.curate.progress import stage_progress
+def curate(examples, config, progress=None, judge=None, label_judge=None):
+    """Curate `examples` in this process (the local executor) and return the `CurateResult`: generation's own
+    curation at the end of a run. `judge` answers the judged checks (`config.topic_judge`, and
+    `config.label_check` unless a `label_judge` is given for it), recording its calls."""
+    from distill.curate.pipeline import curation
+    from distill.executors.local import LocalExecutor
 
-    examples = load_examples(source) if isinstance(source, (str, Path)) else list(source)
-    with stage_progress(console, show_progress) as progress:
-        return curate(examples, config, progress=progress, judge=judge, label_judge=label_judge)
+    return LocalExecutor(workers=config.workers, progress=progress).run(curation(config, judge, label_judge), examples)
 
 
 def _write_reports(input_path, out: OwnedFolder, result) -> None:
@@ -80,7 +86,7 @@ def _write_reports(input_path, out: OwnedFolder, result) -> None:
 
 
 @contextmanager
-def _judges(out: OwnedFolder, label_spec: str | None, topic_spec: str | None, cache: bool):
+def _judges(out: Path, force: bool, label_spec: str | None, topic_spec: str | None, cache: bool):
     """(label judge, topic judge) for `distill curate`, their calls recorded in OUT/judge.db; None when off.
 
     Not run.db: that name marks a generation run directory, which curate refuses to write into."""
@@ -88,7 +94,6 @@ def _judges(out: OwnedFolder, label_spec: str | None, topic_spec: str | None, ca
         yield None, None
         return
     from distill.curate.judge import Judge
-    from distill.store import RunStore
     from distill.teachers.cache import default_cache_dir
     from distill.teachers.registry import parse_spec
     from distill.teachers.stack import build_teacher
@@ -96,13 +101,38 @@ def _judges(out: OwnedFolder, label_spec: str | None, topic_spec: str | None, ca
     for spec in filter(None, (label_spec, topic_spec)):
         parse_spec(spec)  # an unknown spec fails before anything runs
     cache_dir = default_cache_dir() if cache else None
-    store = RunStore(out.reserve("judge.db"))
+    log = _JudgeLog(out, force)
     try:  # the one builder: verdicts are wanted now, never as a provider batch job
-        made = {spec: Judge(spec, lambda spec=spec: build_teacher(spec, cache_dir=cache_dir, online=True), store)
+        made = {spec: Judge(spec, lambda spec=spec: build_teacher(spec, cache_dir=cache_dir, online=True), log)
                 for spec in filter(None, (label_spec, topic_spec))}
         yield made.get(label_spec), made.get(topic_spec)
     finally:
-        store.close()
+        log.close()
+
+
+class _JudgeLog:
+    """OUT/judge.db, opened at the judges' first call: a curation refused before it starts (or one that fails
+    before its judged checks) leaves no judge.db behind."""
+
+    def __init__(self, out: Path, force: bool):
+        self.out, self.force, self.store = out, force, None
+
+    def _opened(self):
+        from distill.store import RunStore
+
+        if self.store is None:
+            self.store = RunStore(curate_out(self.out, self.force).reserve("judge.db"))
+        return self.store
+
+    def find_call(self, fingerprint: str):
+        return self._opened().find_call(fingerprint)
+
+    def add_call(self, *call) -> None:
+        self._opened().add_call(*call)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
 
 
 def print_summary(result, console: Console, out: Path | None = None) -> None:
@@ -172,9 +202,6 @@ def register(app: typer.Typer) -> None:
         from distill.userfiles import invalid_options
 
         check_executor(executor)
-        if executor == "ray" and (label_check or judge):
-            raise DistillError("--label-check and --judge run with --executor local only (their teacher calls are "
-                               "recorded in OUT/judge.db on this machine)")
         if output_format not in ("jsonl", "parquet"):
             raise DistillError(f"--output-format {output_format!r}: use jsonl or parquet")
         if executor == "local" and output_format != "jsonl":
@@ -204,8 +231,7 @@ def register(app: typer.Typer) -> None:
         if label_check and not config.labels:
             raise DistillError("--label-check needs the label set: pass --taxonomy FILE or --labels a,b,c")
         console = Console()
-        folder = curate_out(out_dir, force)  # before the judges' judge.db goes in
-        with _judges(folder, label_check, judge, not no_cache) as (label_judge, topic_judge):
+        with _judges(out_dir, force, label_check, judge, not no_cache) as (label_judge, topic_judge):
             result = run_curate(input_path, out_dir, config, console, judge=topic_judge, label_judge=label_judge,
                                 executor=executor, output_format=output_format, force=force)
         print_summary(result, console, out_dir)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -59,8 +59,9 @@ class GenerateSettings(BaseModel):
     label_check: bool = False
     judge: str | None = None
     skip_checks: list[str] = Field(default_factory=list)
-    # Where the items run (distill/executors): this process, or actors on a Ray cluster (RAY_ADDRESS, else
-    # one started on this machine), each with its own teacher: one a CPU unless `ray_workers` says.
+    # Where the items run: this process, or actors on a Ray cluster (RAY_ADDRESS, else one started on this
+    # machine), each with its own teacher: one a CPU unless `ray_workers` says. The entry point that reads
+    # this hands the runner the executor it names (distill/executors).
     executor: Literal["local", "ray"] = "local"
     ray_workers: int | None = Field(None, gt=0)
     ray_gpus_per_worker: float | None = Field(None, gt=0)
@@ -92,15 +93,36 @@ def default_out(loaded: LoadedTaxonomy) -> Path:
     return Path("runs") / loaded.name
 
 
-def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None = None) -> RunReport:
+class ItemExecutor(Protocol):
+    """Runs a run's items somewhere other than this process (`distill.executors.generation_executor`)."""
+
+    def open(self, store: RunStore, loaded: LoadedTaxonomy, options: GenerateOptions,
+             progress: GenerationProgress) -> ItemRun: ...
+
+
+class ItemRun(Protocol):
+    """One run's items under way elsewhere: `run` may be called more than once (the pre-flight sample, then the
+    rest); each answer and outcome is in the store when it returns."""
+
+    def run(self, items: list[PlanItem]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None = None,
+             executor: ItemExecutor | None = None) -> RunReport:
     """Run (or resume) generation and write the run directory. Returns the report the CLI prints.
 
-    Everything a run reads (taxonomy, seeds, held-out sets, prompt templates, the run directory and the
-    response cache) is checked before the first teacher call; one run at a time holds the directory."""
+    The items run in this process, or with `executor` (the one `options.executor` names, which the entry
+    point chose). Everything a run reads (taxonomy, seeds, held-out sets, prompt templates, the run directory
+    and the response cache) is checked before the first teacher call; one run at a time holds the directory."""
     check_flags(options)
     if options.executor == "ray" and teacher_factory is not None:
         raise DistillError("executor='ray' builds a teacher on every worker from the spec: pass teacher=SPEC, "
                            "not a teacher object")
+    if (executor is None) != (options.executor == "local"):
+        raise DistillError(f"executor={options.executor!r} runs with the executor it names: call distill.generate(), "
+                           "or pass executor=distill.executors.generation_executor(options.executor)")
     loaded = _load_taxonomy(options, code=True)
     out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
@@ -113,7 +135,7 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
         writable_folder(options.cache_dir or default_cache_dir(), "--cache-dir")
     claim_run_folder(out, force=options.force)
     with run_lock(out), store_errors(out / "run.db"):
-        return _generate_locked(options, loaded, plan, out, api, teacher_factory)
+        return _generate_locked(options, loaded, plan, out, api, teacher_factory, executor)
 
 
 def claim_run_folder(out: Path, option: str = "--out", force: bool = False,
@@ -128,7 +150,7 @@ def claim_run_folder(out: Path, option: str = "--out", force: bool = False,
 
 
 def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: list[PlanItem], out: Path, api: bool,
-                     teacher_factory: Callable[[], Teacher] | None) -> RunReport:
+                     teacher_factory: Callable[[], Teacher] | None, executor: ItemExecutor | None) -> RunReport:
     store = RunStore(out / "run.db")
     try:
         plan += store.regenerated_plan_items()  # a leaf asked again after review stays in the run
@@ -139,11 +161,11 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
         budget = None
-        if todo and options.executor == "ray":
+        if todo and executor is not None:
             progress = GenerationProgress(enabled=options.progress)
             try:
-                _generate_on_ray(store, loaded, todo, options, progress, run_preflight=api and options.preflight
-                                 and not store.info().get("preflight_ok"))
+                _generate_elsewhere(executor, store, loaded, todo, options, progress, run_preflight=api
+                                    and options.preflight and not store.info().get("preflight_ok"))
             finally:
                 progress.close()
         elif todo:
@@ -369,27 +391,19 @@ async def _generate_all(store: RunStore, loaded: LoadedTaxonomy, items: list[Pla
         await teacher.aclose()  # async HTTP clients close inside the loop that owns them
 
 
-def _generate_on_ray(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], options: GenerateOptions,
-                     progress: GenerationProgress, run_preflight: bool) -> None:
-    """`_generate_all` on a Ray cluster (distill/executors/ray_generate.py): the same preflight, the same items."""
-    from distill.executors.ray_generate import RayGeneration
-    from distill.teachers.cache import default_cache_dir
-
-    cache_dir = options.cache_dir or default_cache_dir() if options.cache and backend(options.teacher).api else None
-    ray_run = progress.starting(options.teacher, lambda: RayGeneration(
-        store, loaded, options.teacher, options.teacher_options, str(cache_dir) if cache_dir else None,
-        workers=options.ray_workers, gpus_per_worker=options.ray_gpus_per_worker or 0.0,
-        on_call=lambda result: progress.add_tokens(result.usage.prompt_tokens, result.usage.completion_tokens),
-        on_outcome=lambda outcome: progress.advance(kept=outcome.example is not None, failed=outcome.failed)))
+def _generate_elsewhere(executor: ItemExecutor, store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem],
+                        options: GenerateOptions, progress: GenerationProgress, run_preflight: bool) -> None:
+    """`_generate_all` with another executor (Ray's workers): the same preflight, the same items."""
+    run = progress.starting(options.teacher, lambda: executor.open(store, loaded, options, progress))
     try:
         progress.start(len(items))
         sample, items = _split_preflight(loaded, items) if run_preflight else ([], items)
         if sample:
-            ray_run.run(sample)
+            run.run(sample)
             _pass_preflight(store, sample)
-        ray_run.run(items)
+        run.run(items)
     finally:
-        ray_run.close()
+        run.close()
 
 
 def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[PlanItem]:

@@ -1,0 +1,113 @@
+"""The local executor: a curation's steps in this process, the whole set in memory.
+
+Batches of rows go through every step's `map_batch` on `workers` threads (the numpy work, hashing and
+signing, releases the GIL); the whole-set phases then work on the gathered columns, each row numbered by
+its place in the set (the input, then each --against set), so grouping needs no shuffle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill.curate.dataset_io import load_examples
+from distill.curate.minhash import candidate_pairs
+from distill.curate.normalize import run_batches
+from distill.curate.pipeline import Curation
+from distill.curate.result import CurateResult, sort_out
+from distill.curate.steps.base import Batch, Verdict, new_batch
+from distill.records import Example
+
+Progress = Callable[[str, int, int], None]
+_BATCH = 2_000  # rows per batch: the numpy batch size of the hashing and signing
+
+
+class LocalExecutor:
+    """Runs any `Curation` here. `workers`: threads for the per-batch work and the scans; `progress(what, done,
+    total)`: where the phases report."""
+
+    def __init__(self, workers: int = 1, progress: Progress | None = None):
+        self.workers, self.report = workers, progress
+
+    def check(self, curation: Curation) -> None:
+        """Every step runs here: nothing to refuse."""
+
+    def run(self, curation: Curation, source: str | Path | Iterable[Example]) -> CurateResult:
+        """Curate `source` (a dataset path, or examples); the result holds the kept examples and the rejects."""
+        examples = load_examples(source) if isinstance(source, (str, Path)) else list(source)
+        references = [(k, e) for k, path in enumerate(curation.against, 1) for e in load_examples(path)]
+        rows = MemoryRows(examples + [e for _, e in references], [0] * len(examples) + [k for k, _ in references],
+                          self.workers, self.report)
+        rows.prepare(curation)
+        found = curation.resolve(rows)
+        sorted_out = sort_out(rows.columns, examples.__getitem__)
+        return curation.result(found, [examples[i] for i in sorted_out.kept], sorted_out.rejects, sorted_out.outcomes,
+                               references=len(references))
+
+
+class MemoryRows:
+    """`Rows` held in this process; a row's order key is its place in the set."""
+
+    def __init__(self, examples: list[Example], sources: list[int], workers: int, progress: Progress | None):
+        self.examples, self.sources, self.workers, self.report = examples, np.asarray(sources, np.int64), workers, progress
+        self.n_rows = len(examples)
+        self.columns: Batch = {}
+
+    def prepare(self, curation: Curation) -> None:
+        """Every step's per-batch work, batch by batch on the worker threads; then the columns joined."""
+        starts = list(range(0, self.n_rows, _BATCH)) or [0]
+        parts: list[Batch] = [{}] * len(starts)
+
+        def job(start: int) -> int:
+            stop = min(start + _BATCH, self.n_rows)
+            batch = new_batch(self.examples[start:stop], np.arange(start, stop), self.sources[start:stop])
+            parts[start // _BATCH] = curation.map_batch(batch)
+            return stop
+
+        run_batches(job, starts, self.workers, lambda stop: self.progress("prepare", stop, self.n_rows))
+        for name in list(parts[0]):  # joined a column at a time, each part let go: the peak stays one column over
+            self.columns[name] = np.concatenate([part.pop(name) for part in parts])
+        self.live = self.columns["reason"] == ""
+
+    def _chosen(self, references: bool) -> np.ndarray:
+        return np.flatnonzero(self.live if references else self.live & ~self.columns["protected"])
+
+    def count(self, references: bool = False) -> int:
+        return len(self._chosen(references))
+
+    def gather(self, columns: list[str], references: bool = True) -> Batch:
+        return self.fetch(self._chosen(references), columns)
+
+    def fetch(self, orders: np.ndarray, columns: list[str]) -> Batch:
+        return {c: self.columns[c][orders] for c in columns}
+
+    def group(self, key: str, columns: list[str], reduce: Callable[[Batch], Batch]) -> Batch:
+        return reduce(self.gather(columns))  # one group holds every key
+
+    def pairs_sharing(self, column: str, where: str) -> np.ndarray:
+        return candidate_pairs(self.columns[column], self.live & self.columns[where], self.workers)
+
+    def scan(self, fn: Callable[[Batch, Any], Batch], columns: list[str], shared: Any,
+             references: bool = False) -> Batch:
+        chosen = self._chosen(references)
+        starts = list(range(0, len(chosen), _BATCH)) or [0]
+        parts: list[Batch] = [{}] * len(starts)
+
+        def job(start: int) -> int:
+            parts[start // _BATCH] = fn(self.fetch(chosen[start : start + _BATCH], columns), shared)
+            return start
+
+        run_batches(job, starts, self.workers)
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+    def reject(self, rejects: dict[int, Verdict], stage: str) -> None:
+        for order, verdict in rejects.items():
+            self.columns["stage"][order], self.columns["reason"][order], self.columns["detail"][order] = stage, *verdict
+            self.live[order] = False
+
+    def progress(self, what: str, done: int, total: int) -> None:
+        if self.report is not None:
+            self.report(what, done, total)
