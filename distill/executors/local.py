@@ -1,8 +1,9 @@
 """The local executor: a curation's steps in this process, the whole set in memory.
 
-Batches of rows go through every step's `map_batch` on `workers` threads (the numpy work, hashing and
-signing, releases the GIL); the whole-set phases then work on the gathered columns, each row numbered by
-its place in the set (the input, then each --against set), so grouping needs no shuffle.
+Each step's `map_batch` goes over every batch of rows, on `workers` threads where the step says threads help
+(hashing and signing release the GIL; the checks would only fight over it); the whole-set phases then work on
+the joined columns, each row numbered by its place in the set (the input, then each --against set), so
+grouping needs no shuffle.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from distill.curate.minhash import candidate_pairs
 from distill.curate.normalize import run_batches
 from distill.curate.pipeline import Curation
 from distill.curate.result import CurateResult, sort_out
-from distill.curate.steps.base import Batch, Verdict, new_batch
+from distill.curate.steps.base import Batch, Step, Verdict, new_batch
 from distill.records import Example
 
 Progress = Callable[[str, int, int], None]
@@ -57,20 +58,24 @@ class MemoryRows:
         self.columns: Batch = {}
 
     def prepare(self, curation: Curation) -> None:
-        """Every step's per-batch work, batch by batch on the worker threads; then the columns joined."""
+        """Every step's per-batch work, a step at a time over all batches (on the worker threads where the step
+        says threads help); then the columns joined."""
         starts = list(range(0, self.n_rows, _BATCH)) or [0]
-        parts: list[Batch] = [{}] * len(starts)
-
-        def job(start: int) -> int:
-            stop = min(start + _BATCH, self.n_rows)
-            batch = new_batch(self.examples[start:stop], np.arange(start, stop), self.sources[start:stop])
-            parts[start // _BATCH] = curation.map_batch(batch)
-            return stop
-
-        run_batches(job, starts, self.workers, lambda stop: self.progress("prepare", stop, self.n_rows))
-        for name in list(parts[0]):  # joined a column at a time, each part let go: the peak stays one column over
-            self.columns[name] = np.concatenate([part.pop(name) for part in parts])
+        parts = [new_batch(self.examples[start : start + _BATCH], np.arange(start, min(start + _BATCH, self.n_rows)),
+                           self.sources[start : start + _BATCH]) for start in starts]
+        for step in curation.steps:
+            self._map(step, parts)
+        for name in list(parts[0]):
+            self.columns[name] = _joined(name, parts)
         self.live = self.columns["reason"] == ""
+
+    def _map(self, step: Step, parts: list[Batch]) -> None:
+        def job(k: int) -> int:
+            parts[k] = step.map_batch(parts[k])
+            return k
+
+        run_batches(job, list(range(len(parts))), self.workers if step.threads_help else 1,
+                    lambda k: self.progress(step.name, min((k + 1) * _BATCH, self.n_rows), self.n_rows))
 
     def _chosen(self, references: bool) -> np.ndarray:
         return np.flatnonzero(self.live if references else self.live & ~self.columns["protected"])
@@ -111,3 +116,16 @@ class MemoryRows:
     def progress(self, what: str, done: int, total: int) -> None:
         if self.report is not None:
             self.report(what, done, total)
+
+
+def _joined(name: str, parts: list[Batch]) -> np.ndarray:
+    """One column of all the parts, each part's piece let go once copied: the peak is the column and one piece,
+    not the column twice (band keys are 144 bytes a row)."""
+    first = parts[0][name]
+    column = np.empty((sum(len(part[name]) for part in parts), *first.shape[1:]), dtype=first.dtype)
+    at = 0
+    for part in parts:
+        piece = part.pop(name)
+        column[at : at + len(piece)] = piece
+        at += len(piece)
+    return column

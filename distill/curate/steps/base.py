@@ -93,9 +93,13 @@ class Step:
     """One curation step. Subclasses set `stage` (the `Reject.stage` of their rejects) and override
     `map_batch`, `resolve` or both."""
 
+    name: ClassVar[str] = "step"  # what the user sees in progress lines
     stage: ClassVar[str | None] = None
     section: ClassVar[str | None] = None  # the stats.json section `resolve`'s info goes to
     local_only: ClassVar[str | None] = None  # why it runs only in this process; None: anywhere
+    # Its per-batch work is numpy that releases the GIL, so batches gain from running on threads side by side;
+    # pure-Python work (the checks) only fights over the GIL there, and loses most on a loaded machine.
+    threads_help: ClassVar[bool] = False
 
     def map_batch(self, batch: Batch) -> Batch:
         return batch

@@ -12,6 +12,7 @@ class Checks(Step):
     """Rejects an example at its first failing check. References (--against rows) are not checked: they are
     only compared with."""
 
+    name = "checks"
     stage = "check"
 
     def __init__(self, settings: CheckSettings):

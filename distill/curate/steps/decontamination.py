@@ -23,6 +23,7 @@ class Decontaminate(Step):
     """Rejects an example (not a reference) that shares uncommon n-grams with a held-out item, or, with
     `minhash_threshold`, whose estimated Jaccard with one reaches it."""
 
+    name = "decontamination"
     stage = "decontaminate"
     section = "decontamination"
 

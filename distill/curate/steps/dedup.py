@@ -18,8 +18,10 @@ class ExactDedup(Step):
     """Per batch: an xxh3 key of each normalised text. Whole set: rows grouped by key; in each group the first
     reference, else the first occurrence, stays."""
 
+    name = "exact keys"
     stage = "dedup"
     section = "dedup"
+    threads_help = True  # xxh3 of normalised buffers
 
     def __init__(self, against: list[str]):
         self.against = against
@@ -58,8 +60,10 @@ class NearDedup(Step):
     and confirmed pairs grouped; in each group a reference, else the best `meta[quality_key]`, else the
     first, stays."""
 
+    name = "signatures"
     stage = "dedup"
     section = "dedup"
+    threads_help = True  # shingle hashes and MinHash products
 
     def __init__(self, config: MinHashConfig, quality_key: str, against: list[str], workers: int = 1):
         self.config, self.quality_key, self.against, self.workers = config, quality_key, against, workers

@@ -11,6 +11,7 @@ class JudgedChecks(Step):
     """The label round trip (`label_mismatch`) and the topic judge (`off_topic`): a teacher call per example,
     looked up in and recorded to one call log (run.db, or curate's OUT/judge.db)."""
 
+    name = "judged checks"
     stage = "judge"
     section = "judge"
     local_only = ("the judged checks (--label-check, --judge) run with --executor local only: their teacher calls "

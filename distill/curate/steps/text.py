@@ -14,6 +14,8 @@ class ComparedText(Step):
     """Adds the `text` column. A row already rejected gets "": it is never hashed or shingled (one runaway 6 MB
     answer took ~830 MB that way)."""
 
+    name = "compared text"
+
     def __init__(self, on: Literal["conversation", "prompt", "response"] = "conversation"):
         self.on = on
 
