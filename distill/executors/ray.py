@@ -109,9 +109,13 @@ class RayRows:
 
     def __init__(self, ray, base):
         self.ray, self.base = ray, base
-        flags = _gather(base.select_columns(["protected"]))
-        self.n_rows = len(flags.get("protected", []))
-        self.n_references = int(np.sum(flags["protected"])) if self.n_rows else 0
+        # Which rows passed the checks, kept here (10 bytes a row): counting what is in play takes no pass
+        flags = _gather(base.select_columns(["order", "protected", "reason"]))
+        self.n_rows = len(flags.get("order", []))
+        self._orders = flags["order"] if self.n_rows else np.empty(0, np.int64)
+        self._references = flags["protected"].astype(bool) if self.n_rows else np.empty(0, bool)
+        self._checked = flags["reason"] == "" if self.n_rows else np.empty(0, bool)
+        self.n_references = int(np.sum(self._references))
         self.verdicts: dict[int, tuple[str, str, str]] = {}  # order -> (stage, reason, detail)
         self._out = np.empty(0, np.int64)  # sorted order keys of those rows
         self._sample = base.take_batch(1, batch_format="numpy") if self.n_rows else {}
@@ -120,19 +124,25 @@ class RayRows:
     def _in_play(self, references: bool) -> dict[str, Any]:
         return {"out": self.ray.put(self._out), "references": references}
 
+    def _reading(self, *columns: str):
+        """The prepared rows with only these columns (and those that say what is in play): a task converts what
+        it reads out of Arrow, and the JSON records are most of each row."""
+        return self.base.select_columns(sorted({"order", "reason", "protected", *columns}))
+
     def _empty(self, columns: list[str]) -> Batch:
         return {c: self._sample[c][:0] if c in self._sample else np.empty(0, dtype=object) for c in columns}
 
     def count(self, references: bool = False) -> int:
-        return len(self.gather(["order"], references)["order"])
+        live = self._checked & ~_member(self._out, self._orders)
+        return int(np.sum(live if references else live & ~self._references))
 
     def gather(self, columns: list[str], references: bool = True) -> Batch:
-        got = _gather(self.base.map_batches(_select_in_play, batch_format="numpy",
-                                            fn_kwargs={"columns": columns, **self._in_play(references)}))
+        got = _gather(self._reading(*columns).map_batches(_select_in_play, batch_format="numpy",
+                                                          fn_kwargs={"columns": columns, **self._in_play(references)}))
         return got or self._empty(columns)
 
     def fetch(self, orders: np.ndarray, columns: list[str]) -> Batch:
-        got = _gather(self.base.map_batches(_select, batch_format="numpy", fn_kwargs={
+        got = _gather(self._reading(*columns).map_batches(_select, batch_format="numpy", fn_kwargs={
             "orders": self.ray.put(np.asarray(orders, np.int64)), "columns": sorted({"order", *columns})}))
         if not got:
             return self._empty(columns)
@@ -141,7 +151,7 @@ class RayRows:
 
     def group(self, key: str, columns: list[str], reduce: Callable[[Batch], Batch]) -> Batch:
         partitions = max(self.cpus, -(-self.n_rows // _ROWS_PER_PARTITION))
-        got = _gather(self.base.map_batches(_keyed_rows, batch_format="numpy", fn_kwargs={
+        got = _gather(self._reading(key, *columns).map_batches(_keyed_rows, batch_format="numpy", fn_kwargs={
             "key": key, "columns": columns, "partitions": partitions, **self._in_play(True)})
             .groupby("part", num_partitions=partitions)
             .map_groups(_reduce_group, batch_format="numpy", fn_kwargs={"reduce": reduce}))
@@ -150,7 +160,7 @@ class RayRows:
     def pairs_sharing(self, column: str, where: str) -> np.ndarray:
         k = self._sample[column].shape[1] if self.n_rows else 1
         partitions = max(self.cpus, -(-self.n_rows * k // _ROWS_PER_PARTITION))
-        pairs = _gather(self.base.map_batches(_band_rows, batch_format="numpy", fn_kwargs={
+        pairs = _gather(self._reading(column, where).map_batches(_band_rows, batch_format="numpy", fn_kwargs={
             "column": column, "where": where, "shift": index_bits(self.n_rows), "partitions": partitions,
             **self._in_play(True)})
             .groupby("part", num_partitions=partitions).map_groups(_band_partition, batch_format="numpy"))
@@ -163,7 +173,7 @@ class RayRows:
     def scan(self, fn: Callable[[Batch, Any], Batch], columns: list[str], shared: Any,
              references: bool = False) -> Batch:
         shared_ref = self.ray.put(shared)
-        got = _gather(self.base.map_batches(_scan, batch_format="numpy", fn_kwargs={
+        got = _gather(self._reading(*columns).map_batches(_scan, batch_format="numpy", fn_kwargs={
             "fn": fn, "columns": columns, "shared": shared_ref, **self._in_play(references)}))
         return got or fn(self._empty(columns), shared)
 
