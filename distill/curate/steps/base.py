@@ -50,7 +50,8 @@ class Findings:
 class Rows(Protocol):
     """The set being curated, wherever it lives. A row is *in play* while it passed the checks and no step has
     rejected it; references (`--against` rows, never output) are in play too unless `references=False`.
-    Every result comes back in order-key order, the order of the input (references after it)."""
+    Rows come back from `gather`, `fetch` and `pairs_sharing` in order-key order (the input's order, references
+    after it); what `group` and `scan` give back, in any order."""
 
     n_rows: int  # every row read, rejected or not, references included
 
