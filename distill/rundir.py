@@ -354,6 +354,10 @@ def hold_run(run_dir: Path, option: str = "DIR") -> Iterator[Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DistillError("run directory does not exist; give the folder distill wrote", path=run_dir)
+    if not any((run_dir / name).exists() for name in (DATASET, DATASET_PARTS, RUN_DB, LOCK_FILE)):
+        # Before the lock: a folder that holds no run must not be left with a run.lock in it.
+        raise DistillError(f"no {DATASET} here: give a run directory (`distill generate`) or a folder "
+                           "`distill curate` wrote", path=run_dir)
     if not os.access(run_dir, os.W_OK | os.X_OK):
         yield run_dir
         return

@@ -173,3 +173,23 @@ def test_a_users_own_run_lock_is_neither_truncated_nor_followed(tmp_path, kind):
     if kind == "file":
         assert (run / "run.lock").read_text() == "the user's notes\n"
     assert not (run / "train.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["curate", "data.jsonl", "--out", "curated", "--heldout", "notes.txt"],
+    ["curate", "missing.jsonl", "--out", "curated"],
+    ["export", ".", "--license", "mit", "--out", "exported"],
+    ["split", "."],
+    ["review", "."],
+])
+def test_a_refused_command_leaves_nothing_in_the_users_folder(tmp_path, command):
+    """Inputs are checked before any output folder or run.lock is made: a typo costs the user nothing to tidy."""
+    project = tmp_path / "project"
+    make_dataset(project, per_leaf=3)
+    (project / "dataset.jsonl").rename(project / "data.jsonl")  # the user's own file, not a run's dataset
+    (project / "notes.txt").write_text("the user's notes\n")
+    before = sorted(p.name for p in project.iterdir())
+    done = distill(*command, cwd=project, env=cli_env(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(error_lines(done.stderr)) == 1, done.stderr
+    assert sorted(p.name for p in project.iterdir()) == before

@@ -10,6 +10,8 @@ from rich.console import Console
 
 from pydantic import ValidationError
 
+from distill.curate.dataset_io import dataset_files
+from distill.curate.heldout import check_source
 from distill.errors import DistillError
 from distill.owned import FORCE_HELP
 from distill.rundir import JUDGE_DB, RunDir
@@ -186,10 +188,9 @@ def register(app: typer.Typer) -> None:
             config = CurateConfig(**with_taxonomy(taxonomy, settings))
         except ValidationError as err:  # a threshold out of range, min words above max words and the like
             raise invalid_options(err) from None
-        for source in config.heldout:  # before reading the input: decontamination comes last
-            if not Path(source.path).exists():
-                raise DistillError(f"--heldout: file not found ({Path(source.path).resolve()}; a relative path starts "
-                                   "from the current folder)", path=source.path)
+        dataset_files(input_path)  # the input and every held-out set are checked before --out is made
+        for source in config.heldout:
+            check_source(source)
         if label_check and not config.labels:
             raise DistillError("--label-check needs the label set: pass --taxonomy FILE or --labels a,b,c")
         # Parsed once, here; an unknown spec fails before anything is written or run.
