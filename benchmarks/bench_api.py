@@ -8,7 +8,7 @@ run keeps up once the first requests are all out), and the CPU time `distill gen
 request (its sender process included), in full and net of a one-item run (Python start-up, imports,
 export). Each concurrency runs `--repeat` times; the table shows medians (CPU ms/request is the
 steadier figure on a busy machine). `--sender` picks where the SDK sends from (see
-distill/teachers/sender.py); `auto` is distill's default.
+distill/teachers/wrappers/sender.py); `auto` is distill's default.
 
     .venv/bin/python benchmarks/bench_api.py [--latency 0.5] [--concurrency 16 64 256] [--repeat 3]
                                              [--sender auto|process|inline]

@@ -10,7 +10,7 @@ Two ways of decoding, each run in a process of its own, interleaved (A, B, A, B 
 machine is shared and noisy; the table shows medians and the ratio:
 - `padded`: transformers' `generate` on left-padded batches of 8 (how the teacher ran before; still
   the fallback for models the engine cannot run);
-- `engine`: the continuous-batching engine (distill/teachers/decode_engine.py) as the teacher runs it
+- `engine`: the continuous-batching engine (distill/teachers/local/decode_engine.py) as the teacher runs it
   (bfloat16 where the CPU computes it natively); `engine-nocache` without its prefix cache,
   `engine-fp32` in float32.
 
@@ -85,7 +85,7 @@ def run_once(mode: str, args) -> dict:
     """In this process: load the teacher, answer the workload through the dispatcher, return figures."""
     import torch
 
-    from distill.teachers.transformers_teacher import TransformersTeacher
+    from distill.teachers.local.transformers import TransformersTeacher
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -2,7 +2,7 @@
 
     import distill
     report = distill.generate("taxonomies/medical.yaml", teacher="openai:gpt-4o-mini", limit=50)
-    curated = distill.curate(report.out / "dataset.jsonl", taxonomy="taxonomies/medical.yaml")
+    curated = distill.curate(report.out, taxonomy="taxonomies/medical.yaml")
 
 Every function takes the options its command takes, as keywords, checked by the same pydantic model
 (`GenerateOptions`, `CurateConfig`, `ReviewSettings`, `TrainConfig`, `EvalConfig`), and returns the

@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from distill.errors import DistillError, Interrupted, explain
 from distill.owned import FORCE_HELP
+from distill.teachers.registry import spec_forms
 
 
 class DistillGroup(TyperGroup):
@@ -40,7 +41,7 @@ console = Console()
 def generate(
     taxonomy: Path = typer.Option(..., "--taxonomy", "-t", help="Taxonomy YAML file, or an InstructLab "
                                   "taxonomy folder."),
-    teacher: str = typer.Option("local", help="local | hf:<model> | openai:<model> | anthropic:<model> | vllm:<model>"),
+    teacher: str = typer.Option("local", help=" | ".join(spec_forms())),  # what the registry holds, plugins too
     out: Path | None = typer.Option(None, help="Run directory (default runs/<taxonomy name>); re-running resumes."),
     limit: int | None = typer.Option(None, min=1, help="Generate at most N plan items, spread over the taxonomy."),
     per_leaf: int | None = typer.Option(None, "--per-leaf", min=1, help="Plan N items a leaf, in place of the "
@@ -98,16 +99,16 @@ def generate(
     from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
     from distill.generate.budget import print_estimate
     from distill.generate.summary import print_report
-    from distill.teachers.cost import load_api_config
-    from distill.teachers.registry import parse_engine_args, parse_spec, teacher_options
+    from distill.teachers.http.cost import load_api_config
+    from distill.teachers.registry import TeacherSpec, parse_engine_args, teacher_options
     from distill.userfiles import invalid_options
 
-    prefix, _ = parse_spec(teacher)  # an unknown spec fails before any model loads
-    if (engine_arg or lora) and prefix != "vllm":
+    spec = TeacherSpec.parse(teacher).check()  # parsed once, here; an unknown spec fails before any model loads
+    if (engine_arg or lora) and spec.kind != "vllm":
         raise DistillError(f"--engine-arg and --lora are for vllm: teachers, not {teacher!r}")
     try:
         options = GenerateOptions(
-            taxonomy=taxonomy, teacher=teacher, out=out, force=force, limit=limit, per_leaf=per_leaf, seed=seed,
+            taxonomy=taxonomy, teacher=spec, out=out, force=force, limit=limit, per_leaf=per_leaf, seed=seed,
             retry_failed=retry_failed,
             curate=not no_curate, progress=sys.stderr.isatty(),
             teacher_options=teacher_options(batch_size=batch_size, base_url=base_url, concurrency=concurrency,

@@ -43,7 +43,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from distill.errors import DistillError
 from distill.records import jsonl_line
-from distill.rundir import writable_folder
 
 MANIFEST = ".distill-owned.json"
 VERSION = 1
@@ -72,6 +71,8 @@ WHAT = {
 
 # What each kind writes, by name: adopted as distill's when a folder from an earlier distill (no record) holds
 # them, and checked before expensive work so that a user's file of that name stops a command at its start.
+# The run folder's names are rundir.py's; they are spelled again here because this module sits below it (RunDir
+# writes through OwnedFolder) and because, for those kinds, these lists record what an earlier distill wrote.
 EVAL_FILES = ("eval.json", "eval.md", "eval_leaves.png", "eval_confusion.png")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "vocab.json", "merges.txt", "added_tokens.json")
@@ -93,6 +94,32 @@ KNOWN: dict[str, tuple[str, ...]] = {
     "eval": EVAL_FILES,
     "taxonomy-seeds": (),
 }
+
+
+def writable_folder(path: Path, option: str) -> Path:
+    """`path` as a folder this process can write into, made if missing; else one line naming `option`."""
+    if path.exists() and not path.is_dir():
+        raise DistillError(f"{option} {path} is a file, not a folder; give a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DistillError(f"{option} {path}: cannot make this folder ({_reason(exc)}); "
+                           "choose a folder you can write to") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        why = "read-only file system" if _read_only(path) else "permission denied"
+        raise DistillError(f"{option} {path}: cannot write here ({why}); choose a folder you can write to")
+    return path
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 class _Record(BaseModel):
@@ -247,15 +274,8 @@ class OwnedFolder:
         target = self.check(name)
         self._make_parents(name)
         self.record(name)  # before the rename: a crash between the two never leaves an unlisted file of ours
-        tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.distill-tmp")
-        try:
+        with _temporary_for(target) as tmp:
             yield tmp
-            _fsync(tmp)
-            os.replace(tmp, target)
-        except BaseException as exc:
-            _remove(tmp)
-            _name_the_file(exc, tmp, target)
-            raise
         self.written.add(name)
 
     @contextmanager
@@ -380,17 +400,9 @@ class OwnedFolder:
             files = (set(on_disk.files) if on_disk is not None else set(self.files)) | set(add)
             files -= set(drop)
             kind = kind or (on_disk.kind if on_disk is not None else self.kind)
-            path = self.root / MANIFEST
-            tmp = path.with_name(f".{MANIFEST}.{os.getpid()}-{secrets.token_hex(4)}.distill-tmp")
-            try:
+            with _temporary_for(self.root / MANIFEST) as tmp:
                 tmp.write_text(json.dumps({"version": VERSION, "kind": kind, "files": sorted(files)}, indent=1)
                                + "\n", encoding="utf-8")
-                _fsync(tmp)
-                os.replace(tmp, path)
-            except BaseException as exc:
-                _remove(tmp)
-                _name_the_file(exc, tmp, path)
-                raise
         self.files, self.kind, self._recorded = files, kind, True
 
 
@@ -547,6 +559,21 @@ def _folder_lock(root: Path) -> Iterator[None]:
     finally:
         os.close(fd)
 
+
+
+@contextmanager
+def _temporary_for(target: Path) -> Iterator[Path]:
+    """A temporary beside `target` (our pid in its name, so a dead writer's is known as ours): fsynced and renamed
+    over `target` when the block ends, removed when it raises, the error then naming `target`."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.distill-tmp")
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        _remove(tmp)
+        _name_the_file(exc, tmp, target)
+        raise
 
 def _fsync(path: Path) -> None:
     if path.is_dir():

@@ -9,7 +9,10 @@ A package declares them in its pyproject.toml, and nothing in distill changes:
     [project.entry-points."distill.checks"]
     no_urls = "my_package.checks:no_urls"        # custom: no_urls in a task's checks; f(example, **args)
 
-`distill plugins` lists what is installed. A plugin is imported only when it is used.
+`distill plugins` lists what is installed. A plugin is imported only when it is used. distill declares
+its own teacher backends in the same group (distill/teachers/builtin.py), and the teacher registry
+finds them through `find_plugin` as it finds any plugin; `installed` leaves them out: they are not
+plugins to the user.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from distill.errors import DistillError
 
 GROUPS = {"teachers": "distill.teachers", "tasks": "distill.tasks", "checks": "distill.checks"}
+OWN = "distill"  # the distribution whose entry points are its built-ins, not plugins
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,14 @@ def _points(kind: str) -> list[EntryPoint]:
 
 
 def installed(kind: str | None = None) -> list[Plugin]:
-    """Every installed plugin (of one kind), sorted by kind and name."""
+    """Every installed plugin (of one kind), sorted by kind and name: other packages' entry points, not
+    distill's own."""
     kinds = [kind] if kind else list(GROUPS)
-    return [Plugin.of(k, point) for k in kinds for point in _points(k)]
+    return [Plugin.of(k, point) for k in kinds for point in _points(k) if not _own(point)]
+
+
+def _own(point: EntryPoint) -> bool:
+    return point.dist is not None and point.dist.name == OWN
 
 
 def find_plugin(kind: str, name: str) -> Any | None:

@@ -1,12 +1,12 @@
-"""`distill run CONFIG.yaml`: generate -> curate -> split -> train -> eval in one resumable command.
+"""`distill run CONFIG.yaml`: generate -> curate -> review -> split -> train -> eval in one resumable command.
 
-Each stage is resumable on its own (generation from run.db, training from its last checkpoint), and
-`pipeline.json` in the run directory records which stages finished, so a re-run starts where it stopped.
+This module only sequences the stages, each a `run(run_dir, settings)` on the one `RunDir`. Each stage is
+resumable on its own (generation from run.db, training from its last checkpoint), and `pipeline.json` in the
+run directory records which stages finished, so a re-run starts where it stopped.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from distill.errors import DistillError, RunFailed
-from distill.owned import OwnedFolder
 from distill.generate.runner import GenerateSettings
 from distill.review.model import ReviewSettings
-from distill.rundir import run_lock
+from distill.rundir import RunDir
 from distill.userfiles import load_yaml_mapping, located
 
 STAGES = ("generate", "split", "train", "eval")
@@ -69,7 +68,7 @@ def load_run_config(path: Path) -> RunConfig:
 def generate_options(config: RunConfig, out: Path, retry_failed: bool = False):
     """The run's `GenerateOptions`: the `generate:` section as it stands, its API config file read."""
     from distill.generate.runner import GenerateOptions
-    from distill.teachers.cost import load_api_config
+    from distill.teachers.http.cost import load_api_config
     from distill.teachers.registry import TeacherOptions
 
     stage = config.generate
@@ -89,7 +88,7 @@ def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
     With a `review:` section (or a queue built by hand) it stops after generation until the review
     passes its gate (ReviewPending, exit code 4); `force` trains anyway, and the adapter says so."""
     from distill.evaluate.report import EvalConfig
-    from distill.generate.runner import claim_run_folder, default_out
+    from distill.generate.runner import default_out
     from distill.taxonomy import load_taxonomy
     from distill.train.config import TrainConfig
 
@@ -101,62 +100,53 @@ def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
         raise DistillError(f"run config: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
     out = config.out or default_out(load_taxonomy(config.taxonomy))
     # --force here passes the review gate, so a folder of the user's is refused with no way past but another out:
-    claim_run_folder(out, option="out:", force_option=None)
-    with run_lock(out, "out:"):  # the whole pipeline: a second `distill run` on it stops at once
-        return _run_stages(config, out, say, retry_failed, force, train_config, eval_config)
+    run_dir = RunDir.claim(out, option="out:", force_option=None)
+    with run_dir.lock():  # the whole pipeline: a second `distill run` on it stops at once
+        return _run_stages(config, run_dir, say, retry_failed, force, train_config, eval_config)
 
 
-def _run_stages(config: RunConfig, out: Path, say: Callable[[str], Any], retry_failed: bool, force: bool,
+def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], retry_failed: bool, force: bool,
                 train_config: Any, eval_config: Any) -> dict[str, Any]:
-    from distill.curate.split import save_split, stratified_split
-    from distill.evaluate.report import evaluate
+    """Each stage's `run(run_dir, settings)` in turn, skipping those pipeline.json records as finished."""
+    from distill.curate import split
+    from distill.evaluate import report as evaluation
     from distill.executors import generation_executor
-    from distill.generate.runner import generate
-    from distill.records import Example, read_jsonl
-    from distill.train.sft import default_out_dir, train
+    from distill.generate import runner as generation
+    from distill.review import pipeline as review
+    from distill.train import sft as training
 
-    state_path = out / "pipeline.json"
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {"done": {}}
-    except (ValueError, UnicodeDecodeError):
-        raise DistillError("pipeline.json is damaged; delete it to run every stage again (each resumes from what "
-                           "it saved)", path=state_path) from None
+    state = run_dir.read_pipeline()
 
     def finish(stage: str, **summary: Any) -> None:
         state["done"][stage] = {"at": time.time(), **summary}
-        OwnedFolder.in_place(out, "run", option="out:").write_text("pipeline.json",
-                                                                 json.dumps(state, indent=2, default=str))
+        run_dir.write_pipeline(state)
 
     if "generate" not in state["done"]:
         say("stage 1/4: generate + curate")
-        options = generate_options(config, out, retry_failed)
-        report = generate(options, executor=generation_executor(options.executor))
+        options = generate_options(config, run_dir.root, retry_failed)
+        report = generation.run(run_dir, options, generation_executor(options.executor))
         counts = report.stats["counts"]
         if counts["pending"] or counts["failed"]:
             raise RunFailed(f"generation left {counts['pending']} pending and {counts['failed']} failed items; "
                             "run again to resume, with --retry-failed to ask the teacher again for the failed ones")
         finish("generate", **counts)
     if "split" not in state["done"]:
-        from distill.review.pipeline import review_step
-
-        review_step(out, config.review, force=force, say=say)
+        review.run(run_dir, config.review, force=force, say=say)
         say("stage 2/4: split")
-        examples = [Example.model_validate(row) for row in read_jsonl(out / "dataset.jsonl")]
-        if len(examples) < 2:
-            raise DistillError(f"only {len(examples)} kept example(s) in {out / 'dataset.jsonl'}: too few to train; "
+        kept = len(run_dir.read_dataset_ids())
+        if kept < 2:
+            raise DistillError(f"only {kept} kept example(s) in {run_dir.dataset}: too few to train; "
                                "raise generate.limit or use a stronger teacher")
-        split = stratified_split(examples, config.split_fraction, config.generate.seed)
-        save_split(out, split)
-        for line in split.describe():
+        result = split.run(run_dir, split.SplitSettings(fraction=config.split_fraction, seed=config.generate.seed))
+        for line in result.describe():
             say(f"split: {line}")
-        finish("split", train=len(split.train), eval=len(split.eval), strata=len(split.strata), note=split.note)
-    adapter = default_out_dir(out)
+        finish("split", train=len(result.train), eval=len(result.eval), strata=len(result.strata), note=result.note)
     if "train" not in state["done"]:
         say("stage 3/4: train")
-        result = train(out, train_config, adapter, progress=False, log=say, force_review=force)
+        result = training.run(run_dir, train_config, progress=False, log=say, force_review=force)
         finish("train", **result.model_dump(mode="json"))
     if "eval" not in state["done"]:
         say("stage 4/4: eval")
-        result = evaluate(out, adapter, eval_config)
+        result = evaluation.run(run_dir, eval_config, run_dir.student)
         finish("eval", **result.model_dump(mode="json"))
     return state

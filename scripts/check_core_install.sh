@@ -9,7 +9,11 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 "${PYTHON:-python3}" -m venv "$WORK/venv"
 "$WORK/venv/bin/python" -m pip install -q --upgrade pip
-"$WORK/venv/bin/python" -m pip install -q "$ROOT"
+# Built from a copy: setuptools writes build/ and distill.egg-info into the folder it builds, and an egg-info in
+# the checkout would become the package metadata that tests running with PYTHONPATH=checkout read.
+mkdir "$WORK/src"
+tar -C "$ROOT" --exclude=./.venv --exclude=./.venv-vllm --exclude=./.git --exclude=./runs -cf - . | tar -C "$WORK/src" -xf -
+"$WORK/venv/bin/python" -m pip install -q "$WORK/src"
 D="$WORK/venv/bin/distill"
 cp -r tests/fixtures/tiny "$WORK/tiny"
 cd "$WORK/tiny"

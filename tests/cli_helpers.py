@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,12 @@ def tiny_copy(tmp_path: Path, per_leaf: int | None = None) -> Path:
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
+
+
+def answers_in(out: Path) -> int:
+    """Answers `out`/run.db holds now, read without creating or migrating it (the run may not have made it yet)."""
+    try:
+        with sqlite3.connect(f"file:{out / 'run.db'}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM teacher_calls WHERE error IS NULL").fetchone()[0]
+    except sqlite3.Error:
+        return 0

@@ -21,11 +21,11 @@ from distill.errors import RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Message
 from distill.store import RunStore
-from distill.teachers.anthropic_teacher import AnthropicTeacher
+from distill.teachers.http.anthropic.teacher import AnthropicTeacher
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.limits import (AdaptiveConcurrency, ApiSettings, CallFailed, RateLimiter, RetryPolicy,
-                                     parse_reset, with_retries)
-from distill.teachers.openai_teacher import OpenAITeacher
+from distill.teachers.http.limits import (AdaptiveConcurrency, ApiSettings, CallFailed, RateLimiter, RetryPolicy,
+                                          parse_reset, with_retries)
+from distill.teachers.http.openai.teacher import OpenAITeacher
 from distill.teachers.registry import teacher_options
 from fakeapi import FakeAPI, Faults
 

@@ -27,7 +27,7 @@ from distill.store import RunStore
 from distill.teachers.registry import teacher_options
 from distill.teachers.stack import build_teacher
 from distill.teachers.base import GenerationResult
-from distill.teachers.sender import Child, Lines, SenderTeacher
+from distill.teachers.wrappers.sender import Child, Lines, SenderTeacher
 from fakeapi import FakeAPI, Faults
 from fakeapi.outcomes import expected_outcomes, recorded_outcomes
 
@@ -80,7 +80,7 @@ def children_of(pid: int) -> list[int]:
 
 def senders_of(pid: int) -> list[int]:
     return [child for child in children_of(pid)
-            if b"distill.teachers.sender" in Path(f"/proc/{child}/cmdline").read_bytes()]
+            if b"distill.teachers.wrappers.sender" in Path(f"/proc/{child}/cmdline").read_bytes()]
 
 
 def alive(pid: int) -> bool:

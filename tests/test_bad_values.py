@@ -190,9 +190,10 @@ def test_a_full_disk_while_writing_the_curated_dataset_names_the_file(tmp_path):
 
 
 def generated(db: Path) -> int:
-    """Plan items answered so far, read as another process would while the run writes."""
+    """Plan items answered so far, read as another process would while the run writes (read-only: connecting
+    must not create an empty run.db before distill makes its own)."""
     try:
-        with sqlite3.connect(db) as conn:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
             return conn.execute("SELECT COUNT(*) FROM plan_items WHERE status = 'generated'").fetchone()[0]
     except sqlite3.OperationalError:  # not created yet
         return 0

@@ -25,7 +25,7 @@ import pytest
 from distill.errors import RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import MIGRATIONS, RunStore
-from distill.teachers.cost import PriceTable
+from distill.teachers.http.cost import PriceTable
 from distill.teachers.registry import teacher_options
 from distill.teachers.stack import build_teacher
 from fakeapi import FakeAPI, Faults
@@ -324,7 +324,9 @@ def test_a_lookup_looks_back_to_the_first_create_attempt(provider):
     # attempts (after 429s and their retry-after) started minutes afterwards.
     import asyncio
 
-    from distill.teachers.batch import TAG, AnthropicBatches, OpenAIBatches, Submission
+    from distill.teachers.http.anthropic.batch import AnthropicBatches
+    from distill.teachers.http.openai.batch import TAG, OpenAIBatches
+    from distill.teachers.wrappers.batch import Submission
 
     with FakeAPI(Faults(batch_neighbours=3, batch_neighbour_requests=5)) as api:  # other clients' jobs around ours
         teacher = build_teacher(SPECS[provider], teacher_options(base_url=base_url(api, provider), concurrency=2))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import cli_env, distill, distill_command, error_lines, tiny_copy
+from cli_helpers import answers_in, cli_env, distill, distill_command, error_lines, tiny_copy
 from fakeapi import FakeAPI, Faults
 
 
@@ -27,15 +27,6 @@ def wait_for(condition, proc: subprocess.Popen, seconds: float = 60) -> None:
     while not condition() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     assert condition(), "the run ended or stalled first"
-
-
-def answers_in(out: Path) -> int:
-    """Answers run.db holds now, read without creating it (the run may not have made it yet)."""
-    try:
-        with sqlite3.connect(f"file:{out / 'run.db'}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM teacher_calls WHERE error IS NULL").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],

@@ -20,7 +20,7 @@ from distill.curate.steps.judged import JudgedChecks
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, ExampleMeta, Message
 from distill.store import RunStore
-from distill.teachers.choices import finite_outputs
+from distill.teachers.local.choices import finite_outputs
 from distill.teachers.registry import make_teacher, teacher_options
 from cli_helpers import cli_env, distill
 from fakeapi import FakeAPI, Faults

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import _thread
 import signal
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, Reject, read_jsonl
 from distill.store import RunStore
 from distill.teachers.registry import teacher_options
-from cli_helpers import cli_env, distill
+from cli_helpers import answers_in, cli_env, distill
 from fakeapi import FakeAPI, Faults
 
 pytestmark = pytest.mark.ray
@@ -53,14 +52,6 @@ def stored_fingerprints(out: Path) -> list[str]:
     finally:
         store.close()
 
-
-def answers_in(out: Path) -> int:
-    """Answers run.db holds now, read without creating or migrating it (the run may not have made it yet)."""
-    try:
-        with sqlite3.connect(f"file:{out / 'run.db'}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM teacher_calls WHERE error IS NULL").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.mark.parametrize("taxonomy", ["qa", "tickets"])

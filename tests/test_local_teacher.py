@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 
-from distill.teachers.decode_engine import DecodeEngine, Job, JobResult
-from distill.teachers.prefix_cache import PrefixCache
+from distill.teachers.local.decode_engine import DecodeEngine, Job, JobResult
+from distill.teachers.local.prefix_cache import PrefixCache
 
 pytestmark = pytest.mark.model
 

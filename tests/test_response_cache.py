@@ -15,7 +15,7 @@ import pytest
 
 from distill.records import Message, SamplingParams, Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.cache import ResponseCache
+from distill.teachers.wrappers.cache import ResponseCache
 
 
 def answer(text: str) -> GenerationResult:

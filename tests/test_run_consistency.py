@@ -153,3 +153,43 @@ def test_a_sound_run_db_is_checked_once_and_opens(tmp_path):
     again = RunStore(tmp_path / "run.db")
     assert again.info() == {"taxonomy": "toy"}
     again.close()
+
+
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_a_users_own_run_lock_is_neither_truncated_nor_followed(tmp_path, kind):
+    """The run lock lives in `run.lock`; a user's file of that name (or a link there) is not distill's to empty."""
+    run = make_dataset(tmp_path / "run", per_leaf=10)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("the user's notes\n")
+    if kind == "file":
+        (run / "run.lock").write_text("the user's notes\n")
+    else:
+        (run / "run.lock").symlink_to(precious)
+    done = distill("split", str(run), cwd=tmp_path, env=cli_env(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1 and "run.lock" in lines[0] and "distill did not" in lines[0], lines
+    assert precious.read_text() == "the user's notes\n"
+    if kind == "file":
+        assert (run / "run.lock").read_text() == "the user's notes\n"
+    assert not (run / "train.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["curate", "data.jsonl", "--out", "curated", "--heldout", "notes.txt"],
+    ["curate", "missing.jsonl", "--out", "curated"],
+    ["export", ".", "--license", "mit", "--out", "exported"],
+    ["split", "."],
+    ["review", "."],
+])
+def test_a_refused_command_leaves_nothing_in_the_users_folder(tmp_path, command):
+    """Inputs are checked before any output folder or run.lock is made: a typo costs the user nothing to tidy."""
+    project = tmp_path / "project"
+    make_dataset(project, per_leaf=3)
+    (project / "dataset.jsonl").rename(project / "data.jsonl")  # the user's own file, not a run's dataset
+    (project / "notes.txt").write_text("the user's notes\n")
+    before = sorted(p.name for p in project.iterdir())
+    done = distill(*command, cwd=project, env=cli_env(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(error_lines(done.stderr)) == 1, done.stderr
+    assert sorted(p.name for p in project.iterdir()) == before

@@ -10,7 +10,7 @@ import sys
 import threading
 
 from distill.sqlite_wal import open_wal
-from distill.teachers.cache import ResponseCache
+from distill.teachers.wrappers.cache import ResponseCache
 
 HOLD = """
 import sqlite3, sys

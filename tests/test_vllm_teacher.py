@@ -145,7 +145,7 @@ def test_a_round_larger_than_one_engine_step_with_seeded_requests_is_answered(en
 @needs_vllm
 def test_a_lora_path_that_is_not_an_adapter_is_one_clear_error_before_any_engine_starts(tmp_path):
     from distill.errors import DistillError
-    from distill.teachers.vllm_teacher import VLLMTeacher
+    from distill.teachers.local.vllm import VLLMTeacher
 
     with pytest.raises(DistillError, match="not a LoRA adapter folder .*distill train"):
         VLLMTeacher("vllm:local", "local", lora=str(tmp_path))

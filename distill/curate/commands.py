@@ -10,8 +10,13 @@ from rich.console import Console
 
 from pydantic import ValidationError
 
+from distill.curate.dataset_io import dataset_files
+from distill.curate.heldout import check_source
 from distill.errors import DistillError
-from distill.owned import FORCE_HELP, OwnedFolder
+from distill.owned import FORCE_HELP
+from distill.rundir import JUDGE_DB, RunDir
+from distill.store import RunStore
+from distill.teachers.registry import TeacherSpec
 
 
 def _default_out(input_path: Path) -> Path:
@@ -20,49 +25,52 @@ def _default_out(input_path: Path) -> Path:
     return input_path.with_name(input_path.stem + "_curated")
 
 
-def curate_out(out: Path, force: bool = False) -> OwnedFolder:
-    """The --out folder of `distill curate`, claimed before anything is written there (the judges' judge.db
-    included); a run directory is refused: curate would write over generation's exports."""
-    if (Path(out) / "run.db").exists():
-        raise DistillError(f"--out {out} is a generation run directory: curate would write over its dataset.jsonl "
-                           "and rejected.jsonl (generation's exports); give another --out (default INPUT/curated)")
-    return OwnedFolder.claim(out, "curated", force=force)
-
-
 def run_curate(source, out: Path | None, config, console: Console | None = None, show_progress: bool = True,
                judge=None, label_judge=None, executor: str = "local", output_format: str = "jsonl",
                force: bool = False, **ray_options):
     """Curate INPUT (a run directory, a JSONL or Parquet file or folder, or a list of `Example`s); with `out`,
     write the output files there (a folder of distill's own; `force` writes beside a user's files). Returns the
-    result. `distill curate` and `distill.curate()` both come here, and this is where the executor is chosen.
-
-    Locally kept rows and rejects go to `dataset.jsonl` / `rejected.jsonl`; on Ray each task writes its
-    own part of `dataset/` and `rejected/` (JSONL or Parquet shards)."""
+    result. `distill curate` and `distill.curate()` both come here."""
     from distill.curate.pipeline import curation
     from distill.curate.progress import stage_progress
     from distill.executors import curation_executor
 
-    steps = curation(config, judge, label_judge)
-    if executor == "ray" and (out is None or not isinstance(source, (str, Path))):
+    if out is None:
+        if executor == "ray":
+            raise DistillError("--executor ray reads files and writes a folder: give INPUT as a path and an --out")
+        with stage_progress(console, show_progress) as progress:
+            return curation_executor(executor, workers=config.workers, progress=progress).run(
+                curation(config, judge, label_judge), source)
+    return run(RunDir.curated(out, force), config, source, console=console, show_progress=show_progress,
+               judge=judge, label_judge=label_judge, executor=executor, output_format=output_format, **ray_options)
+
+
+def run(run_dir: RunDir, config, source, console: Console | None = None, show_progress: bool = True,
+        judge=None, label_judge=None, executor: str = "local", output_format: str = "jsonl", **ray_options):
+    """The curation stage into curate's --out (`RunDir.curated`): `source` (a run directory, a JSONL or Parquet
+    file or folder, or `Example`s) checked, deduplicated and decontaminated with `config` (a `CurateConfig`) by
+    the executor named here. The steps are checked against that executor before the folder is claimed: a
+    curation it cannot run leaves nothing behind. Locally the kept rows and rejects go to dataset.jsonl and
+    rejected.jsonl; on Ray each task writes its own part of dataset/ and rejected/ (JSONL or Parquet shards)."""
+    from distill.curate.pipeline import curation
+    from distill.curate.progress import stage_progress
+    from distill.curate.report import markdown_report
+    from distill.executors import curation_executor
+
+    if executor == "ray" and not isinstance(source, (str, Path)):
         raise DistillError("--executor ray reads files and writes a folder: give INPUT as a path and an --out")
+    steps = curation(config, judge, label_judge)
     with stage_progress(console, show_progress and executor == "local") as progress:
-        runner = curation_executor(executor, workers=config.workers, progress=progress, out=out,
+        runner = curation_executor(executor, workers=config.workers, progress=progress, out=run_dir.root,
                                    output_format=output_format, **ray_options)
         runner.check(steps)  # a step the executor cannot run is refused before anything is written
-        folder = curate_out(out, force) if out is not None else None
-        if folder is not None:
-            folder.check_all(("dataset.jsonl", "rejected.jsonl", "stats.json", "report.md", "contamination.jsonl",
-                              "duplicates.jsonl"))
+        run_dir.claimed()
         if executor == "ray":
-            for parts in ("dataset/", "rejected/"):  # each task writes its own shard in there
-                folder.reserve(parts)
+            run_dir.reserve_parts()  # each task writes its own shard in there
         result = runner.run(steps, source)
-    if folder is None:
-        return result
-    if executor == "local":
-        folder.write_jsonl("dataset.jsonl", result.kept)
-        folder.write_jsonl("rejected.jsonl", result.rejects)
-    _write_reports(source if isinstance(source, (str, Path)) else "(examples)", folder, result)
+    kept, rejects = (None, None) if executor == "ray" else (result.kept, result.rejects)  # Ray's are in the parts
+    run_dir.write_curated(str(source) if isinstance(source, (str, Path)) else "(examples)", kept, rejects,
+                          result.contamination, result.duplicates, result.to_stats(), markdown_report(result) + "\n")
     return result
 
 
@@ -76,17 +84,8 @@ def curate(examples, config, progress=None, judge=None, label_judge=None):
     return LocalExecutor(workers=config.workers, progress=progress).run(curation(config, judge, label_judge), examples)
 
 
-def _write_reports(input_path, out: OwnedFolder, result) -> None:
-    from distill.curate.report import markdown_report
-
-    out.write_jsonl("contamination.jsonl", result.contamination)
-    out.write_jsonl("duplicates.jsonl", result.duplicates)
-    out.write_json("stats.json", {"input": str(input_path), **result.to_stats()})
-    out.write_text("report.md", markdown_report(result) + "\n")
-
-
 @contextmanager
-def _judges(out: Path, force: bool, label_spec: str | None, topic_spec: str | None, cache: bool):
+def _judges(out: RunDir, label_spec: TeacherSpec | None, topic_spec: TeacherSpec | None, cache: bool):
     """(label judge, topic judge) for `distill curate`, their calls recorded in OUT/judge.db; None when off.
 
     Not run.db: that name marks a generation run directory, which curate refuses to write into."""
@@ -94,16 +93,14 @@ def _judges(out: Path, force: bool, label_spec: str | None, topic_spec: str | No
         yield None, None
         return
     from distill.curate.judge import Judge
-    from distill.teachers.cache import default_cache_dir
-    from distill.teachers.registry import parse_spec
     from distill.teachers.stack import build_teacher
+    from distill.teachers.wrappers.cache import default_cache_dir
 
-    for spec in filter(None, (label_spec, topic_spec)):
-        parse_spec(spec)  # an unknown spec fails before anything runs
     cache_dir = default_cache_dir() if cache else None
-    log = _JudgeLog(out, force)
+    log = _JudgeLog(out)
     try:  # the one builder: verdicts are wanted now, never as a provider batch job
-        made = {spec: Judge(spec, lambda spec=spec: build_teacher(spec, cache_dir=cache_dir, online=True), log)
+        made = {spec: Judge(spec.text, lambda spec=spec: build_teacher(spec.text, cache_dir=cache_dir, online=True),
+                            log)
                 for spec in filter(None, (label_spec, topic_spec))}
         yield made.get(label_spec), made.get(topic_spec)
     finally:
@@ -114,14 +111,12 @@ class _JudgeLog:
     """OUT/judge.db, opened at the judges' first call: a curation refused before it starts (or one that fails
     before its judged checks) leaves no judge.db behind."""
 
-    def __init__(self, out: Path, force: bool):
-        self.out, self.force, self.store = out, force, None
+    def __init__(self, out: RunDir):
+        self.out, self.store = out, None
 
-    def _opened(self):
-        from distill.store import RunStore
-
+    def _opened(self) -> RunStore:
         if self.store is None:
-            self.store = RunStore(curate_out(self.out, self.force).reserve("judge.db"))
+            self.store = RunStore(self.out.folder().reserve(JUDGE_DB))
         return self.store
 
     def find_call(self, fingerprint: str):
@@ -224,16 +219,19 @@ def register(app: typer.Typer) -> None:
             config = CurateConfig(**with_taxonomy(taxonomy, settings))
         except ValidationError as err:  # a threshold out of range, min words above max words and the like
             raise invalid_options(err) from None
-        for source in config.heldout:  # before reading the input: decontamination comes last
-            if not Path(source.path).exists():
-                raise DistillError(f"--heldout: file not found ({Path(source.path).resolve()}; a relative path starts "
-                                   "from the current folder)", path=source.path)
+        dataset_files(input_path)  # the input and every held-out set are checked before --out is made
+        for source in config.heldout:
+            check_source(source)
         if label_check and not config.labels:
             raise DistillError("--label-check needs the label set: pass --taxonomy FILE or --labels a,b,c")
+        # Parsed once, here; an unknown spec fails before anything is written or run.
+        label_spec = TeacherSpec.parse(label_check).check() if label_check else None
+        topic_spec = TeacherSpec.parse(judge).check() if judge else None
         console = Console()
-        with _judges(out_dir, force, label_check, judge, not no_cache) as (label_judge, topic_judge):
-            result = run_curate(input_path, out_dir, config, console, judge=topic_judge, label_judge=label_judge,
-                                executor=executor, output_format=output_format, force=force)
+        run_dir = RunDir.curated(out_dir, force)  # claimed once the steps are checked, before judge.db goes in
+        with _judges(run_dir, label_spec, topic_spec, not no_cache) as (label_judge, topic_judge):
+            result = run(run_dir, config, input_path, console, judge=topic_judge, label_judge=label_judge,
+                         executor=executor, output_format=output_format)
         print_summary(result, console, out_dir)
 
     @app.command("split")

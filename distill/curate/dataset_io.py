@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from distill.errors import DistillError, explain
 from distill.records import Example, iter_jsonl
+from distill.rundir import DATASET, DATASET_PARTS
 
 
 SHARD_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
@@ -24,9 +25,9 @@ def dataset_files(path: str | Path) -> list[Path]:
     if not path.exists():
         raise DistillError("file not found", path=path)
     if path.is_dir():
-        if (path / "dataset.jsonl").is_file():
-            return [path / "dataset.jsonl"]
-        folder = path / "dataset" if (path / "dataset").is_dir() else path
+        if (path / DATASET).is_file():
+            return [path / DATASET]
+        folder = path / DATASET_PARTS if (path / DATASET_PARTS).is_dir() else path
         shards = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SHARD_SUFFIXES)
         if not shards:
             raise DistillError("no dataset.jsonl, dataset/ shards or .jsonl/.parquet files in this folder; "

@@ -19,23 +19,29 @@ in the dataset leave, and only the new ones are split (stratified among themselv
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from distill.curate.dataset_io import dataset_files, load_examples
 from distill.errors import DistillError
-from distill.owned import OwnedFolder
-from distill.records import Example, read_examples
-from distill.rundir import hold_run
+from distill.records import Example
+from distill.rundir import DATASET, RunDir
 
 NO_NODE = "(none)"
 ROOT = "(all)"
 # Below this many examples no split can say anything: one or two held-out answers measure nothing.
 MIN_EXAMPLES = 10
+
+
+class SplitSettings(BaseModel):
+    """How to split: the share held out, and the seed that picks which examples."""
+
+    fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = 0
 
 
 class Stratum(BaseModel):
@@ -169,22 +175,25 @@ def _note(n: int, n_eval: int, fraction: float) -> str | None:
     return None
 
 
-def save_split(directory: Path, result: SplitResult, source: str | None = None) -> None:
+def save_split(directory: Path | RunDir, result: SplitResult, source: str | None = None) -> None:
     """Write DIRECTORY/train.jsonl and eval.jsonl, and record the split in DIRECTORY/stats.json.
 
     `source`: the digest of the dataset the split was made from (`dataset_digest`), so that a later
     change of the dataset is noticed instead of the old split being used forever."""
-    folder = OwnedFolder.in_place(directory)  # a file of those names distill did not write is refused
-    folder.check_all(("train.jsonl", "eval.jsonl", "stats.json"))
-    folder.write_jsonl("train.jsonl", result.train)
-    folder.write_jsonl("eval.jsonl", result.eval)
-    record_split(directory, {**result.summary(), "source_sha256": source or dataset_digest(directory)})
+    run_dir = _run_dir(directory)
+    run_dir.check_split()  # a file of those names distill did not write is refused before any is written
+    run_dir.write_split(result.train, result.eval)
+    record_split(run_dir, {**result.summary(), "source_sha256": source or dataset_digest(run_dir)})
 
 
-def dataset_digest(directory: Path) -> str | None:
+def _run_dir(directory: Path | RunDir) -> RunDir:
+    return directory if isinstance(directory, RunDir) else RunDir(directory)
+
+
+def dataset_digest(directory: Path | RunDir) -> str | None:
     """sha256 over the curated dataset's files (dataset.jsonl, or its shards), None where there is none."""
     try:
-        files = dataset_files(directory)
+        files = dataset_files(_run_dir(directory).root)
     except DistillError:
         return None
     digest = hashlib.sha256()
@@ -227,69 +236,85 @@ def extend_split(examples: list[Example], train: list[Example], held_out: list[E
     return kept_train, kept_eval, update
 
 
-def read_split(directory: Path, fraction: float = 0.1, seed: int = 0
+def read_split(directory: Path | RunDir, fraction: float = 0.1, seed: int = 0
                ) -> tuple[list[Example], list[Example], SplitUpdate | None]:
     """DIRECTORY's train.jsonl and eval.jsonl, brought up to date with its dataset (`follow_dataset`)."""
-    directory = Path(directory)
-    train, held_out = read_examples(directory / "train.jsonl"), read_examples(directory / "eval.jsonl")
-    return follow_dataset(directory, train, held_out, fraction, seed)
+    run_dir = _run_dir(directory)
+    train, held_out = run_dir.read_split()
+    return follow_dataset(run_dir, train, held_out, fraction, seed)
 
 
-def follow_dataset(directory: Path, train: list[Example], held_out: list[Example], fraction: float = 0.1,
+def follow_dataset(directory: Path | RunDir, train: list[Example], held_out: list[Example], fraction: float = 0.1,
                    seed: int = 0) -> tuple[list[Example], list[Example], SplitUpdate | None]:
     """The run's split brought up to date with its dataset, rewritten when the dataset changed since it was
     made (see `extend_split`). The update is None when nothing was new or gone."""
-    directory = Path(directory)
-    digest = dataset_digest(directory)
-    recorded = recorded_split(directory) or {}
+    run_dir = _run_dir(directory)
+    digest = dataset_digest(run_dir)
+    recorded = run_dir.recorded_split() or {}
     if digest is None or recorded.get("source_sha256") == digest:
         return train, held_out, None
     fraction, seed = recorded.get("fraction", fraction), recorded.get("seed", seed)
-    train, held_out, update = extend_split(load_examples(directory), train, held_out, fraction, seed)
-    folder = OwnedFolder.in_place(directory)
-    folder.check_all(("train.jsonl", "eval.jsonl", "stats.json"))
-    folder.write_jsonl("train.jsonl", train)
-    folder.write_jsonl("eval.jsonl", held_out)
+    train, held_out, update = extend_split(load_examples(run_dir.root), train, held_out, fraction, seed)
+    run_dir.check_split()
+    run_dir.write_split(train, held_out)
     summary = {**recorded, "fraction": fraction, "seed": seed, "train": len(train), "eval": len(held_out),
                "source_sha256": digest}
     if update.added_train or update.added_eval or update.removed:
         summary["extended"] = [*recorded.get("extended", []), update.model_dump()]
-        record_split(directory, summary)
+        record_split(run_dir, summary)
         return train, held_out, update
-    record_split(directory, summary)
+    record_split(run_dir, summary)
     return train, held_out, None
 
 
-def record_split(directory: Path, summary: dict) -> None:
+def record_split(directory: Path | RunDir, summary: dict) -> None:
     """Merge the split's summary into DIRECTORY/stats.json (where the run's other counts are)."""
-    path = Path(directory) / "stats.json"
-    stats = {}
-    if path.is_file():
-        try:
-            stats = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            stats = {}
-    stats["split"] = summary
-    OwnedFolder.in_place(directory).write_json("stats.json", stats, default=str)
+    _run_dir(directory).update_stats(split=summary)
 
 
-def recorded_split(directory: Path) -> dict | None:
+def recorded_split(directory: Path | RunDir) -> dict | None:
     """The split summary stats.json holds, if any (for messages that name why a split is empty)."""
-    path = Path(directory) / "stats.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("split")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return _run_dir(directory).recorded_split()
+
+
+def run(run_dir: RunDir, settings: SplitSettings) -> SplitResult:
+    """The split stage (`distill split`, `distill run`): a fresh split of the folder's curated dataset, written
+    to train.jsonl and eval.jsonl and recorded in stats.json."""
+    with run_dir.hold():
+        source = dataset_digest(run_dir)
+        result = stratified_split(load_examples(run_dir.root), fraction=settings.fraction, seed=settings.seed)
+        if not result.eval:
+            raise DistillError(result.note or "the eval split is empty", path=run_dir.root)
+        save_split(run_dir, result, source)
+    return result
 
 
 def split_dataset(directory: Path, fraction: float = 0.1, seed: int = 0) -> SplitResult:
     """`distill split DIR`: split DIR's curated dataset.jsonl, write train.jsonl and eval.jsonl, record it."""
     if not 0.0 < fraction < 1.0:
         raise DistillError(f"--fraction must be between 0 and 1 (got {fraction}); 0.1-0.2 is usual")
-    with hold_run(Path(directory)) as directory:
-        source = dataset_digest(directory)
-        result = stratified_split(load_examples(directory), fraction=fraction, seed=seed)
-        if not result.eval:
-            raise DistillError(result.note or "the eval split is empty", path=directory)
-        save_split(directory, result, source)
-    return result
+    return run(RunDir(directory), SplitSettings(fraction=fraction, seed=seed))
+
+
+def current(run_dir: RunDir, fraction: float = 0.1, seed: int = 0, say: Callable[[str], None] | None = None
+            ) -> tuple[list[Example], list[Example]]:
+    """The run's (train, eval) split as a reader should see it: made and written when the run has none yet,
+    brought up to date with the dataset when it has (`follow_dataset`). Writing it matters: `distill eval`
+    must see exactly the examples training never saw. `say` gets what the split pooled or extended."""
+    say = say or (lambda line: None)
+    if run_dir.has_split():
+        # Examples generated (or reviewed) after the split must not be left out forever.
+        train, held_out, update = read_split(run_dir, fraction, seed)
+        if update is not None:
+            say(f"split: {update.describe()}")
+        return train, held_out
+    if not run_dir.has_dataset():
+        raise DistillError(f"no {DATASET} here: run `distill generate` / `distill curate` first", path=run_dir.root)
+    examples = run_dir.read_dataset()
+    if not examples:
+        raise DistillError(f"{DATASET} is empty: nothing to train on", path=run_dir.dataset)
+    split = stratified_split(examples, fraction=fraction, seed=seed)
+    save_split(run_dir, split, dataset_digest(run_dir))
+    for line in split.describe():
+        say(f"split: {line}")
+    return split.train, split.eval

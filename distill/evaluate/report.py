@@ -16,15 +16,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distill.errors import DistillError, RunFailed
 from distill.evaluate import metrics as m
 from distill.evaluate.forms import ModelForm
 from distill.evaluate.generate import Answer
 from distill.evaluate.steps import DEFAULT_MAX_DROP, compare_steps
-from distill.owned import OwnedFolder
+from distill.owned import OwnedFolder, writable_folder
 from distill.records import Example
+from distill.rundir import EVAL_JSON, EVAL_MD, EVAL_REPORT, RunDir
+from distill.teachers.registry import TeacherSpec
 
 BASE, TEACHER = "base", "teacher"
 
@@ -51,7 +53,7 @@ class EvalConfig(BaseModel):
     max_new_tokens: int = Field(128, gt=0)
     batch_size: int = Field(8, gt=0)
     limit: int | None = Field(None, gt=0)
-    judge: Any = None
+    judge: Any = None  # a TeacherSpec (parsed from its text) or a Teacher
     out_dir: Path | None = None
     resamples: int = Field(1000, gt=0)
     seed: int = 0
@@ -60,6 +62,11 @@ class EvalConfig(BaseModel):
     cache: bool = True
     cache_dir: Path | None = None
     force: bool = False  # write into a non-empty out_dir distill did not make, beside what is there
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _spec(cls, judge: Any) -> Any:
+        return TeacherSpec.parse(judge) if isinstance(judge, str) else judge
 
 
 class EvalResult(BaseModel):
@@ -71,7 +78,15 @@ class EvalResult(BaseModel):
 def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
              observe: Callable[[ModelForm, Any], None] | None = None,
              say: Callable[[str], None] | None = None) -> EvalResult:
-    """Answer RUN_DIR/eval.jsonl with the base and each form of the student, score, write eval.json and eval.md.
+    """`run` on the run folder at `run_dir` (`distill eval`, `distill.evaluate()`, `distill export-model`)."""
+    return run(RunDir(run_dir, "RUN_DIR"), config, students, observe=observe, say=say)
+
+
+def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
+        observe: Callable[[ModelForm, Any], None] | None = None,
+        say: Callable[[str], None] | None = None) -> EvalResult:
+    """The evaluation stage: answer the run's eval.jsonl with the base and each form of the student, score,
+    write eval.json and eval.md.
 
     `students`: adapter folders, merged model folders and GGUF files of one student (any mix, in order).
     `observe(form, model)` is called with each form's model while it is loaded (export checks GGUF logits so).
@@ -81,32 +96,27 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     from distill.evaluate.forms import detect_forms, shared_manifest
     from distill.evaluate.markdown import render_markdown
 
-    run_dir = Path(run_dir)
     # Checked before torch and transformers load (~15 s on a busy machine): a typo fails at once.
-    if not run_dir.is_dir():
-        raise DistillError("run directory does not exist; give the folder `distill generate` wrote", path=run_dir)
-    eval_path = run_dir / "eval.jsonl"
+    if not run_dir.root.is_dir():
+        raise DistillError("run directory does not exist; give the folder `distill generate` wrote",
+                           path=run_dir.root)
+    eval_path = run_dir.eval
     if not eval_path.is_file():
-        raise DistillError("no eval.jsonl: run `distill train` (or `distill split`) first", path=run_dir)
+        raise DistillError(f"no {eval_path.name}: run `distill train` (or `distill split`) first", path=run_dir.root)
     from distill.curate.split import read_split
     from distill.models import set_threads
 
-    if (run_dir / "train.jsonl").is_file():  # examples generated after the split are held out too, if drawn so
+    if run_dir.train.is_file():  # examples generated after the split are held out too, if drawn so
         _, held_out, update = read_split(run_dir)
         if update is not None and say is not None:
             say(f"split: {update.describe()}")
     else:
-        from distill.records import read_examples
-
-        held_out = read_examples(eval_path)
+        held_out = run_dir.read_held_out()
     if not held_out:  # the split's problem comes first: no student can be scored on nothing
         raise DistillError(_empty_split_cause(run_dir), path=eval_path)
-    if isinstance(config.judge, str):  # a folder the user named is checked before any model is looked at
-        from distill.teachers.registry import backend
-
-        if backend(config.judge).api and config.cache:
-            from distill.rundir import writable_folder
-            from distill.teachers.cache import default_cache_dir
+    if isinstance(config.judge, TeacherSpec):  # a folder the user named is checked before any model is looked at
+        if config.judge.api and config.cache:
+            from distill.teachers.wrappers.cache import default_cache_dir
 
             writable_folder(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), "--cache-dir")
     forms = detect_forms([students] if isinstance(students, (str, Path)) else list(students))
@@ -129,31 +139,27 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     report["forms"] = [form.model_dump(mode="json") for form in forms]
     report.update(compare_steps(report, config.max_drop))
     report["figures"] = write_figures(report, folder)
-    json_path = folder.write_text("eval.json", json.dumps(report, indent=2, ensure_ascii=False))
-    md_path = folder.write_text("eval.md", render_markdown(report))
+    json_path = folder.write_text(EVAL_JSON, json.dumps(report, indent=2, ensure_ascii=False))
+    md_path = folder.write_text(EVAL_MD, render_markdown(report))
     return EvalResult(json_path=json_path, markdown_path=md_path, report=report)
 
 
-def report_folder(run_dir: Path, config: EvalConfig) -> OwnedFolder:
+def report_folder(run_dir: RunDir, config: EvalConfig) -> OwnedFolder:
     """Where the report goes, checked before any model loads: the run directory (in place), or an --out of
     its own; a file of the report's names there that distill did not write stops the evaluation now."""
-    from distill.evaluate.figures import CONFUSION_PNG, LEAVES_PNG
-
-    out_dir = Path(config.out_dir) if config.out_dir else run_dir
-    if out_dir.resolve() == run_dir.resolve():
+    out_dir = Path(config.out_dir) if config.out_dir else run_dir.root
+    if out_dir.resolve() == run_dir.root.resolve():
         folder = OwnedFolder.in_place(out_dir, option="RUN_DIR")
     else:
         folder = OwnedFolder.claim(out_dir, "eval", force=config.force,
                                    hosts=("run", "curated", "adapter", "merged", "model-export"))
-    folder.check_all(("eval.json", "eval.md", LEAVES_PNG, CONFUSION_PNG))
+    folder.check_all(EVAL_REPORT)
     return folder
 
 
-def _empty_split_cause(run_dir: Path) -> str:
+def _empty_split_cause(run_dir: RunDir) -> str:
     """Why eval.jsonl holds nothing, from the split's record in stats.json, and what to do."""
-    from distill.curate.split import recorded_split
-
-    split = recorded_split(run_dir)
+    split = run_dir.recorded_split()
     redo = (f"generate more examples (a larger --limit), then `distill split {run_dir}` and `distill train` again"
             if split is None or split["train"] + split["eval"] < 10 else
             f"re-split with `distill split {run_dir}` and train again")
@@ -368,7 +374,7 @@ Reply with exactly one word: A, B, or tie."""
 def _judge(judge, config: EvalConfig):
     """A judge spec is checked now (an API key missing fails before any answer is judged) and kept as a
     spec: each round of judging makes its teacher inside its own event loop (see `_judge_pairs`)."""
-    if judge is None or not isinstance(judge, str):
+    if judge is None or not isinstance(judge, TeacherSpec):
         return judge
     import asyncio
 
@@ -376,14 +382,14 @@ def _judge(judge, config: EvalConfig):
     return judge
 
 
-def _judge_teacher(spec: str, config: EvalConfig):
+def _judge_teacher(spec: TeacherSpec, config: EvalConfig):
     """The judge's teacher, from the one builder: an API judge answers from the shared response cache first
     (a re-run of eval pays nothing twice), and never through a provider batch job (verdicts are wanted now)."""
-    from distill.teachers.cache import default_cache_dir
+    from distill.teachers.wrappers.cache import default_cache_dir
     from distill.teachers.stack import build_teacher
 
     cache_dir = (Path(config.cache_dir) if config.cache_dir else default_cache_dir()) if config.cache else None
-    return build_teacher(spec, cache_dir=cache_dir, online=True)
+    return build_teacher(spec.text, cache_dir=cache_dir, online=True)
 
 
 async def _closed(teacher) -> None:
@@ -413,7 +419,7 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
     async def ask_all() -> list:
         # One event loop for every request: an API teacher's HTTP clients belong to the loop that made
         # them (one asyncio.run a batch sent the first request and failed every later one).
-        teacher = _judge_teacher(judge, config) if isinstance(judge, str) else judge
+        teacher = _judge_teacher(judge, config) if isinstance(judge, TeacherSpec) else judge
         size = max(1, teacher.batch_size)
         gate = asyncio.Semaphore(max(1, teacher.concurrency))
 
@@ -425,7 +431,7 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
             answered = await asyncio.gather(*(ask(requests[start:start + size])
                                               for start in range(0, len(requests), size)))
         finally:
-            if isinstance(judge, str):
+            if isinstance(judge, TeacherSpec):
                 await _closed(teacher)
         return [result for batch in answered for result in batch]
 
@@ -433,7 +439,7 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
     results = {result.key: _verdict(result.text if result.ok else None) for result in answered}
     errors = [result.error for result in answered if not result.ok]
     if answered and len(errors) == len(answered):  # a judge that answered nothing is not a result of 0.5
-        raise RunFailed(f"--judge {judge if isinstance(judge, str) else 'judge'}: none of {len(answered)} judge "
+        raise RunFailed(f"--judge {judge.text if isinstance(judge, TeacherSpec) else 'judge'}: none of {len(answered)} judge "
                         f"requests succeeded; e.g. {errors[0]}")
     scores, failed = [], 0
     for i in range(len(examples)):
@@ -446,7 +452,7 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
         scores.append(1.0 if first_wins == 2 else 0.0 if first_loses == 2 else 0.5)
     estimate = m.mean_estimate(scores, config.resamples, config.seed).model_dump()
     return {"win_rate": estimate, "wins": scores.count(1.0), "ties": scores.count(0.5), "losses": scores.count(0.0),
-            "failed": failed, "judge": judge if isinstance(judge, str) else judge.spec}
+            "failed": failed, "judge": judge.text if isinstance(judge, TeacherSpec) else judge.spec}
 
 
 def _verdict(text: str | None) -> str | None:

@@ -36,6 +36,7 @@ from distill.errors import DistillError
 from distill.executors.ray_cluster import ensure_ray
 from distill.owned import OwnedFolder
 from distill.records import Example
+from distill.rundir import DATASET_PARTS, REJECTED_PARTS
 
 # Order key: source (0 the input, 1.. each --against) | file within the source | line (or row) number.
 _SOURCE_SHIFT, _FILE_SHIFT = 56, 40
@@ -90,7 +91,7 @@ class RayExecutor:
         rows = RayRows(ray, base)
         found = curation.resolve(rows)
         owned = OwnedFolder.claim(self.out, "curated")  # the caller reserved dataset/ and rejected/ in it
-        for folder in ("dataset/", "rejected/"):
+        for folder in (DATASET_PARTS, REJECTED_PARTS):
             owned.remove(folder)  # parts of an earlier run must not mix in
             owned.reserve(folder).mkdir(parents=True)
         counts = _gather(base.map_batches(
@@ -312,9 +313,9 @@ def _sort_out_and_write(batch: Batch, verdicts: Any, out: str, output_format: st
     sorted_out = sort_out(batch, lambda i: Example.model_validate_json(records[i]))
     name = f"part-{int(batch['order'][0]):016x}" if len(batch["order"]) else None
     if name:
-        _write_part(Path(out) / "dataset" / name, [records[i] for i in sorted_out.kept], output_format)
-        _write_part(Path(out) / "rejected" / name, [r.model_dump_json(exclude_none=True) for r in sorted_out.rejects],
-                    output_format)
+        _write_part(Path(out) / DATASET_PARTS / name, [records[i] for i in sorted_out.kept], output_format)
+        _write_part(Path(out) / REJECTED_PARTS / name,
+                    [r.model_dump_json(exclude_none=True) for r in sorted_out.rejects], output_format)
     keys = list(sorted_out.outcomes)
     return {"node": np.array([k[0] or "" for k in keys], dtype=object),
             "reached": np.array([k[1] for k in keys], np.int64),

@@ -34,8 +34,8 @@ from distill.executors.ray_cluster import ensure_ray
 from distill.generate.dispatch import Dispatcher
 from distill.generate.item import ItemOutcome, TeacherFailed, run_item, save_outcome
 from distill.records import GenerationRequest, GenerationResult, PlanItem
-from distill.teachers.cache import default_cache_dir
-from distill.teachers.registry import TeacherOptions, backend
+from distill.teachers.registry import TeacherOptions
+from distill.teachers.wrappers.cache import default_cache_dir
 
 DRAIN_EVERY_S = 0.25  # how often the driver moves the ledger's news into run.db (and the progress bar)
 MAX_BLOCK_ITEMS = 512
@@ -345,10 +345,9 @@ class RayItems:
 
     def open(self, store, loaded, options, progress) -> RayGeneration:
         """A `RayGeneration` for the run in `store` with `options` (`GenerateOptions`)."""
-        api = backend(options.teacher).api
-        cache_dir = (options.cache_dir or default_cache_dir()) if options.cache and api else None
+        cache_dir = (options.cache_dir or default_cache_dir()) if options.cache and options.teacher.api else None
         return RayGeneration(
-            store, loaded, options.teacher, options.teacher_options, str(cache_dir) if cache_dir else None,
+            store, loaded, options.teacher.text, options.teacher_options, str(cache_dir) if cache_dir else None,
             workers=options.ray_workers, gpus_per_worker=options.ray_gpus_per_worker or 0.0,
             on_call=lambda result: progress.add_tokens(result.usage.prompt_tokens, result.usage.completion_tokens),
             on_outcome=lambda outcome: progress.advance(kept=outcome.example is not None, failed=outcome.failed))

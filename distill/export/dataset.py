@@ -26,10 +26,8 @@ from pydantic import BaseModel, Field
 from distill.errors import DistillError
 from distill.owned import OwnedFolder
 from distill.records import Example
-from distill.rundir import hold_run
+from distill.rundir import RunDir
 
-# Hub split names: "test" is what trainers and the dataset viewer expect for a held-out split.
-SPLIT_FILES = {"train": "train.jsonl", "test": "eval.jsonl"}
 # The Hub's dataset viewer and `datasets` read shards of this size comfortably (its own pushes use ~500 MB).
 MAX_SHARD_BYTES = 256 * 1024 * 1024
 
@@ -57,21 +55,25 @@ class DatasetExport(BaseModel):
 
 def export_dataset(run_dir: Path, options: DatasetExportOptions,
                    say: Callable[[str], None] | None = None) -> DatasetExport:
-    """Write RUN_DIR's train/test split as Parquet shards plus a dataset card into `options.out`.
-    `say` gets what a person should know (the split extended to examples generated after it)."""
+    """`run` on the run folder at `run_dir` (`distill export`)."""
+    return run(RunDir(run_dir, "RUN_DIR"), options, say)
+
+
+def run(run_dir: RunDir, options: DatasetExportOptions, say: Callable[[str], None] | None = None) -> DatasetExport:
+    """The dataset export stage: the run's train/test split as Parquet shards plus a dataset card in
+    `options.out`. `say` gets what a person should know (the split extended to examples generated after it)."""
     from distill.export.dataset_card import check_dataset_card, render_dataset_card, unknown_languages
-    from distill.train.card import read_stats
     from distill.train.data import load_splits
 
     started = time.perf_counter()
-    run_dir, out = Path(run_dir), Path(options.out)
+    out = Path(options.out)
     check_license(options.license)
     if unknown_languages(options.language):
         raise DistillError(f"--language {', '.join(unknown_languages(options.language))}: not an ISO 639 code "
                            "(en, fr, de, zh, ...); repeat --language for a multilingual set")
     # The run's own split (train.jsonl / eval.jsonl), or the curate stage's stratified one made and written now,
     # so that training later holds out exactly what the card calls `test`.
-    with hold_run(run_dir, "RUN_DIR"):  # not while a generate or review rewrites the run's files
+    with run_dir.hold():  # not while a generate or review rewrites the run's files
         folder = OwnedFolder.claim(out, "dataset-export", force=options.force)
         folder.check("README.md")
         train, held_out = load_splits(run_dir, options.split_fraction, options.seed, say)
@@ -83,7 +85,7 @@ def export_dataset(run_dir: Path, options: DatasetExportOptions,
     folder.prune("data/")  # an earlier export's shards that this one did not write again (it had more)
     card = out / "README.md"
     with folder.replacing("README.md") as draft:  # the card goes in last, and only once it passes its checks
-        draft.write_text(render_dataset_card(run_dir, splits, schema, files, read_stats(run_dir), options),
+        draft.write_text(render_dataset_card(run_dir, splits, schema, files, run_dir.read_stats(), options),
                          encoding="utf-8")
         problems = check_dataset_card(draft)
         if problems:  # our bug, not the user's: say so plainly rather than ship a card the Hub refuses

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.records import Example
+from distill.rundir import CONTAMINATION, RunDir
 from distill.taxonomy.snapshot import read_snapshot
 
 # Shown for each task in `task_categories`: chat SFT data is text generation whatever the task.
@@ -45,13 +46,13 @@ def size_category(rows: int) -> str:
     return "10M<n<100M"
 
 
-def render_dataset_card(run_dir: Path, splits: dict[str, list[Example]], schema, files: dict[str, list[Path]],
+def render_dataset_card(run_dir: RunDir, splits: dict[str, list[Example]], schema, files: dict[str, list[Path]],
                         stats: dict[str, Any], options) -> str:
     from huggingface_hub import DatasetCard, DatasetCardData
 
     everything = [example for examples in splits.values() for example in examples]
     tasks = sorted({example.meta.task or stats.get("task") or "qa" for example in everything}) or ["qa"]
-    name = options.pretty_name or f"{stats.get('taxonomy') or run_dir.name} (distill synthetic data)"
+    name = options.pretty_name or f"{stats.get('taxonomy') or run_dir.root.name} (distill synthetic data)"
     data = DatasetCardData(
         license=options.license, language=list(options.language), pretty_name=name,
         task_categories=sorted({c for task in tasks for c in TASK_CATEGORIES.get(task, ["text-generation"])}),
@@ -79,7 +80,7 @@ def _dataset_info(schema, splits: dict[str, list[Example]], files: dict[str, lis
 
 # --- the body -------------------------------------------------------------------------------------------------
 
-def _body(run_dir: Path, splits, files, stats, name, options) -> str:
+def _body(run_dir: RunDir, splits, files, stats, name, options) -> str:
     from distill.review.figures import review_lines
 
     train, test = splits["train"], splits["test"]
@@ -128,13 +129,13 @@ def _columns(examples: list[Example]) -> list[str]:
     return [field.name for field in arrow_schema(axis_names(examples))]
 
 
-def _taxonomy(run_dir: Path):
+def _taxonomy(run_dir: RunDir):
     """What the run recorded of its taxonomy when it was made (taxonomy.json: descriptions, axes); else None.
     Never the taxonomy file itself: exporting a run folder someone sent must not read the files it names."""
-    return read_snapshot(run_dir)
+    return read_snapshot(run_dir.root)
 
 
-def _provenance(run_dir: Path, stats, taxonomy, options) -> list[str]:
+def _provenance(run_dir: RunDir, stats, taxonomy, options) -> list[str]:
     from distill.train.manifest import sha256_file
 
     run = stats.get("run") or {}
@@ -154,10 +155,9 @@ def _provenance(run_dir: Path, stats, taxonomy, options) -> list[str]:
         lines.append(f"- Teacher calls: {calls.get('calls', '?')} ({calls.get('cached', 0)} from cache, "
                      f"{calls.get('errors', 0)} errors); tokens {usage.get('prompt_tokens', 0):,} in, "
                      f"{usage.get('completion_tokens', 0):,} out" + (f"; cost ${cost:.4f}" if cost else ""))
-    for split, name in (("train", "train.jsonl"), ("test", "eval.jsonl")):
-        path = run_dir / name
+    for split, path in (("train", run_dir.train), ("test", run_dir.eval)):  # "test": what the Hub expects
         if path.is_file():
-            lines.append(f"- `{split}` is the run's `{name}`, sha256 `{sha256_file(path)[:16]}`")
+            lines.append(f"- `{split}` is the run's `{path.name}`, sha256 `{sha256_file(path)[:16]}`")
     return lines
 
 
@@ -207,7 +207,7 @@ def _reasons(stats: dict) -> list[str]:
             *(f"| {reason} | {count} |" for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]))]
 
 
-def _dedup_decontam(run_dir: Path, stats: dict) -> list[str]:
+def _dedup_decontam(run_dir: RunDir, stats: dict) -> list[str]:
     curation = _curation(stats)
     dedup, decontam = curation.get("dedup") or {}, curation.get("decontamination") or {}
     lines = []
@@ -233,8 +233,8 @@ def _dedup_decontam(run_dir: Path, stats: dict) -> list[str]:
     return lines or ["No deduplication or decontamination statistics recorded."]
 
 
-def _contamination_by_set(run_dir: Path) -> Counter:
-    path = run_dir / "contamination.jsonl"
+def _contamination_by_set(run_dir: RunDir) -> Counter:
+    path = run_dir.path(CONTAMINATION)
     counts: Counter = Counter()
     if path.is_file():
         for line in path.read_text(encoding="utf-8").split("\n"):  # not splitlines(): U+2028 may be in a string

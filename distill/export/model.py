@@ -23,7 +23,8 @@ from distill.errors import DistillError
 from distill.export.gguf_writer import GgufFile
 from distill.export.modelfile import Modelfile
 from distill.export.verify import LogitCheck
-from distill.owned import EVAL_FILES, OwnedFolder
+from distill.owned import OwnedFolder
+from distill.rundir import EVAL_REPORT, RunDir
 from distill.train.manifest import Manifest
 
 Say = Callable[[str], None]
@@ -128,7 +129,7 @@ def _claim_folders(result: ModelExport, manifest: Manifest, options: ModelExport
     from distill.train.manifest import MANIFEST_NAME
     from distill.train.merge import merged_folder
 
-    reports = ("README.md", "export.json", *(EVAL_FILES if options.evaluate else ()))
+    reports = ("README.md", "export.json", *(EVAL_REPORT if options.evaluate else ()))
     if options.gguf:
         out = OwnedFolder.claim(result.out_dir, "model-export", force=options.force)
         out.check_all((*(f"{result.name}-{quant}.gguf" for quant in options.gguf), "Modelfile", MANIFEST_NAME,
@@ -160,7 +161,7 @@ def _check_and_evaluate(result: ModelExport, manifest: Manifest, options: ModelE
     GGUF checks alone."""
     checker = gguf_checker(result, manifest) if result.ggufs and options.verify else None
     started = time.perf_counter()
-    if options.evaluate and result.run_dir is not None and (result.run_dir / "eval.jsonl").is_file():
+    if options.evaluate and result.run_dir is not None and RunDir(result.run_dir).eval.is_file():
         _evaluate(result, options, checker)  # loads every form once
         result.seconds["eval"] = time.perf_counter() - started
     else:
@@ -211,7 +212,7 @@ def find_run(adapter_dir: Path, manifest: Manifest, run_dir: Path | None, say: S
     from distill.train.manifest import sha256_file
 
     candidate = Path(run_dir) if run_dir else adapter_dir.parent
-    train = candidate / "train.jsonl"
+    train = RunDir(candidate).train
     if train.is_file() and sha256_file(train) == manifest.train_sha256:
         return candidate
     if run_dir is not None:
@@ -252,7 +253,7 @@ def training_system_prompt(run_dir: Path | None) -> str | None:
     """The system prompt most training examples carry: what the student learned to answer under."""
     from distill.records import read_examples
 
-    path = run_dir / "train.jsonl" if run_dir else None
+    path = RunDir(run_dir).train if run_dir else None
     if path is None or not path.is_file():
         return None
     prompts = Counter(e.turn("system") for e in read_examples(path) if e.turn("system"))
@@ -276,7 +277,7 @@ def gguf_checker(result: ModelExport, manifest: Manifest):
     from distill.records import read_examples
     from distill.train.manifest import load_student_tokenizer
 
-    held_out = result.run_dir / "eval.jsonl" if result.run_dir else None
+    held_out = RunDir(result.run_dir).eval if result.run_dir else None
     examples = read_examples(held_out) if held_out and held_out.is_file() else []
     sequences = probe_sequences(load_student_tokenizer(manifest), examples)
     return GgufChecker(sequences, {gguf.path.name: gguf.quant for gguf in result.ggufs})

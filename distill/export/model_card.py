@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from distill.owned import OwnedFolder
+from distill.rundir import RunDir
 from distill.train.manifest import Manifest
 
 
 def write_model_cards(result, manifest: Manifest, options) -> list[Path]:
     """README.md in the merged folder, and in the GGUF folder when GGUFs were written; returns their paths."""
-    from distill.train.card import read_stats
-
-    stats = read_stats(result.run_dir) if result.run_dir else {}
+    stats = RunDir(result.run_dir).read_stats() if result.run_dir else {}  # the card says less without it
     report = json.loads(result.eval_json.read_text(encoding="utf-8")) if result.eval_json else None
     paths = []
     for kind, folder in (("merged", result.merged_dir), ("gguf", result.out_dir if result.ggufs else None)):

@@ -20,7 +20,8 @@ from distill.tasks.parse import Rejected
 from distill.records import PlanItem
 from distill.taxonomy import LoadedTaxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.cost import PriceTable, estimate_prompt_tokens
+from distill.teachers.http.cost import PriceTable, estimate_prompt_tokens
+from distill.teachers.registry import TeacherSpec
 
 
 class BudgetStop(Exception):
@@ -123,7 +124,7 @@ class Estimate:
     unestimated: list[str] = field(default_factory=list)  # steps after one whose schema is Python not imported
 
 
-async def estimate_items(loaded: LoadedTaxonomy, items: list[PlanItem], teacher_spec: str,
+async def estimate_items(loaded: LoadedTaxonomy, items: list[PlanItem], teacher_spec: TeacherSpec,
                          prices: PriceTable, batch: bool = False) -> Estimate:
     """Render every request the run would send, answering each with a stand-in instead of a teacher."""
     task = loaded.task
@@ -135,12 +136,12 @@ async def estimate_items(loaded: LoadedTaxonomy, items: list[PlanItem], teacher_
 
     for item in items:
         try:
-            await task.run(loaded, item, teacher_spec, stand_in)
+            await task.run(loaded, item, teacher_spec.text, stand_in)
         except Rejected:
             pass
     prompt = sum(estimate_prompt_tokens(r.messages) for r in seen)
     completion = sum(r.sampling.max_tokens for r in seen)
-    model = teacher_spec.partition(":")[2]
+    model = teacher_spec.model
     # A dry run never imports the taxonomy's Python: past a step whose schema is a model in a file, the stand-in
     # answer has no known shape, and the steps after it are neither rendered nor counted.
     deferred = next((n for n, step in enumerate(task.steps) if step.schema is not None and step.schema.deferred), None)

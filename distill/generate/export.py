@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.owned import OwnedFolder
 from distill.records import Example, PlanItem, Reject
+from distill.rundir import RunDir
 from distill.store import FAILED, PENDING, RunStore
 from distill.tally import NodeTally, Tallies
 from distill.taxonomy import LoadedTaxonomy
@@ -34,7 +33,7 @@ def export_scope(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem]) 
     return plan + [item for item in store.finished_items() if item.id not in ids and item.node_path in leaves]
 
 
-def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], out: Path, curate: bool = True,
+def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], run_dir: RunDir, curate: bool = True,
                curate_settings: dict | None = None, judge=None, progress=None) -> RunReport:
     """Curate what was generated and rewrite the run's files. `curate_settings` are `CurateConfig` fields
     over the taxonomy's (label_check, topic_judge, skip_checks ...); `judge` answers the judged checks,
@@ -49,7 +48,7 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ou
     generation_rejects = store.latest_generation_rejects(scope)
     kept, curation_rejects, curation_stats = _curate(examples, loaded, curate, curate_settings or {}, judge, progress)
     store.replace_curation_rejects(curation_rejects)
-    kept, review_rejects, review_stats = _review(store, kept, out)
+    kept, review_rejects, review_stats = _review(store, kept, run_dir)
     curation_rejects = curation_rejects + review_rejects  # (review rejects live in its own tables, not here)
 
     nodes = _node_tallies(loaded, plan, statuses, examples, kept, generation_rejects + curation_rejects)
@@ -75,13 +74,8 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ou
     }
     if review_stats is not None:
         stats["review"] = review_stats
-    files = {"dataset": out / "dataset.jsonl", "rejected": out / "rejected.jsonl", "stats": out / "stats.json",
-             "run_db": out / "run.db"}
-    folder = OwnedFolder.in_place(out, "run", option="--out")
-    folder.write_jsonl("dataset.jsonl", kept)
-    folder.write_jsonl("rejected.jsonl", generation_rejects + curation_rejects)
-    folder.write_text("stats.json", json.dumps(stats, indent=2, default=str))
-    return RunReport(out=out, nodes=nodes, stats=stats, files=files)
+    files = run_dir.write_exports(kept, generation_rejects + curation_rejects, stats)
+    return RunReport(out=run_dir.root, nodes=nodes, stats=stats, files=files)
 
 
 def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool, settings: dict, judge,
@@ -97,11 +91,11 @@ def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool, sett
     return result.kept, result.rejects, result.to_stats()
 
 
-def _review(store: RunStore, kept: list[Example], out: Path) -> tuple[list[Example], list[Reject], dict | None]:
+def _review(store: RunStore, kept: list[Example], run_dir: RunDir) -> tuple[list[Example], list[Reject], dict | None]:
     """The human review applied to what curation kept (distill/review/feedback.py), when there is a queue."""
     from distill.review.feedback import review_in_store
 
-    return review_in_store(store, kept, out)
+    return review_in_store(store, kept, run_dir.root)
 
 
 def _node_tallies(loaded: LoadedTaxonomy, plan: list[PlanItem], statuses: dict[str, str], examples: list[Example],

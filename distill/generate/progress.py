@@ -28,6 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
     TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from distill.teachers.registry import TeacherSpec
+
 
 MIN_INTERVAL_S = 5.0  # no rate before this much generating: a few seconds say nothing about a long run
 
@@ -149,7 +151,7 @@ class GenerationProgress:
         if self.enabled:
             self.progress.console.print(f"{description}: {self.clock() - started:.1f} s", highlight=False)
 
-    def starting(self, teacher_spec: str, make: Callable[[], object]):
+    def starting(self, teacher_spec: TeacherSpec, make: Callable[[], object]):
         """Open the display and make the teacher under its phase (loading a model takes a while)."""
         try:
             with self.phase(start_phase(teacher_spec)):
@@ -247,9 +249,9 @@ class GenerationProgress:
         self.progress.update(self.task, detail=detail)
 
 
-def start_phase(teacher_spec: str) -> str:
+def start_phase(teacher_spec: TeacherSpec) -> str:
     """What starting this teacher is doing, in words."""
-    prefix = teacher_spec.partition(":")[0]
+    prefix = teacher_spec.kind
     if prefix == "local":
         from distill.models import needs_conversion
 

@@ -7,6 +7,7 @@ import gc
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
@@ -23,15 +24,15 @@ from distill.generate.inputs import check_inputs
 from distill.generate.item import TeacherFailed, run_item, save_outcome
 from distill.generate.progress import GenerationProgress
 from distill.records import PlanItem
-from distill.owned import OwnedFolder
-from distill.rundir import LOCK_FILE, run_lock, writable_folder
-from distill.store import FAILED, PENDING, RunStore, store_errors
+from distill.owned import writable_folder
+from distill.rundir import RunDir
+from distill.store import FAILED, PENDING, RunStore
 from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy, with_per_leaf
 from distill.taxonomy.model import Taxonomy
-from distill.taxonomy.snapshot import SNAPSHOT, write_snapshot
+from distill.taxonomy.snapshot import write_snapshot
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
-from distill.teachers.limits import unreachable
-from distill.teachers.registry import TeacherOptions, backend, parse_spec
+from distill.teachers.http.limits import unreachable
+from distill.teachers.registry import TeacherOptions, TeacherSpec
 from distill.teachers.stack import build_teacher
 
 
@@ -41,7 +42,7 @@ class GenerateSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    teacher: str = "local"
+    teacher: TeacherSpec = TeacherSpec(kind="local", model="local")  # parsed from its text ("openai:gpt-4o-mini")
     limit: int | None = Field(None, gt=0)
     per_leaf: int | None = Field(None, gt=0)  # items a leaf, in place of the taxonomy's per_leaf / total
     seed: int = 0
@@ -57,7 +58,7 @@ class GenerateSettings(BaseModel):
     # classify each input blind; with a `judge`, off_topic is decided by it too. Checks in
     # `skip_checks` are switched off (by name: "off_topic", "self_contained" ...).
     label_check: bool = False
-    judge: str | None = None
+    judge: TeacherSpec | None = None
     skip_checks: list[str] = Field(default_factory=list)
     # Where the items run: this process, or actors on a Ray cluster (RAY_ADDRESS, else one started on this
     # machine), each with its own teacher: one a CPU unless `ray_workers` says. The entry point that reads
@@ -69,7 +70,7 @@ class GenerateSettings(BaseModel):
     @field_validator("teacher_options")
     @classmethod
     def _options_the_teacher_reads(cls, options: TeacherOptions, info: ValidationInfo) -> TeacherOptions:
-        return TeacherOptions.for_teacher(info.data.get("teacher", "local"), options)
+        return TeacherOptions.for_teacher(info.data.get("teacher") or TeacherSpec.parse("local"), options)
 
 
 class GenerateOptions(GenerateSettings):
@@ -109,13 +110,42 @@ class ItemRun(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass
+class _Job:
+    """A generation checked and planned, before anything is written or sent."""
+
+    options: GenerateOptions
+    loaded: LoadedTaxonomy
+    plan: list[PlanItem]
+    api: bool  # an HTTP API teacher built here (not one handed in): cache, preflight and budget apply
+    teacher_factory: Callable[[], Teacher] | None = None
+    executor: ItemExecutor | None = None  # None: the items run in this process
+
+
 def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None = None,
              executor: ItemExecutor | None = None) -> RunReport:
-    """Run (or resume) generation and write the run directory. Returns the report the CLI prints.
+    """Run (or resume) generation and write the run directory (`distill generate`, `distill.generate()`):
+    the folder, `options.out` or runs/<taxonomy name>, is claimed once everything is checked. Returns the
+    report the CLI prints.
 
     The items run in this process, or with `executor` (the one `options.executor` names, which the entry
-    point chose). Everything a run reads (taxonomy, seeds, held-out sets, prompt templates, the run directory
-    and the response cache) is checked before the first teacher call; one run at a time holds the directory."""
+    point chose: `distill.executors.generation_executor`)."""
+    job = _prepare(options, teacher_factory, executor)
+    run_dir = RunDir.claim(options.out or default_out(job.loaded), force=options.force)
+    return _run(run_dir, job)
+
+
+def run(run_dir: RunDir, options: GenerateOptions, executor: ItemExecutor | None = None) -> RunReport:
+    """The generation stage in a run folder already claimed (`distill run` claims it for its whole job):
+    every item asked (here, or with `executor`), every answer in run.db, then the run's files rebuilt from it
+    (`finish_run`)."""
+    return _run(run_dir, _prepare(options, None, executor))
+
+
+def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None,
+             executor: ItemExecutor | None) -> _Job:
+    """Everything a run reads (taxonomy, seeds, held-out sets, prompt templates, the response cache) checked
+    before the run folder is touched or the first teacher call."""
     check_flags(options)
     if options.executor == "ray" and teacher_factory is not None:
         raise DistillError("executor='ray' builds a teacher on every worker from the spec: pass teacher=SPEC, "
@@ -124,40 +154,34 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
         raise DistillError(f"executor={options.executor!r} runs with the executor it names: call distill.generate(), "
                            "or pass executor=distill.executors.generation_executor(options.executor)")
     loaded = _load_taxonomy(options, code=True)
-    out = options.out or default_out(loaded)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
     _check_curate_options(options, loaded)
-    api = backend(options.teacher).api and teacher_factory is None
+    api = options.teacher.api and teacher_factory is None
     if api and options.cache:  # checked now: the cache is opened only once the teacher is built
-        from distill.teachers.cache import default_cache_dir
+        from distill.teachers.wrappers.cache import default_cache_dir
 
         writable_folder(options.cache_dir or default_cache_dir(), "--cache-dir")
-    claim_run_folder(out, force=options.force)
-    with run_lock(out), store_errors(out / "run.db"):
-        return _generate_locked(options, loaded, plan, out, api, teacher_factory, executor)
+    return _Job(options, loaded, plan, api, teacher_factory, executor)
 
 
-def claim_run_folder(out: Path, option: str = "--out", force: bool = False,
-                     force_option: str | None = "--force") -> OwnedFolder:
-    """The run directory, claimed for this run before its lock or store go in: a folder of the user's is
-    refused unless `force`, and a file of theirs named like one of the run's is refused at once."""
-    folder = OwnedFolder.claim(out, "run", option=option, force=force, force_option=force_option)
-    folder.check_all(("dataset.jsonl", "rejected.jsonl", "stats.json", SNAPSHOT))
-    folder.reserve(LOCK_FILE)
-    folder.reserve("run.db")
-    return folder
+def _run(run_dir: RunDir, job: _Job) -> RunReport:
+    """One run at a time holds the directory."""
+    with run_dir.lock(), run_dir.store_errors():
+        return _generate_locked(job.options, job.loaded, job.plan, run_dir, job.api, job.teacher_factory,
+                                job.executor)
 
 
-def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: list[PlanItem], out: Path, api: bool,
-                     teacher_factory: Callable[[], Teacher] | None, executor: ItemExecutor | None) -> RunReport:
-    store = RunStore(out / "run.db")
+def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: list[PlanItem], run_dir: RunDir,
+                     api: bool, teacher_factory: Callable[[], Teacher] | None,
+                     executor: ItemExecutor | None) -> RunReport:
+    store = run_dir.open_store()
     try:
         plan += store.regenerated_plan_items()  # a leaf asked again after review stays in the run
-        _check_same_taxonomy(store, loaded, out)
+        _check_same_taxonomy(store, loaded, run_dir.root)
         store.set_info(taxonomy=loaded.name, taxonomy_file=str(loaded.file), seed=options.seed,
-                       teacher=options.teacher, task=loaded.task.name)
-        write_snapshot(loaded, out)  # what review and export show of the taxonomy: they never load it again
+                       teacher=options.teacher.text, task=loaded.task.name)
+        write_snapshot(loaded, run_dir)  # what review and export show of the taxonomy: they never load it again
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
         budget = None
@@ -184,15 +208,16 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
                 if teacher_factory is None:  # a teacher handed in stays the caller's to close
                     teacher.close()
         with stage_progress(enabled=options.progress) as curate_progress:
-            report = finish_run(store, loaded, plan, out, curate=options.curate, curate_settings=_curate_settings(options),
-                                judge=_judge(store, options), progress=curate_progress)
+            report = finish_run(store, loaded, plan, run_dir, curate=options.curate,
+                                curate_settings=_curate_settings(options), judge=_judge(store, options),
+                                progress=curate_progress)
         if budget is not None and budget.stopped:
             raise budget.error(sum(s == PENDING for s in store.statuses().values()))
         _fail_when_items_failed(store, report)
         return report
     except KeyboardInterrupt:
         # Everything answered is already committed; export what there is so the files match run.db.
-        finish_run(store, loaded, plan, out, curate=False)
+        finish_run(store, loaded, plan, run_dir, curate=False)
         raise
     finally:
         store.close()
@@ -221,14 +246,14 @@ def _fail_when_items_failed(store: RunStore, report: RunReport) -> None:
                     f"{counts['kept']} kept so far are in {report.files['dataset']}")
 
 
-def _make_teacher(spec: str, options: GenerateOptions, store: RunStore | None = None,
+def _make_teacher(spec: TeacherSpec, options: GenerateOptions, store: RunStore | None = None,
                   online: bool = False) -> Teacher:
     """A teacher from its spec, built by the one builder: an API teacher answers from the shared response
     cache first; `online`: never a provider batch job."""
-    from distill.teachers.cache import default_cache_dir
+    from distill.teachers.wrappers.cache import default_cache_dir
 
     cache_dir = (options.cache_dir or default_cache_dir()) if options.cache else None
-    return build_teacher(spec, options.teacher_options, cache_dir=cache_dir, store=store, online=online)
+    return build_teacher(spec.text, options.teacher_options, cache_dir=cache_dir, store=store, online=online)
 
 
 def _check_curate_options(options: GenerateOptions, loaded: LoadedTaxonomy) -> None:
@@ -241,7 +266,7 @@ def _check_curate_options(options: GenerateOptions, loaded: LoadedTaxonomy) -> N
     if unknown := unknown_checks(options.skip_checks):
         raise DistillError(unknown)
     if options.judge:
-        parse_spec(options.judge)
+        options.judge.check()
 
 
 def _curate_settings(options: GenerateOptions) -> dict:
@@ -257,7 +282,7 @@ def _judge(store: RunStore, options: GenerateOptions):
 
     spec = options.judge or options.teacher
     # Verdicts go out online, one request each: never as a provider batch job.
-    return Judge(spec, lambda: _make_teacher(spec, options, online=True), store)
+    return Judge(spec.text, lambda: _make_teacher(spec, options, online=True), store)
 
 
 @contextmanager
@@ -285,17 +310,17 @@ def _fewer_gc_passes():
 
 def estimate_run(options: GenerateOptions) -> Estimate:
     """`--dry-run`: what the run would send (items not yet done, their calls, tokens, cost); sends nothing."""
-    from distill.teachers.cost import PriceTable
+    from distill.teachers.http.cost import PriceTable
 
     check_flags(options)
     loaded = _load_taxonomy(options, code=False)
-    out = options.out or default_out(loaded)
+    run_dir = RunDir(options.out or default_out(loaded), "--out")
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
     todo = plan
-    if (out / "run.db").exists():  # a resumed run only pays for what is left
-        with store_errors(out / "run.db"):
-            store = RunStore(out / "run.db")
+    if run_dir.run_db.exists():  # a resumed run only pays for what is left
+        with run_dir.store_errors():
+            store = run_dir.open_store()
             try:
                 todo = _todo(store, plan, options.retry_failed)
             finally:
@@ -308,7 +333,7 @@ def estimate_run(options: GenerateOptions) -> Estimate:
 def check_flags(options: GenerateOptions) -> None:
     """Refuse settings that would be ignored without a word: API settings for an in-process teacher and
     the like. A user who passed one expected it to do something."""
-    api = backend(options.teacher).api
+    api = options.teacher.api
     teacher = options.teacher_options
     api_only = {"--base-url": teacher.base_url, "--concurrency": teacher.concurrency, "--timeout": teacher.timeout_s,
                 "--max-retries": teacher.max_retries, "--rpm": teacher.rpm, "--tpm": teacher.tpm,
@@ -319,7 +344,7 @@ def check_flags(options: GenerateOptions) -> None:
     given = [flag for flag, value in api_only.items() if value is not None]
     if not api and given:
         raise DistillError(f"{', '.join(given)}: only for API teachers (openai:, anthropic:); the teacher "
-                           f"{options.teacher!r} runs in this process, costs nothing and caches nothing: drop "
+                           f"{options.teacher.text!r} runs in this process, costs nothing and caches nothing: drop "
                            f"{'them' if len(given) > 1 else 'it'}")
     if api and teacher.batch_size is not None and not teacher.batch:
         raise DistillError("--batch-size: only for in-process teachers and --batch jobs; for API requests in flight "
@@ -356,7 +381,7 @@ def _budget(store: RunStore, teacher: Teacher, options: GenerateOptions) -> Budg
     if options.budget_usd is None:
         return None
     if teacher.price_request(GenerationRequest(key="probe", messages=[])) is None:
-        raise DistillError(f"--budget-usd needs a price for {options.teacher!r}: add it under prices: in --api-config "
+        raise DistillError(f"--budget-usd needs a price for {options.teacher.text!r}: add it under prices: in --api-config "
                            "(USD per million input and output tokens)")
     return Budget(options.budget_usd, spent_usd=store.usage_totals()["cost_usd"])
 

@@ -11,15 +11,18 @@ still, so there the line gives only the in-process estimate.
 
 from __future__ import annotations
 
+from distill.teachers.registry import TeacherSpec
+
 VLLM_CPU_TOKENS_S = 73.8
 VLLM_CPU_START_S = 28.5
 WORTH_S = 600.0  # a switch costs set-up time: say nothing unless it saves at least ten minutes
 
 
-def vllm_hint(teacher_spec: str, items_left: int, tokens_per_item: float, local_tokens_s: float,
+def vllm_hint(teacher_spec: TeacherSpec | str, items_left: int, tokens_per_item: float, local_tokens_s: float,
               gpu: bool) -> str | None:
     """The line to print, or None when staying is as good (an API teacher, a short run, a fast one)."""
-    prefix, _, model = teacher_spec.partition(":")
+    spec = TeacherSpec.of(teacher_spec)
+    prefix, model = spec.kind, spec.model
     if prefix not in ("local", "hf") or local_tokens_s <= 0 or items_left <= 0:
         return None
     model = model.split("?")[0] if prefix == "hf" else "local"  # vllm:local is the same embedded model
@@ -47,7 +50,7 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
-def advice(teacher_spec: str, progress) -> str | None:
+def advice(teacher_spec: TeacherSpec, progress) -> str | None:
     """`vllm_hint` from what a run's progress has measured (GenerationProgress.advise_once)."""
     import torch
 

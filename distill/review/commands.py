@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from distill.errors import DistillError
 from distill.owned import FORCE_HELP
+from distill.rundir import RunDir
 
 OPEN = "open"
 
@@ -80,7 +81,8 @@ def open_command(
         raise DistillError("choose one of --serve and --cli")
     if sum(x is not None for x in (size, sample, more)) > 1:
         raise DistillError("give one of --size, --sample and --more")
-    if not directory.is_dir() or not ((directory / "dataset.jsonl").is_file() or (directory / "run.db").is_file()):
+    run_dir = RunDir(directory)
+    if not directory.is_dir() or not (run_dir.has_dataset() or run_dir.has_store()):
         raise DistillError("no dataset.jsonl here: give a run directory (`distill generate`) or a folder "
                            "`distill curate` wrote", path=directory)
     names = [n.strip() for n in reviewers.split(",") if n.strip()] if reviewers else None
@@ -148,7 +150,7 @@ def status_command(directory: Path = typer.Argument(..., metavar="DIR")) -> None
     dataset.jsonl, rejected.jsonl and stats.json["review"] from the decisions."""
     from distill.review.feedback import refresh_files
 
-    if not (directory / "run.db").is_file():
+    if not RunDir(directory).has_store():
         raise DistillError("no review here (no run.db): build a queue with `distill review DIR`", path=directory)
     console = Console()
     figures = refresh_files(directory, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
@@ -219,8 +221,10 @@ def regenerate_command(
 ) -> None:
     """Ask the teacher again for a leaf the review rejected too much of; the new items join the queue."""
     from distill.review.regenerate import regenerate
+    from distill.teachers.registry import TeacherSpec
 
-    report = regenerate(directory, leaf, taxonomy=taxonomy, count=count, teacher=teacher, base_url=base_url,
+    report = regenerate(directory, leaf, taxonomy=taxonomy, count=count,
+                        teacher=TeacherSpec.parse(teacher) if teacher else None, base_url=base_url,
                         progress=Console(stderr=True).is_terminal)
     Console().print(report.message, highlight=False, soft_wrap=True)
 

@@ -1,28 +1,29 @@
 """The review, applied to the data: what leaves, what changes, and the figures for stats.json.
 
-`apply_review` is the one place verdicts act on examples. It runs wherever a run's files are rebuilt
-(`distill generate`'s export, `distill review status`, the end of a review session) and wherever
-training reads its split, so a split written before the review never trains on a rejected item or
-an unedited original. It is idempotent: applying it to data it already shaped changes nothing.
+`apply_review` is the one place verdicts act on examples, and it runs only where a run's files are rebuilt:
+the end of every generation (`review_in_store`, from `finish_run`) and `rebuild`, the review stage, which
+rewrites dataset.jsonl, rejected.jsonl, stats.json["review"] and the split (train.jsonl, eval.jsonl) from the
+decisions. `distill review status`, the end of a review session, `distill run`, `distill train` and every reader
+of the split (`train.data.load_splits`) rebuild first, so a split written before the review never trains on a
+rejected item or an unedited original, even where dataset.jsonl is the user's and left as written. It is
+idempotent: applying it to data it already shaped changes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from distill.owned import OwnedFolder
-from distill.records import REVIEW_REASONS, Example, Reject, iter_jsonl
+from distill.records import REVIEW_REASONS, Example, Reject
 from distill.review.gate import Census, census_of, evaluate, top_reasons
 from distill.review.ledger import ReviewLedger
 from distill.review.state import ACCEPT, EDIT, REJECT, ReviewState
-from distill.rundir import hold_run
+from distill.rundir import DATASET, REJECTED, STATS, RunDir
 
 
 @dataclass
@@ -31,16 +32,16 @@ class LoadedReview:
     population: list[Example]  # the items the review judges, as curated (queued ones as queued)
 
 
-def load_review(directory: Path) -> LoadedReview | None:
+def load_review(directory: Path | RunDir) -> LoadedReview | None:
     """The review of a run directory or dataset folder; None when it has no queue."""
-    db = Path(directory) / "run.db"
-    if not db.is_file():
+    run_dir = directory if isinstance(directory, RunDir) else RunDir(directory)
+    if not run_dir.has_store():
         return None
-    with ReviewLedger.open(directory) as ledger:
+    with ReviewLedger.open(run_dir.root) as ledger:
         state = ReviewState.load(ledger)
         if not state.has_queue:
             return None
-        return LoadedReview(state=state, population=load_population(Path(directory), state))
+        return LoadedReview(state=state, population=load_population(run_dir.root, state))
 
 
 def review_in_store(store, curated: list[Example], directory: Path) -> tuple[list[Example], list[Reject], dict | None]:
@@ -59,8 +60,8 @@ def load_population(directory: Path, state: ReviewState) -> list[Example]:
     queued items are taken as they were queued."""
     from distill.curate.dataset_io import load_examples
 
-    dataset = directory / "dataset.jsonl"
-    examples = load_examples(dataset) if dataset.is_file() else []
+    run_dir = RunDir(directory)
+    examples = load_examples(run_dir.dataset) if run_dir.has_dataset() else []
     seen = {e.id for e in examples}
     population = [state.items[e.id].item.example if e.id in state.items else e for e in examples]
     return population + [s.item.example for s in state.items.values() if s.item_id not in seen]
@@ -112,14 +113,6 @@ def _messages_sha256(example: Example) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def apply_to_run(directory: Path, examples: list[Example]) -> tuple[list[Example], list[Reject]]:
-    """apply_review with the directory's own review; unchanged when it has none."""
-    review = load_review(directory)
-    if review is None:
-        return examples, []
-    return apply_review(examples, review.state)
-
-
 def summary(state: ReviewState, population: list[Example] | Census, directory: Path | str = "DIR") -> dict[str, Any]:
     """The review's figures, as stats.json's "review" key and the model card show them."""
     census = census_of(state, population)
@@ -168,42 +161,61 @@ def _unit(u) -> dict[str, Any]:
             "judged": u.judged, "verdict": u.verdict, "reviews_to_decide": u.more}
 
 
-def refresh_files(directory: Path, say: Callable[[str], None] | None = None) -> dict[str, Any] | None:
-    """Rewrite dataset.jsonl, rejected.jsonl and stats.json["review"] from the review; the summary,
-    or None when there is no queue. Originals stay in run.db, so every rewrite can be undone. A file of
-    those names that distill did not write (a dataset the user made) is left as it is, and `say` is told:
-    training and export apply the review to it as they read it."""
-    with hold_run(Path(directory)) as directory:  # not while a generate rewrites dataset.jsonl
-        return _refresh_files(directory, say)
+def refresh_files(directory: Path | RunDir, say: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """`rebuild` for a folder given by its path (`distill review status` and the end of a review session)."""
+    return rebuild(directory if isinstance(directory, RunDir) else RunDir(directory), say)
 
 
-def _refresh_files(directory: Path, say: Callable[[str], None] | None) -> dict[str, Any] | None:
-    review = load_review(directory)
-    if review is None:
-        return None
+def rebuild(run_dir: RunDir, say: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """The review stage: rewrite dataset.jsonl, rejected.jsonl, stats.json["review"] and the split (train.jsonl,
+    eval.jsonl, when there is one) from the decisions; the summary, or None when there is no queue. Originals
+    stay in run.db, so every rewrite can be undone. A dataset.jsonl, rejected.jsonl or stats.json distill did not
+    write (a dataset the user made) is left as it is, and `say` is told: the split, which is distill's, still
+    gets the review, so training and export read what it decided."""
+    with run_dir.hold():  # not while a generate rewrites dataset.jsonl
+        review = load_review(run_dir)
+        if review is None:
+            return None
+        return _rebuild(run_dir, review, say)
+
+
+def _rebuild(run_dir: RunDir, review: LoadedReview, say: Callable[[str], None] | None) -> dict[str, Any]:
     kept, rejects = apply_review(review.population, review.state)
-    figures = summary(review.state, review.population, directory)
-    folder = OwnedFolder.in_place(directory)
-    theirs = [name for name in ("dataset.jsonl", "rejected.jsonl", "stats.json")
-              if os.path.lexists(directory / name) and not folder.owns(name)]
+    figures = summary(review.state, review.population, run_dir.root)
+    theirs = run_dir.users_files((DATASET, REJECTED, STATS))
     if theirs and say is not None:
-        say(f"note: {', '.join(theirs)} in {directory} {'is' if len(theirs) == 1 else 'are'} not distill's: left "
+        say(f"note: {', '.join(theirs)} in {run_dir.root} {'is' if len(theirs) == 1 else 'are'} not distill's: left "
             "as written; training and export apply the review when they read it")
-    if "dataset.jsonl" not in theirs:
-        folder.write_jsonl("dataset.jsonl", kept)
-    rejected_path = directory / "rejected.jsonl"
-    if "rejected.jsonl" not in theirs:
-        earlier = ([row for _, row in iter_jsonl(rejected_path) if row.get("stage") != "review"]
-                   if rejected_path.is_file() else [])
-        folder.write_jsonl("rejected.jsonl", [*earlier, *rejects])
-    stats_path = directory / "stats.json"
-    if "stats.json" not in theirs:
-        try:
-            stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
-        except json.JSONDecodeError:
-            stats = {}
+    if DATASET not in theirs:
+        run_dir.write_dataset(kept)
+    if REJECTED not in theirs:
+        earlier = [row for row in run_dir.read_rejected_rows() if row.get("stage") != "review"]
+        run_dir.write_rejected([*earlier, *rejects])
+    if STATS not in theirs:
+        stats = run_dir.read_stats()
         stats["review"] = figures
         if isinstance(stats.get("counts"), dict):
             stats["counts"]["kept"] = len(kept)
-        folder.write_text("stats.json", json.dumps(stats, indent=2, default=str))
+        run_dir.write_stats(stats)
+    _review_split(run_dir, review)
     return figures
+
+
+def rebuild_split(run_dir: RunDir) -> bool:
+    """The review applied to the split alone (train.jsonl, eval.jsonl), for a reader of the split that did not
+    rebuild the rest (`train.data.load_splits`); whether the folder has a review."""
+    with run_dir.hold():
+        review = load_review(run_dir)
+        if review is not None:
+            _review_split(run_dir, review)
+        return review is not None
+
+
+def _review_split(run_dir: RunDir, review: LoadedReview) -> None:
+    """Rejected items out of both sides of the split, edits in (written only when that changes them)."""
+    if not run_dir.has_split():
+        return
+    train, held_out = run_dir.read_split()
+    reviewed = apply_review(train, review.state)[0], apply_review(held_out, review.state)[0]
+    if reviewed != (train, held_out):
+        run_dir.write_split(*reviewed)

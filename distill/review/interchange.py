@@ -23,6 +23,7 @@ from distill.owned import OwnedFolder
 from distill.records import REVIEW_REASONS
 from distill.review.ledger import ReviewLedger
 from distill.review.state import ItemState, ReviewState
+from distill.rundir import RunDir
 
 FORMATS = ("argilla", "datasets")
 
@@ -33,7 +34,7 @@ def export_review(directory: Path, format: str, out: Path | None = None, force: 
     if format not in FORMATS:
         raise DistillError(f"--format must be one of {', '.join(FORMATS)} (got {format!r})")
     directory = Path(directory)
-    if not (directory / "run.db").is_file():
+    if not RunDir(directory).has_store():
         raise DistillError("no review here (no run.db): build a queue with `distill review DIR`", path=directory)
     with ReviewLedger.open(directory) as ledger:
         state = ReviewState.load(ledger)

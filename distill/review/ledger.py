@@ -18,6 +18,7 @@ from pathlib import Path
 from distill.errors import DistillError
 from distill.records import Decision, Example
 from distill.review.model import Neighbour, QueuedItem, QueueRow, ReviewSettings, Signal
+from distill.rundir import RunDir
 from distill.store import RunStore
 
 
@@ -38,7 +39,7 @@ class ReviewLedger:
         directory = Path(directory)
         if not directory.is_dir():
             raise DistillError("not a directory: give a run directory or a curated dataset folder", path=directory)
-        return cls(RunStore(directory / "run.db"))
+        return cls(RunDir(directory).open_store())
 
     def close(self) -> None:
         self.store.close()

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from distill.review.model import ReviewSettings
+from distill.rundir import RunDir
 
 
-def review_step(out: Path, settings: ReviewSettings | None, force: bool = False, say=print) -> None:
+def run(run_dir: RunDir, settings: ReviewSettings | None, force: bool = False, say=print) -> None:
     """Build the queue a `review:` section asks for (once), then stop (ReviewPending) until the gate
-    passes; once it passes (or is forced) the run's files are rebuilt from the review."""
-    from distill.review.feedback import refresh_files
+    passes; once it passes (or is forced) the run's files are rebuilt from the review (`feedback.rebuild`)."""
+    from distill.review.feedback import rebuild
     from distill.review.gate import require_pass
     from distill.review.ledger import ReviewLedger
     from distill.review.queue import build_queue
 
-    with ReviewLedger.open(out) as ledger:
+    with ReviewLedger.open(run_dir.root) as ledger:
         has_queue = ledger.has_queue()
         stored = ledger.settings() if has_queue else None
         if stored is not None and settings is not None:
@@ -25,9 +24,9 @@ def review_step(out: Path, settings: ReviewSettings | None, force: bool = False,
     if settings is None and not has_queue:
         return
     if not has_queue:
-        report = build_queue(out, settings)
+        report = build_queue(run_dir.root, settings)
         say(f"review: queued {report.queued} of {report.population} items ({report.risk} for a risk signal, "
             f"{report.leaves} leaves)")
-    result = require_pass(out, force=force, say=say)
+    result = require_pass(run_dir.root, force=force, say=say)
     say(f"review: {result.message}")
-    refresh_files(out, say=say)
+    rebuild(run_dir, say=say)

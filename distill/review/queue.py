@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.errors import DistillError
-from distill.owned import OwnedFolder
 from distill.records import Example
 from distill.review import intervals
 from distill.review.ledger import ReviewLedger
@@ -28,7 +27,7 @@ from distill.review.model import Neighbour, QueuedItem, QueueRow, ReviewSettings
 from distill.review.neighbours import nearest_neighbours
 from distill.review.risk import signals as risk_signals
 from distill.review.state import ReviewState
-from distill.rundir import hold_run
+from distill.rundir import RunDir, hold_run
 from distill.taxonomy.plan import apportion
 
 RISK_SHARE = 0.25  # of each addition, at most, comes from the risk slice
@@ -148,7 +147,7 @@ def queued_items(chosen: list[tuple[Example, str]], neighbours: dict[str, Neighb
 def _held_store(directory: Path) -> Iterator[tuple[Path, ReviewLedger]]:
     """The folder held (hold_run) and its review store open; run.db is distill's there, never a user's own."""
     with hold_run(Path(directory)) as held:
-        OwnedFolder.in_place(held).reserve("run.db")
+        RunDir(held).reserve_store()
         with ReviewLedger.open(held) as ledger:
             yield held, ledger
 

@@ -22,7 +22,9 @@ from distill.errors import DistillError
 from distill.records import PlanItem
 from distill.review.ledger import ReviewLedger
 from distill.review.state import REJECT, ReviewState
+from distill.rundir import RunDir
 from distill.store import FAILED, PENDING
+from distill.teachers.registry import TeacherSpec, teacher_options
 
 
 @dataclass
@@ -48,14 +50,14 @@ def new_item_id(taxonomy: str, leaf: str, round_: int, k: int, taken: set[str]) 
 
 
 def regenerate(directory: Path, leaf: str, taxonomy: Path | None = None, count: int | None = None,
-               teacher: str | None = None, base_url: str | None = None, curate: bool = True,
+               teacher: TeacherSpec | None = None, base_url: str | None = None, curate: bool = True,
                progress: bool = False) -> RegenerateReport:
-    """Ask again for `leaf` of the run in `directory`, made from `taxonomy` (the file or InstructLab folder)."""
+    """Ask again for `leaf` of the run in `directory`, made from `taxonomy` (the file or InstructLab folder);
+    `teacher`: another teacher than the run's."""
     from distill.generate.runner import GenerateOptions, generate
     from distill.review.feedback import load_review
     from distill.review.queue import build_queue
     from distill.taxonomy import build_plan, load_taxonomy
-    from distill.teachers.registry import parse_spec, teacher_options
 
     directory = Path(directory)
     review = load_review(directory)
@@ -78,8 +80,7 @@ def regenerate(directory: Path, leaf: str, taxonomy: Path | None = None, count: 
         leaves = [n.path for n in loaded.leaves if n.path == leaf or n.path.startswith(leaf.rstrip("/") + "/")]
         if not leaves:
             raise DistillError(f"no leaf {leaf!r} in {loaded.file}; leaves look like {loaded.leaves[0].path!r}")
-        spec = teacher or str(info.get("teacher") or "local")
-        parse_spec(spec)
+        spec = (teacher or TeacherSpec.parse(str(info.get("teacher") or "local"))).check()
         statuses = ledger.store.statuses()
         regenerated = ledger.regenerated()
         unfinished = [pid for pid, (path, _) in regenerated.items()
@@ -149,7 +150,4 @@ def _new_items(state: ReviewState, population, taxonomy: str, leaves: list[str],
 
 
 def _kept(directory: Path, ids: set[str]) -> int:
-    from distill.records import iter_jsonl
-
-    path = directory / "dataset.jsonl"
-    return sum(1 for _, row in iter_jsonl(path) if row.get("id") in ids) if path.is_file() else 0
+    return sum(1 for item_id in RunDir(directory).read_dataset_ids() if item_id in ids)

@@ -15,10 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from distill.owned import OwnedFolder
+from distill.rundir import TAXONOMY, RunDir
 from distill.tasks.engine import seed_text
-
-SNAPSHOT = "taxonomy.json"
 
 
 class AxisInfo(BaseModel):
@@ -60,17 +58,16 @@ def snapshot(loaded) -> TaxonomySnapshot:
     )
 
 
-def write_snapshot(loaded, run_dir: Path) -> Path:
+def write_snapshot(loaded, run_dir: RunDir) -> Path:
     """`taxonomy.json` in the run folder, replaced whole (a crash leaves the old one; never a file of that name
     distill did not write)."""
-    return OwnedFolder.in_place(run_dir, "run", option="--out").write_text(SNAPSHOT,
-                                                                          snapshot(loaded).model_dump_json(indent=1))
+    return run_dir.folder().write_text(TAXONOMY, snapshot(loaded).model_dump_json(indent=1))
 
 
 def read_snapshot(run_dir: Path) -> TaxonomySnapshot | None:
     """The run's snapshot; None when there is none or it cannot be read (a run made before it was written,
     an edited file): the commands then show less, and never go looking for the taxonomy."""
-    path = Path(run_dir) / SNAPSHOT
+    path = RunDir(run_dir).path(TAXONOMY)
     try:
         return TaxonomySnapshot.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, ValidationError):

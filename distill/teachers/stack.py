@@ -1,8 +1,9 @@
 """The one place a teacher is assembled, for generation, `distill eval --judge` and curation's judges.
 
-The backend's teacher (registry.py), then, for an HTTP API: provider batch jobs (`--batch`) or a
-sender process (high concurrency), the shared response cache, and the run store for state kept in
-run.db. Every layer is a `Teacher`, so callers use the declared members and never probe.
+The backend's teacher (registry.py), then, for an HTTP API: provider batch jobs (`--batch`, the
+provider's adapter from `http/<provider>/batch.py` in `wrappers/batch.py`) or a sender process (high
+concurrency, `wrappers/sender.py`), the shared response cache (`wrappers/cache.py`), and the run store
+for state kept in run.db. Every layer is a `Teacher`, so callers use the declared members and never probe.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from distill.teachers.base import Teacher
+from distill.teachers.http.base import ApiTeacher
 from distill.teachers.registry import TeacherOptions, backend, make_teacher
+from distill.teachers.wrappers.batch import BatchSettings, BatchTeacher
+from distill.teachers.wrappers.cache import CachedTeacher
+from distill.teachers.wrappers.sender import maybe_in_own_process
 
 
 def build_teacher(spec: str, options: TeacherOptions | None = None, *, cache_dir: Path | None = None,
@@ -22,22 +27,14 @@ def build_teacher(spec: str, options: TeacherOptions | None = None, *, cache_dir
     `store`: the run store, attached (batch jobs are recorded there). `online`: never a batch job
     (a judge's verdicts are wanted now, one request each).
     """
-    from distill.teachers.api_teacher import ApiTeacher
-
     options = options or TeacherOptions()
     teacher = make_teacher(spec, options)
     if isinstance(teacher, ApiTeacher):
         if options.batch and not online:
-            from distill.teachers.batch import BatchSettings, BatchTeacher
-
             teacher = BatchTeacher(teacher.batches(), BatchSettings.from_options(options, teacher.provider))
         else:
-            from distill.teachers.sender import maybe_in_own_process
-
             teacher = maybe_in_own_process(teacher, teacher.settings, spec, options)
     if cache_dir is not None and backend(spec).api:
-        from distill.teachers.cache import CachedTeacher
-
         teacher = CachedTeacher(teacher, Path(cache_dir) / "responses.sqlite")
     if store is not None:
         teacher.attach_store(store)

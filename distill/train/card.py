@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from distill.records import Example
 from distill.train.manifest import Manifest
-
-
-def read_stats(run_dir: Path) -> dict[str, Any]:
-    """The run's stats.json when there is one; the card says less without it, never fails."""
-    path = Path(run_dir) / "stats.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _counts(values) -> str:

@@ -14,67 +14,41 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from distill.errors import DistillError
-from distill.owned import OwnedFolder
-from distill.records import Example, read_examples
+from distill.records import Example
+from distill.rundir import RunDir
 
 MIN_LABELLED_FRACTION = 0.01
 IGNORE = -100
 
 
-def load_splits(run_dir: Path, eval_fraction: float = 0.1, seed: int = 0,
+def load_splits(run_dir: Path | RunDir, eval_fraction: float = 0.1, seed: int = 0,
                 say: Callable[[str], None] | None = None) -> tuple[list[Example], list[Example]]:
-    """The run's (train, eval) split; makes and writes one (curation's split) when the run has none yet.
+    """The run's (train, eval) split as training reads it: the one split (curate/split.py `current`: made and
+    written when the run has none yet, following the dataset when it has), with the review applied to it.
 
-    Writing it matters: `distill eval` must see exactly the examples training never saw. `say` gets
-    what a person should know: what the split pooled, and why an eval split is small or empty.
+    `say` gets what a person should know: what the split pooled, and why an eval split is small or empty.
     """
-    from distill.curate.split import dataset_digest, read_split, recorded_split, save_split, stratified_split
+    from distill.curate.split import current
+    from distill.review.feedback import rebuild_split
 
     say = say or (lambda line: None)
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise DistillError("run directory does not exist", path=run_dir)
-    train_path, eval_path = run_dir / "train.jsonl", run_dir / "eval.jsonl"
-    if train_path.is_file() and eval_path.is_file():
-        # Examples generated (or reviewed) after the split must not be left out forever.
-        train, held_out, update = read_split(run_dir, eval_fraction, seed)
-        if update is not None:
-            say(f"split: {update.describe()}")
-        # A split written before the review must not train on what the review rejected or fixed.
-        reviewed_train, reviewed_eval = apply_review(run_dir, train), apply_review(run_dir, held_out)
-        if (reviewed_train, reviewed_eval) != (train, held_out):
-            train, held_out = reviewed_train, reviewed_eval
-            folder = OwnedFolder.in_place(run_dir)
-            folder.check_all(("train.jsonl", "eval.jsonl"))
-            folder.write_jsonl("train.jsonl", train)
-            folder.write_jsonl("eval.jsonl", held_out)
-        if not held_out:
-            note = (recorded_split(run_dir) or {}).get("note")
-            say(f"note: {eval_path} is empty: no eval loss, and `distill eval` will have nothing to score"
-                + (f" ({note})" if note else "; re-split with `distill split` after generating more"))
-    else:
-        dataset = run_dir / "dataset.jsonl"
-        if not dataset.is_file():
-            raise DistillError("no dataset.jsonl here: run `distill generate` / `distill curate` first", path=run_dir)
-        examples = apply_review(run_dir, read_examples(dataset))
-        if not examples:
-            raise DistillError("dataset.jsonl is empty: nothing to train on", path=dataset)
-        split = stratified_split(examples, fraction=eval_fraction, seed=seed)
-        save_split(run_dir, split, dataset_digest(run_dir))
-        for line in split.describe():
-            say(f"split: {line}")
-        train, held_out = split.train, split.eval
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    if not run_dir.root.is_dir():
+        raise DistillError("run directory does not exist", path=run_dir.root)
+    had_split = run_dir.has_split()
+    train, held_out = current(run_dir, eval_fraction, seed, say)
+    # A split written before the review, or carved from a dataset of the user's (which the review leaves as
+    # written), must not train on what the review rejected or fixed: the review stage rewrites it.
+    if rebuild_split(run_dir):
+        train, held_out = run_dir.read_split()
+    if had_split and not held_out:
+        note = (run_dir.recorded_split() or {}).get("note")
+        say(f"note: {run_dir.eval} is empty: no eval loss, and `distill eval` will have nothing to score"
+            + (f" ({note})" if note else "; re-split with `distill split` after generating more"))
     usable = [example for example in train if example.response]
     if not usable:
-        raise DistillError("no training example has an assistant turn to learn from", path=train_path)
+        raise DistillError("no training example has an assistant turn to learn from", path=run_dir.train)
     return usable, held_out
-
-
-def apply_review(run_dir: Path, examples: list[Example]) -> list[Example]:
-    """What survives the run's human review (rejected items out, edits in); unchanged without a queue."""
-    from distill.review.feedback import apply_to_run
-
-    return apply_to_run(run_dir, examples)[0]
 
 
 def to_prompt_completion(example: Example) -> dict:

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from distill.errors import DistillError, Interrupted
 from distill.owned import KNOWN, OwnedFolder
+from distill.rundir import RunDir
 from distill.train import data
 from distill.train.config import TrainConfig
 from distill.train.memory import MemoryEstimate
@@ -39,14 +40,23 @@ class TrainResult(BaseModel):
     mask: data.MaskStats
 
 
-def default_out_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "student"
+def default_out_dir(run_dir: Path | RunDir) -> Path:
+    return (run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)).student
 
 
 def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progress: bool = True,
           log: Callable[[str], None] | None = None, force_review: bool = False,
           force_out: bool = False) -> TrainResult:
-    """Train an adapter on `run_dir`'s training split and write it to `out_dir` (default RUN_DIR/student).
+    """`run` on the run folder at `run_dir` (`distill train`, `distill.train()`)."""
+    return run(RunDir(run_dir), config, out_dir, progress=progress, log=log, force_review=force_review,
+               force_out=force_out)
+
+
+def run(run_dir: RunDir, config: TrainConfig, out_dir: Path | None = None, progress: bool = True,
+        log: Callable[[str], None] | None = None, force_review: bool = False,
+        force_out: bool = False) -> TrainResult:
+    """The training stage: an adapter trained on the run's training split, written to `out_dir` (default
+    RUN_DIR/student).
 
     Writes the adapter, `distill_manifest.json` (template, tokenizer hash, data hashes, metrics) and a
     model card `README.md`; checkpoints go to OUT/checkpoints and a re-run resumes from the last one.
@@ -56,9 +66,8 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
     manifest and the card. OUT is a folder of its own (`force_out` writes into a folder of the user's,
     beside what is there), claimed before any model loads.
     """
-    run_dir = Path(run_dir)
     review = check_review(run_dir, force_review, log or (lambda line: print(line, file=sys.stderr)))
-    out_dir = Path(out_dir) if out_dir else default_out_dir(run_dir)
+    out_dir = Path(out_dir) if out_dir else run_dir.student
     import torch
 
     from distill.models import load_tokenizer, resolve_model, set_threads
@@ -140,17 +149,17 @@ def adapter_folder(out_dir: Path, force: bool = False) -> OwnedFolder:
     return folder
 
 
-def check_review(run_dir: Path, force: bool, say: Callable[[str], None]) -> dict:
+def check_review(run_dir: RunDir, force: bool, say: Callable[[str], None]) -> dict:
     """The review gate (distill/review/gate.py) before anything loads; what the manifest records of it.
-    The run's files are rebuilt from the review first, so the card reads its current figures."""
-    from distill.review.feedback import refresh_files
+    The review stage rebuilds the run's files first, so the card reads its current figures."""
+    from distill.review.feedback import rebuild
     from distill.review.gate import require_pass
 
-    refresh_files(run_dir, say=say)
+    rebuild(run_dir, say=say)
 
     # An override is said even when quiet (`say` prints to stderr then): it changes what the adapter
     # may be trusted with.
-    result = require_pass(run_dir, force=force, say=say)
+    result = require_pass(run_dir.root, force=force, say=say)
     return {"gate": result.verdict, "forced": force and not result.passed, "message": result.message}
 
 
@@ -265,9 +274,9 @@ def prepare_labels(trainer, eot_id: int, max_length: int) -> data.MaskStats:
 
 
 def save_outputs(trainer, tokenizer, result: TrainResult, config: TrainConfig, base_model: str, eot_token: str,
-                 run_dir: Path, train_examples, eval_examples, review: dict | None = None) -> None:
+                 run_dir: RunDir, train_examples, eval_examples, review: dict | None = None) -> None:
     from distill.train import manifest as mf
-    from distill.train.card import read_stats, render_card
+    from distill.train.card import render_card
 
     out_dir = result.adapter_dir
     folder = OwnedFolder.in_place(out_dir, "adapter", option="--out")  # claimed at the start of `train`
@@ -279,14 +288,14 @@ def save_outputs(trainer, tokenizer, result: TrainResult, config: TrainConfig, b
         chat_template=tokenizer.chat_template, chat_template_sha256=mf.sha256_text(tokenizer.chat_template),
         tokenizer_sha256=mf.tokenizer_sha256(tokenizer), eot_token=eot_token,
         train_examples=len(train_examples), eval_examples=len(eval_examples),
-        train_sha256=mf.sha256_file(run_dir / "train.jsonl"), eval_sha256=mf.sha256_file(run_dir / "eval.jsonl"),
+        train_sha256=mf.sha256_file(run_dir.train), eval_sha256=mf.sha256_file(run_dir.eval),
         config=config.model_dump(), mask=result.mask.model_dump(),
         metrics=result.model_dump(include={"steps", "train_loss_first", "train_loss_last", "eval_loss_before",
                                            "eval_loss_after", "tokens_per_second", "seconds_per_step"}),
         versions=mf.library_versions(), review=review or {},
     )
     mf.write_manifest(out_dir, manifest)
-    folder.write_text("README.md", render_card(manifest, train_examples, eval_examples, read_stats(run_dir)))
+    folder.write_text("README.md", render_card(manifest, train_examples, eval_examples, run_dir.read_stats()))
 
 
 def _last_checkpoint(directory: Path) -> str | None:

@@ -19,8 +19,8 @@ from transformers.utils import logging as transformers_logging
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
-from distill.teachers.choices import ChoiceTrie, finite_outputs
-from distill.teachers.decode_engine import DecodeEngine, Job, JobResult, supports
+from distill.teachers.local.choices import ChoiceTrie, finite_outputs
+from distill.teachers.local.decode_engine import DecodeEngine, Job, JobResult, supports
 
 # Rows decoded together. Measured on 2 busy CPU cores (benchmarks/bench_local_teacher.py): see README.
 DEFAULT_ROWS = 16

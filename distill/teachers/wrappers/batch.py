@@ -1,4 +1,4 @@
-"""`--batch`: provider batch APIs (OpenAI Batch API, Anthropic Message Batches), billed at about half price.
+"""`--batch`: a provider's batch API behind the teacher protocol, billed at about half price.
 
 The dispatcher gathers a round of requests (`collect_s`) into one `generate` call, which becomes one
 job: submitted through the official SDK, polled every `poll_s`, then collected. A request's
@@ -15,43 +15,35 @@ Creating a job is not idempotent, so it happens at most once per submission:
   connection, 5xx) is not retried blindly: the job is looked up first and created again only when
   absent. A clear refusal (4xx) made no job; a 429 is retried under the limits as any request;
 - a run that finds a row still 'submitting' (killed mid-create) looks the job up the same way.
-OpenAI jobs carry the submission id in their metadata, so the lookup is exact. Anthropic's Message
-Batches carry no metadata: the lookup adopts the one batch created around the attempt's time
-(+-CLOCK_SKEW_S, up to the create's timeout after it) with the same number of requests and an id not
-in run.db. Another client making a batch of that size in that window makes it ambiguous; then the
-requests fail saying which batches to check (cancelled ones are never adopted), and nothing is guessed.
-Creates (and these lookups) run one at a time, so a lookup never meets a job of ours not yet on record.
+How a lookup finds the job is the provider's (`BatchApi.find`: by a tag in the job's metadata for
+OpenAI, by creation time and size for Anthropic, whose batches carry none). Creates (and these
+lookups) run one at a time, so a lookup never meets a job of ours not yet on record.
 
-A server that refuses OpenAI's structured-output format in a job's lines (HTTP 400/422 about
-response_format) steps the online teacher's json_mode forward, as online requests do, and those
-requests go out again in the next mode without using up one of their `attempts`: they were never run.
+A provider with several structured-output modes (`BatchApi.modes`: OpenAI's json_schema, json_object,
+the schema in the prompt) may refuse one in a job's lines; its adapter steps the online teacher's mode
+forward, and those requests go out again in the next mode without using up one of their `attempts`:
+they were never run. Each provider's adapter lives with its provider (`teachers/http/<provider>/batch.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from distill.teachers.api_teacher import ApiTeacher
 from distill.teachers.base import GenerationRequest, GenerationResult, WrappedTeacher
-from distill.teachers.limits import RETRYABLE_STATUS, CallFailed, classify, with_retries
-from distill.teachers.openai_teacher import JSON_MODES, _about_format
+from distill.teachers.http.base import ApiTeacher
+from distill.teachers.http.limits import CallFailed, classify, with_retries
 
 T = TypeVar("T")
 TRANSFER_S = 600.0  # uploading or downloading a large job takes longer than one answer does
 CLOCK_SKEW_S = 120.0  # our clock against the provider's, when a lookup compares creation times
 LIST_PAGE = 100  # jobs per page when looking one up (OpenAI's most)
-TAG = "distill_submission"  # the OpenAI job metadata key that carries our submission id
 LOOKUP_WAITS = (2, 8, 30)  # after a lost create reply, lookups this many retry bases apart
-# Resubmissions that cost no attempt (a format step each, one for a job never created): bounds the loop.
-FREE_ROUNDS = len(JSON_MODES) + 1
 
 
 @dataclass
@@ -137,6 +129,8 @@ def maybe_created(exc: BaseException) -> bool:
 class BatchApi:
     """One provider's batch wire: request lines, create, find, poll, collect. Wraps that provider's online teacher."""
 
+    modes = 1  # structured-output modes `mode` may step through (see the module docstring)
+
     def __init__(self, teacher: ApiTeacher):
         self.teacher = teacher
 
@@ -169,169 +163,6 @@ class BatchApi:
 
     async def collect(self, state: JobState, mode: int | None) -> dict[str, Outcome]:
         raise NotImplementedError
-
-
-class OpenAIBatches(BatchApi):
-    """OpenAI's Batch API: a JSONL file of /v1/chat/completions requests, results in output and error files."""
-
-    ENDED = {"completed", "expired", "cancelled", "failed"}
-
-    def mode(self) -> int:
-        return self.teacher.json_mode
-
-    def body(self, request: GenerationRequest) -> dict[str, Any]:
-        # The teacher's current mode: json_schema first, stepped forward by collect() when a server refuses it.
-        return {"method": "POST", "url": "/v1/chat/completions",
-                "body": self.teacher.params(request, self.teacher.json_mode)}
-
-    async def prepare(self, bodies: dict[str, dict[str, Any]], submission: str) -> str:
-        client = self.teacher.next_client()
-        lines = "".join(json.dumps({"custom_id": custom_id, **body}, ensure_ascii=False) + "\n"
-                        for custom_id, body in bodies.items()).encode()
-        upload = await self.call(lambda: client.files.create(file=("distill-batch.jsonl", lines, "application/jsonl"),
-                                                             purpose="batch", timeout=TRANSFER_S))
-        return upload.id
-
-    async def create(self, file_id: str, submission: str) -> JobState:
-        batch = await self.teacher.next_client().batches.create(
-            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h",
-            metadata={"source": "distill", TAG: submission})
-        return self.state(batch)
-
-    async def find(self, submission: Submission, recorded: set[str]) -> JobState | None:
-        client = self.teacher.next_client()
-        page = await self.call(lambda: client.batches.list(limit=LIST_PAGE))  # newest first
-        while True:
-            for batch in page.data:
-                if (batch.metadata or {}).get(TAG) == submission.id:
-                    return self.state(batch)
-                if batch.created_at < submission.first - CLOCK_SKEW_S:
-                    return None  # older than the submission, and so is everything after it
-            if not page.has_next_page():
-                return None
-            page = await self.call(page.get_next_page)
-
-    async def poll(self, job_id: str) -> JobState:
-        client = self.teacher.next_client()
-        return self.state(await self.call(lambda: client.batches.retrieve(job_id)))
-
-    def state(self, batch: Any) -> JobState:
-        errors = [f"{e.code}: {e.message}" for e in ((batch.errors.data if batch.errors else None) or [])]
-        return JobState(batch.status, batch.status in self.ENDED, batch, "; ".join(errors) or None)
-
-    async def collect(self, state: JobState, mode: int | None) -> dict[str, Outcome]:
-        client, batch, outcomes = self.teacher.next_client(), state.info, {}
-        mode = self.teacher.json_mode if mode is None else mode
-        # Expired or cancelled jobs still deliver what they finished; what they did not is resubmitted.
-        for file_id in (batch.output_file_id, batch.error_file_id):
-            if file_id:
-                content = await self.call(lambda: client.files.content(file_id, timeout=TRANSFER_S))
-                for line in content.content.splitlines():
-                    try:
-                        row = json.loads(line)
-                    except ValueError:
-                        continue  # a line we cannot read leaves its request unanswered: it is resubmitted
-                    if isinstance(row, dict):
-                        outcomes[row.get("custom_id")] = self.outcome(row, mode)
-        return outcomes
-
-    def outcome(self, row: dict[str, Any], mode: int) -> Outcome:
-        error, response = row.get("error"), row.get("response") or {}
-        if error:  # batch_expired, batch_cancelled, server errors: nothing was answered
-            return Outcome(error=f"batch request {error.get('code')}: {error.get('message')}", retry=True)
-        status, body = response.get("status_code"), response.get("body") or {}
-        if status != 200:
-            message = (body.get("error") or {}).get("message") if isinstance(body, dict) else None
-            if status in (400, 422) and mode < len(JSON_MODES) - 1 and _about_format(message or ""):
-                # As online: the server cannot do this structured-output mode, so every later request
-                # (this one resubmitted included) uses the next one. Nothing ran, so no attempt is used.
-                self.teacher.json_mode = max(self.teacher.json_mode, mode + 1)
-                return Outcome(error=f"HTTP {status}: {message}", retry=True, free=True)
-            return Outcome(error=f"HTTP {status}: {message}", retry=status in RETRYABLE_STATUS)
-        try:
-            body["choices"][0]["message"]
-        except (KeyError, IndexError, TypeError):
-            return Outcome(error="malformed response in the batch output", retry=True)
-        return Outcome(result=self.teacher.result("", body))
-
-
-class AnthropicBatches(BatchApi):
-    """Anthropic's Message Batches: Messages API params per custom_id, results as JSONL when the batch ends."""
-
-    def body(self, request: GenerationRequest) -> dict[str, Any]:
-        return self.teacher.params(request)
-
-    async def prepare(self, bodies: dict[str, dict[str, Any]], submission: str) -> list[dict[str, Any]]:
-        return [{"custom_id": custom_id, "params": params} for custom_id, params in bodies.items()]
-
-    async def create(self, requests: list[dict[str, Any]], submission: str) -> JobState:
-        # Message Batches take no metadata: `submission` stays ours alone (see find).
-        batch = await self.teacher.next_client().messages.batches.create(requests=requests, timeout=TRANSFER_S)
-        return self.state(batch)
-
-    async def find(self, submission: Submission, recorded: set[str]) -> JobState | None:
-        # A create attempt that started at `at` made its batch before its timeout ran out, give or take skew.
-        earliest, latest = submission.first - CLOCK_SKEW_S, submission.last + TRANSFER_S + CLOCK_SKEW_S
-        client, matches = self.teacher.next_client(), []
-        page = await self.call(lambda: client.messages.batches.list(limit=LIST_PAGE))  # newest first
-        while True:
-            for batch in page.data:
-                created = batch.created_at.timestamp()
-                if created < earliest:
-                    return self._one(matches, submission, earliest, latest)
-                if created <= latest and batch.id not in recorded and batch.cancel_initiated_at is None \
-                        and size(batch) == submission.count:
-                    matches.append(batch)
-            if not page.has_next_page():
-                return self._one(matches, submission, earliest, latest)
-            page = await self.call(page.get_next_page)
-
-    def _one(self, matches: list[Any], submission: Submission, earliest: float, latest: float) -> JobState | None:
-        if len(matches) > 1:  # another client's batch of the same size in the same minutes: do not guess
-            window = " and ".join(datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-                                  for t in (earliest, latest))
-            raise CallFailed(
-                f"cannot tell which Anthropic batch, if any, this run created (its create got no reply): "
-                f"{', '.join(b.id for b in matches)} each hold {submission.count} requests, were created between "
-                f"{window} and are not in run.db; Message Batches carry no tag to tell them apart. Nothing was "
-                f"submitted again: check those batches in the Console, cancel the ones that are not this run's "
-                f"(cancelled batches are never adopted), then re-run with --retry-failed")
-        return self.state(matches[0]) if matches else None
-
-    async def poll(self, job_id: str) -> JobState:
-        client = self.teacher.next_client()
-        return self.state(await self.call(lambda: client.messages.batches.retrieve(job_id)))
-
-    def state(self, batch: Any) -> JobState:
-        return JobState(batch.processing_status, batch.processing_status == "ended", batch)
-
-    async def collect(self, state: JobState, mode: int | None) -> dict[str, Outcome]:
-        client = self.teacher.next_client()
-
-        async def fetch() -> list[dict[str, Any]]:
-            lines = await client.messages.batches.results(state.info.id, timeout=TRANSFER_S)
-            return [line.to_dict() async for line in lines]
-
-        return {row.get("custom_id"): self.outcome(row.get("result") or {}) for row in await self.call(fetch)}
-
-    def outcome(self, result: dict[str, Any]) -> Outcome:
-        kind = result.get("type")
-        if kind == "succeeded":
-            message = result.get("message")
-            if not isinstance(message, dict) or "content" not in message:
-                return Outcome(error="malformed message in the batch results", retry=True)
-            return Outcome(result=self.teacher.result("", message))
-        if kind == "errored":
-            error = (result.get("error") or {}).get("error") or {}
-            return Outcome(error=f"batch request errored: {error.get('type')}: {error.get('message')}",
-                           retry=error.get("type") != "invalid_request_error")
-        return Outcome(error=f"batch request {kind}", retry=True)  # expired, canceled: never processed
-
-
-def size(batch: Any) -> int:
-    """An Anthropic batch's number of requests: its counts always add up to it."""
-    c = batch.request_counts
-    return c.processing + c.succeeded + c.errored + c.canceled + c.expired
 
 
 class BatchTeacher(WrappedTeacher):
@@ -391,7 +222,8 @@ class BatchTeacher(WrappedTeacher):
         tried: dict[str, Job] = {}  # the job whose answer for a custom_id was last read
         spent: Counter[str] = Counter()  # attempts used, per custom_id
         pending = list(wanted)
-        for _ in range(attempts + FREE_ROUNDS):
+        # Resubmissions that cost no attempt (a format step each, one for a job never created) bound the loop.
+        for _ in range(attempts + self.api.modes + 1):
             groups: dict[Job, list[str]] = {}
             fresh = [cid for cid in pending if self.latest.get(cid) in (None, tried.get(cid))]
             for cid in pending:

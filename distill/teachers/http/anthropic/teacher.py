@@ -1,7 +1,7 @@
 """`anthropic:<model>`: Claude through the official SDK (honours ANTHROPIC_BASE_URL).
 
 Structured output is a forced tool call whose input schema is the task's pydantic schema; the tool's
-input comes back as the JSON text the task parses. Limits and retries are shared with openai: (limits.py).
+input comes back as the JSON text the task parses. Limits and retries are shared with openai: (`http/limits.py`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.api_teacher import ApiTeacher, server_address
-from distill.teachers.cost import PriceTable
-from distill.teachers.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
+from distill.teachers.http.base import ApiTeacher, server_address
+from distill.teachers.http.anthropic.batch import AnthropicBatches
+from distill.teachers.http.cost import PriceTable
+from distill.teachers.http.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
 # Anthropic's stop reasons in the protocol's terms (the parser rejects length / refusal with a reason).
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length",
@@ -35,9 +36,7 @@ class AnthropicTeacher(ApiTeacher):
             default_headers=address.headers or None, timeout=settings.timeout_s, max_retries=0,
             http_client=http_client(anthropic, limits, settings.timeout_s)))
 
-    def batches(self) -> Any:
-        from distill.teachers.batch import AnthropicBatches
-
+    def batches(self) -> AnthropicBatches:
         return AnthropicBatches(self)
 
     async def generate_one(self, request: GenerationRequest) -> GenerationResult:
@@ -49,7 +48,7 @@ class AnthropicTeacher(ApiTeacher):
         return self.result(request.key, data)
 
     async def _send(self, params: dict[str, Any]) -> dict[str, Any]:
-        # Plain body, raw response: the typed create() costs ~3 ms of transforms a request (see openai_teacher).
+        # Plain body, raw response: the typed create() costs ~3 ms of transforms a request (see http/openai/teacher.py).
         response = await self.next_client().post("/v1/messages", body=params, cast_to=self.raw_type)
         body = response.content
         try:

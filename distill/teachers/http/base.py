@@ -1,7 +1,8 @@
 """What every HTTP API teacher shares: limits, retries, key scrubbing, prices, and a pool of SDK clients.
 
-A provider module subclasses `ApiTeacher` and supplies only what differs: how to build its SDK
-client, the request body, how to send it, and how to read the answer.
+A provider's folder (`http/openai/`, `http/anthropic/`) subclasses `ApiTeacher` and supplies only what
+differs: how to build its SDK client, the request body, how to send it, how to read the answer, and
+its batch adapter.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 from distill.errors import DistillError
 from distill.redact import redact_url, url_secrets
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
-from distill.teachers.cost import PriceTable, estimate_prompt_tokens
-from distill.teachers.limits import (POOL, AdaptiveConcurrency, ApiSettings, RateLimiter, RetryPolicy,
-                                     aiohttp_available, by_deadline, connection_limits, http_module, scrubber,
-                                     with_retries)
+from distill.teachers.http.cost import PriceTable, estimate_prompt_tokens
+from distill.teachers.http.limits import (POOL, AdaptiveConcurrency, ApiSettings, RateLimiter, RetryPolicy,
+                                          aiohttp_available, by_deadline, connection_limits, http_module,
+                                          scrubber, with_retries)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class ApiTeacher(Teacher):
         return self._namespace
 
     def batches(self) -> Any:
-        """This provider's batch API around this teacher (batch.py), for `--batch`."""
+        """This provider's batch adapter around this teacher (`http/<provider>/batch.py`), for `--batch`."""
         raise NotImplementedError
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:

@@ -421,7 +421,7 @@ def http_module():
     return httpx
 
 
-POOL = 32  # connections per httpx client; more clients above that (see api_teacher)
+POOL = 32  # connections per httpx client; more clients above that (see http/base.py)
 
 
 def aiohttp_available() -> bool:

@@ -1,6 +1,6 @@
 """`openai:<model>`: OpenAI, or any OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI) via a base URL.
 
-Requests go through the official SDK with its own retries off: ours (limits.py) share one rate
+Requests go through the official SDK with its own retries off: ours (`http/limits.py`) share one rate
 limiter and one AIMD gate across every request, which per-request SDK retries cannot. Responses are
 read as plain JSON rather than SDK models: it is the hot path, and the fields we need are few.
 """
@@ -13,11 +13,10 @@ from typing import Any
 
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.api_teacher import ApiTeacher, server_address
-from distill.teachers.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
-
-# Structured output, best first; a server that rejects one gets the next (llama.cpp lacks json_schema).
-JSON_MODES = ("json_schema", "json_object", "prompt")
+from distill.teachers.http.base import ApiTeacher, server_address
+from distill.teachers.http.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
+from distill.teachers.http.openai.batch import OpenAIBatches
+from distill.teachers.http.openai.formats import JSON_MODES, about_format
 
 
 class OpenAITeacher(ApiTeacher):
@@ -38,9 +37,7 @@ class OpenAITeacher(ApiTeacher):
         # OpenAI's newer models take max_completion_tokens only; compatible servers know max_tokens.
         self.max_tokens_field = "max_completion_tokens" if base_url is None else "max_tokens"
 
-    def batches(self) -> Any:
-        from distill.teachers.batch import OpenAIBatches
-
+    def batches(self) -> OpenAIBatches:
         return OpenAIBatches(self)
 
     async def generate_one(self, request: GenerationRequest) -> GenerationResult:
@@ -51,7 +48,7 @@ class OpenAITeacher(ApiTeacher):
                 raw = await self.send_with_retries(request, lambda: self._send(params))
             except CallFailed as failed:
                 if request.json_schema is not None and failed.status in (400, 422) and mode < len(JSON_MODES) - 1 \
-                        and _about_format(failed.message):
+                        and about_format(failed.message):
                     self.json_mode = max(self.json_mode, mode + 1)  # remember for every later request
                     continue
                 return GenerationResult(key=request.key, error=failed.message)
@@ -100,11 +97,6 @@ class OpenAITeacher(ApiTeacher):
         cost = self.prices.cost(self.model, prompt, completion, batch=self.batch)
         return GenerationResult(key=key, text=text, finish_reason=finish,
                                 usage=Usage(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost))
-
-
-def _about_format(message: str) -> bool:
-    lowered = message.lower()
-    return any(word in lowered for word in ("response_format", "json_schema", "json_object", "grammar"))
 
 
 def make(spec: str, model: str, options) -> OpenAITeacher:

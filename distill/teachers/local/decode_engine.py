@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from distill.teachers.prefix_cache import PrefixCache
+from distill.teachers.local.prefix_cache import PrefixCache
 
 ATTENTION = "distill_rows"
 NUCLEUS_K = 256

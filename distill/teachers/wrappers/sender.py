@@ -3,7 +3,7 @@
 At hundreds of requests a second one event loop runs out of CPU: the SDK and its HTTP transport
 cost ~1 ms a request, and rendering prompts, fingerprints and storing every answer about as much
 again. Above `SENDER_PROCESS_FROM` requests in flight (or with `--sender-process`), the run keeps
-its own work and the SDK runs in a child process (`python -m distill.teachers.sender`) holding
+its own work and the SDK runs in a child process (`python -m distill.teachers.wrappers.sender`) holding
 the teacher itself: its rate limiter, AIMD gate, retries and SDK clients, so limits stay shared by
 every request as before. Budget, cache and run.db stay in the run's process.
 
@@ -110,7 +110,7 @@ class SenderTeacher(WrappedTeacher):
     async def _start(self) -> Child | None:
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "distill.teachers.sender", stdin=asyncio.subprocess.PIPE,
+                sys.executable, "-m", "distill.teachers.wrappers.sender", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
         except OSError as exc:
             self.start_error = f"the sender process did not start: {exc}"

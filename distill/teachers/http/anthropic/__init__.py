@@ -1,0 +1,1 @@
+"""`anthropic:` teachers: Claude, online (`teacher.py`) and as Message Batches (`batch.py`)."""
