@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli_env, distill, distill_command, error_lines, tiny_copy
+from cli_helpers import cli_env, distill, distill_command, error_lines, in_own_mount, tiny_copy
 from fakeapi import FakeAPI
 from review_helpers import WORDS, example_row, leaf_ids, make_dataset, queue_ids
-from test_cli_runs import in_own_mount
-from test_instructlab import POEMS, skill, write
-from test_train_helpers import make_run, trained  # noqa: F401
+from instructlab_helpers import POEMS, skill, write
+from train_helpers import make_run
 
 from distill.owned import MANIFEST, OwnedFolder
 from distill.records import Decision
@@ -409,7 +408,7 @@ def test_train_force_out_writes_beside_the_users_files(tmp_path):
 
 @pytest.mark.model
 @pytest.mark.train
-def test_eval_and_export_model_write_beside_the_users_files(trained, tmp_path):  # noqa: F811
+def test_eval_and_export_model_write_beside_the_users_files(trained, tmp_path):
     env = model_env(tmp_path)
     run_dir, result = trained
     report = tmp_path / "report"

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import cli_env, distill
+from cli_helpers import ROOT, cli_env, distill
 from distill.records import read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tests" / "plugins" / "distill-shout"
 
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli_env, distill, tiny_copy
+from cli_helpers import ROOT, cli_env, distill, tiny_copy
 from fakeapi import FakeAPI
 from review_helpers import decide, make_dataset
 
@@ -19,7 +19,7 @@ from distill.owned import MANIFEST
 from distill.records import Example, read_jsonl
 from distill.rundir import RunDir
 
-PACKAGE = Path(__file__).resolve().parents[1] / "distill"
+PACKAGE = ROOT / "distill"
 
 # The names the issue counted, spelled in 9 files before (kept here too, so that one dropped from
 # rundir.ARTIFACTS is still looked for).

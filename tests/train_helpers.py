@@ -1,4 +1,5 @@
-"""Shared for the train and eval tests: a toy run directory and one real training run reused by many tests.
+"""Shared for the train and eval tests: a toy run directory and a fast training config (the real training run
+they share is the `trained` fixture in tests/conftest.py).
 
 The toy data is deliberately easy (a fixed JSON label per sentiment, a fixed sentence per colour) so a
 handful of real optimizer steps on SmolLM2-135M moves the loss a lot.
@@ -10,8 +11,6 @@ import json
 import os
 import random
 from pathlib import Path
-
-import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -67,15 +66,3 @@ def fast_config(**overrides):
                   learning_rate=1e-3, logging_steps=1, save_steps=4, threads=1, warmup_ratio=0.0)
     values.update(overrides)
     return TrainConfig(**values)
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """(run_dir, TrainResult) of one real LoRA run, shared by the save/reload/merge/eval tests."""
-    from distill.train.sft import train
-
-    run_dir = make_run(tmp_path_factory.mktemp("run"), stats={"taxonomy": "toy", "teacher": "local",
-                                                              "review": {"queued": 32, "reviewed": 32, "accepted": 30,
-                                                                         "rejected": 2, "top_reasons": {"wrong": 2}}})
-    result = train(run_dir, fast_config(), progress=False)
-    return run_dir, result

@@ -9,18 +9,17 @@ import signal
 import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from cli_helpers import TINY
 import distill
 from distill.curate.pipeline import CurateResult
 from distill.records import read_jsonl
 from distill.taxonomy.model import Taxonomy
 from fakeapi import FakeAPI, Faults
 
-TINY = Path(__file__).parent / "fixtures" / "tiny"
 # The fake server writes word salad: the lexical topic checks would (rightly) reject all of it.
 SKIP = ["off_topic", "self_contained"]
 

@@ -15,11 +15,11 @@ import pytest
 from pydantic import ValidationError
 
 import distill
-from cli_helpers import TINY, cli_env, distill as run_distill, distill_command, error_lines, tiny_copy
+from cli_helpers import (TESTS, TINY, cli_env, distill as run_distill, distill_command, error_lines, in_own_mount,
+                         tiny_copy, wait_for)
 from fakeapi import FakeAPI, Faults
-from test_cli_runs import in_own_mount, wait_for
 
-DATASET = Path(__file__).parent / "fixtures" / "medical-limit24.jsonl"  # 24 real examples
+DATASET = TESTS / "fixtures" / "medical-limit24.jsonl"  # 24 real examples
 
 
 def one_error(done: subprocess.CompletedProcess, code: int = 2, progress: bool = False) -> str:
@@ -148,7 +148,7 @@ def test_a_datasets_folder_without_its_state_is_one_line_naming_it(tmp_path):
 @pytest.mark.model
 @pytest.mark.train
 def test_a_damaged_adapter_is_one_line_naming_its_file(tmp_path):
-    from test_train_helpers import make_run
+    from train_helpers import make_run
 
     run = make_run(tmp_path / "run")
     env = {**cli_env(tmp_path), "OMP_NUM_THREADS": "1"}

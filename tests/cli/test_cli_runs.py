@@ -4,29 +4,20 @@ Ctrl-C (a real SIGINT), a second run on the same directory, a full disk, a read-
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from cli_helpers import answers_in, cli_env, distill, distill_command, error_lines, tiny_copy
+from cli_helpers import answers_in, cli_env, distill, distill_command, error_lines, in_own_mount, tiny_copy, wait_for
 from fakeapi import FakeAPI, Faults
 
 
 def generate_args(tmp_path: Path, url: str, out: Path, *extra: str) -> list[str]:
     return ["generate", "-t", str(tmp_path / "tiny" / "qa.yaml"), "--teacher", "openai:gpt-4o-mini",
             "--base-url", url, "--out", str(out), "--no-curate", *extra]
-
-
-def wait_for(condition, proc: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    assert condition(), "the run ended or stalled first"
 
 
 @pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
@@ -148,17 +139,6 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
         done = distill(*args, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "run" / "run.lock").is_file()  # the file stays; the kernel released its lock
-
-
-def in_own_mount(tmp_path: Path, script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """`script` (sh) in a mount namespace of its own, where it may mount a small or read-only tmpfs."""
-    if shutil.which("unshare") is None:
-        pytest.fail("this test needs util-linux's unshare (Debian: apt-get install util-linux)")
-    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.fail(f"cannot make a mount namespace here (unshare -rm: {probe.stderr.strip()})")
-    return subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=180)
 
 
 def test_a_full_disk_is_one_line_and_keeps_what_was_committed(tmp_path):

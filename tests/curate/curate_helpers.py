@@ -7,11 +7,11 @@ from __future__ import annotations
 import csv
 import json
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 
-HELDOUT = Path(__file__).resolve().parent / "data" / "heldout"
+from cli_helpers import HELDOUT
+
 MMLU = HELDOUT / "mmlu_medical"
 PUBMEDQA = HELDOUT / "pubmedqa_ori_pqal.json"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from test_curate_helpers import needs_data, pubmedqa
+from cli_helpers import ROOT
+from curate_helpers import needs_data, pubmedqa
 from distill.curate.checks import CheckSettings, first_failure, repeated_ngram_ratio
 from distill.curate.language import detect_language
 from distill.records import Example, ExampleMeta, Message
@@ -108,9 +109,6 @@ def medical_index():
     return TopicIndex(taxonomy_nodes(load_taxonomy(ROOT / "taxonomies" / "medical.yaml")))
 
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-
-
 @pytest.mark.parametrize("question", [
     "What is the mechanism of action?", "What should I do next?", "What's the best way to manage it?",
     "What does this mean?", "Is it serious in children?", "How is it treated?", "What are the side effects?",
@@ -173,7 +171,7 @@ def test_real_questions_written_by_people_name_their_subject():
     import glob
     import json as json_module
 
-    from test_curate_helpers import MMLU, mmlu
+    from curate_helpers import MMLU, mmlu
 
     questions = [row[0] for path in sorted(MMLU.glob("*_test.csv")) for row in mmlu(path.name.removesuffix("_test.csv"))]
     for path in glob.glob(str(ROOT / "seeds" / "*" / "*.jsonl")):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from test_curate_helpers import MMLU, PUBMEDQA, mmlu, needs_data, pubmedqa
+from curate_helpers import MMLU, PUBMEDQA, mmlu, needs_data, pubmedqa
 from distill.curate.decontaminate import DecontamConfig, build_index, find_contamination
 from distill.curate.heldout import load_heldout, parse_heldout_option
 from distill.curate.normalize import normalize_text

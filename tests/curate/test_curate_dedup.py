@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_curate_helpers import abstract_words, needs_data
+from curate_helpers import abstract_words, needs_data
 from distill.curate.exact import exact_keys, find_exact_duplicates
 from distill.curate.minhash import MinHashConfig, detection_probability, find_near_duplicates, lsh_bands
 from distill.curate.normalize import normalize_text

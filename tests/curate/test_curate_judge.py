@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import TINY
 from distill.curate.judge import LABEL_STEP, TOPIC_STEP, Judge, LabelTask, label_request, read_label
 from distill.curate.pipeline import CurateConfig, curate
 from distill.generate.runner import GenerateOptions, generate
@@ -22,7 +23,6 @@ from distill.teachers.local.choices import finite_outputs
 from distill.teachers.registry import make_teacher, teacher_options
 from fakeapi import FakeAPI, Faults
 
-TINY = Path(__file__).parent / "fixtures" / "tiny"
 KEY = "sk-test-judge-0000"
 LABELS = {"refund_request": "The customer wants their money back", "login_problem": "The customer cannot sign in"}
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from test_curate_helpers import needs_data, planted_corpus
+from curate_helpers import needs_data, planted_corpus
 from distill.curate.minhash import (
     MinHashConfig, candidate_pairs, estimated_jaccard, exact_jaccard, resolve_bands, shingle_sets, sign_all,
 )

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from test_curate_helpers import PUBMEDQA, needs_data, pubmedqa
+from curate_helpers import PUBMEDQA, needs_data, pubmedqa
 from distill.curate.commands import register
 from distill.curate.pipeline import CurateConfig, curate, node_chain
 from distill.curate.split import stratified_split

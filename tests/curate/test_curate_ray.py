@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_curate_helpers import PUBMEDQA, needs_data, planted_corpus, pubmedqa
+from curate_helpers import PUBMEDQA, needs_data, planted_corpus, pubmedqa
 from distill.curate.commands import run_curate
 from distill.curate.dataset_io import drop_nulls, load_examples, parquet_row
 from distill.curate.heldout import parse_heldout_option

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import ROOT
 from distill.curate.decontaminate import DecontamConfig, build_index, find_contamination
 from distill.curate.exact import exact_keys
 from distill.curate.heldout import HeldoutItem
 from distill.curate.minhash import MinHashConfig, find_near_duplicates
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def corpus(n: int, seed: int = 0) -> list[str]:
@@ -51,7 +50,7 @@ def test_curation_with_workers_runs_where_torch_has_started_its_threads():
     pytest.importorskip("torch")
     script = textwrap.dedent(f"""
         import os, sys
-        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
+        sys.path[:0] = [{str(ROOT)!r}, {str(Path(__file__).resolve().parent)!r}]
         import torch
         torch.set_num_threads(2)
         torch.ones(512, 512) @ torch.ones(512, 512)  # starts the intra-op thread pool

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import typer
-from test_train_helpers import trained  # noqa: F401
 from typer.testing import CliRunner
 
 from distill.errors import DistillError
@@ -17,13 +16,13 @@ pytestmark = [pytest.mark.model]
 
 
 @pytest.fixture(scope="module")
-def report(trained, tmp_path_factory):  # noqa: F811
+def report(trained, tmp_path_factory):
     run_dir, result = trained
     out = tmp_path_factory.mktemp("eval")
     return evaluate(run_dir, result.adapter_dir, EvalConfig(out_dir=out, max_new_tokens=24, resamples=200, threads=1))
 
 
-def test_eval_writes_json_and_markdown(report, trained):  # noqa: F811
+def test_eval_writes_json_and_markdown(report, trained):
     run_dir, _ = trained
     data = json.loads(report.json_path.read_text())
     held_out = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
@@ -62,7 +61,7 @@ def test_eval_draws_its_plots_from_the_numbers_it_writes(report):
         assert (imread(drawn) == imread(again)).all(), key
 
 
-def test_an_answer_ends_its_turn_only_when_the_model_stopped(trained):  # noqa: F811
+def test_an_answer_ends_its_turn_only_when_the_model_stopped(trained):
     from distill.evaluate.generate import generate, load_student
     from distill.models import set_threads
 
@@ -99,7 +98,7 @@ def test_build_report_scores_known_answers():
     assert report["leaves"]["leaf"]["classification"]["systems"]["student"]["accuracy"]["value"] == 0.75
 
 
-def test_eval_cli(trained, tmp_path):  # noqa: F811
+def test_eval_cli(trained, tmp_path):
     from distill.evaluate.commands import register
 
     run_dir, result = trained
@@ -111,13 +110,13 @@ def test_eval_cli(trained, tmp_path):  # noqa: F811
     assert (tmp_path / "eval.json").is_file() and "# Evaluation" in out.output
 
 
-def test_eval_without_adapter_manifest_is_a_clear_error(trained, tmp_path):  # noqa: F811
+def test_eval_without_adapter_manifest_is_a_clear_error(trained, tmp_path):
     run_dir, _ = trained
     with pytest.raises(DistillError, match="not an adapter written by `distill train`"):
         evaluate(run_dir, tmp_path, EvalConfig())
 
 
-def test_judge_end_to_end_against_the_loopback_server(trained, tmp_path):  # noqa: F811
+def test_judge_end_to_end_against_the_loopback_server(trained, tmp_path):
     """`distill eval --judge openai:...` through the real SDK: both orders asked, verdicts combined, and kept
     in the response cache so a second eval asks nothing."""
     import subprocess

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train_helpers import make_run, toy_rows
+from train_helpers import make_run, toy_rows
 
 from distill.errors import DistillError
 from distill.export.dataset import DatasetExportOptions, export_dataset

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-from test_train_helpers import trained  # noqa: F401
 
 pytestmark = [pytest.mark.model, pytest.mark.train]
 
@@ -20,7 +19,7 @@ PROMPTS = [[{"role": "user", "content": "What colour is grass? (question 7)"}],
 
 
 @pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):  # noqa: F811
+def exported(trained, tmp_path_factory):
     import torch
 
     from distill.export.dataset import DatasetExportOptions, export_dataset

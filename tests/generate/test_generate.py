@@ -8,18 +8,16 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from cli_helpers import ROOT as REPO, TINY as FIXTURES
 from distill.tasks.parse import Rejected, extract_json, extract_question, usable_text
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, Reject, read_jsonl
 from distill.taxonomy import build_plan, load_taxonomy
 from distill.teachers.base import GenerationResult, WrappedTeacher
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
-REPO = Path(__file__).parents[1]
 GENERATE_REASONS = {"truncated", "empty_output", "refusal", "no_question", "unparseable_json", "schema_invalid",
                     "content_filter", "teacher_failed"}
 

@@ -19,11 +19,10 @@ from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, Reject, read_jsonl
 from distill.store import RunStore
 from distill.teachers.registry import teacher_options
-from cli_helpers import answers_in, cli_env, distill
+from cli_helpers import ROOT, answers_in, cli_env, distill
 from fakeapi import FakeAPI, Faults
 
 pytestmark = pytest.mark.ray
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
-REPO = Path(__file__).parents[1]
+from cli_helpers import ROOT as REPO, TINY as FIXTURES
 
 
 def answered(db: Path) -> set[str]:

@@ -6,18 +6,16 @@ import asyncio
 import io
 import re
 import shutil
-from pathlib import Path
 
 from rich.console import Console
 
+from cli_helpers import TINY
 from distill.generate import progress as progress_module
 from distill.generate.progress import GenerationProgress, MovingRate
 from distill.generate.runner import GenerateOptions, generate
 from distill.generate.switch_hint import vllm_hint
 from distill.teachers.base import GenerationResult, Teacher
 from distill.records import Usage
-
-TINY = Path(__file__).parent / "fixtures" / "tiny"
 
 
 class Clock:

@@ -7,9 +7,9 @@ import json
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from cli_helpers import ROOT as REPO
 from review_helpers import make_dataset
 
 from distill.records import Example, read_jsonl
@@ -20,8 +20,6 @@ from distill.review.queue import build_queue
 from distill.review.session import BadDecision, ReviewSession
 from distill.review.state import ReviewState
 from distill.train.data import load_splits
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

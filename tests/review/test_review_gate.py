@@ -6,9 +6,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from cli_helpers import ROOT as REPO
 from review_helpers import leaf_ids, make_dataset, queue_ids, review_all
 
 from distill.errors import ReviewPending
@@ -18,7 +18,6 @@ from distill.review.gate import evaluate, require_pass
 from distill.review.ledger import ReviewLedger
 from distill.review.model import ReviewSettings
 
-REPO = Path(__file__).resolve().parents[1]
 ASTHMA, COLD, AF, HF = "respiratory/asthma", "respiratory/common-cold", "cardiology/arrhythmias", "cardiology/heart-failure"
 
 

@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cli_helpers import ROOT as REPO
 from review_helpers import leaf_ids, make_dataset, queue_ids
 
 from distill.review.session import ReviewSession
 
-REPO = Path(__file__).resolve().parents[1]
 IDS = leaf_ids("respiratory/asthma", 3) + leaf_ids("cardiology/arrhythmias", 3)
 
 

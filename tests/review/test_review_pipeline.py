@@ -7,9 +7,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from cli_helpers import ROOT as REPO
 from fakeapi import FakeAPI
 from review_helpers import make_dataset, tiny_taxonomy
 
@@ -18,7 +18,6 @@ from distill.review.model import ReviewSettings
 from distill.review.queue import build_queue
 from distill.review.session import ReviewSession
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN = ("{student: local, qlora: false, max_steps: 1, max_length: 192, batch_size: 2, grad_accum: 1, "
          "eval_before: false, threads: 1}")
 

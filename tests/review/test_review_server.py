@@ -9,27 +9,17 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-from review_helpers import leaf_ids, make_dataset, queue_ids
+from cli_helpers import ROOT as REPO
+from review_helpers import SERVER_IDS as IDS
 
 from distill.errors import DistillError
 from distill.review.ledger import ReviewLedger
 from distill.review.model import QueueRow
 from distill.review.server import ReviewServer
 from distill.review.state import ReviewState
-
-REPO = Path(__file__).resolve().parents[1]
-IDS = leaf_ids("respiratory/asthma", 6) + leaf_ids("cardiology/arrhythmias", 6)
-
-
-@pytest.fixture
-def run_dir(tmp_path):
-    directory = make_dataset(tmp_path / "run", per_leaf=6)
-    queue_ids(directory, IDS)
-    return directory
 
 
 @pytest.fixture

@@ -19,20 +19,11 @@ import time
 import httpx
 import pytest
 from cli_helpers import cli_env, distill, distill_command
-from review_helpers import leaf_ids, make_dataset, queue_ids
+from review_helpers import SERVER_IDS as IDS, make_dataset, queue_ids
 
 from distill.review.ledger import ReviewLedger
 from distill.review.server import ReviewServer
 from distill.store import MIGRATIONS
-
-IDS = leaf_ids("respiratory/asthma", 6) + leaf_ids("cardiology/arrhythmias", 6)
-
-
-@pytest.fixture
-def run_dir(tmp_path):
-    directory = make_dataset(tmp_path / "run", per_leaf=6)
-    queue_ids(directory, IDS)
-    return directory
 
 
 class Recorded(logging.Handler):

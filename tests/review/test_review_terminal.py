@@ -8,13 +8,12 @@ import select
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from cli_helpers import ROOT as REPO
 from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
 
 from distill.review.tui import clean, parse_turns
 
-REPO = Path(__file__).resolve().parents[1]
 ORDER = leaf_ids("respiratory/asthma", 3) + ["hostile"] + leaf_ids("cardiology/arrhythmias", 2)
 EDITOR = """
 import sys, re

@@ -9,16 +9,15 @@ task engine) for 115 plan items of the tiny fixtures, medical and support-ticket
 import asyncio
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
+from cli_helpers import ROOT as REPO, TESTS
 from distill.records import PlanItem
 from distill.taxonomy import build_plan, load_taxonomy
 from distill.teachers.base import GenerationResult
 
-REPO = Path(__file__).parents[1]
-GOLDEN = Path(__file__).parent / "fixtures" / "requests" / "before-tasks.jsonl.gz"
+GOLDEN = TESTS / "fixtures" / "requests" / "before-tasks.jsonl.gz"
 
 
 def stand_in(step: str, item: PlanItem) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import cli_env, distill, error_lines
+from cli_helpers import ROOT, cli_env, distill, error_lines
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, read_jsonl
 from distill.taxonomy import build_plan, load_taxonomy
@@ -21,7 +21,6 @@ from distill.teachers.registry import teacher_options
 from fakeapi import FakeAPI, Faults
 from fakeapi.server import conversation_key
 
-ROOT = Path(__file__).resolve().parents[1]
 CLINICAL = ROOT / "taxonomies" / "clinical-extraction.yaml"
 
 

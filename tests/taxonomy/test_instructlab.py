@@ -16,18 +16,13 @@ from distill.records import Example, read_jsonl
 from distill.taxonomy import build_plan, load_taxonomy
 from distill.taxonomy.instructlab.documents import chunk
 from fakeapi import FakeAPI
+from instructlab_helpers import POEMS, skill, write
 
-POEMS = [{"question": f"Write a two-line poem about {theme}.", "answer": f"The {theme} came by,\nand so did I."}
-         for theme in ("rain", "the sun", "snow", "the wind", "fog")]
 EMAILS = [{"context": f"Hi all, the planning meeting moves to March {day}. Please bring the {topic} figures.",
            "question": "When is the planning meeting?", "answer": f"On March {day}."}
           for day, topic in zip(range(3, 8), ("sales", "budget", "hiring", "audit", "travel"))]
 TONSIL_DOC = ("# Tonsils\n\nThe palatine tonsils are two oval lymphoid organs at the back of the throat.\n\n"
               "Tonsillitis is an inflammation of the tonsils, most often caused by a virus.\n")
-
-
-def skill(task: str, seeds: list[dict]) -> dict:
-    return {"version": 3, "created_by": "tester", "task_description": task, "seed_examples": seeds}
 
 
 def knowledge(repo: str, domain: str = "Anatomy") -> dict:
@@ -38,13 +33,6 @@ def knowledge(repo: str, domain: str = "Anatomy") -> dict:
                                    {"question": f"Where are the tonsils ({n}.{k})?", "answer": f"At the back of the "
                                     f"throat ({n}.{k})."} for k in range(3)]} for n in range(1, 6)],
             "document": {"repo": repo, "commit": "0123456789abcdef", "patterns": ["*.md"]}}
-
-
-def write(root: Path, folder: str, data: dict | str) -> Path:
-    path = root / folder / "qna.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def valid_tree(root: Path, tonsils_repo: str) -> None:

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import ROOT as REPO
 from distill.errors import DistillError
 from distill.taxonomy import build_plan, leaf_quotas, limit_plan, load_taxonomy
 from distill.taxonomy.plan import MAX_PLAN_ITEMS, items_in_prefix
-
-REPO = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")

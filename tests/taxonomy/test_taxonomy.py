@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import ROOT as REPO, TINY as FIXTURES
 from distill.errors import DistillError
 from distill.taxonomy import load_taxonomy
-
-FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
-REPO = Path(__file__).parents[1]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import TINY
 from distill.errors import DistillError
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import RunStore
@@ -15,7 +16,6 @@ from distill.teachers.registry import teacher_options
 from fakeapi import FakeAPI, Faults
 from fakeapi.outcomes import expected_outcomes, kinds_seen, recorded_outcomes
 
-TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
 KEY = "sk-ant-test-NEVER-WRITE-77c2"
 
 

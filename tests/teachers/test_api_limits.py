@@ -11,12 +11,12 @@ import json
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import httpx2
 import openai
 import pytest
 
+from cli_helpers import TINY
 from distill.errors import RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Message
@@ -28,8 +28,6 @@ from distill.teachers.http.limits import (AdaptiveConcurrency, ApiSettings, Call
 from distill.teachers.http.openai.teacher import OpenAITeacher
 from distill.teachers.registry import teacher_options
 from fakeapi import FakeAPI, Faults
-
-TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import ROOT
 from distill.errors import BudgetExceeded, DistillError, RunFailed
 from distill.generate.budget import Budget, BudgetStop
 from distill.generate.runner import GenerateOptions, generate
@@ -24,7 +25,6 @@ from distill.teachers.registry import teacher_options
 from fakeapi import FakeAPI, Faults
 from fakeapi.outcomes import expected_outcomes, kinds_seen, recorded_outcomes
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
 KEY = "sk-test-DO-NOT-LEAK-4f9a1c"
 

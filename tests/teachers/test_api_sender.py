@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import ROOT
 from distill.errors import BudgetExceeded, RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import RunStore
@@ -31,7 +32,6 @@ from distill.teachers.wrappers.sender import Child, Lines, SenderTeacher
 from fakeapi import FakeAPI, Faults
 from fakeapi.outcomes import expected_outcomes, recorded_outcomes
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
 KEYS = {"openai": "sk-test-SENDER-NEVER-WRITE-91d3", "anthropic": "sk-ant-test-SENDER-NEVER-WRITE-2b7e"}
 MODELS = {"openai": "openai:gpt-4o-mini", "anthropic": "anthropic:claude-haiku-4-5"}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import ROOT
 from distill.errors import RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import MIGRATIONS, RunStore
@@ -31,7 +32,6 @@ from distill.teachers.stack import build_teacher
 from fakeapi import FakeAPI, Faults
 from fakeapi.outcomes import expected_outcomes, recorded_outcomes
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
 KEYS = {"openai": "sk-test-BATCH-NEVER-WRITE-9d1e", "anthropic": "sk-ant-test-BATCH-NEVER-WRITE-3b7f"}
 SPECS = {"openai": "openai:gpt-4o-mini", "anthropic": "anthropic:claude-haiku-4-5"}

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import TINY, cli_env, distill
+from cli_helpers import ROOT, TINY, cli_env, distill
 from distill.teachers.builtin import BACKENDS
 from fakeapi import FakeAPI
 
-ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "tests" / "plugins" / "distill-shout"
 TEACHER_ENTRY_POINTS = re.compile(r'\[project\.entry-points\."distill\.teachers"\]\n(?:[^\[\n].*\n)+')
 

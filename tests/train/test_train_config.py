@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import typer
-from test_train_helpers import make_run
+from cli_helpers import ROOT
+from train_helpers import make_run
 from typer.testing import CliRunner
 
 from distill.errors import DistillError
 from distill.train.config import TrainConfig, load_train_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = ROOT / "configs"
 
 
 def test_defaults_are_ours_not_trls():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_train_helpers import fast_config, make_run, toy_rows
+from train_helpers import fast_config, make_run, toy_rows
 
 from distill.errors import DistillError
 from distill.records import Example

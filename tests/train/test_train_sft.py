@@ -7,12 +7,12 @@ import math
 import shutil
 
 import pytest
-from test_train_helpers import fast_config, make_run, trained  # noqa: F401
+from train_helpers import fast_config, make_run
 
 pytestmark = [pytest.mark.model, pytest.mark.train]
 
 
-def test_loss_falls(trained):  # noqa: F811
+def test_loss_falls(trained):
     _, result = trained
     assert result.steps == 8
     assert result.quantized_layers == 0  # plain LoRA: a full-precision base
@@ -20,7 +20,7 @@ def test_loss_falls(trained):  # noqa: F811
     assert result.eval_loss_after < result.eval_loss_before * 0.7
 
 
-def test_adapter_manifest_and_card_are_written(trained):  # noqa: F811
+def test_adapter_manifest_and_card_are_written(trained):
     run_dir, result = trained
     out = result.adapter_dir
     assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
@@ -40,7 +40,7 @@ def test_adapter_manifest_and_card_are_written(trained):  # noqa: F811
     assert f"| sentiment |" in card
 
 
-def test_adapter_reloads_and_changes_the_model(trained):  # noqa: F811
+def test_adapter_reloads_and_changes_the_model(trained):
     import torch
 
     from distill.evaluate.generate import load_student
@@ -56,7 +56,7 @@ def test_adapter_reloads_and_changes_the_model(trained):  # noqa: F811
     assert (adapted - base).abs().mean() > 0.05
 
 
-def test_merge_writes_a_16bit_model_equal_to_base_plus_adapter(trained, tmp_path):  # noqa: F811
+def test_merge_writes_a_16bit_model_equal_to_base_plus_adapter(trained, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -80,7 +80,7 @@ def test_merge_writes_a_16bit_model_equal_to_base_plus_adapter(trained, tmp_path
     assert (got - expected).abs().mean() < 0.5 * (base - expected).abs().mean()
 
 
-def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):  # noqa: F811
+def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
     from distill.train.sft import train
 
     run_dir, result = trained
