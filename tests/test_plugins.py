@@ -45,6 +45,7 @@ tree:
 """
 
 
+@pytest.mark.slow
 def test_distill_plugins_lists_each_kind_with_its_module_and_package(site, tmp_path):
     done = distill("plugins", cwd=tmp_path, env=env_with(site, tmp_path))
     assert done.returncode == 0, done.stderr

@@ -84,6 +84,7 @@ def test_agenerate_leaves_the_callers_loop_running(tmp_path):
     assert report.stats["counts"]["kept"] == 4 and ticks > 0
 
 
+@pytest.mark.slow
 def test_the_interrupt_button_stops_a_run_in_a_notebook_and_it_resumes(tmp_path):
     """Jupyter's interrupt raises KeyboardInterrupt in the kernel's main thread, which waits for the worker
     thread: the run there must stop too (not run on unseen, holding the run lock), saving what it has."""

@@ -199,6 +199,7 @@ def generated(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_a_teacher_that_goes_away_mid_run_is_named_and_retry_failed_asks_again_for_its_items(tmp_path):
     tiny_copy(tmp_path, per_leaf=4)  # 8 items, 16 calls
     env = cli_env(tmp_path)

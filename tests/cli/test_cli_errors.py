@@ -281,6 +281,7 @@ def test_a_mistake_is_one_line_and_an_exit_code(tmp_path, api, case):
         assert case.says in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_a_run_whose_items_all_failed_exits_1_and_says_connection_refused(tmp_path):
     tiny_copy(tmp_path)
     args = ["generate", "-t", str(tmp_path / "tiny" / "qa.yaml"), "--teacher", "openai:gpt-4o-mini",
@@ -294,6 +295,7 @@ def test_a_run_whose_items_all_failed_exits_1_and_says_connection_refused(tmp_pa
     assert len(rejected) == 3 and all("connection refused" in r["detail"] for r in rejected)
 
 
+@pytest.mark.slow
 def test_a_corrupt_run_db_is_named_and_the_exports_are_untouched(tmp_path):
     tiny_copy(tmp_path)
     with FakeAPI() as server:
@@ -315,6 +317,7 @@ def test_a_corrupt_run_db_is_named_and_the_exports_are_untouched(tmp_path):
     assert {name: (tmp_path / "run" / name).read_bytes() for name in exports} == exports
 
 
+@pytest.mark.slow
 def test_distill_run_retry_failed_gets_past_an_outage(tmp_path):
     tiny_copy(tmp_path)
     (tmp_path / "job.yaml").write_text(
@@ -345,12 +348,14 @@ def test_retry_failed_in_the_run_config(tmp_path):
     assert load_run_config(tmp_path / "job.yaml").generate.retry_failed is True
 
 
+@pytest.mark.slow
 def test_the_help_of_every_command_exits_0(tmp_path):
     for command in ("generate", "curate", "split", "train", "eval", "run", "taxonomy"):
         done = distill(command, "--help", cwd=tmp_path, env=cli_env(tmp_path))
         assert done.returncode == 0 and "Usage" in done.stdout and "Traceback" not in done.stderr, command
 
 
+@pytest.mark.slow
 def test_python_dash_m_distill_cli_behaves_the_same(tmp_path):
     done = subprocess.run([sys.executable, "-m", "distill.cli", "frobnicate"], cwd=tmp_path, env=cli_env(tmp_path),
                           capture_output=True, text=True, timeout=180)

@@ -78,6 +78,7 @@ def tiny(tmp_path: Path) -> Path:
     return tmp_path / "tiny"
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data())
 def test_broken_taxonomy_yaml_never_shows_a_traceback(tiny, capsys, data):
@@ -87,6 +88,7 @@ def test_broken_taxonomy_yaml_never_shows_a_traceback(tiny, capsys, data):
         assert_one_line_or_success(*run_main(command, capsys))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data())
 def test_broken_seed_files_never_show_a_traceback(tiny, capsys, data):
@@ -123,6 +125,7 @@ def jsonl_bytes(draw) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
+@pytest.mark.slow
 @FUZZ
 @given(content=jsonl_bytes())
 def test_broken_datasets_never_show_a_traceback(tmp_path, capsys, content):
@@ -144,6 +147,7 @@ openai:
 """
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data())
 def test_broken_api_configs_never_show_a_traceback(tiny, tmp_path, capsys, monkeypatch, data):

@@ -20,6 +20,7 @@ def generate_args(tmp_path: Path, url: str, out: Path, *extra: str) -> list[str]
             "--base-url", url, "--out", str(out), "--no-curate", *extra]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
                          ids=["ctrl-c", "sigterm", "sighup"])
 def test_ctrl_c_exits_130_with_the_resume_hint_and_the_same_command_resumes(tmp_path, stop, code):
@@ -54,6 +55,7 @@ def test_ctrl_c_exits_130_with_the_resume_hint_and_the_same_command_resumes(tmp_
     assert set(api.paid.values()) == {1}  # the three answers were in run.db: the resume asked none again
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_directory_stops_at_once_and_nothing_is_paid_twice(tmp_path):
     tiny_copy(tmp_path, per_leaf=4)  # 8 items, 16 calls
     env = cli_env(tmp_path)
@@ -126,6 +128,7 @@ def test_a_second_distill_run_is_refused_while_the_first_holds_the_folder(tmp_pa
             first.wait()
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     tiny_copy(tmp_path, per_leaf=4)
     env = cli_env(tmp_path)
@@ -141,6 +144,7 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     assert (tmp_path / "run" / "run.lock").is_file()  # the file stays; the kernel released its lock
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_keeps_what_was_committed(tmp_path):
     tiny_copy(tmp_path, per_leaf=60)  # 120 items: run.db outgrows the small disk
     env = cli_env(tmp_path)
@@ -183,6 +187,7 @@ def test_an_out_folder_on_a_read_only_file_system_is_one_line(tmp_path):
     assert f"--out {target / 'run'}: cannot make this folder (Read-only file system)" in lines[0]
 
 
+@pytest.mark.slow
 def test_one_huge_record_does_not_blow_up_curate(tmp_path):
     """A 6 MB line (a runaway generation) is rejected by the cheap checks and never hashed or shingled:
     it took ~950 MB when every text went through dedup, rejected or not. The peak is compared with the same

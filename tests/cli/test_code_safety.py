@@ -88,6 +88,7 @@ def test_a_template_reaching_python_internals_is_refused_before_anything_runs(tm
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_the_sandbox_refuses_internals_a_template_computes_at_render_time(tmp_path):
     marker = tmp_path / "pwned"
     # The attribute names are built while rendering, so only the sandbox can see them.
@@ -117,6 +118,7 @@ def checked_taxonomy(tmp_path: Path, marker: Path) -> Path:
     return echo_taxonomy(folder, checks="[{custom: ../checks.py:long_enough}]")
 
 
+@pytest.mark.slow
 def test_a_custom_check_is_read_not_run_by_validate_show_and_dry_run_and_imported_by_generate_and_curate(tmp_path):
     marker = tmp_path / "imported"
     taxonomy = checked_taxonomy(tmp_path, marker)
@@ -168,6 +170,7 @@ example:
 """
 
 
+@pytest.mark.slow
 def test_an_output_model_file_is_read_not_imported_until_generating(tmp_path):
     marker = tmp_path / "imported"
     folder = tiny_copy(tmp_path)
@@ -192,6 +195,7 @@ def test_an_output_model_file_is_read_not_imported_until_generating(tmp_path):
     assert marker.exists() and asked and all(schema["title"] == "Draft" for schema in asked)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reference, expected", [
     ("os:system", "checks.0: 'os:system' names a Python module; a taxonomy's task names Python only as file.py:name"),
     ("../../outside.py:run", "checks.0: '../../outside.py:run' is outside the taxonomy's folder"),
@@ -245,6 +249,7 @@ def hostile_run(tmp_path: Path, marker: Path) -> tuple[Path, Path]:
     return run, evil
 
 
+@pytest.mark.slow
 def test_commands_reading_a_run_folder_never_load_the_taxonomy_it_names(tmp_path):
     marker = tmp_path / "imported"
     run, evil = hostile_run(tmp_path, marker)
@@ -357,6 +362,7 @@ def nowhere(folder: Path) -> None:
             assert SECRET.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow
 def test_instructlab_documents_outside_the_tree_are_refused_by_import_and_by_generate(tmp_path):
     root, written = hostile_tree(tmp_path)
     out = tmp_path / "taxonomies" / "ilab.yaml"

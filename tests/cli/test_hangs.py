@@ -16,6 +16,7 @@ from fakeapi import FakeAPI, Faults
 TIMEOUT_S = 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_a_server_trickling_its_answer_fails_the_request_at_the_timeout(tmp_path, provider):
     # 0.02 s a byte is well inside a per-read timeout of 0.5 s; the whole answer would take over 10 s.
@@ -72,6 +73,7 @@ def _dataset(path: Path, users: list[str]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_catastrophic_task_regex_is_a_reject_with_its_reason_not_a_hang(tmp_path):
     taxonomy = _regex_task(tmp_path, "^(a+)+$")
     # With re, ^(a+)+$ tries every one of 2**30000 ways to split the a's before it gives up.

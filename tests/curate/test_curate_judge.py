@@ -153,6 +153,7 @@ TICKETS = [
 ]
 
 
+@pytest.mark.slow
 def test_curate_label_check_on_a_plain_dataset_records_its_calls(tmp_path):
     source = tmp_path / "tickets.jsonl"
     source.write_text("".join(ticket(i, text, label).model_dump_json() + "\n" for i, (text, label) in enumerate(TICKETS)))
@@ -182,6 +183,7 @@ def test_curate_label_check_on_a_plain_dataset_records_its_calls(tmp_path):
         assert api.total_paid() == 6 and calls(out / "judge.db", LABEL_STEP) == 6
 
 
+@pytest.mark.slow
 def test_bad_judge_options_are_one_line_errors(tmp_path):
     source = tmp_path / "tickets.jsonl"
     source.write_text(ticket(0, *TICKETS[0]).model_dump_json() + "\n")

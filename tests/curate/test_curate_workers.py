@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import ROOT
+from cli_helpers import ROOT, TESTS
 from distill.curate.decontaminate import DecontamConfig, build_index, find_contamination
 from distill.curate.exact import exact_keys
 from distill.curate.heldout import HeldoutItem
@@ -33,6 +33,7 @@ def corpus(n: int, seed: int = 0) -> list[str]:
     return texts
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_same_results_as_one():
     texts = corpus(4100)  # three batches (2,000 texts each): the threads really share the work
     one = find_near_duplicates(texts, MinHashConfig(), workers=1)
@@ -46,11 +47,12 @@ def test_two_workers_give_the_same_results_as_one():
     assert hits_one and hits_one == find_contamination(texts, index, DecontamConfig(), workers=2)
 
 
+@pytest.mark.slow
 def test_curation_with_workers_runs_where_torch_has_started_its_threads():
     pytest.importorskip("torch")
     script = textwrap.dedent(f"""
         import os, sys
-        sys.path[:0] = [{str(ROOT)!r}, {str(Path(__file__).resolve().parent)!r}]
+        sys.path[:0] = [{str(ROOT)!r}, {str(TESTS)!r}, {str(Path(__file__).resolve().parent)!r}]
         import torch
         torch.set_num_threads(2)
         torch.ones(512, 512) @ torch.ones(512, 512)  # starts the intra-op thread pool

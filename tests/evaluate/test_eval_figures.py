@@ -97,6 +97,7 @@ def test_confusion_plot_holds_each_systems_matrix():
         assert written == sorted(c for row in counts for c in row if c)
 
 
+@pytest.mark.slow
 def test_png_files_are_drawn_from_the_numbers_in_eval_json(tmp_path):
     """Redrawn from eval.json as read back, each file is the same pixels; a changed number changes them."""
     report = known_report()

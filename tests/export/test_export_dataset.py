@@ -178,6 +178,7 @@ def distill(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow
 def test_cli_writes_the_folder(tmp_path):
     run = make_run(tmp_path / "run", stats=stats(REVIEW))
     done = distill("export", str(run), "--out", str(tmp_path / "ds"), "--license", "apache-2.0")
@@ -186,6 +187,7 @@ def test_cli_writes_the_folder(tmp_path):
     assert f"train: {trained_on} rows" in done.stdout and (tmp_path / "ds" / "README.md").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     ([], "choose the dataset's license with --license"),
     (["--license", "apache-2.0", "--language", "english"], "--language english: not an ISO 639 code"),
@@ -199,6 +201,7 @@ def test_cli_mistakes_are_one_line(tmp_path, args, message):
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_push_without_token_says_how_to_get_one(tmp_path):
     run = make_run(tmp_path / "run")
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": "", "HF_HUB_OFFLINE": "0"}
@@ -209,6 +212,7 @@ def test_push_without_token_says_how_to_get_one(tmp_path):
     assert (tmp_path / "ds" / "README.md").is_file()  # written before the upload was tried
 
 
+@pytest.mark.slow
 def test_push_with_token_and_no_network_is_one_line(tmp_path):
     import socket
 

@@ -17,6 +17,7 @@ from distill.export.verify import compare_logits
 BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
 
 
+@pytest.mark.slow
 def test_rope_rows_are_reordered_exactly_as_transformers_gguf_loader_undoes_them():
     from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
@@ -82,6 +83,7 @@ def tokenizer():
     return load_tokenizer("local")
 
 
+@pytest.mark.slow
 def test_smollm2_template_is_chatml_and_gets_the_go_template(tokenizer, tmp_path):
     assert chatml_equivalent(tokenizer)
     written = write_modelfile(tmp_path, "toy-q8_0.gguf", tokenizer, ["<|im_end|>"], "You are a careful expert.")

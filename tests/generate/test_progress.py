@@ -7,6 +7,7 @@ import io
 import re
 import shutil
 
+import pytest
 from rich.console import Console
 
 from cli_helpers import TINY
@@ -114,6 +115,7 @@ class SlowTeacher(Teacher):
                 for r in requests]
 
 
+@pytest.mark.slow
 def test_progress_of_a_run_on_a_slow_teacher(tmp_path, monkeypatch):
     """Two requests an item, 0.25 s each, two at a time: about 4 items/s, never thousands."""
     shown = io.StringIO()

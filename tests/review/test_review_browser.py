@@ -77,6 +77,7 @@ def press_and_wait(page, *keys: str) -> str:
     return card_id(page)
 
 
+@pytest.mark.slow
 def test_keyboard_accept_reject_edit_undo_skip(page, review, tmp_path):
     directory, server = review
     errors = open_page(page, server)
@@ -144,6 +145,7 @@ def test_teacher_text_renders_as_text_and_runs_nothing(page, review):
     assert errors == []
 
 
+@pytest.mark.slow
 def test_a_second_reviewers_page_skips_the_cards_another_has_open(chromium, page, review):
     """kim's page shows the first card; bob, opening the page next, starts on a card nobody has open."""
     directory, server = review
@@ -164,6 +166,7 @@ def test_a_second_reviewers_page_skips_the_cards_another_has_open(chromium, page
     assert errors == []
 
 
+@pytest.mark.slow
 def test_a_decision_run_db_cannot_take_is_shown_and_pressing_again_saves_it(page, review):
     directory, server = review
     errors = open_page(page, server)

@@ -108,6 +108,7 @@ def test_status_prints_the_figures_and_writes_them_to_stats(tmp_path):
     assert stats["review"]["gate"]["threshold"] == 0.10
 
 
+@pytest.mark.slow
 def test_review_commands_give_one_line_errors(tmp_path):
     missing = distill("review", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and missing.stderr.startswith("error:") and "no dataset.jsonl here" in missing.stderr

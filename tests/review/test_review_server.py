@@ -122,6 +122,7 @@ def test_other_binds_need_per_reviewer_tokens_and_name_each_decision(run_dir):
     assert figures["figures"]["rejected"] == 3  # a reject by either reviewer drops the item
 
 
+@pytest.mark.slow
 def test_serve_command_prints_a_url_and_saves_the_figures_on_exit(run_dir):
     env = {**os.environ, "COLUMNS": "250"}
     proc = subprocess.Popen([sys.executable, "-m", "distill.cli", "review", str(run_dir), "--serve", "--port", "0",
@@ -154,6 +155,7 @@ def test_serve_command_prints_a_url_and_saves_the_figures_on_exit(run_dir):
     assert (run_dir / "stats.json").is_file()
 
 
+@pytest.mark.slow
 def test_busy_port_is_a_clear_error(run_dir, server):
     result = subprocess.run([sys.executable, "-m", "distill.cli", "review", str(run_dir), "--serve", "--port",
                              str(server.port)], cwd=REPO, capture_output=True, text=True, timeout=120)

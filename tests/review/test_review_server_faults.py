@@ -215,6 +215,7 @@ def test_a_locked_run_db_tells_the_reviewer_and_pressing_again_saves(server, run
     assert stored(run_dir) == [("owner", IDS[0], "accept", "c1")]
 
 
+@pytest.mark.slow
 def test_a_full_disk_tells_the_reviewer_and_pressing_again_saves(run_dir, tmp_path):
     # A real full disk: the run on a 4 MB tmpfs in a mount namespace of the server's own (unshare -rm),
     # filled up by a shell beside the server while it runs, and freed again, when this test says so.
@@ -269,6 +270,7 @@ def test_a_full_disk_tells_the_reviewer_and_pressing_again_saves(run_dir, tmp_pa
     assert proc.returncode == 0 and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_serving_off_loopback_warns_that_the_page_is_plain_http(run_dir, tmp_path):
     env = cli_env(tmp_path)
     token = distill("review", "add-reviewer", str(run_dir), "ann", cwd=tmp_path, env=env).stdout.split()[3]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from cli_helpers import ROOT as REPO
 from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
 
@@ -56,6 +57,7 @@ class Pty:
             os.close(self.master)
 
 
+@pytest.mark.slow
 def test_terminal_review_accept_reject_edit_undo(tmp_path):
     hostile = example_row("hostile", "respiratory/asthma", "Does \x1b[2J\x1b]0;pwned\x07 this clear the screen?",
                           "[bold red]Not markup[/bold red] and \x1b[31mnot red\x1b[0m.")

@@ -95,6 +95,7 @@ def test_clinical_extraction_end_to_end_with_the_api_teacher(tmp_path, provider)
         assert tools and all("medications" in t["input_schema"]["properties"] for t in tools)
 
 
+@pytest.mark.slow
 def test_clinical_extraction_through_the_cli(tmp_path):
     with FakeAPI() as api:
         done = distill("generate", "--taxonomy", str(CLINICAL), "--teacher", "openai:test-model", "--base-url",
@@ -267,6 +268,7 @@ class Summary(BaseModel):
 """
 
 
+@pytest.mark.slow
 def test_a_task_file_with_a_pydantic_model_path_through_the_cli(tmp_path):
     tasks = tmp_path / "project" / "tasks"
     tasks.mkdir(parents=True)
@@ -384,6 +386,7 @@ def broken(tmp_path: Path, old: str, new: str, name: str = "clinical-extraction.
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("old, new, expected", [
     ("    - name: extract\n", "    - name: extract\n      temprature: 0.2\n",
      "clinical-extraction.yaml:57: task.steps.1.temprature: unknown field 'temprature'"),

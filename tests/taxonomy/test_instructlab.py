@@ -88,6 +88,7 @@ def generate_with_fake_api(taxonomy: Path, out: Path, tmp_path: Path):
     return done, [Example.model_validate(row) for row in read_jsonl(out / "dataset.jsonl")]
 
 
+@pytest.mark.slow
 def test_import_converts_every_valid_leaf_and_lists_every_invalid_file(tmp_path):
     root = tmp_path / "taxonomy"
     valid_tree(root, "https://github.com/example/tonsil-docs.git")
@@ -157,6 +158,7 @@ def test_import_converts_every_valid_leaf_and_lists_every_invalid_file(tmp_path)
                for e in examples)
 
 
+@pytest.mark.slow
 def test_nothing_valid_is_an_error_listing_every_file(tmp_path):
     root = tmp_path / "taxonomy"
     expected = invalid_tree(root)
@@ -175,6 +177,7 @@ def test_nothing_valid_is_an_error_listing_every_file(tmp_path):
         "taxonomy (or the path of a taxonomy YAML file)"]
 
 
+@pytest.mark.slow
 def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
     root = tmp_path / "my_taxonomy"
     docs = root / "docs" / "tonsil-docs"  # documents are read only inside the taxonomy's tree (or --documents)

@@ -120,6 +120,7 @@ def test_cli_bad_input_exits_2_with_one_line_and_no_traceback(tiny):
     assert "qa.yaml:3: task:" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_unknown_teacher_and_missing_model(tiny):
     unknown = run_cli("generate", "--taxonomy", str(tiny / "qa.yaml"), "--teacher", "gpt5", "--out", str(tiny / "r"))
     assert unknown.returncode == 2 and "unknown teacher spec 'gpt5'" in unknown.stderr

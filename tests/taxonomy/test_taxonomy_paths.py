@@ -41,6 +41,7 @@ def test_the_project_layout_validates(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["outside", "absolute", "hidden", "link-out", "home-above"])
 @pytest.mark.parametrize("field", ["seeds", "context_file", "heldout", "task"])
 def test_a_path_leaving_the_project_or_hidden_is_refused_before_it_is_read(tmp_path, case, field):

@@ -41,6 +41,7 @@ def statuses(out: Path) -> list[str]:
         store.close()
 
 
+@pytest.mark.slow
 def test_overload_and_rate_limits_are_retried_once_paid(tmp_path):
     with FakeAPI(Faults(script=[529, 429, 500, "slow"], slow_s=1.0)) as api:
         report = run(api, tmp_path / "qa")

@@ -54,6 +54,7 @@ def accounted(out: Path) -> dict[str, int]:
     return {s: statuses.count(s) for s in set(statuses)}
 
 
+@pytest.mark.slow
 def test_transient_faults_are_retried_and_every_prompt_paid_once(tmp_path):
     faults = Faults(script=[429, 500, 529, "malformed", "slow", "disconnect"], retry_after="0.02", slow_s=1.0)
     with FakeAPI(faults) as api:
@@ -302,6 +303,7 @@ def committed_answers(out: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM teacher_calls WHERE error IS NULL").fetchone()[0]
 
 
+@pytest.mark.slow
 def test_kill_9_and_resume_never_pays_twice(tmp_path):
     """kill -9 mid-run, then the same command: an answer run.db committed is never paid for again, and kill -9
     loses only the answers still on their way or in the 20 ms commit window.
@@ -359,6 +361,7 @@ def test_dry_run_prints_estimate_and_sends_nothing(tmp_path):
     assert sum(api.requests.values()) == 0 and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_per_leaf_from_the_cli_plans_that_many_items_a_leaf(tmp_path):
     """`--per-leaf 3` on a taxonomy of two leaves at per_leaf 2: six items made, three a leaf."""
     env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
@@ -373,6 +376,7 @@ def test_per_leaf_from_the_cli_plans_that_many_items_a_leaf(tmp_path):
     assert {path: node["planned"] for path, node in stats["nodes"].items()} == {"(all)": 6, "account": 3, "billing": 3}
 
 
+@pytest.mark.slow
 def test_budget_exit_code_from_the_cli(tmp_path):
     env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
     with FakeAPI() as api:

@@ -106,6 +106,7 @@ def starts(monkeypatch) -> list[int]:
     return started
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_faults_are_retried_in_the_child_and_every_prompt_paid_once(tmp_path, provider, starts):
     faults = Faults(script=[429, 500, 529, "malformed", "slow", "disconnect"], retry_after="0.02", slow_s=1.0)
@@ -122,6 +123,7 @@ def test_faults_are_retried_in_the_child_and_every_prompt_paid_once(tmp_path, pr
             assert KEYS[provider].encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow
 def test_rejects_cache_and_budget_work_as_inline(tmp_path, starts):
     taxonomy = tmp_path / "tax" / "tickets.yaml"
     shutil.copytree(TINY, taxonomy.parent)
@@ -146,6 +148,7 @@ def test_rejects_cache_and_budget_work_as_inline(tmp_path, starts):
     assert len(starts) == 2  # a child for each paying run; the third asked the cache only and never needed one
 
 
+@pytest.mark.slow
 def test_a_sender_that_dies_fails_its_requests_with_the_reason_and_retry_failed_recovers(tmp_path):
     taxonomy = tmp_path / "tax" / "qa.yaml"
     shutil.copytree(TINY, taxonomy.parent)
@@ -179,6 +182,7 @@ def test_a_sender_that_dies_fails_its_requests_with_the_reason_and_retry_failed_
     assert statuses(tmp_path / "run") == {"generated": 12}
 
 
+@pytest.mark.slow
 def test_kill_9_takes_the_sender_with_the_run_and_resume_never_pays_twice(tmp_path):
     """As the inline test (test_api_openai.py): the cache off and no pre-flight, so run.db alone answers for
     what was paid; the server holds every request after the 10th, and the resumed run talks to a second one."""

@@ -196,6 +196,7 @@ def test_budget_reserves_at_batch_price():
     assert batch.batch_size > 1000 and batch.collect_s > 0
 
 
+@pytest.mark.slow
 @providers
 def test_kill_9_while_polling_then_rerun_collects_the_job(tmp_path, provider):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -245,6 +246,7 @@ def test_a_job_that_lists_late_is_still_found_before_it_is_created_again(tmp_pat
     assert len(ours(api, provider)) == 2 and set(api.paid.values()) == {1}  # two rounds, one job each
 
 
+@pytest.mark.slow
 @providers
 def test_kill_9_while_the_create_reply_is_held_then_rerun_adopts_the_job(tmp_path, provider):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -81,6 +81,7 @@ def teacher_help(env: dict[str, str], tmp_path: Path) -> str:
     return " ".join(line.replace("│", " ").split())
 
 
+@pytest.mark.slow
 def test_teacher_help_lists_the_builtins_and_each_installed_plugin(distill_site, plugin_site, tmp_path):
     builtins = "local | hf:<model> | openai:<model> | anthropic:<model> | vllm:<model>"
     alone = teacher_help(env_with(tmp_path, distill_site), tmp_path)
@@ -89,6 +90,7 @@ def test_teacher_help_lists_the_builtins_and_each_installed_plugin(distill_site,
     assert with_plugin.endswith(f" {builtins} | echo:<model> [default: local]"), with_plugin
 
 
+@pytest.mark.slow
 def test_a_builtin_and_a_plugin_teacher_run_through_the_registry(distill_site, plugin_site, tmp_path):
     env = env_with(tmp_path, distill_site, plugin_site)
     with FakeAPI() as api:
