@@ -30,6 +30,7 @@ def append_examples(run: Path, count: int, leaf: str = "respiratory/asthma") -> 
     return [row["id"] for row in rows]
 
 
+@pytest.mark.slow
 def test_examples_generated_after_the_split_reach_the_export_and_held_out_ones_stay_held_out(tmp_path):
     run = make_dataset(tmp_path / "run", per_leaf=10)
     env = cli_env(tmp_path)
@@ -94,6 +95,7 @@ def held_by_another_process(tmp_path):
         os.close(fd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [
     ["split", "{run}"],
     ["export", "{run}", "--license", "mit", "--out", "{tmp}/export"],
@@ -131,6 +133,7 @@ def damage(path: Path) -> None:
         handle.write(b"\xff\x00\xfe" * (page_size // 4))
 
 
+@pytest.mark.slow
 def test_nothing_is_written_into_a_run_db_the_integrity_check_finds_damaged(tmp_path):
     run = make_dataset(tmp_path / "run", per_leaf=10, extra=[
         example_row(f"big-{i}", "sentiment", "Q " * 200, "A " * 400) for i in range(40)])
