@@ -28,7 +28,7 @@ def one(method: str, threads: int, steps: int, batch_size: int, max_length: int)
     from distill.models import load_tokenizer, resolve_model, set_threads
     from distill.train import data, sft
     from distill.train.config import TrainConfig
-    from test_train_helpers import make_run, toy_rows
+    from train_helpers import make_run, toy_rows
 
     rows = toy_rows(200)
     for row in rows:  # longer answers so a step sees ~max_length tokens per sequence

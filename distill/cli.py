@@ -96,7 +96,7 @@ def generate(
     """Generate a dataset over every node of a taxonomy with a teacher model."""
     from pydantic import ValidationError
 
-    from distill.executors import check_executor
+    from distill.executors import check_executor, generation_executor
     from distill.generate.budget import print_estimate
     from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
     from distill.generate.summary import print_report
@@ -127,7 +127,7 @@ def generate(
     if dry_run:
         print_estimate(console, estimate_run(options))
         return
-    print_report(console, run_generate(options))
+    print_report(console, run_generate(options, executor=generation_executor(options.executor)))
 
 
 @taxonomy_app.command("validate")

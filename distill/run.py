@@ -18,6 +18,7 @@ from distill.curate import split
 from distill.errors import DistillError, RunFailed
 from distill.evaluate import report as evaluation
 from distill.evaluate.report import EvalConfig
+from distill.executors import generation_executor
 from distill.generate import runner as generation
 from distill.generate.runner import GenerateOptions, GenerateSettings, default_out
 from distill.review import pipeline as review
@@ -115,7 +116,8 @@ def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], r
 
     if "generate" not in state["done"]:
         say("stage 1/4: generate + curate")
-        report = generation.run(run_dir, generate_options(config, run_dir.root, retry_failed))
+        options = generate_options(config, run_dir.root, retry_failed)
+        report = generation.run(run_dir, options, generation_executor(options.executor))
         counts = report.stats["counts"]
         if counts["pending"] or counts["failed"]:
             raise RunFailed(f"generation left {counts['pending']} pending and {counts['failed']} failed items; "

@@ -7,10 +7,16 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "fixtures" / "tiny"
+import pytest
+
+# The one place paths are computed from a file's location: test files sit at different depths under tests/.
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+TINY = TESTS / "fixtures" / "tiny"
+HELDOUT = TESTS / "data" / "heldout"
 SCRIPT = Path(sys.executable).with_name("distill")
 
 
@@ -54,3 +60,21 @@ def answers_in(out: Path) -> int:
             return db.execute("SELECT COUNT(*) FROM teacher_calls WHERE error IS NULL").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def wait_for(condition, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert condition(), "the run ended or stalled first"
+
+
+def in_own_mount(tmp_path: Path, script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`script` (sh) in a mount namespace of its own, where it may mount a small or read-only tmpfs."""
+    if shutil.which("unshare") is None:
+        pytest.fail("this test needs util-linux's unshare (Debian: apt-get install util-linux)")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.fail(f"cannot make a mount namespace here (unshare -rm: {probe.stderr.strip()})")
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=180)

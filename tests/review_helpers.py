@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+from cli_helpers import TINY
 from distill.owned import OwnedFolder
 from distill.records import Decision
 from distill.review.ledger import ReviewLedger
@@ -85,6 +86,9 @@ def leaf_ids(leaf: str, count: int, start: int = 0) -> list[str]:
     return [f"{leaf.split('/')[-1]}-{i:03d}" for i in range(start, start + count)]
 
 
+SERVER_IDS = leaf_ids("respiratory/asthma", 6) + leaf_ids("cardiology/arrhythmias", 6)  # run_dir's queue
+
+
 def wait_for_decisions(directory: Path, count: int, timeout: float = 20.0) -> list[Decision]:
     """The decisions once `count` have landed (pages and terminals save as they go, in other processes)."""
     deadline = time.time() + timeout
@@ -98,7 +102,7 @@ def wait_for_decisions(directory: Path, count: int, timeout: float = 20.0) -> li
 
 def tiny_taxonomy(tmp_path: Path, per_leaf: int) -> Path:
     """tests/fixtures/tiny's QA taxonomy copied, with `per_leaf` items in each of its two leaves."""
-    shutil.copytree(Path(__file__).parent / "fixtures" / "tiny", tmp_path / "tiny")
+    shutil.copytree(TINY, tmp_path / "tiny")
     taxonomy = tmp_path / "tiny" / "qa.yaml"
     taxonomy.write_text(taxonomy.read_text().replace("per_leaf: 2", f"per_leaf: {per_leaf}"))
     return taxonomy

@@ -15,19 +15,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "distill"
 
-# Imports the pipeline rework (distill/curate/steps/, distill/executors/) removes: until it lands they are let
-# through here, and only these. Each is (importer, imported module or name).
-UNTIL_THE_PIPELINE_REWORK = {
-    # A task's skip_checks are checked against the general checks' names, which live in curate/checks.py.
-    ("distill.tasks.engine", "distill.curate.checks"),
-    # Generation picks its executor itself instead of being handed to one.
-    ("distill.generate.runner", "distill.executors.ray_generate"),
-    ("distill.executors.ray_curate", "distill.curate.pipeline._quality"),
-}
-# The packages it rewrites: their imports inside functions are left to it.
-REWORKED = ("distill.curate.", "distill.executors.")
-
-
 @dataclass(frozen=True)
 class Import:
     importer: str  # distill.x.y
@@ -82,12 +69,6 @@ def all_imports() -> tuple[set[str], list[Import]]:
     return modules, [found for file in files for found in imports_of(file, modules)]
 
 
-def pending(found: Import) -> bool:
-    target = f"{found.module}.{found.name}" if found.name else found.module
-    return (found.importer, target) in UNTIL_THE_PIPELINE_REWORK or \
-        (found.importer, found.module) in UNTIL_THE_PIPELINE_REWORK
-
-
 def internal(found: Import) -> bool:
     return found.module == "distill" or found.module.startswith("distill.")
 
@@ -129,7 +110,7 @@ def cycles(modules: set[str], found: list[Import]) -> list[list[str]]:
     the importer's own packages, which are already loading when it runs."""
     edges: dict[str, set[str]] = {module: set() for module in modules}
     for each in found:
-        if not internal(each) or pending(each) or each.module not in modules:
+        if not internal(each) or each.module not in modules:
             continue
         target = each.module
         while target and target != "distill":
@@ -190,14 +171,14 @@ def test_no_import_runs_up_the_layers():
     order = layers()
     assert len(order) > 5 and all(order), "docs/architecture.md has lost its list of layers"
     upward = [f"  {each}: layer {layer_of(each.importer, order) + 1} imports layer {layer_of(each.module, order) + 1}"
-              for each in found if internal(each) and each.module in modules and not pending(each)
+              for each in found if internal(each) and each.module in modules
               and layer_of(each.module, order) > layer_of(each.importer, order)]
     assert not upward, "imports up the layers of docs/architecture.md#layers:\n" + "\n".join(upward)
 
 
 def test_no_module_imports_another_ones_private_name():
     _, found = all_imports()
-    private = [f"  {each}" for each in found if internal(each) and not pending(each)
+    private = [f"  {each}" for each in found if internal(each)
                and (each.name or each.module.rpartition(".")[2]).startswith("_")
                and not (each.name or "").startswith("__")]
     assert not private, "private names imported from another module (make them public, or move the code):\n" + \
@@ -217,7 +198,7 @@ def test_imports_inside_functions_are_an_entry_points_or_an_optional_extras():
         return not internal(each) and each.module.partition(".")[0] not in ours
 
     adapters = {each.importer for each in found if not each.in_function and extra(each)}
-    late = [f"  {each}" for each in found if each.in_function and not pending(each)
-            and layer_of(each.importer, order) != entry and not each.importer.startswith(REWORKED)
+    late = [f"  {each}" for each in found if each.in_function
+            and layer_of(each.importer, order) != entry
             and not extra(each) and each.module not in adapters]
     assert not late, "imports inside functions that belong at the top of their module:\n" + "\n".join(late)

@@ -31,6 +31,7 @@ def test_generated_pages_are_current():
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_check_names_a_stale_page(tmp_path):
     docs = tmp_path / "docs"
     shutil.copytree(ROOT / "docs", docs)
@@ -64,6 +65,7 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_site_builds_strict(site):
     for page in ("index", "cli", "checks", "curation", "python-api", "architecture", "benchmarks"):
         assert (site / ("index.html" if page == "index" else f"{page}/index.html")).is_file(), page

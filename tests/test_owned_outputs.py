@@ -16,18 +16,17 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli_env, distill, distill_command, error_lines, tiny_copy
-from fakeapi import FakeAPI
-from review_helpers import WORDS, example_row, leaf_ids, make_dataset, queue_ids
-from test_cli_runs import in_own_mount
-from test_instructlab import POEMS, skill, write
-from test_train_helpers import make_run, trained  # noqa: F401
 
+from cli_helpers import cli_env, distill, distill_command, error_lines, in_own_mount, tiny_copy
 from distill.owned import MANIFEST, OwnedFolder
 from distill.records import Decision
 from distill.review.ledger import ReviewLedger
 from distill.review.session import ReviewSession
 from distill.train.manifest import Manifest, write_manifest
+from fakeapi import FakeAPI
+from instructlab_helpers import POEMS, skill, write
+from review_helpers import WORDS, example_row, leaf_ids, make_dataset, queue_ids
+from train_helpers import make_run
 
 MINE = b"the user's own bytes\n\x00\xff not distill's\n"
 
@@ -115,6 +114,7 @@ def test_review_export_pointed_at_the_run_or_the_current_folder_keeps_run_db_and
             survived(reviewed, files)
 
 
+@pytest.mark.slow
 def test_review_export_into_a_folder_of_the_users(reviewed, tmp_path):
     env = cli_env(tmp_path)
     project = tmp_path / "project"
@@ -152,6 +152,7 @@ def test_a_hostile_record_cannot_point_outside_the_folder(reviewed, tmp_path):
     survived(tmp_path, precious)
 
 
+@pytest.mark.slow
 def test_review_in_a_users_dataset_folder_leaves_their_dataset_as_written(tmp_path):
     folder = tmp_path / "mine"
     rows = [example_row(f"q{i:02d}", "respiratory/asthma", f"What about inhalers, case {i}?",
@@ -172,6 +173,7 @@ def test_review_in_a_users_dataset_folder_leaves_their_dataset_as_written(tmp_pa
 
 # --- the dataset commands ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_generate_out(tmp_path):
     tiny_copy(tmp_path)
     env = cli_env(tmp_path)
@@ -202,6 +204,7 @@ def test_generate_out(tmp_path):
     assert not leftovers(out)
 
 
+@pytest.mark.slow
 def test_curate_out(tmp_path):
     env = cli_env(tmp_path)
     source = make_dataset(tmp_path / "source", per_leaf=4) / "dataset.jsonl"
@@ -224,6 +227,7 @@ def test_curate_out(tmp_path):
     survived(out, planted)
 
 
+@pytest.mark.slow
 def test_export_out(tmp_path):
     env = cli_env(tmp_path)
     run = make_run(tmp_path / "run")
@@ -247,6 +251,7 @@ def test_export_out(tmp_path):
     survived(out, planted)
 
 
+@pytest.mark.slow
 def test_export_never_writes_through_a_linked_subfolder(tmp_path):
     run = make_run(tmp_path / "run")
     elsewhere = tmp_path / "elsewhere"
@@ -304,6 +309,7 @@ def test_split_in_place(tmp_path):
     survived(run, planted)
 
 
+@pytest.mark.slow
 def test_import_instructlab_out(tmp_path):
     env = cli_env(tmp_path)
     root = tmp_path / "taxonomy"
@@ -339,6 +345,7 @@ def test_import_instructlab_out(tmp_path):
 
 # --- the model commands: each refuses before any model loads ---------------------------------------------------
 
+@pytest.mark.slow
 def test_train_out_refuses_before_training(tmp_path):
     env = model_env(tmp_path)
     run = make_run(tmp_path / "run")
@@ -374,6 +381,7 @@ def test_eval_out_refuses_before_loading(tmp_path):
     survived(out, planted)
 
 
+@pytest.mark.slow
 def test_export_model_out_refuses_before_merging(tmp_path):
     env = model_env(tmp_path)
     adapter = adapter_manifest(tmp_path / "adapter")
@@ -409,7 +417,7 @@ def test_train_force_out_writes_beside_the_users_files(tmp_path):
 
 @pytest.mark.model
 @pytest.mark.train
-def test_eval_and_export_model_write_beside_the_users_files(trained, tmp_path):  # noqa: F811
+def test_eval_and_export_model_write_beside_the_users_files(trained, tmp_path):
     env = model_env(tmp_path)
     run_dir, result = trained
     report = tmp_path / "report"

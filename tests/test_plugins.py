@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from cli_helpers import cli_env, distill
+from cli_helpers import ROOT, cli_env, distill
 from distill.records import read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tests" / "plugins" / "distill-shout"
 
 
@@ -46,6 +44,7 @@ tree:
 """
 
 
+@pytest.mark.slow
 def test_distill_plugins_lists_each_kind_with_its_module_and_package(site, tmp_path):
     done = distill("plugins", cwd=tmp_path, env=env_with(site, tmp_path))
     assert done.returncode == 0, done.stderr

@@ -2,14 +2,12 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
+from cli_helpers import ROOT, TINY as FIXTURES
 from distill.errors import DistillError
 from distill.run import load_run_config, run_pipeline
-
-FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
 
 
 @pytest.mark.model
@@ -81,7 +79,7 @@ def test_the_recipe_configs_load_and_plan_a_few_hundred_items(name, task, planne
     change, and plan the size the README states."""
     from distill.taxonomy import build_plan, load_taxonomy, with_per_leaf
 
-    config = load_run_config(Path(__file__).parents[1] / "configs" / name)
+    config = load_run_config(ROOT / "configs" / name)
     loaded = load_taxonomy(config.taxonomy)
     assert loaded.taxonomy.task == task
     assert len(build_plan(with_per_leaf(loaded, config.generate.per_leaf), seed=config.generate.seed)) == planned

@@ -11,11 +11,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli_env, distill, error_lines
-from review_helpers import example_row, make_dataset
 
+from cli_helpers import cli_env, distill, error_lines
 from distill.curate.split import read_split
 from distill.store import RunStore
+from review_helpers import example_row, make_dataset
 
 
 def ids(path: Path) -> list[str]:
@@ -30,6 +30,7 @@ def append_examples(run: Path, count: int, leaf: str = "respiratory/asthma") -> 
     return [row["id"] for row in rows]
 
 
+@pytest.mark.slow
 def test_examples_generated_after_the_split_reach_the_export_and_held_out_ones_stay_held_out(tmp_path):
     run = make_dataset(tmp_path / "run", per_leaf=10)
     env = cli_env(tmp_path)
@@ -94,6 +95,7 @@ def held_by_another_process(tmp_path):
         os.close(fd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [
     ["split", "{run}"],
     ["export", "{run}", "--license", "mit", "--out", "{tmp}/export"],
@@ -131,6 +133,7 @@ def damage(path: Path) -> None:
         handle.write(b"\xff\x00\xfe" * (page_size // 4))
 
 
+@pytest.mark.slow
 def test_nothing_is_written_into_a_run_db_the_integrity_check_finds_damaged(tmp_path):
     run = make_dataset(tmp_path / "run", per_leaf=10, extra=[
         example_row(f"big-{i}", "sentiment", "Q " * 200, "A " * 400) for i in range(40)])
@@ -173,3 +176,23 @@ def test_a_users_own_run_lock_is_neither_truncated_nor_followed(tmp_path, kind):
     if kind == "file":
         assert (run / "run.lock").read_text() == "the user's notes\n"
     assert not (run / "train.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["curate", "data.jsonl", "--out", "curated", "--heldout", "notes.txt"],
+    ["curate", "missing.jsonl", "--out", "curated"],
+    ["export", ".", "--license", "mit", "--out", "exported"],
+    ["split", "."],
+    ["review", "."],
+])
+def test_a_refused_command_leaves_nothing_in_the_users_folder(tmp_path, command):
+    """Inputs are checked before any output folder or run.lock is made: a typo costs the user nothing to tidy."""
+    project = tmp_path / "project"
+    make_dataset(project, per_leaf=3)
+    (project / "dataset.jsonl").rename(project / "data.jsonl")  # the user's own file, not a run's dataset
+    (project / "notes.txt").write_text("the user's notes\n")
+    before = sorted(p.name for p in project.iterdir())
+    done = distill(*command, cwd=project, env=cli_env(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(error_lines(done.stderr)) == 1, done.stderr
+    assert sorted(p.name for p in project.iterdir()) == before

@@ -9,17 +9,17 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli_env, distill, tiny_copy
-from fakeapi import FakeAPI
-from review_helpers import decide, make_dataset
 
+from cli_helpers import ROOT, cli_env, distill, tiny_copy
 from distill import rundir
 from distill.errors import DistillError
 from distill.owned import MANIFEST
 from distill.records import Example, read_jsonl
 from distill.rundir import RunDir
+from fakeapi import FakeAPI
+from review_helpers import decide, make_dataset
 
-PACKAGE = Path(__file__).resolve().parents[1] / "distill"
+PACKAGE = ROOT / "distill"
 
 # The names the issue counted, spelled in 9 files before (kept here too, so that one dropped from
 # rundir.ARTIFACTS is still looked for).
@@ -91,6 +91,7 @@ def test_a_run_dirs_files_go_through_its_ownership_record(tmp_path):
         run_dir.read_pipeline()
 
 
+@pytest.mark.slow
 def test_a_run_folder_an_earlier_distill_wrote_still_opens(tmp_path):
     """A run made before `.distill-owned.json` and `taxonomy.json` existed: split, review and its status work on
     it, take it for a run (by its run.db), and never touch a file of the user's beside it."""
@@ -124,6 +125,7 @@ def test_a_run_folder_an_earlier_distill_wrote_still_opens(tmp_path):
     assert (out / "notes.txt").read_text() == "mine\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("users_dataset", [False, True], ids=["distills-dataset", "users-dataset"])
 def test_the_review_rebuilds_the_split_with_the_other_files(tmp_path, users_dataset):
     """`distill review status` applies the decisions to every file built from the data, the split too: a split

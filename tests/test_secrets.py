@@ -32,6 +32,7 @@ def _holding_secret(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 @pytest.mark.parametrize("form", ["query", "userinfo"])
 def test_a_key_in_the_base_url_is_sent_to_the_server_and_never_written_or_shown(tmp_path, provider, form):
@@ -72,6 +73,7 @@ def test_a_base_url_that_is_not_a_url_is_one_line_without_its_key(tmp_path):
     assert _holding_secret(tmp_path) == [] and SECRET not in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_a_server_echoing_the_key_of_the_url_in_its_error_has_it_masked(tmp_path):
     with FakeAPI(Faults(expect_query_key=("api-key", "the-right-key"))) as api:
         done = distill("generate", "-t", str(tiny_copy(tmp_path) / "qa.yaml"), "--teacher", "openai:m", "--out", "run",

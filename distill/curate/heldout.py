@@ -38,6 +38,15 @@ def parse_heldout_option(value: str) -> HeldoutSource:
     return HeldoutSource(path=value)
 
 
+def check_source(source: HeldoutSource, option: str = "--heldout") -> None:
+    """A held-out source that exists and whose format is known, or one line: checked before anything is written,
+    so a mistyped --heldout leaves no output folder behind."""
+    if not Path(source.path).exists():
+        raise DistillError(f"{option}: file not found ({Path(source.path).resolve()}; a relative path starts from the "
+                           "current folder)", path=source.path)
+    _format_of(source)
+
+
 def _format_of(source: HeldoutSource) -> str:
     if source.format != "auto":
         return source.format

@@ -3,7 +3,7 @@ classification the confusion matrices of the base and the student.
 
 Drawn from the report dict alone (what eval.json holds), with matplotlib's Agg canvas (no display, no pyplot
 state), so a figure can be redrawn from eval.json and compared with the file pixel for pixel
-(tests/test_eval_figures.py does). The figure builders return matplotlib Figures whose artists carry the
+(tests/evaluate/test_eval_figures.py does). The figure builders return matplotlib Figures whose artists carry the
 numbers: each bar container is labelled with its system, each interval line collection has the gid
 "interval:SYSTEM", each axes has its task or system as gid.
 """

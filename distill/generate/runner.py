@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from distill.curate.checks import unknown_checks
+from distill.check_names import unknown_checks
 from distill.curate.judge import Judge
 from distill.curate.progress import stage_progress
 from distill.errors import DistillError, RunFailed
@@ -64,8 +64,9 @@ class GenerateSettings(BaseModel):
     label_check: bool = False
     judge: TeacherSpec | None = None
     skip_checks: list[str] = Field(default_factory=list)
-    # Where the items run (distill/executors): this process, or actors on a Ray cluster (RAY_ADDRESS, else
-    # one started on this machine), each with its own teacher: one a CPU unless `ray_workers` says.
+    # Where the items run: this process, or actors on a Ray cluster (RAY_ADDRESS, else one started on this
+    # machine), each with its own teacher: one a CPU unless `ray_workers` says. The entry point that reads
+    # this hands the runner the executor it names (distill/executors).
     executor: Literal["local", "ray"] = "local"
     ray_workers: int | None = Field(None, gt=0)
     ray_gpus_per_worker: float | None = Field(None, gt=0)
@@ -97,6 +98,22 @@ def default_out(loaded: LoadedTaxonomy) -> Path:
     return Path("runs") / loaded.name
 
 
+class ItemExecutor(Protocol):
+    """Runs a run's items somewhere other than this process (`distill.executors.generation_executor`)."""
+
+    def open(self, store: RunStore, loaded: LoadedTaxonomy, options: GenerateOptions,
+             progress: GenerationProgress) -> ItemRun: ...
+
+
+class ItemRun(Protocol):
+    """One run's items under way elsewhere: `run` may be called more than once (the pre-flight sample, then the
+    rest); each answer and outcome is in the store when it returns."""
+
+    def run(self, items: list[PlanItem]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class _Job:
     """A generation checked and planned, before anything is written or sent."""
@@ -106,30 +123,40 @@ class _Job:
     plan: list[PlanItem]
     api: bool  # an HTTP API teacher built here (not one handed in): cache, preflight and budget apply
     teacher_factory: Callable[[], Teacher] | None = None
+    executor: ItemExecutor | None = None  # None: the items run in this process
 
 
-def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None = None) -> RunReport:
+def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None = None,
+             executor: ItemExecutor | None = None) -> RunReport:
     """Run (or resume) generation and write the run directory (`distill generate`, `distill.generate()`):
     the folder, `options.out` or runs/<taxonomy name>, is claimed once everything is checked. Returns the
-    report the CLI prints."""
-    job = _prepare(options, teacher_factory)
+    report the CLI prints.
+
+    The items run in this process, or with `executor` (the one `options.executor` names, which the entry
+    point chose: `distill.executors.generation_executor`)."""
+    job = _prepare(options, teacher_factory, executor)
     run_dir = RunDir.claim(options.out or default_out(job.loaded), force=options.force)
     return _run(run_dir, job)
 
 
-def run(run_dir: RunDir, options: GenerateOptions) -> RunReport:
+def run(run_dir: RunDir, options: GenerateOptions, executor: ItemExecutor | None = None) -> RunReport:
     """The generation stage in a run folder already claimed (`distill run` claims it for its whole job):
-    every item asked, every answer in run.db, then the run's files rebuilt from it (`finish_run`)."""
-    return _run(run_dir, _prepare(options, None))
+    every item asked (here, or with `executor`), every answer in run.db, then the run's files rebuilt from it
+    (`finish_run`)."""
+    return _run(run_dir, _prepare(options, None, executor))
 
 
-def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None) -> _Job:
+def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None,
+             executor: ItemExecutor | None) -> _Job:
     """Everything a run reads (taxonomy, seeds, held-out sets, prompt templates, the response cache) checked
     before the run folder is touched or the first teacher call."""
     check_flags(options)
     if options.executor == "ray" and teacher_factory is not None:
         raise DistillError("executor='ray' builds a teacher on every worker from the spec: pass teacher=SPEC, "
                            "not a teacher object")
+    if (executor is None) != (options.executor == "local"):
+        raise DistillError(f"executor={options.executor!r} runs with the executor it names: call distill.generate(), "
+                           "or pass executor=distill.executors.generation_executor(options.executor)")
     loaded = _load_taxonomy(options, code=True)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
@@ -137,17 +164,19 @@ def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     api = options.teacher.api and teacher_factory is None
     if api and options.cache:  # checked now: the cache is opened only once the teacher is built
         writable_folder(options.cache_dir or default_cache_dir(), "--cache-dir")
-    return _Job(options, loaded, plan, api, teacher_factory)
+    return _Job(options, loaded, plan, api, teacher_factory, executor)
 
 
 def _run(run_dir: RunDir, job: _Job) -> RunReport:
     """One run at a time holds the directory."""
     with run_dir.lock(), run_dir.store_errors():
-        return _generate_locked(job.options, job.loaded, job.plan, run_dir, job.api, job.teacher_factory)
+        return _generate_locked(job.options, job.loaded, job.plan, run_dir, job.api, job.teacher_factory,
+                                job.executor)
 
 
 def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: list[PlanItem], run_dir: RunDir,
-                     api: bool, teacher_factory: Callable[[], Teacher] | None) -> RunReport:
+                     api: bool, teacher_factory: Callable[[], Teacher] | None,
+                     executor: ItemExecutor | None) -> RunReport:
     store = run_dir.open_store()
     try:
         plan += store.regenerated_plan_items()  # a leaf asked again after review stays in the run
@@ -158,11 +187,11 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
         budget = None
-        if todo and options.executor == "ray":
+        if todo and executor is not None:
             progress = GenerationProgress(enabled=options.progress)
             try:
-                _generate_on_ray(store, loaded, todo, options, progress, run_preflight=api and options.preflight
-                                 and not store.info().get("preflight_ok"))
+                _generate_elsewhere(executor, store, loaded, todo, options, progress, run_preflight=api
+                                    and options.preflight and not store.info().get("preflight_ok"))
             finally:
                 progress.close()
         elif todo:
@@ -381,28 +410,19 @@ async def _generate_all(store: RunStore, loaded: LoadedTaxonomy, items: list[Pla
         await teacher.aclose()  # async HTTP clients close inside the loop that owns them
 
 
-def _generate_on_ray(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], options: GenerateOptions,
-                     progress: GenerationProgress, run_preflight: bool) -> None:
-    """`_generate_all` on a Ray cluster (distill/executors/ray_generate.py): the same preflight, the same items."""
-    # Up the layers: generation should be handed to an executor, not pick one here. The pipeline rework moves the
-    # choice out; until then tests/test_architecture.py lets this import through, and it stays where it was.
-    from distill.executors.ray_generate import RayGeneration  # noqa: PLC0415
-
-    cache_dir = options.cache_dir or default_cache_dir() if options.cache and options.teacher.api else None
-    ray_run = progress.starting(options.teacher, lambda: RayGeneration(
-        store, loaded, options.teacher.text, options.teacher_options, str(cache_dir) if cache_dir else None,
-        workers=options.ray_workers, gpus_per_worker=options.ray_gpus_per_worker or 0.0,
-        on_call=lambda result: progress.add_tokens(result.usage.prompt_tokens, result.usage.completion_tokens),
-        on_outcome=lambda outcome: progress.advance(kept=outcome.example is not None, failed=outcome.failed)))
+def _generate_elsewhere(executor: ItemExecutor, store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem],
+                        options: GenerateOptions, progress: GenerationProgress, run_preflight: bool) -> None:
+    """`_generate_all` with another executor (Ray's workers): the same preflight, the same items."""
+    run = progress.starting(options.teacher, lambda: executor.open(store, loaded, options, progress))
     try:
         progress.start(len(items))
         sample, items = _split_preflight(loaded, items) if run_preflight else ([], items)
         if sample:
-            ray_run.run(sample)
+            run.run(sample)
             _pass_preflight(store, sample)
-        ray_run.run(items)
+        run.run(items)
     finally:
-        ray_run.close()
+        run.close()
 
 
 def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[PlanItem]:

@@ -2,7 +2,7 @@
 
 Written out rather than imported: the formulas are a few lines of numpy, and the libraries that
 have them (statsmodels, scikit-learn) would pull pandas or a compiled stack into the light review
-extra. tests/test_review_stats.py checks both against statsmodels.
+extra. tests/review/test_review_stats.py checks both against statsmodels.
 """
 
 from __future__ import annotations

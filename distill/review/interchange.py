@@ -9,7 +9,7 @@
   review does not have, so the outcome comes in as suggestions (agent: the reviewers' names) for a team
   to confirm there; the per-reviewer log is in the datasets export.
 Written by hand from Argilla's documented layout, so the review extra does not depend on its SDK;
-tests/test_review_interchange.py loads both exports with the real `argilla` and `datasets` packages.
+tests/review/test_review_interchange.py loads both exports with the real `argilla` and `datasets` packages.
 """
 
 from __future__ import annotations

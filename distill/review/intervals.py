@@ -2,7 +2,7 @@
 
 Wilson's score interval (the default: close to nominal coverage even at 0 or few rejects) and the
 Clopper-Pearson exact interval (never below nominal coverage, so a little wider). Both are two-sided:
-the gate compares the upper end of the 95% interval with the threshold. tests/test_review_stats.py
+the gate compares the upper end of the 95% interval with the threshold. tests/review/test_review_stats.py
 checks both against statsmodels' `proportion_confint`.
 """
 

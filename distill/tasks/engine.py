@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from distill.check_names import unknown_checks
 from distill.errors import DistillError
 from distill.records import Example, ExampleMeta, Message, PlanItem, SamplingParams, Usage
 from distill.tasks.checks import TaskCheck, compile_check
@@ -378,10 +379,6 @@ def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | No
                   for name, source in spec.example.output.items()}
     elif spec.example.output is not None:
         output = expression(spec.example.output, ("example", "output"))
-    # Up the layers, and a circle (curate/checks.py imports tasks): the general checks' names move below tasks
-    # with the pipeline rework (tests/test_architecture.py lets this one through until then).
-    from distill.curate.checks import unknown_checks  # noqa: PLC0415
-
     if message := unknown_checks(spec.skip_checks):
         raise TaskError(("skip_checks",), message)
     checks = []

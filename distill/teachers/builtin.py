@@ -7,7 +7,7 @@ when one is made, so a missing optional dependency is one line naming the extra 
 an import error at start-up.
 
 `BACKENDS` is the same table, for an install whose metadata predates an entry point (an editable
-install made before pyproject.toml named it); tests/test_teacher_registry.py checks that the two agree.
+install made before pyproject.toml named it); tests/teachers/test_teacher_registry.py checks that the two agree.
 """
 
 from __future__ import annotations

@@ -1,0 +1,188 @@
+"""The review page in a real browser: Debian's Chromium driven by Playwright, keyboard only.
+
+Needs /usr/bin/chromium (`bash scripts/setup.sh --tests` installs it); without it these tests fail, they
+do not skip.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+
+from distill.records import read_jsonl
+from distill.review.ledger import ReviewLedger
+from distill.review.server import ReviewServer
+from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
+
+CHROMIUM = os.environ.get("DISTILL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HOSTILE_QUESTION = 'Is <script>window.__pwned = "script"</script> a safe dose?'
+HOSTILE_ANSWER = ('Take <img src=x onerror="window.__pwned = \'img\'"> twice daily. '
+                  '[Read the leaflet](javascript:window.__pwned=\'link\') or '
+                  '<a href="javascript:window.__pwned=\'anchor\'">this</a>.\n\n'
+                  '**Bold advice** and the [NHS page](https://www.nhs.uk/conditions/asthma/).\n\n'
+                  '- first step\n- second step\n\n```\n<b>not bold</b>\n```')
+ORDER = ["planted"] + leaf_ids("respiratory/asthma", 4) + leaf_ids("cardiology/arrhythmias", 4)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Playwright's sync API, for this module only: a session-long Playwright (pytest-playwright's fixtures)
+    keeps its event loop marked running, and every later `asyncio.run()` in the session then fails."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def review(tmp_path):
+    planted = example_row("planted", "respiratory/asthma", HOSTILE_QUESTION, HOSTILE_ANSWER)
+    directory = make_dataset(tmp_path / "run", per_leaf=4, extra=[planted])
+    queue_ids(directory, ORDER)
+    server = ReviewServer(directory, port=0, owner="kim").start()
+    yield directory, server
+    server.stop()
+
+
+def open_page(page, server):
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url)
+    page.wait_for_selector("body[data-ready='1']")
+    return errors
+
+
+def card_id(page) -> str:
+    return page.evaluate("document.body.dataset.cardId")
+
+
+def press_and_wait(page, *keys: str) -> str:
+    before = card_id(page)
+    for key in keys:
+        page.keyboard.press(key)
+    page.wait_for_function("id => document.body.dataset.cardId !== id", arg=before)
+    return card_id(page)
+
+
+@pytest.mark.slow
+def test_keyboard_accept_reject_edit_undo_skip(page, review, tmp_path):
+    directory, server = review
+    errors = open_page(page, server)
+    assert card_id(page) == ORDER[0]
+    assert "a accept" in page.inner_text("#keys") and page.inner_text("#reviewer") == "· kim"
+
+    assert press_and_wait(page, "a") == ORDER[1]
+    assert press_and_wait(page, "r", "1", "4", "Enter") == ORDER[2]
+    page.keyboard.press("e")
+    page.wait_for_selector("textarea[data-role=assistant]:focus")
+    page.keyboard.press("Control+a")
+    page.keyboard.type("Edited with the keyboard alone.")
+    assert press_and_wait(page, "Control+Enter") == ORDER[3]
+    found = wait_for_decisions(directory, 3)
+    assert [(d.item_id, d.verdict, d.reasons) for d in found] == [
+        (ORDER[0], "accept", []), (ORDER[1], "reject", ["wrong", "format"]), (ORDER[2], "edit", [])]
+    assert found[2].messages[-1].content == "Edited with the keyboard alone."
+    # The edit changed the answer only: the question is the item's own, as the dataset has it.
+    question = next(row for row in read_jsonl(directory / "dataset.jsonl") if row["id"] == ORDER[2])["messages"][1]
+    assert found[2].messages[1].content == question["content"] and found[0].seconds > 0
+
+    # Undo takes back the edit (a new decision) and brings its card back.
+    assert press_and_wait(page, "u") == ORDER[2]
+    undo = wait_for_decisions(directory, 4)[3]
+    assert undo.verdict == "undo" and undo.undoes == found[2].id
+    assert "Edited with the keyboard alone." not in page.inner_text("#card")
+    assert press_and_wait(page, "s") == ORDER[3]
+    assert wait_for_decisions(directory, 5)[4].verdict == "skip"
+    page.wait_for_function("() => document.getElementById('progress-text').textContent.startsWith('2 of 9 done')")
+
+    # Navigation and the reason filter.
+    assert press_and_wait(page, "k") == ORDER[2] and press_and_wait(page, "j") == ORDER[3]
+    page.select_option("#filter-reason", "format")
+    page.wait_for_function("id => document.body.dataset.cardId === id", arg=ORDER[1])
+    assert "you rejected (wrong or hallucinated, format)" in page.inner_text("#card")
+    page.screenshot(path=str(tmp_path / "review.png"))
+    assert (tmp_path / "review.png").stat().st_size > 10_000
+    assert errors == []
+
+
+def test_teacher_text_renders_as_text_and_runs_nothing(page, review):
+    directory, server = review
+    errors = open_page(page, server)
+    assert card_id(page) == "planted"
+    card = page.locator("#card")
+    text = card.inner_text()
+    assert "<script>window.__pwned = \"script\"</script>" in text
+    assert "<img src=x onerror=" in text and "[Read the leaflet](javascript:" in text
+    assert '<a href="javascript:' in text and "<b>not bold</b>" in text
+    for selector in ("script", "img", "iframe", "a[href^='javascript']", "[onerror]", "b"):
+        assert card.locator(selector).count() == 0, selector
+    # Markdown still works for what is safe: bold, lists, code, and an https link that cannot leak the token.
+    assert card.locator("strong").inner_text() == "Bold advice"
+    assert card.locator("li").all_inner_texts() == ["first step", "second step"]
+    link = card.locator("a")
+    assert link.count() == 1 and link.get_attribute("href") == "https://www.nhs.uk/conditions/asthma/"
+    assert "noreferrer" in link.get_attribute("rel")
+    # Editing shows the raw text in a textarea: still nothing runs.
+    page.keyboard.press("e")
+    page.wait_for_selector("textarea[data-role=user]")
+    assert page.input_value("textarea[data-role=user]") == HOSTILE_QUESTION
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__pwned") is None
+    assert errors == []
+
+
+@pytest.mark.slow
+def test_a_second_reviewers_page_skips_the_cards_another_has_open(chromium, page, review):
+    """kim's page shows the first card; bob, opening the page next, starts on a card nobody has open."""
+    directory, server = review
+    with ReviewLedger.open(directory) as ledger:
+        token = ledger.add_reviewer("bob")
+    errors = open_page(page, server)
+    assert card_id(page) == ORDER[0]
+    other = chromium.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        bob = other.new_page()
+        bob.on("pageerror", lambda exc: errors.append(str(exc)))
+        bob.goto(f"{server.base_url}?token={token}")
+        bob.wait_for_selector("body[data-ready='1']")
+        assert bob.inner_text("#reviewer") == "· bob"
+        assert card_id(bob) not in (None, ORDER[0])  # not the card on kim's screen
+    finally:
+        other.close()
+    assert errors == []
+
+
+@pytest.mark.slow
+def test_a_decision_run_db_cannot_take_is_shown_and_pressing_again_saves_it(page, review):
+    directory, server = review
+    errors = open_page(page, server)
+    server.session.ledger.db.execute("PRAGMA busy_timeout = 300")  # the server's wait for a lock, 10 s, cut short
+    holder = sqlite3.connect(directory / "run.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds run.db's write lock
+    try:
+        assert press_and_wait(page, "a") == ORDER[1]
+        page.wait_for_function("() => document.getElementById('toast').textContent.includes('busy')", timeout=10_000)
+        assert page.inner_text("#toast") == (f"{ORDER[0]}: the run is busy (another process holds run.db's lock): "
+                                             "your decision was not saved; press again")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert wait_for_decisions(directory, 1, timeout=1) == []
+    assert press_and_wait(page, "k") == ORDER[0]
+    assert press_and_wait(page, "a") == ORDER[1]
+    assert [(d.item_id, d.verdict) for d in wait_for_decisions(directory, 1)] == [(ORDER[0], "accept")]
+    assert errors == []
