@@ -22,8 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.curate.exact import exact_keys, find_exact_duplicates  # noqa: E402
 from distill.curate.minhash import (  # noqa: E402
-    MinHashConfig, candidate_pairs, detection_probability, estimated_jaccard, exact_jaccard,
-    find_near_duplicates, resolve_bands, shingle_sets, sign_all,
+    MinHashConfig,
+    candidate_pairs,
+    detection_probability,
+    estimated_jaccard,
+    exact_jaccard,
+    find_near_duplicates,
+    resolve_bands,
+    shingle_sets,
+    sign_all,
 )
 
 PUBMEDQA = Path(__file__).resolve().parents[1] / "tests" / "data" / "heldout" / "pubmedqa_ori_pqal.json"

@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from interleaved import run_interleaved  # noqa: E402
-
 from bench_dedup import PUBMEDQA, corpus, vocabulary  # noqa: E402
+from interleaved import run_interleaved  # noqa: E402
 
 LEAVES = ["cardiology/arrhythmias", "cardiology/heart-failure", "oncology/breast", "oncology/lung",
           "neurology/stroke", "endocrinology/diabetes", "infectious/sepsis", "renal/ckd"]

@@ -185,7 +185,7 @@ def _cell(value: dict | None) -> str:
 
 def print_tables(summary: dict) -> None:
     from distill.evaluate.markdown import headline
-    from distill.evaluate.report import LABELS
+    from distill.evaluate.metrics import LABELS
 
     report = json.loads(Path(summary["recipe"]["eval_json"]).read_text(encoding="utf-8"))
     print("\n".join(headline(report)))

@@ -29,9 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from fakeapi import FakeAPI, Faults  # noqa: E402
-
 from distill.sqlite_wal import open_wal  # noqa: E402
+from fakeapi import FakeAPI, Faults  # noqa: E402
 
 TINY = ROOT / "tests" / "fixtures" / "tiny"
 

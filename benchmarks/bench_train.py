@@ -25,9 +25,9 @@ def one(method: str, threads: int, steps: int, batch_size: int, max_length: int)
 
     from transformers import TrainerCallback
 
+    from distill.models import load_tokenizer, resolve_model, set_threads
     from distill.train import data, sft
     from distill.train.config import TrainConfig
-    from distill.models import load_tokenizer, resolve_model, set_threads
     from train_helpers import make_run, toy_rows
 
     rows = toy_rows(200)

@@ -86,6 +86,7 @@ def _interrupt(worker: threading.Thread, done: threading.Event) -> None:
     """Jupyter's interrupt button reaches the kernel's main thread only. Pass it on to the worker, which then
     stops as a run stopped by Ctrl-C does (everything answered is saved, the run lock released), and wait for
     that; a second interrupt stops waiting."""
+    assert worker.ident is not None  # (started)
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(KeyboardInterrupt))
     done.wait()
 
@@ -96,16 +97,20 @@ def generate(taxonomy: TaxonomySource, **options: Any):
     `RunReport` (`.out`, `.stats`, `.files`). Options are `GenerateOptions`' fields: teacher, out, limit,
     seed, curate, teacher_options (a dict or `TeacherOptions`: base_url, concurrency ...), budget_usd,
     executor ("local", or "ray": actors on a Ray cluster, each with its own teacher) ..."""
+    from distill.executors import generation_executor
     from distill.generate.runner import generate as run
 
-    return run(_generate_options(taxonomy, options))
+    checked = _generate_options(taxonomy, options)
+    return run(checked, executor=generation_executor(checked.executor))
 
 
 async def agenerate(taxonomy: TaxonomySource, **options: Any):
     """`generate`, awaitable: the run goes to a worker thread and the caller's loop keeps running."""
+    from distill.executors import generation_executor
     from distill.generate.runner import generate as run
 
-    return await asyncio.to_thread(run, _generate_options(taxonomy, options))
+    checked = _generate_options(taxonomy, options)
+    return await asyncio.to_thread(run, checked, executor=generation_executor(checked.executor))
 
 
 @_outside_any_loop

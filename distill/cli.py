@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -95,9 +96,9 @@ def generate(
     """Generate a dataset over every node of a taxonomy with a teacher model."""
     from pydantic import ValidationError
 
-    from distill.executors import check_executor
-    from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
+    from distill.executors import check_executor, generation_executor
     from distill.generate.budget import print_estimate
+    from distill.generate.runner import GenerateOptions, estimate_run, generate as run_generate
     from distill.generate.summary import print_report
     from distill.teachers.http.cost import load_api_config
     from distill.teachers.registry import TeacherSpec, parse_engine_args, teacher_options
@@ -126,7 +127,7 @@ def generate(
     if dry_run:
         print_estimate(console, estimate_run(options))
         return
-    print_report(console, run_generate(options))
+    print_report(console, run_generate(options, executor=generation_executor(options.executor)))
 
 
 @taxonomy_app.command("validate")
@@ -169,8 +170,8 @@ def taxonomy_import_instructlab(
 ) -> None:
     """Convert an InstructLab taxonomy (qna.yaml files) into a taxonomy file and seed files; invalid files are
     listed and skipped."""
-    from distill.taxonomy.instructlab import import_instructlab
     from distill.taxonomy.instructlab.convert import SYSTEM_PROMPT
+    from distill.taxonomy.instructlab.importer import import_instructlab
 
     errors = Console(stderr=True)
     result = import_instructlab(source, out, documents=documents, name=name, per_leaf=per_leaf,
@@ -234,10 +235,11 @@ def _register_stage_commands() -> None:
 _register_stage_commands()
 
 
-def _usage_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+def _usage_classes() -> tuple[tuple[type[Any], ...], tuple[type[BaseException], ...]]:
     """The usage-error and abort classes the installed typer raises: its own vendored click's (typer 0.29+)
     and click's (older typer), whichever exist."""
-    usage, abort = [], []
+    usage: list[type[Any]] = []  # each with click's show() and exit_code
+    abort: list[type[BaseException]] = []
     try:
         from typer._click import exceptions as vendored
 

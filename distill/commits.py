@@ -44,12 +44,12 @@ class CommitWindow:
         self.db.execute("SAVEPOINT grouped_write")
         return self.db
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.db.execute("ROLLBACK TO grouped_write")
         self.db.execute("RELEASE grouped_write")
         if not self.open:
-            return False
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -59,7 +59,6 @@ class CommitWindow:
             self.commit()
         elif self.timer is None or self.timer_loop is not loop:  # (a timer of an ended loop never fires)
             self.timer, self.timer_loop = loop.call_later(self.last + self.window_s - now, self._timed_commit), loop
-        return False
 
     def _timed_commit(self) -> None:
         try:

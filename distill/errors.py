@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import sqlite3
 from pathlib import Path
+from typing import overload
 
 
 class DistillError(Exception):
@@ -66,6 +67,11 @@ class Interrupted(DistillError):
         super().__init__(message)
 
 
+@overload
+def explain(exc: DistillError | sqlite3.Error | OSError | UnicodeDecodeError | RecursionError,
+            path: str | Path | None = None) -> DistillError: ...
+@overload
+def explain(exc: BaseException, path: str | Path | None = None) -> DistillError | None: ...
 def explain(exc: BaseException, path: str | Path | None = None) -> DistillError | None:
     """The one line for what the machine did to a run (a full disk, a file where a folder should be, a
     corrupt database, a file that is not UTF-8). None for anything else: that is a bug, and keeps its
@@ -92,7 +98,7 @@ def _os_error(exc: OSError, path: str | Path | None) -> DistillError:
         error = RunFailed(f"the disk is full ({reason}): free some space and run the same command again; "
                           "everything saved before this is kept", path=name)
         return error
-    hints = {
+    hints: dict[int | None, str] = {
         errno.ENOENT: "not found; check the path",
         errno.ENOTDIR: "a file is in the way where a folder should be; give a folder path",
         errno.EEXIST: "a file is in the way where a folder should be; give a folder path",
@@ -107,7 +113,7 @@ def _os_error(exc: OSError, path: str | Path | None) -> DistillError:
 def name_database(exc: sqlite3.Error, path: str | Path) -> sqlite3.Error:
     """`exc`, with the file it is about (the first one named wins: the connection that raised it knows)."""
     if not getattr(exc, "database", None):
-        exc.database = str(path)
+        setattr(exc, "database", str(path))  # an attribute of ours: sqlite3.Error has none for the file
     return exc
 
 

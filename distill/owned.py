@@ -282,7 +282,7 @@ class OwnedFolder:
     def open(self, name: str, mode: str = "w") -> Iterator[IO[Any]]:
         """`name` opened for writing ("w" text, UTF-8, or "wb"); replaces the old file only once complete."""
         with self.replacing(name) as tmp:
-            with tmp.open(mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            with tmp.open(mode, encoding=None if "b" in mode else "utf-8") as handle:
                 yield handle
 
     def write_text(self, name: str, text: str) -> Path:

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from distill.errors import DistillError
+from distill.userfiles import text_lines
 
 Role = Literal["system", "user", "assistant"]
 
@@ -63,7 +68,8 @@ class GenerationRequest(BaseModel):
         The sha256 of `json.dumps({"teacher", "messages", "sampling", "schema"}, sort_keys=True)`;
         "teacher" sorts last, so the rest is encoded once and the teacher appended.
         """
-        private = self.__pydantic_private__  # (reading `self._content` goes through pydantic's __getattr__)
+        # (reading `self._content` goes through pydantic's __getattr__); a model with private attributes has the dict
+        private = cast(dict[str, Any], self.__pydantic_private__)
         known = private["_content"]
         if known is None or known[0] is not self.messages or known[1] is not self.sampling \
                 or known[2] is not self.json_schema:  # unset, or a model_copy(update=...) made it stale
@@ -119,6 +125,17 @@ class PlanItem(BaseModel):
         # Depends only on what identifies the item, so editing another node never changes it.
         key = json.dumps([taxonomy, node_path, sorted(axes.items()), index])
         return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+NO_NODE = "(none)"  # where an example with no taxonomy path is counted
+
+
+def node_chain(path: str | None) -> list[str]:
+    """A taxonomy path's node and all its ancestors: "a/b/c" -> ["a", "a/b", "a/b/c"]."""
+    if not path:
+        return [NO_NODE]
+    parts = [p for p in path.split("/") if p]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))] or [NO_NODE]
 
 
 class ExampleMeta(BaseModel):
@@ -217,12 +234,6 @@ class Decision(BaseModel):
 
 def iter_jsonl(path):
     """(line number, object) for every non-blank line; a bad line is a `DistillError` naming file and line."""
-    from pathlib import Path
-
-    from distill.errors import DistillError
-
-    from distill.userfiles import text_lines
-
     path = Path(path)
     for number, line in text_lines(path, "JSONL file"):  # bytes that are not UTF-8: one line naming the line
         if not line.strip():
@@ -245,12 +256,6 @@ def read_jsonl(path) -> list[dict[str, Any]]:
 def read_examples(path) -> list[Example]:
     """Examples of a JSONL file (a split, a dataset `distill` wrote); a malformed line is a DistillError naming
     the line. External data with other shapes goes through `distill.curate.dataset_io.load_examples`."""
-    from pathlib import Path
-
-    from pydantic import ValidationError
-
-    from distill.errors import DistillError
-
     path = Path(path)
     if not path.is_file():
         raise DistillError("not found", path=path)
@@ -273,9 +278,6 @@ def jsonl_line(row) -> str:
 def write_jsonl(path, rows) -> None:
     """Write atomically: a crash mid-write never leaves a half file behind. (Outputs in a folder distill
     writes go through `distill.owned.OwnedFolder.write_jsonl`, which also keeps the user's files safe.)"""
-    import os
-    from pathlib import Path
-
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:

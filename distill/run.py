@@ -13,10 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from distill.curate import split
 from distill.errors import DistillError, RunFailed
-from distill.generate.runner import GenerateSettings
+from distill.evaluate import report as evaluation
+from distill.evaluate.report import EvalConfig
+from distill.executors import generation_executor
+from distill.generate import runner as generation
+from distill.generate.runner import GenerateOptions, GenerateSettings, default_out
+from distill.review import pipeline as review
 from distill.review.model import ReviewSettings
 from distill.rundir import RunDir
+from distill.taxonomy import load_taxonomy
+from distill.teachers.http.cost import load_api_config
+from distill.teachers.registry import TeacherOptions
+from distill.train import sft as training
+from distill.train.config import TrainConfig
 from distill.userfiles import load_yaml_mapping, located
 
 STAGES = ("generate", "split", "train", "eval")
@@ -44,9 +56,6 @@ class RunConfig(BaseModel):
 
 def load_run_config(path: Path) -> RunConfig:
     data = load_yaml_mapping(path, "run config", "taxonomy:, out:, generate:, train: and eval:")
-    from distill.evaluate.report import EvalConfig
-    from distill.train.config import TrainConfig
-
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -65,12 +74,8 @@ def load_run_config(path: Path) -> RunConfig:
     return config
 
 
-def generate_options(config: RunConfig, out: Path, retry_failed: bool = False):
+def generate_options(config: RunConfig, out: Path, retry_failed: bool = False) -> GenerateOptions:
     """The run's `GenerateOptions`: the `generate:` section as it stands, its API config file read."""
-    from distill.generate.runner import GenerateOptions
-    from distill.teachers.http.cost import load_api_config
-    from distill.teachers.registry import TeacherOptions
-
     stage = config.generate
     settings = stage.model_dump(exclude={"api_config", "retry_failed"}, exclude_unset=True)
     if stage.api_config is not None:
@@ -87,11 +92,6 @@ def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
     `retry_failed` (or `generate.retry_failed` in the config) asks the teacher again for failed items.
     With a `review:` section (or a queue built by hand) it stops after generation until the review
     passes its gate (ReviewPending, exit code 4); `force` trains anyway, and the adapter says so."""
-    from distill.evaluate.report import EvalConfig
-    from distill.generate.runner import default_out
-    from distill.taxonomy import load_taxonomy
-    from distill.train.config import TrainConfig
-
     try:
         train_config = TrainConfig(**config.train)
         eval_config = EvalConfig(**config.eval)
@@ -106,14 +106,8 @@ def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
 
 
 def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], retry_failed: bool, force: bool,
-                train_config: Any, eval_config: Any) -> dict[str, Any]:
+                train_config: TrainConfig, eval_config: EvalConfig) -> dict[str, Any]:
     """Each stage's `run(run_dir, settings)` in turn, skipping those pipeline.json records as finished."""
-    from distill.curate import split
-    from distill.evaluate import report as evaluation
-    from distill.generate import runner as generation
-    from distill.review import pipeline as review
-    from distill.train import sft as training
-
     state = run_dir.read_pipeline()
 
     def finish(stage: str, **summary: Any) -> None:
@@ -122,7 +116,8 @@ def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], r
 
     if "generate" not in state["done"]:
         say("stage 1/4: generate + curate")
-        report = generation.run(run_dir, generate_options(config, run_dir.root, retry_failed))
+        options = generate_options(config, run_dir.root, retry_failed)
+        report = generation.run(run_dir, options, generation_executor(options.executor))
         counts = report.stats["counts"]
         if counts["pending"] or counts["failed"]:
             raise RunFailed(f"generation left {counts['pending']} pending and {counts['failed']} failed items; "
@@ -135,16 +130,16 @@ def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], r
         if kept < 2:
             raise DistillError(f"only {kept} kept example(s) in {run_dir.dataset}: too few to train; "
                                "raise generate.limit or use a stronger teacher")
-        result = split.run(run_dir, split.SplitSettings(fraction=config.split_fraction, seed=config.generate.seed))
-        for line in result.describe():
+        made = split.run(run_dir, split.SplitSettings(fraction=config.split_fraction, seed=config.generate.seed))
+        for line in made.describe():
             say(f"split: {line}")
-        finish("split", train=len(result.train), eval=len(result.eval), strata=len(result.strata), note=result.note)
+        finish("split", train=len(made.train), eval=len(made.eval), strata=len(made.strata), note=made.note)
     if "train" not in state["done"]:
         say("stage 3/4: train")
-        result = training.run(run_dir, train_config, progress=False, log=say, force_review=force)
-        finish("train", **result.model_dump(mode="json"))
+        trained = training.run(run_dir, train_config, progress=False, log=say, force_review=force)
+        finish("train", **trained.model_dump(mode="json"))
     if "eval" not in state["done"]:
         say("stage 4/4: eval")
-        result = evaluation.run(run_dir, eval_config, run_dir.student)
-        finish("eval", **result.model_dump(mode="json"))
+        evaluated = evaluation.run(run_dir, eval_config, run_dir.student)
+        finish("eval", **evaluated.model_dump(mode="json"))
     return state

@@ -78,7 +78,8 @@ class RunDir:
         self.root = Path(root)
         self.option = option
         self.kind = kind
-        self._claimed: OwnedFolder | None = None  # `claim_curated`'s: its writes answer as an --out's
+        self._claimed: OwnedFolder | None = None  # `curated`'s, once claimed: its writes answer as an --out's
+        self._force: bool | None = None  # `curated`'s --force, kept until the folder is claimed
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.root)!r})"
@@ -104,23 +105,32 @@ class RunDir:
         return run_dir
 
     @classmethod
-    def claim_curated(cls, root: str | Path, force: bool = False) -> RunDir:
-        """The --out folder of `distill curate`, claimed before anything is written there (the judges'
-        judge.db included); a generation run folder is refused: curate would write over its exports."""
-        root = Path(root)
-        if (root / RUN_DB).exists():
-            raise DistillError(f"--out {root} is a generation run directory: curate would write over its "
+    def curated(cls, root: str | Path, force: bool = False) -> RunDir:
+        """The --out folder of `distill curate`, named but not made yet: it is claimed (`claimed`) once the
+        curation is checked, or at its first write, so a curation refused before it starts leaves no folder."""
+        run_dir = cls(root, "--out", kind="curated")
+        run_dir._force = force
+        return run_dir
+
+    def claimed(self) -> RunDir:
+        """This `curated` folder, claimed before anything is written there (the judges' judge.db included), if it
+        is not yet: a generation run folder is refused (curate would write over its exports), a folder of the
+        user's too unless --force, and a file of theirs named like one of curate's outputs at once."""
+        if self._claimed is not None or self._force is None:
+            return self
+        if (self.root / RUN_DB).exists():
+            raise DistillError(f"--out {self.root} is a generation run directory: curate would write over its "
                                f"{DATASET} and {REJECTED} (generation's exports); give another --out "
                                "(default INPUT/curated)")
-        folder = OwnedFolder.claim(root, "curated", force=force)
+        folder = OwnedFolder.claim(self.root, "curated", force=self._force)
         folder.check_all(CURATED)
-        run_dir = cls(root, "--out", kind="curated")
-        run_dir._claimed = folder
-        return run_dir
+        self._claimed = folder
+        return self
 
     def folder(self) -> OwnedFolder:
         """The folder's record of what distill wrote there, for writing under its per-file rule: as claimed for
         this output, or a folder worked in (never refused as a whole, each file still guarded)."""
+        self.claimed()
         return self._claimed or OwnedFolder.in_place(self.root, self.kind, option=self.option)
 
     @contextmanager

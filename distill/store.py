@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from distill.commits import COMMIT_WINDOW_S, CommitWindow  # noqa: F401 (COMMIT_WINDOW_S: named in the docs)
 from distill.errors import explain
-from distill.sqlite_wal import open_wal
 from distill.records import Example, GenerationRequest, GenerationResult, PlanItem, Reject
+from distill.sqlite_wal import open_wal
 
 # Ordered and append-only: a store records how far it got in PRAGMA user_version.
 MIGRATIONS: list[str] = [
@@ -199,7 +199,7 @@ class RunStore:
             for key, value in values.items():
                 self.db.execute("INSERT OR REPLACE INTO run_info VALUES (?, ?)", (key, json.dumps(value)))
 
-    def info(self) -> dict[str, object]:
+    def info(self) -> dict[str, Any]:  # JSON values
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM run_info")}
 
     # plan
@@ -285,9 +285,9 @@ class RunStore:
         """Record a job about to be created, committed before the create call: after a kill, the
         resumed run finds it 'submitting' and looks for it at the provider instead of creating it again."""
         with self.transaction():
-            row = self.db.execute("INSERT INTO batch_jobs (teacher, submission, status, submitted_at, attempted_at,"
-                                  " json_mode) VALUES (?, ?, 'submitting', ?, ?, ?)",
-                                  (teacher, submission, at, at, json_mode)).lastrowid
+            row = cast(int, self.db.execute(  # an INSERT's row id (lastrowid is None only before any)
+                "INSERT INTO batch_jobs (teacher, submission, status, submitted_at, attempted_at, json_mode) "
+                "VALUES (?, ?, 'submitting', ?, ?, ?)", (teacher, submission, at, at, json_mode)).lastrowid)
             self.db.executemany("INSERT OR IGNORE INTO batch_requests VALUES (?, ?)",
                                 [(row, custom_id) for custom_id in custom_ids])
         return row

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent, ScalarEvent
 
 from distill.errors import DistillError, explain
 
@@ -96,9 +97,6 @@ def load_yaml_mapping(path: str | Path, what: str, expected: str) -> dict:
 
 def _check_bounds(text: str, path: Path) -> None:
     """Walk the parser's events (no nodes are built) and stop a file nested too deep or expanding too far."""
-    from ruamel.yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent,
-                                    ScalarEvent)
-
     depth = 0
     nodes = 0  # after alias expansion
     anchored: dict[str, int] = {}  # anchor -> nodes in its subtree (once it is closed)

@@ -5,6 +5,7 @@ import os
 import signal
 
 import pytest
+
 from train_helpers import fast_config, make_run
 
 # A shell without job control starts a background job with SIGINT ignored, and an ignored signal survives exec:

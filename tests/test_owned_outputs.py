@@ -16,17 +16,17 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli_env, distill, distill_command, error_lines, in_own_mount, tiny_copy
-from fakeapi import FakeAPI
-from review_helpers import WORDS, example_row, leaf_ids, make_dataset, queue_ids
-from instructlab_helpers import POEMS, skill, write
-from train_helpers import make_run
 
+from cli_helpers import cli_env, distill, distill_command, error_lines, in_own_mount, tiny_copy
 from distill.owned import MANIFEST, OwnedFolder
 from distill.records import Decision
 from distill.review.ledger import ReviewLedger
 from distill.review.session import ReviewSession
 from distill.train.manifest import Manifest, write_manifest
+from fakeapi import FakeAPI
+from instructlab_helpers import POEMS, skill, write
+from review_helpers import WORDS, example_row, leaf_ids, make_dataset, queue_ids
+from train_helpers import make_run
 
 MINE = b"the user's own bytes\n\x00\xff not distill's\n"
 

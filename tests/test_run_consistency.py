@@ -11,11 +11,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli_env, distill, error_lines
-from review_helpers import example_row, make_dataset
 
+from cli_helpers import cli_env, distill, error_lines
 from distill.curate.split import read_split
 from distill.store import RunStore
+from review_helpers import example_row, make_dataset
 
 
 def ids(path: Path) -> list[str]:

@@ -9,15 +9,15 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_helpers import ROOT, cli_env, distill, tiny_copy
-from fakeapi import FakeAPI
-from review_helpers import decide, make_dataset
 
+from cli_helpers import ROOT, cli_env, distill, tiny_copy
 from distill import rundir
 from distill.errors import DistillError
 from distill.owned import MANIFEST
 from distill.records import Example, read_jsonl
 from distill.rundir import RunDir
+from fakeapi import FakeAPI
+from review_helpers import decide, make_dataset
 
 PACKAGE = ROOT / "distill"
 

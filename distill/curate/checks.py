@@ -19,6 +19,7 @@ from distill.curate.normalize import normalize_text
 from distill.curate.topic import TopicIndex
 from distill.curate.vocabulary import PRONOUNS, subject_words, words
 from distill.records import Example, Failure
+from distill.tasks.schema import SchemaError
 
 
 class CheckSettings(BaseModel):
@@ -86,10 +87,10 @@ def check_schema(example: Example, settings: CheckSettings) -> Failure | None:
     if data is None:
         try:
             data = json.loads(example.response)
-        except ValueError as err:
+        except json.JSONDecodeError as err:
             return Failure("schema_invalid", f"no `output` and the response is not JSON ({err.msg})")
     schema = settings.output_schema
-    if isinstance(schema, type):
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
         try:
             schema.model_validate(data)
         except ValidationError as err:
@@ -97,8 +98,6 @@ def check_schema(example: Example, settings: CheckSettings) -> Failure | None:
             where = ".".join(str(p) for p in first["loc"]) or "(root)"
             return Failure("schema_invalid", f"{schema.__name__}: {where}: {first['msg']}")
         return None
-    from distill.tasks.schema import SchemaError
-
     try:
         schema.validate(data)
     except SchemaError as err:
@@ -231,7 +230,7 @@ def check_label(example: Example, settings: CheckSettings) -> Failure | None:
     if not settings.labels:
         return None
     label = _label_of(example).strip().strip(".!\"'`").strip()
-    allowed = {l.casefold(): l for l in settings.labels}
+    allowed = {name.casefold(): name for name in settings.labels}
     if label.casefold() not in allowed:
         shown = label if len(label) <= 40 else label[:40] + "..."
         return Failure("label_not_in_set", f"label {shown!r} not in {sorted(settings.labels)}")
@@ -278,7 +277,8 @@ def check_off_topic(example: Example, settings: CheckSettings) -> Failure | None
     check removed 2 of 4 such items).
     """
     path = example.meta.taxonomy_path
-    if settings.topics is None or settings.topic_judge or settings.labels or path not in settings.topics:
+    if (settings.topics is None or settings.topic_judge or settings.labels or path is None
+            or path not in settings.topics):
         return None
     score = settings.topics.score(f"{example.prompt}\n{example.response}", path)
     if score.rival is None or score.ratio >= settings.min_topic_ratio:
@@ -307,13 +307,6 @@ CHECKS: list[Callable[[Example, CheckSettings], Failure | None]] = [
 def check_name(check: Callable) -> str:
     """The name a task or a config switches a check off by: `check_off_topic` -> "off_topic"."""
     return check.__name__.removeprefix("check_")
-
-
-def unknown_checks(names) -> str | None:
-    """A message naming the first of `names` that is not a check, with the known names; None if all are."""
-    known = [check_name(c) for c in CHECKS if c is not check_task]
-    unknown = [n for n in names if n not in known]
-    return f"unknown check {unknown[0]!r}; known checks: {', '.join(known)}" if unknown else None
 
 
 def first_failure(example: Example, settings: CheckSettings) -> Failure | None:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import typer
-from rich.console import Console
-
 from pydantic import ValidationError
+from rich.console import Console
 
 from distill.curate.dataset_io import dataset_files
 from distill.curate.heldout import check_source
 from distill.errors import DistillError
 from distill.owned import FORCE_HELP
 from distill.rundir import JUDGE_DB, RunDir
+from distill.store import RunStore
 from distill.teachers.registry import TeacherSpec
 
 
@@ -30,46 +31,47 @@ def run_curate(source, out: Path | None, config, console: Console | None = None,
     """Curate INPUT (a run directory, a JSONL or Parquet file or folder, or a list of `Example`s); with `out`,
     write the output files there (a folder of distill's own; `force` writes beside a user's files). Returns the
     result. `distill curate` and `distill.curate()` both come here."""
+    from distill.curate.pipeline import curation
+    from distill.curate.progress import stage_progress
+    from distill.executors import curation_executor
+
     if out is None:
         if executor == "ray":
             raise DistillError("--executor ray reads files and writes a folder: give INPUT as a path and an --out")
-        return _curate_here(source, config, console, show_progress, judge, label_judge)
-    return run(RunDir.claim_curated(out, force), config, source, console=console, show_progress=show_progress,
+        with stage_progress(console, show_progress) as progress:
+            return curation_executor(executor, workers=config.workers, progress=progress).run(
+                curation(config, judge, label_judge), source)
+    return run(RunDir.curated(out, force), config, source, console=console, show_progress=show_progress,
                judge=judge, label_judge=label_judge, executor=executor, output_format=output_format, **ray_options)
 
 
 def run(run_dir: RunDir, config, source, console: Console | None = None, show_progress: bool = True,
         judge=None, label_judge=None, executor: str = "local", output_format: str = "jsonl", **ray_options):
-    """The curation stage into a curated folder already claimed (`RunDir.claim_curated`): `source` (a run
-    directory, a JSONL or Parquet file or folder, or `Example`s) checked, deduplicated and decontaminated with
-    `config` (a `CurateConfig`). Locally the kept rows and rejects go to dataset.jsonl and rejected.jsonl; on
-    Ray each task writes its own part of dataset/ and rejected/ (JSONL or Parquet shards)."""
+    """The curation stage into curate's --out (`RunDir.curated`): `source` (a run directory, a JSONL or Parquet
+    file or folder, or `Example`s) checked, deduplicated and decontaminated with `config` (a `CurateConfig`) by
+    the executor named here. The steps are checked against that executor before the folder is claimed: a
+    curation it cannot run leaves nothing behind. Locally the kept rows and rejects go to dataset.jsonl and
+    rejected.jsonl; on Ray each task writes its own part of dataset/ and rejected/ (JSONL or Parquet shards)."""
+    from distill.curate.pipeline import curation
+    from distill.curate.progress import stage_progress
     from distill.curate.report import markdown_report
+    from distill.executors import curation_executor
 
-    if executor == "ray":
-        if not isinstance(source, (str, Path)):
-            raise DistillError("--executor ray reads files and writes a folder: give INPUT as a path and an --out")
-        from distill.executors.ray_curate import curate_on_ray
-
-        run_dir.reserve_parts()  # each task writes its own shard in there
-        result = curate_on_ray(source, run_dir.root, config, output_format=output_format, **ray_options)
-        kept, rejects = None, None
-    else:
-        result = _curate_here(source, config, console, show_progress, judge, label_judge)
-        kept, rejects = result.kept, result.rejects
+    if executor == "ray" and not isinstance(source, (str, Path)):
+        raise DistillError("--executor ray reads files and writes a folder: give INPUT as a path and an --out")
+    steps = curation(config, judge, label_judge)
+    with stage_progress(console, show_progress and executor == "local") as progress:
+        runner = curation_executor(executor, workers=config.workers, progress=progress, out=run_dir.root,
+                                   output_format=output_format, **ray_options)
+        runner.check(steps)  # a step the executor cannot run is refused before anything is written
+        run_dir.claimed()
+        if executor == "ray":
+            run_dir.reserve_parts()  # each task writes its own shard in there
+        result = runner.run(steps, source)
+    kept, rejects = (None, None) if executor == "ray" else (result.kept, result.rejects)  # Ray's are in the parts
     run_dir.write_curated(str(source) if isinstance(source, (str, Path)) else "(examples)", kept, rejects,
                           result.contamination, result.duplicates, result.to_stats(), markdown_report(result) + "\n")
     return result
-
-
-def _curate_here(source, config, console: Console | None, show_progress: bool, judge, label_judge):
-    from distill.curate.dataset_io import load_examples
-    from distill.curate.pipeline import curate
-    from distill.curate.progress import stage_progress
-
-    examples = load_examples(source) if isinstance(source, (str, Path)) else list(source)
-    with stage_progress(console, show_progress) as progress:
-        return curate(examples, config, progress=progress, judge=judge, label_judge=label_judge)
 
 
 @contextmanager
@@ -81,19 +83,41 @@ def _judges(out: RunDir, label_spec: TeacherSpec | None, topic_spec: TeacherSpec
         yield None, None
         return
     from distill.curate.judge import Judge
-    from distill.store import RunStore
-    from distill.teachers.wrappers.cache import default_cache_dir
     from distill.teachers.stack import build_teacher
+    from distill.teachers.wrappers.cache import default_cache_dir
 
     cache_dir = default_cache_dir() if cache else None
-    store = RunStore(out.folder().reserve(JUDGE_DB))
+    log = _JudgeLog(out)
     try:  # the one builder: verdicts are wanted now, never as a provider batch job
-        made = {spec: Judge(spec.text, lambda spec=spec: build_teacher(spec.text, cache_dir=cache_dir, online=True),
-                            store)
+        made = {spec: Judge(spec.text, partial(build_teacher, spec.text, cache_dir=cache_dir, online=True), log)
                 for spec in filter(None, (label_spec, topic_spec))}
-        yield made.get(label_spec), made.get(topic_spec)
+        yield (made[label_spec] if label_spec else None), (made[topic_spec] if topic_spec else None)
     finally:
-        store.close()
+        log.close()
+
+
+class _JudgeLog:
+    """OUT/judge.db, opened at the judges' first call: a curation refused before it starts (or one that fails
+    before its judged checks) leaves no judge.db behind."""
+
+    def __init__(self, out: RunDir):
+        self.out = out
+        self.store: RunStore | None = None
+
+    def _opened(self) -> RunStore:
+        if self.store is None:
+            self.store = RunStore(self.out.folder().reserve(JUDGE_DB))
+        return self.store
+
+    def find_call(self, fingerprint: str):
+        return self._opened().find_call(fingerprint)
+
+    def add_call(self, *call) -> None:
+        self._opened().add_call(*call)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
 
 
 def print_summary(result, console: Console, out: Path | None = None) -> None:
@@ -163,9 +187,6 @@ def register(app: typer.Typer) -> None:
         from distill.userfiles import invalid_options
 
         check_executor(executor)
-        if executor == "ray" and (label_check or judge):
-            raise DistillError("--label-check and --judge run with --executor local only (their teacher calls are "
-                               "recorded in OUT/judge.db on this machine)")
         if output_format not in ("jsonl", "parquet"):
             raise DistillError(f"--output-format {output_format!r}: use jsonl or parquet")
         if executor == "local" and output_format != "jsonl":
@@ -197,7 +218,7 @@ def register(app: typer.Typer) -> None:
         label_spec = TeacherSpec.parse(label_check).check() if label_check else None
         topic_spec = TeacherSpec.parse(judge).check() if judge else None
         console = Console()
-        run_dir = RunDir.claim_curated(out_dir, force)  # before the judges' judge.db goes in
+        run_dir = RunDir.curated(out_dir, force)  # claimed once the steps are checked, before judge.db goes in
         with _judges(run_dir, label_spec, topic_spec, not no_cache) as (label_judge, topic_judge):
             result = run(run_dir, config, input_path, console, judge=topic_judge, label_judge=label_judge,
                          executor=executor, output_format=output_format)

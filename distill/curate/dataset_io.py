@@ -13,7 +13,6 @@ from distill.errors import DistillError, explain
 from distill.records import Example, iter_jsonl
 from distill.rundir import DATASET, DATASET_PARTS
 
-
 SHARD_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
 
 

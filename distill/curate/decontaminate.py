@@ -16,8 +16,15 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from distill.curate.heldout import HeldoutItem
-from distill.curate.minhash import MinHashConfig, candidate_pairs, estimated_jaccard, sign_all
-from distill.curate.normalize import ngram_hashes, normalize_text, run_batches, shingle_hashes, tokenize_batch, unique_sorted
+from distill.curate.minhash import MinHashConfig, resolve_bands, sign_all, sign_batch
+from distill.curate.normalize import (
+    ngram_hashes,
+    normalize_text,
+    run_batches,
+    shingle_hashes,
+    tokenize_batch,
+    unique_sorted,
+)
 
 _BATCH = 2000
 
@@ -56,9 +63,23 @@ class _NgramIndex:
 
 
 @dataclass
+class MinhashIndex:
+    """The held-out items' MinHash signatures and band keys (sorted in each band, with their item): what each
+    batch of generated texts is looked up in for the MinHash check."""
+
+    config: MinHashConfig
+    bands: int
+    rows: int
+    signatures: np.ndarray  # (items, num_perm)
+    keys: np.ndarray  # (bands, items with shingles), each row sorted
+    items: np.ndarray  # (bands, items with shingles): the held-out item of each key
+
+
+@dataclass
 class HeldoutIndex:
     items: list[HeldoutItem]
     indexes: dict[int, _NgramIndex]  # by n
+    minhash: MinhashIndex | None = None  # with `DecontamConfig.minhash_threshold`
 
 
 @dataclass
@@ -144,7 +165,48 @@ def _lookup(index: _NgramIndex, hashes: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def build_index(items: list[HeldoutItem], config: DecontamConfig) -> HeldoutIndex:
     ns = {config.ngram, config.report_ngram}
-    return HeldoutIndex(items=items, indexes={n: _build(items, n, config.min_item_words) for n in ns})
+    minhash = minhash_index(items, config.minhash_threshold) if config.minhash_threshold is not None else None
+    return HeldoutIndex(items=items, indexes={n: _build(items, n, config.min_item_words) for n in ns}, minhash=minhash)
+
+
+def minhash_index(items: list[HeldoutItem], threshold: float) -> MinhashIndex:
+    """Signatures and band keys of the held-out items (word 5-gram shingles, 128 permutations, the bands and
+    rows that suit `threshold`)."""
+    mh = MinHashConfig(threshold=threshold)
+    bands, rows = resolve_bands(mh)
+    signed = sign_all([item.text for item in items], mh)
+    has = np.flatnonzero(signed.n_shingles > 0)
+    keys = np.ascontiguousarray(signed.keys[has].T)
+    by_key = np.argsort(keys, axis=1, kind="stable")
+    return MinhashIndex(config=mh, bands=bands, rows=rows, signatures=signed.signatures,
+                        keys=np.take_along_axis(keys, by_key, axis=1), items=has[by_key])
+
+
+def minhash_scan(texts: Sequence[str], index: MinhashIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(text, held-out item, estimated Jaccard) for each text that shares a band key with held-out items of
+    estimated Jaccard >= the threshold: the most similar of them (ties: the first). A pure function of its
+    batch, so each executor runs it a batch at a time."""
+    mh = index.config
+    signed = sign_batch(texts, mh, index.bands, index.rows)
+    docs = np.flatnonzero(signed.n_shingles > 0)
+    n_items = np.int64(len(index.signatures))
+    codes: list[np.ndarray] = []
+    for band in range(index.bands):
+        column = signed.keys[docs, band]
+        lo = np.searchsorted(index.keys[band], column, side="left")
+        counts = np.searchsorted(index.keys[band], column, side="right") - lo
+        starts = np.repeat(lo - np.cumsum(counts) + counts, counts)  # each match's place in the band's keys
+        where = starts + np.arange(int(counts.sum()))
+        codes.append(np.repeat(docs, counts).astype(np.int64) * n_items + index.items[band][where])
+    pairs = unique_sorted(np.concatenate(codes)) if codes else np.empty(0, np.int64)
+    divisor = max(int(n_items), 1)
+    doc, item = pairs // divisor, pairs % divisor
+    sims = (signed.signatures[doc] == index.signatures[item]).mean(axis=1) if len(pairs) else np.empty(0)
+    ok = sims >= mh.threshold
+    doc, item, sims = doc[ok], item[ok], sims[ok]
+    best = np.lexsort((item, -sims, doc))
+    best = best[np.r_[True, doc[best][1:] != doc[best][:-1]]] if len(best) else best
+    return doc[best], item[best], sims[best]
 
 
 def _scan(texts: Sequence[str], index: _NgramIndex, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -293,20 +355,15 @@ def resolve_hits(docs: np.ndarray, where: np.ndarray, n_texts: int, texts_of: Ca
 
 def _minhash_hits(texts: Sequence[str], index: HeldoutIndex, config: DecontamConfig) -> dict[int, ContaminationHit]:
     """Lightly edited copies: estimated Jaccard of word 5-gram shingles against each held-out item."""
-    mh = MinHashConfig(threshold=config.minhash_threshold)
-    combined = [item.text for item in index.items] + list(texts)
-    signed = sign_all(combined, mh)
-    pairs = candidate_pairs(signed.keys, signed.n_shingles > 0)
-    k = len(index.items)
-    cross = pairs[(pairs[:, 0] < k) & (pairs[:, 1] >= k)]
-    sims = estimated_jaccard(signed.signatures, cross)
+    assert config.minhash_threshold is not None  # asked for only with a threshold
+    minhash = index.minhash or minhash_index(index.items, config.minhash_threshold)
     out: dict[int, ContaminationHit] = {}
-    for (h, g), s in zip(cross.tolist(), sims.tolist()):
-        doc = g - k
-        if s >= config.minhash_threshold and s > (out[doc].similarity if doc in out else -1):
-            item = index.items[h]
-            out[doc] = ContaminationHit(
-                index=doc, heldout_id=item.id, heldout_text=item.text, ngram="", n=0, matches=0,
-                method="minhash", similarity=round(s, 4),
-            )
+    for start in range(0, len(texts), _BATCH):
+        for doc, owner, similarity in zip(*(part.tolist() for part in minhash_scan(texts[start : start + _BATCH], minhash))):
+            out[start + doc] = minhash_hit(start + doc, index.items[owner], similarity)
     return out
+
+
+def minhash_hit(doc: int, item: HeldoutItem, similarity: float) -> ContaminationHit:
+    return ContaminationHit(index=doc, heldout_id=item.id, heldout_text=item.text, ngram="", n=0, matches=0,
+                            method="minhash", similarity=round(similarity, 4))

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from distill.curate.topic import NodeText
+from distill.tasks.engine import seed_text
+from distill.taxonomy import LoadedTaxonomy, load_taxonomy
 
 SHOTS_PER_LABEL = 2
 
@@ -28,8 +30,6 @@ def taxonomy_nodes(loaded) -> list[NodeText]:
 def label_shots(loaded, per_label: int = SHOTS_PER_LABEL) -> list[tuple[str, str]]:
     """Up to `per_label` labelled seeds for each label, in seed-file order: the blind classifier's few-shot turns
     (a seed's text is its first text field, its label the task's label field)."""
-    from distill.tasks.engine import seed_text
-
     label_field = loaded.task.label_seed_field()
     if label_field is None:
         return []
@@ -70,8 +70,6 @@ def with_taxonomy(taxonomy, settings: dict[str, Any]) -> dict[str, Any]:
     is one of the two commands that import a task's Python (its custom checks and models)."""
     if taxonomy is None:
         return dict(settings)
-    from distill.taxonomy import LoadedTaxonomy, load_taxonomy
-
     loaded = taxonomy.with_code() if isinstance(taxonomy, LoadedTaxonomy) else load_taxonomy(taxonomy, code=True)
     base = taxonomy_config(loaded)
     return {**base, **settings, "heldout": [*base["heldout"], *settings.get("heldout", [])],

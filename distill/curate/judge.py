@@ -17,7 +17,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from pydantic import create_model
 
@@ -120,7 +120,7 @@ class Judge:
 
 def label_schema(labels: list[str]) -> dict:
     """{"label": one of the labels}: the enum every backend can enforce."""
-    return create_model("LabelVerdict", label=(Literal[tuple(labels)], ...)).model_json_schema()
+    return create_model("LabelVerdict", label=(cast(Any, Literal[tuple(labels)]), ...)).model_json_schema()
 
 
 @dataclass
@@ -263,7 +263,7 @@ def run_judged_checks(examples: list[Example], candidates: list[int], *, labels:
             asks.setdefault(id(label_judge), (label_judge, []))[1].append(
                 Question(i, LABEL_STEP, label_request(example, labels), item_id))
         node = topics.get(example.meta.taxonomy_path or "") if topics and topic_judge is not None else None
-        if node is not None and planned_label(example) is None:  # labels cross leaves: see check_off_topic
+        if node is not None and topic_judge is not None and planned_label(example) is None:  # labels cross leaves: see check_off_topic
             asks.setdefault(id(topic_judge), (topic_judge, []))[1].append(
                 Question(i, TOPIC_STEP, topic_request(example, node), item_id))
     outcome = JudgeOutcome()

@@ -48,8 +48,8 @@ def lsh_bands(threshold: float, num_perm: int, false_negative_weight: float = 0.
         bands = num_perm // rows
         p = 1.0 - (1.0 - s**rows) ** bands
         below, above = s < threshold, s >= threshold
-        fp = np.trapezoid(p[below], s[below]) if below.sum() > 1 else 0.0
-        fn = np.trapezoid(1.0 - p[above], s[above]) if above.sum() > 1 else 0.0
+        fp = float(np.trapezoid(p[below], s[below])) if below.sum() > 1 else 0.0
+        fn = float(np.trapezoid(1.0 - p[above], s[above])) if above.sum() > 1 else 0.0
         cost = (1 - false_negative_weight) * fp + false_negative_weight * fn
         if cost < best_cost:
             best, best_cost = (bands, rows), cost
@@ -404,6 +404,7 @@ def group_duplicates(texts: Sequence[str], pairs: np.ndarray, sims: np.ndarray, 
         if config.confirm == "exact":
             sim[indirect] = exact_pair_jaccard(texts, pairs_to_keep, config.shingle_size, workers)
         else:
+            assert signatures is not None  # signed whenever confirm is not exact
             sim[indirect] = estimated_jaccard(signatures, pairs_to_keep)
     return [
         NearDuplicate(removed=i, kept=k, similarity=round(s, 4), via=v, via_similarity=round(vs, 4))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from distill.curate.pipeline import CurateResult, NodeStats
+from distill.curate.result import FUNNEL as STAGES, CurateResult
+from distill.tally import NodeTally
 
-STAGES = ("generated", "valid", "unique", "clean", "kept")
 
-
-def _top_reasons(stats: NodeStats, k: int = 3) -> str:
+def _top_reasons(stats: NodeTally, k: int = 3) -> str:
     return ", ".join(f"{r} {c}" for r, c in stats.reasons.most_common(k)) or "-"
 
 

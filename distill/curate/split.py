@@ -106,12 +106,12 @@ def _parent(path: str) -> str:
 
 def _strata(by_node: dict[str, list[int]], min_size: int) -> list[tuple[str, list[int], dict[str, int]]]:
     """(node, members, pooled leaves) for every stratum: leaves with enough stand alone, the rest move up."""
-    nodes = set()  # every node on a path to an example
+    nodes: set[str] = set()  # every node on a path to an example
     for path in by_node:
         parts = path.split("/")
         nodes.update("/".join(parts[: i + 1]) for i in range(len(parts)))
     carried: dict[str, list[tuple[str, list[int]]]] = defaultdict(list)  # node -> small groups at or below it
-    strata = []
+    strata: list[tuple[str, list[int], dict[str, int]]] = []
     for node in sorted(nodes, key=lambda p: (-p.count("/"), p)):  # deepest first: children before parents
         own = by_node.get(node, [])
         if len(own) >= min_size:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.evaluate.report import TEACHER, leaf_metric
+from distill.evaluate.metrics import TEACHER, leaf_metric
 from distill.owned import OwnedFolder, atomic_write
 from distill.rundir import EVAL_CONFUSION_PNG as CONFUSION_PNG, EVAL_LEAVES_PNG as LEAVES_PNG
+
 MISSING = "matplotlib is not installed, so no plots were drawn: pip install 'distill[report]'"
 DPI = 100
 

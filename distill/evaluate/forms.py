@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from distill.errors import DistillError
+from distill.evaluate.generate import load_for_eval
 from distill.train.manifest import MANIFEST_NAME, Manifest, read_manifest
 
 Kind = Literal["adapter", "merged", "gguf"]
@@ -91,8 +92,6 @@ def shared_manifest(forms: list[ModelForm]) -> Manifest:
 
 def load_form(form: ModelForm):
     """The model of a merged or GGUF form, as `load_for_eval` loads every model of an evaluation."""
-    from distill.evaluate.generate import load_for_eval
-
     if form.kind == "gguf":
         return load_for_eval(form.path.parent, gguf_file=form.path.name)
     if form.kind == "merged":

@@ -6,10 +6,13 @@ off (`disable_adapter`), so evaluation needs the memory of one model, not two.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
+from typing import cast
 
 from pydantic import BaseModel
 
+from distill.models import load_causal_lm
 from distill.train.manifest import Manifest, attach_adapter, load_student_tokenizer, read_manifest
 
 
@@ -42,8 +45,6 @@ def load_for_eval(name: str | Path, **kwargs):
     """A causal LM in eval mode: fp32 on CPU (bf16 there is slow), bf16 on CUDA."""
     import torch
 
-    from distill.models import load_causal_lm
-
     cuda = torch.cuda.is_available()
     model = load_causal_lm(str(name), dtype=torch.bfloat16 if cuda else torch.float32, **kwargs)
     return (model.to("cuda") if cuda else model).eval()
@@ -72,10 +73,8 @@ def generate(model, tokenizer, manifest: Manifest, conversations: list[list[dict
             # A row that stopped early holds the stop token (then padding); one cut at the budget does not.
             answers[i] = Answer(text=tokenizer.decode(row, skip_special_tokens=True).strip(),
                                 ended=bool((row == stop).any()))
-    return answers
+    return cast(list[Answer], answers)  # every prompt answered
 
 
 def _adapter_switch(model, adapter: bool):
-    from contextlib import nullcontext
-
     return nullcontext() if adapter else model.disable_adapter()

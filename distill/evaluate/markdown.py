@@ -3,7 +3,9 @@ its plot, then the details (confusion matrix, judge verdicts, export steps). Pur
 
 from __future__ import annotations
 
-from distill.evaluate.report import BASE, HEADLINE, LABELS, TEACHER, leaf_metric
+from typing import Any
+
+from distill.evaluate.metrics import BASE, HEADLINE, LABELS, TEACHER, leaf_metric
 
 _VERDICT = {"above": "above the base, 95% intervals apart", "below": "below the base, 95% intervals apart",
             "overlap": "95% intervals overlap"}
@@ -89,8 +91,9 @@ def _leaf_section(report: dict) -> list[str]:
 def _details(report: dict, figures: bool) -> list[str]:
     lines: list[str] = []
     for task, block in report["tasks"].items():
+        no_form: dict[str, Any] = {}
         first_name, first = next(((s, row) for s, row in block["systems"].items() if s not in (BASE, TEACHER)),
-                                 (None, {}))
+                                 (None, no_form))
         extra = [c for c in ("schema_validity", "ends_turn") if c in first and c not in headline_columns(task, block)]
         if extra:
             lines += [f"### {task}: format", "", "| system | " + " | ".join(LABELS[c] for c in extra) + " |",

@@ -15,6 +15,17 @@ from typing import Any, Callable, Sequence
 from pydantic import BaseModel
 
 NO_LABEL = "(none)"
+BASE, TEACHER = "base", "teacher"  # the systems a report compares besides the student's forms
+# The metrics a task's table shows first, and how eval.md names them.
+HEADLINE = {"classification": ("schema_validity", "accuracy", "macro_f1"),
+            "qa": ("token_f1", "rouge_l", "ends_turn", "in_length")}
+LABELS = {"schema_validity": "schema validity", "accuracy": "accuracy", "macro_f1": "macro-F1",
+          "token_f1": "token-F1", "rouge_l": "ROUGE-L", "ends_turn": "ends its turn", "in_length": "stays in length"}
+
+
+def leaf_metric(task: str) -> str:
+    """The one score a leaf is shown by (table and plot): accuracy for classification, token-F1 for open QA."""
+    return "accuracy" if task == "classification" else "token_f1"
 
 
 class Estimate(BaseModel):

@@ -11,24 +11,35 @@ item and a metric that falls by more than `max_drop` is flagged (`distill.evalua
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from distill.curate.split import read_split
 from distill.errors import DistillError, RunFailed
 from distill.evaluate import metrics as m
-from distill.evaluate.forms import ModelForm
-from distill.evaluate.generate import Answer
+from distill.evaluate.figures import write_figures
+from distill.evaluate.forms import ModelForm, detect_forms, load_form, shared_manifest
+from distill.evaluate.generate import Answer, generate, load_base, load_student
+from distill.evaluate.markdown import render_markdown
+from distill.evaluate.metrics import BASE, TEACHER
 from distill.evaluate.steps import DEFAULT_MAX_DROP, compare_steps
+from distill.extras import needs
+from distill.models import set_threads
 from distill.owned import OwnedFolder, writable_folder
-from distill.records import Example
+from distill.records import Example, Message, SamplingParams
 from distill.rundir import EVAL_JSON, EVAL_MD, EVAL_REPORT, RunDir
+from distill.teachers.base import GenerationRequest
 from distill.teachers.registry import TeacherSpec
-
-BASE, TEACHER = "base", "teacher"
+from distill.teachers.stack import build_teacher
+from distill.teachers.wrappers.cache import default_cache_dir
+from distill.train.manifest import load_student_tokenizer
 
 
 class EvalConfig(BaseModel):
@@ -82,6 +93,7 @@ def evaluate(run_dir: Path, students: Path | list[Path], config: EvalConfig,
     return run(RunDir(run_dir, "RUN_DIR"), config, students, observe=observe, say=say)
 
 
+@needs("local", "train", purpose="distill eval")  # transformers and torch; peft for an adapter
 def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
         observe: Callable[[ModelForm, Any], None] | None = None,
         say: Callable[[str], None] | None = None) -> EvalResult:
@@ -92,10 +104,6 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
     `observe(form, model)` is called with each form's model while it is loaded (export checks GGUF logits so).
     `say` gets what a person should know (the split extended to examples generated after it).
     """
-    from distill.evaluate.figures import write_figures  # these two import this module
-    from distill.evaluate.forms import detect_forms, shared_manifest
-    from distill.evaluate.markdown import render_markdown
-
     # Checked before torch and transformers load (~15 s on a busy machine): a typo fails at once.
     if not run_dir.root.is_dir():
         raise DistillError("run directory does not exist; give the folder `distill generate` wrote",
@@ -103,9 +111,6 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
     eval_path = run_dir.eval
     if not eval_path.is_file():
         raise DistillError(f"no {eval_path.name}: run `distill train` (or `distill split`) first", path=run_dir.root)
-    from distill.curate.split import read_split
-    from distill.models import set_threads
-
     if run_dir.train.is_file():  # examples generated after the split are held out too, if drawn so
         _, held_out, update = read_split(run_dir)
         if update is not None and say is not None:
@@ -116,8 +121,6 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
         raise DistillError(_empty_split_cause(run_dir), path=eval_path)
     if isinstance(config.judge, TeacherSpec):  # a folder the user named is checked before any model is looked at
         if config.judge.api and config.cache:
-            from distill.teachers.wrappers.cache import default_cache_dir
-
             writable_folder(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), "--cache-dir")
     forms = detect_forms([students] if isinstance(students, (str, Path)) else list(students))
     manifest = shared_manifest(forms)
@@ -175,12 +178,6 @@ def generate_answers(forms: list[ModelForm], manifest, conversations: list[list[
 
     With an adapter, the base answers come from the same weights with the adapter switched off.
     """
-    import gc
-
-    from distill.evaluate.forms import load_form
-    from distill.evaluate.generate import generate, load_base, load_student
-    from distill.train.manifest import load_student_tokenizer
-
     def answer(model, tokenizer, adapter: bool = True) -> list[Answer]:
         return generate(model, tokenizer, manifest, conversations, max_new_tokens=config.max_new_tokens,
                         batch_size=config.batch_size, adapter=adapter)
@@ -262,11 +259,12 @@ def score(task: str, examples: list[Example], answers: dict[str, list[str]], end
     structured = [i for i, e in enumerate(examples) if e.output]
     # A label outside the set is not a valid answer, however well-formed its JSON (the schema's enum). The set is
     # the held-out labels: the split is stratified, so it holds every label the run has.
-    choices = {"label": sorted({gold_label(e) for e in examples} - {m.NO_LABEL})} if task == "classification" else None
+    choices: dict[str, Sequence[str]] | None = \
+        {"label": sorted({gold_label(e) for e in examples} - {m.NO_LABEL})} if task == "classification" else None
     for system, texts in answers.items():
         row: dict[str, Any] = {}
         if structured:
-            valid = sum(m.schema_valid(texts[i], examples[i].output, choices) for i in structured)
+            valid = sum(m.schema_valid(texts[i], cast(dict, examples[i].output), choices) for i in structured)
             row["schema_validity"] = m.wilson(valid, len(structured)).model_dump()
         if system != TEACHER:
             row.update(_classification(examples, texts, config, with_confusion) if task == "classification"
@@ -294,17 +292,6 @@ def _format(task: str, examples: list[Example], texts: list[str], ended: list[bo
         fits = [done and m.in_length(text, e.response) for text, done, e in zip(texts, ended, examples)]
         row["in_length"] = m.wilson(sum(fits), len(fits)).model_dump()
     return row
-
-
-HEADLINE = {"classification": ("schema_validity", "accuracy", "macro_f1"),
-            "qa": ("token_f1", "rouge_l", "ends_turn", "in_length")}
-LABELS = {"schema_validity": "schema validity", "accuracy": "accuracy", "macro_f1": "macro-F1",
-          "token_f1": "token-F1", "rouge_l": "ROUGE-L", "ends_turn": "ends its turn", "in_length": "stays in length"}
-
-
-def leaf_metric(task: str) -> str:
-    """The one score a leaf is shown by (table and plot): accuracy for classification, token-F1 for open QA."""
-    return "accuracy" if task == "classification" else "token_f1"
 
 
 def versus_base(systems: dict[str, dict]) -> dict:
@@ -336,7 +323,7 @@ def _classification(examples, texts, config: EvalConfig, with_confusion: bool) -
     golds = [gold_label(e) for e in examples]
     labels = sorted({g for g in golds if g != m.NO_LABEL})
     preds = [m.extract_label(t, labels) for t in texts]
-    row = {"accuracy": m.accuracy(golds, preds).model_dump(),
+    row: dict[str, Any] = {"accuracy": m.accuracy(golds, preds).model_dump(),
            "macro_f1": m.macro_f1(golds, preds, labels, config.resamples, config.seed).model_dump()}
     if with_confusion:
         row["labels"] = labels
@@ -376,8 +363,6 @@ def _judge(judge, config: EvalConfig):
     spec: each round of judging makes its teacher inside its own event loop (see `_judge_pairs`)."""
     if judge is None or not isinstance(judge, TeacherSpec):
         return judge
-    import asyncio
-
     asyncio.run(_closed(_judge_teacher(judge, config)))
     return judge
 
@@ -385,9 +370,6 @@ def _judge(judge, config: EvalConfig):
 def _judge_teacher(spec: TeacherSpec, config: EvalConfig):
     """The judge's teacher, from the one builder: an API judge answers from the shared response cache first
     (a re-run of eval pays nothing twice), and never through a provider batch job (verdicts are wanted now)."""
-    from distill.teachers.wrappers.cache import default_cache_dir
-    from distill.teachers.stack import build_teacher
-
     cache_dir = (Path(config.cache_dir) if config.cache_dir else default_cache_dir()) if config.cache else None
     return build_teacher(spec.text, cache_dir=cache_dir, online=True)
 
@@ -402,11 +384,6 @@ def _judge_pairs(judge, examples, first: list[str], second: list[str], config: E
 
     Score per item: 1 win, 0.5 tie, 0 loss for `first`; the mean with a bootstrap interval.
     """
-    import asyncio
-
-    from distill.records import Message, SamplingParams
-    from distill.teachers.base import GenerationRequest
-
     requests = []
     for i, example in enumerate(examples):
         question = "\n\n".join(msg.content for msg in example.messages if msg.role == "user")

@@ -35,7 +35,7 @@ def compare_steps(report: dict[str, Any], max_drop: float = DEFAULT_MAX_DROP) ->
     steps, flags = [], []
     for before, after in step_pairs(report["systems"]):
         identical = sum(example[before] == example[after] for example in examples)
-        changes = {}
+        changes: dict[str, dict[str, Any]] = {}
         for task, block in report["tasks"].items():
             rows = block["systems"]
             for metric in METRICS:

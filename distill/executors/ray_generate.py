@@ -25,6 +25,8 @@ import math
 import threading
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -35,6 +37,8 @@ from distill.generate.dispatch import Dispatcher
 from distill.generate.item import ItemOutcome, TeacherFailed, run_item, save_outcome
 from distill.records import GenerationRequest, GenerationResult, PlanItem
 from distill.teachers.registry import TeacherOptions
+from distill.teachers.stack import build_teacher
+from distill.teachers.wrappers.cache import default_cache_dir
 
 DRAIN_EVERY_S = 0.25  # how often the driver moves the ledger's news into run.db (and the progress bar)
 MAX_BLOCK_ITEMS = 512
@@ -112,15 +116,13 @@ class GenerateWorker:
     model engine live in one loop across blocks), several blocks at once."""
 
     def __init__(self, loaded, spec: str, teacher_options: dict, cache_dir: str | None, ledger):
-        from distill.teachers.stack import build_teacher
-
         self.loaded, self.ledger = loaded, ledger
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="distill-worker-loop", daemon=True).start()
         # The SDK sends from the worker itself: a sender process (the local path's second core from 128
         # requests in flight) would be a third process a worker, on the worker's one CPU.
         options = TeacherOptions.model_validate({**teacher_options, "sender_process": False})
-        self.teacher = build_teacher(spec, options, cache_dir=cache_dir, online=True)
+        self.teacher = build_teacher(spec, options, cache_dir=Path(cache_dir) if cache_dir else None, online=True)
         self.stopped = False
         self._group: tuple[list, asyncio.Future] | None = None
         self._submit(self._open()).result()
@@ -165,7 +167,7 @@ class GenerateWorker:
     async def _run_item(self, item: PlanItem, rank: int, known: str | None) -> str:
         async with self.in_flight:
             if self.stopped or known == "finished":  # "finished": this block ran before on a worker that died
-                return "stopped" if self.stopped else known
+                return "stopped" if self.stopped else "finished"
             try:
                 outcome = await run_item(self.loaded, item, self.teacher.spec,
                                          partial(self._ask, item, rank, known == "seen"))
@@ -209,6 +211,7 @@ class GenerateWorker:
 
     async def _send_group(self) -> None:
         await asyncio.sleep(GROUP_S)
+        assert self._group is not None  # made by the send that scheduled this task
         (entries, sent), self._group = self._group, None
         try:
             self.stopped = await self.ledger.record.remote(entries) or self.stopped
@@ -235,7 +238,7 @@ class RayGeneration:
         self.workers = workers or max(1, cpus)
         self.gpus_per_worker = gpus_per_worker
         self.on_call, self.on_outcome = on_call, on_outcome
-        self.ledger = None
+        self.ledger: Any = None  # a Ray actor handle, started at the first run
 
     def run(self, items: list[PlanItem]) -> None:
         if not items:
@@ -329,10 +332,24 @@ class RayGeneration:
 def _readable(exc: BaseException) -> BaseException:
     """A user mistake raised inside a worker (a template that fails on some item, a model that is not there)
     is the one line it would be locally, not Ray's wrapped traceback."""
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, DistillError):
             return seen
         cause = getattr(seen, "cause", None)  # RayTaskError keeps the worker's exception here
         seen = cause if isinstance(cause, BaseException) else seen.__cause__
     return exc
+
+
+class RayItems:
+    """`distill generate --executor ray`, as the entry points hand it to the runner: `open` starts one run's
+    `RayGeneration`, its answers and outcomes reported to the run's progress display."""
+
+    def open(self, store, loaded, options, progress) -> RayGeneration:
+        """A `RayGeneration` for the run in `store` with `options` (`GenerateOptions`)."""
+        cache_dir = (options.cache_dir or default_cache_dir()) if options.cache and options.teacher.api else None
+        return RayGeneration(
+            store, loaded, options.teacher.text, options.teacher_options, str(cache_dir) if cache_dir else None,
+            workers=options.ray_workers, gpus_per_worker=options.ray_gpus_per_worker or 0.0,
+            on_call=lambda result: progress.add_tokens(result.usage.prompt_tokens, result.usage.completion_tokens),
+            on_outcome=lambda outcome: progress.advance(kept=outcome.example is not None, failed=outcome.failed))

@@ -10,15 +10,19 @@ Not checked offline: the license id against the Hub's list and the Hub's YAML va
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from distill.export.parquet import arrow_schema, axis_names
 from distill.records import Example
+from distill.review.figures import review_lines
 from distill.rundir import CONTAMINATION, RunDir
 from distill.taxonomy.snapshot import read_snapshot
+from distill.train.manifest import sha256_file
 
 # Shown for each task in `task_categories`: chat SFT data is text generation whatever the task.
 TASK_CATEGORIES = {"qa": ["question-answering", "text-generation"],
@@ -81,8 +85,6 @@ def _dataset_info(schema, splits: dict[str, list[Example]], files: dict[str, lis
 # --- the body -------------------------------------------------------------------------------------------------
 
 def _body(run_dir: RunDir, splits, files, stats, name, options) -> str:
-    from distill.review.figures import review_lines
-
     train, test = splits["train"], splits["test"]
     taxonomy = _taxonomy(run_dir)
     teachers = Counter(e.meta.teacher or "(unknown)" for e in train + test)
@@ -124,8 +126,6 @@ def _column_note(field: str) -> str:
 
 
 def _columns(examples: list[Example]) -> list[str]:
-    from distill.export.dataset import arrow_schema, axis_names
-
     return [field.name for field in arrow_schema(axis_names(examples))]
 
 
@@ -136,8 +136,6 @@ def _taxonomy(run_dir: RunDir):
 
 
 def _provenance(run_dir: RunDir, stats, taxonomy, options) -> list[str]:
-    from distill.train.manifest import sha256_file
-
     run = stats.get("run") or {}
     lines = [f"- Taxonomy: **{stats.get('taxonomy') or '(unknown)'}**"
              + (f": {taxonomy.description}" if taxonomy and taxonomy.description else ""),
@@ -248,8 +246,6 @@ def _list(counter: Counter) -> str:
 
 
 def _version() -> str:
-    import importlib.metadata as md
-
     try:
         return md.version("distill")
     except md.PackageNotFoundError:

@@ -8,9 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.extras import needs
 from distill.owned import OwnedFolder
 
 
+@needs("export", purpose="--push-to-hub")
 def check_repo_id(repo_id: str) -> None:
     """Refuse a malformed repo id before any work is done."""
     from huggingface_hub.errors import HFValidationError
@@ -24,6 +26,7 @@ def check_repo_id(repo_id: str) -> None:
         raise DistillError(f"--push-to-hub {repo_id!r}: give the owner too, as owner/name")
 
 
+@needs("export", purpose="--push-to-hub")
 def push_folder(folder: Path, repo_id: str, repo_type: str, private: bool = False) -> str:
     """Create the repo if needed and upload the files distill wrote in FOLDER (not the user's files beside them,
     nor its record of them); returns the repo URL."""

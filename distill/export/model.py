@@ -11,6 +11,7 @@ merged and every GGUF answer the same items and a metric that falls after a step
 
 from __future__ import annotations
 
+import gc
 import re
 import time
 from collections import Counter
@@ -20,12 +21,29 @@ from typing import Callable
 from pydantic import BaseModel, Field
 
 from distill.errors import DistillError
-from distill.export.gguf_writer import GgufFile
-from distill.export.modelfile import Modelfile
-from distill.export.verify import LogitCheck
+from distill.evaluate.forms import detect_form, load_form
+from distill.evaluate.report import EvalConfig, evaluate
+from distill.export.dataset import check_license
+from distill.export.dataset_card import unknown_languages
+from distill.export.gguf_writer import QUANT_TYPES, GgufFile, write_gguf
+from distill.export.model_card import write_model_cards
+from distill.export.modelfile import Modelfile, write_modelfile
+from distill.export.verify import GgufChecker, LogitCheck, probe_sequences
+from distill.extras import needs
+from distill.models import set_threads
 from distill.owned import OwnedFolder
+from distill.records import read_examples
 from distill.rundir import EVAL_REPORT, RunDir
-from distill.train.manifest import Manifest
+from distill.train.card import hub_id
+from distill.train.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    load_student_tokenizer,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+from distill.train.merge import merge_adapter, merged_folder
 
 Say = Callable[[str], None]
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -79,13 +97,10 @@ class ModelExport(BaseModel):
     seconds: dict[str, float] = Field(default_factory=dict)
 
 
+@needs("local", "train", "export", purpose="distill export-model")
 def export_model(adapter_dir: Path, options: ModelExportOptions, say: Say = lambda line: None,
                  progress: Progress | None = None) -> ModelExport:
     """Merge, write the GGUF files and the Modelfile, check and evaluate them, write the cards."""
-    from distill.export.model_card import write_model_cards
-    from distill.train.manifest import read_manifest
-    from distill.models import set_threads
-
     adapter_dir = Path(adapter_dir)
     result = _plan(adapter_dir, read_manifest(adapter_dir), options, say)
     set_threads(options.threads)
@@ -104,10 +119,6 @@ def export_model(adapter_dir: Path, options: ModelExportOptions, say: Say = lamb
 
 def _plan(adapter_dir: Path, manifest: Manifest, options: ModelExportOptions, say: Say) -> ModelExport:
     """Everything decided before any work: options checked, license, run, name and folders."""
-    from distill.export.dataset import check_license
-    from distill.export.dataset_card import unknown_languages
-    from distill.export.gguf_writer import QUANT_TYPES
-
     unknown = [q for q in options.gguf if q not in QUANT_TYPES]
     if unknown:
         raise DistillError(f"--gguf {unknown[0]!r}: choose from {', '.join(QUANT_TYPES)}, or none")
@@ -126,9 +137,6 @@ def _plan(adapter_dir: Path, manifest: Manifest, options: ModelExportOptions, sa
 def _claim_folders(result: ModelExport, manifest: Manifest, options: ModelExportOptions) -> None:
     """The folders this export writes, claimed before anything loads: the merged one when a merge is due,
     and OUT when GGUFs go there; a user's file named like one of ours stops the export now."""
-    from distill.train.manifest import MANIFEST_NAME
-    from distill.train.merge import merged_folder
-
     reports = ("README.md", "export.json", *(EVAL_REPORT if options.evaluate else ()))
     if options.gguf:
         out = OwnedFolder.claim(result.out_dir, "model-export", force=options.force)
@@ -140,9 +148,6 @@ def _claim_folders(result: ModelExport, manifest: Manifest, options: ModelExport
 
 def _write_ggufs(result: ModelExport, manifest: Manifest, options: ModelExportOptions, say: Say,
                  progress: Progress | None) -> None:
-    from distill.export.gguf_writer import write_gguf
-    from distill.train.manifest import write_manifest
-
     for quant in options.gguf:
         say(f"writing {quant} GGUF ...")
         bar = (lambda done, total, q=quant: progress(f"GGUF {q}", done, total)) if progress else None
@@ -162,7 +167,7 @@ def _check_and_evaluate(result: ModelExport, manifest: Manifest, options: ModelE
     checker = gguf_checker(result, manifest) if result.ggufs and options.verify else None
     started = time.perf_counter()
     if options.evaluate and result.run_dir is not None and RunDir(result.run_dir).eval.is_file():
-        _evaluate(result, options, checker)  # loads every form once
+        _evaluate(result, result.run_dir, options, checker)  # loads every form once
         result.seconds["eval"] = time.perf_counter() - started
     else:
         if options.evaluate:
@@ -181,8 +186,6 @@ def slug(text: str) -> str:
 
 def base_license(manifest: Manifest) -> str:
     """The base model's license: known for SmolLM2, else from the base's model card when it is on disk."""
-    from distill.train.card import hub_id
-
     base = hub_id(manifest)
     for prefix, license_id in KNOWN_BASE_LICENSES.items():
         if base.startswith(prefix):
@@ -200,17 +203,17 @@ def _base_card(base_model: str):
     path = Path(base_model) / "README.md"
     if not path.is_file():
         cached = try_to_load_from_cache(base_model, "README.md") if "/" in base_model else None
-        path = Path(cached) if isinstance(cached, str) else None
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
     try:
-        return ModelCard.load(path) if path else None
+        return ModelCard.load(path)
     except Exception:  # an unreadable card is the same as none: the user is asked for --license
         return None
 
 
 def find_run(adapter_dir: Path, manifest: Manifest, run_dir: Path | None, say: Say) -> Path | None:
     """The run the adapter was trained on: given, or the adapter's parent when its train.jsonl is the one."""
-    from distill.train.manifest import sha256_file
-
     candidate = Path(run_dir) if run_dir else adapter_dir.parent
     train = RunDir(candidate).train
     if train.is_file() and sha256_file(train) == manifest.train_sha256:
@@ -226,8 +229,6 @@ def find_run(adapter_dir: Path, manifest: Manifest, run_dir: Path | None, say: S
 
 def ensure_merged(adapter_dir: Path, manifest: Manifest, force: bool, say: Say) -> Path:
     """The adapter's merged 16-bit folder: reused when it was merged from this very adapter, else merged now."""
-    from distill.train.merge import merge_adapter
-
     merged = reusable_merge(manifest)
     if not force and merged is not None:
         say(f"merged model: {merged} (already merged from this adapter)")
@@ -240,8 +241,6 @@ def ensure_merged(adapter_dir: Path, manifest: Manifest, force: bool, say: Say) 
 
 def reusable_merge(manifest: Manifest) -> Path | None:
     """The merged folder the adapter's manifest names, when it was merged from this very adapter."""
-    from distill.train.manifest import MANIFEST_NAME, read_manifest
-
     merged = Path(manifest.merged_dir) if manifest.merged_dir else None
     if merged and (merged / "config.json").is_file() and (merged / MANIFEST_NAME).is_file():
         if read_manifest(merged).created_at == manifest.created_at:
@@ -251,8 +250,6 @@ def reusable_merge(manifest: Manifest) -> Path | None:
 
 def training_system_prompt(run_dir: Path | None) -> str | None:
     """The system prompt most training examples carry: what the student learned to answer under."""
-    from distill.records import read_examples
-
     path = RunDir(run_dir).train if run_dir else None
     if path is None or not path.is_file():
         return None
@@ -261,9 +258,6 @@ def training_system_prompt(run_dir: Path | None) -> str | None:
 
 
 def _modelfile(result: ModelExport, manifest: Manifest) -> Modelfile:
-    from distill.export.modelfile import write_modelfile
-    from distill.train.manifest import load_student_tokenizer
-
     tokenizer = load_student_tokenizer(manifest)
     stop = [manifest.eot_token] + ([tokenizer.eos_token] if tokenizer.eos_token not in (None, manifest.eot_token)
                                    else [])
@@ -273,10 +267,6 @@ def _modelfile(result: ModelExport, manifest: Manifest) -> Modelfile:
 
 def gguf_checker(result: ModelExport, manifest: Manifest):
     """A GgufChecker over a few held-out conversations (or fixed ones when the run is not at hand)."""
-    from distill.export.verify import GgufChecker, probe_sequences
-    from distill.records import read_examples
-    from distill.train.manifest import load_student_tokenizer
-
     held_out = RunDir(result.run_dir).eval if result.run_dir else None
     examples = read_examples(held_out) if held_out and held_out.is_file() else []
     sequences = probe_sequences(load_student_tokenizer(manifest), examples)
@@ -285,10 +275,6 @@ def gguf_checker(result: ModelExport, manifest: Manifest):
 
 def load_and_check(result: ModelExport, checker) -> None:
     """Without an evaluation: load the merged model, then each GGUF, one at a time, for the checker."""
-    import gc
-
-    from distill.evaluate.forms import detect_form, load_form
-
     for path in [result.merged_dir] + [gguf.path for gguf in result.ggufs]:
         form = detect_form(path)
         model = load_form(form)
@@ -305,12 +291,10 @@ def _check_line(check: LogitCheck) -> str:
             f"top-1 agreement {check.top1_agreement:.1%} (>= {t.min_top1:.0%}): {verdict}")
 
 
-def _evaluate(result: ModelExport, options: ModelExportOptions, checker) -> None:
-    from distill.evaluate.report import EvalConfig, evaluate
-
+def _evaluate(result: ModelExport, run_dir: Path, options: ModelExportOptions, checker) -> None:
     forms = [result.adapter_dir, result.merged_dir] + [gguf.path for gguf in result.ggufs]
     config = EvalConfig(out_dir=result.out_dir if result.ggufs else result.merged_dir, limit=options.eval_limit,
                         max_new_tokens=options.max_new_tokens, max_drop=options.max_drop, threads=options.threads)
-    evaluation = evaluate(result.run_dir, forms, config, observe=checker.observe if checker else None)
+    evaluation = evaluate(run_dir, forms, config, observe=checker.observe if checker else None)
     result.eval_json, result.eval_markdown = evaluation.json_path, evaluation.markdown_path
     result.flags = evaluation.report.get("flags", [])

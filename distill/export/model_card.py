@@ -12,8 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from distill.evaluate.markdown import summary_sections
+from distill.models import LOCAL_ALIASES
 from distill.owned import OwnedFolder
+from distill.review.figures import override_lines, review_lines
 from distill.rundir import RunDir
+from distill.train.card import hub_id, result_lines, training_lines
 from distill.train.manifest import Manifest
 
 
@@ -35,16 +39,15 @@ def render_model_card(kind: str, result, manifest: Manifest, options, stats: dic
                       report: dict | None) -> str:
     from huggingface_hub import ModelCard, ModelCardData
 
-    from distill.train.card import hub_id
-
     dataset_repo = _dataset_repo(options.dataset)
+    relation: dict[str, Any] = {"base_model_relation": "finetune"} if kind == "merged" else {}
     data = ModelCardData(
         base_model=hub_id(manifest), license=result.license, language=list(options.language),
         library_name="transformers" if kind == "merged" else None, pipeline_tag="text-generation",
         datasets=[dataset_repo] if dataset_repo else None, model_name=result.name,
         tags=["distill", "sft", "lora", "synthetic-data"] + (["gguf", "llama.cpp", "ollama"] if kind == "gguf"
                                                              else []),
-        **({"base_model_relation": "finetune"} if kind == "merged" else {}),
+        **relation,
     )
     body = _body(kind, result, manifest, options, stats, report)
     return str(ModelCard("---\n" + data.to_yaml() + "\n---\n" + body))
@@ -58,9 +61,6 @@ def _dataset_repo(dataset: str | None) -> str | None:
 
 
 def _body(kind: str, result, manifest: Manifest, options, stats, report) -> str:
-    from distill.review.figures import override_lines, review_lines
-    from distill.train.card import hub_id, result_lines, training_lines
-
     base = hub_id(manifest)
     where_template = "stored in the GGUF and the Modelfile" if kind == "gguf" else "stored with the tokenizer"
     what = ("merged into 16-bit weights" if kind == "merged"
@@ -92,8 +92,6 @@ def _body(kind: str, result, manifest: Manifest, options, stats, report) -> str:
 
 
 def _embedded(manifest: Manifest) -> bool:
-    from distill.models import LOCAL_ALIASES
-
     return manifest.student in LOCAL_ALIASES
 
 
@@ -142,8 +140,6 @@ def _data_lines(dataset: str | None, stats: dict, manifest: Manifest) -> list[st
 
 
 def _evaluation(report: dict | None, result) -> list[str]:
-    from distill.evaluate.markdown import summary_sections
-
     if report is None:
         forms = " ".join(f"--student {p}" for p in [result.adapter_dir, result.merged_dir]
                          + [g.path for g in result.ggufs])

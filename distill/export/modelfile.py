@@ -55,7 +55,7 @@ def write_modelfile(folder: Path, gguf_name: str, tokenizer, stop: list[str], sy
     """FOLDER/Modelfile pointing at FOLDER/GGUF_NAME; `ollama create NAME -f FOLDER/Modelfile` builds it."""
     template = CHATML_GO_TEMPLATE if chatml_equivalent(tokenizer) else None
     lines = ["# Written by `distill export-model`. Build and run it with:",
-             f"#   ollama create NAME -f Modelfile && ollama run NAME", f"FROM ./{gguf_name}"]
+             "#   ollama create NAME -f Modelfile && ollama run NAME", f"FROM ./{gguf_name}"]
     if template:
         lines.append(f'TEMPLATE """{_triple_quoted(template)}"""')
     else:

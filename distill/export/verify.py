@@ -13,8 +13,6 @@ distributions, and how often the most likely next token agrees. Tolerances, from
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel
 
 from distill.records import Example
@@ -97,6 +95,8 @@ class GgufChecker:
 
     def check(self, file: str, logits: list) -> LogitCheck:
         quant = self.quants[file]
+        if self.reference is None:
+            raise RuntimeError("a GGUF checked before the merged model was observed")
         max_diff, mean_kl, top1, positions = compare_logits(self.reference, logits)
         tolerance = TOLERANCES[quant]
         ok = max_diff <= tolerance.max_abs_diff and mean_kl <= tolerance.mean_kl and top1 >= tolerance.min_top1

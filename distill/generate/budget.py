@@ -16,8 +16,8 @@ import asyncio
 from dataclasses import dataclass, field
 
 from distill.errors import BudgetExceeded
-from distill.tasks.parse import Rejected
 from distill.records import PlanItem
+from distill.tasks.parse import Rejected
 from distill.taxonomy import LoadedTaxonomy
 from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.teachers.http.cost import PriceTable, estimate_prompt_tokens

@@ -3,37 +3,30 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from distill.curate.from_taxonomy import with_taxonomy
+from distill.curate.pipeline import CurateConfig
+from distill.executors.local import curate as curate_examples
 from distill.records import Example, PlanItem, Reject
+from distill.review.feedback import review_in_store
 from distill.rundir import RunDir
 from distill.store import FAILED, PENDING, RunStore
+from distill.tally import NodeTally, Tallies
 from distill.taxonomy import LoadedTaxonomy
-
-
-@dataclass
-class NodeRow:
-    path: str
-    depth: int
-    planned: int = 0
-    generated: int = 0  # the teacher answered (valid or not)
-    valid: int = 0  # parsed into an example
-    kept: int = 0  # survived curation
-    failed: int = 0
-    reasons: Counter = field(default_factory=Counter)
 
 
 @dataclass
 class RunReport:
     out: Path
-    rows: list[NodeRow]
+    nodes: Tallies  # the whole run, then each taxonomy node in the taxonomy's order
     stats: dict
     files: dict[str, Path]
 
     @property
-    def total(self) -> NodeRow:
-        return self.rows[0]
+    def total(self) -> NodeTally:
+        return self.nodes.total
 
 
 def export_scope(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem]) -> list[PlanItem]:
@@ -54,7 +47,7 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ru
     statuses = store.statuses()
     # In plan order, not the order answers came in: the same run gives the same files (and dedup keeps
     # the same one of two duplicates) however requests were scheduled, on one machine or on Ray.
-    position = {item.id: rank for rank, item in enumerate(plan)}
+    position: dict[str | None, int] = {item.id: rank for rank, item in enumerate(plan)}
     examples = sorted(store.examples(scope), key=lambda example: position.get(example.meta.plan_item_id, len(plan)))
     generation_rejects = store.latest_generation_rejects(scope)
     kept, curation_rejects, curation_stats = _curate(examples, loaded, curate, curate_settings or {}, judge, progress)
@@ -62,7 +55,7 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ru
     kept, review_rejects, review_stats = _review(store, kept, run_dir)
     curation_rejects = curation_rejects + review_rejects  # (review rejects live in its own tables, not here)
 
-    rows = _node_rows(loaded, plan, statuses, examples, kept, generation_rejects + curation_rejects)
+    nodes = _node_tallies(loaded, plan, statuses, examples, kept, generation_rejects + curation_rejects)
     stats = {
         "taxonomy": loaded.name,
         "task": loaded.task.name,
@@ -70,18 +63,15 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ru
         "counts": {
             "planned": len(plan),
             "pending": sum(statuses.get(i.id) == PENDING for i in plan),
-            "generated": rows[0].generated,
+            "generated": nodes.total.generated,
             "valid": len(examples),
             "kept": len(kept),
-            "rejected": len(generation_rejects) + len(curation_rejects) - rows[0].failed,
-            "failed": rows[0].failed,
+            "rejected": len(generation_rejects) + len(curation_rejects) - nodes.total.failed,
+            "failed": nodes.total.failed,
         },
         "reject_reasons": dict(Counter(r.reason for r in generation_rejects + curation_rejects).most_common()),
-        "nodes": {
-            row.path: {"planned": row.planned, "generated": row.generated, "valid": row.valid,
-                       "kept": row.kept, "failed": row.failed, "rejects": dict(row.reasons.most_common())}
-            for row in rows
-        },
+        "nodes": {path: {**tally.counts("planned", "generated", "valid", "kept", "failed"),
+                         "rejects": dict(tally.reasons.most_common())} for path, tally in nodes.items()},
         "usage": store.usage_totals(),
         "teacher_calls": store.call_counts(),
         "curation": curation_stats,
@@ -89,53 +79,34 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ru
     if review_stats is not None:
         stats["review"] = review_stats
     files = run_dir.write_exports(kept, generation_rejects + curation_rejects, stats)
-    return RunReport(out=run_dir.root, rows=rows, stats=stats, files=files)
+    return RunReport(out=run_dir.root, nodes=nodes, stats=stats, files=files)
 
 
 def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool, settings: dict, judge,
             progress) -> tuple[list[Example], list[Reject], dict]:
     if not enabled or not examples:
         return examples, [], {}
-    from distill.curate.from_taxonomy import with_taxonomy
-    from distill.curate.pipeline import CurateConfig, curate
-
     config = CurateConfig(**with_taxonomy(loaded, settings))
-    result = curate(examples, config, progress=progress, judge=judge)
+    result = curate_examples(examples, config, progress=progress, judge=judge)
     return result.kept, result.rejects, result.to_stats()
 
 
 def _review(store: RunStore, kept: list[Example], run_dir: RunDir) -> tuple[list[Example], list[Reject], dict | None]:
     """The human review applied to what curation kept (distill/review/feedback.py), when there is a queue."""
-    from distill.review.feedback import review_in_store
-
     return review_in_store(store, kept, run_dir.root)
 
 
-def _node_rows(loaded: LoadedTaxonomy, plan: list[PlanItem], statuses: dict[str, str], examples: list[Example],
-               kept: list[Example], rejects: list[Reject]) -> list[NodeRow]:
-    total = NodeRow(path="(all)", depth=0)
-    rows = {node.path: NodeRow(path=node.path, depth=node.path.count("/") + 1) for node in loaded.nodes}
-
-    def lineage(path: str | None) -> list[NodeRow]:
-        if path is None or path not in rows:
-            return [total]
-        parts = path.split("/")
-        return [total, *(rows["/".join(parts[: i + 1])] for i in range(len(parts)))]
-
+def _node_tallies(loaded: LoadedTaxonomy, plan: list[PlanItem], statuses: dict[str, str], examples: list[Example],
+                  kept: list[Example], rejects: list[Reject]) -> Tallies:
+    """Per taxonomy node: planned, generated, failed, valid and kept items, and the reasons of the rest."""
+    nodes = Tallies(node.path for node in loaded.nodes)
     for item in plan:
         status = statuses.get(item.id, PENDING)
-        for row in lineage(item.node_path):
-            row.planned += 1
-            row.generated += status not in (PENDING, FAILED)
-            row.failed += status == FAILED
+        nodes.add(item.node_path, planned=1, generated=status not in (PENDING, FAILED), failed=status == FAILED)
     for example in examples:
-        for row in lineage(example.meta.taxonomy_path):
-            row.valid += 1
+        nodes.add(example.meta.taxonomy_path, valid=1)
     for example in kept:
-        for row in lineage(example.meta.taxonomy_path):
-            row.kept += 1
+        nodes.add(example.meta.taxonomy_path, kept=1)
     for reject in rejects:
-        path = reject.node_path or (reject.example.meta.taxonomy_path if reject.example else None)
-        for row in lineage(path):
-            row.reasons[reject.reason] += 1
-    return [total, *(rows[node.path] for node in loaded.nodes)]
+        nodes.add(reject.node_path or (reject.example.meta.taxonomy_path if reject.example else None), reason=reject.reason)
+    return nodes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from distill.curate.heldout import load_all
 from distill.records import PlanItem
 from distill.tasks.parse import Rejected
 from distill.taxonomy import LoadedTaxonomy
@@ -17,8 +18,6 @@ from distill.teachers.base import GenerationRequest, GenerationResult
 def check_inputs(loaded: LoadedTaxonomy, plan: list[PlanItem]) -> None:
     """Read every held-out set and render every prompt of the first item; a mistake is one line (file:line)."""
     if loaded.taxonomy.heldout:
-        from distill.curate.heldout import load_all
-
         load_all(loaded.taxonomy.heldout)
     if plan:
         rehearse(loaded, plan[0])

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import BaseModel
 
 from distill.records import Example, GenerationRequest, GenerationResult, PlanItem, Reject
+from distill.store import FAILED, REJECTED
 from distill.tasks.parse import Rejected
 
 Ask = Callable[[str, GenerationRequest], Awaitable[GenerationResult]]
@@ -53,8 +54,6 @@ async def run_item(loaded, item: PlanItem, teacher_spec: str, ask: Ask) -> ItemO
 
 def save_outcome(store, outcome: ItemOutcome) -> None:
     """Write an outcome into run.db: the example, or the reject (a failed item is marked for --retry-failed)."""
-    from distill.store import FAILED, REJECTED
-
     if outcome.example is not None:
         store.add_example(outcome.example)
     else:

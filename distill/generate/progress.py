@@ -24,12 +24,21 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task, \
-    TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
+from distill.models import needs_conversion
 from distill.teachers.registry import TeacherSpec
-
 
 MIN_INTERVAL_S = 5.0  # no rate before this much generating: a few seconds say nothing about a long run
 
@@ -112,7 +121,7 @@ class GenerationProgress:
             TimeElapsedColumn(), _Figures(self), TextColumn("{task.fields[detail]}"),
             console=console or default_console(), disable=not enabled, refresh_per_second=4,
         )
-        self.task = None
+        self.task: TaskID | None = None
         self._shown = 0.0  # when the detail text was last rebuilt
         self._live = False
         self._advice: Callable[[GenerationProgress], str | None] | None = None
@@ -253,8 +262,6 @@ def start_phase(teacher_spec: TeacherSpec) -> str:
     """What starting this teacher is doing, in words."""
     prefix = teacher_spec.kind
     if prefix == "local":
-        from distill.models import needs_conversion
-
         if needs_conversion("local"):
             return "converting the embedded model (once, about 20 s) and loading it"
         return "loading the model"

@@ -10,30 +10,34 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from distill.check_names import unknown_checks
+from distill.curate.judge import Judge
+from distill.curate.progress import stage_progress
 from distill.errors import DistillError, RunFailed
 from distill.generate import preflight, switch_hint
 from distill.generate.budget import Budget, BudgetStop, Estimate, ItemHold, estimate_items
 from distill.generate.dispatch import Dispatcher
-from distill.curate.progress import stage_progress
 from distill.generate.export import RunReport, finish_run
 from distill.generate.inputs import check_inputs
 from distill.generate.item import TeacherFailed, run_item, save_outcome
 from distill.generate.progress import GenerationProgress
-from distill.records import PlanItem
 from distill.owned import writable_folder
+from distill.records import PlanItem
 from distill.rundir import RunDir
 from distill.store import FAILED, PENDING, RunStore
 from distill.taxonomy import LoadedTaxonomy, build_plan, load_taxonomy, with_per_leaf
 from distill.taxonomy.model import Taxonomy
 from distill.taxonomy.snapshot import write_snapshot
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
+from distill.teachers.http.cost import PriceTable
 from distill.teachers.http.limits import unreachable
 from distill.teachers.registry import TeacherOptions, TeacherSpec
 from distill.teachers.stack import build_teacher
+from distill.teachers.wrappers.cache import default_cache_dir
 
 
 class GenerateSettings(BaseModel):
@@ -60,8 +64,9 @@ class GenerateSettings(BaseModel):
     label_check: bool = False
     judge: TeacherSpec | None = None
     skip_checks: list[str] = Field(default_factory=list)
-    # Where the items run (distill/executors): this process, or actors on a Ray cluster (RAY_ADDRESS, else
-    # one started on this machine), each with its own teacher: one a CPU unless `ray_workers` says.
+    # Where the items run: this process, or actors on a Ray cluster (RAY_ADDRESS, else one started on this
+    # machine), each with its own teacher: one a CPU unless `ray_workers` says. The entry point that reads
+    # this hands the runner the executor it names (distill/executors).
     executor: Literal["local", "ray"] = "local"
     ray_workers: int | None = Field(None, gt=0)
     ray_gpus_per_worker: float | None = Field(None, gt=0)
@@ -93,6 +98,22 @@ def default_out(loaded: LoadedTaxonomy) -> Path:
     return Path("runs") / loaded.name
 
 
+class ItemExecutor(Protocol):
+    """Runs a run's items somewhere other than this process (`distill.executors.generation_executor`)."""
+
+    def open(self, store: RunStore, loaded: LoadedTaxonomy, options: GenerateOptions,
+             progress: GenerationProgress) -> ItemRun: ...
+
+
+class ItemRun(Protocol):
+    """One run's items under way elsewhere: `run` may be called more than once (the pre-flight sample, then the
+    rest); each answer and outcome is in the store when it returns."""
+
+    def run(self, items: list[PlanItem]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class _Job:
     """A generation checked and planned, before anything is written or sent."""
@@ -102,50 +123,60 @@ class _Job:
     plan: list[PlanItem]
     api: bool  # an HTTP API teacher built here (not one handed in): cache, preflight and budget apply
     teacher_factory: Callable[[], Teacher] | None = None
+    executor: ItemExecutor | None = None  # None: the items run in this process
 
 
-def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None = None) -> RunReport:
+def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None = None,
+             executor: ItemExecutor | None = None) -> RunReport:
     """Run (or resume) generation and write the run directory (`distill generate`, `distill.generate()`):
     the folder, `options.out` or runs/<taxonomy name>, is claimed once everything is checked. Returns the
-    report the CLI prints."""
-    job = _prepare(options, teacher_factory)
+    report the CLI prints.
+
+    The items run in this process, or with `executor` (the one `options.executor` names, which the entry
+    point chose: `distill.executors.generation_executor`)."""
+    job = _prepare(options, teacher_factory, executor)
     run_dir = RunDir.claim(options.out or default_out(job.loaded), force=options.force)
     return _run(run_dir, job)
 
 
-def run(run_dir: RunDir, options: GenerateOptions) -> RunReport:
+def run(run_dir: RunDir, options: GenerateOptions, executor: ItemExecutor | None = None) -> RunReport:
     """The generation stage in a run folder already claimed (`distill run` claims it for its whole job):
-    every item asked, every answer in run.db, then the run's files rebuilt from it (`finish_run`)."""
-    return _run(run_dir, _prepare(options, None))
+    every item asked (here, or with `executor`), every answer in run.db, then the run's files rebuilt from it
+    (`finish_run`)."""
+    return _run(run_dir, _prepare(options, None, executor))
 
 
-def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None) -> _Job:
+def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None,
+             executor: ItemExecutor | None) -> _Job:
     """Everything a run reads (taxonomy, seeds, held-out sets, prompt templates, the response cache) checked
     before the run folder is touched or the first teacher call."""
     check_flags(options)
     if options.executor == "ray" and teacher_factory is not None:
         raise DistillError("executor='ray' builds a teacher on every worker from the spec: pass teacher=SPEC, "
                            "not a teacher object")
+    if (executor is None) != (options.executor == "local"):
+        raise DistillError(f"executor={options.executor!r} runs with the executor it names: call distill.generate(), "
+                           "or pass executor=distill.executors.generation_executor(options.executor)")
     loaded = _load_taxonomy(options, code=True)
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
     _check_curate_options(options, loaded)
     api = options.teacher.api and teacher_factory is None
     if api and options.cache:  # checked now: the cache is opened only once the teacher is built
-        from distill.teachers.wrappers.cache import default_cache_dir
-
         writable_folder(options.cache_dir or default_cache_dir(), "--cache-dir")
-    return _Job(options, loaded, plan, api, teacher_factory)
+    return _Job(options, loaded, plan, api, teacher_factory, executor)
 
 
 def _run(run_dir: RunDir, job: _Job) -> RunReport:
     """One run at a time holds the directory."""
     with run_dir.lock(), run_dir.store_errors():
-        return _generate_locked(job.options, job.loaded, job.plan, run_dir, job.api, job.teacher_factory)
+        return _generate_locked(job.options, job.loaded, job.plan, run_dir, job.api, job.teacher_factory,
+                                job.executor)
 
 
 def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: list[PlanItem], run_dir: RunDir,
-                     api: bool, teacher_factory: Callable[[], Teacher] | None) -> RunReport:
+                     api: bool, teacher_factory: Callable[[], Teacher] | None,
+                     executor: ItemExecutor | None) -> RunReport:
     store = run_dir.open_store()
     try:
         plan += store.regenerated_plan_items()  # a leaf asked again after review stays in the run
@@ -156,11 +187,11 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
         budget = None
-        if todo and options.executor == "ray":
+        if todo and executor is not None:
             progress = GenerationProgress(enabled=options.progress)
             try:
-                _generate_on_ray(store, loaded, todo, options, progress, run_preflight=api and options.preflight
-                                 and not store.info().get("preflight_ok"))
+                _generate_elsewhere(executor, store, loaded, todo, options, progress, run_preflight=api
+                                    and options.preflight and not store.info().get("preflight_ok"))
             finally:
                 progress.close()
         elif todo:
@@ -221,16 +252,12 @@ def _make_teacher(spec: TeacherSpec, options: GenerateOptions, store: RunStore |
                   online: bool = False) -> Teacher:
     """A teacher from its spec, built by the one builder: an API teacher answers from the shared response
     cache first; `online`: never a provider batch job."""
-    from distill.teachers.wrappers.cache import default_cache_dir
-
     cache_dir = (options.cache_dir or default_cache_dir()) if options.cache else None
     return build_teacher(spec.text, options.teacher_options, cache_dir=cache_dir, store=store, online=online)
 
 
 def _check_curate_options(options: GenerateOptions, loaded: LoadedTaxonomy) -> None:
     """Mistakes in the curation options fail before any teacher call, not after the whole run."""
-    from distill.curate.checks import unknown_checks
-
     if options.label_check and not loaded.taxonomy.labels:
         raise DistillError(f"--label-check is for classification taxonomies; {loaded.name!r} is task "
                            f"{loaded.task.name!r} (--judge SPEC checks every task's topics)")
@@ -249,8 +276,6 @@ def _judge(store: RunStore, options: GenerateOptions):
     """The teacher of the judged checks, its calls recorded in run.db like generation's; None when off."""
     if not options.curate or not (options.label_check or options.judge):
         return None
-    from distill.curate.judge import Judge
-
     spec = options.judge or options.teacher
     # Verdicts go out online, one request each: never as a provider batch job.
     return Judge(spec.text, lambda: _make_teacher(spec, options, online=True), store)
@@ -281,8 +306,6 @@ def _fewer_gc_passes():
 
 def estimate_run(options: GenerateOptions) -> Estimate:
     """`--dry-run`: what the run would send (items not yet done, their calls, tokens, cost); sends nothing."""
-    from distill.teachers.http.cost import PriceTable
-
     check_flags(options)
     loaded = _load_taxonomy(options, code=False)
     run_dir = RunDir(options.out or default_out(loaded), "--out")
@@ -387,27 +410,19 @@ async def _generate_all(store: RunStore, loaded: LoadedTaxonomy, items: list[Pla
         await teacher.aclose()  # async HTTP clients close inside the loop that owns them
 
 
-def _generate_on_ray(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], options: GenerateOptions,
-                     progress: GenerationProgress, run_preflight: bool) -> None:
-    """`_generate_all` on a Ray cluster (distill/executors/ray_generate.py): the same preflight, the same items."""
-    from distill.executors.ray_generate import RayGeneration
-    from distill.teachers.wrappers.cache import default_cache_dir
-
-    cache_dir = options.cache_dir or default_cache_dir() if options.cache and options.teacher.api else None
-    ray_run = progress.starting(options.teacher, lambda: RayGeneration(
-        store, loaded, options.teacher.text, options.teacher_options, str(cache_dir) if cache_dir else None,
-        workers=options.ray_workers, gpus_per_worker=options.ray_gpus_per_worker or 0.0,
-        on_call=lambda result: progress.add_tokens(result.usage.prompt_tokens, result.usage.completion_tokens),
-        on_outcome=lambda outcome: progress.advance(kept=outcome.example is not None, failed=outcome.failed)))
+def _generate_elsewhere(executor: ItemExecutor, store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem],
+                        options: GenerateOptions, progress: GenerationProgress, run_preflight: bool) -> None:
+    """`_generate_all` with another executor (Ray's workers): the same preflight, the same items."""
+    run = progress.starting(options.teacher, lambda: executor.open(store, loaded, options, progress))
     try:
         progress.start(len(items))
         sample, items = _split_preflight(loaded, items) if run_preflight else ([], items)
         if sample:
-            ray_run.run(sample)
+            run.run(sample)
             _pass_preflight(store, sample)
-        ray_run.run(items)
+        run.run(items)
     finally:
-        ray_run.close()
+        run.close()
 
 
 def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[PlanItem]:
@@ -432,7 +447,9 @@ async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[P
             if stored is not None:  # answered in an earlier (maybe killed) run: never pay twice
                 return stored.model_copy(update={"key": request.key})
             result = None
-            reserved = budget.reserve(teacher.price_request(request), hold, step) if budget is not None else 0.0
+            # (A budget is refused for a teacher without a price: `_budget`.)
+            reserved = budget.reserve(cast(float, teacher.price_request(request)), hold, step) if budget is not None \
+                else 0.0
             try:
                 # An item's place in the run is its priority: its later steps go ahead of new items' first ones.
                 result = await dispatcher.submit(request, priority=rank)
@@ -456,7 +473,7 @@ async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[P
                 except BudgetStop:
                     return  # never sent: the item stays pending for a run with more budget
                 finally:
-                    if hold is not None:
+                    if budget is not None and hold is not None:
                         await budget.end_item(hold)
                 save_outcome(store, outcome)
                 progress.advance(kept=outcome.example is not None, failed=outcome.failed)

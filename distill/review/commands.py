@@ -18,6 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from distill.errors import DistillError
+from distill.extras import needs
 from distill.owned import FORCE_HELP
 from distill.rundir import RunDir
 
@@ -27,7 +28,8 @@ OPEN = "open"
 class _DirFirstGroup(TyperGroup):
     """`distill review DIR ...` runs the hidden `open` command; `distill review status DIR` its subcommand."""
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    # typer.Context is what a command sees; the base class names (typer's own copy of) click's Context.
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = [OPEN, *args]
         return super().parse_args(ctx, args)
@@ -117,7 +119,8 @@ def _user() -> str:
 
 
 def _serve(directory: Path, host: str, port: int, name: str, console: Console) -> None:
-    from distill.review.server import PLAIN_HTTP_WARNING, ReviewServer, is_loopback
+    with needs("review", purpose="distill review --serve"):  # the page runs on Starlette and uvicorn
+        from distill.review.server import PLAIN_HTTP_WARNING, ReviewServer, is_loopback
 
     server = ReviewServer(directory, host=host, port=port, owner=name)
     if not is_loopback(host):
@@ -220,7 +223,7 @@ def regenerate_command(
     base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server for an openai: teacher."),
 ) -> None:
     """Ask the teacher again for a leaf the review rejected too much of; the new items join the queue."""
-    from distill.review.regenerate import regenerate
+    from distill.generate.regenerate import regenerate
     from distill.teachers.registry import TeacherSpec
 
     report = regenerate(directory, leaf, taxonomy=taxonomy, count=count,

@@ -14,34 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 from typing import Any
 
 from distill.records import REVIEW_REASONS, Example, Reject
+from distill.review.agreement import reject_agreement
 from distill.review.gate import Census, census_of, evaluate, top_reasons
 from distill.review.ledger import ReviewLedger
+from distill.review.population import LoadedReview, load_review
 from distill.review.state import ACCEPT, EDIT, REJECT, ReviewState
 from distill.rundir import DATASET, REJECTED, STATS, RunDir
-
-
-@dataclass
-class LoadedReview:
-    state: ReviewState
-    population: list[Example]  # the items the review judges, as curated (queued ones as queued)
-
-
-def load_review(directory: Path | RunDir) -> LoadedReview | None:
-    """The review of a run directory or dataset folder; None when it has no queue."""
-    run_dir = directory if isinstance(directory, RunDir) else RunDir(directory)
-    if not run_dir.has_store():
-        return None
-    with ReviewLedger.open(run_dir.root) as ledger:
-        state = ReviewState.load(ledger)
-        if not state.has_queue:
-            return None
-        return LoadedReview(state=state, population=load_population(run_dir.root, state))
 
 
 def review_in_store(store, curated: list[Example], directory: Path) -> tuple[list[Example], list[Reject], dict | None]:
@@ -55,18 +38,6 @@ def review_in_store(store, curated: list[Example], directory: Path) -> tuple[lis
     return kept, rejects, summary(state, population, directory)
 
 
-def load_population(directory: Path, state: ReviewState) -> list[Example]:
-    """dataset.jsonl as curated: a rebuilt file lacks the rejected items and holds edited versions, so
-    queued items are taken as they were queued."""
-    from distill.curate.dataset_io import load_examples
-
-    run_dir = RunDir(directory)
-    examples = load_examples(run_dir.dataset) if run_dir.has_dataset() else []
-    seen = {e.id for e in examples}
-    population = [state.items[e.id].item.example if e.id in state.items else e for e in examples]
-    return population + [s.item.example for s in state.items.values() if s.item_id not in seen]
-
-
 def apply_review(examples: list[Example], state: ReviewState) -> tuple[list[Example], list[Reject]]:
     """(kept, rejects): rejected items leave with the reviewer's reason; edited items carry the latest
     edit, with provenance in meta["review"]; a regenerated leaf's earlier round leaves unless a
@@ -78,7 +49,7 @@ def apply_review(examples: list[Example], state: ReviewState) -> tuple[list[Exam
         item = state.items.get(example.id)
         outcome = item.outcome if item else None
         leaf = example.meta.taxonomy_path or ""
-        if outcome == REJECT:
+        if item is not None and outcome == REJECT:
             reviews = [d for d in item.reviews.values() if d.verdict == REJECT]
             notes = "; ".join(f"{d.reviewer}: {d.note}" for d in reviews if d.note)
             labels = ", ".join(REVIEW_REASONS.get(r, r) for r in item.reasons)
@@ -127,9 +98,11 @@ def summary(state: ReviewState, population: list[Example] | Census, directory: P
     for s in live:
         for name in s.reviews:
             reviewers[name] = reviewers.get(name, 0) + 1
-    from distill.review.agreement import reject_agreement
-
-    pairs = [tuple((name, d.verdict) for name, d in list(s.reviews.items())[:2]) for s in live if len(s.reviews) >= 2]
+    pairs = []  # (reviewer, verdict) of the first two reviews of each item two people read
+    for s in live:
+        if len(s.reviews) >= 2:
+            (a, first), (b, second) = list(s.reviews.items())[:2]
+            pairs.append(((a, str(first.verdict)), (b, str(second.verdict))))
     agreement = reject_agreement(pairs)
     return {
         "queued": len(live),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from distill.records import REVIEW_REASONS
+
 NO_REVIEW = ("No human review: no one has reviewed a sample of this data (`distill review`); every quality "
              "figure here comes from automatic checks.")
 _COUNTS = ("accepted", "approved", "edited", "rejected", "skipped")
@@ -57,7 +59,8 @@ def _counts(review: dict) -> str | None:
 def _rate(review: dict) -> str | None:
     value, interval = review.get("reject_rate"), review.get("reject_rate_ci")
     if isinstance(value, dict):  # {"value", "low", "high"}
-        value, interval = value.get("value"), [value.get("low"), value.get("high")]
+        interval = [value.get("low"), value.get("high")]
+        value = value.get("value")
     if value is None:
         return None
     text = f"- Reject rate {_percent(value)}"
@@ -85,8 +88,6 @@ def _reasons(reasons) -> str | None:
         pairs = list(reasons.items())
     else:
         pairs = [tuple(r) if isinstance(r, (list, tuple)) else (r, None) for r in reasons]
-    from distill.records import REVIEW_REASONS
-
     names = [REVIEW_REASONS.get(r, r) for r, _ in pairs]
     return "- Top reject reasons: " + ", ".join(str(r) if n is None else f"{r} ({n})"
                                                for r, (_, n) in zip(names, pairs))
@@ -95,7 +96,7 @@ def _reasons(reasons) -> str | None:
 def _agreement(review: dict) -> str | None:
     agreement = review.get("agreement")
     if isinstance(agreement, dict) and agreement:
-        method = {"cohen": "Cohen's kappa", "fleiss": "Fleiss' kappa"}.get(agreement.get("method"), "kappa")
+        method = {"cohen": "Cohen's kappa", "fleiss": "Fleiss' kappa"}.get(str(agreement.get("method")), "kappa")
         kappa = "n/a (one verdict throughout)" if agreement.get("kappa") is None else f"{agreement['kappa']:.2f}"
         agree = agreement.get("percent_agreement")
         return (f"- Agreement on {agreement.get('items', '?')} items read twice ({agreement.get('reviewers', '?')} "

@@ -14,18 +14,18 @@ unread items leave the data (feedback.py), so its old reject rate no longer desc
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from distill.curate.pipeline import node_chain
 from distill.errors import ReviewPending
 from distill.records import Example
 from distill.review import intervals
+from distill.review.population import load_review
 from distill.review.state import ACCEPT, EDIT, REJECT, ReviewState
-
-ALL = "(all)"
+from distill.tally import ALL, Tallies
 
 
 class Unit(BaseModel):
@@ -65,18 +65,6 @@ class GateResult(BaseModel):
 
 
 @dataclass
-class _Tally:
-    items: int = 0
-    rejected: int = 0
-    edited: int = 0
-    accepted: int = 0
-
-    @property
-    def reviewed(self) -> int:
-        return self.rejected + self.edited + self.accepted
-
-
-@dataclass
 class Census:
     """What the gate needs of the data, counted once: each item's leaf and regeneration round. A review
     session keeps one, so judging after each decision costs the queue's size, not the dataset's."""
@@ -103,21 +91,16 @@ def units(state: ReviewState, population: list[Example] | Census) -> list[Unit]:
     census = census_of(state, population)
     latest = state.latest_rounds()
     need = intervals.min_reviews_to_pass(settings.threshold, settings.interval, settings.confidence)
-    tallies: dict[str, _Tally] = {ALL: _Tally()}
+    tallies = Tallies()  # `kept`: the items in the data, before review
     for (leaf, round_), count in census.counts.items():
         if census.is_current(leaf, round_, latest):
-            for name in [ALL, *node_chain(leaf or None)]:
-                tallies.setdefault(name, _Tally()).items += count
+            tallies.add(leaf or None, count, kept=1)
     for item in state.items.values():
         leaf, round_ = census.where.get(item.item_id, ("", -1))
         outcome = item.outcome
         if round_ < 0 or outcome is None or not census.is_current(leaf, round_, latest):
             continue
-        for name in [ALL, *node_chain(leaf or None)]:
-            tally = tallies[name]
-            tally.rejected += outcome == REJECT
-            tally.edited += outcome == EDIT
-            tally.accepted += outcome == ACCEPT
+        tallies.add(leaf or None, rejected=outcome == REJECT, edited=outcome == EDIT, accepted=outcome == ACCEPT)
     out = []
     for name in [ALL, *sorted(n for n in tallies if n != ALL)]:
         t = tallies[name]
@@ -125,8 +108,8 @@ def units(state: ReviewState, population: list[Example] | Census) -> list[Unit]:
         ci = (intervals.interval(t.rejected, t.reviewed, settings.interval, settings.confidence)
               if t.reviewed else None)
         more = None
-        if t.reviewed == t.items:
-            verdict = "pass" if t.items else "unread"
+        if t.reviewed == t.kept:
+            verdict = "pass" if t.kept else "unread"
         elif not judged:
             verdict = "small"
         elif ci is not None and ci[1] < settings.threshold:
@@ -135,8 +118,8 @@ def units(state: ReviewState, population: list[Example] | Census) -> list[Unit]:
             verdict = "fail" if ci is not None and ci[0] > settings.threshold else "undecided"
             more = intervals.reviews_to_decide(t.rejected, t.reviewed, settings.threshold, settings.interval,
                                                settings.confidence)
-            more = t.items - t.reviewed if more is None else min(more, t.items - t.reviewed)
-        out.append(Unit(name=name, items=t.items, reviewed=t.reviewed, rejected=t.rejected, edited=t.edited,
+            more = t.kept - t.reviewed if more is None else min(more, t.kept - t.reviewed)
+        out.append(Unit(name=name, items=t.kept, reviewed=t.reviewed, rejected=t.rejected, edited=t.edited,
                         accepted=t.accepted, reject_rate=t.rejected / t.reviewed if t.reviewed else None,
                         ci=ci, judged=judged, verdict=verdict, more=more))
     return out
@@ -176,9 +159,11 @@ def _failure_message(failing: list[Unit], settings, directory) -> str:
     # The branch most clearly over the line first: the highest lower bound.
     worst = max(failing, key=lambda u: (u.verdict == "fail", u.ci[0] if u.ci else 0.0))
     where = "the whole set" if worst.name == ALL else worst.name
-    head = (f"review gate: {where}: {worst.rejected} rejects in {worst.reviewed} reviews, reject rate up to "
-            f"{_pct(worst.ci[1])} ({settings.confidence:.0%} {settings.interval} bound), threshold "
-            f"{_pct(settings.threshold)}")
+    # (No interval: the whole set with nothing reviewed, when no queued item is current any more.)
+    bound = f"up to {_pct(worst.ci[1])} ({settings.confidence:.0%} {settings.interval} bound)" if worst.ci \
+        else "unknown (nothing reviewed)"
+    head = (f"review gate: {where}: {worst.rejected} rejects in {worst.reviewed} reviews, reject rate {bound}, "
+            f"threshold {_pct(settings.threshold)}")
     if worst.verdict == "fail":
         fix = (f"regenerate it (`distill review regenerate {directory} --leaf {worst.name} --taxonomy FILE`)"
                if worst.name != ALL
@@ -197,8 +182,6 @@ def _pct(value: float) -> str:
 def require_pass(directory: Path, force: bool = False, say=None) -> GateResult:
     """The gate for a run directory, for `distill train` and `distill run`: raises ReviewPending
     (exit code 4) unless it passes, there is no queue, or `force` (which is said and returned)."""
-    from distill.review.feedback import load_review
-
     review = load_review(Path(directory))
     if review is None:
         return GateResult(verdict="none", message="no review queue", threshold=0.0, interval="wilson",
@@ -213,7 +196,7 @@ def require_pass(directory: Path, force: bool = False, say=None) -> GateResult:
     raise ReviewPending(result.message)
 
 
-def top_reasons(state: ReviewState, present: dict[str, object] | set[str] | None = None) -> dict[str, int]:
+def top_reasons(state: ReviewState, present: Container[str] | None = None) -> dict[str, int]:
     counts: Counter = Counter()
     for item in state.items.values():
         if item.outcome == REJECT and (present is None or item.item_id in present):

@@ -127,7 +127,7 @@ def _suggestions(item: ItemState) -> dict[str, Any]:
     if outcome is None:
         return {}
     agent = "distill review: " + ", ".join(sorted(item.reviews))
-    out = {"verdict": {"value": outcome, "score": None, "agent": agent}}
+    out: dict[str, Any] = {"verdict": {"value": outcome, "score": None, "agent": agent}}
     if outcome == "reject":
         out["reasons"] = {"value": item.reasons, "score": None, "agent": agent}
     edit = item.latest_edit()

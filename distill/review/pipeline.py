@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from distill.review.feedback import rebuild
+from distill.review.gate import require_pass
+from distill.review.ledger import ReviewLedger
 from distill.review.model import ReviewSettings
+from distill.review.queue import build_queue
 from distill.rundir import RunDir
 
 
 def run(run_dir: RunDir, settings: ReviewSettings | None, force: bool = False, say=print) -> None:
     """Build the queue a `review:` section asks for (once), then stop (ReviewPending) until the gate
     passes; once it passes (or is forced) the run's files are rebuilt from the review (`feedback.rebuild`)."""
-    from distill.review.feedback import rebuild
-    from distill.review.gate import require_pass
-    from distill.review.ledger import ReviewLedger
-    from distill.review.queue import build_queue
-
     with ReviewLedger.open(run_dir.root) as ledger:
         has_queue = ledger.has_queue()
         stored = ledger.settings() if has_queue else None

@@ -25,6 +25,7 @@ from distill.review import intervals
 from distill.review.ledger import ReviewLedger
 from distill.review.model import Neighbour, QueuedItem, QueueRow, ReviewSettings, Signal
 from distill.review.neighbours import nearest_neighbours
+from distill.review.population import load_population
 from distill.review.risk import signals as risk_signals
 from distill.review.state import ReviewState
 from distill.rundir import RunDir, hold_run
@@ -156,8 +157,6 @@ def build_queue(directory: Path, settings: ReviewSettings | None = None, more: i
                 add_ids: list[str] | None = None, why: str | None = None) -> QueueReport:
     """Create the queue of `directory`, or grow it: to `settings.size` / `settings.sample` items, by
     `more` items, or by the items `add_ids` (a regenerated leaf's). Settings given are saved."""
-    from distill.review.feedback import load_population
-
     with _held_store(directory) as (directory, ledger):
         state = ReviewState.load(ledger)
         stored = ledger.settings() if state.has_queue else ReviewSettings()

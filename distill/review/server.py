@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlencode
 
+import uvicorn
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -171,7 +172,7 @@ def build_app(session: ReviewSession, owner: str | None = None, owner_token: str
             if write and request.headers.get("x-distill") != "1":
                 return error("writes need the X-Distill header", 403)
             try:
-                body = parse_body(body_model, await read_body(request)) if write else None
+                body = parse_body(body_model, await read_body(request)) if body_model is not None else None
                 result = handler(request, reviewer, body)
             except BodyTooLarge:
                 return error(f"the request body is over the {MAX_BODY_BYTES // 2**20} MiB a decision may take", 413)
@@ -249,8 +250,6 @@ class ReviewServer:
     """The app on uvicorn, on a socket bound up front. `run()` blocks; `start()` runs it in a thread."""
 
     def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 8765, owner: str | None = None):
-        import uvicorn
-
         self.session = ReviewSession(directory)
         local = host in LOCAL_HOSTS
         if not local and not self.session.ledger.reviewer_digests():

@@ -8,13 +8,17 @@ share one session on the web page; claims keep two of them off the same card at 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
 from distill.records import REVIEW_REASONS, Decision, Message
 from distill.review.cards import Card, make_card, seed_texts
+from distill.review.feedback import summary
+from distill.review.gate import Census
 from distill.review.ledger import ReviewLedger
+from distill.review.population import load_population
 from distill.review.state import ReviewState, build_state
 
 CLAIM_S = 120.0  # a card opened by one reviewer is not handed to another for this long
@@ -43,8 +47,6 @@ class ReviewSession:
         self.ledger.close()
 
     def state(self) -> ReviewState:
-        from distill.review.feedback import load_population
-
         size = self.ledger.queue_size()
         if size != self._queue_size:
             self._queue_size = size
@@ -56,8 +58,6 @@ class ReviewSession:
         self._decisions += self.ledger.decisions(after=last or 0)
         state = build_state(self.settings, self._items, self._queue, self._decisions, self._regenerated)
         if self._census is None:
-            from distill.review.gate import Census
-
             self._census = Census.of(state, load_population(self.directory, state))
         return state
 
@@ -75,10 +75,9 @@ class ReviewSession:
 
     def overview(self, reviewer: str) -> dict[str, Any]:
         """The queue as this reviewer sees it, progress overall and per leaf, and the gate."""
-        from distill.review.feedback import summary
-
         state = self.state()
-        items, leaves = [], {}
+        items: list[dict[str, Any]] = []
+        leaves: dict[str, dict[str, int]] = {}
         for s in state.items.values():
             leaf = s.item.node_path or "(none)"
             mine = s.standing.get(reviewer)
@@ -89,6 +88,7 @@ class ReviewSession:
             row["items"] += 1
             row["done"] += s.done
             row["rejected"] += s.outcome == "reject"
+        assert self._census is not None  # counted by state()
         figures = summary(state, self._census, self.directory)
         return {
             "reviewer": reviewer,
@@ -103,7 +103,7 @@ class ReviewSession:
 
     # writing
     def decide(self, reviewer: str, item_id: str, verdict: str, reasons: list[str] | None = None, note: str = "",
-               messages: list[dict] | None = None, seconds: float | None = None,
+               messages: Sequence[dict | Message] | None = None, seconds: float | None = None,
                client_id: str | None = None) -> Decision:
         state = self.state()
         item = state.items.get(item_id)
@@ -127,7 +127,7 @@ class ReviewSession:
         return self.ledger.add_decision(decision)
 
     @staticmethod
-    def _check_edit(current: list[Message], messages: list[dict] | None) -> list[Message]:
+    def _check_edit(current: list[Message], messages: Sequence[dict | Message] | None) -> list[Message]:
         if not messages:
             raise BadDecision("an edit needs the edited messages")
         try:

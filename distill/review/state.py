@@ -91,7 +91,7 @@ class ItemState:
     def messages(self) -> list[Message]:
         """What the item says now: the latest standing edit, else the original."""
         edit = self.latest_edit()
-        return list(edit.messages) if edit else list(self.item.example.messages)
+        return list(edit.messages) if edit and edit.messages is not None else list(self.item.example.messages)
 
 
 @dataclass

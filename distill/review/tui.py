@@ -84,7 +84,7 @@ class Terminal:
         n = len(self.order)
         for step in range(1, n + 1):
             item = state.items.get(self.order[(start + step) % n])
-            if item and item.wants(self.reviewer) and not (self.reviewer in item.standing):
+            if item and item.wants(self.reviewer) and self.reviewer not in item.standing:
                 return (start + step) % n
         for step in range(1, n + 1):  # then this reviewer's skips
             item = state.items.get(self.order[(start + step) % n])

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import regex
 
 from distill.errors import DistillError
-from distill.records import Example, Failure
+from distill.records import Example, Failure, Role
 from distill.tasks.code import CodeRef, check_reference, load
 from distill.tasks.spec import CheckSpec, CustomRule
 
@@ -49,7 +49,7 @@ def values_at(example: Example, path: str) -> list[Any]:
     `name[]` steps into each item of a list. A value that is not there is `MISSING`."""
     head, _, rest = path.partition(".")
     if head in ("user", "assistant", "system") and not rest:
-        return [example.turn(head)]
+        return [example.turn(cast(Role, head))]
     if head.removesuffix("[]") != "output":
         raise ValueError(f"field {path!r}: start with user, assistant, system or output")
     values: list[Any] = [example.output if example.output is not None else MISSING]

@@ -21,7 +21,7 @@ import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel
 
@@ -101,13 +101,14 @@ def load(ref: CodeRef) -> Any:
         return found
     if ref.module is not None:
         return import_object(f"{ref.module}:{ref.name}", f"a {'check function' if ref.kind == 'function' else 'model'}")
-    module = _load_file(ref.file)
+    file = cast(Path, ref.file)  # neither a plugin nor a module: a file
+    module = _load_file(file)
     found = getattr(module, ref.name, None)
     if ref.kind == "function":
-        if not (inspect.isfunction(found) and found.__code__.co_filename == str(ref.file)):
-            raise ValueError(f"{ref.name!r} in {ref.file.name} is not a function defined in that file")
+        if not (inspect.isfunction(found) and found.__code__.co_filename == str(file)):
+            raise ValueError(f"{ref.name!r} in {file.name} is not a function defined in that file")
     elif not (isinstance(found, type) and issubclass(found, BaseModel) and found.__module__ == module.__name__):
-        raise ValueError(f"{ref.name!r} in {ref.file.name} is not a pydantic model defined in that file (a class "
+        raise ValueError(f"{ref.name!r} in {file.name} is not a pydantic model defined in that file (a class "
                          "deriving from pydantic.BaseModel)")
     return found
 
@@ -118,6 +119,8 @@ def _load_file(path: Path):
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:  # (a .py file always has both)
+        raise ValueError(f"{path} cannot be loaded as Python")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:

@@ -16,6 +16,7 @@ Example message templates also see `output`, the validated structured output.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,11 +25,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from distill.check_names import unknown_checks
 from distill.errors import DistillError
 from distill.records import Example, ExampleMeta, Message, PlanItem, SamplingParams, Usage
 from distill.tasks.checks import TaskCheck, compile_check
-from distill.tasks.parse import Rejected, extract_json, extract_question, normalize_question, usable_text
 from distill.tasks.code import check_reference, load
+from distill.tasks.parse import Rejected, extract_json, extract_question, normalize_question, usable_text
 from distill.tasks.schema import DeferredSchema, OutputSchema, SchemaError, load_schema, model_schema, stand_in
 from distill.tasks.spec import SamplingBounds, SeedField, Step, TaskError, TaskSpec
 from distill.tasks.templates import Compiled, Expression, TemplateRefused, environment, search_path
@@ -65,7 +67,7 @@ def seed_model(spec: TaskSpec) -> type[Seed]:
         kind = _TYPES[declared.type]
         info = Field(min_length=1) if declared.type == "text" else Field()
         if declared.optional:
-            fields[name] = (kind | None, Field(default=None, **({"min_length": 1} if declared.type == "text" else {})))
+            fields[name] = (kind | None, Field(default=None, min_length=1) if declared.type == "text" else Field(default=None))
         else:
             fields[name] = (kind, info)
     return create_model(f"{spec.name.replace('-', '_')}_seed", __base__=Seed, **fields)
@@ -302,6 +304,7 @@ class Task:
             value = {name: expression.evaluate(context) for name, expression in self.output.items()}
         else:
             value = self.output.evaluate(context)
+        assert self.output_schema is not None  # TaskSpec: an `example.output` needs an output_schema
         try:
             return self.output_schema.validate(value)
         except SchemaError as err:
@@ -310,8 +313,6 @@ class Task:
     def stand_in_answer(self, step_name: str) -> str:
         """A reply every parser of this step accepts: for rehearsals and estimates, never sent. A step whose
         schema is a model not imported has no known shape: `Rejected`, the rehearsal stops there."""
-        import json
-
         step = next(s for s in self.steps if s.name == step_name)
         if step.schema is not None and step.schema.deferred:
             raise Rejected("not_rehearsed", f"step {step_name}'s schema {step.schema.name} is Python, imported only "
@@ -378,8 +379,6 @@ def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | No
                   for name, source in spec.example.output.items()}
     elif spec.example.output is not None:
         output = expression(spec.example.output, ("example", "output"))
-    from distill.curate.checks import unknown_checks  # (the general checks' names, nothing else)
-
     if message := unknown_checks(spec.skip_checks):
         raise TaskError(("skip_checks",), message)
     checks = []

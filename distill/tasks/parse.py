@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import json_repair
+
 from distill.teachers.base import GenerationResult
 
 FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.DOTALL)
@@ -38,7 +39,7 @@ def usable_text(result: GenerationResult, step: str) -> str:
     return text
 
 
-def extract_question(text: str, avoid: set[str] = frozenset()) -> str:
+def extract_question(text: str, avoid: set[str] | frozenset[str] = frozenset()) -> str:
     """The first new question in a reply that may carry a label, a preamble, a list, or an answer.
 
     The text may have been cut at max_tokens: a complete question before the cut is still usable.

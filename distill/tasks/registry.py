@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from distill.errors import DistillError
+from distill.plugins import find_plugin, installed
 from distill.tasks.spec import TaskSpec
 from distill.userfiles import load_yaml_mapping, located
 
@@ -55,7 +56,6 @@ def resolve_task(reference: str | dict | TaskSpec, base: Path | None) -> TaskSou
         return _file_source(path, "file")
     if reference in builtin_names():
         return _builtin(reference)
-    from distill.plugins import Plugin, find_plugin, installed
 
     found = find_plugin("tasks", reference)
     if found is not None:

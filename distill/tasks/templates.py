@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from jinja2 import nodes
-from jinja2.parser import Parser
 from jinja2.exceptions import SecurityError
+from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
 from distill.errors import DistillError
@@ -60,11 +60,12 @@ def internals_reached(tree: nodes.Node) -> tuple[str, int] | None:
     (`x.__class__`, `x['__init__']`, `x | attr('__globals__')`), or None: the way out of the values a
     template is given to Python's internals. (The sandbox also refuses any `_name` attribute at render time.)"""
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        name: Any = None
         if isinstance(node, nodes.Getattr):
             name = node.attr
         elif isinstance(node, nodes.Getitem):
             name = node.arg.value if isinstance(node.arg, nodes.Const) else None
-        else:
+        elif isinstance(node, nodes.Filter):
             name = node.args[0].value if node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const) \
                 else None
         if isinstance(name, str) and name.startswith("__"):
@@ -108,13 +109,15 @@ class Compiled:
                 self.template = env.from_string(source)
                 self.name = label or ".".join(map(str, where))  # `label`: where it is written, file:line
             else:
+                if env.loader is None:  # (environment() always gives one)
+                    raise jinja2.TemplateNotFound(source.file)
                 text, filename, _ = env.loader.get_source(env, source.file)
                 if found := internals_reached(env.parse(text, source.file, filename)):
                     raise DistillError(f"prompt template: {_refused(found[0])}", path=filename, line=found[1])
                 self.template = env.get_template(source.file)
                 self.name = f"prompt template {self.template.filename or source.file}"
         except jinja2.TemplateNotFound:
-            folders = ", ".join(str(p) for p in env.loader.searchpath) if env.loader else "nowhere"
+            folders = ", ".join(_searchpath(env)) or "nowhere"
             raise TaskError((*where, "file"), f"prompt template {source.file} not found (looked in {folders})") from None
         except jinja2.TemplateSyntaxError as exc:
             if exc.filename is None:
@@ -124,7 +127,8 @@ class Compiled:
     # Pickled as its text and search path and compiled again on arrival: a compiled template holds its
     # environment by weak reference, and Ray ships a task to its workers by pickling (executors/ray_generate.py).
     def __getstate__(self) -> dict:
-        source = self._source if self._source is not None else Path(self.template.filename).read_text()
+        # Without its text, the template came from a file: it has a file name.
+        source = self._source if self._source is not None else Path(cast(str, self.template.filename)).read_text()
         return {"source": source, "name": self.name, "search": _searchpath(self.template.environment)}
 
     def __setstate__(self, state: dict) -> None:

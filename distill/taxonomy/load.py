@@ -16,6 +16,7 @@ from distill.tasks.engine import Seed, Task, compile_task
 from distill.tasks.registry import looks_like_path, resolve_task
 from distill.tasks.schema import SchemaError
 from distill.tasks.spec import TaskError, TaskSpec
+from distill.taxonomy.instructlab.load import load_instructlab
 from distill.taxonomy.model import Axis, Node, Taxonomy
 from distill.taxonomy.paths import taxonomy_path
 from distill.userfiles import line_of, load_yaml, located, read_text
@@ -101,8 +102,6 @@ def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = N
         data: Any = None
         taxonomy = source.model_copy(deep=True)
     elif Path(source).is_dir():  # an InstructLab taxonomy folder, converted in memory
-        from distill.taxonomy.instructlab import load_instructlab
-
         loaded = load_taxonomy(load_instructlab(source), base_dir=source, code=code)
         loaded.file, loaded.source = Path(source), origin  # the folder, as the user named it
         return loaded
@@ -156,6 +155,7 @@ def _bind_task(taxonomy: Taxonomy, file: Path, data: Any, code: bool) -> Task:
     if spec.labels == "none" and taxonomy.labels:
         raise DistillError(f"labels: only for tasks that use labels (task {spec.name!r} does not)", path=file,
                            line=line_of(data, ("labels",)))
+    prefix: tuple[str, ...]
     if source.origin == "inline":
         where, lines, prefix = file, data, ("task",)
     else:
@@ -304,6 +304,7 @@ class SeedReader:
                 raise DistillError(f"{prefix}label {value!r} is not one of the taxonomy's labels "
                                    f"({', '.join(labels)})", path=path, line=line)
             if declared.type == "output":
+                assert self.task.output_schema is not None  # TaskSpec: an `output` field needs an output_schema
                 try:
                     self.task.output_schema.validate(value)
                 except SchemaError as err:

@@ -13,6 +13,7 @@ shuffle drawn one item at a time, so the first items of a leaf can be made witho
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import random
 from collections.abc import Sequence
@@ -28,8 +29,6 @@ MAX_PLAN_ITEMS = 1_000_000
 def with_per_leaf(loaded: LoadedTaxonomy, per_leaf: int) -> LoadedTaxonomy:
     """The taxonomy planned at `per_leaf` items a leaf in place of its generation.per_leaf / total (a node's own
     quota still wins): more of the same data without editing the file (`distill generate --per-leaf`)."""
-    import dataclasses
-
     generation = loaded.taxonomy.generation.model_copy(update={"per_leaf": per_leaf, "total": None})
     return dataclasses.replace(loaded, taxonomy=loaded.taxonomy.model_copy(update={"generation": generation}))
 

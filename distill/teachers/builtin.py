@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from distill.errors import DistillError
+from distill.extras import needs
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,11 @@ class LazyBackend:
     def make(self, spec: str, model: str, options: Any) -> Any:
         """The module's teacher for `spec`; a package it lacks is a DistillError saying how to install it."""
         try:
-            module = importlib.import_module(self.module)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("distill"):
-                raise DistillError(f"teacher backend {spec.partition(':')[0]!r} is not available in this version "
-                                   "of distill") from None
-            how = self.install or f"install it with: pip install 'distill[{self.extra}]'"
-            raise DistillError(f"teacher {spec!r} needs the package {exc.name!r}; {how}",
-                               page="docs/getting-started.md#extras") from None
+            with needs(self.extra, purpose=f"teacher {spec!r}", install=self.install):
+                module = importlib.import_module(self.module)
+        except ModuleNotFoundError:  # a module of distill's: the install predates this backend
+            raise DistillError(f"teacher backend {spec.partition(':')[0]!r} is not available in this version "
+                               "of distill") from None
         return module.make(spec, model, options)
 
 

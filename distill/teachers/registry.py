@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, \
-    model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 from pydantic_core import InitErrorDetails
+from ruamel.yaml import YAML
 
 from distill import plugins
 from distill.errors import DistillError
@@ -153,7 +153,9 @@ def backend(spec: TeacherSpec | str) -> Backend:
     if isinstance(target, LazyBackend):
         return Backend(prefix, model, target.api, target.make)
     if isinstance(target, type) and issubclass(target, Teacher):
-        return Backend(prefix, model, bool(target.api), lambda spec, model, options: target(spec, model, options))
+        # A plugin's Teacher takes (spec, model, options); the protocol's base class declares no constructor.
+        return Backend(prefix, model, bool(target.api),
+                       lambda spec, model, options: target(spec, model, options))  # type: ignore[call-arg]
     if callable(target) and not isinstance(target, type):
         return Backend(prefix, model, False, target)
     raise DistillError(f"the teacher plugin {prefix!r} points to {target!r}: it must be a subclass of "
@@ -181,8 +183,6 @@ def teacher_options(**values: Any) -> TeacherOptions:
 
 def parse_engine_args(pairs: list[str]) -> dict[str, Any]:
     """`KEY=VALUE` strings -> engine arguments, each value read as a YAML scalar (8, 0.85, true, text)."""
-    from ruamel.yaml import YAML
-
     args: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

@@ -5,12 +5,11 @@
 
 import typer
 
+from distill.cli import run_app
 from distill.train.commands import train_command
 
 
 def main() -> None:
-    from distill.cli import run_app
-
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(train_command)
     run_app(app)  # usage errors, Ctrl-C and the machine's errors as `distill train` has them

@@ -6,7 +6,9 @@ import json
 from collections import Counter
 from typing import Any
 
+from distill.models import LOCAL_ALIASES
 from distill.records import Example
+from distill.review.figures import override_lines, review_lines
 from distill.train.manifest import Manifest
 
 
@@ -79,8 +81,6 @@ def result_lines(manifest: Manifest) -> list[str]:
 
 def review_section(figures: dict[str, Any] | None, gate: dict[str, Any]) -> list[str]:
     """The human review in words: the gate (and --force), what was read, the reject rate, agreement."""
-    from distill.review.figures import override_lines, review_lines
-
     if not figures and not gate.get("forced"):
         return []
     return ["", "## Human review", *override_lines(gate), *(review_lines({"review": figures}) if figures else [])]
@@ -88,8 +88,6 @@ def review_section(figures: dict[str, Any] | None, gate: dict[str, Any]) -> list
 
 def hub_id(manifest: Manifest) -> str:
     """The base as the Hub knows it: a local path means nothing to a reader of the card."""
-    from distill.models import LOCAL_ALIASES
-
     if manifest.student in LOCAL_ALIASES:
         return "HuggingFaceTB/SmolLM2-135M-Instruct"
     return manifest.student

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from distill.errors import DistillError
+from distill.userfiles import load_yaml_mapping, located
 
 
 class TrainConfig(BaseModel):
@@ -72,8 +73,6 @@ def load_train_config(path: Path | None = None, **overrides: Any) -> TrainConfig
     data: dict[str, Any] = {}
     prefix: tuple = ()
     if path is not None:
-        from distill.userfiles import load_yaml_mapping
-
         data = load_yaml_mapping(Path(path), "training config", "field: value")
         # A `distill run` config may nest the training section under `train:`.
         if "train" in data and isinstance(data["train"], dict):
@@ -86,8 +85,6 @@ def load_train_config(path: Path | None = None, **overrides: Any) -> TrainConfig
     except ValidationError as exc:
         field = exc.errors()[0]["loc"][:1]
         if path is not None and field and field[0] not in flags:  # the file's mistake: name its line
-            from distill.userfiles import located
-
             raise located(exc, data, Path(path), prefix=prefix) from None
         raise DistillError(_first_error(exc), path=path) from None
 

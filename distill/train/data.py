@@ -13,8 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from distill.curate.split import current
 from distill.errors import DistillError
 from distill.records import Example
+from distill.review.feedback import rebuild_split
 from distill.rundir import RunDir
 
 MIN_LABELLED_FRACTION = 0.01
@@ -28,9 +30,6 @@ def load_splits(run_dir: Path | RunDir, eval_fraction: float = 0.1, seed: int = 
 
     `say` gets what a person should know: what the split pooled, and why an eval split is small or empty.
     """
-    from distill.curate.split import current
-    from distill.review.feedback import rebuild_split
-
     say = say or (lambda line: None)
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     if not run_dir.root.is_dir():

@@ -7,6 +7,7 @@ hash differs from the recorded one is refused rather than silently producing gar
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata as md
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from distill.errors import DistillError
+from distill.models import load_tokenizer
 from distill.owned import OwnedFolder
 
 MANIFEST_NAME = "distill_manifest.json"
@@ -65,8 +67,6 @@ def tokenizer_sha256(tokenizer) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
     versions = {}
     for name in ("distill", "torch", "transformers", "trl", "peft", "bitsandbytes"):
         try:
@@ -116,8 +116,6 @@ def attach_adapter(base, adapter_dir: Path):
 
 def load_student_tokenizer(manifest: Manifest):
     """The base tokenizer with the recorded template, refused if its vocabulary changed since training."""
-    from distill.models import load_tokenizer
-
     tokenizer = load_tokenizer(manifest.base_model)
     if tokenizer_sha256(tokenizer) != manifest.tokenizer_sha256:
         raise DistillError(

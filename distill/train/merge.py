@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.models import load_causal_lm
 from distill.owned import OwnedFolder
-from distill.train.manifest import MANIFEST_NAME, attach_adapter, read_manifest, write_manifest
+from distill.train.manifest import MANIFEST_NAME, attach_adapter, load_student_tokenizer, read_manifest, write_manifest
 
 DTYPES = {"bfloat16", "float16"}
 
@@ -35,9 +36,6 @@ def merge_adapter(adapter_dir: Path, out_dir: Path | None = None, dtype: str = "
     """Write base+adapter as one plain transformers model (weights, tokenizer, template); return its folder
     (default ADAPTER-merged; `force` writes into a folder of the user's, beside what is there)."""
     import torch
-
-    from distill.models import load_causal_lm
-    from distill.train.manifest import load_student_tokenizer
 
     if dtype not in DTYPES:
         raise DistillError(f"merge dtype must be one of {sorted(DTYPES)}, not {dtype!r}")

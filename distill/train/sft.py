@@ -10,16 +10,22 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from pydantic import BaseModel
 
 from distill.errors import DistillError, Interrupted
+from distill.extras import needs
+from distill.models import load_causal_lm, load_tokenizer, resolve_model, set_threads
 from distill.owned import KNOWN, OwnedFolder
+from distill.review.feedback import rebuild
+from distill.review.gate import require_pass
 from distill.rundir import RunDir
-from distill.train import data
+from distill.train import data, manifest as mf, memory
+from distill.train.card import render_card
 from distill.train.config import TrainConfig
 from distill.train.memory import MemoryEstimate
+from distill.train.merge import merge_adapter, merged_folder
 
 CHECKPOINTS = "checkpoints"
 
@@ -52,6 +58,7 @@ def train(run_dir: Path, config: TrainConfig, out_dir: Path | None = None, progr
                force_out=force_out)
 
 
+@needs("local", "train", purpose="distill train")  # torch and transformers, then trl and peft
 def run(run_dir: RunDir, config: TrainConfig, out_dir: Path | None = None, progress: bool = True,
         log: Callable[[str], None] | None = None, force_review: bool = False,
         force_out: bool = False) -> TrainResult:
@@ -70,8 +77,6 @@ def run(run_dir: RunDir, config: TrainConfig, out_dir: Path | None = None, progr
     out_dir = Path(out_dir) if out_dir else run_dir.student
     import torch
 
-    from distill.models import load_tokenizer, resolve_model, set_threads
-
     say = log or ((lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None))
     set_threads(config.threads)
     train_examples, eval_examples = data.load_splits(run_dir, seed=config.seed, say=say)
@@ -85,8 +90,6 @@ def run(run_dir: RunDir, config: TrainConfig, out_dir: Path | None = None, progr
     memory = check_fit(base_model, config, cuda, checkpointing)
     adapter_folder(out_dir, force_out)  # checked and made now, before the model loads
     if config.merge:
-        from distill.train.merge import merged_folder
-
         merged_folder(out_dir, force_out, force_option="--force-out")
     say(memory.summary())
     if config.qlora and not cuda:
@@ -132,8 +135,6 @@ def run(run_dir: RunDir, config: TrainConfig, out_dir: Path | None = None, progr
     save_outputs(trainer, tokenizer, result, config, base_model, eot_token, run_dir, train_examples, eval_examples,
                  review)
     if config.merge:
-        from distill.train.merge import merge_adapter
-
         del trainer, model  # free the training copy before loading a 16-bit one
         result.merged_dir = merge_adapter(out_dir)
         say(f"merged 16-bit model written to {result.merged_dir}")
@@ -152,9 +153,6 @@ def adapter_folder(out_dir: Path, force: bool = False) -> OwnedFolder:
 def check_review(run_dir: RunDir, force: bool, say: Callable[[str], None]) -> dict:
     """The review gate (distill/review/gate.py) before anything loads; what the manifest records of it.
     The review stage rebuilds the run's files first, so the card reads its current figures."""
-    from distill.review.feedback import rebuild
-    from distill.review.gate import require_pass
-
     rebuild(run_dir, say=say)
 
     # An override is said even when quiet (`say` prints to stderr then): it changes what the adapter
@@ -173,8 +171,6 @@ def count_4bit_layers(model) -> int:
 
 
 def check_fit(base_model: str, config: TrainConfig, cuda: bool, checkpointing: bool) -> MemoryEstimate:
-    from distill.train import memory
-
     estimate = memory.estimate(
         memory.model_shape(base_model), qlora=config.qlora, cuda=cuda, lora_r=config.lora_r,
         batch_size=config.batch_size, max_length=config.max_length, gradient_checkpointing=checkpointing,
@@ -189,10 +185,8 @@ def load_model(base_model: str, qlora: bool, cuda: bool, checkpointing: bool):
     """The base in fp32 (CPU) / bf16 (CUDA), or 4-bit nf4 with double quantisation for QLoRA."""
     import torch
 
-    from distill.models import load_causal_lm
-
     compute = torch.bfloat16 if cuda else torch.float32  # bf16 on CPU made steps ~10x slower here
-    kwargs = {"dtype": compute}
+    kwargs: dict[str, Any] = {"dtype": compute}
     if cuda:
         from accelerate import PartialState
 
@@ -222,6 +216,8 @@ def build_trainer(model, tokenizer, train_examples, eval_examples, config: Train
     # On CPU it was measured to bring no speed-up, so "auto" leaves it off there.
     packing = config.packing if config.packing is not None else cuda
     has_eval = bool(eval_examples)
+    # Named only when on: the name is deprecated in transformers 5.
+    checkpointing_args: dict[str, Any] = {"gradient_checkpointing": True} if checkpointing else {}
     args = SFTConfig(
         output_dir=str(out_dir / CHECKPOINTS),
         use_cpu=not cuda,
@@ -235,7 +231,7 @@ def build_trainer(model, tokenizer, train_examples, eval_examples, config: Train
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
-        **({"gradient_checkpointing": True} if checkpointing else {}),  # the name is deprecated in transformers 5
+        **checkpointing_args,
         max_length=config.max_length,
         packing=packing,
         completion_only_loss=True,
@@ -275,9 +271,6 @@ def prepare_labels(trainer, eot_id: int, max_length: int) -> data.MaskStats:
 
 def save_outputs(trainer, tokenizer, result: TrainResult, config: TrainConfig, base_model: str, eot_token: str,
                  run_dir: RunDir, train_examples, eval_examples, review: dict | None = None) -> None:
-    from distill.train import manifest as mf
-    from distill.train.card import render_card
-
     out_dir = result.adapter_dir
     folder = OwnedFolder.in_place(out_dir, "adapter", option="--out")  # claimed at the start of `train`
     with folder.staging() as stage:  # PEFT and the tokenizer write where they like: moved in under our rule
@@ -315,6 +308,7 @@ def _use_progress_bar(trainer, progress: bool) -> None:
     """Our bar (loss, tokens/s) instead of transformers' bar and its raw log dicts."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    # (progress.py subclasses transformers' TrainerCallback: it imports the extra, so it is imported here.)
     from distill.train.progress import LossProgress
 
     trainer.remove_callback(PrinterCallback)

@@ -13,8 +13,8 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from cli_helpers import TINY
 import distill
+from cli_helpers import TINY
 from distill.curate.pipeline import CurateResult
 from distill.records import read_jsonl
 from distill.taxonomy.model import Taxonomy

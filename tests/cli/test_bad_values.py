@@ -15,8 +15,17 @@ import pytest
 from pydantic import ValidationError
 
 import distill
-from cli_helpers import (TESTS, TINY, cli_env, distill as run_distill, distill_command, error_lines, in_own_mount,
-                         tiny_copy, wait_for)
+from cli_helpers import (
+    TESTS,
+    TINY,
+    cli_env,
+    distill as run_distill,
+    distill_command,
+    error_lines,
+    in_own_mount,
+    tiny_copy,
+    wait_for,
+)
 from fakeapi import FakeAPI, Faults
 
 DATASET = TESTS / "fixtures" / "medical-limit24.jsonl"  # 24 real examples

@@ -14,7 +14,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from curate_helpers import needs_data, pubmedqa
 from pydantic import BaseModel
 
 from cli_helpers import ROOT
-from curate_helpers import needs_data, pubmedqa
 from distill.curate.checks import CheckSettings, first_failure, repeated_ngram_ratio
 from distill.curate.language import detect_language
 from distill.records import Example, ExampleMeta, Message
@@ -185,7 +185,8 @@ def test_the_two_checks_on_items_the_embedded_teacher_wrote():
     """The 24 items `distill generate --limit 24` made on the medical taxonomy with the embedded teacher, all 24
     kept by every other step of curation; each removal below was read and judged by hand."""
     from distill.curate.from_taxonomy import taxonomy_config
-    from distill.curate.pipeline import CurateConfig, curate
+    from distill.curate.pipeline import CurateConfig
+    from distill.executors.local import curate
     from distill.records import read_jsonl
     from distill.taxonomy import load_taxonomy
 
@@ -223,3 +224,12 @@ def test_labelled_data_is_not_judged_off_topic():
                output={"label": "login_problem", "rationale": "The customer cannot sign in."}, taxonomy_path="billing")
     assert reason(login, topics=topics) == "off_topic"  # what the lexical check would say
     assert reason(login, topics=topics, labels=["login_problem", "refund_request"]) is None
+
+
+def test_the_names_a_task_may_switch_off_are_the_checks_curation_runs():
+    """`skip_checks` is checked against check_names.GENERAL_CHECKS when a task compiles (before curation is
+    imported); a check added to CHECKS without its name there could never be switched off."""
+    from distill.check_names import GENERAL_CHECKS
+    from distill.curate.checks import CHECKS, check_name, check_task
+
+    assert [check_name(check) for check in CHECKS if check is not check_task] == list(GENERAL_CHECKS)

@@ -7,13 +7,14 @@ import json
 
 import numpy as np
 import pytest
-
 from curate_helpers import MMLU, PUBMEDQA, mmlu, needs_data, pubmedqa
+
 from distill.curate.decontaminate import DecontamConfig, build_index, find_contamination
 from distill.curate.heldout import load_heldout, parse_heldout_option
 from distill.curate.normalize import normalize_text
-from distill.curate.pipeline import CurateConfig, curate
+from distill.curate.pipeline import CurateConfig
 from distill.errors import DistillError
+from distill.executors.local import curate
 from distill.records import Example, ExampleMeta, HeldoutSource, Message
 
 PRO_MED = MMLU / "professional_medicine_test.csv"

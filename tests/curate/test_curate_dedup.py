@@ -6,17 +6,16 @@ sets from `normalize_text`, not from the hashing code under test.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-
 from curate_helpers import abstract_words, needs_data
+
 from distill.curate.exact import exact_keys, find_exact_duplicates
 from distill.curate.minhash import MinHashConfig, detection_probability, find_near_duplicates, lsh_bands
 from distill.curate.normalize import normalize_text
-from distill.curate.pipeline import CurateConfig, curate
+from distill.curate.pipeline import CurateConfig
+from distill.executors.local import curate
 from distill.records import Example, ExampleMeta, Message
-
 
 
 def shingles(text: str, k: int = 5) -> set[tuple[str, ...]]:

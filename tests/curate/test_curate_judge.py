@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import TINY
+from cli_helpers import TINY, cli_env, distill
 from distill.curate.judge import LABEL_STEP, TOPIC_STEP, Judge, LabelTask, label_request, read_label
-from distill.curate.pipeline import CurateConfig, curate
+from distill.curate.pipeline import CurateConfig
+from distill.curate.steps.judged import JudgedChecks
+from distill.executors.local import curate
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, ExampleMeta, Message
 from distill.store import RunStore
@@ -195,6 +197,20 @@ def test_bad_judge_options_are_one_line_errors(tmp_path):
                                str(tmp_path / "out"), *extra], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and message in " ".join(done.stderr.split()), (extra, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_judged_checks_are_refused_on_ray_in_their_own_words_before_anything_runs(tmp_path):
+    """The judged checks declare that they run only in this process (one call log); the Ray executor refuses a
+    list holding them with that line, before a cluster starts or --out is made."""
+    source = tmp_path / "tickets.jsonl"
+    source.write_text(ticket(0, *TICKETS[0]).model_dump_json() + "\n")
+    for extra in (["--label-check", "openai:gpt-4o-mini", "--labels", "refund_request,login_problem"],
+                  ["--judge", "openai:gpt-4o-mini", "--taxonomy", str(TINY / "tickets.yaml")]):
+        done = distill("curate", str(source), "--out", str(tmp_path / "out"), "--executor", "ray", *extra,
+                       cwd=tmp_path, env=cli_env(tmp_path), timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [f"error: {JudgedChecks.local_only}"]
+        assert not (tmp_path / "out").exists()
 
 
 def test_verdict_schemas_are_finite_and_free_text_is_not():

@@ -7,10 +7,16 @@ import math
 
 import numpy as np
 import pytest
-
 from curate_helpers import needs_data, planted_corpus
+
 from distill.curate.minhash import (
-    MinHashConfig, candidate_pairs, estimated_jaccard, exact_jaccard, resolve_bands, shingle_sets, sign_all,
+    MinHashConfig,
+    candidate_pairs,
+    estimated_jaccard,
+    exact_jaccard,
+    resolve_bands,
+    shingle_sets,
+    sign_all,
 )
 from distill.curate.normalize import normalized_words
 

@@ -7,14 +7,16 @@ from collections import Counter
 
 import pytest
 import typer
+from curate_helpers import PUBMEDQA, needs_data, pubmedqa
 from typer.testing import CliRunner
 
-from curate_helpers import PUBMEDQA, needs_data, pubmedqa
 from distill.curate.commands import register
-from distill.curate.pipeline import CurateConfig, curate, node_chain
+from distill.curate.pipeline import CurateConfig
 from distill.curate.split import stratified_split
 from distill.errors import DistillError
+from distill.executors.local import curate
 from distill.records import Example, ExampleMeta, Message
+from distill.tally import node_chain
 
 LEAVES = ["cardiology/arrhythmias", "cardiology/heart_failure", "oncology/breast", "oncology/lung"]
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from curate_helpers import PUBMEDQA, needs_data, planted_corpus, pubmedqa
+
 from distill.curate.commands import run_curate
 from distill.curate.dataset_io import drop_nulls, load_examples, parquet_row
 from distill.curate.heldout import parse_heldout_option
@@ -126,3 +126,44 @@ def test_unknown_executor_is_one_line_and_exit_2(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["error: unknown executor 'spark'; use one of: local, ray"]
+
+
+def edited(text: str, every: int = 30) -> str:
+    """A lightly edited copy: one word in `every` changed, so no 40-gram of the original is left whole."""
+    return " ".join("zzz" + word if k % every == every // 2 else word for k, word in enumerate(text.split()))
+
+
+@pytest.fixture(scope="module")
+def estimated_runs(tmp_path_factory, ray_cluster):
+    """The planted corpus plus edited copies of held-out answers, curated with what the Ray executor used to
+    refuse: near duplicates confirmed by estimated Jaccard, and MinHash decontamination (at 40-grams, which
+    every edited copy breaks, so MinHash alone finds those)."""
+    folder = tmp_path_factory.mktemp("ray-curate-estimate")
+    inputs, against = write_corpus(folder)
+    long_answers = [item["LONG_ANSWER"] for item in pubmedqa()[20:200] if len(item["LONG_ANSWER"].split()) >= 60]
+    write_jsonl(inputs / "part-4.jsonl", [example(3000 + k, edited(text), LEAVES[k % 3])
+                                          for k, text in enumerate(long_answers[:20])])
+    config = CurateConfig(heldout=[parse_heldout_option(f"{PUBMEDQA}:LONG_ANSWER")], against=[str(against)], workers=1,
+                          confirm="estimate", ngram=40, report_ngram=40, decontam_minhash_threshold=0.5)
+    from rich.console import Console
+
+    console = Console(quiet=True)
+    run_curate(inputs, folder / "local", config, console, show_progress=False)
+    run_curate(inputs, folder / "ray", config, console, executor="ray", rows_per_part=300)
+    return folder
+
+
+def test_estimated_confirmation_and_minhash_decontamination_on_ray_match_the_local_executor(estimated_runs):
+    folder = estimated_runs
+    kept = [[e.model_dump() for e in load_examples(path)] for path in (folder / "local" / "dataset.jsonl", folder / "ray")]
+    assert kept[0] == kept[1]
+    rejected = [Reject.model_validate(row).model_dump() for part in sorted((folder / "ray" / "rejected").iterdir())
+                for row in _rows(part)]
+    assert rejected == [Reject.model_validate(row).model_dump() for row in read_jsonl(folder / "local" / "rejected.jsonl")]
+    for name in ("duplicates.jsonl", "contamination.jsonl"):
+        assert read_jsonl(folder / "ray" / name) == read_jsonl(folder / "local" / name), name
+    stats = [json.loads((folder / run / "stats.json").read_text())["curate"] for run in ("local", "ray")]
+    assert stats[0] == stats[1]
+    assert stats[1]["dedup"]["confirm"] == "estimate" and stats[1]["dedup"]["near_removed"] > 0
+    by_minhash = {r["id"] for r in rejected if r["reason"] == "contaminated" and "MinHash Jaccard" in r["detail"]}
+    assert by_minhash == {f"ex{3000 + k:04d}" for k in range(20)} and stats[1]["decontamination"]["flagged_by_minhash"] == 20

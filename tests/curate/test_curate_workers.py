@@ -60,7 +60,8 @@ def test_curation_with_workers_runs_where_torch_has_started_its_threads():
             raise AssertionError("curation forked a process")
         os.fork = no_fork
         from test_curate_workers import corpus
-        from distill.curate.pipeline import CurateConfig, curate
+        from distill.executors.local import curate
+        from distill.curate.pipeline import CurateConfig
         from distill.records import Example, ExampleMeta, Message
         texts = corpus(4100)
         examples = [

@@ -6,16 +6,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from train_helpers import make_run, toy_rows
 
 from distill.errors import DistillError
 from distill.export.dataset import DatasetExportOptions, export_dataset
 from distill.export.dataset_card import check_dataset_card
-from distill.review.figures import NO_REVIEW, review_lines
 from distill.records import Example
+from distill.review.figures import NO_REVIEW, review_lines
+from train_helpers import make_run, toy_rows
 
 # The shape `distill review` writes into stats.json (distill.review.feedback.summary).
 REVIEW = {"queued": 48, "reviewed": 40, "accepted": 35, "rejected": 4, "edited": 1, "skipped": 2, "open_reviews": 0,

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from cli_helpers import ROOT as REPO, TINY as FIXTURES
-from distill.tasks.parse import Rejected, extract_json, extract_question, usable_text
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, Reject, read_jsonl
+from distill.tasks.parse import Rejected, extract_json, extract_question, usable_text
 from distill.taxonomy import build_plan, load_taxonomy
 from distill.teachers.base import GenerationResult, WrappedTeacher
 

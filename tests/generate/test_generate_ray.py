@@ -13,13 +13,13 @@ import psutil
 import pytest
 
 import distill as api_module
-
+from cli_helpers import ROOT, answers_in, cli_env, distill
 from distill.errors import DistillError
+from distill.executors import generation_executor
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Example, Reject, read_jsonl
 from distill.store import RunStore
 from distill.teachers.registry import teacher_options
-from cli_helpers import ROOT, answers_in, cli_env, distill
 from fakeapi import FakeAPI, Faults
 
 pytestmark = pytest.mark.ray
@@ -166,7 +166,7 @@ def test_the_embedded_model_generates_on_ray_workers(tmp_path):
     the local path's: in bfloat16 a different batch composition changes long answers even at temperature 0."""
     out = tmp_path / "run"
     report = generate(GenerateOptions(taxonomy=TINY / "qa.yaml", teacher="local", out=out, progress=False,
-                                      executor="ray", ray_workers=2))
+                                      executor="ray", ray_workers=2), executor=generation_executor("ray"))
     counts = report.stats["counts"]
     assert counts["planned"] == 4 and counts["pending"] == 0 and counts["failed"] == 0
     kept = [Example.model_validate(row) for row in read_jsonl(out / "dataset.jsonl")]

@@ -15,8 +15,8 @@ from distill.generate import progress as progress_module
 from distill.generate.progress import GenerationProgress, MovingRate
 from distill.generate.runner import GenerateOptions, generate
 from distill.generate.switch_hint import vllm_hint
-from distill.teachers.base import GenerationResult, Teacher
 from distill.records import Usage
+from distill.teachers.base import GenerationResult, Teacher
 
 
 class Clock:

@@ -1,6 +1,7 @@
 """Fixtures the review tests share."""
 
 import pytest
+
 from review_helpers import SERVER_IDS, make_dataset, queue_ids
 
 

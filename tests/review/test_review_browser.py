@@ -10,11 +10,11 @@ import os
 import sqlite3
 
 import pytest
-from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
 
 from distill.records import read_jsonl
 from distill.review.ledger import ReviewLedger
 from distill.review.server import ReviewServer
+from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
 
 CHROMIUM = os.environ.get("DISTILL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

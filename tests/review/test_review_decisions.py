@@ -9,9 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from cli_helpers import ROOT as REPO
-from review_helpers import make_dataset
 
+from cli_helpers import ROOT as REPO
 from distill.records import Example, read_jsonl
 from distill.review.feedback import refresh_files
 from distill.review.ledger import ReviewLedger
@@ -20,6 +19,7 @@ from distill.review.queue import build_queue
 from distill.review.session import BadDecision, ReviewSession
 from distill.review.state import ReviewState
 from distill.train.data import load_splits
+from review_helpers import make_dataset
 
 
 @pytest.fixture

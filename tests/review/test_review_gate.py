@@ -8,15 +8,15 @@ import subprocess
 import sys
 
 import pytest
-from cli_helpers import ROOT as REPO
-from review_helpers import leaf_ids, make_dataset, queue_ids, review_all
 
+from cli_helpers import ROOT as REPO
 from distill.errors import ReviewPending
 from distill.owned import OwnedFolder
 from distill.review.feedback import load_review
 from distill.review.gate import evaluate, require_pass
 from distill.review.ledger import ReviewLedger
 from distill.review.model import ReviewSettings
+from review_helpers import leaf_ids, make_dataset, queue_ids, review_all
 
 ASTHMA, COLD, AF, HF = "respiratory/asthma", "respiratory/common-cold", "cardiology/arrhythmias", "cardiology/heart-failure"
 

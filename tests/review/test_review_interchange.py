@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cli_helpers import ROOT as REPO
-from review_helpers import leaf_ids, make_dataset, queue_ids
 
+from cli_helpers import ROOT as REPO
 from distill.review.session import ReviewSession
+from review_helpers import leaf_ids, make_dataset, queue_ids
 
 IDS = leaf_ids("respiratory/asthma", 3) + leaf_ids("cardiology/arrhythmias", 3)
 

@@ -9,14 +9,14 @@ import subprocess
 import sys
 
 import pytest
-from cli_helpers import ROOT as REPO
-from fakeapi import FakeAPI
-from review_helpers import make_dataset, tiny_taxonomy
 
+from cli_helpers import ROOT as REPO
 from distill.records import read_jsonl
 from distill.review.model import ReviewSettings
 from distill.review.queue import build_queue
 from distill.review.session import ReviewSession
+from fakeapi import FakeAPI
+from review_helpers import make_dataset, tiny_taxonomy
 
 TRAIN = ("{student: local, qlora: false, max_steps: 1, max_length: 192, batch_size: 2, grad_accum: 1, "
          "eval_before: false, threads: 1}")

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 
-from review_helpers import decide, example_row, make_dataset
-
 from distill.records import Decision
 from distill.review.ledger import ReviewLedger
 from distill.review.model import ReviewSettings
 from distill.review.queue import build_queue, default_size
 from distill.review.state import ReviewState
+from review_helpers import decide, example_row, make_dataset
 
 
 def queue_of(directory):

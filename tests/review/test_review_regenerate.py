@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakeapi import FakeAPI, Faults
-from review_helpers import review_all, tiny_taxonomy
 
 from distill.errors import DistillError
+from distill.generate.regenerate import regenerate
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import read_jsonl
 from distill.review.feedback import load_review
@@ -17,8 +16,9 @@ from distill.review.gate import evaluate
 from distill.review.ledger import ReviewLedger
 from distill.review.model import ReviewSettings
 from distill.review.queue import build_queue
-from distill.review.regenerate import regenerate
 from distill.teachers.registry import teacher_options
+from fakeapi import FakeAPI, Faults
+from review_helpers import review_all, tiny_taxonomy
 
 ASTHMA = "respiratory/asthma"
 

@@ -12,14 +12,14 @@ import time
 
 import httpx
 import pytest
-from cli_helpers import ROOT as REPO
-from review_helpers import SERVER_IDS as IDS
 
+from cli_helpers import ROOT as REPO
 from distill.errors import DistillError
 from distill.review.ledger import ReviewLedger
 from distill.review.model import QueueRow
 from distill.review.server import ReviewServer
 from distill.review.state import ReviewState
+from review_helpers import SERVER_IDS as IDS
 
 
 @pytest.fixture

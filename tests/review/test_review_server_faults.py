@@ -18,12 +18,12 @@ import time
 
 import httpx
 import pytest
-from cli_helpers import cli_env, distill, distill_command
-from review_helpers import SERVER_IDS as IDS, make_dataset, queue_ids
 
+from cli_helpers import cli_env, distill, distill_command
 from distill.review.ledger import ReviewLedger
 from distill.review.server import ReviewServer
 from distill.store import MIGRATIONS
+from review_helpers import SERVER_IDS as IDS, make_dataset, queue_ids
 
 
 class Recorded(logging.Handler):

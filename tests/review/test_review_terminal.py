@@ -10,10 +10,10 @@ import sys
 import time
 
 import pytest
-from cli_helpers import ROOT as REPO
-from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
 
+from cli_helpers import ROOT as REPO
 from distill.review.tui import clean, parse_turns
+from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
 
 ORDER = leaf_ids("respiratory/asthma", 3) + ["hostile"] + leaf_ids("cardiology/arrhythmias", 2)
 EDITOR = """

@@ -21,10 +21,17 @@ from distill.errors import RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.records import Message
 from distill.store import RunStore
-from distill.teachers.http.anthropic.teacher import AnthropicTeacher
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.http.limits import (AdaptiveConcurrency, ApiSettings, CallFailed, RateLimiter, RetryPolicy,
-                                          parse_reset, with_retries)
+from distill.teachers.http.anthropic.teacher import AnthropicTeacher
+from distill.teachers.http.limits import (
+    AdaptiveConcurrency,
+    ApiSettings,
+    CallFailed,
+    RateLimiter,
+    RetryPolicy,
+    parse_reset,
+    with_retries,
+)
 from distill.teachers.http.openai.teacher import OpenAITeacher
 from distill.teachers.registry import teacher_options
 from fakeapi import FakeAPI, Faults
@@ -381,10 +388,8 @@ def test_reset_headers_parse_to_seconds_from_now(value, seconds):
 def test_answers_reach_the_disk_within_the_commit_window(tmp_path):
     import sqlite3
 
-    from distill.commits import COMMIT_WINDOW_S
+    from distill.commits import COMMIT_WINDOW_S, CommitWindow
     from distill.teachers.base import GenerationResult
-
-    from distill.commits import CommitWindow
 
     store = RunStore(tmp_path / "run.db")
     clock = FakeClock(100.0)  # the window is measured on it: a slow machine cannot stretch it

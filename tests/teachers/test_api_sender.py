@@ -25,9 +25,9 @@ from cli_helpers import ROOT
 from distill.errors import BudgetExceeded, RunFailed
 from distill.generate.runner import GenerateOptions, generate
 from distill.store import RunStore
+from distill.teachers.base import GenerationResult
 from distill.teachers.registry import teacher_options
 from distill.teachers.stack import build_teacher
-from distill.teachers.base import GenerationResult
 from distill.teachers.wrappers.sender import Child, Lines, SenderTeacher
 from fakeapi import FakeAPI, Faults
 from fakeapi.outcomes import expected_outcomes, recorded_outcomes

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 import pytest
 import typer
-from cli_helpers import ROOT
-from train_helpers import make_run
 from typer.testing import CliRunner
 
+from cli_helpers import ROOT
 from distill.errors import DistillError
 from distill.train.config import TrainConfig, load_train_config
+from train_helpers import make_run
 
 CONFIGS = ROOT / "configs"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from train_helpers import fast_config, make_run, toy_rows
 
 from distill.errors import DistillError
 from distill.records import Example
 from distill.train import data
+from train_helpers import fast_config, make_run, toy_rows
 
 IGNORE = -100
 

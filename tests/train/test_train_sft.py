@@ -7,6 +7,7 @@ import math
 import shutil
 
 import pytest
+
 from train_helpers import fast_config, make_run
 
 pytestmark = [pytest.mark.model, pytest.mark.train]
@@ -37,7 +38,7 @@ def test_adapter_manifest_and_card_are_written(trained):
     assert "Taxonomy: toy" in card and "Teacher: local" in card
     assert "## Human review" in card and "Read 32 of 32 queued items: 30 accepted" in card
     assert "wrong or hallucinated (2)" in card
-    assert f"| sentiment |" in card
+    assert "| sentiment |" in card
 
 
 def test_adapter_reloads_and_changes_the_model(trained):

@@ -1,6 +1,4 @@
-"""InstructLab taxonomies (trees of qna.yaml files): imported into a taxonomy file with its seed files
-(`distill taxonomy import-instructlab`), or converted in memory wherever a taxonomy path is accepted."""
-
-from distill.taxonomy.instructlab.importer import ImportReport, import_instructlab, load_instructlab
-
-__all__ = ["ImportReport", "import_instructlab", "load_instructlab"]
+"""InstructLab taxonomies (trees of qna.yaml files): converted in memory wherever a taxonomy path is accepted
+(`load.py`), or imported into a taxonomy file with its seed files (`importer.py`, `distill taxonomy
+import-instructlab`); `read.py` reads and checks each qna.yaml, `documents.py` finds the knowledge documents and
+`convert.py` turns the tree into a taxonomy."""

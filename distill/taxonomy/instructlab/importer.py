@@ -1,13 +1,11 @@
-"""The two ways in: `import_instructlab` writes a taxonomy file and its seed and passage files;
-`load_instructlab` converts a folder in memory (`--taxonomy DIR`). Both report every skipped file and
-every warning, one line each, and go on with the valid leaves; nothing valid at all is an error (exit 2)."""
+"""`import_instructlab` writes a taxonomy file and its seed and passage files, then loads it back. Like
+`load_instructlab` (the other way in, in memory: `--taxonomy DIR`) it reports every skipped file and every
+warning, one line each, and goes on with the valid leaves; nothing valid at all is an error (exit 2)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,11 +16,11 @@ from distill.errors import DistillError
 from distill.owned import MANIFEST, OwnedFolder, atomic_write
 from distill.taxonomy.instructlab.convert import SYSTEM_PROMPT, Converted, convert, node_name
 from distill.taxonomy.instructlab.documents import CHUNK_WORDS
+from distill.taxonomy.instructlab.load import Say, log_line, report
 from distill.taxonomy.instructlab.read import Problem
+from distill.taxonomy.load import load_taxonomy
 from distill.taxonomy.model import Taxonomy
 
-log = logging.getLogger("distill.instructlab")
-Say = Callable[[str], None]
 HEADER = "# Imported from the InstructLab taxonomy "  # the first line of every taxonomy file written here
 
 
@@ -36,39 +34,10 @@ class ImportReport:
     warnings: list[Problem] = field(default_factory=list)
 
 
-def _say(line: str) -> None:
-    log.warning(line)
-
-
-def report(converted: Converted, root: Path, say: Say) -> None:
-    """Every skipped file and warning, one line each; an error when nothing valid is left."""
-    for problem in converted.problems:
-        say(f"invalid, not imported: {problem}")
-    for warning in converted.warnings:
-        say(f"warning: {warning}")
-    if not converted.data["tree"]:
-        files = len({problem.file for problem in converted.problems})
-        if not files:
-            raise DistillError("no qna.yaml file below this folder; give the root folder of an InstructLab "
-                               "taxonomy (or the path of a taxonomy YAML file)", path=root)
-        raise DistillError(f"no valid InstructLab qna.yaml to import ({files} invalid file{'s' if files != 1 else ''}, "
-                           "listed above); fix them and import again", path=root)
-
-
-def load_instructlab(root: str | Path, say: Say = _say) -> Taxonomy:
-    """The taxonomy of an InstructLab folder, converted in memory (seeds and passages inline)."""
-    root = Path(root)
-    converted = convert(root, node_name(root.resolve().name) or "instructlab")
-    report(converted, root, say)
-    return Taxonomy.model_validate(converted.data)
-
-
 def import_instructlab(root: str | Path, out: str | Path, *, documents: str | Path | None = None,
                        name: str | None = None, per_leaf: int = 3, system_prompt: str = SYSTEM_PROMPT,
-                       chunk_words: int = CHUNK_WORDS, force: bool = False, say: Say = _say) -> ImportReport:
+                       chunk_words: int = CHUNK_WORDS, force: bool = False, say: Say = log_line) -> ImportReport:
     """Write `out` (a distill taxonomy) and its files in `<NAME>-seeds/` beside it, then load it back."""
-    from distill.taxonomy.load import load_taxonomy
-
     root, out = Path(root), Path(out)
     name = name or node_name(out.stem)
     if not name:

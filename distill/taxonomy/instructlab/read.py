@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from distill.errors import DistillError
+from distill.extras import needs
 from distill.userfiles import line_of, load_yaml
 
 VERSION = 3
@@ -152,7 +153,7 @@ def _blank_texts(data: dict, kind: str) -> list[tuple]:
     """Where a seed's text is only blanks (the schema asks for one character; a blank is not a seed)."""
     found = []
     for number, example in enumerate(data["seed_examples"]):
-        pairs = [((), example)] if kind == "skill" else \
+        pairs: list[tuple[tuple, Any]] = [((), example)] if kind == "skill" else \
             [(("questions_and_answers", index), pair) for index, pair in enumerate(example["questions_and_answers"])]
         if kind == "knowledge":
             pairs.append(((), {"context": example["context"]}))
@@ -175,14 +176,11 @@ SCHEMA_FILES = {"skill": "compositional_skills.json", "knowledge": "knowledge.js
 @lru_cache(maxsize=None)
 def _validator(kind: str) -> Any:
     """jsonschema's validator for InstructLab's v3 schema of this kind (its `$ref`s resolved in the package)."""
-    try:
+    with needs("instructlab", purpose="reading InstructLab taxonomies"):  # jsonschema comes with it
         from instructlab.schema import schema_base
-    except ImportError:
-        raise DistillError("importing InstructLab taxonomies needs the instructlab-schema package: "
-                           "pip install 'distill[instructlab]'") from None
-    from jsonschema.validators import validator_for
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT202012
+        from jsonschema.validators import validator_for
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT202012
 
     base = schema_base() / f"v{VERSION}"
 
@@ -191,7 +189,8 @@ def _validator(kind: str) -> Any:
                                       default_specification=DRAFT202012)
 
     schema = json.loads((base / SCHEMA_FILES[kind]).read_text("utf-8"))
-    return validator_for(schema)(schema, registry=Registry(retrieve=retrieve))
+    # Registry is an attrs class whose private field `_retrieve` takes `retrieve`: mypy's attrs plugin misses it.
+    return validator_for(schema)(schema, registry=Registry(retrieve=retrieve))  # type: ignore[call-arg]
 
 
 def schema_problems(data: dict, kind: str) -> list[tuple[int | None, str]]:

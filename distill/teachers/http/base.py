@@ -18,9 +18,19 @@ from distill.errors import DistillError
 from distill.redact import redact_url, url_secrets
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 from distill.teachers.http.cost import PriceTable, estimate_prompt_tokens
-from distill.teachers.http.limits import (POOL, AdaptiveConcurrency, ApiSettings, RateLimiter, RetryPolicy,
-                                          aiohttp_available, by_deadline, connection_limits, http_module,
-                                          scrubber, with_retries)
+from distill.teachers.http.limits import (
+    POOL,
+    AdaptiveConcurrency,
+    ApiSettings,
+    RateLimiter,
+    RetryPolicy,
+    aiohttp_available,
+    by_deadline,
+    connection_limits,
+    http_module,
+    scrubber,
+    with_retries,
+)
 
 
 @dataclass(frozen=True)

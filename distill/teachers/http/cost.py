@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from distill.userfiles import load_yaml_mapping, located
+
 # (input, output) USD per 1M tokens. Longest matching prefix wins, so dated names resolve.
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
@@ -103,7 +105,6 @@ def load_api_config(path: Path | None) -> dict[str, Any]:
     A mistake is one line: file, line and field."""
     if path is None:
         return {}
-    from distill.userfiles import load_yaml_mapping, located
 
     data = load_yaml_mapping(path, "API config file", "prices: and openai: / anthropic: settings")
     try:

@@ -8,8 +8,10 @@ number of requests in flight; each success adds it back slowly (additive increas
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -276,7 +278,7 @@ def _server(exc: BaseException) -> str:
             url = getattr(getattr(link, "request", None), "url", None)
         except RuntimeError:  # httpx: an error made without its request
             continue
-        if getattr(url, "host", None):
+        if url is not None and getattr(url, "host", None):
             port = f":{url.port}" if url.port else ""
             return f"{url.scheme}://{url.host}{port}"
     return "the base URL"
@@ -285,8 +287,6 @@ def _server(exc: BaseException) -> str:
 def _network_cause(exc: BaseException) -> str | None:
     """The refused, reset or unresolvable connection under an SDK error, naming the server. The SDKs'
     aiohttp transport reports a refused connection as a connect *timeout*; its cause chain holds the truth."""
-    import socket
-
     for link in _causes(exc):
         if isinstance(link, ConnectionRefusedError):
             return f"connection refused: nothing is listening at {_server(exc)} (is the server running?)"
@@ -389,8 +389,6 @@ class TransientError(Exception):
 
 def require_key(env_var: str, spec: str, optional: bool = False) -> str | None:
     """The API key from the environment, or a DistillError naming the variable (never a key)."""
-    import os
-
     key = os.environ.get(env_var, "").strip()
     if not key and not optional:
         raise DistillError(f"teacher {spec!r} needs an API key: set the environment variable {env_var}")
@@ -415,9 +413,9 @@ def scrubber(*secrets: str | None) -> Callable[[str], str]:
 def http_module():
     """The HTTP library the installed SDKs are built on (httpx2 now, httpx before)."""
     try:
-        import httpx2 as httpx
+        import httpx2 as httpx  # noqa: PLC0415 (the api extra's; which one the SDKs bring)
     except ImportError:  # pragma: no cover - older SDKs
-        import httpx
+        import httpx  # type: ignore[no-redef]  # noqa: PLC0415 (the same module, by its older name)
     return httpx
 
 
@@ -426,7 +424,7 @@ POOL = 32  # connections per httpx client; more clients above that (see http/bas
 
 def aiohttp_available() -> bool:
     try:
-        import aiohttp  # noqa: F401
+        import aiohttp  # noqa: F401, PLC0415 (the api extra's; optional within it)
     except ImportError:
         return False
     return True

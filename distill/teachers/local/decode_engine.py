@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from distill.teachers.local.prefix_cache import PrefixCache
 
@@ -102,8 +104,6 @@ def _attend_rows(module, query, key, value, attention_mask, scaling=None, dropou
     """
     segments = getattr(_current, "segments", None)
     if not segments:  # the model called outside the engine (e.g. by `generate`): plain sdpa
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
     layer = module.layer_idx
@@ -127,8 +127,6 @@ def _attend_rows(module, query, key, value, attention_mask, scaling=None, dropou
 
 
 def _register_attention() -> None:
-    from transformers import AttentionInterface
-
     AttentionInterface.register(ATTENTION, _attend_rows)
 
 
@@ -247,7 +245,10 @@ class DecodeEngine:
 
     def _step(self) -> None:
         """One forward pass: every decoding row's next token, and prompt chunks for rows still reading."""
-        segments, ids, positions, last = [], [], [], []
+        segments: list[tuple[_Row, int, int]] = []  # (row, where its tokens start in `ids`, how many)
+        ids: list[int] = []
+        positions: list[int] = []
+        last: list[int] = []  # where each row that finishes its prompt (or decodes) has its last token
         budget = self.prefill_chunk
         for row in self.rows:
             if row.reading_prompt:
@@ -320,7 +321,8 @@ class DecodeEngine:
         ahead = top.cumsum(-1) - top
         for j, i in enumerate(sampled):
             row = rows[i]
-            p, ids, before = top[j], order[j], ahead[j]
+            p, before = top[j], ahead[j]
+            ids: torch.Tensor | None = order[j]  # token ids of `p`'s entries; None: all, in order
             if row.job.top_p >= 1.0:
                 p, ids = probs[j], None
             elif before[-1] + p[-1] < row.job.top_p:  # the nucleus reaches past the top-k

@@ -14,9 +14,11 @@ import json
 import threading
 from functools import partial
 
+import torch
 from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor, StoppingCriteria, StoppingCriteriaList
 from transformers.utils import logging as transformers_logging
 
+from distill.models import load_causal_lm, load_tokenizer
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 from distill.teachers.local.choices import ChoiceTrie, finite_outputs
@@ -31,10 +33,6 @@ class TransformersTeacher(Teacher):
     def __init__(self, spec: str, model_name: str, batch_size: int | None = None, device: str | None = None,
                  repetition_penalty: float = 1.15, engine: bool = True, prefix_cache_mb: int = 512,
                  prefill_chunk: int = 64, dtype: str | None = None):
-        import torch
-
-        from distill.models import load_causal_lm, load_tokenizer
-
         # Small models loop on a phrase ("You can tell them when you have it...") without a penalty.
         # It counts only generated tokens: transformers' default also penalises every prompt token,
         # and a chat prompt holds the end-of-turn token, "?" and the topic's own words, so the model
@@ -140,8 +138,6 @@ class TransformersTeacher(Teacher):
         return [results[r.key] for r in requests]
 
     def _generate_batch(self, requests: list[GenerationRequest], stop: threading.Event) -> list[GenerationResult]:
-        import torch
-
         sampling = requests[0].sampling
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)  # the same batch samples the same way on a re-run
@@ -216,8 +212,6 @@ class _StepWatch(StoppingCriteria):
         self.stop, self.on_tokens, self.prompt_length, self.stop_ids = stop, on_tokens, prompt_length, stop_ids
 
     def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
         if self.on_tokens is not None:
             generated = input_ids[:, self.prompt_length:]
             ended_before = torch.zeros(len(input_ids), dtype=torch.bool)
@@ -233,8 +227,6 @@ def default_dtype(device: str):
     On this project's 2-core Xeon (AMX) bfloat16 made the MLP-sized matmuls 1.7x and the 49k-word
     output layer 2.9x cheaper, and halves the keys and values a decoding step reads.
     """
-    import torch
-
     if device != "cpu":
         return torch.bfloat16
     native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \

@@ -14,16 +14,18 @@ must be importable without side effects (a script needs its `if __name__ == "__m
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from vllm import LLM
-from vllm.sampling_params import SamplingParams as VLLMSamplingParams
-from vllm.sampling_params import StructuredOutputsParams
+from vllm import LLM, platforms
+from vllm.lora.request import LoRARequest
+from vllm.sampling_params import SamplingParams as VLLMSamplingParams, StructuredOutputsParams
 
 from distill.errors import DistillError
+from distill.models import resolve_model
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 
@@ -46,8 +48,6 @@ class VLLMTeacher(Teacher):
 
     def __init__(self, spec: str, model: str, batch_size: int = DEFAULT_BATCH_SIZE,
                  engine_args: dict[str, Any] | None = None, lora: str | None = None):
-        from distill.models import resolve_model
-
         self.batch_size = batch_size
         self.model_path = resolve_model(model)
         self.lora = _lora_request(lora) if lora else None
@@ -57,9 +57,9 @@ class VLLMTeacher(Teacher):
         if _on_cpu():
             for name, value in CPU_ENV_DEFAULTS.items():
                 os.environ.setdefault(name, value)  # read by the engine core, which inherits our environment
-            for name, value in CPU_DEFAULTS.items():
-                args.setdefault(name, value)
-        if self.lora is not None:
+            for arg, default in CPU_DEFAULTS.items():
+                args.setdefault(arg, default)
+        if lora:  # (self.lora is its request)
             args.setdefault("enable_lora", True)
             args.setdefault("max_lora_rank", _lora_rank(lora))
         self.engine_args = args
@@ -119,14 +119,10 @@ def sampling_params(request: GenerationRequest) -> VLLMSamplingParams:
 
 
 def _on_cpu() -> bool:
-    from vllm.platforms import current_platform
-
-    return current_platform.is_cpu()
+    return platforms.current_platform.is_cpu()  # resolved on first use: vLLM detects the platform then
 
 
-def _lora_request(path: str):
-    from vllm.lora.request import LoRARequest
-
+def _lora_request(path: str) -> LoRARequest:
     folder = Path(path).expanduser()
     if not (folder / "adapter_config.json").is_file():
         raise DistillError(f"{folder}: not a LoRA adapter folder (no adapter_config.json); "
@@ -135,8 +131,6 @@ def _lora_request(path: str):
 
 
 def _lora_rank(path: str) -> int:
-    import json
-
     rank = json.loads((Path(path).expanduser() / "adapter_config.json").read_text()).get("r", 16)
     return max(8, int(rank))
 

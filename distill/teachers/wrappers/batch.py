@@ -33,7 +33,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from distill.teachers.base import GenerationRequest, GenerationResult, WrappedTeacher
 from distill.teachers.http.base import ApiTeacher
@@ -174,7 +174,8 @@ class BatchTeacher(WrappedTeacher):
         online = api.teacher
         super().__init__(online)
         online.batch = True  # batch prices for budget reservations and for every answer
-        self.api, self.online, self.settings = api, online, settings
+        # (not `self.api`: that is Teacher's flag for an HTTP API)
+        self.batch_api, self.online, self.settings = api, online, settings
         self.store = None
         self.latest: dict[str, Job] = {}  # custom_id -> the last job that carried it
         self.recorded: set[str] = set()  # provider job ids on record: never adopted by another submission
@@ -223,7 +224,7 @@ class BatchTeacher(WrappedTeacher):
         spent: Counter[str] = Counter()  # attempts used, per custom_id
         pending = list(wanted)
         # Resubmissions that cost no attempt (a format step each, one for a job never created) bound the loop.
-        for _ in range(attempts + self.api.modes + 1):
+        for _ in range(attempts + self.batch_api.modes + 1):
             groups: dict[Job, list[str]] = {}
             fresh = [cid for cid in pending if self.latest.get(cid) in (None, tried.get(cid))]
             for cid in pending:
@@ -264,7 +265,7 @@ class BatchTeacher(WrappedTeacher):
                     return {cid: Outcome(error="its batch job was never created", retry=True, free=True)
                             for cid in job.custom_ids}
             state = await self._poll(job)
-            outcomes = await self.api.collect(state, job.mode)
+            outcomes = await self.batch_api.collect(state, job.mode)
         except Exception as exc:  # the job's requests fail with the reason; the run goes on
             failed = exc if isinstance(exc, CallFailed) else \
                 CallFailed(self.online.scrub(f"{type(exc).__name__}: {exc}")[:500])
@@ -292,7 +293,7 @@ class BatchTeacher(WrappedTeacher):
         submission) found. None when that earlier submission never became a job."""
         if requests is None:
             async with self.creating:
-                state = await self.api.find(self._submission(job), self.recorded)
+                state = await self.batch_api.find(self._submission(job), self.recorded)
         else:
             state = await self._create(job, requests)
         if state is not None:
@@ -305,13 +306,13 @@ class BatchTeacher(WrappedTeacher):
     async def _create(self, job: Job, requests: dict[str, GenerationRequest]) -> JobState:
         """Create the job at most once: on record before the call; after a reply that may have been lost,
         looked up before any new attempt. Raises NotCreated when the provider refused it outright."""
-        job.submission, job.mode, job.at = uuid.uuid4().hex, self.api.mode(), time.time()
+        job.submission, job.mode, job.at = uuid.uuid4().hex, self.batch_api.mode(), time.time()
         job.first = job.at
-        bodies = {cid: self.api.body(request) for cid, request in requests.items()}
+        bodies = {cid: self.batch_api.body(request) for cid, request in requests.items()}
         if self.store is not None:
             job.row = self.store.begin_batch_job(self.cache_namespace, job.submission, requests, job.at, job.mode)
         try:
-            prepared = await self.api.prepare(bodies, job.submission)
+            prepared = await self.batch_api.prepare(bodies, job.submission)
         except CallFailed as failed:
             raise NotCreated(failed.message, failed.status) from None
         lost: list[str] = []  # why each attempt that may have made the job failed
@@ -320,7 +321,7 @@ class BatchTeacher(WrappedTeacher):
             for _ in range(creates):
                 before = len(lost)
                 try:
-                    return await self.api.call(lambda: self._create_once(job, prepared, lost))
+                    return await self.batch_api.call(lambda: self._create_once(job, prepared, lost))
                 except CallFailed as failed:
                     if len(lost) == before:  # refused now; but an earlier lost attempt may yet show up
                         raise (CallFailed if lost else NotCreated)(failed.message, failed.status) from None
@@ -336,7 +337,7 @@ class BatchTeacher(WrappedTeacher):
         after making it, or still be making it when our timeout gave up on the reply."""
         for factor in LOOKUP_WAITS:
             await asyncio.sleep(factor * self.online.policy.base_s)
-            found = await self.api.find(self._submission(job), self.recorded)
+            found = await self.batch_api.find(self._submission(job), self.recorded)
             if found is not None:
                 return found
         return None
@@ -346,7 +347,7 @@ class BatchTeacher(WrappedTeacher):
         if self.store is not None and job.row is not None:
             self.store.batch_create_attempt(job.row, job.at)  # committed first: a lookup's window starts here
         try:
-            return await self.api.create(prepared, job.submission)
+            return await self.batch_api.create(prepared, job.submission or "")  # (set by _create)
         except Exception as exc:
             if not maybe_created(exc):
                 raise  # refused: with_retries retries a 429 under the limits, gives up on the rest
@@ -357,9 +358,10 @@ class BatchTeacher(WrappedTeacher):
         return Submission(job.submission or "", job.first or job.at, job.at, len(job.custom_ids))
 
     async def _poll(self, job: Job) -> JobState:
+        job_id = cast(str, job.job_id)  # polled once placed: the provider accepted it
         status = None
         while True:
-            state = await self.api.poll(job.job_id)
+            state = await self.batch_api.poll(job_id)
             if state.ended:
                 return state
             if state.status != status:

@@ -14,8 +14,8 @@ import time
 import warnings
 from pathlib import Path
 
-from distill.records import Usage
 from distill.commits import COMMIT_WINDOW_S
+from distill.records import Usage
 from distill.sqlite_wal import open_wal
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher, WrappedTeacher
 

@@ -3,7 +3,7 @@
 At hundreds of requests a second one event loop runs out of CPU: the SDK and its HTTP transport
 cost ~1 ms a request, and rendering prompts, fingerprints and storing every answer about as much
 again. Above `SENDER_PROCESS_FROM` requests in flight (or with `--sender-process`), the run keeps
-its own work and the SDK runs in a child process (`python -m distill.teachers.wrappers.sender`) holding
+its own work and the SDK runs in a child process (`python -m distill.teachers.wrappers.sender_child`) holding
 the teacher itself: its rate limiter, AIMD gate, retries and SDK clients, so limits stay shared by
 every request as before. Budget, cache and run.db stay in the run's process.
 
@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import gc
 import json
 import os
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from distill.teachers.base import GenerationRequest, GenerationResult, Teacher, WrappedTeacher
+from distill.teachers.base import GenerationRequest, GenerationResult, WrappedTeacher
+from distill.teachers.http.base import ApiTeacher
 
 SENDER_PROCESS_FROM = 128  # requests in flight from which the SDK gets its own process by default
 LINE_LIMIT = 1 << 28  # one request line may hold long few-shot prompts
@@ -63,6 +63,19 @@ class Child:
     readers: list[asyncio.Task] = field(default_factory=list)
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
 
+    # Its pipes (`_start` pipes all three, so none is None).
+    @property
+    def stdin(self) -> asyncio.StreamWriter:
+        return cast(asyncio.StreamWriter, self.proc.stdin)
+
+    @property
+    def stdout(self) -> asyncio.StreamReader:
+        return cast(asyncio.StreamReader, self.proc.stdout)
+
+    @property
+    def stderr(self) -> asyncio.StreamReader:
+        return cast(asyncio.StreamReader, self.proc.stderr)
+
 
 class SenderTeacher(WrappedTeacher):
     """The teacher protocol, answered by `local`'s twin in a child process.
@@ -71,7 +84,7 @@ class SenderTeacher(WrappedTeacher):
     (spec, cache namespace, prices for the budget) and checked the settings and the key up front.
     """
 
-    def __init__(self, local: Teacher, spec: str, options: Any):
+    def __init__(self, local: ApiTeacher, spec: str, options: Any):
         super().__init__(local)
         self.local = local
         # The child builds the same teacher inline (never a sender of its own).
@@ -110,11 +123,12 @@ class SenderTeacher(WrappedTeacher):
     async def _start(self) -> Child | None:
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "distill.teachers.wrappers.sender", stdin=asyncio.subprocess.PIPE,
+                sys.executable, "-m", "distill.teachers.wrappers.sender_child", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
         except OSError as exc:
             self.start_error = f"the sender process did not start: {exc}"
             return None
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None  # all three piped
         proc.stdin.write(self.config.encode() + b"\n")
         child = Child(proc, Lines(proc.stdin.write))
         child.readers.append(asyncio.create_task(self._read_errors(child)))
@@ -133,7 +147,7 @@ class SenderTeacher(WrappedTeacher):
 
     async def _read_results(self, child: Child) -> None:
         try:
-            while line := await child.proc.stdout.readline():
+            while line := await child.stdout.readline():
                 head, _, body = line.partition(b"\t")
                 try:  # a line cut short (a child killed mid-write) is not an answer: its request fails below
                     request_id, result = int(head), GenerationResult.model_validate_json(body)
@@ -155,7 +169,7 @@ class SenderTeacher(WrappedTeacher):
             child.waiting.clear()
 
     async def _read_errors(self, child: Child) -> None:
-        while line := await child.proc.stderr.readline():
+        while line := await child.stderr.readline():
             child.stderr_tail.append(line.decode(errors="replace").rstrip())
 
     async def _last_words(self, child: Child) -> str:
@@ -170,7 +184,7 @@ class SenderTeacher(WrappedTeacher):
         child, self.child = self.child, None
         if child is not None:
             if child.proc.returncode is None:
-                child.proc.stdin.close()  # the child ends at the end of its stdin
+                child.stdin.close()  # the child ends at the end of its stdin
                 try:
                     await asyncio.wait_for(child.proc.wait(), 10)
                 except asyncio.TimeoutError:
@@ -194,60 +208,3 @@ def maybe_in_own_process(teacher: Any, settings: Any, spec: str, options: Any) -
     if wanted is None:
         wanted = settings.concurrency >= SENDER_PROCESS_FROM
     return SenderTeacher(teacher, spec, options) if wanted else teacher
-
-
-# The child.
-
-async def _serve(teacher: Any, out: Any) -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=LINE_LIMIT)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, out)
-    transport.write(b"0\tready\n")
-    lines = Lines(transport.write)
-    in_flight: set[asyncio.Task] = set()
-
-    async def answer(request_id: bytes, body: bytes) -> None:
-        # Every request gets a line back, whatever happens here: the run waits for each one.
-        try:
-            [result] = await teacher.generate([GenerationRequest.model_validate_json(body)])
-            line = result.model_dump_json().encode()
-        except Exception as exc:  # the protocol says never raise; a bug here must not hang the run
-            error = teacher.scrub(f"{type(exc).__name__}: {exc}")[:500]
-            line = GenerationResult(key="", error=error).model_dump_json().encode()
-        lines.add(b"%s\t%s\n" % (request_id, line))
-
-    # Requests are answered as they come; stdin's end (a closed or killed run) ends the child.
-    while line := await reader.readline():
-        request_id, _, body = line.rstrip(b"\n").partition(b"\t")
-        task = asyncio.create_task(answer(request_id, body))
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
-    for task in in_flight:
-        task.cancel()
-    await asyncio.gather(*in_flight, return_exceptions=True)
-    await teacher.aclose()
-
-
-def main() -> None:
-    from distill.teachers.registry import TeacherOptions
-    from distill.teachers.stack import build_teacher
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the run, which closes our stdin
-    # Our stdout is the wire: anything a library prints goes to stderr instead.
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    config = json.loads(sys.stdin.buffer.readline())
-    teacher = build_teacher(config["spec"], TeacherOptions(**config["options"]))  # inline: sender_process False
-    # As in the run's own loop (runner._fewer_gc_passes): start-up's objects out of the GC's scans,
-    # and young collections far apart; this process lives only while the run does.
-    gc.freeze()
-    gc.set_threshold(20_000, *gc.get_threshold()[1:])
-    try:
-        asyncio.run(_serve(teacher, out))
-    finally:
-        teacher.close()
-
-
-if __name__ == "__main__":
-    main()

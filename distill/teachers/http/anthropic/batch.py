@@ -21,6 +21,8 @@ from distill.teachers.wrappers.batch import CLOCK_SKEW_S, LIST_PAGE, TRANSFER_S,
 class AnthropicBatches(BatchApi):
     """Anthropic's Message Batches: Messages API params per custom_id, results as JSONL when the batch ends."""
 
+    teacher: Any  # an AnthropicTeacher (teacher.py imports this module, so it is not named here)
+
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         return self.teacher.params(request)
 
@@ -35,7 +37,8 @@ class AnthropicBatches(BatchApi):
     async def find(self, submission: Submission, recorded: set[str]) -> JobState | None:
         # A create attempt that started at `at` made its batch before its timeout ran out, give or take skew.
         earliest, latest = submission.first - CLOCK_SKEW_S, submission.last + TRANSFER_S + CLOCK_SKEW_S
-        client, matches = self.teacher.next_client(), []
+        client = self.teacher.next_client()
+        matches: list[Any] = []
         page = await self.call(lambda: client.messages.batches.list(limit=LIST_PAGE))  # newest first
         while True:
             for batch in page.data:
@@ -75,7 +78,8 @@ class AnthropicBatches(BatchApi):
             lines = await client.messages.batches.results(state.info.id, timeout=TRANSFER_S)
             return [line.to_dict() async for line in lines]
 
-        return {row.get("custom_id"): self.outcome(row.get("result") or {}) for row in await self.call(fetch)}
+        return {row["custom_id"]: self.outcome(row.get("result") or {}) for row in await self.call(fetch)
+                if isinstance(row.get("custom_id"), str)}
 
     def outcome(self, result: dict[str, Any]) -> Outcome:
         kind = result.get("type")

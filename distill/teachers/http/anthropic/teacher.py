@@ -10,15 +10,17 @@ import json
 import os
 from typing import Any
 
+import anthropic
+
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
-from distill.teachers.http.base import ApiTeacher, server_address
 from distill.teachers.http.anthropic.batch import AnthropicBatches
+from distill.teachers.http.base import ApiTeacher, server_address
 from distill.teachers.http.cost import PriceTable
 from distill.teachers.http.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
 # Anthropic's stop reasons in the protocol's terms (the parser rejects length / refusal with a reason).
-FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length",
+FINISH: dict[str | None, str] = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length",
           "refusal": "refusal", "model_context_window_exceeded": "length"}
 TOOL = "output"
 
@@ -27,8 +29,6 @@ class AnthropicTeacher(ApiTeacher):
     provider = "anthropic"
 
     def __init__(self, spec: str, model: str, settings: ApiSettings):
-        import anthropic
-
         key = require_key("ANTHROPIC_API_KEY", spec)
         address = server_address(settings.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None)
         super().__init__(spec, model, settings, key, address, lambda limits: anthropic.AsyncAnthropic(

@@ -25,6 +25,7 @@ class OpenAIBatches(BatchApi):
 
     ENDED = {"completed", "expired", "cancelled", "failed"}
     modes = len(JSON_MODES)
+    teacher: Any  # an OpenAITeacher (teacher.py imports this module, so it is not named here)
 
     def mode(self) -> int:
         return self.teacher.json_mode
@@ -81,8 +82,8 @@ class OpenAIBatches(BatchApi):
                         row = json.loads(line)
                     except ValueError:
                         continue  # a line we cannot read leaves its request unanswered: it is resubmitted
-                    if isinstance(row, dict):
-                        outcomes[row.get("custom_id")] = self.outcome(row, mode)
+                    if isinstance(row, dict) and isinstance(row.get("custom_id"), str):
+                        outcomes[row["custom_id"]] = self.outcome(row, mode)
         return outcomes
 
     def outcome(self, row: dict[str, Any], mode: int) -> Outcome:

@@ -11,6 +11,8 @@ import json
 import os
 from typing import Any
 
+import openai
+
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.teachers.http.base import ApiTeacher, server_address
@@ -23,8 +25,6 @@ class OpenAITeacher(ApiTeacher):
     provider = "openai"
 
     def __init__(self, spec: str, model: str, settings: ApiSettings):
-        import openai
-
         base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
         # A self-hosted server often needs no key; OpenAI itself always does.
         key = require_key("OPENAI_API_KEY", spec, optional=base_url is not None)

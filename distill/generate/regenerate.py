@@ -1,10 +1,10 @@
 """`distill review regenerate DIR --leaf PATH`: ask the teacher again for a leaf the review found wanting.
 
 New plan items (ids from a key no taxonomy plan uses, checked against the run) are recorded in run.db
-with their round before anything is asked, then `distill.generate.runner.generate` runs them like any
+with their round before anything is asked, then `runner.generate` runs them like any
 generation: answers stored as they come, curated, exported. A killed or failed regeneration resumes:
 running the command again finishes that round instead of starting another. The new items join the
-queue; the leaf's earlier unread items leave the data (feedback.py) and the gate reads the new round.
+queue; the leaf's earlier unread items leave the data (review/feedback.py) and the gate reads the new round.
 
 It asks a teacher and curates, so it runs the taxonomy's Python (its custom checks): the taxonomy is the
 one the user names (`--taxonomy`), never the file run.db records. A run folder can come from someone else,
@@ -19,11 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.errors import DistillError
+from distill.generate.runner import GenerateOptions, generate
 from distill.records import PlanItem
 from distill.review.ledger import ReviewLedger
+from distill.review.population import load_review
+from distill.review.queue import build_queue
 from distill.review.state import REJECT, ReviewState
 from distill.rundir import RunDir
 from distill.store import FAILED, PENDING
+from distill.taxonomy import build_plan, load_taxonomy
 from distill.teachers.registry import TeacherSpec, teacher_options
 
 
@@ -54,11 +58,6 @@ def regenerate(directory: Path, leaf: str, taxonomy: Path | None = None, count: 
                progress: bool = False) -> RegenerateReport:
     """Ask again for `leaf` of the run in `directory`, made from `taxonomy` (the file or InstructLab folder);
     `teacher`: another teacher than the run's."""
-    from distill.generate.runner import GenerateOptions, generate
-    from distill.review.feedback import load_review
-    from distill.review.queue import build_queue
-    from distill.taxonomy import build_plan, load_taxonomy
-
     directory = Path(directory)
     review = load_review(directory)
     if review is None:

@@ -1,0 +1,43 @@
+"""An InstructLab folder as a taxonomy, converted in memory wherever a taxonomy path is accepted
+(`--taxonomy DIR`): every skipped file and every warning reported, one line each, and the valid leaves kept;
+nothing valid at all is an error (exit 2)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from distill.errors import DistillError
+from distill.taxonomy.instructlab.convert import Converted, convert, node_name
+from distill.taxonomy.model import Taxonomy
+
+log = logging.getLogger("distill.instructlab")
+Say = Callable[[str], None]
+
+
+def log_line(line: str) -> None:
+    log.warning(line)
+
+
+def report(converted: Converted, root: Path, say: Say) -> None:
+    """Every skipped file and warning, one line each; an error when nothing valid is left."""
+    for problem in converted.problems:
+        say(f"invalid, not imported: {problem}")
+    for warning in converted.warnings:
+        say(f"warning: {warning}")
+    if not converted.data["tree"]:
+        files = len({problem.file for problem in converted.problems})
+        if not files:
+            raise DistillError("no qna.yaml file below this folder; give the root folder of an InstructLab "
+                               "taxonomy (or the path of a taxonomy YAML file)", path=root)
+        raise DistillError(f"no valid InstructLab qna.yaml to import ({files} invalid file{'s' if files != 1 else ''}, "
+                           "listed above); fix them and import again", path=root)
+
+
+def load_instructlab(root: str | Path, say: Say = log_line) -> Taxonomy:
+    """The taxonomy of an InstructLab folder, converted in memory (seeds and passages inline)."""
+    root = Path(root)
+    converted = convert(root, node_name(root.resolve().name) or "instructlab")
+    report(converted, root, say)
+    return Taxonomy.model_validate(converted.data)
