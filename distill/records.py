@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from distill.errors import DistillError
 from distill.userfiles import text_lines
 
-Role = Literal["system", "user", "assistant"]
+# "tool": a tool's answer in a multi-turn conversation (OpenAI's role; ShareGPT's tool/function turns)
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 class Message(BaseModel):

@@ -146,7 +146,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("curate")
     def curate_command(
-        input_path: Path = typer.Argument(..., metavar="INPUT", help="A run directory (with dataset.jsonl) or a JSONL dataset."),
+        input_path: Path = typer.Argument(..., metavar="INPUT", help="A run directory (with dataset.jsonl), a JSONL or "
+                                          "Parquet dataset, or a folder of them (docs/formats.md)."),
+        input_format: str = typer.Option("auto", "--input-format", help="Row format of INPUT: auto (told from each "
+                                         "row), messages, sharegpt, alpaca or prompt-completion."),
         out: Path | None = typer.Option(None, "--out", help="Output folder [default: INPUT/curated or INPUT_curated/]."),
         heldout: list[str] = typer.Option([], "--heldout", help="Held-out set to decontaminate against: PATH[:field1,field2]. Repeatable."),
         against: list[str] = typer.Option([], "--against", help="Earlier run folder or dataset JSONL to dedup against. Repeatable."),
@@ -195,7 +198,7 @@ def register(app: typer.Typer) -> None:
         if judge and not taxonomy:
             raise DistillError("--judge decides off_topic against the taxonomy's nodes: pass --taxonomy FILE too")
         settings = {
-            "heldout": [parse_heldout_option(h) for h in heldout],
+            "heldout": [parse_heldout_option(h) for h in heldout], "input_format": input_format,
             "against": list(against), "threshold": threshold, "shingle_size": shingle_size, "num_perm": num_perm,
             "ngram": ngram, "min_words": min_words, "max_words": max_words,
             "language": language,
