@@ -34,7 +34,10 @@ class RowFormat:
 
 
 def _openai(row: dict[str, Any]) -> list[dict[str, str]]:
-    return row["messages"]  # checked as `Message`s by the record that takes them
+    for number, turn in enumerate(row["messages"]):
+        if not isinstance(turn, dict) or "role" not in turn or "content" not in turn:
+            raise ValueError(f"messages.{number}: a turn is an object with `role` and `content`")
+    return row["messages"]  # roles and text are checked by the record that takes them (`Message`)
 
 
 def _sharegpt(row: dict[str, Any]) -> list[dict[str, str]]:

@@ -300,7 +300,7 @@ class HeldoutSource(BaseModel):
 
     path: str  # JSONL, CSV, Parquet, or a `datasets` save_to_disk folder
     fields: list[str] | None = None  # text fields to match; CSV without header: column numbers "0", "1"...
-    format: Literal["auto", "jsonl", "csv", "parquet", "datasets"] = "auto"
+    format: Literal["auto", "jsonl", "csv", "parquet", "datasets", "hub"] = "auto"  # hub: a folder as the Hub lays it out
     name: str | None = None
 
     @field_validator("fields")

@@ -46,6 +46,15 @@ def dataset_files(path: str | Path) -> list[Path]:
     return [path]
 
 
+def check_first_rows(path: str | Path, input_format: str = AUTO) -> None:
+    """The first row of each file of a dataset is of a format distill reads, or one line naming it: a file of
+    the wrong format stops the command before its output folder is made (a later bad row stops it there)."""
+    for file in dataset_files(path):
+        for number, row in iter_rows(file):
+            example_from_row(row, file, number, input_format)
+            break
+
+
 def saved_by_datasets(folder: Path) -> bool:
     return any((folder / marker).is_file() for marker in SAVED_MARKERS)
 
