@@ -36,6 +36,12 @@ def test_v1_v2_and_v3_files_import_and_the_result_validates(tmp_path):
         "is domain and task_description, and only the documents give passages (InstructLab itself reads knowledge "
         "from v3 on)"], lines
 
+    # Its documents are remote and its seeds carry no passage: the warning says the items go without one.
+    assert [line for line in lines if line.startswith("warning: ")] == [
+        f"warning: {kettles}:17: document.repo https://example.org/kettle-notes.git is not a local folder and distill "
+        "reads no network: clone it at commit 0a1b2c3d4e5f and pass --documents with the clone's folder; the leaf's "
+        "seeds have no context either (schema before v3), so its items are asked without a passage until then"]
+
     valid = distill("taxonomy", "validate", str(out), cwd=tmp_path, env=cli_env(tmp_path))
     assert valid.returncode == 0, valid.stderr
     leaves = {leaf.path: leaf for leaf in load_taxonomy(out).leaves}
