@@ -122,22 +122,29 @@ def test_a_row_of_no_format_or_of_two_is_one_line_and_exit_2(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_sharegpt_heldout_set_is_decontaminated_against_its_user_turns(tmp_path):
+def test_chat_heldout_sets_are_decontaminated_against_their_user_turns(tmp_path):
     held = "Which enzyme in saliva starts to break down starch in the mouth before swallowing?"
     heldout = write_jsonl(tmp_path / "held.jsonl", [{"conversations": [
         {"from": "human", "value": held}, {"from": "gpt", "value": "Salivary amylase."}]}])
+    # A Hub-layout folder: its test split is the held-out set, its train split is not.
+    onions = "Why do onions make people cry when they are chopped on a board?"
+    bread = "Why does bread go stale faster in the fridge than on the counter?"
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    write_jsonl(tmp_path / "hub" / "data" / "test-00000-of-00001.jsonl",
+                [{"messages": [{"role": "user", "content": onions}, {"role": "assistant", "content": "A gas."}]}])
+    write_jsonl(tmp_path / "hub" / "data" / "train-00000-of-00001.jsonl",
+                [{"messages": [{"role": "user", "content": bread}, {"role": "assistant", "content": "Starch."}]}])
     data = write_jsonl(tmp_path / "data.jsonl", [
         {"prompt": held, "completion": "Salivary amylase starts breaking starch down into sugars in the mouth."},
-        {"prompt": "Why do onions make people cry when they are chopped?",
-         "completion": "Chopping releases a gas that irritates the eyes, which then make tears to wash it away."}])
+        {"prompt": onions, "completion": "Chopping releases a gas that irritates the eyes, which then make tears."},
+        {"prompt": bread, "completion": "The cold speeds up how the starch crystallises, so the crumb firms up."}])
     out = tmp_path / "out"
-    done = distill("curate", str(data), "--out", str(out), "--heldout", str(heldout), cwd=tmp_path,
-                   env=cli_env(tmp_path))
+    done = distill("curate", str(data), "--out", str(out), "--heldout", str(heldout), "--heldout",
+                   str(tmp_path / "hub"), cwd=tmp_path, env=cli_env(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert [turns(Example.model_validate(r))[0][1] for r in read_jsonl(out / "dataset.jsonl")] == \
-        ["Why do onions make people cry when they are chopped?"]
+    assert [turns(Example.model_validate(r))[0][1] for r in read_jsonl(out / "dataset.jsonl")] == [bread]
     assert [json.loads(line)["reason"] for line in (out / "rejected.jsonl").read_text().splitlines()] == \
-        ["contaminated"]
+        ["contaminated", "contaminated"]
 
 
 @pytest.mark.slow
