@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from distill.curate.dataset_io import check_first_rows
+from distill.curate.dataset_io import check_first_rows, dataset_files
 from distill.curate.heldout import check_source
 from distill.errors import DistillError
 from distill.owned import FORCE_HELP
@@ -212,9 +212,10 @@ def register(app: typer.Typer) -> None:
             config = CurateConfig(**with_taxonomy(taxonomy, settings))
         except ValidationError as err:  # a threshold out of range, min words above max words and the like
             raise invalid_options(err) from None
-        check_first_rows(input_path, config.input_format)  # the input and every held-out set: checked before --out
+        dataset_files(input_path)  # the input and every held-out set are checked before --out is made
         for source in config.heldout:
             check_source(source)
+        check_first_rows(input_path, config.input_format)
         if label_check and not config.labels:
             raise DistillError("--label-check needs the label set: pass --taxonomy FILE or --labels a,b,c")
         # Parsed once, here; an unknown spec fails before anything is written or run.
