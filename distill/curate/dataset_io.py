@@ -35,7 +35,7 @@ def dataset_files(path: str | Path) -> list[Path]:
             return [path]
         folder = path / DATASET_PARTS if (path / DATASET_PARTS).is_dir() else path
         shards = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SHARD_SUFFIXES)
-        shards = shards or hub_files(path, "train")
+        shards = of_split(shards, folder, "train") or hub_files(path, "train")
         if not shards:
             raise DistillError("no dataset.jsonl, dataset/ shards, .jsonl/.parquet files or `datasets` save_to_disk "
                                "files in this folder; pass a run directory, a dataset file or a folder of shards",
@@ -64,12 +64,17 @@ def hub_files(folder: Path, split: str) -> list[Path]:
     parquet`, `default/train/0000.parquet`, `train.jsonl`): those of `split` when any file names it, else all."""
     found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SHARD_SUFFIXES
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return of_split(found, folder, split)
 
+
+def of_split(files: list[Path], folder: Path, split: str) -> list[Path]:
+    """The files whose name or folder names `split` (train, train-00000-of-00002, train.jsonl), or all of them
+    when none does (part files of Ray or Spark name no split)."""
     def names(path: Path) -> bool:
         parts = [*path.relative_to(folder).parent.parts, path.stem]
         return any(part == split or part.startswith((f"{split}-", f"{split}.", f"{split}_")) for part in parts)
 
-    return [p for p in found if names(p)] or found
+    return [p for p in files if names(p)] or files
 
 
 def iter_rows(path: Path, split: str = "train"):

@@ -97,6 +97,12 @@ def test_a_save_to_disk_folder_and_a_hub_folder_are_read(tmp_path):
     assert [turns(e) for e in curated(tmp_path, hub)] == \
         [[("user", r["conversations"][0]["value"]), ("assistant", r["conversations"][1]["value"])] for r in rows[:2]]
 
+    flat = tmp_path / "flat"  # the splits as files at the top: train.jsonl beside test.jsonl
+    flat.mkdir()
+    write_jsonl(flat / "train.jsonl", rows[:2])
+    write_jsonl(flat / "test.jsonl", rows[2:])
+    assert [turns(e)[0][1] for e in curated(tmp_path, flat)] == [rows[n]["conversations"][0]["value"] for n in (0, 1)]
+
 
 @pytest.mark.slow
 def test_a_row_of_no_format_or_of_two_is_one_line_and_exit_2(tmp_path):
