@@ -157,7 +157,7 @@ def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed.")) ->
 @taxonomy_app.command("import-instructlab")
 def taxonomy_import_instructlab(
     source: Path = typer.Argument(..., help="Root folder of an InstructLab taxonomy (compositional_skills/, "
-                                  "knowledge/, ...: every qna.yaml below it, schema version 3)."),
+                                  "knowledge/, ...: every qna.yaml below it, schema versions 1, 2 and 3)."),
     out: Path = typer.Option(..., "--out", help="Taxonomy file to write (taxonomies/NAME.yaml); seeds and "
                              "passages go to NAME-seeds/ beside it."),
     documents: Path | None = typer.Option(None, help="Folder with the knowledge documents (a clone of each "

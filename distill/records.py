@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from distill.errors import DistillError
 from distill.userfiles import text_lines
 
-Role = Literal["system", "user", "assistant"]
+# "tool": a tool's answer in a multi-turn conversation (OpenAI's role; ShareGPT's tool/function turns)
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 class Message(BaseModel):
@@ -299,7 +300,7 @@ class HeldoutSource(BaseModel):
 
     path: str  # JSONL, CSV, Parquet, or a `datasets` save_to_disk folder
     fields: list[str] | None = None  # text fields to match; CSV without header: column numbers "0", "1"...
-    format: Literal["auto", "jsonl", "csv", "parquet", "datasets"] = "auto"
+    format: Literal["auto", "jsonl", "csv", "parquet", "datasets", "hub"] = "auto"  # hub: a folder as the Hub lays it out
     name: str | None = None
 
     @field_validator("fields")

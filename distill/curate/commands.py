@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from distill.curate.dataset_io import dataset_files
+from distill.curate.dataset_io import check_first_rows, dataset_files
 from distill.curate.heldout import check_source
 from distill.errors import DistillError
 from distill.owned import FORCE_HELP
@@ -146,7 +146,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("curate")
     def curate_command(
-        input_path: Path = typer.Argument(..., metavar="INPUT", help="A run directory (with dataset.jsonl) or a JSONL dataset."),
+        input_path: Path = typer.Argument(..., metavar="INPUT", help="A run directory (with dataset.jsonl), a JSONL or "
+                                          "Parquet dataset, or a folder of them (docs/formats.md)."),
+        input_format: str = typer.Option("auto", "--input-format", help="Row format of INPUT: auto (told from each "
+                                         "row), messages, sharegpt, alpaca or prompt-completion."),
         out: Path | None = typer.Option(None, "--out", help="Output folder [default: INPUT/curated or INPUT_curated/]."),
         heldout: list[str] = typer.Option([], "--heldout", help="Held-out set to decontaminate against: PATH[:field1,field2]. Repeatable."),
         against: list[str] = typer.Option([], "--against", help="Earlier run folder or dataset JSONL to dedup against. Repeatable."),
@@ -195,7 +198,7 @@ def register(app: typer.Typer) -> None:
         if judge and not taxonomy:
             raise DistillError("--judge decides off_topic against the taxonomy's nodes: pass --taxonomy FILE too")
         settings = {
-            "heldout": [parse_heldout_option(h) for h in heldout],
+            "heldout": [parse_heldout_option(h) for h in heldout], "input_format": input_format,
             "against": list(against), "threshold": threshold, "shingle_size": shingle_size, "num_perm": num_perm,
             "ngram": ngram, "min_words": min_words, "max_words": max_words,
             "language": language,
@@ -212,6 +215,7 @@ def register(app: typer.Typer) -> None:
         dataset_files(input_path)  # the input and every held-out set are checked before --out is made
         for source in config.heldout:
             check_source(source)
+        check_first_rows(input_path, config.input_format)
         if label_check and not config.labels:
             raise DistillError("--label-check needs the label set: pass --taxonomy FILE or --labels a,b,c")
         # Parsed once, here; an unknown spec fails before anything is written or run.

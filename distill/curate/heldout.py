@@ -1,4 +1,5 @@
-"""Load held-out evaluation sets (JSONL, JSON, CSV, Parquet, a `datasets` folder) into text items."""
+"""Load held-out evaluation sets (JSONL, JSON, CSV, Parquet, a `datasets` folder, a Hub-layout folder) into text
+items. Rows of a chat or instruction format (distill/formats.py) give their user turns unless fields are named."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from distill.curate.dataset_io import unreadable_parquet
+from distill.curate.dataset_io import hub_files, iter_rows, unreadable_parquet
 from distill.errors import DistillError
+from distill.formats import detect, row_messages
 from distill.records import HeldoutSource, iter_jsonl
 from distill.userfiles import read_text
 
@@ -54,8 +56,11 @@ def _format_of(source: HeldoutSource) -> str:
     if path.is_dir():
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
             return "datasets"
+        if hub_files(path, "test"):
+            return "hub"
         raise DistillError(
-            "a folder, but not a `datasets` save_to_disk folder (no dataset_info.json); name a file instead",
+            "a folder, but not a `datasets` save_to_disk folder (no dataset_info.json) nor one of .jsonl/.parquet "
+            "files; name a file instead",
             path=path,
         )
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
@@ -144,6 +149,13 @@ def _rows_datasets(path: Path) -> list[tuple[int, dict[str, Any]]]:
                            path=path) from None
 
 
+def _rows_hub(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The test split's JSONL and Parquet files of a folder laid out as on the Hub (all of them when none is
+    named test), rows numbered through the files in order."""
+    rows = [row for file in hub_files(path, "test") for _, row in iter_rows(file)]
+    return list(enumerate(rows, 1))
+
+
 def _text_of(value: Any) -> str:
     if isinstance(value, list):
         return " ".join(_text_of(v) for v in value)
@@ -165,11 +177,15 @@ def load_heldout(source: HeldoutSource) -> list[HeldoutItem]:
         "csv": lambda: _rows_csv(path, source.fields),
         "parquet": lambda: _rows_parquet(path),
         "datasets": lambda: _rows_datasets(path),
+        "hub": lambda: _rows_hub(path),
     }
     rows = readers[fmt]()
     if not rows:
         raise DistillError("the held-out file has no rows", path=path)
     fields = source.fields
+    name = source.name or path.stem
+    if fields is None and fmt != "csv" and detect(rows[0][1]):
+        return _conversation_items(rows, path, name)
     if fields is None:
         if fmt == "csv" and all(k.isdigit() for k in rows[0][1]):
             fields = list(rows[0][1])
@@ -180,7 +196,6 @@ def load_heldout(source: HeldoutSource) -> list[HeldoutItem]:
                     f"no text field to match; name one with PATH:field (columns: {', '.join(map(str, rows[0][1]))})",
                     path=path,
                 )
-    name = source.name or path.stem
     items = []
     for number, row in rows:
         missing = [f for f in fields if f not in row]
@@ -194,6 +209,18 @@ def load_heldout(source: HeldoutSource) -> list[HeldoutItem]:
         if text:
             row_id = row.get("id", number)
             items.append(HeldoutItem(id=f"{name}:{row_id}", text=text, source=str(path)))
+    return items
+
+
+def _conversation_items(rows: list[tuple[int, dict[str, Any]]], path: Path, name: str) -> list[HeldoutItem]:
+    """Chat or instruction rows (distill/formats.py): each row's user turns are what a training example must not
+    copy (a held-out answer alone says little)."""
+    items = []
+    for number, row in rows:
+        turns = row_messages(row, path, number, force_with="--heldout PATH:field1,field2 (the fields to compare)")
+        text = "\n".join(_text_of(turn.get("content")) for turn in turns if turn.get("role") == "user").strip()
+        if text:
+            items.append(HeldoutItem(id=f"{name}:{row.get('id', number)}", text=text, source=str(path)))
     return items
 
 

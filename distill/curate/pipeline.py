@@ -24,6 +24,7 @@ from distill.curate.steps.dedup import ExactDedup, NearDedup
 from distill.curate.steps.judged import JudgedChecks
 from distill.curate.steps.text import ComparedText
 from distill.curate.topic import NodeText, TopicIndex
+from distill.formats import AUTO
 from distill.records import Example, HeldoutSource, Reject
 
 
@@ -32,6 +33,8 @@ class CurateConfig(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
+    # The input's row format (distill/formats.py): detected from each row, or forced where a row fits two
+    input_format: Literal["auto", "messages", "sharegpt", "alpaca", "prompt-completion"] = "auto"
     # Content checks
     min_words: int = Field(2, ge=0)
     max_words: int = Field(2000, ge=1)
@@ -146,6 +149,7 @@ class Curation:
     against: list[str]  # earlier runs / datasets to dedup against: references, never output
     heldout: list[str]  # held-out files decontaminated against
     notes: list[str]  # checks that cannot run as configured
+    input_format: str = AUTO  # the input's row format (the --against sets' rows are always detected)
 
     def map_batch(self, batch: Batch) -> Batch:
         for step in self.steps:
@@ -201,4 +205,4 @@ def curation(config: CurateConfig, judge: Judge | None = None, label_judge: Judg
     if labels or topics:
         steps.append(JudgedChecks(labels, label_judge, topics, judge))
     return Curation(steps=steps, against=list(config.against), heldout=[s.path for s in config.heldout],
-                    notes=config.notes())
+                    notes=config.notes(), input_format=config.input_format)

@@ -39,7 +39,7 @@ class LocalExecutor:
 
     def run(self, curation: Curation, source: str | Path | Iterable[Example]) -> CurateResult:
         """Curate `source` (a dataset path, or examples); the result holds the kept examples and the rejects."""
-        examples = load_examples(source) if isinstance(source, (str, Path)) else list(source)
+        examples = load_examples(source, curation.input_format) if isinstance(source, (str, Path)) else list(source)
         references = [(k, e) for k, path in enumerate(curation.against, 1) for e in load_examples(path)]
         rows = MemoryRows(examples + [e for _, e in references], [0] * len(examples) + [k for k, _ in references],
                           self.workers, self.report)

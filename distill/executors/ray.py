@@ -34,6 +34,7 @@ from distill.curate.result import CurateResult, sort_out
 from distill.curate.steps.base import Batch, Verdict, index_bits, new_batch
 from distill.errors import DistillError
 from distill.executors.ray_cluster import ensure_ray
+from distill.formats import AUTO
 from distill.owned import OwnedFolder
 from distill.records import Example
 from distill.rundir import DATASET_PARTS, REJECTED_PARTS
@@ -217,9 +218,10 @@ def _read_files(batch: dict[str, np.ndarray]):
 
 def _prepare(batch: dict[str, np.ndarray], curation: Curation) -> Batch:
     """Parse a batch and put it through every step's per-batch work; its examples go on as JSON records."""
-    examples = [example_from_row(json.loads(raw), Path(path), int(line))
-                for raw, path, line in zip(batch["raw"], batch["path"], batch["line"])]
     order = batch["order"].astype(np.int64)
+    examples = [example_from_row(json.loads(raw), Path(path), int(line), curation.input_format if source == 0 else AUTO)
+                for raw, path, line, source in zip(batch["raw"], batch["path"], batch["line"],
+                                                   (order >> _SOURCE_SHIFT).tolist())]
     prepared = curation.map_batch(new_batch(examples, order, order >> _SOURCE_SHIFT))
     del prepared["example"]
     prepared["record"] = np.array([e.model_dump_json(exclude_none=True) for e in examples], dtype=object)

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from distill.errors import DistillError
+from distill.formats import FORMATS, detect, row_messages
 from distill.tasks.engine import Seed, Task, compile_task
 from distill.tasks.registry import looks_like_path, resolve_task
 from distill.tasks.schema import SchemaError
@@ -277,6 +278,7 @@ class SeedReader:
         prefix = f"{where}: " if where else ""
         if not isinstance(row, dict):
             raise DistillError(f"{prefix}a seed is a JSON object (a seed has {self.fields})", path=path, line=line)
+        row = self._from_chat_format(row, path, line, prefix)
         try:
             seed = self.task.seed_model.model_validate(row)
         except ValidationError as exc:
@@ -292,6 +294,27 @@ class SeedReader:
         self.seen_ids[seed.id] = f"{path}:{line}"
         self._check_axes(seed, path, line, prefix)
         return seed
+
+    def _from_chat_format(self, row: dict[str, Any], path: Path, line: int | None, prefix: str) -> dict[str, Any]:
+        """A row in a chat or instruction format (distill/formats.py) as a question/answer seed: its first user
+        turn and the assistant turn after it (a seed is one exchange, the few-shot turns). A row of the task's own
+        fields is left as it is."""
+        own = {"id", "axes", *self.task.seed_fields}
+        if set(row) <= own or not detect(row):
+            return row
+        found = detect(row)
+        if not {"question", "answer"} <= set(self.task.seed_fields):
+            raise DistillError(f"{prefix}a {FORMATS[found[0]].title} row; the {self.task.spec.name} task's seeds have "
+                               f"{self.fields}", path=path, line=line, page="docs/formats.md")
+        turns = row_messages(row, path, line or 0, force_with="the task's own seed fields (question, answer)")
+        users = [n for n, turn in enumerate(turns) if turn.get("role") == "user"]
+        answer = next((turn for turn in turns[users[0] + 1:] if turn.get("role") == "assistant"), None) if users \
+            else None
+        if answer is None:
+            raise DistillError(f"{prefix}no user turn followed by an assistant turn; a seed is one exchange",
+                               path=path, line=line, page="docs/formats.md")
+        seed_id = row.get("id") if row.get("id") is not None else f"{path.stem}-{line}"
+        return {"id": str(seed_id), "question": turns[users[0]]["content"], "answer": answer["content"]}
 
     def _check_fields(self, seed: Seed, path: Path, line: int | None, prefix: str) -> None:
         """Label fields name one of the taxonomy's labels; output fields pass the task's output schema."""

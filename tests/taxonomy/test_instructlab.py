@@ -45,7 +45,7 @@ def valid_tree(root: Path, tonsils_repo: str) -> None:
 
 def invalid_tree(root: Path) -> list[tuple[str, int | None, str]]:
     """One file of each kind of mistake (one with two); returns (folder, line, what the message must say)."""
-    write(root, "compositional_skills/old_version", {**skill("Old", POEMS), "version": 2})
+    write(root, "compositional_skills/old_version", {**skill("Old", POEMS), "version": 4})
     write(root, "compositional_skills/few_seeds", {**skill("Few", POEMS[:4]), "tags": ["poetry"]})
     unknown = skill("Unknown", POEMS)
     unknown["seed_examples"] = [{**POEMS[0], "rating": 5}, *POEMS[1:]]
@@ -63,7 +63,7 @@ def invalid_tree(root: Path) -> list[tuple[str, int | None, str]]:
     few_pairs["seed_examples"][2]["questions_and_answers"].pop()
     write(root, "knowledge/few_pairs", few_pairs)
     return [
-        ("compositional_skills/old_version", 1, "version: 2; distill imports InstructLab schema version 3"),
+        ("compositional_skills/old_version", 1, "version: 4; distill imports InstructLab schema versions 1, 2 and 3"),
         ("compositional_skills/few_seeds", 4, "seed_examples: 4 seed examples; InstructLab needs at least 5"),
         ("compositional_skills/few_seeds", 21, "tags: unknown field 'tags'"),
         ("compositional_skills/unknown_field", 9, "seed_examples.0.rating: unknown field 'rating'"),

@@ -34,6 +34,7 @@ class Converted:
     files: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)  # invalid files, each one skipped
     warnings: list[Problem] = field(default_factory=list)  # imported, with something to know (documents)
+    notes: list[Problem] = field(default_factory=list)  # imported, with a default for what an older schema lacks
     leaves: int = 0
     seeds: int = 0
 
@@ -91,6 +92,7 @@ def convert(root: Path, name: str, *, files_dir: str | None = None, documents: P
             if warning is not None:
                 converted.warnings.append(warning)
         claimed[path] = leaf.file
+        converted.notes += leaf.notes
         node = _place(converted.data["tree"], path)
         _fill(converted, node, leaf, "/".join(path), files_dir, passages)
     return converted

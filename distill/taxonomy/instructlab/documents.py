@@ -53,7 +53,7 @@ def leaf_passages(leaf: Leaf, root: Path, documents: Path | None,
     if folder is None or not folder.is_dir():
         return [], Problem(leaf.file, ref.line, f"document.repo {ref.repo} is not a local folder and distill reads "
                            f"no network: clone it at commit {ref.commit[:12]} and pass --documents with the clone's "
-                           "folder; the leaf's seed contexts stand in for the documents until then")
+                           f"folder; {_stand_in(leaf)} until then")
     try:
         files = sorted({path for pattern in ref.patterns for path in folder.glob(pattern) if path.is_file()})
     except (ValueError, NotImplementedError, OSError) as exc:
@@ -64,19 +64,26 @@ def leaf_passages(leaf: Leaf, root: Path, documents: Path | None,
                                   f"to a file outside {where}; distill reads documents only inside it"))
     if not files:
         return [], Problem(leaf.file, ref.line, f"no file in {where} matches document.patterns "
-                           f"({', '.join(ref.patterns)}); the leaf's seed contexts stand in for the documents")
+                           f"({', '.join(ref.patterns)}); {_stand_in(leaf)}")
     texts = []
     for path in files:
         try:
             texts.append(read_text(path, "knowledge document"))
         except DistillError as exc:
             return [], Problem(leaf.file, ref.line, f"{exc} (distill reads Markdown and plain-text documents); "
-                               "the leaf's seed contexts stand in for the documents")
+                               f"{_stand_in(leaf)}")
     passages = chunk("\n\n".join(texts), chunk_words)
     if not passages:
         return [], Problem(leaf.file, ref.line, f"the documents matching document.patterns in {where} hold no text; "
-                           "the leaf's seed contexts stand in for them")
+                           f"{_stand_in(leaf)}")
     return passages, None
+
+
+def _stand_in(leaf: Leaf) -> str:
+    """What the leaf is generated from while its documents are missing."""
+    if leaf.grounded:
+        return "the leaf's seed contexts stand in for the documents"
+    return "the leaf's seeds have no context either (schema before v3), so its items are asked without a passage"
 
 
 def _leaves_folder(pattern: str) -> bool:

@@ -32,6 +32,7 @@ class ImportReport:
     files: list[Path] = field(default_factory=list)  # seed and passage files written
     problems: list[Problem] = field(default_factory=list)  # invalid qna.yaml files, not imported
     warnings: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)  # defaults for what an older schema version lacks
 
 
 def import_instructlab(root: str | Path, out: str | Path, *, documents: str | Path | None = None,
@@ -68,7 +69,7 @@ def import_instructlab(root: str | Path, out: str | Path, *, documents: str | Pa
     atomic_write(out, write_taxonomy)
     load_taxonomy(out)  # the file we wrote loads, seeds and passages too
     return ImportReport(taxonomy=out, leaves=converted.leaves, seeds=converted.seeds, files=written,
-                        problems=converted.problems, warnings=converted.warnings)
+                        problems=converted.problems, warnings=converted.warnings, notes=converted.notes)
 
 
 def _check_taxonomy_file(out: Path, force: bool) -> None:

@@ -21,11 +21,13 @@ def log_line(line: str) -> None:
 
 
 def report(converted: Converted, root: Path, say: Say) -> None:
-    """Every skipped file and warning, one line each; an error when nothing valid is left."""
+    """Every skipped file, warning and note (a default for what an older schema version lacks), one line each; an error when nothing valid is left."""
     for problem in converted.problems:
         say(f"invalid, not imported: {problem}")
     for warning in converted.warnings:
         say(f"warning: {warning}")
+    for note in converted.notes:
+        say(f"note: {note}")
     if not converted.data["tree"]:
         files = len({problem.file for problem in converted.problems})
         if not files:

@@ -1,5 +1,7 @@
 """Reading an InstructLab taxonomy: every `qna.yaml` below a folder, checked against InstructLab's own
-schema (version 3, from the `instructlab-schema` package), as typed leaves plus a list of problems.
+schema (versions 1, 2 and 3, from the `instructlab-schema` package; a file without `version:` is version 1, as
+InstructLab reads it), as typed leaves plus a list of problems. What an older version lacks gets a default and a
+note naming it (`Leaf.notes`), so the import report says what was filled in.
 
 A bad file never stops the others: each problem is a `Problem` naming the file, the line and the reason,
 and the valid leaves are still returned. The JSON Schemas are InstructLab's; the checking is jsonschema's;
@@ -20,7 +22,8 @@ from distill.errors import DistillError
 from distill.extras import needs
 from distill.userfiles import line_of, load_yaml
 
-VERSION = 3
+VERSION = 3  # the newest schema
+VERSIONS = (1, 2, 3)
 QNA = "qna.yaml"
 
 
@@ -61,6 +64,7 @@ class Leaf(BaseModel):
     description: str  # a skill's task_description; a knowledge leaf's domain and document outline
     pairs: list[Pair]
     document: DocumentRef | None = None
+    notes: list[Problem] = []  # what an older schema version lacked and what stands in for it
 
     @property
     def grounded(self) -> bool:
@@ -102,24 +106,26 @@ def read_qna(file: Path, root: Path) -> tuple[Leaf | None, list[Problem]]:
                                           "seed_examples")]
     if not isinstance(data, dict):
         return None, [Problem(file, 1, "a qna.yaml is a YAML mapping (version, created_by, seed_examples, ...)")]
-    version = data.get("version")
-    if version != VERSION:
-        shown = "missing" if version is None else repr(version)
+    version = data.get("version", 1)  # InstructLab reads a file without `version:` as version 1
+    if version not in VERSIONS or isinstance(version, bool):
         return None, [Problem(file, line_of(data, ("version",)) or 1,
-                              f"version: {shown}; distill imports InstructLab schema version {VERSION} "
-                              f"(set `version: {VERSION}` and update the file to that schema)")]
+                              f"version: {version!r}; distill imports InstructLab schema versions 1, 2 and 3 "
+                              "(a file without `version:` is version 1)")]
     folder = file.parent.relative_to(root).parts
     kind = _kind(folder, data)
-    problems = [Problem(file, line, reason) for line, reason in schema_problems(data, kind)]
+    problems = [Problem(file, line, reason) for line, reason in schema_problems(data, kind, version)]
     if not problems:
         problems = [Problem(file, line_of(data, loc), f"{_dotted(loc)}: only blanks; write the text")
-                    for loc in _blank_texts(data, kind)]
+                    for loc in _blank_texts(data, _flat(kind, version))]
     if not folder:
         problems.append(Problem(file, None, "a qna.yaml at the taxonomy's root has no topic; put it in a folder "
                                             "(the folders are the taxonomy's nodes)"))
     if problems:
         return None, problems
-    return _leaf(file, folder, kind, data), []
+    leaf = _leaf(file, folder, kind, version, data)
+    if "version" not in data:
+        leaf.notes.insert(0, Problem(file, None, "no `version:`, read as InstructLab schema version 1"))
+    return leaf, []
 
 
 def _kind(folder: tuple[str, ...], data: dict) -> Literal["skill", "knowledge"]:
@@ -131,17 +137,37 @@ def _kind(folder: tuple[str, ...], data: dict) -> Literal["skill", "knowledge"]:
     return "knowledge" if "document" in data else "skill"
 
 
-def _leaf(file: Path, folder: tuple[str, ...], kind: str, data: dict) -> Leaf:
+def _flat(kind: str, version: int) -> bool:
+    """Whether seed_examples are flat question/answer pairs: every skill; knowledge before version 3."""
+    return kind == "skill" or version < 3
+
+
+def _leaf(file: Path, folder: tuple[str, ...], kind: str, version: int, data: dict) -> Leaf:
+    notes: list[Problem] = []
     if kind == "skill":
         pairs = [Pair(question=_text(s["question"]), answer=_text(s["answer"]),
                       context=_text(s["context"]) if s.get("context") else None) for s in data["seed_examples"]]
-        return Leaf(file=file, folder=folder, kind="skill", description=" ".join(str(data["task_description"]).split()),
-                    pairs=pairs)
-    pairs = [Pair(question=_text(qa["question"]), answer=_text(qa["answer"]), context=_text(example["context"]))
-             for example in data["seed_examples"] for qa in example["questions_and_answers"]]
+        description = " ".join(str(data["task_description"]).split())
+        if not description:  # schema v1 allows an empty task_description
+            description = folder[-1].replace("_", " ").capitalize()
+            notes.append(Problem(file, line_of(data, ("task_description",)), f"task_description is empty (schema "
+                                 f"v{version} allows it); the node's description is its folder's name, {description!r}"))
+        return Leaf(file=file, folder=folder, kind="skill", description=description, pairs=pairs, notes=notes)
     document = data["document"]
-    outline = " ".join(str(data["document_outline"]).split())
-    return Leaf(file=file, folder=folder, kind="knowledge", description=f"{data['domain']}: {outline}", pairs=pairs,
+    if version < 3:
+        # Knowledge before v3 has no document_outline and no per-seed context; InstructLab itself reads knowledge
+        # only from v3 on, but what the file says is still a domain, a description, seeds and documents.
+        pairs = [Pair(question=_text(s["question"]), answer=_text(s["answer"])) for s in data["seed_examples"]]
+        about = " ".join(str(data["task_description"]).split())
+        description = f"{data['domain']}: {about}" if about else str(data["domain"])
+        notes.append(Problem(file, line_of(data, ("domain",)), f"knowledge schema v{version} has no document_outline "
+                             "and its seeds no context: the description is domain and task_description, and only "
+                             "the documents give passages (InstructLab itself reads knowledge from v3 on)"))
+    else:
+        pairs = [Pair(question=_text(qa["question"]), answer=_text(qa["answer"]), context=_text(example["context"]))
+                 for example in data["seed_examples"] for qa in example["questions_and_answers"]]
+        description = f"{data['domain']}: {' '.join(str(data['document_outline']).split())}"
+    return Leaf(file=file, folder=folder, kind="knowledge", description=description, pairs=pairs, notes=notes,
                 document=DocumentRef(repo=str(document["repo"]), commit=str(document["commit"]),
                                      patterns=[str(p) for p in document["patterns"]],
                                      line=line_of(data, ("document", "repo")),
@@ -149,13 +175,13 @@ def _leaf(file: Path, folder: tuple[str, ...], kind: str, data: dict) -> Leaf:
                                                     for n in range(len(document["patterns"]))]))
 
 
-def _blank_texts(data: dict, kind: str) -> list[tuple]:
+def _blank_texts(data: dict, flat: bool) -> list[tuple]:
     """Where a seed's text is only blanks (the schema asks for one character; a blank is not a seed)."""
     found = []
     for number, example in enumerate(data["seed_examples"]):
-        pairs: list[tuple[tuple, Any]] = [((), example)] if kind == "skill" else \
+        pairs: list[tuple[tuple, Any]] = [((), example)] if flat else \
             [(("questions_and_answers", index), pair) for index, pair in enumerate(example["questions_and_answers"])]
-        if kind == "knowledge":
+        if not flat:
             pairs.append(((), {"context": example["context"]}))
         for at, pair in pairs:
             found += [("seed_examples", number, *at, key) for key in ("question", "answer", "context")
@@ -174,15 +200,16 @@ SCHEMA_FILES = {"skill": "compositional_skills.json", "knowledge": "knowledge.js
 
 
 @lru_cache(maxsize=None)
-def _validator(kind: str) -> Any:
-    """jsonschema's validator for InstructLab's v3 schema of this kind (its `$ref`s resolved in the package)."""
+def _validator(kind: str, version: int) -> Any:
+    """jsonschema's validator for InstructLab's schema of this kind and version (its `$ref`s resolved in the
+    package). The package marks knowledge v1 and v2 deprecated; their schemas still say what a valid file holds."""
     with needs("instructlab", purpose="reading InstructLab taxonomies"):  # jsonschema comes with it
         from instructlab.schema import schema_base
         from jsonschema.validators import validator_for
         from referencing import Registry, Resource
         from referencing.jsonschema import DRAFT202012
 
-    base = schema_base() / f"v{VERSION}"
+    base = schema_base() / f"v{version}"
 
     def retrieve(uri: str) -> Resource:
         return Resource.from_contents(json.loads((base / uri.removeprefix("./")).read_text("utf-8")),
@@ -193,24 +220,24 @@ def _validator(kind: str) -> Any:
     return validator_for(schema)(schema, registry=Registry(retrieve=retrieve))  # type: ignore[call-arg]
 
 
-def schema_problems(data: dict, kind: str) -> list[tuple[int | None, str]]:
+def schema_problems(data: dict, kind: str, version: int = VERSION) -> list[tuple[int | None, str]]:
     """Every way `data` breaks InstructLab's schema, as (line, `field.path: what to do`), in file order."""
     found = []
-    for error in _validator(kind).iter_errors(data):
+    for error in _validator(kind, version).iter_errors(data):
         loc = tuple(error.absolute_path)
-        for at, message in _explain(error, loc):
+        for at, message in _explain(error, loc, version):
             found.append((line_of(data, at) or 1, f"{_dotted(at)}: {message}"))
     return sorted(set(found), key=lambda item: (item[0] or 0, item[1]))
 
 
-def _explain(error: Any, loc: tuple) -> list[tuple[tuple, str]]:
+def _explain(error: Any, loc: tuple, version: int) -> list[tuple[tuple, str]]:
     """(where, what to do) for one schema error; an object with unknown fields gives one entry a field."""
     rule, instance = error.validator, error.instance
     if rule == "unevaluatedProperties" and isinstance(instance, dict):
         allowed = set(error.schema.get("properties", {})) | ({"version"} if not loc else set())
         unknown = [key for key in instance if key not in allowed]
         known = ", ".join(sorted(allowed))
-        return [((*loc, key), f"unknown field {key!r}; InstructLab's schema v{VERSION} allows {known}")
+        return [((*loc, key), f"unknown field {key!r}; InstructLab's schema v{version} allows {known}")
                 for key in unknown]
     if rule == "minItems":
         what = {"seed_examples": "seed examples", "questions_and_answers": "question-and-answer pairs",
