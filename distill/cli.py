@@ -223,12 +223,14 @@ def plugins_list() -> None:
 def _register_stage_commands() -> None:
     """Stages add their own commands, so the CLI stays thin and a stage is found in its own folder."""
     from distill.curate import commands as curate_commands
+    from distill.documents import commands as documents_commands
     from distill.evaluate import commands as evaluate_commands
     from distill.export import commands as export_commands
     from distill.review import commands as review_commands
     from distill.train import commands as train_commands
 
-    for stage in (curate_commands, review_commands, train_commands, evaluate_commands, export_commands):
+    for stage in (curate_commands, review_commands, train_commands, evaluate_commands, export_commands,
+                  documents_commands):
         stage.register(app)
 
 
