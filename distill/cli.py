@@ -145,13 +145,20 @@ def taxonomy_validate(path: Path) -> None:
 
 
 @taxonomy_app.command("show")
-def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed.")) -> None:
-    """Print the tree, the axes and the planned counts."""
+def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed."),
+                  documents: Path | None = typer.Option(None, "--documents", metavar="DIR", help="A folder of your "
+                                                        "documents: which chunks each leaf gets (docs/documents.md).")
+                  ) -> None:
+    """Print the tree, the axes and the planned counts; with --documents, the chunks each leaf gets."""
     from distill.generate.summary import print_taxonomy
     from distill.taxonomy import build_plan, load_taxonomy
 
     loaded = load_taxonomy(path)
     print_taxonomy(console, loaded, build_plan(loaded, seed=seed))
+    if documents is not None:
+        from distill.documents.commands import show_coverage
+
+        show_coverage(console, loaded, documents)
 
 
 @taxonomy_app.command("import-instructlab")

@@ -33,6 +33,7 @@ class TreeNode:
     own_seeds: list[Seed] = field(default_factory=list)
     quota: int | None = None  # effective, inherited from the nearest ancestor that sets one
     context: str | None = None  # the grounding document, inherited from the nearest ancestor that has one
+    documents: list[Path] = field(default_factory=list)  # the files and folders this node pins, resolved
 
     @property
     def is_leaf(self) -> bool:
@@ -198,7 +199,7 @@ def _walk(taxonomy: Taxonomy, task: Task, file: Path, data: Any) -> list[TreeNod
         if context is None and parents:
             context = parents[-1].context
         tree_node = TreeNode(path=path, node=node, ancestors=list(parents), seeds=own + inherited, own_seeds=own,
-                             quota=quota, context=context)
+                             quota=quota, context=context, documents=_documents(node, file, data, loc))
         nodes.append(tree_node)
         if tree_node.is_leaf and not tree_node.seeds:
             raise DistillError(
@@ -229,6 +230,18 @@ def _named_path(file: Path, value: str, data: Any, loc: tuple) -> Path:
 
 def loc_text(loc: tuple) -> str:
     return ".".join(str(p) for p in loc)
+
+
+def _documents(node: Node, file: Path, data: Any, loc: tuple) -> list[Path]:
+    """The files and folders a node pins, each under the taxonomy's project and present."""
+    pinned = []
+    for index, value in enumerate(node.documents):
+        path = _named_path(file, value, data, (*loc, "documents", index))
+        if not path.exists():
+            raise DistillError(f"{loc_text(loc)}.documents.{index}: {value} not found (paths are relative to the "
+                               "taxonomy file's folder)", path=file, line=line_of(data, (*loc, "documents", index)))
+        pinned.append(path)
+    return pinned
 
 
 def _context(node: Node, file: Path, data: Any, loc: tuple) -> str | None:

@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from cli_helpers import ROOT, TESTS, cli_env, distill, error_lines
 
 SHIPPED = ROOT / "documents" / "clinic-protocols"
@@ -73,6 +75,7 @@ def test_a_file_that_cannot_be_read_is_one_line_and_the_others_go_on(tmp_path):
     assert pages == [1, 3]  # the scanned page 2 is skipped, the pages around it are read
 
 
+@pytest.mark.slow  # several runs of the command
 def test_chunks_keep_to_the_size_limit_and_cut_between_sentences(tmp_path):
     chunks = chunks_of(SHIPPED, tmp_path, "--max-chars", "300")
     assert max(len(c["text"]) for c in chunks) <= 300
@@ -80,6 +83,7 @@ def test_chunks_keep_to_the_size_limit_and_cut_between_sentences(tmp_path):
     assert any(PLANTED in squash(c["text"]) for c in chunks)  # the sentence stays whole
 
 
+@pytest.mark.slow  # several runs of the command
 def test_same_files_same_chunks_and_an_edit_changes_only_its_own_file(tmp_path):
     folder = tmp_path / "docs"
     shutil.copytree(SHIPPED, folder)
