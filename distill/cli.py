@@ -91,6 +91,8 @@ def generate(
                                          "enforce_eager=true)."),
     lora: Path | None = typer.Option(None, help="vllm: a LoRA adapter folder (a student from `distill train`) "
                                      "applied to every request."),
+    documents: Path | None = typer.Option(None, "--documents", metavar="DIR", help="A folder of your documents: "
+                                          "each leaf's questions are asked about its passages (docs/documents.md)."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Generate a dataset over every node of a taxonomy with a teacher model."""
@@ -121,6 +123,7 @@ def generate(
             cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
             label_check=label_check, judge=judge, skip_checks=list(skip_check),
             executor=check_executor(executor), ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker,
+            documents=documents,
         )
     except ValidationError as exc:  # a bound the flags do not check themselves (concurrency at most 4096)
         raise invalid_options(exc) from None

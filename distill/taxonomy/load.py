@@ -55,6 +55,9 @@ class LoadedTaxonomy:
     nodes: list[TreeNode]  # depth-first, parents before children
     task: Task  # the task, bound to this taxonomy (templates, labels, checks)
     source: Any = None  # what load_taxonomy was given (source, base_dir), to load it again with its code
+    # Leaf path -> the passages of the user's documents attached to it (`distill generate --documents`): each a
+    # chunk as a dict (text and provenance, distill/documents/records.py), plain data so it travels to Ray workers.
+    passages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @cached_property
     def crossed_axes(self) -> dict[str, Axis]:
@@ -86,7 +89,7 @@ class LoadedTaxonomy:
             return self
         again = load_taxonomy(*self.source, code=True)
         return dataclasses.replace(again, taxonomy=again.taxonomy.model_copy(
-            update={"generation": self.taxonomy.generation}))  # as planned (`--per-leaf`)
+            update={"generation": self.taxonomy.generation}), passages=self.passages)  # as planned (`--per-leaf`)
 
 
 def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = None, *,

@@ -1,0 +1,54 @@
+"""`distill generate --documents DIR` with the loopback API: a leaf's questions are asked about its passages,
+closed-book, and each example records where its passage came from (in dataset.jsonl and in run.db)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+
+import pytest
+
+from cli_helpers import ROOT, cli_env, distill
+from fakeapi import FakeAPI
+
+TAXONOMY = ROOT / "taxonomies" / "clinic-protocols.yaml"
+DOCUMENTS = ROOT / "documents" / "clinic-protocols"
+PLANTED = "The vaccine refrigerator log at Harbour Lane is countersigned every Friday by the duty pharmacist"
+
+
+@pytest.mark.slow  # a whole run: 22 items, 44 calls to the loopback API
+def test_a_planted_sentence_reaches_its_leafs_prompts_and_the_example_points_at_its_page(tmp_path):
+    out = tmp_path / "run"
+    with FakeAPI() as api:  # curation off: the fake's answers are random words; the prompts are what is tested
+        done = distill("generate", "--taxonomy", str(TAXONOMY), "--teacher", "openai:test-model", "--base-url",
+                       api.url + "/v1", "--out", str(out), "--no-preflight", "--no-curate", "--documents",
+                       str(DOCUMENTS), cwd=tmp_path, env=cli_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "asked without one: medicines/travel-vaccination" in done.stderr
+    with sqlite3.connect(out / "run.db") as db:
+        calls = db.execute("SELECT p.node_path, c.step, c.request FROM teacher_calls c JOIN plan_items p "
+                           "ON p.id = c.plan_item_id").fetchall()
+        stored = {row[0]: json.loads(row[1]) for row in db.execute("SELECT id, body FROM examples")}
+    planted = {(path, step) for path, step, request in calls
+               if PLANTED in " ".join(json.loads(request)["messages"][-1]["content"].split())}
+    # Both steps of both of the leaf's items: the question is asked about the passage, the answer drawn from it.
+    assert planted == {("medicines/vaccine-storage", "instruction"), ("medicines/vaccine-storage", "response")}
+    examples = [json.loads(line) for line in (out / "dataset.jsonl").read_text().splitlines()]
+    fridge = [e for e in examples if e["meta"]["taxonomy_path"] == "medicines/vaccine-storage"]
+    assert len(fridge) == 2
+    for example in fridge:
+        source = example["meta"]["source"]
+        assert (source["file"], source["page"], source["headings"]) == ("protocols.pdf", 3, ["Medication storage"])
+        chunk = next(c for c in map(json.loads, distill("documents", "chunks", str(DOCUMENTS), "--json", cwd=tmp_path,
+                                                        env=cli_env(tmp_path)).stdout.splitlines())
+                     if c["id"] == source["id"])
+        assert PLANTED in " ".join(chunk["text"].split())
+        assert (source["start"], source["end"]) == (chunk["start"], chunk["end"])
+        assert source["sha256"] == hashlib.sha256(chunk["text"].encode()).hexdigest()
+        assert stored[example["id"]]["meta"]["source"] == source  # run.db holds it too
+        # Closed-book: the student's turn is the question alone, never the passage.
+        user = next(m["content"] for m in example["messages"] if m["role"] == "user")
+        assert "countersigned" not in user
+    travel = [e for e in examples if e["meta"]["taxonomy_path"] == "medicines/travel-vaccination"]
+    assert travel and all("source" not in e["meta"] for e in travel)
