@@ -52,3 +52,19 @@ def test_a_planted_sentence_reaches_its_leafs_prompts_and_the_example_points_at_
         assert "countersigned" not in user
     travel = [e for e in examples if e["meta"]["taxonomy_path"] == "medicines/travel-vaccination"]
     assert travel and all("source" not in e["meta"] for e in travel)
+
+
+@pytest.mark.slow  # a run of 22 items, then the review queue
+def test_a_run_configs_documents_folder_is_relative_to_the_config(tmp_path):
+    config = tmp_path / "configs" / "clinic.yaml"
+    config.parent.mkdir()
+    (config.parent / "docs").symlink_to(DOCUMENTS)  # the shipped folder, where the taxonomy's pins point
+    with FakeAPI() as api:
+        config.write_text(f"taxonomy: {TAXONOMY}\nout: run\nreview: {{size: 4}}\n"
+                          f"generate: {{teacher: 'openai:test-model', documents: docs, curate: false, preflight: false,"
+                          f" teacher_options: {{base_url: '{api.url}/v1'}}}}\n")
+        done = distill("run", str(config), cwd=tmp_path, env=cli_env(tmp_path))  # not from the config's folder
+    assert done.returncode == 4, done.stderr  # the review gate stops it after generation, as it should
+    examples = [json.loads(line) for line in (config.parent / "run" / "dataset.jsonl").read_text().splitlines()]
+    assert {e["meta"].get("source", {}).get("page") for e in examples
+            if e["meta"]["taxonomy_path"] == "medicines/vaccine-storage"} == {3}

@@ -118,3 +118,15 @@ def test_a_folder_that_is_not_there_is_one_line(tmp_path):
     done = distill("documents", "chunks", str(tmp_path / "nowhere"), cwd=tmp_path, env=cli_env(tmp_path))
     assert done.returncode == 2
     assert len(error_lines(done.stderr)) == 1 and "not a folder" in done.stderr
+
+
+def test_html_text_standing_bare_in_a_div_is_read(tmp_path):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "page.html").write_text(
+        "<html><head><title>Left out</title></head><body><div class='content'><h2>Parking</h2>Staff park behind "
+        "the <b>pharmacy</b>.<p>Patients use the front car park.</p>Bicycles go in the shed.</div></body></html>")
+    chunks = chunks_of(folder, tmp_path)
+    assert [c["headings"] for c in chunks] == [["Parking"]]
+    assert chunks[0]["text"] == ("Staff park behind the pharmacy.\n\nPatients use the front car park.\n\n"
+                                 "Bicycles go in the shed.")
