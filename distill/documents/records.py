@@ -62,10 +62,6 @@ class Chunk(BaseModel):
     sha256: str
     text: str
 
-    def provenance(self) -> dict[str, object]:
-        """The fields that trace an example back to this passage (everything but the text)."""
-        return self.model_dump(exclude={"text"})
-
 
 class CannotRead(Exception):
     """Raised by a format's reader with the reason a file cannot be read (read.py turns it into `Unreadable`)."""
