@@ -130,3 +130,17 @@ def test_html_text_standing_bare_in_a_div_is_read(tmp_path):
     assert [c["headings"] for c in chunks] == [["Parking"]]
     assert chunks[0]["text"] == ("Staff park behind the pharmacy.\n\nPatients use the front car park.\n\n"
                                  "Bicycles go in the shed.")
+
+
+def test_a_pdf_locked_only_against_editing_is_read(tmp_path):
+    from pypdf import PdfReader, PdfWriter
+
+    # An owner password with an empty user password (AES-256): a viewer opens it without asking, and so do we.
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    writer = PdfWriter(clone_from=PdfReader(SHIPPED / "protocols.pdf"))
+    writer.encrypt(user_password="", owner_password="only-the-owner", algorithm="AES-256")
+    with (folder / "protocols.pdf").open("wb") as out:
+        writer.write(out)
+    chunks = chunks_of(folder, tmp_path)
+    assert [c["page"] for c in chunks if PLANTED in squash(c["text"])] == [3]
