@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sqlite3
 
 import pytest
@@ -68,3 +69,33 @@ def test_a_run_configs_documents_folder_is_relative_to_the_config(tmp_path):
     examples = [json.loads(line) for line in (config.parent / "run" / "dataset.jsonl").read_text().splitlines()]
     assert {e["meta"].get("source", {}).get("page") for e in examples
             if e["meta"]["taxonomy_path"] == "medicines/vaccine-storage"} == {3}
+
+
+@pytest.mark.slow  # two runs of 22 items
+def test_editing_one_document_asks_again_only_for_the_passages_it_changed(tmp_path):
+    project = tmp_path / "project"
+    (project / "taxonomies").mkdir(parents=True)
+    shutil.copy(TAXONOMY, project / "taxonomies" / TAXONOMY.name)
+    shutil.copytree(DOCUMENTS, project / "documents")
+    (project / "taxonomies" / TAXONOMY.name).write_text(
+        TAXONOMY.read_text().replace("../documents/clinic-protocols/", "../documents/"))
+
+    def run(out: str, api: FakeAPI) -> list[tuple[str, int]]:
+        done = distill("generate", "--taxonomy", str(project / "taxonomies" / TAXONOMY.name), "--teacher",
+                       "openai:test-model", "--base-url", api.url + "/v1", "--out", str(tmp_path / out),
+                       "--no-preflight", "--no-curate", "--documents", str(project / "documents"),
+                       cwd=tmp_path, env=cli_env(tmp_path))  # one response cache for both runs
+        assert done.returncode == 0, done.stderr
+        with sqlite3.connect(tmp_path / out / "run.db") as db:
+            return db.execute("SELECT p.node_path, c.cached FROM teacher_calls c JOIN plan_items p "
+                              "ON p.id = c.plan_item_id").fetchall()
+
+    with FakeAPI() as api:  # one server: the cache is keyed by the endpoint too
+        assert {cached for _, cached in run("first", api)} == {0}
+        markdown = project / "documents" / "emergency-procedures.md"
+        markdown.write_text(markdown.read_text().replace("read every hour", "read every half hour"))
+        again = run("second", api)
+    asked = [path for path, cached in again if not cached]
+    # The power cut's passage changed: its item's two calls are asked again, and every other answer is reused.
+    assert asked == ["emergencies/fire-and-power"] * 2
+    assert len(again) == 44
