@@ -70,11 +70,11 @@ class GenerateSettings(BaseModel):
     # machine), each with its own teacher: one a CPU unless `ray_workers` says. The entry point that reads
     # this hands the runner the executor it names (distill/executors).
     executor: Literal["local", "ray"] = "local"
+    ray_workers: int | None = Field(None, gt=0)
+    ray_gpus_per_worker: float | None = Field(None, gt=0)
     # A folder of the user's documents: each leaf's questions are asked about the passages attached to it
     # (docs/documents.md#generating-from-your-documents), and each example records its passage's provenance.
     documents: Path | None = None
-    ray_workers: int | None = Field(None, gt=0)
-    ray_gpus_per_worker: float | None = Field(None, gt=0)
 
     @field_validator("teacher_options")
     @classmethod
