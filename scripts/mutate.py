@@ -200,6 +200,9 @@ MUTATIONS = [
     Mutation("an example made from a passage records its provenance", "distill/tasks/engine.py",
              'extra["source"] = {k: v for k, v in context["passage"].items() if k != "text"}', "pass",
              ("tests/documents/test_generating.py::test_a_planted_sentence_reaches_its_leafs_prompts_and_the_example_points_at_its_page",)),
+    Mutation("an open-book task keeps the passage in the student's prompt", "distill/tasks/engine.py",
+             '            context["context"] = context["passage"]["text"]', "            pass",
+             ("tests/documents/test_generating.py::test_a_task_that_reads_context_keeps_the_passage_in_the_students_prompt",)),
 ]
 
 

@@ -8,8 +8,8 @@ What templates see, for the plan item: `taxonomy`, `system_prompt`, `topic` (tit
 parents, path, context), `axes` (name, value, description each), `item` (id, path, axes), `seeds` (the
 item's few-shot seeds), `context` (the leaf's grounding document, when it has one), `label` and
 `label_description` (labelled tasks), `generation`, `passage` (with `distill generate --documents`: one chunk of
-the user's documents attached to the leaf, with its text, file, page and headings; else None) and `steps` (the
-outputs of the steps before).
+the user's documents attached to the leaf, with its text, file, page and headings; else None; its text is also
+the `context` of a leaf that has none of its own) and `steps` (the outputs of the steps before).
 A few-shot `request` turn is the step's prompt rendered for the seed instead: its own node, axes,
 label and context (its `context` field, when it has one), and no `steps`. Shot templates see `seed`.
 Example message templates also see `output`, the validated structured output.
@@ -216,6 +216,10 @@ class Task:
         context = self.base_context(loaded, leaf, item.axes, seeds)
         context["item"] = {"id": item.id, "path": item.node_path, "axes": item.axes}
         context["passage"] = self.passage(loaded, item)
+        if context["passage"] is not None and context["context"] is None:
+            # A task that reads `context` (grounded-qa) keeps the passage in the student's prompt: open-book.
+            # A node's own context, written by hand, wins.
+            context["context"] = context["passage"]["text"]
         if self.labels:
             label = item.axes["label"]
             context["label"], context["label_description"] = label, self.labels[label]

@@ -99,3 +99,24 @@ def test_editing_one_document_asks_again_only_for_the_passages_it_changed(tmp_pa
     # The power cut's passage changed: its item's two calls are asked again, and every other answer is reused.
     assert asked == ["emergencies/fire-and-power"] * 2
     assert len(again) == 44
+
+
+@pytest.mark.slow  # a whole run
+def test_a_task_that_reads_context_keeps_the_passage_in_the_students_prompt(tmp_path):
+    # grounded-qa is open-book: its example's user turn is the passage and the request.
+    taxonomy = tmp_path / "taxonomies" / TAXONOMY.name
+    taxonomy.parent.mkdir()
+    taxonomy.write_text(TAXONOMY.read_text().replace("task: qa", "task: grounded-qa"))
+    shutil.copytree(DOCUMENTS, tmp_path / "documents" / DOCUMENTS.name)  # where the taxonomy's pins point
+    out = tmp_path / "run"
+    with FakeAPI() as api:
+        done = distill("generate", "--taxonomy", str(taxonomy), "--teacher", "openai:test-model", "--base-url",
+                       api.url + "/v1", "--out", str(out), "--no-preflight", "--no-curate", "--documents",
+                       str(tmp_path / "documents" / DOCUMENTS.name), cwd=tmp_path, env=cli_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    examples = [json.loads(line) for line in (out / "dataset.jsonl").read_text().splitlines()]
+    fridge = [e for e in examples if e["meta"]["taxonomy_path"] == "medicines/vaccine-storage"]
+    assert fridge and all(e["meta"]["source"]["page"] == 3 for e in fridge)
+    for example in fridge:
+        user = next(m["content"] for m in example["messages"] if m["role"] == "user")
+        assert PLANTED in " ".join(user.split())
