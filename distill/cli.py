@@ -91,6 +91,8 @@ def generate(
                                          "enforce_eager=true)."),
     lora: Path | None = typer.Option(None, help="vllm: a LoRA adapter folder (a student from `distill train`) "
                                      "applied to every request."),
+    documents: Path | None = typer.Option(None, "--documents", metavar="DIR", help="A folder of your documents: "
+                                          "each leaf's questions are asked about its passages (docs/documents.md)."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Generate a dataset over every node of a taxonomy with a teacher model."""
@@ -121,6 +123,7 @@ def generate(
             cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
             label_check=label_check, judge=judge, skip_checks=list(skip_check),
             executor=check_executor(executor), ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker,
+            documents=documents,
         )
     except ValidationError as exc:  # a bound the flags do not check themselves (concurrency at most 4096)
         raise invalid_options(exc) from None
@@ -145,13 +148,20 @@ def taxonomy_validate(path: Path) -> None:
 
 
 @taxonomy_app.command("show")
-def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed.")) -> None:
-    """Print the tree, the axes and the planned counts."""
+def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed."),
+                  documents: Path | None = typer.Option(None, "--documents", metavar="DIR", help="A folder of your "
+                                                        "documents: which chunks each leaf gets (docs/documents.md).")
+                  ) -> None:
+    """Print the tree, the axes and the planned counts; with --documents, the chunks each leaf gets."""
     from distill.generate.summary import print_taxonomy
     from distill.taxonomy import build_plan, load_taxonomy
 
     loaded = load_taxonomy(path)
     print_taxonomy(console, loaded, build_plan(loaded, seed=seed))
+    if documents is not None:
+        from distill.documents.commands import show_coverage
+
+        show_coverage(console, loaded, documents)
 
 
 @taxonomy_app.command("import-instructlab")
@@ -223,12 +233,14 @@ def plugins_list() -> None:
 def _register_stage_commands() -> None:
     """Stages add their own commands, so the CLI stays thin and a stage is found in its own folder."""
     from distill.curate import commands as curate_commands
+    from distill.documents import commands as documents_commands
     from distill.evaluate import commands as evaluate_commands
     from distill.export import commands as export_commands
     from distill.review import commands as review_commands
     from distill.train import commands as train_commands
 
-    for stage in (curate_commands, review_commands, train_commands, evaluate_commands, export_commands):
+    for stage in (curate_commands, review_commands, train_commands, evaluate_commands, export_commands,
+                  documents_commands):
         stage.register(app)
 
 

@@ -69,6 +69,8 @@ def load_run_config(path: Path) -> RunConfig:
     config.taxonomy = base / config.taxonomy
     if config.generate.api_config is not None:
         config.generate.api_config = base / config.generate.api_config
+    if config.generate.documents is not None:
+        config.generate.documents = base / config.generate.documents
     if config.out is not None:
         config.out = base / config.out
     return config

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # distill without extras, as `pip install distill` gives it: a throwaway venv with the core dependencies
 # only, then the three commands that must work there (help, taxonomy validate, curate a small file) and
-# one that must name its extra instead of failing with ModuleNotFoundError.
+# two that must name their extra instead of failing with ModuleNotFoundError.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,4 +36,11 @@ if [ "$code" -ne 2 ] || ! grep -q "pip install 'distill\[local\]'" <<<"$out" || 
   echo "core install: \`distill generate\` without the local extra should name it (exit 2), got $code: $out" >&2
   exit 1
 fi
-echo "core install: distill --help, taxonomy validate, curate ok; generate names its extra"
+set +e
+out=$("$D" documents chunks "$ROOT/documents/clinic-protocols" 2>&1); code=$?
+set -e
+if [ "$code" -ne 2 ] || ! grep -q "pip install 'distill\[documents\]'" <<<"$out" || grep -q Traceback <<<"$out"; then
+  echo "core install: reading documents without the documents extra should name it (exit 2), got $code: $out" >&2
+  exit 1
+fi
+echo "core install: distill --help, taxonomy validate, curate ok; generate and documents name their extras"

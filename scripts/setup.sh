@@ -23,7 +23,7 @@ VPY=.venv/bin/python
 # torch first and pinned: an unpinned torch, asked for by any other package, pulls a multi-GB CUDA build.
 "$VPY" -m pip install -q --upgrade pip
 "$VPY" -m pip install -q "torch==2.13.0"
-EXTRAS="local,api,train,review,export,instructlab,report"
+EXTRAS="local,api,train,review,export,instructlab,report,documents"
 if [ "$TESTS" = 1 ]; then
   EXTRAS="$EXTRAS,dev,docs"  # docs: the suite builds the mkdocs site (tests/test_docs.py)
 fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from distill.check_names import unknown_checks
 from distill.curate.judge import Judge
 from distill.curate.progress import stage_progress
+from distill.documents.grounding import with_passages
 from distill.errors import DistillError, RunFailed
 from distill.generate import preflight, switch_hint
 from distill.generate.budget import Budget, BudgetStop, Estimate, ItemHold, estimate_items
@@ -70,6 +72,9 @@ class GenerateSettings(BaseModel):
     executor: Literal["local", "ray"] = "local"
     ray_workers: int | None = Field(None, gt=0)
     ray_gpus_per_worker: float | None = Field(None, gt=0)
+    # A folder of the user's documents: each leaf's questions are asked about the passages attached to it
+    # (docs/documents.md#generating-from-your-documents), and each example records its passage's provenance.
+    documents: Path | None = None
 
     @field_validator("teacher_options")
     @classmethod
@@ -91,6 +96,8 @@ class GenerateOptions(GenerateSettings):
 def _load_taxonomy(options: GenerateOptions, code: bool) -> LoadedTaxonomy:
     """`code`: import the task's Python (its custom checks, its models): a run does, a dry run does not."""
     loaded = load_taxonomy(options.taxonomy, code=code)
+    if options.documents is not None:
+        loaded = with_passages(loaded, options.documents, warn=lambda line: print(f"warning: {line}", file=sys.stderr))
     return with_per_leaf(loaded, options.per_leaf) if options.per_leaf else loaded
 
 

@@ -7,7 +7,9 @@ whatever does not parse raises `Rejected` with a reason.
 What templates see, for the plan item: `taxonomy`, `system_prompt`, `topic` (title, description,
 parents, path, context), `axes` (name, value, description each), `item` (id, path, axes), `seeds` (the
 item's few-shot seeds), `context` (the leaf's grounding document, when it has one), `label` and
-`label_description` (labelled tasks), `generation`, and `steps` (the outputs of the steps before).
+`label_description` (labelled tasks), `generation`, `passage` (with `distill generate --documents`: one chunk of
+the user's documents attached to the leaf, with its text, file, page and headings; else None; its text is also
+the `context` of a leaf that has none of its own) and `steps` (the outputs of the steps before).
 A few-shot `request` turn is the step's prompt rendered for the seed instead: its own node, axes,
 label and context (its `context` field, when it has one), and no `steps`. Shot templates see `seed`.
 Example message templates also see `output`, the validated structured output.
@@ -150,7 +152,9 @@ class Task:
         output = self.build_output(context, raw)
         if output is not None:
             context["output"] = output
-        extra = {"json_repaired": any(repaired)} if repaired else {}
+        extra: dict[str, Any] = {"json_repaired": any(repaired)} if repaired else {}
+        if context["passage"] is not None:  # where the example's knowledge came from: file, page, span, sha256
+            extra["source"] = {k: v for k, v in context["passage"].items() if k != "text"}
         return Example(
             id=item.id,
             messages=[Message(role=role, content=template.render(context, strip=False))
@@ -205,15 +209,27 @@ class Task:
             "system_prompt": taxonomy.system_prompt,
             "generation": taxonomy.generation,
             "context": node.context,
+            "passage": None,
         }
 
     def item_context(self, loaded, item: PlanItem, leaf, seeds: list[Seed]) -> dict[str, Any]:
         context = self.base_context(loaded, leaf, item.axes, seeds)
         context["item"] = {"id": item.id, "path": item.node_path, "axes": item.axes}
+        context["passage"] = self.passage(loaded, item)
+        if context["passage"] is not None and context["context"] is None:
+            # A task that reads `context` (grounded-qa) keeps the passage in the student's prompt: open-book.
+            # A node's own context, written by hand, wins.
+            context["context"] = context["passage"]["text"]
         if self.labels:
             label = item.axes["label"]
             context["label"], context["label_description"] = label, self.labels[label]
         return context
+
+    def passage(self, loaded, item: PlanItem) -> dict[str, Any] | None:
+        """The leaf's passage for this item: its attached chunks taken in turn by the item's index among the
+        leaf's items, so a leaf's items spread over its passages and a resumed run picks the same one."""
+        passages = loaded.passages.get(item.node_path) or []
+        return passages[item.index % len(passages)] if passages else None
 
     def seed_context(self, loaded, item: PlanItem, leaf, seed: Seed) -> dict[str, Any]:
         """What a step's prompt sees when it is rendered as the seed's own request, for a few-shot turn."""

@@ -34,6 +34,7 @@ class TreeNode:
     own_seeds: list[Seed] = field(default_factory=list)
     quota: int | None = None  # effective, inherited from the nearest ancestor that sets one
     context: str | None = None  # the grounding document, inherited from the nearest ancestor that has one
+    documents: list[Path] = field(default_factory=list)  # the files and folders this node pins, resolved
 
     @property
     def is_leaf(self) -> bool:
@@ -55,6 +56,9 @@ class LoadedTaxonomy:
     nodes: list[TreeNode]  # depth-first, parents before children
     task: Task  # the task, bound to this taxonomy (templates, labels, checks)
     source: Any = None  # what load_taxonomy was given (source, base_dir), to load it again with its code
+    # Leaf path -> the passages of the user's documents attached to it (`distill generate --documents`): each a
+    # chunk as a dict (text and provenance, distill/documents/records.py), plain data so it travels to Ray workers.
+    passages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @cached_property
     def crossed_axes(self) -> dict[str, Axis]:
@@ -86,7 +90,7 @@ class LoadedTaxonomy:
             return self
         again = load_taxonomy(*self.source, code=True)
         return dataclasses.replace(again, taxonomy=again.taxonomy.model_copy(
-            update={"generation": self.taxonomy.generation}))  # as planned (`--per-leaf`)
+            update={"generation": self.taxonomy.generation}), passages=self.passages)  # as planned (`--per-leaf`)
 
 
 def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = None, *,
@@ -199,7 +203,7 @@ def _walk(taxonomy: Taxonomy, task: Task, file: Path, data: Any) -> list[TreeNod
         if context is None and parents:
             context = parents[-1].context
         tree_node = TreeNode(path=path, node=node, ancestors=list(parents), seeds=own + inherited, own_seeds=own,
-                             quota=quota, context=context)
+                             quota=quota, context=context, documents=_documents(node, file, data, loc))
         nodes.append(tree_node)
         if tree_node.is_leaf and not tree_node.seeds:
             raise DistillError(
@@ -230,6 +234,18 @@ def _named_path(file: Path, value: str, data: Any, loc: tuple) -> Path:
 
 def loc_text(loc: tuple) -> str:
     return ".".join(str(p) for p in loc)
+
+
+def _documents(node: Node, file: Path, data: Any, loc: tuple) -> list[Path]:
+    """The files and folders a node pins, each under the taxonomy's project and present."""
+    pinned = []
+    for index, value in enumerate(node.documents):
+        path = _named_path(file, value, data, (*loc, "documents", index))
+        if not path.exists():
+            raise DistillError(f"{loc_text(loc)}.documents.{index}: {value} not found (paths are relative to the "
+                               "taxonomy file's folder)", path=file, line=line_of(data, (*loc, "documents", index)))
+        pinned.append(path)
+    return pinned
 
 
 def _context(node: Node, file: Path, data: Any, loc: tuple) -> str | None:

@@ -70,6 +70,9 @@ class Node(Strict):
     # A grounding document for grounded tasks (templates read it as `context`); inherited by the nodes below.
     context: str | None = None
     context_file: str | None = None  # the same, read from a text file (relative to the taxonomy)
+    # Files or folders of the user's documents (relative to the taxonomy, under its project) whose chunks belong
+    # to this node: to this leaf, or to the leaves below it (docs/documents.md#pinning-documents-to-a-node).
+    documents: list[str] = Field(default_factory=list)
     children: dict[str, Node] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -78,7 +81,7 @@ class Node(Strict):
             raise ValueError("give either context or context_file, not both")
         return self
 
-    @field_validator("seeds", mode="before")
+    @field_validator("seeds", "documents", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, (str, dict)) else value
