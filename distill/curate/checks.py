@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distill.curate.language import detect_language
-from distill.curate.normalize import normalize_text
+from distill.curate.normalize import normalized_words_once
 from distill.curate.topic import TopicIndex
 from distill.curate.vocabulary import PRONOUNS, subject_words, words
 from distill.records import Example, Failure
@@ -161,7 +161,7 @@ def check_repeats_question(example: Example, settings: CheckSettings) -> Failure
     compared after normalisation (case, punctuation, whitespace). A task whose answer rightly restates
     its input lists `repeats_question` under `skip_checks`.
     """
-    prompt, response = normalize_text(example.prompt).split(), normalize_text(example.response).split()
+    prompt, response = normalized_words_once(example.prompt), normalized_words_once(example.response)
     if not prompt or not response:
         return None
     if response == prompt:
@@ -172,7 +172,7 @@ def check_repeats_question(example: Example, settings: CheckSettings) -> Failure
     return None
 
 
-def repeated_ngram_ratio(words: list[str], n: int) -> float:
+def repeated_ngram_ratio(words: Sequence[str], n: int) -> float:
     """Share of word n-grams that repeat an earlier n-gram of the same text (0 = none)."""
     grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     if not grams:
@@ -187,7 +187,7 @@ def check_repetition(example: Example, settings: CheckSettings) -> Failure | Non
     `repetition_ngram`-grams (3) that repeat an earlier one catches them. Answers shorter than four
     n-grams are not judged.
     """
-    words = normalize_text(example.response).split()
+    words = normalized_words_once(example.response)
     if len(words) < 4 * settings.repetition_ngram:
         return None
     ratio = repeated_ngram_ratio(words, settings.repetition_ngram)
@@ -209,7 +209,7 @@ def check_language(example: Example, settings: CheckSettings) -> Failure | None:
     if not settings.language:
         return None
     for role, text in (("prompt", example.prompt), ("response", example.response)):
-        found = detect_language(text)
+        found = detect_language(text, words=normalized_words_once(text))
         if found is not None and found != settings.language:
             return Failure("wrong_language", f"{role} looks like {found!r}, expected {settings.language!r}")
     return None

@@ -7,6 +7,7 @@ short or too ambiguous to call, so it never rejects a terse answer on a guess.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 
 from distill.curate.normalize import normalize_text
 
@@ -62,12 +63,14 @@ def _script_language(text: str) -> str | None:
     return None
 
 
-def detect_language(text: str, min_words: int = 8) -> str | None:
-    """ISO 639-1 code, or None when the text is too short or unclear."""
+def detect_language(text: str, min_words: int = 8, words: Sequence[str] | None = None) -> str | None:
+    """ISO 639-1 code, or None when the text is too short or unclear. `words`: the text's normalised words,
+    where the caller has them already."""
     if not text.isascii():
         if (script := _script_language(text)) is not None:
             return script
-    words = normalize_text(text).split()
+    if words is None:
+        words = normalize_text(text).split()
     if len(words) < min_words:
         return None
     hits = {lang: sum(w in stop for w in words) for lang, stop in _SETS.items()}
