@@ -3,12 +3,12 @@ decontaminate, write), this tree against another one (the code before a change),
 
 The input is `bench_ray_curate.py`'s: `bench_dedup.py`'s corpus (120 words of real PubMedQA vocabulary a record,
 10% planted near-duplicates) as 16 JSONL shards of chat records, decontaminated against PubMedQA's answers.
-Each run is a process of its own, the two trees alternating (the machine is shared: the ratio is the figure
-to trust), with the load average printed beside each run. `--profile` runs this tree once under cProfile.
+Each run is a process of its own, the trees taking turns (the machine is shared: the ratios to the first tree
+are the figures to trust), with the load average printed beside each run and CPU seconds (all threads) beside
+wall time. `--profile` runs one tree once under cProfile.
 
     git archive main distill prompts | tar -x -C /tmp/before
-    .venv/bin/python benchmarks/bench_curate.py --before /tmp/before --records 200000 --repeats 3
-    .venv/bin/python benchmarks/bench_curate.py --before /tmp/before --after /tmp/after  # two copies
+    .venv/bin/python benchmarks/bench_curate.py --tree before=/tmp/before --tree after=. --records 200000
     .venv/bin/python benchmarks/bench_curate.py --profile --records 50000
 """
 
@@ -62,9 +62,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--before", type=Path, help="a folder holding the `distill` package to compare with")
-    parser.add_argument("--after", type=Path, default=ROOT, help="the `distill` measured [default: this tree]")
-    parser.add_argument("--profile", action="store_true", help="one run of this tree under cProfile (to stderr)")
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=DIR",
+                        help="a folder holding a `distill` package to measure (repeatable; the first is the baseline) "
+                             "[default: this tree]")
+    parser.add_argument("--profile", action="store_true", help="one run of the (first) tree under cProfile (to stderr)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # internal: TREE FOLDER
     args = parser.parse_args()
     if args.one:
@@ -74,6 +75,7 @@ def main() -> None:
     from bench_ray_curate import write_input
     from interleaved import run_interleaved
 
+    trees = {name: Path(folder).resolve() for name, _, folder in (t.partition("=") for t in args.tree)} or {"this": ROOT}
     with tempfile.TemporaryDirectory(prefix="bench-curate-") as tmp:
         folder = Path(tmp) / "input"
         folder.mkdir()
@@ -82,36 +84,34 @@ def main() -> None:
         print(f"{args.records:,} records in 16 JSONL shards (written in {time.perf_counter() - t:.0f} s); "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
         if args.profile:
-            row = run_once(ROOT, folder, profile=True)
-            print(json.dumps(row))
+            print(json.dumps(run_once(next(iter(trees.values())), folder, profile=True)))
             return
-        trees = {"after": args.after.resolve(), **({"before": args.before.resolve()} if args.before else {})}
-        modes = sorted(trees)  # "after" first, then "before", alternating
 
-        def show(r: int, mode: str, row: dict) -> None:
-            print(f"  run {r} {mode:6} {row['generated'] / row['seconds']:9,.0f} records/s ({row['seconds']:.1f} s, "
+        def show(r: int, name: str, row: dict) -> None:
+            print(f"  run {r} {name:8} {row['generated'] / row['seconds']:9,.0f} records/s ({row['seconds']:.1f} s, "
                   f"{row['generated'] / row['cpu_s']:,.0f} records per CPU-second), kept {row['kept']:,}; "
                   f"load average {row['load_before']:.1f} -> {row['load_after']:.1f}", flush=True)
 
-        runs: dict[str, list[dict]] = {mode: [] for mode in modes}
-        for r in range(args.repeats):  # one mode a call: each call has its own tree argument
-            for mode in modes:
-                runs[mode] += run_interleaved(__file__, [str(trees[mode])], 1, [str(folder)],
-                                              lambda _r, _m, row, r=r, mode=mode: show(r + 1, mode, row))[str(trees[mode])]
+        runs: dict[str, list[dict]] = {name: [] for name in trees}
+        for r in range(args.repeats):  # the trees take turns, one process a run
+            for name, tree in trees.items():
+                runs[name] += run_interleaved(__file__, [str(tree)], 1, [str(folder)],
+                                              lambda _r, _t, row, r=r, name=name: show(r + 1, name, row))[str(tree)]
     kept = {row["kept"] for rows in runs.values() for row in rows}
     assert len(kept) == 1, f"the trees kept different numbers of records: {kept}"
-    print(f"\n| {args.records:,} records | records/s | seconds | records per CPU-second | load average |\n"
-          "|---|---:|---:|---:|---:|")
-    for mode, rows in runs.items():
+    base = next(iter(runs.values()))
+    print(f"\n| {args.records:,} records | records/s | seconds | records per CPU-second | wall x | CPU x | load average |\n"
+          "|---|---:|---:|---:|---:|---:|---:|")
+    for name, rows in runs.items():
         m = {k: statistics.median(row[k] for row in rows) for k in ("seconds", "cpu_s")}
         loads = [row[k] for row in rows for k in ("load_before", "load_after")]
-        print(f"| {mode} | {args.records / m['seconds']:,.0f} | {m['seconds']:.1f} | {args.records / m['cpu_s']:,.0f} | "
-              f"{min(loads):.1f}-{max(loads):.1f} |")
-    if "before" in runs:
-        pairs = list(zip(runs["before"], runs["after"]))
-        print(f"\nafter / before, medians of the pairs' ratios: wall time "
-              f"x{statistics.median(b['seconds'] / a['seconds'] for a, b in pairs):.2f}, CPU seconds "
-              f"x{statistics.median(b['cpu_s'] / a['cpu_s'] for a, b in pairs):.2f}; kept {kept.pop():,}")
+        # Ratios to the baseline run of the same round, then their median: each round ran under about one load.
+        wall = statistics.median(b["seconds"] / a["seconds"] for a, b in zip(rows, base))
+        cpu = statistics.median(b["cpu_s"] / a["cpu_s"] for a, b in zip(rows, base))
+        print(f"| {name} | {args.records / m['seconds']:,.0f} | {m['seconds']:.1f} | {args.records / m['cpu_s']:,.0f} | "
+              f"{wall:.2f} | {cpu:.2f} | {min(loads):.1f}-{max(loads):.1f} |")
+    print(f"\nwall x, CPU x: speed-up over `{next(iter(runs))}`, the median of each round's ratio; kept {kept.pop():,} "
+          "everywhere")
 
 
 if __name__ == "__main__":

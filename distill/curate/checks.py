@@ -55,7 +55,15 @@ _AI_BOILERPLATE = re.compile(
     r"|i don't have (?:personal )?(?:opinions|feelings|emotions)|my training data|my knowledge cutoff)",
     re.IGNORECASE,
 )
-_TERMINAL = re.compile(r"""[.!?:;)\]}"'`*>|%]\s*$|```\s*$""")
+# Literals every match of each pattern above holds, in lower case: a text holding none cannot match, so the
+# IGNORECASE alternations (13% of curation, issue 24) run only on the few that do.
+_REFUSAL_LITERALS = ("sorry", "i can", "able to", "decline")
+_AI_BOILERPLATE_LITERALS = ("an ai", "language model", "artificial intelligence", "i don't have", "training data",
+                            "knowledge cutoff")
+# IGNORECASE matches four characters outside ASCII to an ASCII letter (every code point checked): "İ", "ı", "ſ"
+# and the Kelvin sign. The first three become that letter before lowering (which keeps "ı" and "ſ" and makes "İ"
+# two characters); lower() makes the Kelvin sign a "k" itself.
+_CASE_FOLDS_TO_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
 
 
 def check_structure(example: Example, settings: CheckSettings) -> Failure | None:
@@ -117,9 +125,13 @@ def check_truncated(example: Example, settings: CheckSettings) -> Failure | None
     text = example.response.rstrip()
     if text.count("```") % 2:
         return Failure("truncated", "an unclosed ``` code block")
-    last_line = text.splitlines()[-1] if text else ""
-    # Prose that stops mid-sentence; short lines (list items, labels) may legitimately lack a stop.
-    if len(last_line.split()) >= 8 and not _TERMINAL.search(last_line) and last_line[-1:].isalnum():
+    # Prose that stops mid-sentence; short lines (list items, labels) may legitimately lack a stop. The text
+    # ends on no white space, so its last character is the last line's: only a letter or digit there (never a
+    # stop) needs the line's words counted.
+    if not text[-1:].isalnum():
+        return None
+    last_line = text.splitlines()[-1]
+    if len(last_line.split()) >= 8:
         return Failure("truncated", f"ends mid-sentence: ...{last_line[-60:]!r}")
     return None
 
@@ -146,9 +158,10 @@ def check_refusal(example: Example, settings: CheckSettings) -> Failure | None:
     teaches a voice nobody asked for. The detail quotes the phrase found.
     """
     text = example.response
-    if m := _REFUSAL.search(text):
+    lowered = (text if text.isascii() else text.translate(_CASE_FOLDS_TO_ASCII)).lower()
+    if any(literal in lowered for literal in _REFUSAL_LITERALS) and (m := _REFUSAL.search(text)):
         return Failure("refusal", f"refusal phrase {m.group(0)!r}")
-    if m := _AI_BOILERPLATE.search(text):
+    if any(literal in lowered for literal in _AI_BOILERPLATE_LITERALS) and (m := _AI_BOILERPLATE.search(text)):
         return Failure("ai_boilerplate", f"boilerplate {m.group(0)!r}")
     return None
 
@@ -174,7 +187,7 @@ def check_repeats_question(example: Example, settings: CheckSettings) -> Failure
 
 def repeated_ngram_ratio(words: Sequence[str], n: int) -> float:
     """Share of word n-grams that repeat an earlier n-gram of the same text (0 = none)."""
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    grams = list(zip(*(words[i:] for i in range(n))))  # the n-gram tuples, built in C
     if not grams:
         return 0.0
     return 1.0 - len(set(grams)) / len(grams)

@@ -59,6 +59,9 @@ def qa_rows() -> list[dict]:
         row(0, "I won't be able to help, but your asthma nurse will review the inhaler."),
         row(0, "I'm ſorry, but I can't help with that asthma question at all."),  # long s folds to s
         row(0, "İ can't answer questions about asthma inhalers, please ask a clinician."),
+        row(0, "I'm ſorry, but I won't give dosing advice for asthma inhalers here."),  # only "ſorry" holds a literal
+        row(0, "My \u212anowledge cutoff is last year, so ask a clinician about asthma inhalers."),  # Kelvin sign
+        row(0, "Well, ı cannot answer that about asthma inhalers today."),  # dotless i
         row(0, "As an AI language model, I think inhalers help most people with asthma."),
         row(0, "I don't have personal opinions, but inhaled steroids reduce asthma attacks."),
         row(0, "Based on my training data, inhaled steroids reduce asthma attacks in children."),
