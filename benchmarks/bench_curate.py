@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # internal: TREE FOLDER
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_once(Path(args.one[0]), Path(args.one[1]))), flush=True)
+        print(json.dumps(run_once(Path(args.one[0]), Path(args.one[1]), args.profile)), flush=True)
         return
     sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
     from bench_ray_curate import write_input
@@ -84,7 +85,8 @@ def main() -> None:
         print(f"{args.records:,} records in 16 JSONL shards (written in {time.perf_counter() - t:.0f} s); "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
         if args.profile:
-            print(json.dumps(run_once(next(iter(trees.values())), folder, profile=True)))
+            subprocess.run([sys.executable, __file__, "--profile", "--one", str(next(iter(trees.values()))), str(folder)],
+                           check=True)  # a process of its own: this one imported this tree's `distill`
             return
 
         def show(r: int, name: str, row: dict) -> None:
