@@ -63,7 +63,8 @@ _AI_BOILERPLATE_LITERALS = ("an ai", "language model", "artificial intelligence"
 # IGNORECASE matches four characters outside ASCII to an ASCII letter (every code point checked): "İ", "ı", "ſ"
 # and the Kelvin sign. The first three become that letter before lowering (which keeps "ı" and "ſ" and makes "İ"
 # two characters); lower() makes the Kelvin sign a "k" itself.
-_CASE_FOLDS_TO_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+_FOLDED = "\u0130\u0131\u017f"
+_CASE_FOLDS_TO_ASCII = str.maketrans(dict(zip(_FOLDED, "iis")))
 
 
 def check_structure(example: Example, settings: CheckSettings) -> Failure | None:
@@ -158,7 +159,9 @@ def check_refusal(example: Example, settings: CheckSettings) -> Failure | None:
     teaches a voice nobody asked for. The detail quotes the phrase found.
     """
     text = example.response
-    lowered = (text if text.isascii() else text.translate(_CASE_FOLDS_TO_ASCII)).lower()
+    # str.translate goes a character at a time in Python's loop: only for the rare text holding a fold.
+    folds = not text.isascii() and any(c in text for c in _FOLDED)
+    lowered = (text.translate(_CASE_FOLDS_TO_ASCII) if folds else text).lower()
     if any(literal in lowered for literal in _REFUSAL_LITERALS) and (m := _REFUSAL.search(text)):
         return Failure("refusal", f"refusal phrase {m.group(0)!r}")
     if any(literal in lowered for literal in _AI_BOILERPLATE_LITERALS) and (m := _AI_BOILERPLATE.search(text)):
