@@ -95,6 +95,12 @@ def qa_rows() -> list[dict]:
     held = pubmedqa()[:6]
     rows += [row(900 + k, item["LONG_ANSWER"]) for k, item in enumerate(held[:4])]
     rows += [row(950 + k, f"In short, {item['LONG_ANSWER']} That is what we found.") for k, item in enumerate(held[4:])]
+    # Rows of other shapes after distill's own: no id (one is made from the line), Alpaca, prompt/completion.
+    no_id = row(0, "Inhaled steroids reduce asthma attacks; a spacer helps the dose reach the lungs.")
+    rows += [{k: v for k, v in no_id.items() if k != "id"},
+             {"instruction": "How do spacers help with asthma inhalers?", "input": "",
+              "output": "A spacer slows the spray so more of the dose reaches the lungs instead of the throat."},
+             {"prompt": "Can asthma start in adults?", "completion": "Yes; adult-onset asthma is common after a cold."}]
     return rows
 
 
