@@ -190,10 +190,10 @@ def check_repeats_question(example: Example, settings: CheckSettings) -> Failure
 
 def repeated_ngram_ratio(words: Sequence[str], n: int) -> float:
     """Share of word n-grams that repeat an earlier n-gram of the same text (0 = none)."""
-    grams = list(zip(*(words[i:] for i in range(n))))  # the n-gram tuples, built in C
-    if not grams:
+    count = len(words) - n + 1
+    if count <= 0:
         return 0.0
-    return 1.0 - len(set(grams)) / len(grams)
+    return 1.0 - len(set(zip(*(words[i:] for i in range(n))))) / count  # the n-gram tuples, built in C
 
 
 def check_repetition(example: Example, settings: CheckSettings) -> Failure | None:
