@@ -92,9 +92,8 @@ def detect_language(text: str, min_words: int = 8, words: Sequence[str] | None =
     if len(words) < min_words:
         return None
     hits = _stopword_hits(words)
-    lang, best = max(hits.items(), key=lambda kv: kv[1])
-    runner_up = max(v for k, v in hits.items() if k != lang)
+    *_, runner_up, best = sorted(hits.values())  # the runner-up ties the best when two languages do
     # Need some stop words at all, and a clear lead over the next language.
     if best / len(words) < 0.08 or best < 2 * runner_up:
         return None
-    return lang
+    return next(lang for lang, count in hits.items() if count == best)
