@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from distill.errors import DistillError, explain
 from distill.records import Example, iter_jsonl
 from distill.rundir import DATASET, DATASET_PARTS
-from distill.userfiles import text_lines
 
 SHARD_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
 
@@ -107,25 +106,7 @@ def _as_messages(row: dict[str, Any]) -> dict[str, Any]:
 def load_examples(path: str | Path) -> list[Example]:
     """Every row of a dataset (a file, a run directory or a folder of shards) as an `Example`; ids are
     made from content when a row has none."""
-    return [example for file in dataset_files(path) for example in file_examples(file)]
-
-
-def file_examples(path: Path) -> list[Example]:
-    """One file's rows as `Example`s. Lines of distill's own JSONL (whole `Example`s) are parsed and validated by
-    pydantic in one call each, with no Python dict between (json.loads and a validation a row were 16% of
-    curation, issue 24). From the first line that is not one (another format, no id, a mistake) the file is
-    read again the row way, which converts each row or names the line that is wrong."""
-    if path.suffix.lower() == ".parquet":
-        return [example_from_row(row, path, number) for number, row in iter_rows(path)]
-    examples = []
-    for _, line in text_lines(path, "JSONL file"):
-        if not line.strip():
-            continue
-        try:
-            examples.append(Example.model_validate_json(line))
-        except ValidationError:
-            return [example_from_row(row, path, number) for number, row in iter_rows(path)]
-    return examples
+    return [example_from_row(row, file, number) for file in dataset_files(path) for number, row in iter_rows(file)]
 
 
 def example_from_row(row: dict[str, Any], path: Path, number: int) -> Example:
