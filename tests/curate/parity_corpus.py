@@ -49,6 +49,7 @@ def qa_rows() -> list[dict]:
         row(0, "Here is code:\n```python\nprint('asthma')\n"),
         row(0, texts[2][:150].rsplit(" ", 1)[0]),  # ends mid-sentence
         row(0, "Use the inhaler.\n\n- twice a day\n- with a spacer  \n"),  # short last line: passes
+        row(0, "Use the inhaler.\nThe dose was lowered in most of the adults to a total of 40"),  # ends on a digit
         row(0, texts[3] + "\n" + texts[4][:200] + " (see above)   "),
         row(0, "Yes."),
         row(0, " ".join(["asthma"] * 2101) + "."),
@@ -89,6 +90,7 @@ def qa_rows() -> list[dict]:
                 "and ΣΟΦΙΑ are all words here, with some_under_scores and a NUL\x00inside it."),
         row(0, "CAFÉ AU LAIT SPOTS AND NAÏVE T CELLS: THE FIRST ½ DOSE IN FULL WIDTH, 한국어 텍스트, éTé "
                 "AND ΣΟΦΙΑ ARE ALL WORDS HERE, WITH SOME UNDER SCORES AND A NUL INSIDE IT."),
+        row(0, "Der der der asthma inhaler spacer dose lung airway steroid puffer nebulizer wheeze cough attack."),
         row(0, "Über die Lunge: Asthma ist nicht selten und wird mit dem Inhalator behandelt, auch für Kinder."),
     ]
     rows += [{**value, "id": f"odd{k:03d}"} for k, value in enumerate(odd)]
