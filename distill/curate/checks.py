@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distill.curate.language import detect_language
-from distill.curate.normalize import normalize_text
+from distill.curate.normalize import normalized_words_once
 from distill.curate.topic import TopicIndex
 from distill.curate.vocabulary import PRONOUNS, subject_words, words
 from distill.records import Example, Failure
@@ -55,7 +55,16 @@ _AI_BOILERPLATE = re.compile(
     r"|i don't have (?:personal )?(?:opinions|feelings|emotions)|my training data|my knowledge cutoff)",
     re.IGNORECASE,
 )
-_TERMINAL = re.compile(r"""[.!?:;)\]}"'`*>|%]\s*$|```\s*$""")
+# Literals every match of each pattern above holds, in lower case: a text holding none cannot match, so the
+# IGNORECASE alternations (13% of curation, issue 24) run only on the few that do.
+_REFUSAL_LITERALS = ("sorry", "i can", "able to", "decline")
+_AI_BOILERPLATE_LITERALS = ("an ai", "language model", "artificial intelligence", "i don't have", "training data",
+                            "knowledge cutoff")
+# IGNORECASE matches four characters outside ASCII to an ASCII letter (every code point checked): "İ", "ı", "ſ"
+# and the Kelvin sign. The first three become that letter before lowering (which keeps "ı" and "ſ" and makes "İ"
+# two characters); lower() makes the Kelvin sign a "k" itself.
+_FOLDED = "\u0130\u0131\u017f"
+_CASE_FOLDS_TO_ASCII = str.maketrans(dict(zip(_FOLDED, "iis")))
 
 
 def check_structure(example: Example, settings: CheckSettings) -> Failure | None:
@@ -117,9 +126,13 @@ def check_truncated(example: Example, settings: CheckSettings) -> Failure | None
     text = example.response.rstrip()
     if text.count("```") % 2:
         return Failure("truncated", "an unclosed ``` code block")
-    last_line = text.splitlines()[-1] if text else ""
-    # Prose that stops mid-sentence; short lines (list items, labels) may legitimately lack a stop.
-    if len(last_line.split()) >= 8 and not _TERMINAL.search(last_line) and last_line[-1:].isalnum():
+    # Prose that stops mid-sentence; short lines (list items, labels) may legitimately lack a stop. The text
+    # ends on no white space, so its last character is the last line's: only a letter or digit there (never a
+    # stop) needs the line's words counted.
+    if not text[-1:].isalnum():
+        return None
+    last_line = text.splitlines()[-1]
+    if len(last_line.split()) >= 8:
         return Failure("truncated", f"ends mid-sentence: ...{last_line[-60:]!r}")
     return None
 
@@ -146,9 +159,12 @@ def check_refusal(example: Example, settings: CheckSettings) -> Failure | None:
     teaches a voice nobody asked for. The detail quotes the phrase found.
     """
     text = example.response
-    if m := _REFUSAL.search(text):
+    # str.translate goes a character at a time in Python's loop: only for the rare text holding a fold.
+    folds = not text.isascii() and any(c in text for c in _FOLDED)
+    lowered = (text.translate(_CASE_FOLDS_TO_ASCII) if folds else text).lower()
+    if any(literal in lowered for literal in _REFUSAL_LITERALS) and (m := _REFUSAL.search(text)):
         return Failure("refusal", f"refusal phrase {m.group(0)!r}")
-    if m := _AI_BOILERPLATE.search(text):
+    if any(literal in lowered for literal in _AI_BOILERPLATE_LITERALS) and (m := _AI_BOILERPLATE.search(text)):
         return Failure("ai_boilerplate", f"boilerplate {m.group(0)!r}")
     return None
 
@@ -161,7 +177,7 @@ def check_repeats_question(example: Example, settings: CheckSettings) -> Failure
     compared after normalisation (case, punctuation, whitespace). A task whose answer rightly restates
     its input lists `repeats_question` under `skip_checks`.
     """
-    prompt, response = normalize_text(example.prompt).split(), normalize_text(example.response).split()
+    prompt, response = normalized_words_once(example.prompt), normalized_words_once(example.response)
     if not prompt or not response:
         return None
     if response == prompt:
@@ -172,12 +188,12 @@ def check_repeats_question(example: Example, settings: CheckSettings) -> Failure
     return None
 
 
-def repeated_ngram_ratio(words: list[str], n: int) -> float:
+def repeated_ngram_ratio(words: Sequence[str], n: int) -> float:
     """Share of word n-grams that repeat an earlier n-gram of the same text (0 = none)."""
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    if not grams:
+    count = len(words) - n + 1
+    if count <= 0:
         return 0.0
-    return 1.0 - len(set(grams)) / len(grams)
+    return 1.0 - len(set(zip(*(words[i:] for i in range(n))))) / count  # the n-gram tuples, built in C
 
 
 def check_repetition(example: Example, settings: CheckSettings) -> Failure | None:
@@ -187,7 +203,7 @@ def check_repetition(example: Example, settings: CheckSettings) -> Failure | Non
     `repetition_ngram`-grams (3) that repeat an earlier one catches them. Answers shorter than four
     n-grams are not judged.
     """
-    words = normalize_text(example.response).split()
+    words = normalized_words_once(example.response)
     if len(words) < 4 * settings.repetition_ngram:
         return None
     ratio = repeated_ngram_ratio(words, settings.repetition_ngram)
@@ -209,7 +225,7 @@ def check_language(example: Example, settings: CheckSettings) -> Failure | None:
     if not settings.language:
         return None
     for role, text in (("prompt", example.prompt), ("response", example.response)):
-        found = detect_language(text)
+        found = detect_language(text, words=normalized_words_once(text))
         if found is not None and found != settings.language:
             return Failure("wrong_language", f"{role} looks like {found!r}, expected {settings.language!r}")
     return None

@@ -12,7 +12,13 @@ import pytest
 from distill.curate import normalize
 from distill.curate.exact import exact_keys
 from distill.curate.minhash import exact_jaccard, exact_pair_jaccard, shingle_sets
-from distill.curate.normalize import normalize_text, normalized_array_batch, normalized_bytes_batch, tokenize_batch
+from distill.curate.normalize import (
+    normalize_text,
+    normalized_array_batch,
+    normalized_bytes_batch,
+    normalized_words_once,
+    tokenize_batch,
+)
 
 # ASCII, and characters for every branch: per-character forms that keep, shrink ("²", "ﬁ", "Ａ") or
 # blank ("±") their bytes; context-dependent ones (combining marks, final sigma, Hangul jamo, Indic
@@ -32,6 +38,17 @@ def canonical(buf: bytes) -> list[str]:
 
 def random_texts(rng: random.Random, n: int, length: int) -> list[str]:
     return ["".join(rng.choice(PIECES) for _ in range(rng.randint(0, length))) for _ in range(n)]
+
+
+def test_the_checks_words_equal_the_reference_words():
+    # Every ASCII character (NUL, underscores and controls included) takes the one-table path; the rest the
+    # reference's; asked twice, the remembered answer is the same.
+    rng = random.Random(3)
+    ascii_pieces = [chr(c) for c in range(128)] + ["Hello", "WORLD_x", "a-b", "  "]
+    texts = ["".join(rng.choice(ascii_pieces) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    texts += random_texts(rng, 1000, 12)
+    for text in texts + texts[:50]:
+        assert normalized_words_once(text) == tuple(normalize_text(text).split()), repr(text)
 
 
 def test_batch_normalisation_equals_the_reference_text_by_text():
