@@ -16,6 +16,7 @@ from curate_helpers import PUBMEDQA, planted_corpus, pubmedqa
 from cli_helpers import TINY
 
 PARITY = Path(__file__).resolve().parent / "parity"
+REPOSITORY = Path(__file__).resolve().parents[2]
 OUTPUTS = ("dataset.jsonl", "rejected.jsonl", "duplicates.jsonl", "contamination.jsonl")
 ASTHMA, COLD = "respiratory/asthma", "respiratory/common-cold"
 
@@ -145,6 +146,10 @@ def outcome(out: Path) -> dict:
 
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
     stats.pop("input", None)
+    # Held-out files by their place in the repository: the absolute path differs between checkouts.
+    decontamination = stats.get("curate", {}).get("decontamination", {})
+    if "heldout" in decontamination:
+        decontamination["heldout"] = [_in_repository(path) for path in decontamination["heldout"]]
     return {
         "kept": [r["id"] for r in lines("dataset.jsonl")],
         "rejects": [[r["id"], r["stage"], r["reason"], r["detail"]] for r in lines("rejected.jsonl")],
@@ -153,3 +158,12 @@ def outcome(out: Path) -> dict:
         "stats": stats,
         "sha256": {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in OUTPUTS},
     }
+
+
+def _in_repository(path: str) -> str:
+    """`path` relative to the repository's root where it lies under it (a held-out file given as a path, with a
+    `:field` after it or not); as given otherwise."""
+    try:
+        return Path(path).relative_to(REPOSITORY).as_posix()
+    except ValueError:
+        return path
