@@ -107,6 +107,20 @@ def test_prefix_reuse_gives_the_same_greedy_tokens(model, tokenizer):
     assert [r.tokens for r in with_reuse] == [r.tokens for r in without]
 
 
+def test_a_request_the_engine_cannot_take_fails_alone(model, tokenizer):
+    """A request whose key-value buffer cannot be allocated gets its error; the engine goes on with the next one
+    (an exception on admission used to end the engine's thread, and every caller then waited forever)."""
+    asked = prompts(tokenizer)[:1]
+    engine = DecodeEngine(model, {tokenizer.eos_token_id}, max_rows=4, prefix_cache_bytes=0)
+    try:
+        impossible, possible = decode(engine, [{"prompt": asked[0], "max_new_tokens": 2**50},
+                                               {"prompt": asked[0], "max_new_tokens": 4}])
+    finally:
+        engine.close()
+    assert impossible.error and not impossible.tokens
+    assert possible.error is None and 0 < len(possible.tokens) <= 4
+
+
 def test_a_short_request_is_answered_while_a_long_one_decodes(model, tokenizer):
     """Rows leave as they end: a 4-token answer does not wait for a 60-token one started before it."""
     asked = prompts(tokenizer)

@@ -181,8 +181,13 @@ class DecodeEngine:
                 del self._waiting[: len(admitted)]
             self.rows = [row for row in self.rows if not self._dropped(row.job)]
             for job in admitted:
-                if not self._dropped(job):
+                if self._dropped(job):
+                    continue
+                try:
                     self.rows.append(self._admit(job))
+                except Exception as exc:  # a request the engine cannot take (its buffer does not fit) fails
+                    # alone: raised here, it would end this thread and every caller would wait forever
+                    job.done(JobResult([], False, len(job.prompt), error=f"{type(exc).__name__}: {exc}"))
             if self.rows:
                 self._choose_threads()
                 try:
