@@ -7,6 +7,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,11 @@ def test_ctrl_c_exits_130_with_the_resume_hint_and_the_same_command_resumes(tmp_
         assert stats["counts"]["pending"] > 0 and stats["teacher_calls"]["calls"] >= 3
         # The request in flight at the interrupt (and one more a dispatcher worker takes from its queue after
         # the items were cancelled: distill/generate/dispatch.py still sends it, a known leak) are held, then
-        # dropped here: never answered, never paid.
+        # dropped here: never answered, never paid. Released once they are past their latency, so that none is
+        # answered (and paid) to the run that is gone.
+        deadline = time.monotonic() + 60
+        while not api.arrived_all() and time.monotonic() < deadline:
+            time.sleep(0.02)
         api.release()
         done = distill(*args, cwd=tmp_path, env=env)
         assert done.returncode == 0, done.stderr

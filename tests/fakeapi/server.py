@@ -90,6 +90,7 @@ class FakeAPI:
         self.port = 0
         self.holding = False  # hold(): requests wait unanswered; release() drops them (never answered or billed)
         self.held = 0  # requests dropped that way
+        self.past_latency = 0  # realtime requests past their latency (see arrived_all)
         self.hold_at = self.faults.hold_after  # None once released
         self.let_through = 0  # realtime requests that passed while hold_at was set
         self.trickled: list[float] = []  # seconds each "trickle" answer was sent for, until done or the client left
@@ -125,6 +126,12 @@ class FakeAPI:
     def hold(self) -> None:
         """From now on requests wait unanswered (a server that stalls), until `release`."""
         self.holding = True
+
+    def arrived_all(self) -> bool:
+        """Every realtime request received so far is past its latency: answered, failed or held (a test releases
+        held requests only then, else one still in its latency would be answered to a client that is gone)."""
+        with self.lock:
+            return self.past_latency == sum(self.requests.values())
 
     def release(self) -> None:
         """Drop every held request's connection (the client sees a reset and retries) and answer again."""
@@ -236,6 +243,7 @@ class FakeAPI:
         if self.faults.latency_s:
             await asyncio.sleep(self.faults.latency_s)
         with self.lock:
+            self.past_latency += 1
             if self.hold_at is not None:
                 if self.let_through >= self.hold_at:
                     self.holding = True
