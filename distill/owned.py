@@ -613,13 +613,5 @@ def _alive(pid: int) -> bool:
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write one file outside any owned folder (a file the user named) through a temporary beside it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.distill-tmp")
-    try:
+    with _temporary_for(Path(path)) as tmp:
         write(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        _remove(tmp)
-        _name_the_file(exc, tmp, path)
-        raise
