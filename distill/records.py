@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from distill.errors import DistillError
 from distill.userfiles import text_lines
@@ -22,9 +31,44 @@ from distill.userfiles import text_lines
 Role = Literal["system", "user", "assistant", "tool"]
 
 
+_ALWAYS = ("role", "content")
+
+
+class ToolFunction(BaseModel):
+    """What a tool call asks for: the tool's name and its arguments."""
+
+    name: str
+    # A JSON object, as transformers' chat templates and TRL take it. A teacher's arguments that are not one
+    # (bad JSON, a list) are kept as the text it wrote, so the check that rejects them can say what was wrong.
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+
+
+class ToolCall(BaseModel):
+    """One call an assistant turn makes, in the shape OpenAI's API, transformers' templates and TRL share."""
+
+    id: str = ""  # pairs the call with the tool message that answers it (`Message.tool_call_id`)
+    type: Literal["function"] = "function"
+    function: ToolFunction
+
+
 class Message(BaseModel):
+    """One turn. Besides role and content, an assistant turn may call tools and carry the teacher's reasoning;
+    a tool turn names the call it answers. Fields left None are not written, so single-turn data reads and
+    writes as it always did."""
+
     role: Role
     content: str
+    tool_calls: list[ToolCall] | None = None  # assistant: the calls this turn makes (content may be "")
+    tool_call_id: str | None = None  # tool: the call this result answers
+    name: str | None = None  # tool: the tool that answered
+    reasoning: str | None = None  # assistant: the teacher's reasoning, kept apart from the answer
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A plain turn is written as {"role", "content"} everywhere (run.db, datasets, fingerprints, Parquet),
+        # as it was before turns could call tools: earlier runs, caches and exports stay byte for byte the same.
+        data = handler(self)
+        return {key: value for key, value in data.items() if value is not None or key in _ALWAYS}
 
 
 class Usage(BaseModel):
@@ -56,36 +100,44 @@ class GenerationRequest(BaseModel):
     messages: list[Message]
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     json_schema: dict[str, Any] | None = None  # ask for structured output where the backend can
+    # Tools the model may call, as OpenAI-style definitions ({"type": "function", "function": {"name",
+    # "description", "parameters"}}); API teachers send them natively, in-process ones through the chat template.
+    tools: list[dict[str, Any]] | None = None
 
     # The fingerprint's JSON less its teacher part, kept with the field objects it was made from (held,
     # so their ids cannot be reused; compared by identity): the runner and the response cache both
     # fingerprint each request under different teacher names, and encoding the messages (few-shot
     # turns included) is most of the cost. Requests are never changed in place once built.
-    _content: tuple[Any, Any, Any, str] | None = PrivateAttr(default=None)
+    _content: tuple[Any, Any, Any, Any, str] | None = PrivateAttr(default=None)
 
     def fingerprint(self, teacher_spec: str) -> str:
         """Content address of everything that changes the answer (not the key).
 
-        The sha256 of `json.dumps({"teacher", "messages", "sampling", "schema"}, sort_keys=True)`;
-        "teacher" sorts last, so the rest is encoded once and the teacher appended.
+        The sha256 of `json.dumps({"teacher", "messages", "sampling", "schema"}, sort_keys=True)`, with
+        "tools" when there are any; "teacher" sorts last, so the rest is encoded once and the teacher appended.
+        Messages leave out their unset fields (`Message`) and requests without tools leave out "tools": a single-turn
+        request has the fingerprint it had before tool calls existed, so earlier runs and caches stay valid.
         """
         # (reading `self._content` goes through pydantic's __getattr__); a model with private attributes has the dict
         private = cast(dict[str, Any], self.__pydantic_private__)
         known = private["_content"]
         if known is None or known[0] is not self.messages or known[1] is not self.sampling \
-                or known[2] is not self.json_schema:  # unset, or a model_copy(update=...) made it stale
-            content = json.dumps({"messages": [m.model_dump() for m in self.messages],
-                                  "sampling": self.sampling.model_dump(), "schema": self.json_schema}, sort_keys=True)
-            known = private["_content"] = (self.messages, self.sampling, self.json_schema, content[:-1])
-        payload = f'{known[3]}, "teacher": {json.dumps(teacher_spec)}}}'
+                or known[2] is not self.json_schema or known[3] is not self.tools:  # unset, or a model_copy made it stale
+            fields: dict[str, Any] = {"messages": [m.model_dump() for m in self.messages],
+                                      "sampling": self.sampling.model_dump(), "schema": self.json_schema}
+            if self.tools is not None:
+                fields["tools"] = self.tools
+            content = json.dumps(fields, sort_keys=True)
+            known = private["_content"] = (self.messages, self.sampling, self.json_schema, self.tools, content[:-1])
+        payload = f'{known[4]}, "teacher": {json.dumps(teacher_spec)}}}'
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def __eq__(self, other: object) -> bool:
         # pydantic compares private attributes too: a fingerprinted request would differ from its twin.
         if not isinstance(other, GenerationRequest):
             return NotImplemented
-        return (self.key, self.messages, self.sampling, self.json_schema) == \
-            (other.key, other.messages, other.sampling, other.json_schema)
+        return (self.key, self.messages, self.sampling, self.json_schema, self.tools) == \
+            (other.key, other.messages, other.sampling, other.json_schema, other.tools)
 
 
 class GenerationResult(BaseModel):
@@ -95,6 +147,8 @@ class GenerationResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     error: str | None = None  # the last error, when the call failed after its retries
     cached: bool = False  # answered from a cache: no new spend
+    tool_calls: list[ToolCall] | None = None  # the calls the answer makes (`text` is then often "")
+    reasoning: str | None = None  # the teacher's reasoning, where the backend returns it apart from the answer
 
     @field_validator("text")
     @classmethod
@@ -110,7 +164,23 @@ class GenerationResult(BaseModel):
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.text is not None
+        return self.error is None and (self.text is not None or bool(self.tool_calls))
+
+    def extra(self) -> str | None:
+        """What run.db and the response cache keep beside the text: the tool calls and the reasoning, as JSON
+        (None for a plain answer)."""
+        if self.tool_calls is None and self.reasoning is None:
+            return None
+        return self.model_dump_json(include={"tool_calls", "reasoning"}, exclude_none=True)
+
+    def with_extra(self, extra: str | None) -> GenerationResult:
+        """This result with what `extra()` wrote read back in."""
+        if not extra:
+            return self
+        fields = json.loads(extra)
+        return self.model_copy(update={
+            "tool_calls": [ToolCall.model_validate(c) for c in fields["tool_calls"]] if "tool_calls" in fields else None,
+            "reasoning": fields.get("reasoning")})
 
 
 class PlanItem(BaseModel):
@@ -163,6 +233,9 @@ class Example(BaseModel):
     messages: list[Message]
     meta: ExampleMeta = Field(default_factory=ExampleMeta)
     output: dict[str, Any] | None = None  # the parsed object, for structured tasks
+    # The tools the conversation could call (OpenAI-style definitions), what the student's chat template is
+    # given beside `messages` when it trains; the `tools` column TRL's SFTTrainer reads.
+    tools: list[dict[str, Any]] | None = None
 
     def turn(self, role: Role) -> str:
         """Content of the last message with this role ('' when absent)."""

@@ -128,6 +128,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX review_decisions_item ON review_decisions (item_id);
     CREATE UNIQUE INDEX review_decisions_retry ON review_decisions (reviewer, item_id, client_id);
     """,
+    # An answer's tool calls and reasoning (GenerationResult.extra()), NULL for a plain answer.
+    """
+    ALTER TABLE teacher_calls ADD COLUMN extra TEXT;
+    """,
 ]
 
 PENDING, GENERATED, REJECTED, FAILED = "pending", "generated", "rejected", "failed"
@@ -233,25 +237,27 @@ class RunStore:
     # teacher calls
     def find_call(self, fingerprint: str) -> GenerationResult | None:
         row = self.db.execute(
-            "SELECT text, finish_reason, usage FROM teacher_calls WHERE fingerprint = ? AND error IS NULL "
+            "SELECT text, finish_reason, usage, extra FROM teacher_calls WHERE fingerprint = ? AND error IS NULL "
             "ORDER BY id DESC LIMIT 1",
             (fingerprint,),
         ).fetchone()
         if row is None:
             return None
-        return GenerationResult(key="", text=row[0], finish_reason=row[1], usage=json.loads(row[2]), cached=True)
+        return GenerationResult(key="", text=row[0], finish_reason=row[1], usage=json.loads(row[2]),
+                                cached=True).with_extra(row[3])
 
     def answered_calls(self, plan_item_ids: set[str]) -> dict[str, tuple[str, GenerationResult]]:
         """The answers already stored for these items, by fingerprint, with their item (what a resumed item
         does not ask again)."""
         answered: dict[str, tuple[str, GenerationResult]] = {}
-        for item_id, fingerprint, text, finish_reason, usage in self.db.execute(
-            "SELECT plan_item_id, fingerprint, text, finish_reason, usage FROM teacher_calls WHERE error IS NULL "
-            "ORDER BY id"
+        for item_id, fingerprint, text, finish_reason, usage, extra in self.db.execute(
+            "SELECT plan_item_id, fingerprint, text, finish_reason, usage, extra FROM teacher_calls"
+            " WHERE error IS NULL ORDER BY id"
         ):
             if item_id in plan_item_ids:
                 answered[fingerprint] = (item_id, GenerationResult(key="", text=text, finish_reason=finish_reason,
-                                                                   usage=json.loads(usage), cached=True))
+                                                                   usage=json.loads(usage), cached=True
+                                                                   ).with_extra(extra))
         return answered
 
     def add_call(self, plan_item_id: str | None, step: str, teacher: str, request: GenerationRequest,
@@ -259,9 +265,10 @@ class RunStore:
         with self.window:
             self.db.execute(
                 "INSERT INTO teacher_calls (plan_item_id, step, fingerprint, teacher, request, text, finish_reason,"
-                " usage, error, cached, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " usage, error, cached, created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (plan_item_id, step, fingerprint, teacher, request.model_dump_json(), result.text,
-                 result.finish_reason, result.usage.model_dump_json(), result.error, int(result.cached), time.time()),
+                 result.finish_reason, result.usage.model_dump_json(), result.error, int(result.cached), time.time(),
+                 result.extra()),
             )
 
     def call_counts(self) -> dict[str, int]:

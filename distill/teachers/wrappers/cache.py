@@ -23,8 +23,11 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     fingerprint TEXT PRIMARY KEY, teacher TEXT NOT NULL, text TEXT, finish_reason TEXT,
     prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL, created_at REAL NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS response_extras (fingerprint TEXT PRIMARY KEY, extra TEXT NOT NULL)
 """
+# An answer's tool calls and reasoning (GenerationResult.extra()) live in a table of their own, not a new column
+# of `responses`: runs of an older distill share this file and insert into `responses` by position.
 
 
 def default_cache_dir() -> Path:
@@ -47,22 +50,26 @@ class ResponseCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = open_wal(self.path)  # several runs, and a Ray run's workers, share it at once
-        self.db.execute(SCHEMA)
+        self.db.executescript(SCHEMA)
         self.window_s = window_s
         self.pending: dict[str, tuple] = {}  # fingerprint -> row, not yet written
+        self.pending_extras: dict[str, str] = {}  # fingerprint -> tool calls and reasoning, not yet written
         self.timer: asyncio.TimerHandle | None = None
         self.timer_loop: asyncio.AbstractEventLoop | None = None
 
     def get(self, fingerprint: str) -> GenerationResult | None:
         row = self.pending.get(fingerprint)
-        row = row[2:7] if row is not None else self.db.execute(
-            "SELECT text, finish_reason, prompt_tokens, completion_tokens, cost_usd FROM responses"
-            " WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        if row is not None:
+            row = (*row[2:7], self.pending_extras.get(fingerprint))
+        else:
+            row = self.db.execute(
+                "SELECT text, finish_reason, prompt_tokens, completion_tokens, cost_usd, extra FROM responses"
+                " LEFT JOIN response_extras USING (fingerprint) WHERE fingerprint = ?", (fingerprint,)).fetchone()
         if row is None:
             return None
         return GenerationResult(key="", text=row[0], finish_reason=row[1], cached=True,
                                 usage=Usage(prompt_tokens=row[2] or 0, completion_tokens=row[3] or 0,
-                                            cost_usd=row[4]))
+                                            cost_usd=row[4])).with_extra(row[5])
 
     def put(self, fingerprint: str, teacher: str, result: GenerationResult) -> None:
         if not result.ok or result.cached:
@@ -70,6 +77,9 @@ class ResponseCache:
         self.pending[fingerprint] = (fingerprint, teacher, result.text, result.finish_reason,
                                      result.usage.prompt_tokens, result.usage.completion_tokens,
                                      result.usage.cost_usd, time.time())
+        extra = result.extra()
+        if extra is not None:
+            self.pending_extras[fingerprint] = extra
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -100,12 +110,17 @@ class ResponseCache:
                     warnings.warn(f"response cache {self.path}: answer {fingerprint[:12]} not cached: {exc}",
                                   stacklevel=2)
                 del self.pending[fingerprint]
+                self.pending_extras.pop(fingerprint, None)
         self.pending.clear()
+        self.pending_extras.clear()
 
     def _write(self, rows: list[tuple]) -> None:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            extras = [(row[0], self.pending_extras[row[0]]) for row in rows if row[0] in self.pending_extras]
+            if extras:
+                self.db.executemany("INSERT OR REPLACE INTO response_extras VALUES (?, ?)", extras)
             self.db.execute("COMMIT")
         except BaseException:
             if self.db.in_transaction:
