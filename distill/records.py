@@ -132,6 +132,15 @@ class GenerationRequest(BaseModel):
         payload = f'{known[4]}, "teacher": {json.dumps(teacher_spec)}}}'
         return hashlib.sha256(payload.encode()).hexdigest()
 
+    @model_serializer(mode="wrap")
+    def _without_unset_tools(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A request without tools is written (run.db's teacher_calls, a Ray worker's record) as it was before
+        # requests could carry tools.
+        data = handler(self)
+        if data.get("tools") is None:
+            data.pop("tools", None)
+        return data
+
     def __eq__(self, other: object) -> bool:
         # pydantic compares private attributes too: a fingerprinted request would differ from its twin.
         if not isinstance(other, GenerationRequest):
@@ -236,6 +245,14 @@ class Example(BaseModel):
     # The tools the conversation could call (OpenAI-style definitions), what the student's chat template is
     # given beside `messages` when it trains; the `tools` column TRL's SFTTrainer reads.
     tools: list[dict[str, Any]] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_tools(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # An example without tools is written everywhere (run.db, review, Ray batches) as it was before.
+        data = handler(self)
+        if data.get("tools") is None:
+            data.pop("tools", None)
+        return data
 
     def turn(self, role: Role) -> str:
         """Content of the last message with this role ('' when absent)."""

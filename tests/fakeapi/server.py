@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
+from .agent import AgentReply, AgentView, default_agent, openai_message, openai_view
+
 WORDS = ("inhaler wheeze trigger pollen dose fever cough mucus sinus rest fluids steroid spacer peak flow "
          "allergy smoke exercise night chest tight breath nurse clinic relief viral rhinitis throat honey zinc "
          "refund invoice charge card login password reset email account locked order parcel late double "
@@ -62,6 +64,9 @@ class Faults:
     # Let this many realtime requests through, then hold every later one (as `hold()` does) until
     # `release()`: a run stops at a known count however slowly the machine runs it.
     hold_after: int | None = None
+    # A request that declares tools (OpenAI `tools`; Anthropic tools besides distill's structured-output one) is
+    # answered by this tool-calling assistant (tests/fakeapi/agent.py; None: `default_agent`).
+    agent: Callable[[AgentView], AgentReply] | None = None
 
 
 @dataclass
@@ -278,6 +283,8 @@ class FakeAPI:
         return 200, dict(self.faults.ratelimit_headers), answer
 
     def compose(self, provider: str, request: dict[str, Any], prompt: str) -> dict[str, Any]:
+        if provider == "openai" and request.get("tools"):
+            return self.compose_agent(request, prompt)
         kind = self.content_kind(prompt)
         self.kinds[conversation_key(request.get("messages") or [], request.get("seed"))] = kind
         structured = wants_json(request)
@@ -343,6 +350,18 @@ class FakeAPI:
         return {"id": "msg_" + prompt[:12], "type": "message", "role": "assistant", "model": request.get("model"),
                 "content": content, "stop_reason": stop, "stop_sequence": None,
                 "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}}
+
+    def compose_agent(self, request: dict[str, Any], prompt: str) -> dict[str, Any]:
+        """A tool-calling assistant's answer (`Faults.agent`), in OpenAI's wire format."""
+        reply = (self.faults.agent or default_agent)(openai_view(request))
+        message, finish = openai_message(reply, prompt[:8])
+        prompt_tokens = len(json.dumps(request.get("messages"))) // 4 + 1
+        completion_tokens = len(json.dumps(message)) // 4 + 1
+        return {"id": "chatcmpl-" + prompt[:12], "object": "chat.completion", "created": int(time.time()),
+                "model": request.get("model"), "choices": [{"index": 0, "message": message, "finish_reason": finish,
+                                                             "logprobs": None}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}}
 
     def content_kind(self, prompt: str) -> str | None:
         position = int(prompt[:8], 16) / 2 ** 32

@@ -13,7 +13,7 @@ from typing import Any
 
 import openai
 
-from distill.records import Usage
+from distill.records import Message, ToolCall, ToolFunction, Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.teachers.http.base import ApiTeacher, server_address
 from distill.teachers.http.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
@@ -67,10 +67,12 @@ class OpenAITeacher(ApiTeacher):
         return data
 
     def params(self, request: GenerationRequest, mode: int) -> dict[str, Any]:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = [wire_message(m) for m in request.messages]
         s = request.sampling
         params: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": s.temperature,
                                   "top_p": s.top_p, self.max_tokens_field: s.max_tokens}
+        if request.tools:
+            params["tools"] = request.tools
         if s.seed is not None:
             params["seed"] = s.seed
         schema = request.json_schema
@@ -92,11 +94,46 @@ class OpenAITeacher(ApiTeacher):
         text, finish = message.get("content"), choice.get("finish_reason")
         if message.get("refusal"):
             text, finish = message["refusal"], "refusal"
+        calls = [read_call(call) for call in message.get("tool_calls") or []] or None
+        if calls and text is None:
+            text = ""  # a turn that only calls tools has no text: an answer all the same
+        # vLLM and other servers of reasoning models return the reasoning apart: `reasoning_content`
+        # (older vLLM, DeepSeek's API) or `reasoning` (newer vLLM).
+        reasoning = message.get("reasoning_content") or message.get("reasoning") or None
         usage = data.get("usage") or {}
         prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         cost = self.prices.cost(self.model, prompt, completion, batch=self.batch)
-        return GenerationResult(key=key, text=text, finish_reason=finish,
+        return GenerationResult(key=key, text=text, finish_reason=finish, tool_calls=calls,
+                                reasoning=reasoning if isinstance(reasoning, str) else None,
                                 usage=Usage(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost))
+
+
+def wire_message(message: Message) -> dict[str, Any]:
+    """A turn as chat completions take it: an assistant's calls with their arguments as a JSON string, a tool's
+    result with the id of the call it answers."""
+    row: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        row["tool_calls"] = [{"id": call.id, "type": "function", "function": {
+            "name": call.function.name, "arguments": call.function.arguments if isinstance(call.function.arguments, str)
+            else json.dumps(call.function.arguments, ensure_ascii=False)}} for call in message.tool_calls]
+        row["content"] = message.content or None
+    if message.role == "tool":
+        row["tool_call_id"] = message.tool_call_id or ""
+    return row
+
+
+def read_call(call: dict[str, Any]) -> ToolCall:
+    """One of `tool_calls` as a record: arguments decoded when they are a JSON object, else kept as sent."""
+    function = call.get("function") or {}
+    arguments: dict[str, Any] | str = function.get("arguments") or "{}"
+    if isinstance(arguments, str):
+        try:
+            decoded = json.loads(arguments)
+        except json.JSONDecodeError:
+            decoded = None
+        arguments = decoded if isinstance(decoded, dict) else arguments
+    return ToolCall(id=str(call.get("id") or ""), function=ToolFunction(name=str(function.get("name") or ""),
+                                                                         arguments=arguments))
 
 
 def make(spec: str, model: str, options) -> OpenAITeacher:
