@@ -34,6 +34,12 @@ Role = Literal["system", "user", "assistant", "tool"]
 _ALWAYS = ("role", "content")
 
 
+def _drop_unset_tools(data: dict[str, Any]) -> dict[str, Any]:
+    if data.get("tools") is None:
+        data.pop("tools", None)
+    return data
+
+
 class ToolFunction(BaseModel):
     """What a tool call asks for: the tool's name and its arguments."""
 
@@ -132,14 +138,8 @@ class GenerationRequest(BaseModel):
         payload = f'{known[4]}, "teacher": {json.dumps(teacher_spec)}}}'
         return hashlib.sha256(payload.encode()).hexdigest()
 
-    @model_serializer(mode="wrap")
-    def _without_unset_tools(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # A request without tools is written (run.db's teacher_calls, a Ray worker's record) as it was before
-        # requests could carry tools.
-        data = handler(self)
-        if data.get("tools") is None:
-            data.pop("tools", None)
-        return data
+    # Without tools, written (run.db's teacher_calls, a Ray worker's record) as it was before requests had them.
+    _without_unset_tools = model_serializer(mode="wrap")(lambda self, handler: _drop_unset_tools(handler(self)))
 
     def __eq__(self, other: object) -> bool:
         # pydantic compares private attributes too: a fingerprinted request would differ from its twin.
@@ -246,13 +246,8 @@ class Example(BaseModel):
     # given beside `messages` when it trains; the `tools` column TRL's SFTTrainer reads.
     tools: list[dict[str, Any]] | None = None
 
-    @model_serializer(mode="wrap")
-    def _without_unset_tools(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # An example without tools is written everywhere (run.db, review, Ray batches) as it was before.
-        data = handler(self)
-        if data.get("tools") is None:
-            data.pop("tools", None)
-        return data
+    # Without tools, written everywhere (run.db, review, Ray batches) as it was before examples had them.
+    _without_unset_tools = model_serializer(mode="wrap")(lambda self, handler: _drop_unset_tools(handler(self)))
 
     def turn(self, role: Role) -> str:
         """Content of the last message with this role ('' when absent)."""
