@@ -282,12 +282,13 @@ def _doing(message: Message) -> str:
 
 def formatted(arguments: dict | str) -> str:
     """A tool call's arguments as indented JSON; text that is not JSON as the teacher wrote it."""
+    value: object = arguments
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments)
+            value = json.loads(arguments)
         except json.JSONDecodeError:
             return arguments
-    return json.dumps(arguments, indent=2, ensure_ascii=False)
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def shortened(text: str, limit: int) -> str:
