@@ -281,14 +281,11 @@ def _doing(message: Message) -> str:
 
 
 def formatted(arguments: dict | str) -> str:
-    """A tool call's arguments as indented JSON; text that is not JSON as the teacher wrote it."""
-    value: object = arguments
+    """A tool call's arguments as indented JSON; a string (what the teacher wrote when it was not a JSON object,
+    records.py) as written, said to be."""
     if isinstance(arguments, str):
-        try:
-            value = json.loads(arguments)
-        except json.JSONDecodeError:
-            return arguments
-    return json.dumps(value, indent=2, ensure_ascii=False)
+        return f"(not a JSON object: as the teacher wrote it)\n{arguments}"
+    return json.dumps(arguments, indent=2, ensure_ascii=False)
 
 
 def shortened(text: str, limit: int) -> str:

@@ -191,6 +191,7 @@ def test_a_decision_run_db_cannot_take_is_shown_and_pressing_again_saves_it(page
 
 HOSTILE_ORDER = 'A-1 <img src=x onerror="window.__pwned = \'args\'">'
 HOSTILE_NOTE = '<script>window.__pwned = "result"</script> leave it with the neighbour'
+BROKEN_ARGUMENTS = '{"order_id": "A-2", <b>oops</b>'
 HOSTILE_REASONING = 'Look it up first. <img src=x onerror="window.__pwned = \'reasoning\'">'
 
 
@@ -198,7 +199,9 @@ HOSTILE_REASONING = 'Look it up first. <img src=x onerror="window.__pwned = \'re
 def conversations(tmp_path):
     planted = conversation_row("conv", "support/orders", order_id=HOSTILE_ORDER, result_note=HOSTILE_NOTE,
                                reasoning=HOSTILE_REASONING)
-    directory = make_dataset(tmp_path / "run", per_leaf=1, extra=[planted, conversation_row("conv-2", "support/orders")])
+    broken = conversation_row("conv-2", "support/orders")
+    broken["messages"][2]["tool_calls"][0]["function"]["arguments"] = BROKEN_ARGUMENTS  # bad JSON, kept as written
+    directory = make_dataset(tmp_path / "run", per_leaf=1, extra=[planted, broken])
     queue_ids(directory, ["conv", "conv-2", "asthma-000"])
     server = ReviewServer(directory, port=0, owner="kim").start()
     yield directory, server, planted
@@ -254,6 +257,10 @@ def test_a_conversation_shows_its_turns_tool_calls_and_folded_results_and_one_tu
     assert (edit.messages[3].tool_call_id, edit.messages[3].name, edit.messages[3].content) == ("call_1", "lookup_order",
                                                                                                content)
 
+    # Arguments the teacher wrote as bad JSON: shown as written, and said to be.
+    assert page.inner_text(".msg[data-turn='3'] .tool-args") == BROKEN_ARGUMENTS
+    assert "not a JSON object" in page.inner_text(".msg[data-turn='3'] .tool-call-head")
+    assert card.locator("b").count() == 0
     # Reject the next conversation for one turn (its own button): the reject's note names it.
     page.click(".msg[data-turn='7'] .turn-reject")
     page.wait_for_selector("#reasons:not([hidden])")

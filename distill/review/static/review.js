@@ -246,23 +246,25 @@
     return card.messages.filter((m) => m.role === "assistant").length > 1 || card.messages.some((m) => m.role === "tool");
   }
 
-  // Arguments and tool results as indented JSON where they are JSON, else the text as the teacher wrote it.
-  function pretty(value) {
-    if (typeof value !== "string") return {text: JSON.stringify(value, null, 2), json: true};
+  // A tool's result as indented JSON where it is JSON, else the text as the tool gave it.
+  function pretty(text) {
     try {
-      return {text: JSON.stringify(JSON.parse(value), null, 2), json: true};
+      return JSON.stringify(JSON.parse(text), null, 2);
     } catch (_) {
-      return {text: value, json: false};
+      return text;
     }
   }
 
+  // Arguments come as a JSON object; a string is what the teacher wrote when it was not one (records.py), shown as
+  // written so the reviewer sees what was wrong.
   function toolCall(call) {
-    const args = pretty(call.function.arguments);
+    const args = call.function.arguments;
+    const written = typeof args === "string";
     return el("div", {class: "tool-call"},
       el("div", {class: "tool-call-head"}, "calls ", el("code", {class: "tool-name"}, call.function.name),
         call.id ? el("span", {class: "call-id"}, ` ${call.id}`) : null,
-        args.json ? null : el("span", {class: "bad-json"}, " (arguments are not valid JSON)")),
-      el("pre", {class: "tool-args"}, args.text));
+        written ? el("span", {class: "bad-json"}, " (arguments not a JSON object: as the teacher wrote them)") : null),
+      el("pre", {class: "tool-args"}, written ? args : JSON.stringify(args, null, 2)));
   }
 
   function reasoning(m) {
@@ -272,11 +274,10 @@
   }
 
   function toolResult(m) {
-    const body = pretty(m.content);
     return el("details", {class: "tool-result"},
       el("summary", {}, `result of ${m.name || "a tool"}`, m.tool_call_id ? ` (${m.tool_call_id})` : "",
         ` · ${m.content.length} characters`),
-      el("pre", {class: "tool-output"}, body.text));
+      el("pre", {class: "tool-output"}, pretty(m.content)));
   }
 
   // editable: true (every turn but the system prompt), a turn's index (that turn alone), or false.
