@@ -297,7 +297,7 @@
     }
     for (const call of m.tool_calls || []) parts.push(toolCall(call));
     const head = el("div", {class: "role"}, numbered ? el("span", {class: "turn-no"}, `${i + 1} · `) : null, m.role,
-      m.role === "tool" && m.name ? ` · ${m.name}` : "");
+      m.role === "tool" && m.name ? el("span", {class: "tool-of"}, ` · ${m.name}`) : null);
     if (numbered && editable === false && m.role !== "system") {
       head.append(el("span", {class: "turn-actions"},
         el("button", {type: "button", class: "turn-edit", "data-index": i, title: "edit this turn alone"}, "edit"),
