@@ -7,7 +7,10 @@ the new card in the DOM and laid out (`layout`) and to the next animation frame,
 (`frame`). Two paces: `rapid` presses again as soon as the card changes (the worst case for the
 preloading), `reading` waits 0.8 s on each card as a (very fast) reader would.
 
-    .venv/bin/python benchmarks/bench_review_page.py [--cards 150] [--screenshot docs/review.png]
+`--conversations` makes every item a seven-turn conversation in which the assistant calls a tool (with its
+reasoning), reads a 1-2 KB JSON result, answers and answers a follow-up: the cards issue 21's generation makes.
+
+    .venv/bin/python benchmarks/bench_review_page.py [--cards 150] [--conversations] [--screenshot docs/review.png]
 """
 
 from __future__ import annotations
@@ -39,7 +42,25 @@ def as_markdown(answer: str) -> str:
     return f"**In short:** {sentences[0]}\n\n" + "\n".join(f"- {s}" for s in sentences[1:])
 
 
-def make_dataset(directory: Path, items: int, seed: int = 0) -> None:
+GUIDELINE_TOOL = {"type": "function", "function": {
+    "name": "lookup_guideline", "description": "The clinical guideline's text for a topic.",
+    "parameters": {"type": "object", "properties": {"topic": {"type": "string"}}, "required": ["topic"]}}}
+
+
+def as_conversation(question: str, answer: str, leaf: str) -> list[dict]:
+    """The item as a tool-calling conversation: the answer read from a guideline the assistant looks up."""
+    result = json.dumps({"topic": leaf, "source": "guideline", "sections": [answer] * 3})
+    return [{"role": "user", "content": question},
+            {"role": "assistant", "content": "", "reasoning": f"Check the guideline on {leaf} before answering.",
+             "tool_calls": [{"id": "call_1", "type": "function",
+                             "function": {"name": "lookup_guideline", "arguments": {"topic": leaf}}}]},
+            {"role": "tool", "content": result, "tool_call_id": "call_1", "name": "lookup_guideline"},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": "And when should I see a doctor?"},
+            {"role": "assistant", "content": "If it gets worse or does not improve within a few days."}]
+
+
+def make_dataset(directory: Path, items: int, seed: int = 0, conversations: bool = False) -> None:
     rng = random.Random(seed)
     seeds = []
     for path in sorted((ROOT / "seeds" / "medical").glob("*.jsonl")):
@@ -51,10 +72,11 @@ def make_dataset(directory: Path, items: int, seed: int = 0) -> None:
         branch, s = seeds[i % len(seeds)]
         leaf = f"{branch}/{s.get('axes', {}).get('question_type', 'general')}"
         answer = as_markdown(s["answer"]) if rng.random() < 0.4 else s["answer"]
-        rows.append({"id": f"bench-{i:04d}", "messages": [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": s["question"] + ("" if i < len(seeds) else f" (variant {i})")},
-            {"role": "assistant", "content": answer}],
+        question = s["question"] + ("" if i < len(seeds) else f" (variant {i})")
+        turns = as_conversation(question, answer, leaf) if conversations else [
+            {"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        rows.append({"id": f"bench-{i:04d}", "messages": [{"role": "system", "content": SYSTEM}, *turns],
+            **({"tools": [GUIDELINE_TOOL]} if conversations else {}),
             "meta": {"taxonomy": "medical", "taxonomy_path": leaf, "teacher": "openai:gpt-4o-mini",
                      "seed_ids": [s["id"]], "axes": s.get("axes", {}), "task": "qa", "plan_item_id": f"bench-{i:04d}"}})
     directory.mkdir(parents=True, exist_ok=True)
@@ -109,7 +131,7 @@ def screenshot(page, directory: Path, path: Path) -> None:
             verdict = "reject" if k in (3, 11) else "accept"
             ledger.add_decision(Decision(item_id=item.item_id, reviewer="bench", verdict=verdict, seconds=8.0 + k % 5,
                                          reasons=["wrong"] if verdict == "reject" else []))
-    listed = [i for i in items[24:] if "**In short:**" in i.item.example.response]
+    listed = [i for i in items[24:] if "**In short:**" in i.item.example.response] or items[24:]
     target = next((i for i in listed if i.item.signals), listed[0])
     page.reload()
     page.wait_for_selector("body[data-ready='1']")
@@ -131,6 +153,7 @@ def main() -> None:
     parser.add_argument("--queue", type=int, default=300)
     parser.add_argument("--cards", type=int, default=150, help="cards per pace")
     parser.add_argument("--pause", type=float, default=0.8, help="seconds on each card at the reading pace")
+    parser.add_argument("--conversations", action="store_true", help="tool-calling conversations, not Q&A")
     parser.add_argument("--screenshot", type=Path)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/distill-bench-review"))
     args = parser.parse_args()
@@ -143,7 +166,7 @@ def main() -> None:
     from distill.review.queue import build_queue
 
     shutil.rmtree(args.dir, ignore_errors=True)
-    make_dataset(args.dir, args.items)
+    make_dataset(args.dir, args.items, conversations=args.conversations)
     build_queue(args.dir, ReviewSettings(size=args.queue, seed=1))
     proc, url = start_server(args.dir)
     print(f"load average before: {os.getloadavg()[0]:.2f}")

@@ -33,6 +33,32 @@ def example_row(item_id: str, leaf: str, question: str, answer: str, **meta) -> 
                      "plan_item_id": item_id, **meta}}
 
 
+ORDER_TOOL = {"type": "function", "function": {
+    "name": "lookup_order", "description": "An order's status and total, by its id.",
+    "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}
+
+
+def conversation_row(item_id: str, leaf: str, order_id: str = "A-1001", result_note: str = "shipped",
+                     reasoning: str = "The customer gave an order id: look it up before answering.") -> dict:
+    """A support conversation of seven turns as issue 21 makes them: the assistant calls a tool (with reasoning),
+    reads its result, answers, and answers a follow-up."""
+    result = json.dumps({"order_id": order_id, "status": "shipped", "total": "42.50 EUR", "note": result_note})
+    return {"id": item_id,
+            "messages": [{"role": "system", "content": "You are a support agent for a web shop."},
+                         {"role": "user", "content": f"Where is my order {order_id}?"},
+                         {"role": "assistant", "content": "", "reasoning": reasoning,
+                          "tool_calls": [{"id": "call_1", "type": "function",
+                                          "function": {"name": "lookup_order", "arguments": {"order_id": order_id}}}]},
+                         {"role": "tool", "content": result, "tool_call_id": "call_1", "name": "lookup_order"},
+                         {"role": "assistant", "content": f"Order {order_id} has shipped; its total was 42.50 EUR."},
+                         {"role": "user", "content": "Can I still change the address?"},
+                         {"role": "assistant", "content": "Not once it has shipped; the carrier can redirect it."}],
+            "tools": [ORDER_TOOL],
+            "meta": {"taxonomy": "toy", "taxonomy_path": leaf, "teacher": "local", "task": "support",
+                     "seed_ids": [], "axes": {"channel": "chat"}, "plan_item_id": item_id,
+                     "persona": "a customer in a hurry", "simulated_tools": True}}
+
+
 def make_dataset(directory: Path, per_leaf: int | dict[str, int] = 12, seed: int = 0,
                  extra: list[dict] | None = None) -> Path:
     """A dataset folder: `per_leaf` distinct Q&A items in each of four leaves (or as many as a dict says)."""

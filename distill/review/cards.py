@@ -46,6 +46,7 @@ class Card(BaseModel):
     messages: list[Message]  # as it stands now (the latest edit, else the original)
     original: list[Message] | None  # the original when an edit stands
     output: dict | None
+    tools: list[dict] | None = None  # the tools the conversation could call (OpenAI-style definitions)
     mine: Past | None  # this reviewer's standing decision
     outcome: str | None
     history: list[Past]
@@ -84,5 +85,5 @@ def make_card(item: ItemState, reviewer: str, seeds: dict[str, str]) -> Card:
         why=item.why, seeds=[Seed(id=s, text=seeds.get(s)) for s in example.meta.seed_ids],
         signals=item.item.signals, neighbour=item.item.neighbour, checks=run_checks(messages, example),
         messages=messages, original=list(example.messages) if edited else None, output=example.output,
-        mine=_past(mine) if mine else None, outcome=item.outcome, history=[_past(d) for d in item.history],
+        tools=example.tools, mine=_past(mine) if mine else None, outcome=item.outcome, history=[_past(d) for d in item.history],
     )

@@ -73,6 +73,7 @@ class DecisionRequest(BaseModel):
     reasons: list[str] | None = None
     note: str | None = None
     messages: list[Message] | None = None  # the edited conversation, for an edit
+    turn: int | None = None  # a reject about one turn of a conversation: its number, from 1 (the system turn counts)
     seconds: float | None = None
     client_id: str | None = Field(None, max_length=100)  # the page's retry key (a UUID)
 

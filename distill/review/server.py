@@ -200,7 +200,7 @@ def build_app(session: ReviewSession, owner: str | None = None, owner_token: str
     def decide(request, reviewer, body: DecisionRequest):
         decision = session.decide(reviewer, body.item_id, body.verdict, reasons=body.reasons or [],
                                   note=body.note or "", messages=body.messages, seconds=body.seconds,
-                                  client_id=body.client_id or None)
+                                  client_id=body.client_id or None, turn=body.turn)
         return {"decision": decision.model_dump(mode="json")}
 
     def undo(request, reviewer, body: UndoRequest):

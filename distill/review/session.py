@@ -104,7 +104,10 @@ class ReviewSession:
     # writing
     def decide(self, reviewer: str, item_id: str, verdict: str, reasons: list[str] | None = None, note: str = "",
                messages: Sequence[dict | Message] | None = None, seconds: float | None = None,
-               client_id: str | None = None) -> Decision:
+               client_id: str | None = None, turn: int | None = None) -> Decision:
+        """Record one verdict. `turn` (1-based, the system turn counted) names the turn of a conversation a reject
+        is about; it is written at the head of the note ("turn 5 (assistant): ..."), where the reject's detail in
+        rejected.jsonl and the item's history show it."""
         state = self.state()
         item = state.items.get(item_id)
         if item is None:
@@ -120,8 +123,11 @@ class ReviewSession:
         edited = None
         if verdict == "edit":
             edited = self._check_edit(item.messages(), messages)
+        note = note.strip()
+        if turn is not None:
+            note = _turn_note(item.messages(), verdict, turn, note)
         decision = Decision(item_id=item_id, reviewer=reviewer, verdict=verdict,
-                            reasons=reasons if verdict == "reject" else [], note=note.strip()[:4000],
+                            reasons=reasons if verdict == "reject" else [], note=note[:4000],
                             messages=edited, seconds=seconds if seconds is None else max(0.0, min(seconds, 86400.0)),
                             client_id=client_id)
         return self.ledger.add_decision(decision)
@@ -131,12 +137,18 @@ class ReviewSession:
         if not messages:
             raise BadDecision("an edit needs the edited messages")
         try:
-            edited = [Message.model_validate(m) for m in messages]
+            given = [Message.model_validate(m) for m in messages]
         except ValueError as err:
             raise BadDecision(f"edited messages: {err}") from None
-        if [m.role for m in edited] != [m.role for m in current]:
+        if [m.role for m in given] != [m.role for m in current]:
             raise BadDecision("an edit changes the text of the turns, not their roles or number")
-        if any(not m.content.strip() for m in edited if m.role != "system"):
+        # What a turn of the edit leaves out (the terminal's editor sends role and content only) is the turn's own:
+        # an edit of one answer never drops the tool calls, call ids, tool names or reasoning of the conversation.
+        edited = [was.model_copy(update={name: getattr(m, name) for name in m.model_fields_set})
+                  for m, was in zip(given, current)]
+        # A turn that only calls tools has no text ("" is how it comes); one the edit empties is a reject.
+        if any(not m.content.strip() and not m.tool_calls and m.content != was.content
+               for m, was in zip(edited, current) if m.role != "system"):
             raise BadDecision("an edited turn is empty; reject the item instead")
         if edited == current:
             raise BadDecision("the edit changes nothing; accept the item instead")
@@ -153,6 +165,15 @@ class ReviewSession:
             return None
         return self.ledger.add_decision(Decision(item_id=target.item_id, reviewer=reviewer, verdict="undo",
                                                  undoes=target.id, client_id=client_id))
+
+
+def _turn_note(messages: list[Message], verdict: str, turn: int, note: str) -> str:
+    """The note of a reject about one turn: "turn 5 (assistant): <the reviewer's note>"."""
+    if verdict != "reject":
+        raise BadDecision("turn names the turn a reject is about; send it with a reject only")
+    if not 1 <= turn <= len(messages):
+        raise BadDecision(f"turn must be between 1 and {len(messages)}, the turns of this item (got {turn})")
+    return f"turn {turn} ({messages[turn - 1].role})" + (f": {note}" if note else "")
 
 
 def _quoted(value: str, limit: int = 60) -> str:

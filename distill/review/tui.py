@@ -7,6 +7,7 @@ as plain text with control characters removed, so it can neither format nor driv
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import textwrap
 import tty
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +27,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from distill.errors import DistillError
-from distill.records import REVIEW_REASONS
+from distill.records import REVIEW_REASONS, Message
 from distill.review.cards import Card
 from distill.review.session import BadDecision, ReviewSession
 
@@ -34,7 +36,11 @@ KEYS = ("a accept · r reject (1-7 toggle, Enter) · e edit ($EDITOR) · u undo 
         "j/→ next · k/← previous · n next to review · ? help · q quit")
 _ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|.)")
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-TURN = re.compile(r"^### (system|user|assistant)\s*$", re.MULTILINE)
+# A turn's heading in the editor's file: `### assistant`, with what the turn does in brackets for a conversation
+# (`### assistant (calls lookup_order)`, `### tool (lookup_order)`).
+TURN = re.compile(r"^### (system|user|assistant|tool)( \([^\n]*\))?[ \t]*$", re.MULTILINE)
+RESULT_CHARS = 160  # a tool result is shown this long, with its full length
+REASONING_CHARS = 200
 
 
 def clean(text: str) -> str:
@@ -138,8 +144,16 @@ class Terminal:
             elif key in REASON_KEYS:
                 code = REASON_KEYS[key]
                 chosen.remove(code) if code in chosen else chosen.append(code)
+        turn = None
+        card = self.session.card(self.order[self.index], self.reviewer)
+        if is_conversation(card):
+            typed = self.read_line(f"about turn (1-{len(card.messages)}; Enter for the whole conversation): ").strip()
+            if typed and not (typed.isdigit() and 1 <= int(typed) <= len(card.messages)):
+                self.message = f"reject not recorded: {typed!r} is not a turn of this item (1-{len(card.messages)})"
+                return
+            turn = int(typed) if typed else None
         note = self.read_line("note (optional, Enter to skip): ")
-        self.decide("reject", reasons=chosen, note=note)
+        self.decide("reject", reasons=chosen, note=note, turn=turn)
 
     def read_line(self, prompt: str) -> str:
         """A line typed by the reviewer, with the terminal back in its normal mode meanwhile."""
@@ -155,10 +169,12 @@ class Terminal:
 
     def edit(self) -> None:
         card = self.session.card(self.order[self.index], self.reviewer)
-        text = "".join(f"### {m.role}\n{m.content}\n\n" for m in card.messages)
+        text = "".join(f"### {m.role}{_doing(m)}\n{m.content}\n\n" for m in card.messages)
         with tempfile.NamedTemporaryFile("w+", suffix=".md", prefix="distill-review-", delete=False,
                                          encoding="utf-8") as handle:
             handle.write("# Edit the turns below; keep the ### lines. Save and quit to record the edit.\n")
+            if any(m.tool_calls or m.reasoning for m in card.messages):
+                handle.write("# Only the text is edited here: tool calls and reasoning stay as they are.\n")
             handle.write(text)
             path = Path(handle.name)
         fd = self.stream.fileno()
@@ -247,6 +263,55 @@ def parse_turns(text: str) -> list[dict] | None:
     return turns
 
 
+def is_conversation(card: Card) -> bool:
+    """More than one answer, or tool turns: the turns are numbered and a reject can name one."""
+    return sum(m.role == "assistant" for m in card.messages) > 1 or any(m.role == "tool" for m in card.messages)
+
+
+def _doing(message: Message) -> str:
+    """What a turn does, for its heading: "(calls lookup_order)", "(lookup_order)"; "" for a plain turn."""
+    def one_line(name: str) -> str:  # a tool's name is the teacher's: it must not start a heading of its own
+        return " ".join(clean(name).split())
+
+    if message.tool_calls:
+        return f" (calls {', '.join(one_line(call.function.name) for call in message.tool_calls)})"
+    if message.role == "tool" and message.name:
+        return f" ({one_line(message.name)})"
+    return ""
+
+
+def formatted(arguments: dict | str) -> str:
+    """A tool call's arguments as indented JSON; a string (what the teacher wrote when it was not a JSON object,
+    records.py) as written, said to be."""
+    if isinstance(arguments, str):
+        return f"(not a JSON object: as the teacher wrote it)\n{arguments}"
+    return json.dumps(arguments, indent=2, ensure_ascii=False)
+
+
+def shortened(text: str, limit: int) -> str:
+    """The first `limit` characters on one line ("…" where that is not all of it)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+def _turn(message: Message) -> Text:
+    """One turn's body: the teacher's reasoning and a tool's result shortened (with their length), tool calls
+    with their arguments as indented JSON."""
+    lines: list[Text] = []
+    if message.reasoning:
+        lines.append(Text(f"teacher's reasoning (folded, {len(message.reasoning)} characters): "
+                          f"{shortened(clean(message.reasoning), REASONING_CHARS)}", style="dim italic"))
+    if message.role == "tool":
+        lines.append(Text.assemble((f"result, {len(message.content)} characters: ", "dim"),
+                                   shortened(clean(message.content), RESULT_CHARS)))
+    elif message.content or not message.tool_calls:
+        lines.append(Text(clean(message.content)))
+    for call in message.tool_calls or []:
+        lines.append(Text.assemble(("→ calls ", "dim"), (clean(call.function.name), "bold"),
+                                   "\n" + textwrap.indent(clean(formatted(call.function.arguments)), "    ")))
+    return Text("\n").join(lines)
+
+
 def render_card(card: Card) -> Group:
     axes = ", ".join(f"{k}: {v}" for k, v in card.axes.items())
     head = Text.assemble((card.leaf or "(no leaf)", "bold"), f"  {axes}  ", (f"[{card.id}]", "dim"))
@@ -254,11 +319,16 @@ def render_card(card: Card) -> Group:
         reasons = f" ({', '.join(REVIEW_REASONS.get(r, r) for r in card.mine.reasons)})" if card.mine.reasons else ""
         head.append(f"  you: {card.mine.verdict}{reasons}", style="magenta")
     parts: list = [head]
-    colours = {"system": "dim", "user": "cyan", "assistant": "green"}
-    for message in card.messages:
-        parts.append(Panel(Text(clean(message.content)), title=message.role, title_align="left",
+    colours = {"system": "dim", "user": "cyan", "assistant": "green", "tool": "yellow"}
+    numbered = is_conversation(card)
+    for number, message in enumerate(card.messages, 1):
+        # A Text title: a str one would be read as rich markup, and tool names are the teacher's.
+        title = Text(f"{number} · {message.role}{_doing(message)}" if numbered else message.role)
+        parts.append(Panel(_turn(message), title=title, title_align="left",
                            border_style=colours.get(message.role, "white")))
     facts = []
+    if card.tools:
+        facts.append("tools: " + ", ".join(clean(str(t.get("function", {}).get("name", "?"))) for t in card.tools))
     if card.signals:
         facts.append("risk: " + "; ".join(f"{s.name} ({clean(s.detail)})" for s in card.signals))
     if card.neighbour:

@@ -6,6 +6,7 @@ do not skip.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 
@@ -14,7 +15,7 @@ import pytest
 from distill.records import read_jsonl
 from distill.review.ledger import ReviewLedger
 from distill.review.server import ReviewServer
-from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
+from review_helpers import conversation_row, example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
 
 CHROMIUM = os.environ.get("DISTILL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -185,4 +186,91 @@ def test_a_decision_run_db_cannot_take_is_shown_and_pressing_again_saves_it(page
     assert press_and_wait(page, "k") == ORDER[0]
     assert press_and_wait(page, "a") == ORDER[1]
     assert [(d.item_id, d.verdict) for d in wait_for_decisions(directory, 1)] == [(ORDER[0], "accept")]
+    assert errors == []
+
+
+HOSTILE_ORDER = 'A-1 <img src=x onerror="window.__pwned = \'args\'">'
+HOSTILE_NOTE = '<script>window.__pwned = "result"</script> leave it with the neighbour'
+BROKEN_ARGUMENTS = '{"order_id": "A-2", <b>oops</b>'
+HOSTILE_REASONING = 'Look it up first. <img src=x onerror="window.__pwned = \'reasoning\'">'
+
+
+@pytest.fixture
+def conversations(tmp_path):
+    planted = conversation_row("conv", "support/orders", order_id=HOSTILE_ORDER, result_note=HOSTILE_NOTE,
+                               reasoning=HOSTILE_REASONING)
+    broken = conversation_row("conv-2", "support/orders")
+    broken["messages"][2]["tool_calls"][0]["function"]["arguments"] = BROKEN_ARGUMENTS  # bad JSON, kept as written
+    directory = make_dataset(tmp_path / "run", per_leaf=1, extra=[planted, broken])
+    queue_ids(directory, ["conv", "conv-2", "asthma-000"])
+    server = ReviewServer(directory, port=0, owner="kim").start()
+    yield directory, server, planted
+    server.stop()
+
+
+@pytest.mark.slow
+def test_a_conversation_shows_its_turns_tool_calls_and_folded_results_and_one_turn_is_reviewed(page, conversations):
+    directory, server, planted = conversations
+    errors = open_page(page, server)
+    assert card_id(page) == "conv"
+    card = page.locator("#card")
+    turns = card.locator(".chat > .msg")
+    assert turns.count() == 7
+    assert page.text_content(".msg[data-turn='3'] .role").startswith("3 · assistant")
+    assert page.text_content(".msg[data-turn='4'] .role").startswith("4 · tool · lookup_order")
+    # The call: its tool's name and its arguments as indented JSON, the teacher's markup as text.
+    assert page.inner_text(".msg[data-turn='3'] .tool-name") == "lookup_order"
+    arguments = json.dumps({"order_id": HOSTILE_ORDER}, indent=2)
+    assert page.inner_text(".msg[data-turn='3'] .tool-args") == arguments
+    # The teacher's reasoning, folded and marked as such.
+    reasoning = page.locator(".msg[data-turn='3'] details.reasoning")
+    assert reasoning.locator("summary").inner_text() == f"teacher's reasoning · {len(HOSTILE_REASONING)} characters"
+    assert not reasoning.locator(".reasoning-text").is_visible()
+    # The tool's result, folded until clicked, then its JSON indented.
+    result = page.locator(".msg[data-turn='4'] details.tool-result")
+    content = planted["messages"][3]["content"]
+    assert result.get_attribute("open") is None and not result.locator("pre").is_visible()
+    assert result.locator("summary").inner_text() == f"result of lookup_order (call_1) · {len(content)} characters"
+    result.locator("summary").click()
+    assert result.locator("pre").is_visible()
+    assert result.locator("pre").inner_text() == json.dumps(json.loads(content), indent=2)
+    reasoning.locator("summary").click()
+    assert reasoning.locator(".reasoning-text").inner_text() == HOSTILE_REASONING
+    # Planted markup in the arguments, the result and the reasoning made no element and ran nothing.
+    for selector in ("script", "img", "[onerror]"):
+        assert card.locator(selector).count() == 0, selector
+    assert "<script>window.__pwned" in result.inner_text() and '<img src=x onerror=' in card.inner_text()
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.__pwned") is None
+
+    # Edit one turn alone (its own button): the decision carries every other turn as it was.
+    page.click(".msg[data-turn='5'] .turn-edit")
+    page.wait_for_selector("textarea[data-index='4']:focus")
+    assert card.locator("textarea").count() == 1
+    page.keyboard.press("Control+a")
+    page.keyboard.type("It has shipped and should arrive on Thursday.")
+    assert press_and_wait(page, "Control+Enter") == "conv-2"
+    edit = wait_for_decisions(directory, 1)[0]
+    assert edit.verdict == "edit" and edit.messages[4].content == "It has shipped and should arrive on Thursday."
+    call = edit.messages[2]
+    assert call.tool_calls[0].function.arguments == {"order_id": HOSTILE_ORDER} and call.reasoning == HOSTILE_REASONING
+    assert (edit.messages[3].tool_call_id, edit.messages[3].name, edit.messages[3].content) == ("call_1", "lookup_order",
+                                                                                               content)
+
+    # Arguments the teacher wrote as bad JSON: shown as written, and said to be.
+    assert page.inner_text(".msg[data-turn='3'] .tool-args") == BROKEN_ARGUMENTS
+    assert "not a JSON object" in page.inner_text(".msg[data-turn='3'] .tool-call-head")
+    assert card.locator("b").count() == 0
+    # Reject the next conversation for one turn (its own button): the reject's note names it.
+    page.click(".msg[data-turn='7'] .turn-reject")
+    page.wait_for_selector("#reasons:not([hidden])")
+    assert page.input_value("#reason-turn") == "7"
+    assert press_and_wait(page, "1", "Enter") == "asthma-000"
+    reject = wait_for_decisions(directory, 2)[1]
+    assert (reject.item_id, reject.reasons, reject.note) == ("conv-2", ["wrong"], "turn 7 (assistant)")
+    # A single-turn item keeps its plain card: no numbers, no turn buttons, no turn to pick.
+    assert card.locator(".turn-no, .turn-actions").count() == 0
+    page.keyboard.press("r")
+    page.wait_for_selector("#reasons:not([hidden])")
+    assert page.locator("#reason-turn-label").is_hidden()
     assert errors == []

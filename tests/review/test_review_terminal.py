@@ -13,9 +13,19 @@ import pytest
 
 from cli_helpers import ROOT as REPO
 from distill.review.tui import clean, parse_turns
-from review_helpers import example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
+from distill.train.data import load_splits
+from review_helpers import conversation_row, example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
 
 ORDER = leaf_ids("respiratory/asthma", 3) + ["hostile"] + leaf_ids("cardiology/arrhythmias", 2)
+CONVERSATION_EDITOR = """
+import sys
+path = sys.argv[1]
+text = open(path).read()
+assert "### assistant (calls lookup_order)" in text and "### tool (lookup_order)" in text, text
+head, mark, rest = text.rpartition("### assistant\\n")
+open(path, "w").write(head + mark + "Only the carrier can redirect it now.\\n")
+"""
+LONG_NOTE = "<script>alert(1)</script> " + "delivery window " * 30
 EDITOR = """
 import sys, re
 path = sys.argv[1]
@@ -104,4 +114,56 @@ def test_editor_file_format_and_cleaning():
     assert turns == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q?"},
                      {"role": "assistant", "content": "Line one.\n\nLine two."}]
     assert parse_turns("no headings here") is None
+    assert [t["role"] for t in parse_turns("### user\nQ\n### assistant (calls lookup_order)\n\n### tool (lookup_order)\n"
+                                            "{}\n### assistant\nA\n")] == ["user", "assistant", "tool", "assistant"]
     assert clean("a\x1b[31mred\x1b[0m\x07 b\x1b]0;title\x07c\tend\n") == "ared bc\tend\n"
+
+
+@pytest.mark.slow
+def test_terminal_shows_a_conversation_and_reviews_one_turn(tmp_path):
+    planted = conversation_row("conv", "support/orders", order_id="[bold]A-1[/bold] \x1b]0;pwned\x07",
+                               result_note=LONG_NOTE)
+    directory = make_dataset(tmp_path / "run", per_leaf=3, extra=[planted, conversation_row("conv-2", "support/orders")])
+    queue_ids(directory, ["conv", "conv-2"])
+    editor = tmp_path / "editor.py"
+    editor.write_text(CONVERSATION_EDITOR)
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "140", "LINES": "80", "EDITOR": f"{sys.executable} {editor}"}
+    term = Pty([sys.executable, "-m", "distill.cli", "review", str(directory), "--cli", "--reviewer", "tess"], env)
+    try:
+        term.expect("[conv]")
+        term.expect("a accept")
+        screen = clean(term.seen.decode(errors="replace"))  # the text as seen, less rich's colours
+        for shown in ("3 · assistant (calls lookup_order)", "4 · tool (lookup_order)", "7 · assistant",
+                      "teacher's reasoning (folded, 59 characters): The customer gave an order id",
+                      "→ calls lookup_order", '"order_id": "[bold]A-1[/bold] \\u001b]0;pwned\\u0007"',
+                      f"result, {len(planted['messages'][3]['content'])} characters:", "<script>alert(1)</script>",
+                      "tools: lookup_order"):
+            assert shown in screen, shown
+        assert "delivery window " * 12 not in screen  # the tool result is shortened
+        assert b"\x1b]0;pwned" not in term.seen
+        term.send("r")
+        term.expect("chosen: none yet")
+        term.send("1")
+        term.expect("chosen: wrong or hallucinated")
+        term.send("\r")
+        term.expect("about turn (1-7")
+        term.send("5\r")
+        term.expect("note (optional")
+        term.send("made up the total\r")
+        term.expect("[conv-2]")
+        term.send("e")
+        term.expect("edit: conv-2")
+        term.send("q")
+        assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+    found = wait_for_decisions(directory, 2)
+    assert [(d.item_id, d.verdict) for d in found] == [("conv", "reject"), ("conv-2", "edit")]
+    assert found[0].note == "turn 5 (assistant): made up the total"
+    edited = found[1].messages
+    assert edited[-1].content == "Only the carrier can redirect it now."
+    assert edited[2].tool_calls[0].function.arguments == {"order_id": "A-1001"} and edited[3].tool_call_id == "call_1"
+    train, held_out = load_splits(directory, eval_fraction=0.2)
+    trained = {e.id: e for e in train + held_out}
+    assert "conv" not in trained and trained["conv-2"].messages[2].tool_calls[0].function.name == "lookup_order"

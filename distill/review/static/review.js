@@ -240,12 +240,70 @@
     return found ? found.label : code;
   }
 
-  function message(m, editable) {
-    const body = editable && m.role !== "system"
-      ? el("textarea", {class: "edit", "data-role": m.role, rows: Math.min(18, Math.max(3, m.content.split("\n").length + 1))})
-      : el("div", {class: "content md"}, markdown(m.content));
-    if (body.tagName === "TEXTAREA") body.value = m.content;
-    return el("div", {class: `msg ${m.role}`}, el("div", {class: "role"}, m.role), body);
+  // A conversation (issue 21): more than one answer, or tool turns. Its turns are numbered, each can be edited
+  // or rejected alone, and its tool calls, tool results and the teacher's reasoning are laid out as such.
+  function isConversation(card) {
+    return card.messages.filter((m) => m.role === "assistant").length > 1 || card.messages.some((m) => m.role === "tool");
+  }
+
+  // A tool's result as indented JSON where it is JSON, else the text as the tool gave it.
+  function pretty(text) {
+    try {
+      return JSON.stringify(JSON.parse(text), null, 2);
+    } catch (_) {
+      return text;
+    }
+  }
+
+  // Arguments come as a JSON object; a string is what the teacher wrote when it was not one (records.py), shown as
+  // written so the reviewer sees what was wrong.
+  function toolCall(call) {
+    const args = call.function.arguments;
+    const written = typeof args === "string";
+    return el("div", {class: "tool-call"},
+      el("div", {class: "tool-call-head"}, "calls ", el("code", {class: "tool-name"}, call.function.name),
+        call.id ? el("span", {class: "call-id"}, ` ${call.id}`) : null,
+        written ? el("span", {class: "bad-json"}, " (arguments not a JSON object: as the teacher wrote them)") : null),
+      el("pre", {class: "tool-args"}, written ? args : JSON.stringify(args, null, 2)));
+  }
+
+  function reasoning(m) {
+    return el("details", {class: "reasoning"},
+      el("summary", {}, `teacher's reasoning · ${m.reasoning.length} characters`),
+      el("div", {class: "reasoning-text"}, m.reasoning));
+  }
+
+  function toolResult(m) {
+    return el("details", {class: "tool-result"},
+      el("summary", {}, `result of ${m.name || "a tool"}`, m.tool_call_id ? ` (${m.tool_call_id})` : "",
+        ` · ${m.content.length} characters`),
+      el("pre", {class: "tool-output"}, pretty(m.content)));
+  }
+
+  // editable: true (every turn but the system prompt), a turn's index (that turn alone), or false.
+  function message(m, editable, i, numbered) {
+    const open = editable === true ? m.role !== "system" : editable === i;
+    const parts = [];
+    if (m.reasoning) parts.push(reasoning(m));
+    if (open) {
+      const area = el("textarea", {class: "edit", "data-role": m.role, "data-index": i,
+        rows: Math.min(18, Math.max(3, m.content.split("\n").length + 1))});
+      area.value = m.content;
+      parts.push(area);
+    } else if (m.role === "tool") {
+      parts.push(toolResult(m));
+    } else if (m.content || !m.tool_calls) {
+      parts.push(el("div", {class: "content md"}, markdown(m.content)));
+    }
+    for (const call of m.tool_calls || []) parts.push(toolCall(call));
+    const head = el("div", {class: "role"}, numbered ? el("span", {class: "turn-no"}, `${i + 1} · `) : null, m.role,
+      m.role === "tool" && m.name ? el("span", {class: "tool-of"}, ` · ${m.name}`) : null);
+    if (numbered && editable === false && m.role !== "system") {
+      head.append(el("span", {class: "turn-actions"},
+        el("button", {type: "button", class: "turn-edit", "data-index": i, title: "edit this turn alone"}, "edit"),
+        el("button", {type: "button", class: "turn-reject", "data-index": i, title: "reject the conversation for this turn"}, "reject")));
+    }
+    return el("div", {class: `msg ${m.role}`, "data-turn": i + 1}, head, ...parts);
   }
 
   function render(card, editable) {
@@ -259,18 +317,20 @@
       Object.entries(card.axes || {}).map(([k, v]) => el("span", {class: "chip"}, `${k}: ${v}`)),
       state,
       el("span", {class: "position"}, `${index + 1} / ${view.length}`));
-    const chat = el("div", {class: "chat"}, card.messages.map((m) => message(m, editable)));
+    editable = editable === undefined ? false : editable;
+    const numbered = isConversation(card);
+    const chat = el("div", {class: "chat"}, card.messages.map((m, i) => message(m, editable, i, numbered)));
     const parts = [head, chat];
-    if (editable) parts.push(el("p", {class: "hint"}, "Editing: Ctrl+Enter saves the edit, Esc cancels."));
-    if (card.original && !editable) {
+    if (editable !== false) parts.push(el("p", {class: "hint"}, "Editing: Ctrl+Enter saves the edit, Esc cancels."));
+    if (card.original && editable === false) {
       parts.push(el("details", {class: "original"}, el("summary", {}, "Original (before the edit)"),
-        el("div", {class: "chat"}, card.original.map((m) => message(m, false)))));
+        el("div", {class: "chat"}, card.original.map((m, i) => message(m, null, i, numbered)))));
     }
     $("card").replaceChildren(el("article", {class: "card", "data-id": card.id}, parts));
     $("side").replaceChildren(sidePanel(card), leavesPanel());
     sizeBars();
     document.body.dataset.cardId = card.id;
-    if (editable) {
+    if (editable !== false) {
       const first = $("card").querySelector("textarea[data-role=assistant]") || $("card").querySelector("textarea");
       if (first) first.focus();
     }
@@ -288,6 +348,12 @@
         el("dt", {}, "queued for"), el("dd", {}, why[card.why] || card.why),
         el("dt", {}, "teacher"), el("dd", {}, card.teacher || "unknown"))),
     ];
+    if (card.tools && card.tools.length) {
+      parts.push(section("Tools", el("ul", {class: "tools"}, card.tools.map((t) => {
+        const f = t.function || {};
+        return el("li", {}, el("code", {}, f.name || "?"), f.description ? ` ${f.description}` : "");
+      }))));
+    }
     if (card.signals.length) {
       parts.push(section("Risk signals", el("ul", {class: "signals"},
         card.signals.map((s) => el("li", {}, el("b", {}, s.name), " ", s.detail)))));
@@ -416,12 +482,20 @@
   }
 
   // ---- modes
-  function openReasons() {
+  // turn: the index of the turn the reject is about (a turn's "reject" button), else the whole item.
+  function openReasons(turn) {
+    const card = cards.get(view[index].id);
     mode = "reason";
     chosen.clear();
     $("reason-note").value = "";
     $("reason-list").replaceChildren(...hello.reasons.map((r) =>
       el("li", {"data-code": r.code}, el("kbd", {}, r.key), " ", r.label)));
+    const numbered = Boolean(card) && isConversation(card);
+    $("reason-turn-label").hidden = !numbered;
+    $("reason-turn").replaceChildren(el("option", {value: ""}, "the whole conversation"),
+      ...(numbered ? card.messages : []).map((m, i) => m.role === "system" ? null
+        : el("option", {value: String(i + 1)}, `turn ${i + 1} · ${m.role}`)).filter(Boolean));
+    $("reason-turn").value = numbered && turn !== undefined ? String(turn + 1) : "";
     $("reasons").hidden = false;
   }
 
@@ -429,6 +503,7 @@
     mode = "view";
     $("reasons").hidden = true;
     $("reason-note").blur();
+    $("reason-turn").blur();
   }
 
   function toggleReason(key) {
@@ -441,28 +516,32 @@
   function confirmReject(t0) {
     if (!chosen.size) return toast("pick at least one reason: keys 1–7");
     const note = $("reason-note").value;
+    const turn = $("reason-turn-label").hidden ? "" : $("reason-turn").value;
     closeReasons();
-    decide("reject", {reasons: [...chosen], note}, t0);
+    decide("reject", turn ? {reasons: [...chosen], note, turn: Number(turn)} : {reasons: [...chosen], note}, t0);
   }
 
-  function startEdit() {
+  // turn: the index of the one turn to edit (a turn's "edit" button), else every turn.
+  function startEdit(turn) {
     const id = view[index] && view[index].id;
     if (!id || !cards.has(id)) return;
     mode = "edit";
-    render(cards.get(id), true);
+    render(cards.get(id), turn === undefined ? true : turn);
   }
 
   function saveEdit(t0) {
     const card = cards.get(view[index].id);
-    const areas = [...$("card").querySelectorAll("textarea")];
-    let k = 0;
-    const messages = card.messages.map((m) => ({role: m.role, content: m.role === "system" ? m.content : areas[k++].value}));
+    const edits = new Map([...$("card").querySelectorAll("textarea")].map((area) => [Number(area.dataset.index), area.value]));
+    // Each turn as it came, its text replaced where it was edited: tool calls, call ids, tool names and
+    // reasoning go back with it, so an edit of one answer never drops them from the conversation.
+    const messages = card.messages.map((m, i) => (edits.has(i) ? Object.assign({}, m, {content: edits.get(i)}) : m));
     mode = "view";
     if (messages.every((m, i) => m.content === card.messages[i].content)) {
       render(card);
       return toast("nothing changed: press a to accept as it is");
     }
-    if (messages.some((m) => m.role !== "system" && !m.content.trim())) {
+    if (messages.some((m, i) => m.role !== "system" && !m.content.trim() && !(m.tool_calls && m.tool_calls.length) &&
+        m.content !== card.messages[i].content)) {
       mode = "edit";
       return toast("a turn is empty: reject the item instead (Esc, then r)");
     }
@@ -526,6 +605,16 @@
       event.preventDefault();
       action();
     }
+  });
+
+  // A turn's own buttons (conversations): edit that turn alone, or reject the item for it.
+  $("card").addEventListener("click", (event) => {
+    const button = event.target instanceof Element ? event.target.closest("button[data-index]") : null;
+    if (!button || mode !== "view" || !view.length) return;
+    const turn = Number(button.dataset.index);
+    button.blur();
+    if (button.classList.contains("turn-edit")) startEdit(turn);
+    else if (button.classList.contains("turn-reject")) openReasons(turn);
   });
 
   for (const id of ["filter-leaf", "filter-verdict", "filter-reason"]) {
