@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from distill.records import GenerationRequest, Message, SamplingParams, ToolCall, ToolFunction, Usage
-from distill.teachers.local.transformers import answered
+from distill.teachers.local.turns import answered
 
 TOOLS = [{"type": "function", "function": {
     "name": "lookup_order", "description": "Find a customer's order by its id",
@@ -37,23 +37,23 @@ def request(messages, tools=TOOLS, max_tokens=16, key="k") -> GenerationRequest:
 def test_a_tool_call_in_the_models_text_becomes_a_call_and_its_think_block_the_reasoning():
     text = ('<think>The user gave an order id.</think>\nLet me check.\n<tool_call>\n'
             '{"name": "lookup_order", "arguments": {"order_id": "A-1001"}}\n</tool_call>')
-    result = answered(request([Message(role="user", content="A-1001?")]), text, True, Usage())
+    result = answered(request([Message(role="user", content="A-1001?")]), text, "stop", Usage())
     (call,) = result.tool_calls
     assert (call.function.name, call.function.arguments) == ("lookup_order", {"order_id": "A-1001"})
     assert result.text == "Let me check." and result.reasoning == "The user gave an order id."
     assert result.finish_reason == "tool_calls" and result.ok
     cut = answered(request([Message(role="user", content="A-1001?")]),
-                   '<tool_call>{"name": "lookup_order", "arguments": {"order_id": "A-', False, Usage())
+                   '<tool_call>{"name": "lookup_order", "arguments": {"order_id": "A-', "length", Usage())
     assert cut.finish_reason == "length" and cut.tool_calls[0].function.name == "lookup_order"  # kept for the checks
 
 
 def test_a_request_without_tools_keeps_its_text_and_only_a_think_block_is_taken_apart():
     plain = GenerationRequest(key="k", messages=[Message(role="user", content="Explain <tool_call> tags")])
     text = 'Write <tool_call>{"name": "x"}</tool_call> around each call.'
-    result = answered(plain, text, True, Usage())
+    result = answered(plain, text, "stop", Usage())
     assert result.text == text and result.tool_calls is None and result.reasoning is None
     assert result.finish_reason == "stop"
-    thought = answered(plain, "<think>Short.</think>\nThe tags mark calls.", True, Usage())
+    thought = answered(plain, "<think>Short.</think>\nThe tags mark calls.", "stop", Usage())
     assert (thought.text, thought.reasoning) == ("The tags mark calls.", "Short.")
 
 

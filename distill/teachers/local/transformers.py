@@ -23,7 +23,7 @@ from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 from distill.teachers.local.choices import ChoiceTrie, finite_outputs
 from distill.teachers.local.decode_engine import DecodeEngine, Job, JobResult, supports
-from distill.teachers.local.turns import finish_reason, read_answer, template_chat
+from distill.teachers.local.turns import answered, template_chat
 
 # Rows decoded together. Measured on 2 busy CPU cores (benchmarks/bench_local_teacher.py): see README.
 DEFAULT_ROWS = 16
@@ -113,7 +113,8 @@ class TransformersTeacher(Teacher):
     def _result(self, request: GenerationRequest, answer: JobResult) -> GenerationResult:
         if answer.error is not None:
             return GenerationResult(key=request.key, error=answer.error)
-        return answered(request, self.tokenizer.decode(answer.tokens, skip_special_tokens=True), answer.finished,
+        return answered(request, self.tokenizer.decode(answer.tokens, skip_special_tokens=True),
+                        "stop" if answer.finished else "length",
                         Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=len(answer.tokens), cost_usd=0.0))
 
     # -- models the engine cannot run: transformers' generate on padded batches -------------------
@@ -174,7 +175,8 @@ class TransformersTeacher(Teacher):
             ids = tokens.tolist()
             finished = any(t in self.stop_ids for t in ids)
             length = next((i for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
-            results.append(answered(request, self.tokenizer.decode(ids[:length], skip_special_tokens=True), finished,
+            results.append(answered(request, self.tokenizer.decode(ids[:length], skip_special_tokens=True),
+                                    "stop" if finished else "length",
                                     Usage(prompt_tokens=int(mask.sum()), completion_tokens=length, cost_usd=0.0)))
         return results
 
@@ -208,13 +210,6 @@ class _StepWatch(StoppingCriteria):
                 ended_before |= (generated[:, :-1] == token).any(dim=1)
             self.on_tokens(int((~ended_before).sum()))
         return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
-def answered(request: GenerationRequest, text: str, finished: bool, usage: Usage) -> GenerationResult:
-    """A decoded answer as a result: its calls and reasoning read from the text (`turns.read_answer`)."""
-    answer = read_answer(request, text)
-    return GenerationResult(key=request.key, text=answer.text, finish_reason=finish_reason(answer, finished),
-                            tool_calls=answer.tool_calls, reasoning=answer.reasoning, usage=usage)
 
 
 def default_dtype(device: str):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from distill.records import ToolCall
-from distill.teachers.base import GenerationRequest
+from distill.records import ToolCall, Usage
+from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.tool_calls import chat_for_template, parse_turn, split_reasoning, template_renders_tools
 
 
@@ -48,8 +48,11 @@ def read_answer(request: GenerationRequest, text: str) -> Answer:
     return Answer(text if reasoning is None else rest, None, reasoning)
 
 
-def finish_reason(answer: Answer, finished: bool) -> str:
-    """"tool_calls" for a finished turn that calls tools, as the API teachers say; else "stop" or "length"."""
-    if not finished:
-        return "length"
-    return "tool_calls" if answer.tool_calls else "stop"
+def answered(request: GenerationRequest, text: str, finish: str, usage: Usage) -> GenerationResult:
+    """A decoded answer as a result, its calls and reasoning read from the text (`read_answer`). `finish`: the
+    decoder's ("stop", "length"); a turn that stopped after calling tools says "tool_calls", as API teachers do."""
+    answer = read_answer(request, text)
+    if finish == "stop" and answer.tool_calls:
+        finish = "tool_calls"
+    return GenerationResult(key=request.key, text=answer.text, finish_reason=finish, tool_calls=answer.tool_calls,
+                            reasoning=answer.reasoning, usage=usage)
