@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from distill.errors import DistillError
 from distill.records import GenerationRequest, Message, SamplingParams, ToolCall, ToolFunction
+from distill.teachers.http.cost import load_api_config
 from distill.teachers.registry import teacher_options
 from distill.teachers.stack import build_teacher
 from fakeapi import AgentReply, AgentView, FakeAPI, Faults
@@ -181,3 +183,13 @@ def test_a_cached_answer_keeps_its_calls_and_reasoning(concurrency, tmp_path):
     assert len(seen) == 1 and again.cached  # asked once, answered again from the cache
     assert first.tool_calls == again.tool_calls and again.tool_calls[0].function.arguments == {"order_id": "B-2"}
     assert again.reasoning == "Look B-2 up." and again.finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("text", ["anthropic:\n  thinking_budget: 100\n", "openai:\n  thinking_budget: 2048\n"],
+                         ids=["below-the-minimum", "not-an-openai-setting"])
+def test_a_thinking_budget_the_api_cannot_take_is_one_line_naming_its_place(tmp_path, text):
+    config = tmp_path / "api.yaml"
+    config.write_text(text)
+    with pytest.raises(DistillError) as refused:
+        load_api_config(config)
+    assert f"{config}:2" in str(refused.value) and "thinking_budget" in str(refused.value)
