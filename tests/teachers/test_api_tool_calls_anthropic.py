@@ -193,3 +193,18 @@ def test_a_thinking_budget_the_api_cannot_take_is_one_line_naming_its_place(tmp_
     with pytest.raises(DistillError) as refused:
         load_api_config(config)
     assert f"{config}:2" in str(refused.value) and "thinking_budget" in str(refused.value)
+
+
+def test_the_budget_reserves_the_thinking_a_request_may_spend():
+    """--budget-usd reserves each request's most expensive answer: with thinking, its budget is output too."""
+    teacher = build_teacher(SPEC, teacher_options(base_url="http://127.0.0.1:9", **thinking(4096)))
+    plain = build_teacher(SPEC, teacher_options(base_url="http://127.0.0.1:9"))
+    try:
+        ask = GenerationRequest(key="k", messages=[Message(role="user", content="Is rest good for a cold?")])
+        structured = ask.model_copy(update={"json_schema": {"type": "object"}})
+        extra = teacher.price_request(ask) - plain.price_request(ask)
+        assert extra == pytest.approx(plain.prices.cost("claude-haiku-4-5", 0, 4096)) and extra > 0
+        assert teacher.price_request(structured) == plain.price_request(structured)  # asks for no thinking
+    finally:
+        teacher.close()
+        plain.close()

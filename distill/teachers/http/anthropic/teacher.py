@@ -19,7 +19,7 @@ from distill.records import Message, ToolCall, ToolFunction, Usage
 from distill.teachers.base import GenerationRequest, GenerationResult
 from distill.teachers.http.anthropic.batch import AnthropicBatches
 from distill.teachers.http.base import ApiTeacher, server_address
-from distill.teachers.http.cost import PriceTable
+from distill.teachers.http.cost import PriceTable, estimate_prompt_tokens
 from distill.teachers.http.limits import ApiSettings, CallFailed, TransientError, http_client, require_key
 
 # Anthropic's stop reasons in the protocol's terms (the parser rejects length / refusal with a reason). A stop
@@ -86,13 +86,24 @@ class AnthropicTeacher(ApiTeacher):
             params["tool_choice"] = {"type": "tool", "name": TOOL} if len(tools) == 1 else {"type": "any"}
         if tools:
             params["tools"] = tools
-        budget = self.settings.thinking_budget
-        # Extended thinking takes no forced tool choice, and a turn that follows a tool result would have to send
-        # back the earlier turn's signed thinking block, which records do not keep: those go without it.
-        if budget and request.json_schema is None and not (request.messages and request.messages[-1].role == "tool"):
+        budget = self.thinking_budget(request)
+        if budget:
             params["thinking"] = {"type": "enabled", "budget_tokens": budget}
             params["max_tokens"] += budget  # max_tokens counts the thinking too: the answer keeps its own cap
         return params
+
+    def thinking_budget(self, request: GenerationRequest) -> int:
+        """The extended thinking this request asks for (0: none). The API takes none with a forced tool choice
+        (structured output), and a turn after a tool result would have to send back the earlier turn's signed
+        thinking block, which records do not keep: those go without it."""
+        budget = self.settings.thinking_budget or 0
+        if request.json_schema is not None or (request.messages and request.messages[-1].role == "tool"):
+            return 0
+        return budget
+
+    def price_request(self, request: GenerationRequest) -> float | None:
+        return self.prices.cost(self.model, estimate_prompt_tokens(request.messages),
+                                request.sampling.max_tokens + self.thinking_budget(request), batch=self.batch)
 
     def result(self, key: str, data: dict[str, Any]) -> GenerationResult:
         return parse_message(key, data, self.prices, self.model, batch=self.batch)
