@@ -144,7 +144,8 @@ def test_thinking_is_left_out_where_the_api_cannot_take_it_and_plain_answers_kee
     after_result = [Message(role="user", content="Order D-4?"),
                     Message(role="assistant", content="", tool_calls=[
                         ToolCall(id="toolu_1", function=ToolFunction(name="lookup_order", arguments={"order_id": "D-4"}))]),
-                    Message(role="tool", content="{}", tool_call_id="toolu_1")]
+                    Message(role="tool", content="{}", tool_call_id="toolu_1"),
+                    Message(role="user", content="And D-5?")]  # in the results' user turn, all the same
     with FakeAPI(faults) as api:
         plain, structured, continued = ask_all(api, [
             GenerationRequest(key="plain", messages=[Message(role="user", content="Is rest good for a cold?")]),

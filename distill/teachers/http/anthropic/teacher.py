@@ -9,6 +9,7 @@ back as `ToolCall`s, its `thinking` blocks as the reasoning. Limits and retries 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from typing import Any
@@ -94,12 +95,12 @@ class AnthropicTeacher(ApiTeacher):
 
     def thinking_budget(self, request: GenerationRequest) -> int:
         """The extended thinking this request asks for (0: none). The API takes none with a forced tool choice
-        (structured output), and a turn after a tool result would have to send back the earlier turn's signed
-        thinking block, which records do not keep: those go without it."""
-        budget = self.settings.thinking_budget or 0
-        if request.json_schema is not None or (request.messages and request.messages[-1].role == "tool"):
+        (structured output), and a turn that answers tool results would have to send back the calling turn's
+        signed thinking block, which records do not keep: those go without it."""
+        since_assistant = itertools.takewhile(lambda m: m.role != "assistant", reversed(request.messages))
+        if request.json_schema is not None or any(m.role == "tool" for m in since_assistant):
             return 0
-        return budget
+        return self.settings.thinking_budget or 0
 
     def price_request(self, request: GenerationRequest) -> float | None:
         return self.prices.cost(self.model, estimate_prompt_tokens(request.messages),
