@@ -203,6 +203,22 @@ MUTATIONS = [
     Mutation("an open-book task keeps the passage in the student's prompt", "distill/tasks/engine.py",
              '            context["context"] = context["passage"]["text"]', "            pass",
              ("tests/documents/test_generating.py::test_a_task_that_reads_context_keeps_the_passage_in_the_students_prompt",)),
+    # Teachers' tool calls: sent and read in each backend's own form.
+    Mutation("anthropic: the results of one assistant turn go back in one user turn",
+             "distill/teachers/http/anthropic/teacher.py",
+             'if out and out[-1]["role"] == role and (message.role == "tool" or isinstance(out[-1]["content"], list)):',
+             "if False:",
+             ("tests/teachers/test_api_tool_calls_anthropic.py::"
+              "test_a_conversation_with_calls_and_their_results_is_sent_in_anthropics_wire_form",)),
+    Mutation("anthropic: a tool_use block of the request's own tools is a call, not the answer's JSON",
+             "distill/teachers/http/anthropic/teacher.py", 'if kind == "tool_use" and block.get("name") == TOOL:',
+             'if kind == "tool_use":',
+             ("tests/teachers/test_api_tool_calls_anthropic.py::"
+              "test_the_tools_are_sent_natively_and_a_call_comes_back_with_its_input_as_arguments",)),
+    Mutation("in-process teachers read <tool_call> blocks as calls", "distill/teachers/local/turns.py",
+             "return Answer(turn.content, turn.tool_calls or None, turn.reasoning)", "return Answer(text, None, None)",
+             ("tests/teachers/test_local_teacher_tools.py::"
+              "test_a_tool_call_in_the_models_text_becomes_a_call_and_its_think_block_the_reasoning",)),
 ]
 
 

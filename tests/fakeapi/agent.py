@@ -107,3 +107,57 @@ def _arguments(text: Any) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+STRUCTURED_TOOL = "output"  # distill's structured-output tool on anthropic: (not one of the request's own)
+
+
+def anthropic_agent_request(request: dict[str, Any]) -> bool:
+    """Whether an Anthropic request declares tools of its own, besides distill's forced structured-output tool."""
+    return any(tool.get("name") != STRUCTURED_TOOL for tool in request.get("tools") or [])
+
+
+def anthropic_view(request: dict[str, Any]) -> AgentView:
+    """A Messages API request as the agent sees it: `tool_use` blocks as calls, each `tool_result` block a tool turn."""
+    names: dict[str, str] = {}  # tool_use id -> tool name, to name the results
+    turns = [Turn(role="system", content=_text(request["system"]))] if request.get("system") else []
+    for message in request.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, str):
+            turns.append(Turn(role=message["role"], content=content))
+            continue
+        text, calls = [], []
+        for block in content or []:
+            if block.get("type") == "tool_result":
+                turns.append(Turn(role="tool", content=_text(block.get("content")),
+                                  tool_name=names.get(block.get("tool_use_id"))))
+            elif block.get("type") == "tool_use":
+                names[block.get("id")] = block.get("name")
+                calls.append((block.get("name"), block.get("input")))
+            elif block.get("type") == "text":
+                text.append(block.get("text") or "")
+        if text or calls:
+            turns.append(Turn(role=message["role"], content=" ".join(text), calls=calls))
+    tools = [{"name": tool["name"], "description": tool.get("description", ""),
+              "parameters": tool.get("input_schema") or {}}
+             for tool in request.get("tools") or [] if tool.get("name") != STRUCTURED_TOOL]
+    return AgentView(turns=turns, tools=tools)
+
+
+def anthropic_content(reply: AgentReply, prefix: str, thinking: bool) -> tuple[list[dict[str, Any]], str]:
+    """(the content blocks, the stop reason) as the Messages API writes them: a `thinking` block first when the
+    request asked for thinking, the text, then one `tool_use` block per call (its input as the agent gave it)."""
+    content: list[dict[str, Any]] = []
+    if thinking and reply.reasoning is not None:
+        content.append({"type": "thinking", "thinking": reply.reasoning, "signature": "sig-" + prefix})
+    if reply.content:
+        content.append({"type": "text", "text": reply.content})
+    for n, (name, args) in enumerate(reply.calls):
+        content.append({"type": "tool_use", "id": f"toolu_{prefix}_{n}", "name": name, "input": args})
+    return content, "tool_use" if reply.calls else "end_turn"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return "" if content is None else str(content)

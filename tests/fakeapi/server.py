@@ -21,7 +21,16 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .agent import AgentReply, AgentView, default_agent, openai_message, openai_view
+from .agent import (
+    AgentReply,
+    AgentView,
+    anthropic_agent_request,
+    anthropic_content,
+    anthropic_view,
+    default_agent,
+    openai_message,
+    openai_view,
+)
 
 WORDS = ("inhaler wheeze trigger pollen dose fever cough mucus sinus rest fluids steroid spacer peak flow "
          "allergy smoke exercise night chest tight breath nurse clinic relief viral rhinitis throat honey zinc "
@@ -67,6 +76,9 @@ class Faults:
     # A request that declares tools (OpenAI `tools`; Anthropic tools besides distill's structured-output one) is
     # answered by this tool-calling assistant (tests/fakeapi/agent.py; None: `default_agent`).
     agent: Callable[[AgentView], AgentReply] | None = None
+    # Answers without tools carry this reasoning apart from their text, as a reasoning model does: OpenAI's
+    # `reasoning_content` (vLLM serving one), an Anthropic `thinking` block when the request asked for thinking.
+    reasoning: str | None = None
 
 
 @dataclass
@@ -285,6 +297,8 @@ class FakeAPI:
     def compose(self, provider: str, request: dict[str, Any], prompt: str) -> dict[str, Any]:
         if provider == "openai" and request.get("tools"):
             return self.compose_agent(request, prompt)
+        if provider == "anthropic" and anthropic_agent_request(request):
+            return self.compose_anthropic_agent(request, prompt)
         kind = self.content_kind(prompt)
         self.kinds[conversation_key(request.get("messages") or [], request.get("seed"))] = kind
         structured = wants_json(request)
@@ -334,6 +348,8 @@ class FakeAPI:
             message = {"role": "assistant", "content": text, "refusal": None}
             if kind == "refusal":
                 message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+            if self.faults.reasoning is not None:
+                message["reasoning_content"] = self.faults.reasoning
             return {"id": "chatcmpl-" + prompt[:12], "object": "chat.completion", "created": int(time.time()),
                     "model": request.get("model"), "choices": [{"index": 0, "message": message,
                                                                  "finish_reason": finish, "logprobs": None}],
@@ -347,6 +363,8 @@ class FakeAPI:
             stop = "tool_use"
             content = [{"type": "tool_use", "id": "toolu_" + prompt[:10], "name": request["tools"][0]["name"],
                         "input": json.loads(text)}]
+        if self.faults.reasoning is not None and request.get("thinking"):
+            content.insert(0, {"type": "thinking", "thinking": self.faults.reasoning, "signature": "sig"})
         return {"id": "msg_" + prompt[:12], "type": "message", "role": "assistant", "model": request.get("model"),
                 "content": content, "stop_reason": stop, "stop_sequence": None,
                 "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}}
@@ -362,6 +380,15 @@ class FakeAPI:
                                                              "logprobs": None}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}}
+
+    def compose_anthropic_agent(self, request: dict[str, Any], prompt: str) -> dict[str, Any]:
+        """A tool-calling assistant's answer (`Faults.agent`), in Anthropic's wire format."""
+        reply = (self.faults.agent or default_agent)(anthropic_view(request))
+        content, stop = anthropic_content(reply, prompt[:8], thinking=bool(request.get("thinking")))
+        return {"id": "msg_" + prompt[:12], "type": "message", "role": "assistant", "model": request.get("model"),
+                "content": content, "stop_reason": stop, "stop_sequence": None,
+                "usage": {"input_tokens": len(json.dumps(request.get("messages"))) // 4 + 1,
+                          "output_tokens": len(json.dumps(content)) // 4 + 1}}
 
     def content_kind(self, prompt: str) -> str | None:
         position = int(prompt[:8], 16) / 2 ** 32

@@ -96,3 +96,22 @@ def test_a_cached_answer_keeps_its_calls(concurrency, tmp_path):
         again = ask(api, messages, concurrency, tmp_path)
     assert len(seen) == 1 and again.cached  # asked once, answered again from the cache
     assert first.tool_calls == again.tool_calls and again.tool_calls[0].function.arguments == {"order_id": "B-2"}
+
+
+def test_a_reasoning_models_plain_answer_keeps_its_reasoning_apart():
+    """vLLM serving a reasoning model returns the reasoning beside the answer (`reasoning_content`), tools or not."""
+    with FakeAPI(Faults(reasoning="A cold is viral: rest and fluids.")) as api:
+        teacher = build_teacher("openai:gpt-4o-mini", teacher_options(base_url=api.url + "/v1", max_retries=0,
+                                                                      timeout_s=5))
+
+        async def main():
+            try:
+                return await teacher.generate([GenerationRequest(
+                    key="k", messages=[Message(role="user", content="Is rest good for a cold?")])])
+            finally:
+                await teacher.aclose()
+
+        (result,) = asyncio.run(main())
+        teacher.close()
+    assert result.reasoning == "A cold is viral: rest and fluids." and result.text.startswith("Usually")
+    assert "viral" not in result.text and result.tool_calls is None

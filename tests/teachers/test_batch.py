@@ -9,6 +9,7 @@ fails clearly; a server refusing json_schema in batch lines gets json_object.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -25,11 +26,12 @@ import pytest
 from cli_helpers import ROOT
 from distill.errors import RunFailed
 from distill.generate.runner import GenerateOptions, generate
+from distill.records import GenerationRequest, Message, ToolCall, ToolFunction
 from distill.store import MIGRATIONS, RunStore
 from distill.teachers.http.cost import PriceTable
 from distill.teachers.registry import teacher_options
 from distill.teachers.stack import build_teacher
-from fakeapi import FakeAPI, Faults
+from fakeapi import AgentReply, FakeAPI, Faults
 from fakeapi.outcomes import expected_outcomes, recorded_outcomes
 
 TINY = ROOT / "tests" / "fixtures" / "tiny"
@@ -354,3 +356,40 @@ def test_a_lookup_looks_back_to_the_first_create_attempt(provider):
 
         made_id, found = asyncio.run(main())
     assert found is not None and found.info.id == made_id
+
+
+@providers
+def test_requests_with_tools_go_out_natively_and_their_calls_come_back(provider):
+    """A conversation turn with tools through a batch job: the tools and the earlier call in the provider's wire
+    form, the answer's call and reasoning read back as records."""
+    tools = [{"type": "function", "function": {"name": "lookup_order", "description": "An order by its id",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"order_id": {"type": "string"}}}}}]
+    earlier = ToolCall(id="call_1", function=ToolFunction(name="lookup_order", arguments={"order_id": "A-1"}))
+    turns = [Message(role="user", content="Orders A-1 and B-2?"),
+             Message(role="assistant", content="", tool_calls=[earlier]),
+             Message(role="tool", content='{"status": "shipped"}', tool_call_id="call_1", name="lookup_order"),
+             Message(role="user", content="And B-2?")]
+    with FakeAPI(Faults(agent=lambda view: AgentReply(calls=[("lookup_order", {"order_id": "B-2"})],
+                                                      reasoning="B-2 next."))) as api:
+        teacher = build_teacher(SPECS[provider], teacher_options(base_url=base_url(api, provider), timeout_s=2.0,
+                                                                 max_retries=2, batch=True, **FAST))
+
+        async def main():
+            try:
+                return await teacher.generate([GenerationRequest(key="k", messages=turns, tools=tools)])
+            finally:
+                await teacher.aclose()
+
+        (result,) = asyncio.run(main())
+        (body,) = sent_bodies(api, provider)
+    (call,) = result.tool_calls
+    assert result.key == "k" and result.finish_reason == "tool_calls"
+    assert (call.function.name, call.function.arguments) == ("lookup_order", {"order_id": "B-2"})
+    if provider == "openai":
+        assert body["tools"] == tools and body["messages"][1]["tool_calls"][0]["id"] == "call_1"
+        assert result.reasoning == "B-2 next."
+    else:
+        assert body["tools"][0]["input_schema"] == tools[0]["function"]["parameters"]
+        assert body["messages"][1]["content"][0]["type"] == "tool_use"
+        assert [b["type"] for b in body["messages"][2]["content"]] == ["tool_result", "text"]

@@ -143,6 +143,45 @@ def test_a_round_larger_than_one_engine_step_with_seeded_requests_is_answered(en
 
 @pytest.mark.vllm
 @needs_vllm
+def test_a_round_with_tools_shows_them_through_the_template_and_reads_the_turns_back(engine):
+    """Requests with tools and without share a round: the tools reach the prompt through the `<tool_call>`
+    convention (SmolLM2's template renders none), the request without tools is rendered as before, and every
+    answer comes back as a result, its calls read from the text."""
+    import asyncio
+
+    from distill.records import Message, SamplingParams, ToolCall, ToolFunction
+    from distill.teachers.base import GenerationRequest
+    from distill.tool_calls import chat_for_template
+
+    tools = [{"type": "function", "function": {"name": "lookup_order", "description": "Find an order by its id",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"order_id": {"type": "string"}}}}}]
+    turns = [Message(role="user", content="Where is my order A-1001?"),
+             Message(role="assistant", content="", tool_calls=[
+                 ToolCall(id="call_0", function=ToolFunction(name="lookup_order", arguments={"order_id": "A-1001"}))]),
+             Message(role="tool", content='{"status": "shipped"}', tool_call_id="call_0"),
+             Message(role="user", content="When does it arrive?")]
+    sampling = SamplingParams(temperature=0.0, max_tokens=16)
+    requests = [GenerationRequest(key="turn", messages=turns, tools=tools, sampling=sampling),
+                GenerationRequest(key="plain", messages=turns[:1], sampling=sampling),
+                GenerationRequest(key="first", messages=turns[:1], tools=tools, sampling=sampling)]
+    results = asyncio.run(engine.generate(requests))
+    assert [(r.key, r.error) for r in results] == [("turn", None), ("plain", None), ("first", None)]
+    tokenizer = engine.llm.get_tokenizer()
+
+    def prompt_tokens(messages, tools=None) -> int:
+        chat, _ = chat_for_template(messages, tools, renders_tools=False)
+        return len(tokenizer.apply_chat_template(chat, tokenize=True, add_generation_prompt=True, return_dict=False))
+
+    assert results[0].usage.prompt_tokens == prompt_tokens(turns, tools)
+    assert results[2].usage.prompt_tokens == prompt_tokens(turns[:1], tools) > results[1].usage.prompt_tokens
+    assert results[1].usage.prompt_tokens == prompt_tokens(turns[:1])
+    for result in results:  # whatever the 135M model makes of it
+        assert result.ok and "<tool_call>" not in result.text and result.finish_reason in ("stop", "length", "tool_calls")
+
+
+@pytest.mark.vllm
+@needs_vllm
 def test_a_lora_path_that_is_not_an_adapter_is_one_clear_error_before_any_engine_starts(tmp_path):
     from distill.errors import DistillError
     from distill.teachers.local.vllm import VLLMTeacher

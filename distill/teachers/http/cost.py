@@ -91,13 +91,21 @@ class ProviderConfig(BaseModel):
     batch_size: int | None = Field(None, ge=1)
 
 
+class AnthropicConfig(ProviderConfig):
+    """Anthropic's settings: the shared ones, and extended thinking."""
+
+    # Tokens of extended thinking a request may spend before its answer (Anthropic's minimum is 1024); its
+    # thinking blocks are kept as the answer's reasoning. Unset: no thinking asked for.
+    thinking_budget: int | None = Field(None, ge=1024)
+
+
 class ApiConfig(BaseModel):
     """`--api-config` YAML: `prices: {model: {input, output}}` and `openai:` / `anthropic:` settings."""
 
     model_config = ConfigDict(extra="forbid")
     prices: dict[str, Price] = Field(default_factory=dict)
     openai: ProviderConfig | None = None
-    anthropic: ProviderConfig | None = None
+    anthropic: AnthropicConfig | None = None
 
 
 def load_api_config(path: Path | None) -> dict[str, Any]:

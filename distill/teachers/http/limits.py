@@ -464,6 +464,7 @@ class ApiSettings:
     prices: dict[str, Any] | None = None
     retry_base_s: float = 0.5  # first backoff step; tests shrink it
     sender_process: bool | None = None  # send from a child process; None: from SENDER_PROCESS_FROM in flight
+    thinking_budget: int | None = None  # anthropic: extended thinking's token budget (`AnthropicConfig`)
 
     @classmethod
     def from_options(cls, options: Any, provider: str) -> ApiSettings:
@@ -480,4 +481,5 @@ class ApiSettings:
                    timeout_s=float(pick("timeout_s", 60.0)), max_retries=int(pick("max_retries", 6)),
                    base_url=pick("base_url", None),
                    prices=api_config.get("prices"),
-                   retry_base_s=float(pick("retry_base_s", 0.5)), sender_process=pick("sender_process", None))
+                   retry_base_s=float(pick("retry_base_s", 0.5)), sender_process=pick("sender_process", None),
+                   thinking_budget=pick("thinking_budget", None))

@@ -23,6 +23,7 @@ from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 from distill.teachers.local.choices import ChoiceTrie, finite_outputs
 from distill.teachers.local.decode_engine import DecodeEngine, Job, JobResult, supports
+from distill.teachers.local.turns import answered, template_chat
 
 # Rows decoded together. Measured on 2 busy CPU cores (benchmarks/bench_local_teacher.py): see README.
 DEFAULT_ROWS = 16
@@ -80,10 +81,13 @@ class TransformersTeacher(Teacher):
         if self.engine is not None:
             self.engine.on_tokens = callback
 
+    def prompt_text(self, request: GenerationRequest) -> str:
+        """The request as the model reads it: its chat template's text, tools included (`turns.template_chat`)."""
+        messages, tools = template_chat(request, self.tokenizer.chat_template)
+        return self.tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
+
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
-        text = self.tokenizer.apply_chat_template([m.model_dump() for m in request.messages], tokenize=False,
-                                                  add_generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(self.prompt_text(request), add_special_tokens=False)["input_ids"]
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         # A verdict schema decodes under its choice trie, which only transformers' generate takes.
@@ -109,12 +113,9 @@ class TransformersTeacher(Teacher):
     def _result(self, request: GenerationRequest, answer: JobResult) -> GenerationResult:
         if answer.error is not None:
             return GenerationResult(key=request.key, error=answer.error)
-        return GenerationResult(
-            key=request.key,
-            text=self.tokenizer.decode(answer.tokens, skip_special_tokens=True),
-            finish_reason="stop" if answer.finished else "length",
-            usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=len(answer.tokens), cost_usd=0.0),
-        )
+        return answered(request, self.tokenizer.decode(answer.tokens, skip_special_tokens=True),
+                        "stop" if answer.finished else "length",
+                        Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=len(answer.tokens), cost_usd=0.0))
 
     # -- models the engine cannot run: transformers' generate on padded batches -------------------
 
@@ -141,12 +142,7 @@ class TransformersTeacher(Teacher):
         sampling = requests[0].sampling
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)  # the same batch samples the same way on a re-run
-        prompts = [
-            self.tokenizer.apply_chat_template(
-                [m.model_dump() for m in r.messages], tokenize=False, add_generation_prompt=True
-            )
-            for r in requests
-        ]
+        prompts = [self.prompt_text(r) for r in requests]
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         sample = sampling.temperature > 0
         prompt_length = batch["input_ids"].shape[1]  # left padding: every row's prompt ends here
@@ -179,14 +175,9 @@ class TransformersTeacher(Teacher):
             ids = tokens.tolist()
             finished = any(t in self.stop_ids for t in ids)
             length = next((i for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
-            results.append(
-                GenerationResult(
-                    key=request.key,
-                    text=self.tokenizer.decode(ids[:length], skip_special_tokens=True),
-                    finish_reason="stop" if finished else "length",
-                    usage=Usage(prompt_tokens=int(mask.sum()), completion_tokens=length, cost_usd=0.0),
-                )
-            )
+            results.append(answered(request, self.tokenizer.decode(ids[:length], skip_special_tokens=True),
+                                    "stop" if finished else "length",
+                                    Usage(prompt_tokens=int(mask.sum()), completion_tokens=length, cost_usd=0.0)))
         return results
 
     def _choices(self, schema: dict | None) -> ChoiceTrie | None:

