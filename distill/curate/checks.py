@@ -77,8 +77,8 @@ def check_structure(example: Example, settings: CheckSettings) -> Failure | None
 
     An assistant turn before any user turn would teach an answer to nothing; an empty user or assistant
     turn teaches nothing at all. Any system turn is allowed and ignored here. In a conversation, an assistant
-    turn that calls tools may have no text, a tool result must follow a turn that calls a tool, and the last
-    assistant turn (the answer) must have text.
+    turn that calls tools may have no text, a tool result that names its call (`tool_call_id`) must answer a call
+    of the assistant turn before it, and the last assistant turn (the answer) must have text.
     """
     turns = [m.role for m in example.messages if m.role != "system"]
     if turns and turns[0] == "assistant":  # a trainer would learn an answer to nothing
@@ -93,14 +93,19 @@ def check_structure(example: Example, settings: CheckSettings) -> Failure | None
 
 
 def _conversation_structure(example: Example) -> Failure | None:
-    previous = None
+    # Tool turns without a call id (ShareGPT's observation turns, read by distill/formats.py) answer a call written
+    # as text; one with an id must answer a call of the assistant turn before it.
+    open_calls: set[str] = set()
     for number, message in enumerate(example.messages, 1):
-        if message.role == "tool" and not (previous is not None and (previous.role == "tool" or previous.tool_calls)):
-            return Failure("turn_order", f"turn {number}: a tool result that follows no tool call")
-        if message.role == "assistant" and not message.content.strip() and not message.tool_calls:
-            return Failure("empty_output", f"turn {number}: an assistant turn with neither text nor tool calls")
-        if message.role != "system":
-            previous = message
+        if message.role == "tool" and message.tool_call_id and message.tool_call_id not in open_calls:
+            return Failure("turn_order", f"turn {number}: a tool result for call {message.tool_call_id!r}, which the "
+                                         "assistant turn before it did not make")
+        if message.role == "assistant":
+            if not message.content.strip() and not message.tool_calls:
+                return Failure("empty_output", f"turn {number}: an assistant turn with neither text nor tool calls")
+            open_calls = {call.id for call in message.tool_calls or ()}
+        elif message.role == "user":
+            open_calls = set()
     return None
 
 

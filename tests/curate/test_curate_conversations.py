@@ -138,7 +138,7 @@ def test_each_fault_fails_its_own_check_with_the_turn_and_tool(case):
 def test_more_tool_rounds_than_the_limit_is_a_loop():
     lookups = [m for k in range(5) for m in (calls(call("get_order", {"order_id": f"ORD-10{40 + k}"}, f"l{k}")),
                                               result("get_order", f"l{k}", {**ORDER, "order_id": f"ORD-10{40 + k}"}))]
-    example = conversation(replaced(3, *lookups))
+    example = conversation([*turns()[:2], *lookups, *turns()[4:]])
     failure = failure_of(example)
     assert (failure.reason, failure.detail) == ("tool_loop", "turn 11: tool round 5 before answering (max_tool_rounds 4)")
     assert failure_of(example, max_tool_rounds=5) is None
@@ -163,10 +163,10 @@ def test_reasoning_that_concludes_another_label_disagrees():
 
 
 def test_existing_checks_read_a_conversation_as_a_conversation():
-    # A tool result with no call before it, an assistant turn with neither text nor calls: bad structure, named.
+    # A tool result for a call nobody made, an assistant turn with neither text nor calls: bad structure, named.
     orphan = conversation(replaced(3, answer("Let me look.")))
     assert (failure_of(orphan).reason, failure_of(orphan).detail) == \
-        ("turn_order", "turn 4: a tool result that follows no tool call")
+        ("turn_order", "turn 4: a tool result for call 'c1', which the assistant turn before it did not make")
     silent = conversation(replaced(5, answer("")))
     assert (failure_of(silent).reason, failure_of(silent).detail) == \
         ("empty_output", "turn 5: an assistant turn with neither text nor tool calls")
@@ -298,7 +298,7 @@ def test_conversations_differing_only_in_their_calls_are_not_copies(tmp_path):
 def test_max_tool_rounds_and_skip_check_reach_curate_from_the_command_line(tmp_path):
     lookups = [m for k in range(3) for m in (calls(call("get_order", {"order_id": f"ORD-10{40 + k}"}, f"l{k}")),
                                               result("get_order", f"l{k}", {**ORDER, "order_id": f"ORD-10{40 + k}"}))]
-    source = jsonl(tmp_path / "in.jsonl", [conversation(replaced(3, *lookups), id="three-rounds")])
+    source = jsonl(tmp_path / "in.jsonl", [conversation([*turns()[:2], *lookups, *turns()[4:]], id="three-rounds")])
     env = cli_env(tmp_path)
     strict = distill("curate", str(source), "--out", str(tmp_path / "strict"), "--max-tool-rounds", "2",
                      cwd=tmp_path, env=env)
