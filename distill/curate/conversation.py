@@ -44,7 +44,17 @@ _VALIDATORS_MAX = 256
 
 def has_tool_calls(example: Example) -> bool:
     """Whether any turn calls a tool."""
-    return any(m.tool_calls for m in example.messages)
+    for message in example.messages:  # a plain loop: any() over a generator costs twice as much on 3 turns
+        if message.tool_calls:
+            return True
+    return False
+
+
+def _has_tool_results(example: Example) -> bool:
+    for message in example.messages:
+        if message.role == "tool":
+            return True
+    return False
 
 
 def conversation_turns(example: Example) -> list[Message]:
@@ -186,7 +196,9 @@ def _values(data: Any) -> Iterator[str]:
     elif isinstance(data, list):
         for value in data:
             yield from _values(value)
-    elif isinstance(data, str) or (isinstance(data, (int, float)) and not isinstance(data, bool)):
+    elif isinstance(data, float) and data.is_integer():
+        yield str(int(data))  # 249.0 is "249" in an answer
+    elif isinstance(data, (str, int, float)) and not isinstance(data, bool):
         yield str(data)
 
 
@@ -209,7 +221,7 @@ def unused_result(example: Example) -> Failure | None:
     that reports an error (a JSON object with an "error" key) need not be used, but the answer after it must not
     say the action was done ("successfully", "has been refunded" ...): `tool_error_ignored`.
     """
-    if not any(m.role == "tool" for m in example.messages):
+    if not _has_tool_results(example):
         return None
     said: set[str] = set()  # the words of every user and assistant turn so far
     for number, message in enumerate(example.messages, 1):
@@ -250,7 +262,9 @@ def repeated_turn(example: Example) -> Failure | None:
     """No user or assistant turn repeats an earlier one of its role, word for word or nearly (word 3-grams with a
     Jaccard of `NEAR_REPEAT_JACCARD` or more, after normalisation). Turns under `MIN_REPEAT_WORDS` words may
     recur. A single-turn example has no earlier turn to repeat."""
-    if len(example.messages) < 3:
+    messages = example.messages
+    # Up to three turns of different roles (system, question, answer): nothing to repeat
+    if len(messages) < 3 or (len(messages) == 3 and len({m.role for m in messages}) == 3):
         return None
     earlier: dict[str, list[tuple[int, tuple[str, ...], set[tuple[str, ...]]]]] = {"user": [], "assistant": []}
     for number, message in enumerate(example.messages, 1):
