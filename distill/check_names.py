@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 # In the order curation runs them (curate/checks.py's CHECKS, less the task's own checks).
-GENERAL_CHECKS = ("structure", "schema", "label", "truncated", "length", "refusal", "repeats_question",
-                  "repetition", "language", "self_contained", "off_topic")
+GENERAL_CHECKS = ("structure", "tool_names", "tool_arguments", "tool_loop", "schema", "label", "reasoning", "truncated",
+                  "length", "refusal", "repeats_question", "repetition", "repeated_turns", "tool_results", "language",
+                  "self_contained", "off_topic")
 
 
 def unknown_checks(names: Iterable[str]) -> str | None:

@@ -143,11 +143,19 @@ def _function_node(function: Callable) -> ast.FunctionDef:
 
 
 def reject_reasons(function: Callable) -> list[str]:
-    """The reason codes a check can record: the first argument of every `Failure("...", ...)` it makes."""
-    found = sorted((node.lineno, node.col_offset, node.args[0].value) for node in ast.walk(_function_node(function))
+    """The reason codes a check can record: the first argument of every `Failure("...", ...)` it makes, and of
+    those made by the functions of distill's modules it calls by module (`conversation.tool_loop(...)`)."""
+    tree = _function_node(function)
+    found = sorted((node.lineno, node.col_offset, node.args[0].value) for node in ast.walk(tree)
                    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Failure" and node.args
                    and isinstance(node.args[0], ast.Constant))
-    return list(dict.fromkeys(reason for _, _, reason in found))
+    reasons = [reason for _, _, reason in found]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+            module = function.__globals__.get(node.func.value.id)
+            if inspect.ismodule(module) and module.__name__.startswith("distill."):
+                reasons += reject_reasons(getattr(module, node.func.attr))
+    return list(dict.fromkeys(reasons))
 
 
 def settings_read(function: Callable) -> list[str]:

@@ -1,8 +1,10 @@
 """Schema and content checks: what a reviewer would otherwise catch by hand.
 
 Each check looks at one example and returns None (passes) or a `Failure(reason, detail)`. They work
-on `messages` alone, so examples from any external JSONL are checked the same way; only `off_topic`
-also reads the example's taxonomy node, and stands aside when the settings carry no taxonomy.
+on `messages` (and a conversation's `tools`) alone, so examples from any external JSONL are checked the same way;
+only `off_topic` also reads the example's taxonomy node, and stands aside when the settings carry no taxonomy.
+The checks of what only a conversation has (tool calls and results, repeated turns, reasoning) are in
+`curate/conversation.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from distill.curate import conversation
 from distill.curate.language import detect_language
 from distill.curate.normalize import normalized_words_once
 from distill.curate.topic import TopicIndex
@@ -42,6 +45,8 @@ class CheckSettings(BaseModel):
     topics: TopicIndex | None = None
     min_topic_ratio: float = Field(0.3, ge=0)
     topic_judge: bool = False  # a judge teacher decides off_topic instead (curate/judge.py)
+    # tool_loop: assistant turns with tool calls allowed between two user turns
+    max_tool_rounds: int = Field(4, ge=1)
     skip: frozenset[str] = frozenset()  # names of checks switched off, e.g. {"off_topic", "repetition"}
 
 
@@ -71,7 +76,9 @@ def check_structure(example: Example, settings: CheckSettings) -> Failure | None
     """The conversation must have the shape a trainer needs: a user turn with text, then an answer.
 
     An assistant turn before any user turn would teach an answer to nothing; an empty user or assistant
-    turn teaches nothing at all. Any system turn is allowed and ignored here.
+    turn teaches nothing at all. Any system turn is allowed and ignored here. In a conversation, an assistant
+    turn that calls tools may have no text, a tool result that names its call (`tool_call_id`) must answer a call
+    of the assistant turn before it, and the last assistant turn (the answer) must have text.
     """
     turns = [m.role for m in example.messages if m.role != "system"]
     if turns and turns[0] == "assistant":  # a trainer would learn an answer to nothing
@@ -80,7 +87,44 @@ def check_structure(example: Example, settings: CheckSettings) -> Failure | None
         return Failure("missing_prompt", "no user turn with content")
     if not example.response.strip():
         return Failure("empty_output", "the assistant turn is empty")
+    if len(turns) > 2:
+        return _conversation_structure(example)
     return None
+
+
+def _conversation_structure(example: Example) -> Failure | None:
+    # Tool turns without a call id (ShareGPT's observation turns, read by distill/formats.py) answer a call written
+    # as text; one with an id must answer a call of the assistant turn before it.
+    open_calls: set[str] = set()
+    for number, message in enumerate(example.messages, 1):
+        if message.role == "tool" and message.tool_call_id and message.tool_call_id not in open_calls:
+            return Failure("turn_order", f"turn {number}: a tool result for call {message.tool_call_id!r}, which the "
+                                         "assistant turn before it did not make")
+        if message.role == "assistant":
+            if not message.content.strip() and not message.tool_calls:
+                return Failure("empty_output", f"turn {number}: an assistant turn with neither text nor tool calls")
+            open_calls = {call.id for call in message.tool_calls or ()}
+        elif message.role == "user":
+            open_calls = set()
+    return None
+
+
+def check_tool_names(example: Example, settings: CheckSettings) -> Failure | None:
+    """Every tool call must name a tool the example declares in `tools` (`tool_unknown`): a student trained on
+    it learns to call tools that do not exist."""
+    return conversation.unknown_tool(example)
+
+
+def check_tool_arguments(example: Example, settings: CheckSettings) -> Failure | None:
+    """Every call's arguments must be a JSON object its tool's `parameters` JSON Schema accepts
+    (`tool_arguments_invalid`); the detail names the turn, the tool and the first field that fails."""
+    return conversation.invalid_arguments(example)
+
+
+def check_tool_loop(example: Example, settings: CheckSettings) -> Failure | None:
+    """No call loop (`tool_loop`): at most `max_tool_rounds` (4) assistant turns with tool calls before the
+    assistant answers a user turn, and no call repeated with the same arguments before it does."""
+    return conversation.tool_loop(example, settings.max_tool_rounds)
 
 
 def check_schema(example: Example, settings: CheckSettings) -> Failure | None:
@@ -253,6 +297,27 @@ def check_label(example: Example, settings: CheckSettings) -> Failure | None:
     return None
 
 
+def check_reasoning(example: Example, settings: CheckSettings) -> Failure | None:
+    """Classification with reasoning: the label the answer's reasoning names last must be the answer's label
+    (`reasoning_disagrees`). Only where the task has a label set and the answer carries the teacher's reasoning."""
+    if not settings.labels:
+        return None
+    return conversation.reasoning_disagrees(example, settings.labels, _label_of(example).strip().strip(".!\"'`").strip())
+
+
+def check_repeated_turns(example: Example, settings: CheckSettings) -> Failure | None:
+    """No user or assistant turn repeats an earlier turn of its role, word for word or nearly, after normalisation
+    (`repeated_turn`): a conversation going round in circles. Turns under five words ("Yes, please.") may recur."""
+    return conversation.repeated_turn(example)
+
+
+def check_tool_results(example: Example, settings: CheckSettings) -> Failure | None:
+    """The assistant must use what a tool returned (`tool_result_unused`: a word or number of the result new to the
+    conversation comes back in the assistant's turns after it), and must not claim success over a tool's error
+    (`tool_error_ignored`: a result with an "error" key, then "successfully", "has been refunded" ...)."""
+    return conversation.unused_result(example)
+
+
 def check_task(example: Example, settings: CheckSettings) -> Failure | None:
     """The task's own checks, declared in its YAML (required fields, allowed values, a regex, a length range,
     custom functions): the first that fails."""
@@ -268,8 +333,9 @@ def check_self_contained(example: Example, settings: CheckSettings) -> Failure |
     The student sees the user turn alone; a question made only of frame words ("treatment",
     "symptoms", "next"), pronouns and stop words cannot be answered, and its answer teaches guessing.
     `generic_words` adds words that, in one dataset, frame a question without naming its subject.
+    In a conversation only the first user turn is asked: later ones may refer back ("And the second one?").
     """
-    prompt = example.prompt
+    prompt = next((m.content for m in example.messages if m.role == "user"), "")
     if not prompt.strip() or subject_words(prompt, settings.generic_words):
         return None
     pronoun = next((w for w in words(prompt) if w in PRONOUNS), None)
@@ -281,7 +347,8 @@ def check_self_contained(example: Example, settings: CheckSettings) -> Failure |
 def check_off_topic(example: Example, settings: CheckSettings) -> Failure | None:
     """Question and answer must be about their taxonomy node, not mostly about another leaf.
 
-    Question and answer are TF-IDF vectors scored against every leaf's profile (its name and description
+    Question and answer (in a conversation, every user and assistant turn) are TF-IDF vectors scored against
+    every leaf's profile (its name and description
     and its ancestors'; IDF over the leaves, so words every leaf uses weigh nothing). An example whose own
     node scores under `min_topic_ratio` times the best other leaf talks about that leaf instead; the
     detail names it. A lexical check cannot tell "about another node" from "about words no description
@@ -296,7 +363,9 @@ def check_off_topic(example: Example, settings: CheckSettings) -> Failure | None
     if (settings.topics is None or settings.topic_judge or settings.labels or path is None
             or path not in settings.topics):
         return None
-    score = settings.topics.score(f"{example.prompt}\n{example.response}", path)
+    turns = conversation.conversation_turns(example)
+    text = "\n".join(m.content for m in turns) if len(turns) > 2 else f"{example.prompt}\n{example.response}"
+    score = settings.topics.score(text, path)
     if score.rival is None or score.ratio >= settings.min_topic_ratio:
         return None
     return Failure("off_topic", f"closer to {score.rival} ({score.rival_score:.3f}) than to its node {path} "
@@ -306,14 +375,20 @@ def check_off_topic(example: Example, settings: CheckSettings) -> Failure | None
 # Order matters: the first failure is the recorded reason, so structural problems come first.
 CHECKS: list[Callable[[Example, CheckSettings], Failure | None]] = [
     check_structure,
+    check_tool_names,
+    check_tool_arguments,
+    check_tool_loop,
     check_schema,
     check_label,
+    check_reasoning,
     check_task,
     check_truncated,
     check_length,
     check_refusal,
     check_repeats_question,
     check_repetition,
+    check_repeated_turns,
+    check_tool_results,
     check_language,
     check_self_contained,
     check_off_topic,

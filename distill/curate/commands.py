@@ -174,6 +174,8 @@ def register(app: typer.Typer) -> None:
                                              "self_contained ...). Repeatable."),
         min_topic_ratio: float = typer.Option(0.3, help="off_topic: reject when the example's node scores under "
                                               "this times the best other leaf."),
+        max_tool_rounds: int = typer.Option(4, help="tool_loop: reject a conversation with more assistant turns "
+                                            "calling tools than this before it answers a user turn."),
         no_cache: bool = typer.Option(False, "--no-cache", help="API judges: bypass the shared response cache."),
         executor: str = typer.Option("local", help="local (this process) or ray (a Ray cluster: joins RAY_ADDRESS, "
                                      "else starts one on this machine)."),
@@ -204,7 +206,7 @@ def register(app: typer.Typer) -> None:
             "language": language,
             **({"labels": labels.split(",")} if labels is not None else {}),
             "near_dedup": near_dedup, "decontam_minhash_threshold": decontam_minhash,
-            "skip_checks": list(skip_check), "min_topic_ratio": min_topic_ratio,
+            "skip_checks": list(skip_check), "min_topic_ratio": min_topic_ratio, "max_tool_rounds": max_tool_rounds,
             "label_check": label_check is not None, "topic_judge": judge is not None,
             **({"workers": workers} if workers else {}),
         }

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from distill.curate.conversation import turn_text
 from distill.errors import DistillError, explain
 from distill.formats import AUTO, as_example_row
 from distill.records import Example, iter_jsonl
@@ -172,9 +173,11 @@ def example_from_row(row: dict[str, Any], path: Path, number: int, input_format:
 
 
 def dedup_text(example: Example, on: str = "conversation") -> str:
-    """The text dedup and decontamination compare: user and assistant turns, not the system prompt."""
+    """The text dedup and decontamination compare: every turn but the system prompt, a turn's tool calls written
+    out after its text (`curate/conversation.py`'s `turn_text`); "prompt": every user turn, "response": every
+    assistant turn. A single-turn example's text is its turns' content, as it was before conversations."""
     if on == "prompt":
-        return example.prompt
+        return "\n".join(m.content for m in example.messages if m.role == "user")
     if on == "response":
-        return example.response
-    return "\n".join(m.content for m in example.messages if m.role != "system")
+        return "\n".join(turn_text(m) for m in example.messages if m.role == "assistant")
+    return "\n".join(turn_text(m) for m in example.messages if m.role != "system")

@@ -43,6 +43,7 @@ class CurateConfig(BaseModel):
     output_schema: Any = None  # a pydantic model, or a task's OutputSchema
     task_checks: list[Any] = Field(default_factory=list)  # a task's own checks (distill/tasks/checks.py)
     max_repeated_ngram_ratio: float = Field(0.3, gt=0, le=1)
+    max_tool_rounds: int = Field(4, ge=1)  # tool_loop: assistant turns with tool calls between two user turns
     # Checks switched off by name (`check_off_topic` -> "off_topic"): what an ablation leaves out
     skip_checks: list[str] = Field(default_factory=list)
     generic_words: list[str] = Field(default_factory=list)  # not_self_contained: more frame words
@@ -111,7 +112,7 @@ class CurateConfig(BaseModel):
             output_schema=self.output_schema, max_repeated_ngram_ratio=self.max_repeated_ngram_ratio,
             generic_words=frozenset(w.lower() for w in self.generic_words), skip=frozenset(self.skip_checks),
             topics=TopicIndex(self.topics) if self.topics else None, min_topic_ratio=self.min_topic_ratio,
-            topic_judge=self.topic_judge, task_checks=tuple(self.task_checks),
+            topic_judge=self.topic_judge, task_checks=tuple(self.task_checks), max_tool_rounds=self.max_tool_rounds,
         )
 
     def label_task(self) -> LabelTask | None:
