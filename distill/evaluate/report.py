@@ -40,7 +40,7 @@ from distill.teachers.base import GenerationRequest
 from distill.teachers.registry import TeacherSpec
 from distill.teachers.stack import build_teacher
 from distill.teachers.wrappers.cache import default_cache_dir
-from distill.tool_calls import chat_for_template, template_renders_tools
+from distill.tool_calls import chat_for_template, split_reasoning, template_renders_tools
 from distill.train.manifest import load_student_tokenizer
 
 
@@ -137,7 +137,8 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
     prompts = [_context(e, renders, reasoning) for e in examples] + \
         [turn_prompt(examples[i], turn, renders, reasoning) for i, turn in turns]
     generated = generate_answers(forms, manifest, prompts, config, observe)
-    answers = {system: [a.text for a in rows[: len(examples)]] for system, rows in generated.items()}
+    # A student trained with reasoning thinks first: its answer is what follows the <think> block.
+    answers = {system: [split_reasoning(a.text)[1] for a in rows[: len(examples)]] for system, rows in generated.items()}
     ended = {system: [a.ended for a in rows[: len(examples)]] for system, rows in generated.items()}
     calls = {system: score_turns(examples, turns, [a.text for a in rows[len(examples):]])
              for system, rows in generated.items()}
