@@ -75,8 +75,8 @@ MUTATIONS = [
              ("tests/teachers/test_api_sender.py::test_kill_9_takes_the_sender_with_the_run_and_resume_never_pays_twice",)),
     # Training and its data.
     Mutation("training never sees the eval split",
-             "distill/train/sft.py", "train_dataset=data.build_dataset(train_examples),",
-             "train_dataset=data.build_dataset(train_examples + eval_examples),",
+             "distill/train/sft.py", "train_dataset=data.build_dataset(train_examples, tokenizer, config.reasoning),",
+             "train_dataset=data.build_dataset(train_examples + eval_examples, tokenizer, config.reasoning),",
              ("tests/train/test_train_sft.py::test_adapter_manifest_and_card_are_written",), quick=False),
     Mutation("training never sees the eval split (the split read back)",
              "distill/train/data.py", "return usable, held_out", "return usable + held_out, held_out",

@@ -66,3 +66,44 @@ def fast_config(**overrides):
                   learning_rate=1e-3, logging_steps=1, save_steps=4, threads=1, warmup_ratio=0.0)
     values.update(overrides)
     return TrainConfig(**values)
+
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "The current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["C", "F"]}},
+                   "required": ["city"], "additionalProperties": False}}}
+CONVERT_TOOL = {"type": "function", "function": {
+    "name": "convert", "description": "Convert an amount of money between currencies.",
+    "parameters": {"type": "object", "properties": {"amount": {"type": "number"}, "to": {"type": "string"}},
+                   "required": ["amount", "to"], "additionalProperties": False}}}
+CITIES = ["Paris", "Oslo", "Lima", "Cairo", "Tokyo", "Quito"]
+
+
+def conversation_rows(n: int = 6) -> list[dict]:
+    """Tool-calling conversations: system, user, assistant calling a tool (with reasoning), the tool's JSON
+    result, the answer, a second user turn and its answer. Two tools are declared; each leaf calls one."""
+    rows = []
+    for i in range(n):
+        city = CITIES[i % len(CITIES)]
+        if i % 2:
+            call, result = {"name": "convert", "arguments": {"amount": 10 + i, "to": "EUR"}}, {"amount": 9 + i}
+            ask, answer, leaf = f"How much is {10 + i} dollars in euros?", f"That is {9 + i} euros.", "tools/money"
+        else:
+            call, result = {"name": "get_weather", "arguments": {"city": city}}, {"temp": 10 + i}
+            ask, answer, leaf = f"What is the weather in {city}?", f"It is {10 + i} degrees in {city}.", "tools/weather"
+        rows.append({
+            "id": f"conv{i}",
+            "tools": [WEATHER_TOOL, CONVERT_TOOL],
+            "messages": [
+                {"role": "system", "content": "Use the tools when they help."},
+                {"role": "user", "content": ask},
+                {"role": "assistant", "content": "", "reasoning": f"I should call {call['name']}.",
+                 "tool_calls": [{"id": f"call{i}", "type": "function", "function": call}]},
+                {"role": "tool", "tool_call_id": f"call{i}", "name": call["name"], "content": json.dumps(result)},
+                {"role": "assistant", "content": answer},
+                {"role": "user", "content": f"Thank you ({i})."},
+                {"role": "assistant", "content": "You are welcome."},
+            ],
+            "meta": {"taxonomy": "toy", "taxonomy_path": leaf, "teacher": "local", "task": "tool_calling"},
+        })
+    return rows

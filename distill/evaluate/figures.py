@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.evaluate.metrics import TEACHER, leaf_metric
+from distill.evaluate.metrics import TEACHER, calls_tools, leaf_metric
 from distill.owned import OwnedFolder, atomic_write
 from distill.rundir import EVAL_CONFUSION_PNG as CONFUSION_PNG, EVAL_LEAVES_PNG as LEAVES_PNG
 
@@ -67,13 +67,18 @@ def leaf_figure(report: dict):
     if not tasks:
         return None
     models = _models(report)
-    rows = {task: [leaf for leaf, blocks in report["leaves"].items() if task in blocks] for task in tasks}
+    # A task's panel shows one metric: where some of its leaves call tools, the leaves that do.
+    metrics = {task: leaf_metric(task, next((blocks[task] for blocks in report["leaves"].values()
+                                              if task in blocks and calls_tools(blocks[task])), None))
+               for task in tasks}
+    rows = {task: [leaf for leaf, blocks in report["leaves"].items() if task in blocks
+                   and (metrics[task] != "valid_call" or calls_tools(blocks[task]))] for task in tasks}
     heights = [max(1.5, 0.28 * len(rows[task]) * max(1, len(models)) + 0.8) for task in tasks]
     figure = Figure(figsize=(9, sum(heights) + 0.6), layout="constrained")
     axes = figure.subplots(len(tasks), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     width = 0.8 / max(1, len(models))
     for ax, task in zip(axes, tasks):
-        metric = leaf_metric(task)
+        metric = metrics[task]
         leaves = rows[task]
         for j, system in enumerate(models):
             values = [report["leaves"][leaf][task]["systems"][system][metric] for leaf in leaves]

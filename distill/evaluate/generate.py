@@ -51,13 +51,17 @@ def load_for_eval(name: str | Path, **kwargs):
 
 
 def generate(model, tokenizer, manifest: Manifest, conversations: list[list[dict]], *, max_new_tokens: int = 128,
-             batch_size: int = 8, adapter: bool = True) -> list[Answer]:
-    """Greedy answers to each conversation (its turns before the answer), in input order."""
+             batch_size: int = 8, adapter: bool = True, tools: list[list[dict] | None] | None = None) -> list[Answer]:
+    """Greedy answers to each conversation (its turns before the answer), in input order.
+
+    `tools`: per conversation, the definitions a template that renders tools is given (None: none)."""
     import torch
 
     tokenizer.padding_side = "left"  # decoder-only: pad on the left so every row ends where generation starts
     stop = tokenizer.convert_tokens_to_ids(manifest.eot_token)
-    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    tools = tools or [None] * len(conversations)
+    prompts = [tokenizer.apply_chat_template(c, tools=t, tokenize=False, add_generation_prompt=True)
+               for c, t in zip(conversations, tools)]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch: less padding
     answers: list[Answer | None] = [None] * len(prompts)
     device = next(model.parameters()).device

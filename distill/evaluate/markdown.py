@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.evaluate.metrics import BASE, HEADLINE, LABELS, TEACHER, leaf_metric
+from distill.evaluate.metrics import BASE, HEADLINE, LABELS, TEACHER, TOOL_CALLING, calls_tools, leaf_metric
 
 _VERDICT = {"above": "above the base, 95% intervals apart", "below": "below the base, 95% intervals apart",
             "overlap": "95% intervals overlap"}
@@ -43,7 +43,7 @@ def _header(report: dict) -> list[str]:
 
 def headline_columns(task: str, block: dict) -> list[str]:
     """The headline metrics of a task that the report holds (classification: validity, accuracy, macro-F1)."""
-    wanted = HEADLINE.get(task, HEADLINE["qa"])
+    wanted = HEADLINE[TOOL_CALLING] if calls_tools(block) else HEADLINE.get(task, HEADLINE["qa"])
     return [c for c in wanted if any(c in row for row in block["systems"].values())]
 
 
@@ -65,6 +65,10 @@ def headline(report: dict) -> list[str]:
             system = versus[shown[0]]["system"]
             lines += [f"{system} vs base: " + "; ".join(
                 f"{LABELS[c]} {versus[c]['difference']:+.3f} ({_VERDICT[versus[c]['intervals']]})" for c in shown), ""]
+        if "valid_call" in columns:
+            lines += ["Tool calls, per reference turn that calls a tool (the conversation up to it as the prompt): "
+                      "valid call: a call to a declared tool whose arguments its schema accepts; right tool: the "
+                      "reference's tool; arguments equal: and the reference's arguments.", ""]
         if "in_length" in columns:
             lines += [f"Ends its turn: the end-of-turn token within the token budget. Stays in length: ends its turn "
                       f"at {band[0]:g}-{band[1]:g}x the reference's length in words.", ""]
@@ -82,7 +86,7 @@ def _leaf_section(report: dict) -> list[str]:
     lines += ["| leaf | task | n | " + " | ".join(models) + " |", "|---|---|---:|" + "---|" * len(models)]
     for leaf, tasks in report["leaves"].items():
         for task, block in tasks.items():
-            key = leaf_metric(task)
+            key = leaf_metric(task, block)
             lines.append(f"| {leaf} | {task} ({key}) | {block['n']} | "
                          + " | ".join(_est(block["systems"].get(system, {}).get(key)) for system in models) + " |")
     return lines + [""]

@@ -17,14 +17,27 @@ from pydantic import BaseModel
 NO_LABEL = "(none)"
 BASE, TEACHER = "base", "teacher"  # the systems a report compares besides the student's forms
 # The metrics a task's table shows first, and how eval.md names them.
+# A task whose references call tools is headlined by its tool calls (distill/evaluate/tool_scores.py), whatever
+# its name: then the final answer's overlap follows.
+TOOL_CALLING = "tool_calling"
 HEADLINE = {"classification": ("schema_validity", "accuracy", "macro_f1"),
-            "qa": ("token_f1", "rouge_l", "ends_turn", "in_length")}
+            "qa": ("token_f1", "rouge_l", "ends_turn", "in_length"),
+            TOOL_CALLING: ("valid_call", "right_tool", "arguments_equal", "token_f1", "ends_turn")}
 LABELS = {"schema_validity": "schema validity", "accuracy": "accuracy", "macro_f1": "macro-F1",
-          "token_f1": "token-F1", "rouge_l": "ROUGE-L", "ends_turn": "ends its turn", "in_length": "stays in length"}
+          "token_f1": "token-F1", "rouge_l": "ROUGE-L", "ends_turn": "ends its turn", "in_length": "stays in length",
+          "valid_call": "valid call", "right_tool": "right tool", "arguments_equal": "arguments equal"}
 
 
-def leaf_metric(task: str) -> str:
-    """The one score a leaf is shown by (table and plot): accuracy for classification, token-F1 for open QA."""
+def calls_tools(block: dict | None) -> bool:
+    """Whether a task's (or a leaf's) block holds tool-call scores."""
+    return block is not None and any("valid_call" in row for row in block["systems"].values())
+
+
+def leaf_metric(task: str, block: dict | None = None) -> str:
+    """The one score a leaf is shown by (table and plot): the valid-call rate where the leaf's references call
+    tools, accuracy for classification, token-F1 for open QA."""
+    if calls_tools(block):
+        return "valid_call"
     return "accuracy" if task == "classification" else "token_f1"
 
 

@@ -30,6 +30,7 @@ from distill.evaluate.generate import Answer, generate, load_base, load_student
 from distill.evaluate.markdown import render_markdown
 from distill.evaluate.metrics import BASE, TEACHER
 from distill.evaluate.steps import DEFAULT_MAX_DROP, compare_steps
+from distill.evaluate.tool_scores import TOOL_METRICS, CallScore, call_turns, score_call, turn_prompt
 from distill.extras import needs
 from distill.models import set_threads
 from distill.owned import OwnedFolder, writable_folder
@@ -39,6 +40,7 @@ from distill.teachers.base import GenerationRequest
 from distill.teachers.registry import TeacherSpec
 from distill.teachers.stack import build_teacher
 from distill.teachers.wrappers.cache import default_cache_dir
+from distill.tool_calls import chat_for_template, split_reasoning, template_renders_tools
 from distill.train.manifest import load_student_tokenizer
 
 
@@ -124,18 +126,25 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
             writable_folder(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), "--cache-dir")
     forms = detect_forms([students] if isinstance(students, (str, Path)) else list(students))
     manifest = shared_manifest(forms)
-    examples = [e for e in held_out if e.response][: config.limit]
+    examples = [e for e in held_out if e.response or call_turns(e)][: config.limit]
     if not examples:
         raise DistillError(f"none of the {len(held_out)} held-out examples has a reference answer (an assistant "
                            "turn) to score against", path=eval_path)
     folder = report_folder(run_dir, config)  # before any model loads
     set_threads(config.threads)
-    generated = generate_answers(forms, manifest, [_context(e) for e in examples], config, observe)
-    answers = {system: [a.text for a in rows] for system, rows in generated.items()}
-    ended = {system: [a.ended for a in rows] for system, rows in generated.items()}
+    renders, reasoning = template_renders_tools(manifest.chat_template), bool(manifest.config.get("reasoning"))
+    turns = [(i, turn) for i, example in enumerate(examples) for turn in call_turns(example)]
+    prompts = [_context(e, renders, reasoning) for e in examples] + \
+        [turn_prompt(examples[i], turn, renders, reasoning) for i, turn in turns]
+    generated = generate_answers(forms, manifest, prompts, config, observe)
+    # A student trained with reasoning thinks first: its answer is what follows the <think> block.
+    answers = {system: [split_reasoning(a.text)[1] for a in rows[: len(examples)]] for system, rows in generated.items()}
+    ended = {system: [a.ended for a in rows[: len(examples)]] for system, rows in generated.items()}
+    calls = {system: score_turns(examples, turns, [a.text for a in rows[len(examples):]])
+             for system, rows in generated.items()}
     answers[TEACHER] = [e.response for e in examples]
     judge = _judge(config.judge, config)
-    report = build_report(examples, answers, config, judge, ended=ended)
+    report = build_report(examples, answers, config, judge, ended=ended, calls=calls)
     report["adapter"] = {"dir": str(forms[0].path), "student": manifest.student, "base_model": manifest.base_model,
                          "chat_template_sha256": manifest.chat_template_sha256,
                          "tokenizer_sha256": manifest.tokenizer_sha256}
@@ -172,15 +181,18 @@ def _empty_split_cause(run_dir: RunDir) -> str:
             f"(fraction {split['fraction']}); {split.get('note') or redo}")
 
 
-def generate_answers(forms: list[ModelForm], manifest, conversations: list[list[dict]], config: EvalConfig,
+def generate_answers(forms: list[ModelForm], manifest, prompts: list[tuple[list[dict], list[dict] | None]],
+                     config: EvalConfig,
                      observe: Callable[[ModelForm, Any], None] | None = None) -> dict[str, list[Answer]]:
-    """Greedy answers of the base and of each form, one model in memory at a time.
+    """Greedy answers of the base and of each form to each (conversation, tools), one model in memory at a time.
 
     With an adapter, the base answers come from the same weights with the adapter switched off.
     """
+    conversations, tools = [chat for chat, _ in prompts], [defined for _, defined in prompts]
+
     def answer(model, tokenizer, adapter: bool = True) -> list[Answer]:
         return generate(model, tokenizer, manifest, conversations, max_new_tokens=config.max_new_tokens,
-                        batch_size=config.batch_size, adapter=adapter)
+                        batch_size=config.batch_size, adapter=adapter, tools=tools)
 
     answers: dict[str, list[Answer]] = {}
     adapter = next((form for form in forms if form.kind == "adapter"), None)
@@ -205,11 +217,22 @@ def generate_answers(forms: list[ModelForm], manifest, conversations: list[list[
     return {BASE: answers[BASE], **{form.name: answers[form.name] for form in forms}}
 
 
-def _context(example: Example) -> list[dict]:
-    """The turns before the reference answer: what the model is asked."""
-    messages = [msg.model_dump() for msg in example.messages]
-    last = max(i for i, msg in enumerate(messages) if msg["role"] == "assistant")
-    return messages[:last]
+def _context(example: Example, renders_tools: bool = False,
+             reasoning: bool = False) -> tuple[list[dict], list[dict] | None]:
+    """(the turns before the reference answer, the tools): what the model is asked, as its template renders it
+    (a plain turn as {"role", "content"}, as before conversations)."""
+    last = max(i for i, msg in enumerate(example.messages) if msg.role == "assistant")
+    return chat_for_template(example.messages[:last], example.tools, renders_tools, reasoning=reasoning)
+
+
+def score_turns(examples: list[Example], turns: list[tuple[int, int]], texts: list[str]) -> list[list[CallScore]]:
+    """Per example, the scores of a model's calls at its reference's tool-calling turns (`turns`: (example,
+    turn) in the order `texts` answers them)."""
+    scores: list[list[CallScore]] = [[] for _ in examples]
+    for (i, turn), text in zip(turns, texts):
+        reference = examples[i].messages[turn].tool_calls or []
+        scores[i].append(score_call(text, reference, examples[i].tools))
+    return scores
 
 
 def task_of(example: Example) -> str:
@@ -219,20 +242,23 @@ def task_of(example: Example) -> str:
 
 
 def build_report(examples: list[Example], answers: dict[str, list[str]], config: EvalConfig, judge=None,
-                 ended: dict[str, list[bool]] | None = None) -> dict:
+                 ended: dict[str, list[bool]] | None = None, calls: dict[str, list[list[CallScore]]] | None = None) -> dict:
     """Scores per task, per taxonomy leaf, and the answers themselves. Pure: no model involved.
 
-    `ended`: per model system, whether each answer ended its turn (None where unknown: no format measures)."""
-    ended = ended or {}
+    `ended`: per model system, whether each answer ended its turn (None where unknown: no format measures).
+    `calls`: per model system and example, the scores of its tool calls (`score_turns`)."""
+    ended, calls = ended or {}, calls or {}
     by_task: dict[str, list[int]] = defaultdict(list)
     by_leaf: dict[str, list[int]] = defaultdict(list)
     for i, example in enumerate(examples):
         by_task[task_of(example)].append(i)
         by_leaf[example.meta.taxonomy_path or "(none)"].append(i)
 
-    def pick(idx: list[int]) -> tuple[list[Example], dict[str, list[str]], dict[str, list[bool]]]:
+    def pick(idx: list[int]) -> tuple[list[Example], dict[str, list[str]], dict[str, list[bool]],
+                                      dict[str, list[list[CallScore]]]]:
         return ([examples[i] for i in idx], {s: [a[i] for i in idx] for s, a in answers.items()},
-                {s: [e[i] for i in idx] for s, e in ended.items()})
+                {s: [e[i] for i in idx] for s, e in ended.items()},
+                {s: [c[i] for i in idx] for s, c in calls.items()})
 
     report: dict[str, Any] = {"n": len(examples), "systems": list(answers), "tasks": {}, "leaves": {},
                               "length_band": list(m.LENGTH_BAND)}
@@ -247,14 +273,16 @@ def build_report(examples: list[Example], answers: dict[str, list[str]], config:
         }
     report["examples"] = [
         {"id": e.id, "leaf": e.meta.taxonomy_path, "task": task_of(e), **{s: answers[s][i] for s in answers},
-         **({"ended": {s: flags[i] for s, flags in ended.items()}} if ended else {})}
+         **({"ended": {s: flags[i] for s, flags in ended.items()}} if ended else {}),
+         **({"tool_calls": {s: [vars(c) for c in scores[i]] for s, scores in calls.items()}}
+            if any(scores[i] for scores in calls.values()) else {})}
         for i, e in enumerate(examples)
     ]
     return report
 
 
 def score(task: str, examples: list[Example], answers: dict[str, list[str]], ended: dict[str, list[bool]],
-          config: EvalConfig, judge=None, with_confusion: bool = True) -> dict:
+          calls: dict[str, list[list[CallScore]]], config: EvalConfig, judge=None, with_confusion: bool = True) -> dict:
     out: dict[str, Any] = {"n": len(examples), "systems": {}}
     structured = [i for i, e in enumerate(examples) if e.output]
     # A label outside the set is not a valid answer, however well-formed its JSON (the schema's enum). The set is
@@ -271,6 +299,8 @@ def score(task: str, examples: list[Example], answers: dict[str, list[str]], end
                        else _overlap(examples, texts, config))
             if system in ended:
                 row.update(_format(task, examples, texts, ended[system]))
+            if any(calls.get(system, [])):
+                row.update(_tool_calls([score for scores in calls[system] for score in scores]))
         out["systems"][system] = row
     versus = versus_base(out["systems"])
     if versus:
@@ -292,6 +322,12 @@ def _format(task: str, examples: list[Example], texts: list[str], ended: list[bo
         fits = [done and m.in_length(text, e.response) for text, done, e in zip(texts, ended, examples)]
         row["in_length"] = m.wilson(sum(fits), len(fits)).model_dump()
     return row
+
+
+def _tool_calls(scores: list[CallScore]) -> dict:
+    """The tool-call rates over every tool-calling turn, each with its Wilson interval."""
+    return {metric: m.wilson(sum(getattr(s, field) for s in scores), len(scores)).model_dump()
+            for metric, field in zip(TOOL_METRICS, ("valid", "right_tool", "arguments_equal"))}
 
 
 def versus_base(systems: dict[str, dict]) -> dict:

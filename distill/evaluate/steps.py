@@ -13,7 +13,8 @@ from typing import Any
 from distill.evaluate.forms import ADAPTER_NAME
 
 # Per task, the metrics compared; schema validity, ending the turn and the length are the format a task must keep.
-METRICS = ("schema_validity", "ends_turn", "in_length", "accuracy", "macro_f1", "token_f1", "rouge_l")
+METRICS = ("schema_validity", "ends_turn", "in_length", "accuracy", "macro_f1", "token_f1", "rouge_l", "valid_call",
+           "right_tool", "arguments_equal")
 DEFAULT_MAX_DROP = 0.05
 
 

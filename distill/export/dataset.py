@@ -6,7 +6,8 @@ The folder is what `datasets.load_dataset(FOLDER)` and the Hub both read as it i
     FOLDER/data/train-00000-of-00001.parquet      the run's train.jsonl
     FOLDER/data/test-00000-of-00001.parquet       the run's eval.jsonl (held out; never trained on)
 
-Columns: `id`, `messages` (role/content list, what TRL's SFTTrainer takes), then the provenance flattened into
+Columns: `id`, `messages` (role/content list, what TRL's SFTTrainer takes; with tool calls, results and reasoning
+where the run has them, and then a `tools` column: `distill.export.parquet`), then the provenance flattened into
 one column each (`task`, `taxonomy`, `taxonomy_path`, `axis_<name>` per taxonomy axis, `seed_ids`, `teacher`,
 `prompt_sha256`, `plan_item_id`, sampling and usage figures); `output` holds a structured task's parsed object
 as JSON and `meta_extra` any other metadata, so nothing in the run's records is lost. One explicit Arrow schema
@@ -24,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from distill.errors import DistillError
 from distill.export.dataset_card import check_dataset_card, render_dataset_card, unknown_languages
-from distill.export.parquet import arrow_schema, axis_names, write_shards
+from distill.export.parquet import arrow_schema, axis_names, has_turn_fields, write_shards
 from distill.extras import needs
 from distill.owned import OwnedFolder
 from distill.rundir import RunDir
@@ -79,7 +80,7 @@ def run(run_dir: RunDir, options: DatasetExportOptions, say: Callable[[str], Non
         train, held_out = load_splits(run_dir, options.split_fraction, options.seed, say)
     splits = {"train": train, "test": held_out}
     axes = axis_names(train + held_out)
-    schema = arrow_schema(axes)
+    schema = arrow_schema(axes, has_turn_fields(train + held_out))
     files = {name: write_shards(examples, axes, schema, folder, name, options.max_shard_bytes)
              for name, examples in splits.items()}
     folder.prune("data/")  # an earlier export's shards that this one did not write again (it had more)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from distill.export.parquet import arrow_schema, axis_names
+from distill.export.parquet import arrow_schema, axis_names, has_turn_fields
 from distill.records import Example
 from distill.review.figures import review_lines
 from distill.rundir import CONTAMINATION, RunDir
@@ -37,6 +37,8 @@ COLUMN_NOTES = {
     "temperature": "teacher sampling temperature", "top_p": "teacher top-p", "max_tokens": "teacher token budget",
     "sampling_seed": "teacher sampling seed", "prompt_tokens": "teacher prompt tokens",
     "completion_tokens": "teacher completion tokens", "cost_usd": "teacher cost of the example, USD",
+    "tools": "the tools the conversation may call (OpenAI-style definitions with a JSON Schema each), as JSON text "
+             "(TRL's SFTTrainer reads it so; `json.loads` for a list)",
     "output": "structured tasks: the parsed answer object, as JSON",
     "meta_extra": "any other metadata the record carried, as JSON",
 }
@@ -101,6 +103,7 @@ def _body(run_dir: RunDir, splits, files, stats, name, options) -> str:
           for split, rows in splits.items()),
         "", "## Columns", "", "| column | meaning |", "|---|---|",
         *(f"| `{field}` | {_column_note(field)} |" for field in _columns(train + test)),
+        *_tools(train + test),
         "", "## How it was made", "",
         *_provenance(run_dir, stats, taxonomy, options),
         "", "## Counts per stage", "", *_stage_counts(stats),
@@ -126,7 +129,45 @@ def _column_note(field: str) -> str:
 
 
 def _columns(examples: list[Example]) -> list[str]:
-    return [field.name for field in arrow_schema(axis_names(examples))]
+    return [field.name for field in arrow_schema(axis_names(examples), has_turn_fields(examples))]
+
+
+def _tools(examples: list[Example]) -> list[str]:
+    """The tools the conversations declare, how many declare and call each, and how to read the JSON columns."""
+    if not has_turn_fields(examples):
+        return []
+    declared: dict[str, dict] = {}
+    offered: Counter = Counter()
+    called: Counter = Counter()
+    for example in examples:
+        for tool in example.tools or []:
+            spec = tool.get("function", tool)
+            declared.setdefault(spec.get("name", ""), spec)
+            offered[spec.get("name", "")] += 1
+        called.update(call.function.name for m in example.messages for call in m.tool_calls or [])
+    lines = ["", "## Tools", "",
+             "`messages` holds whole conversations: an assistant turn may carry `tool_calls` (each `{id, type, "
+             "function: {name, arguments}}`, the arguments as JSON text, since each tool's arguments have keys of "
+             "their own and a Parquet column has one type) and `reasoning`; a `tool` turn carries the result, with "
+             "`tool_call_id` and `name`. Fields a turn does not use are null. To get the arguments and the tools as "
+             "objects:", "",
+             "```python", "import json", "",
+             "row = dataset['train'][0]",
+             "tools = json.loads(row['tools']) if row['tools'] else None",
+             "for turn in row['messages']:",
+             "    for call in turn['tool_calls'] or []:",
+             "        call['function']['arguments'] = json.loads(call['function']['arguments'])",
+             "```", ""]
+    if declared:
+        lines += ["| tool | description | examples offering it | calls |", "|---|---|---:|---:|"]
+        lines += [f"| `{name}` | {_cell(spec.get('description'))} | {offered[name]} | {called[name]} |"
+                  for name, spec in sorted(declared.items())]
+    return lines
+
+
+def _cell(text) -> str:
+    """Text on one line, safe inside a Markdown table cell."""
+    return " ".join(str(text or "").split()).replace("|", "\\|")
 
 
 def _taxonomy(run_dir: RunDir):

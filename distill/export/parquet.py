@@ -1,5 +1,12 @@
 """The dataset export's Parquet files: one row an example, under one explicit Arrow schema for both splits (a
-column empty in one split keeps its type), in shards of at most a given size, named as the Hub names them."""
+column empty in one split keeps its type), in shards of at most a given size, named as the Hub names them.
+
+Conversations with tools: a message carries `tool_calls`, `tool_call_id`, `name` and `reasoning` (null where a
+turn has none), and a `tools` column holds the tool definitions. A column has one Arrow type, and each tool's
+arguments (and each tool's JSON Schema) have keys of their own, so a call's `arguments` and the `tools` column are
+JSON text, as OpenAI's API writes arguments; TRL's SFTTrainer reads a JSON-text `tools` column as it is. A run
+without tool calls, tools or reasoning keeps the plain {role, content} messages and no `tools` column.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import re
 from pathlib import Path
 
 from distill.owned import OwnedFolder
-from distill.records import Example
+from distill.records import Example, Message
 
 
 def axis_names(examples: list[Example]) -> list[str]:
@@ -19,13 +26,25 @@ def axis_column(name: str) -> str:
     return "axis_" + re.sub(r"\W", "_", name)
 
 
-def arrow_schema(axes: list[str]):
+def has_turn_fields(examples: list[Example]) -> bool:
+    """Whether any example has tools, or a turn with more than a role and a content (calls, results, reasoning)."""
+    return any(example.tools or any(set(m.model_dump()) - {"role", "content"} for m in example.messages)
+               for example in examples)
+
+
+def arrow_schema(axes: list[str], conversations: bool = False):
     import pyarrow as pa
 
-    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    fields = [("role", pa.string()), ("content", pa.string())]
+    if conversations:
+        function = pa.struct([("name", pa.string()), ("arguments", pa.string())])
+        call = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", function)])
+        fields += [("tool_calls", pa.list_(call)), ("tool_call_id", pa.string()), ("name", pa.string()),
+                   ("reasoning", pa.string())]
+    tools = [("tools", pa.string())] if conversations else []
     return pa.schema(
-        [("id", pa.string()), ("messages", pa.list_(message)), ("task", pa.string()), ("taxonomy", pa.string()),
-         ("taxonomy_path", pa.string())]
+        [("id", pa.string()), ("messages", pa.list_(pa.struct(fields))), *tools, ("task", pa.string()),
+         ("taxonomy", pa.string()), ("taxonomy_path", pa.string())]
         + [(axis_column(name), pa.string()) for name in axes]
         + [("seed_ids", pa.list_(pa.string())), ("teacher", pa.string()), ("prompt_sha256", pa.string()),
            ("plan_item_id", pa.string()), ("temperature", pa.float64()), ("top_p", pa.float64()),
@@ -35,12 +54,24 @@ def arrow_schema(axes: list[str]):
     )
 
 
-def example_row(example: Example, axes: list[str]) -> dict:
+def message_row(message: Message) -> dict:
+    """A turn with every field (None where unset) and its calls' arguments as JSON text."""
+    row = message.model_dump()
+    for call in row.get("tool_calls") or []:
+        arguments = call["function"]["arguments"]
+        call["function"]["arguments"] = arguments if isinstance(arguments, str) else json.dumps(arguments,
+                                                                                              ensure_ascii=False)
+    return {field: row.get(field) for field in Message.model_fields}
+
+
+def example_row(example: Example, axes: list[str], conversations: bool = False) -> dict:
     meta = example.meta
     sampling, usage = meta.sampling, meta.usage
+    messages = [message_row(m) if conversations else m.model_dump() for m in example.messages]
+    tools = {"tools": json.dumps(example.tools, ensure_ascii=False) if example.tools else None} if conversations else {}
     return {
         "id": example.id,
-        "messages": [message.model_dump() for message in example.messages],
+        "messages": messages, **tools,
         "task": meta.task, "taxonomy": meta.taxonomy, "taxonomy_path": meta.taxonomy_path,
         **{axis_column(name): meta.axes.get(name) for name in axes},
         "seed_ids": list(meta.seed_ids), "teacher": meta.teacher, "prompt_sha256": meta.prompt_sha256,
@@ -61,7 +92,8 @@ def write_shards(examples: list[Example], axes: list[str], schema, folder: Owned
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [example_row(example, axes) for example in examples]
+    conversations = "tools" in schema.names
+    rows = [example_row(example, axes, conversations) for example in examples]
     sizes = [len(json.dumps(row, ensure_ascii=False).encode()) for row in rows]
     shards = _shard_bounds(sizes, max_shard_bytes)
     paths = []

@@ -27,6 +27,8 @@ def train_command(
     resume: bool | None = typer.Option(None, "--resume/--no-resume", help="Continue from the last checkpoint."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: the idle cores)."),
     seed: int | None = typer.Option(None, "--seed"),
+    reasoning: bool | None = typer.Option(None, "--reasoning/--no-reasoning", help="Train assistant turns with the "
+                                          "teacher's reasoning in a <think> block before the answer (default: off)."),
     force: bool = typer.Option(False, "--force", help="Train although the review gate has not passed "
                                "(recorded in the manifest and the model card)."),
     force_out: bool = typer.Option(False, "--force-out", help="Write into a non-empty --out folder distill did "
@@ -40,7 +42,7 @@ def train_command(
     cfg = load_train_config(config, student=student, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
                             batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, lora_r=lora_r,
                             lora_alpha=lora_alpha, qlora=qlora, packing=packing, merge=merge, resume=resume,
-                            threads=threads, seed=seed)
+                            threads=threads, seed=seed, reasoning=reasoning)
     # Notices (the split, memory, truncation) go to stderr even without a terminal: a log must show them.
     result = train(run_dir, cfg, out_dir=out, progress=sys.stderr.isatty(), log=lambda line: typer.echo(line, err=True),
                    force_review=force, force_out=force_out)

@@ -26,6 +26,8 @@ class TrainConfig(BaseModel):
     - merge: also write a merged 16-bit model next to the adapter (never merged into 4-bit weights).
     - resume: continue from the last checkpoint in the output folder when there is one.
     - check_memory: refuse to start when the fit estimate exceeds the memory available.
+    - reasoning: assistant turns are trained with the teacher's reasoning in a `<think>` block before the
+      answer (the student learns to reason first); off: the answer alone.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -56,6 +58,7 @@ class TrainConfig(BaseModel):
     merge: bool = False
     resume: bool = True
     check_memory: bool = True
+    reasoning: bool = False
 
     @field_validator("max_steps")
     @classmethod

@@ -1,8 +1,12 @@
 """From curated Examples to what SFTTrainer trains on, and the checks on its loss mask.
 
-Each Example becomes TRL's conversational prompt/completion form (prompt = every turn before the last
+A single-turn Example becomes TRL's conversational prompt/completion form (prompt = every turn before the last
 assistant turn, completion = that assistant turn), so TRL computes the loss on the completion only.
-After TRL tokenises, `align_labels` makes sure the end-of-turn token is learned (so the model stops) and
+A conversation (several assistant turns, tool calls, tools, or reasoning trained on) is tokenised here, turn
+by turn as the student's template renders it (`distill.tool_calls.chat_for_template`), with the loss on every
+assistant turn and nothing else: SmolLM2's template has no `{% generation %}` markers, so TRL's
+`assistant_only_loss` cannot find the turns. SFTTrainer takes such rows (`input_ids`, `labels`) as they are.
+After tokenising, `align_labels` makes sure the end-of-turn token is learned (so the model stops) and
 nothing after it is, and `mask_stats` refuses a mask that would train on (almost) nothing.
 """
 
@@ -18,6 +22,7 @@ from distill.errors import DistillError
 from distill.records import Example
 from distill.review.feedback import rebuild_split
 from distill.rundir import RunDir
+from distill.tool_calls import chat_for_template, template_renders_tools
 
 MIN_LABELLED_FRACTION = 0.01
 IGNORE = -100
@@ -44,10 +49,15 @@ def load_splits(run_dir: Path | RunDir, eval_fraction: float = 0.1, seed: int = 
         note = (run_dir.recorded_split() or {}).get("note")
         say(f"note: {run_dir.eval} is empty: no eval loss, and `distill eval` will have nothing to score"
             + (f" ({note})" if note else "; re-split with `distill split` after generating more"))
-    usable = [example for example in train if example.response]
+    usable = [example for example in train if has_assistant_turn(example)]
     if not usable:
         raise DistillError("no training example has an assistant turn to learn from", path=run_dir.train)
     return usable, held_out
+
+
+def has_assistant_turn(example: Example) -> bool:
+    """Whether the example has an assistant turn to learn: an answer, or tool calls (whose text may be empty)."""
+    return any(m.role == "assistant" and (m.content or m.tool_calls) for m in example.messages)
 
 
 def to_prompt_completion(example: Example) -> dict:
@@ -57,10 +67,58 @@ def to_prompt_completion(example: Example) -> dict:
     return {"prompt": messages[:last], "completion": [messages[last]]}
 
 
-def build_dataset(examples: list[Example]):
+def is_conversation(example: Example, reasoning: bool = False) -> bool:
+    """Whether the example trains on more than its last assistant turn's text: several assistant turns, tools or
+    tool calls, or (with `reasoning`) an assistant turn's reasoning."""
+    assistants = [m for m in example.messages if m.role == "assistant"]
+    return (len(assistants) > 1 or bool(example.tools) or any(m.role == "tool" for m in example.messages)
+            or any(m.tool_calls for m in assistants) or (reasoning and any(m.reasoning for m in assistants)))
+
+
+def tokenize_turns(example: Example, tokenizer, reasoning: bool = False) -> dict[str, list[int]]:
+    """`input_ids` and `labels` of a conversation: every assistant turn (its text, its tool calls as the template
+    renders them, its end-of-turn) labelled, every other turn and the tool definitions masked.
+
+    The conversation is rendered up to each assistant turn (with the generation prompt) and through it; the
+    difference is the turn as the model writes it. Each piece is tokenised on its own, as eval and serving
+    tokenise a prompt and then generate: the boundary tokens are the ones the model meets at inference.
+    """
+    chat, tools = chat_for_template(example.messages, example.tools, template_renders_tools(tokenizer.chat_template),
+                                    reasoning=reasoning)
+
+    def render(turns: list[dict], generation_prompt: bool = False) -> str:
+        return tokenizer.apply_chat_template(turns, tools=tools, tokenize=False,
+                                             add_generation_prompt=generation_prompt)
+
+    input_ids: list[int] = []
+    labels: list[int] = []
+    done = ""
+    for i, turn in enumerate(chat):
+        if turn["role"] != "assistant":
+            continue
+        before, through = render(chat[:i], generation_prompt=True), render(chat[: i + 1])
+        if not (before.startswith(done) and through.startswith(before)):
+            # e.g. a template that drops earlier turns' reasoning: the turns are not one text read left to right
+            raise DistillError(f"example {example.id}: the student's chat template renders an earlier turn "
+                               "differently once later turns follow, so the assistant turns cannot be located; "
+                               "train this conversation with a student whose template renders turns in order")
+        for text, learned in ((before[len(done):], False), (through[len(before):], True)):
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            input_ids += ids
+            labels += ids if learned else [IGNORE] * len(ids)
+        done = through
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def build_dataset(examples: list[Example], tokenizer=None, reasoning: bool = False):
+    """The rows SFTTrainer trains on: TRL's prompt/completion form when every example is single-turn (TRL
+    tokenises and masks them), else every example tokenised here with the loss on each assistant turn (one
+    dataset holds one form)."""
     from datasets import Dataset
 
-    return Dataset.from_list([to_prompt_completion(example) for example in examples])
+    if tokenizer is None or not any(is_conversation(example, reasoning) for example in examples):
+        return Dataset.from_list([to_prompt_completion(example) for example in examples])
+    return Dataset.from_list([tokenize_turns(example, tokenizer, reasoning) for example in examples])
 
 
 def end_of_turn_token(tokenizer) -> str:

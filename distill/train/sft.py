@@ -254,8 +254,8 @@ def build_trainer(model, tokenizer, train_examples, eval_examples, config: Train
     )
     return SFTTrainer(
         model=model, args=args, processing_class=tokenizer, peft_config=lora,
-        train_dataset=data.build_dataset(train_examples),
-        eval_dataset=data.build_dataset(eval_examples) if has_eval else None,
+        train_dataset=data.build_dataset(train_examples, tokenizer, config.reasoning),
+        eval_dataset=data.build_dataset(eval_examples, tokenizer, config.reasoning) if has_eval else None,
     )
 
 

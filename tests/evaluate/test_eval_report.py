@@ -82,6 +82,31 @@ def test_trained_student_beats_base_on_the_toy_task(report):
     assert systems["student"]["schema_validity"]["value"] > systems["base"]["schema_validity"]["value"]
 
 
+def test_eval_scores_tool_calls_of_student_and_base(trained, tmp_path):
+    """Held-out conversations: each tool-calling turn is asked of both models and its rates written."""
+    from train_helpers import conversation_rows
+
+    _, result = trained
+    run = tmp_path / "conversations"
+    run.mkdir()
+    (run / "eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in conversation_rows(2)))
+    out = evaluate(run, result.adapter_dir, EvalConfig(out_dir=tmp_path / "eval", max_new_tokens=32, resamples=50,
+                                                       threads=1))
+    data = json.loads(out.json_path.read_text())
+    block = data["tasks"]["tool_calling"]
+    for system in ("base", "student"):
+        for metric in ("valid_call", "right_tool", "arguments_equal"):
+            estimate = block["systems"][system][metric]
+            assert estimate["n"] == 2 and estimate["low"] <= estimate["value"] <= estimate["high"]
+        for row in data["examples"]:
+            assert len(row["tool_calls"][system]) == 1
+    assert "valid_call" in block["versus_base"]
+    assert set(data["leaves"]) == {"tools/money", "tools/weather"}
+    markdown = out.markdown_path.read_text()
+    assert "| system | valid call | right tool | arguments equal |" in markdown
+    assert "| tools/weather | tool_calling (valid_call) | 1 |" in markdown
+
+
 def test_build_report_scores_known_answers():
     examples = [Example(id=str(i), messages=[{"role": "user", "content": "x"},
                                              {"role": "assistant", "content": f'{{"label": "{g}"}}'}],

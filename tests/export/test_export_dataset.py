@@ -12,9 +12,9 @@ import pytest
 from distill.errors import DistillError
 from distill.export.dataset import DatasetExportOptions, export_dataset
 from distill.export.dataset_card import check_dataset_card
-from distill.records import Example
+from distill.records import Example, read_examples
 from distill.review.figures import NO_REVIEW, review_lines
-from train_helpers import make_run, toy_rows
+from train_helpers import conversation_rows, make_run, toy_rows
 
 # The shape `distill review` writes into stats.json (distill.review.feedback.summary).
 REVIEW = {"queued": 48, "reviewed": 40, "accepted": 35, "rejected": 4, "edited": 1, "skipped": 2, "open_reviews": 0,
@@ -226,3 +226,45 @@ def test_push_with_token_and_no_network_is_one_line(tmp_path):
     assert done.returncode == 2 and "cannot reach the Hugging Face Hub at http://127.0.0.1" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert "x" * 30 not in done.stderr + done.stdout  # the token is never printed
+
+
+def test_conversations_export_their_tool_calls_and_tools(tmp_path):
+    """Tool calls, tool results, reasoning and the tools column come back from the Parquet as they were written
+    (arguments and tools as JSON text: one Arrow type a column); the card lists the tools."""
+    from datasets import load_dataset
+
+    run = make_run(tmp_path / "run", conversation_rows(6) + toy_rows(14), stats())
+    result = export_dataset(run, DatasetExportOptions(out=tmp_path / "ds", license="mit"))
+    records = {e.id: e for e in read_examples(run / "train.jsonl") + read_examples(run / "eval.jsonl")}
+    loaded = load_dataset("parquet", data_files={split: [str(p) for p in paths]
+                                                 for split, paths in result.files.items()})
+    assert load_dataset(str(result.folder))["train"].features == loaded["train"].features
+    rows = [row for split in loaded.values() for row in split]
+    assert {row["id"] for row in rows} == set(records) and len(rows) == 20
+    for row in rows:
+        example = records[row["id"]]
+        assert (json.loads(row["tools"]) if row["tools"] else None) == example.tools
+        messages = []
+        for turn in row["messages"]:
+            for call in turn["tool_calls"] or []:
+                call["function"]["arguments"] = json.loads(call["function"]["arguments"])
+            messages.append({key: value for key, value in turn.items() if value is not None})
+        assert messages == [m.model_dump() for m in example.messages]
+    conversation = next(row for row in rows if row["id"] == "conv0")
+    assert conversation["messages"][2]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert conversation["messages"][3]["tool_call_id"] == "call0" and conversation["messages"][2]["reasoning"]
+    card = (result.folder / "README.md").read_text()
+    assert "## Tools" in card and "| `tools` |" in card
+    assert "| `get_weather` | The current weather in a city. | 6 | 3 |" in card
+    assert "| `convert` | Convert an amount of money between currencies. | 6 | 3 |" in card
+    assert check_dataset_card(result.folder / "README.md") == []
+
+
+def test_a_run_without_tools_keeps_plain_messages(tmp_path):
+    from datasets import load_dataset
+
+    run = make_run(tmp_path / "run", toy_rows(20), stats())
+    result = export_dataset(run, DatasetExportOptions(out=tmp_path / "ds", license="mit"))
+    train = load_dataset(str(result.folder))["train"]
+    assert "tools" not in train.column_names and set(train.features["messages"].feature) == {"role", "content"}
+    assert "## Tools" not in (result.folder / "README.md").read_text()

@@ -10,8 +10,19 @@ import pytest
 
 from distill.errors import DistillError
 from distill.export.gguf_writer import interleave_rope, pre_tokenizer_name, token_table, write_gguf
-from distill.export.modelfile import CHATML_GO_TEMPLATE, PROBES, chatml_equivalent, render_chatml, write_modelfile
+from distill.export.modelfile import (
+    CHATML_GO_TEMPLATE,
+    CHATML_TOOLS_GO_TEMPLATE,
+    PROBES,
+    TOOL_PROBES,
+    chatml_equivalent,
+    chatml_tools_equivalent,
+    render_chatml,
+    render_chatml_tools,
+    write_modelfile,
+)
 from distill.export.verify import compare_logits
+from distill.tool_calls import chat_for_template
 
 BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
 
@@ -84,11 +95,21 @@ def tokenizer():
 
 @pytest.mark.slow
 def test_smollm2_template_is_chatml_and_gets_the_go_template(tokenizer, tmp_path):
-    assert chatml_equivalent(tokenizer)
+    # SmolLM2's ChatML renders no tools itself: it learns the <tool_call> convention, and its Modelfile says so.
+    assert chatml_equivalent(tokenizer) and chatml_tools_equivalent(tokenizer)
     written = write_modelfile(tmp_path, "toy-q8_0.gguf", tokenizer, ["<|im_end|>"], "You are a careful expert.")
     text = written.path.read_text()
-    assert "FROM ./toy-q8_0.gguf\n" in text and f'TEMPLATE """{CHATML_GO_TEMPLATE}"""' in text
+    assert "FROM ./toy-q8_0.gguf\n" in text and f'TEMPLATE """{CHATML_TOOLS_GO_TEMPLATE}"""' in text
+    assert "{{ range $k, $t := $.Tools }}" in text and "{{ .Function.Arguments }}" in text and "<tool_response>" in text
     assert 'SYSTEM """You are a careful expert."""' in text and 'PARAMETER stop "<|im_end|>"' in text
+
+
+def test_a_template_that_renders_tools_itself_gets_the_plain_chatml_template(tokenizer, tmp_path):
+    native = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    native.chat_template = tokenizer.chat_template + "{# reads tools and tool_calls #}"  # as Qwen's would
+    assert chatml_equivalent(native) and not chatml_tools_equivalent(native)
+    text = write_modelfile(tmp_path, "x.gguf", native, ["<|im_end|>"], None).path.read_text()
+    assert f'TEMPLATE """{CHATML_GO_TEMPLATE}"""' in text
 
 
 def test_a_template_with_no_go_translation_gets_no_template_line(tokenizer, tmp_path):
@@ -143,3 +164,94 @@ def test_go_template_renders_as_the_jinja_template(tokenizer, tmp_path):
         go = subprocess.run([str(binary)], input=payload, capture_output=True, text=True, check=True, timeout=60)
         expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         assert go.stdout == expected == render_chatml(messages)
+
+
+# Ollama's api types as its templates see them: a tool and a call's arguments print as (compact) JSON.
+OLLAMA_RENDERER = """package main
+
+import (
+	"encoding/json"
+	"os"
+	"text/template"
+)
+
+type Function struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Parameters  json.RawMessage `json:"parameters"`
+}
+type Tool struct {
+	Type     string   `json:"type"`
+	Function Function `json:"function"`
+}
+
+func (t Tool) String() string { b, _ := json.Marshal(t); return string(b) }
+
+type Arguments map[string]any
+
+func (a Arguments) String() string { b, _ := json.Marshal(a); return string(b) }
+
+type CallFunction struct {
+	Name      string    `json:"name"`
+	Arguments Arguments `json:"arguments"`
+}
+type ToolCall struct {
+	Function CallFunction `json:"function"`
+}
+type Message struct {
+	Role      string     `json:"role"`
+	Content   string     `json:"content"`
+	ToolCalls []ToolCall `json:"tool_calls"`
+}
+
+func main() {
+	var in struct {
+		Template string    `json:"template"`
+		Messages []Message `json:"messages"`
+		Tools    []Tool    `json:"tools"`
+	}
+	if err := json.NewDecoder(os.Stdin).Decode(&in); err != nil {
+		panic(err)
+	}
+	t := template.Must(template.New("m").Parse(in.Template))
+	data := map[string]any{"Messages": in.Messages}
+	if len(in.Tools) > 0 {
+		data["Tools"] = in.Tools
+	}
+	if err := t.Execute(os.Stdout, data); err != nil {
+		panic(err)
+	}
+}
+"""
+
+
+def compact(value) -> str:
+    """JSON as Go's encoding/json writes it: no spaces, map keys sorted (a tool's struct fields keep their order)."""
+    if isinstance(value, dict) and "function" not in value:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def test_go_tool_template_renders_as_training_does(tokenizer, tmp_path):
+    """Go's text/template over Ollama-shaped data renders the tool template as training rendered the conversation
+    (up to Ollama's compact JSON), and plain conversations exactly as the Jinja template."""
+    source = tmp_path / "render.go"
+    source.write_text(OLLAMA_RENDERER)
+    env = {"HOME": str(tmp_path), "GOCACHE": str(tmp_path / "cache"), "GOPATH": str(tmp_path / "go"),
+           "PATH": "/usr/bin:/bin:/usr/local/go/bin", "GO111MODULE": "off"}
+    binary = tmp_path / "render"
+    subprocess.run(["go", "build", "-o", str(binary), str(source)], check=True, env=env, timeout=300)
+
+    def go(messages: list[dict], tools) -> str:
+        payload = json.dumps({"template": CHATML_TOOLS_GO_TEMPLATE, "messages": messages, "tools": tools or []})
+        return subprocess.run([str(binary)], input=payload, capture_output=True, text=True, check=True,
+                              timeout=60).stdout
+
+    for plain in PROBES:
+        assert go(plain, None) == tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
+    for messages, tools in TOOL_PROBES:
+        rows = [m.model_dump() for m in messages]
+        assert go(rows, tools) == render_chatml_tools(messages, tools, dumps=compact)
+        chat, _ = chat_for_template(messages, tools, renders_tools=False)
+        trained = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        assert trained == render_chatml_tools(messages, tools)
