@@ -177,7 +177,7 @@ class _Run:
             calls = [c if c.id else c.model_copy(update={"id": f"call_{turn}_{round_}_{n}"})
                      for n, c in enumerate(result.tool_calls or [])]
             if not calls:
-                text = usable_text(result, "assistant")
+                text = _answer_text(result)
                 self.messages.append(Message(role="assistant", content=text, reasoning=result.reasoning))
                 return True
             self.messages.append(Message(role="assistant", content=(result.text or "").strip(), tool_calls=calls,
@@ -216,6 +216,14 @@ class _Run:
         except Rejected:
             return text  # kept as the teacher wrote it: the assistant reads it as the tool's answer
         return json.dumps(value, ensure_ascii=False)
+
+
+def _answer_text(result: GenerationResult) -> str:
+    """An assistant turn's text: `usable_text` less its refusal pattern, since an agent declining what the
+    policy forbids ("I am sorry, I cannot refund ...") is the answer, not the teacher refusing the task."""
+    if result.finish_reason in ("length", "content_filter", "refusal") or not (result.text or "").strip():
+        return usable_text(result, "assistant")  # raises with the reason
+    return (result.text or "").strip()
 
 
 def _sha(text: str) -> str:

@@ -67,6 +67,9 @@ class Faults:
     # A request that declares tools (OpenAI `tools`; Anthropic tools besides distill's structured-output one) is
     # answered by this tool-calling assistant (tests/fakeapi/agent.py; None: `default_agent`).
     agent: Callable[[AgentView], AgentReply] | None = None
+    # A request without tools for which this returns text is answered with that text (a simulated user's turn,
+    # tests/fakeapi/support.py); None leaves the request to the answers above.
+    user: Callable[[dict[str, Any]], str | None] | None = None
 
 
 @dataclass
@@ -285,12 +288,15 @@ class FakeAPI:
     def compose(self, provider: str, request: dict[str, Any], prompt: str) -> dict[str, Any]:
         if provider == "openai" and request.get("tools"):
             return self.compose_agent(request, prompt)
-        kind = self.content_kind(prompt)
+        said = self.faults.user(request) if self.faults.user is not None and not request.get("tools") else None
+        kind = None if said is not None else self.content_kind(prompt)
         self.kinds[conversation_key(request.get("messages") or [], request.get("seed"))] = kind
         structured = wants_json(request)
         words = [WORDS[int(prompt[i:i + 2], 16) % len(WORDS)] for i in range(0, 40, 2)]
         schema = requested_schema(request)
-        if structured and is_verdict(schema):
+        if said is not None:
+            text = said
+        elif structured and is_verdict(schema):
             verdict = self.faults.verdict(request, schema) if self.faults.verdict else None
             text = json.dumps(verdict if verdict is not None else default_verdict(schema))
         elif structured:
