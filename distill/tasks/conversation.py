@@ -155,7 +155,7 @@ class _Run:
         flipped = [Message(role="assistant" if m["role"] == "user" else "user", content=m["content"])
                    for m in self.visible()]
         messages = [Message(role="system", content=system), Message(role="user", content=prompt), *flipped]
-        text = usable_text(await self.ask("user", f"user:{turn}", messages), "user")
+        text = _turn_text(await self.ask("user", f"user:{turn}", messages), "user")
         marker = self.talk.spec.end_marker
         if marker and marker in text:
             text = text.replace(marker, "").strip()
@@ -177,7 +177,7 @@ class _Run:
             calls = [c if c.id else c.model_copy(update={"id": f"call_{turn}_{round_}_{n}"})
                      for n, c in enumerate(result.tool_calls or [])]
             if not calls:
-                text = _answer_text(result)
+                text = _turn_text(result, "assistant")
                 self.messages.append(Message(role="assistant", content=text, reasoning=result.reasoning))
                 return True
             self.messages.append(Message(role="assistant", content=(result.text or "").strip(), tool_calls=calls,
@@ -218,11 +218,12 @@ class _Run:
         return json.dumps(value, ensure_ascii=False)
 
 
-def _answer_text(result: GenerationResult) -> str:
-    """An assistant turn's text: `usable_text` less its refusal pattern, since an agent declining what the
-    policy forbids ("I am sorry, I cannot refund ...") is the answer, not the teacher refusing the task."""
+def _turn_text(result: GenerationResult, step: str) -> str:
+    """A turn's text: `usable_text` less its refusal pattern, since in a conversation "I cannot ..." is often what
+    the person says (an agent declining what the policy forbids, a customer who cannot remember), not the teacher
+    refusing the task. A refusal the backend reports (finish reason) still rejects."""
     if result.finish_reason in ("length", "content_filter", "refusal") or not (result.text or "").strip():
-        return usable_text(result, "assistant")  # raises with the reason
+        return usable_text(result, step)  # raises with the reason
     return (result.text or "").strip()
 
 
