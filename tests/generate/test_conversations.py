@@ -281,8 +281,14 @@ def test_kill_9_mid_conversation_resumes_without_paying_twice(tmp_path):
                               timeout=240)
         assert done.returncode == 0, done.stderr
         paid += second.paid
-    assert len(examples(out)) == 21
+    with FakeAPI(Faults(agent=support_agent, user=support_user)) as clean:  # the same run, never killed
+        whole = tmp_path / "whole"
+        assert generate(SUPPORT, clean, whole, tmp_path, "--no-preflight", "--no-curate").returncode == 0
+        uninterrupted = clean.total_paid()
     assert max(paid.values()) == 1  # no prompt was paid for twice
+    assert sum(paid.values()) == uninterrupted  # and nothing beyond what an uninterrupted run pays
+    resumed = {row["id"]: row["messages"] for row in examples(out)}
+    assert len(resumed) == 21 and resumed == {row["id"]: row["messages"] for row in examples(whole)}
 
 
 def test_a_bad_conversation_field_is_one_line_naming_the_file_line_and_field(tmp_path):
