@@ -113,7 +113,7 @@ class ConversationTask(Task):
             if not await run.assistant_turn(turn):
                 stopped = "tool_round_limit"
                 break
-        meta: dict[str, Any] = {"turns": run.user_turns, "stopped": stopped, "tool_calls": run.calls}
+        meta: dict[str, Any] = {"turns": run.user_turns, "stopped": stopped, "tool_call_count": run.calls}
         if persona:
             meta["persona"] = persona
         if run.simulated:

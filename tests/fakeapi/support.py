@@ -135,24 +135,42 @@ def support_user(request: dict[str, Any]) -> str | None:
     email = re.search(r"The email on your account: (\S+)", prompt)
     persona = re.search(r"Who you are: ([\w-]+)", system)
     mine = [m for m in messages[1:] if m.get("role") == "assistant"]  # the customer's own earlier turns
+    who = persona.group(1) if persona else "calm"
+    # The request's sampling seed (one per plan item) picks the wording, as a sampled teacher would vary it.
+    pick = int(request.get("seed") or 0)
     if not mine:
         opening = first_person(situation.group(1) if situation else "I need help with my order.")
-        if persona and persona.group(1) == "confused-first-time-buyer":
-            return "Hello, I am not sure how this works. " + opening  # no number: the agent must ask for it
+        greeting = _choose(GREETINGS.get(who, [""]), pick)
+        if who == "confused-first-time-buyer":
+            return f"{greeting} {opening}"  # no number: the agent must ask for it
         if order:
-            opening += f" My order number is {order.group(1)}."
+            opening += _choose([" My order number is {}.", " The order is {}.", " Order {}."], pick // 7).format(
+                order.group(1))
         elif email:
-            opening += f" My email is {email.group(1)}."
-        return ("Hi. " if persona and persona.group(1) == "calm" else "") + opening
+            opening += _choose([" My email is {}.", " The account email is {}."], pick // 7).format(email.group(1))
+        return f"{greeting} {opening}".strip()
     agent = _text(messages[-1])
     if ("order number" in agent or "email" in agent.lower()) and "?" in agent:
         if order:
-            return f"It is {order.group(1)}."
+            return _choose(["It is {}.", "Sure, it's {}.", "{}"], pick).format(order.group(1))
         if email:
-            return f"My email is {email.group(1)}."
+            return _choose(["My email is {}.", "It's {}."], pick).format(email.group(1))
     if len(mine) == 1 and persona and persona.group(1) == "calm" and order and "total $" not in agent:
         return "Thank you. Could you also tell me what was in that order and what it cost?"
     return END
+
+
+GREETINGS = {
+    "calm": ["Hi.", "Hello there.", "Good morning.", "Hi, hope you are well."],
+    "angry": ["", "This is not good enough.", "I am really annoyed.", "Seriously?"],
+    "in-a-hurry": ["", "Quick one:", "Hi -"],
+    "confused-first-time-buyer": ["Hello, I am not sure how this works.", "Hi, sorry, this is my first order with you.",
+                                  "Hello, I hope this is the right place to ask."],
+}
+
+
+def _choose(options: list[str], pick: int) -> str:
+    return options[pick % len(options)]
 
 
 def first_person(text: str) -> str:

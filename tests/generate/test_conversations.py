@@ -85,6 +85,27 @@ def test_support_conversations_call_the_real_tools_over_the_fixture(support_run)
     assert {"user", "assistant"} <= set(steps(support_run))  # each turn a teacher call in run.db
 
 
+RIGHT_TOOL = {"orders/where-is-my-order": "track_shipment", "orders/cancel-an-order": "cancel_order",
+              "orders/order-details": "lookup_order", "refunds/damaged-or-wrong-item": "refund_order",
+              "refunds/changed-mind": "refund_order", "refunds/never-arrived": "refund_order",
+              "account/find-my-orders": "lookup_customer"}
+
+
+@pytest.mark.slow
+def test_the_fake_support_agent_calls_the_right_tool_with_the_seed_s_order(support_run):
+    """The fake is the teacher of a measured recipe: each leaf's first call is the tool its request needs, with
+    the order number (or email) of the item's seed, and no call of it fails."""
+    seeds = {json.loads(line)["id"]: json.loads(line) for path in (ROOT / "seeds" / "support-agent").glob("*.jsonl")
+             for line in path.read_text().splitlines()}
+    for row in examples(support_run):
+        calls = [c["function"] for m in row["messages"] for c in m.get("tool_calls") or []]
+        seed = seeds[row["meta"]["seed_ids"][0]]
+        assert calls[0]["name"] == RIGHT_TOOL[row["meta"]["taxonomy_path"]], row["messages"]
+        assert calls[0]["arguments"].get("order_id", seed.get("order_id")) == seed.get("order_id")
+        assert calls[0]["arguments"].get("email", seed.get("email")) == seed.get("email")
+        assert not any("error" in result for results in tool_results(row).values() for result in results)
+
+
 # -- tools that raise, hang, are simulated, unknown or called wrongly --------------------------------------------
 
 TOOLS_PY = """
