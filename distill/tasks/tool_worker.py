@@ -5,20 +5,29 @@ could never be stopped: Python cannot kill a thread, and the interpreter waits f
 so one hung tool would hang the run's end too. In a child process it is killed at its timeout (`ToolWorker.call`)
 and the next call starts a fresh process. The child imports the tool's file itself, through the same loader and
 checks as the task's other Python (`distill.tasks.code.load`); the parent only checks it by reading.
+
+The child is `python -m distill.tasks.tool_worker`, not a multiprocessing child: multiprocessing's spawn runs the
+parent's main script again in the child, so a user's script that calls `distill.generate()` without an
+`if __name__ == "__main__":` guard would start a second run. Calls and results are JSON lines on its stdin and
+on a copy of its stdout; a tool's own prints go to stderr.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
+import os
+import select
+import subprocess
+import sys
 import threading
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import Any
+import time
+from pathlib import Path
+from typing import IO, Any
 
 from distill.tasks.code import CodeRef, load
 
 START_TIMEOUT_S = 120  # a fresh interpreter importing pydantic on a busy machine; not part of a tool's timeout
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds `distill`, for the child's imports
 
 
 def error_result(kind: str, message: str) -> str:
@@ -42,65 +51,96 @@ def run_tool(ref: CodeRef, arguments: dict[str, Any]) -> str:
         return error_result("TypeError", f"the tool's result is not JSON: {exc}")
 
 
-def _serve(conn: Connection) -> None:
-    conn.send("ready")
-    while True:
-        try:
-            ref, arguments = conn.recv()
-        except EOFError:  # the parent closed its end or died: nothing more to do
-            return
-        conn.send(run_tool(ref, arguments))
-
-
 class ToolWorker:
     """One child process for a task's real tools, started at the first call; calls take turns (a lock)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._process: BaseProcess | None = None
-        self._conn: Connection | None = None
+        self._process: subprocess.Popen | None = None
 
     def call(self, ref: CodeRef, arguments: dict[str, Any], timeout_s: float) -> str:
         """The tool's result (JSON text) or an error result; blocks up to `timeout_s` once the process runs."""
+        job = {"reference": ref.reference, "name": ref.name, "module": ref.module,
+               "file": str(ref.file) if ref.file is not None else None, "arguments": arguments}
         with self._lock:
-            conn = self._start()
-            conn.send((ref, arguments))
-            if not conn.poll(timeout_s):
+            process = self._start()
+            stdin, stdout = process.stdin, process.stdout
+            assert stdin is not None and stdout is not None
+            try:
+                stdin.write(json.dumps(job, ensure_ascii=False) + "\n")
+                stdin.flush()
+            except OSError:
+                return self._crashed(ref)
+            if not _readable(stdout, timeout_s):
                 self._stop()
                 return error_result("TimeoutError", f"{ref.reference} gave no result within {timeout_s:g} s and was "
                                                     "stopped")
-            try:
-                return conn.recv()
-            except EOFError:
-                code = self._process.exitcode if self._process is not None else None
-                self._stop()
-                return error_result("ToolCrashed", f"{ref.reference}: the tool's process exited (code {code})")
+            line = stdout.readline()
+            if not line:
+                return self._crashed(ref)
+            return json.loads(line)
 
-    def _start(self) -> Connection:
-        if self._conn is not None and self._process is not None and self._process.is_alive():
-            return self._conn
+    def _crashed(self, ref: CodeRef) -> str:
+        code = self._process.poll() if self._process is not None else None
         self._stop()
-        # spawn: a fresh interpreter, not a fork of a process holding an event loop, HTTP clients and threads.
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        process = context.Process(target=_serve, args=(child,), daemon=True, name="distill-tools")
-        process.start()
-        child.close()
-        if not parent.poll(START_TIMEOUT_S):
+        return error_result("ToolCrashed", f"{ref.reference}: the tool's process exited (code {code})")
+
+    def _start(self) -> subprocess.Popen:
+        if self._process is not None and self._process.poll() is None:
+            return self._process
+        self._stop()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
+                                                                         os.environ.get("PYTHONPATH")]))}
+        process = subprocess.Popen([sys.executable, "-m", "distill.tasks.tool_worker"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True, encoding="utf-8", env=env)
+        assert process.stdout is not None
+        if not _readable(process.stdout, START_TIMEOUT_S) or process.stdout.readline().strip() != "ready":
             process.kill()
-            raise RuntimeError("the tool process did not start")
-        parent.recv()
-        self._process, self._conn = process, parent
-        return parent
+            process.wait()
+            raise RuntimeError(f"the tool process did not start (exit code {process.poll()})")
+        self._process = process
+        return process
 
     def _stop(self) -> None:
         if self._process is not None:
             self._process.kill()
-            self._process.join(timeout=5)
-        if self._conn is not None:
-            self._conn.close()
-        self._process = self._conn = None
+            self._process.wait()
+            for pipe in (self._process.stdin, self._process.stdout):
+                if pipe is not None:
+                    pipe.close()
+        self._process = None
 
     def close(self) -> None:
         with self._lock:
             self._stop()
+
+
+def _readable(pipe: IO[str], timeout_s: float) -> bool:
+    # One line is written for each line read, so nothing waits in the pipe's buffer when this is asked.
+    return bool(select.select([pipe], [], [], timeout_s)[0])
+
+
+def _orphan_watch(parent: int) -> None:
+    """End this process once its parent is gone (a run killed with -9 cannot kill it), even in a hung tool."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
+def main() -> None:
+    """The child: one JSON call a line on stdin, one JSON result a line on the protocol stream."""
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # a tool's print() goes to stderr, never into the results
+    threading.Thread(target=_orphan_watch, args=(os.getppid(),), daemon=True).start()
+    protocol.write("ready\n")
+    protocol.flush()
+    for line in sys.stdin:
+        job = json.loads(line)
+        ref = CodeRef(job["reference"], "function", job["name"], file=Path(job["file"]) if job["file"] else None,
+                      module=job["module"])
+        protocol.write(json.dumps(run_tool(ref, job["arguments"]), ensure_ascii=False) + "\n")
+        protocol.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,8 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -249,6 +251,35 @@ def test_past_the_tool_round_limit_the_conversation_stops_and_is_kept(faults_run
     row = _conversation(faults_run[0], "loops")
     assert row["meta"]["stopped"] == "tool_round_limit"
     assert [r["error"]["type"] for _, r in _results(row)] == ["unknown_tool", "unknown_tool", "tool_round_limit"]
+
+
+@pytest.mark.slow
+def test_a_script_without_a_main_guard_runs_the_tools_once(tmp_path):
+    """`distill.generate()` at the top of a user's script: the tools' process must not run the script again."""
+    folder = tmp_path / "tax"
+    folder.mkdir()
+    (folder / "tools.py").write_text(TOOLS_PY)
+    (folder / "faults.yaml").write_text(FAULTS_YAML)
+    script = tmp_path / "make_data.py"
+    script.write_text(textwrap.dedent(f"""
+        import os
+        import distill
+
+        with open(os.environ["STARTS"], "a") as starts:
+            starts.write("started\\n")
+        report = distill.generate(taxonomy={str(folder / "faults.yaml")!r}, teacher="openai:gpt-4o-mini",
+                                  out={str(tmp_path / "run")!r}, curate=False, cache=False, preflight=False,
+                                  progress=False, teacher_options={{"base_url": os.environ["BASE_URL"]}})
+        print(report.stats["counts"]["kept"])
+        """))
+    starts = tmp_path / "starts"
+    with FakeAPI(Faults(agent=faulty_agent, user=faulty_user)) as api:
+        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                              env=cli_env(tmp_path, BASE_URL=api.url + "/v1", STARTS=str(starts),
+                                          TOOL_LOG=str(tmp_path / "tool.log")))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2"] and starts.read_text() == "started\n"
+    assert (tmp_path / "tool.log").read_text() == "ran\n"
 
 
 # -- the user teacher, resuming, mistakes -----------------------------------------------------------------------
