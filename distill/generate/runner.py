@@ -183,9 +183,12 @@ def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
 
 def _run(run_dir: RunDir, job: _Job) -> RunReport:
     """One run at a time holds the directory."""
-    with run_dir.lock(), run_dir.store_errors():
-        return _generate_locked(job.options, job.loaded, job.plan, run_dir, job.api, job.teacher_factory,
-                                job.executor)
+    try:
+        with run_dir.lock(), run_dir.store_errors():
+            return _generate_locked(job.options, job.loaded, job.plan, run_dir, job.api, job.teacher_factory,
+                                    job.executor)
+    finally:
+        job.loaded.task.close()  # a conversation's tool process, started when its tools were checked
 
 
 def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: list[PlanItem], run_dir: RunDir,
@@ -227,7 +230,6 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
                     teacher.close()
                 if user_teacher is not None:
                     user_teacher.close()
-                loaded.task.close()
         with stage_progress(enabled=options.progress) as curate_progress:
             report = finish_run(store, loaded, plan, run_dir, curate=options.curate,
                                 curate_settings=_curate_settings(options), judge=_judge(store, options),

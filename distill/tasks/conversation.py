@@ -77,6 +77,9 @@ class ConversationTask(Task):
     def close(self) -> None:
         self.conversation.tools.close()
 
+    def check_code(self) -> None:
+        self.conversation.tools.check_loadable()
+
     def stand_in_answer(self, step_name: str) -> str:
         """Every turn's stand-in is plain text: a rehearsal or an estimate never calls a tool."""
         return STAND_IN
@@ -266,7 +269,7 @@ def compile_conversation(spec: TaskSpec, task_dir: Path | None, taxonomy_file: P
         system=template(system, (*at, "system")),
         user_system=template(conversation.user.system or USER_SYSTEM, (*at, "user", "system")),
         user_prompt=template(conversation.user.prompt or USER_PROMPT, (*at, "user", "prompt")),
-        tools=compile_tools(conversation, task_dir or taxonomy_dir, code_root),
+        tools=compile_tools(conversation, task_dir or taxonomy_dir, code_root, where),
         persona_description=description)
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(Task) if f.init}
     return ConversationTask(**fields, talk=talk)

@@ -169,6 +169,10 @@ class Task:
     def close(self) -> None:
         """Let go of what running items started (a conversation's tool process); the task may run again."""
 
+    def check_code(self) -> None:
+        """Before a run's first teacher call: import the Python the task runs apart from this process (a
+        conversation's tools), so a broken file is one line now rather than an error in every example."""
+
     # -- the pieces of a run -------------------------------------------------------------------------
 
     def choose_seeds(self, loaded, item: PlanItem, leaf) -> list[Seed]:

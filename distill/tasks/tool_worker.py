@@ -35,12 +35,15 @@ def error_result(kind: str, message: str) -> str:
     return json.dumps({"error": {"type": kind, "message": message}}, ensure_ascii=False)
 
 
-def run_tool(ref: CodeRef, arguments: dict[str, Any]) -> str:
-    """Call the tool with the arguments as keywords: its result as JSON, or its exception as an error result."""
+def run_tool(ref: CodeRef, arguments: dict[str, Any] | None) -> str:
+    """Call the tool with the arguments as keywords: its result as JSON, or its exception as an error result.
+    No arguments: only import it ("loaded" as JSON)."""
     try:
         function = load(ref)
     except ValueError as exc:
         return error_result("ToolNotLoaded", str(exc))
+    if arguments is None:
+        return json.dumps("loaded")
     try:
         result = function(**arguments)
     except Exception as exc:  # the tool's own failure is its answer, recorded for the teacher and the checks
@@ -58,8 +61,9 @@ class ToolWorker:
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
 
-    def call(self, ref: CodeRef, arguments: dict[str, Any], timeout_s: float) -> str:
-        """The tool's result (JSON text) or an error result; blocks up to `timeout_s` once the process runs."""
+    def call(self, ref: CodeRef, arguments: dict[str, Any] | None, timeout_s: float) -> str:
+        """The tool's result (JSON text) or an error result; blocks up to `timeout_s` once the process runs.
+        No `arguments`: the tool is only imported (the result is "loaded")."""
         job = {"reference": ref.reference, "name": ref.name, "module": ref.module,
                "file": str(ref.file) if ref.file is not None else None, "arguments": arguments}
         with self._lock:
@@ -79,6 +83,11 @@ class ToolWorker:
             if not line:
                 return self._crashed(ref)
             return json.loads(line)
+
+    def loads(self, ref: CodeRef) -> str | None:
+        """Why the tool cannot be imported in the tools' process (None: it loads), without calling it."""
+        result = json.loads(self.call(ref, None, START_TIMEOUT_S))
+        return None if result == "loaded" else result["error"]["message"]
 
     def _crashed(self, ref: CodeRef) -> str:
         code = self._process.poll() if self._process is not None else None

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.errors import DistillError
 from distill.records import ToolCall
 from distill.tasks.code import CodeRef, check_reference
 from distill.tasks.schema import OutputSchema, SchemaError, load_schema
@@ -27,6 +29,7 @@ class Tool:
     parameters: OutputSchema
     ref: CodeRef | None  # None: simulated
     timeout_s: float
+    where: str  # its `function:` field, as errors name it (file:line: task.conversation.tools.N.function)
 
     @property
     def name(self) -> str:
@@ -71,6 +74,13 @@ class ToolBox:
             return Checked(tool, arguments, error_result("invalid_arguments", f"{err.where}: {err.message}"))
         return Checked(tool, arguments)
 
+    def check_loadable(self) -> None:
+        """Import every real tool in the tools' process now, so a broken tool file stops the run before its first
+        teacher call (one line naming the tool's field) instead of failing every call it would get."""
+        for tool in self.tools.values():
+            if tool.ref is not None and (problem := self._worker.loads(tool.ref)) is not None:
+                raise DistillError(f"{tool.where}: {problem}")
+
     async def run(self, tool: Tool, arguments: dict[str, Any]) -> str:
         """A real tool's result (JSON) or its error, without blocking the event loop while it runs."""
         assert tool.ref is not None  # a simulated tool is answered by a teacher call
@@ -80,7 +90,8 @@ class ToolBox:
         self._worker.close()
 
 
-def compile_tools(spec: ConversationSpec, base: Path | None, root: Path | None) -> ToolBox:
+def compile_tools(spec: ConversationSpec, base: Path | None, root: Path | None,
+                  locate: Callable[[tuple], str]) -> ToolBox:
     """The task's tools, each checked without running anything: its parameters a JSON Schema, its function a
     file under `root` that defines it (read with ast) or a module of an installed package (found, not imported)."""
     tools = []
@@ -96,7 +107,7 @@ def compile_tools(spec: ConversationSpec, base: Path | None, root: Path | None) 
                 ref = _function_ref(tool.function, base, root)
             except ValueError as exc:
                 raise TaskError((*at, "function"), str(exc)) from None
-        tools.append(Tool(tool, parameters, ref, tool.timeout_s or spec.tool_timeout_s))
+        tools.append(Tool(tool, parameters, ref, tool.timeout_s or spec.tool_timeout_s, locate((*at, "function"))))
     return ToolBox(tools)
 
 

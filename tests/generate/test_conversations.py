@@ -368,6 +368,22 @@ def test_a_persona_axis_the_taxonomy_lacks_is_refused_with_its_line(tmp_path):
     assert len(lines) == 1 and f"{taxonomy}:10: task.conversation.persona_axis: no axis 'mood'" in lines[0], lines
 
 
+def test_a_tool_file_that_cannot_be_imported_stops_generate_before_any_teacher_call(tmp_path):
+    folder = tmp_path / "tax"
+    folder.mkdir()
+    (folder / "tools.py").write_text("import no_such_module_here\n" + TOOLS_PY)
+    taxonomy = folder / "faults.yaml"
+    taxonomy.write_text(FAULTS_YAML)
+    with FakeAPI() as api:
+        done = generate(taxonomy, api, tmp_path / "run", tmp_path)
+        asked = sum(api.requests.values())
+    assert done.returncode == 2, done.stderr
+    lines = error_lines(done.stderr)
+    line = next(n for n, text in enumerate(FAULTS_YAML.splitlines(), 1) if "tools.py:boom" in text)
+    assert len(lines) == 1 and f"{taxonomy}:{line}: task.conversation.tools.0.function:" in lines[0], lines
+    assert "No module named 'no_such_module_here'" in lines[0] and asked == 0
+
+
 @pytest.mark.parametrize("taxonomy", [SUPPORT, MEDICAL], ids=["support-agent", "medical-conversation"])
 def test_the_shipped_conversation_taxonomies_validate(taxonomy, tmp_path):
     done = distill("taxonomy", "validate", str(taxonomy), cwd=tmp_path, env=cli_env(tmp_path))
