@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -284,12 +285,28 @@ def test_a_script_without_a_main_guard_runs_the_tools_once(tmp_path):
 
 # -- the user teacher, resuming, mistakes -----------------------------------------------------------------------
 
+def support_copy(tmp_path: Path) -> Path:
+    """A writable copy of the support-agent taxonomy, its tools and its seeds, laid out as in the repository."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "taxonomies" / "support_agent", project / "taxonomies" / "support_agent")
+    shutil.copytree(ROOT / "seeds" / "support-agent", project / "seeds" / "support-agent")
+    shutil.copy(SUPPORT, project / "taxonomies" / SUPPORT.name)
+    return project / "taxonomies" / SUPPORT.name
+
+
 @pytest.mark.slow
-def test_user_teacher_writes_the_user_turns(tmp_path):
+@pytest.mark.parametrize("where", ["flag", "taxonomy"])
+def test_user_teacher_writes_the_user_turns(tmp_path, where):
+    """--user-teacher, or the task's conversation.user_teacher: the user turns go to that teacher, the rest not."""
     out = tmp_path / "run"
+    taxonomy, flag = SUPPORT, ["--user-teacher", "openai:cheap-user"]
+    if where == "taxonomy":
+        taxonomy, flag = support_copy(tmp_path), []
+        taxonomy.write_text(taxonomy.read_text().replace("    persona_axis: customer\n",
+                                                         "    persona_axis: customer\n    user_teacher: openai:cheap-user\n"))
     with FakeAPI(Faults(agent=support_agent)) as main, FakeAPI(Faults(user=support_user)) as users:
-        done = generate(SUPPORT, main, out, tmp_path, "--no-curate", "--limit", "4", "--user-teacher",
-                        "openai:cheap-user", "--user-base-url", users.url + "/v1")
+        done = generate(taxonomy, main, out, tmp_path, "--no-curate", "--limit", "4", *flag,
+                        "--user-base-url", users.url + "/v1")
         assert done.returncode == 0, done.stderr
         main_bodies, user_bodies = list(main.bodies), list(users.bodies)
     assert user_bodies and all(b["model"] == "cheap-user" and CUSTOMER in b["messages"][0]["content"]
@@ -341,6 +358,16 @@ def test_kill_9_mid_conversation_resumes_without_paying_twice(tmp_path):
     assert sum(paid.values()) == uninterrupted  # and nothing beyond what an uninterrupted run pays
     resumed = {row["id"]: row["messages"] for row in examples(out)}
     assert len(resumed) == 21 and resumed == {row["id"]: row["messages"] for row in examples(whole)}
+
+
+def test_user_teacher_is_refused_for_a_task_that_is_not_a_conversation(tmp_path):
+    done = distill("generate", "-t", str(ROOT / "tests" / "fixtures" / "tiny" / "qa.yaml"), "--teacher",
+                   "openai:gpt-4o-mini", "--base-url", "http://127.0.0.1:9/v1", "--user-teacher", "openai:cheap",
+                   "--out", str(tmp_path / "run"), cwd=tmp_path, env=cli_env(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert error_lines(done.stderr) == ["error: --user-teacher and --user-base-url are for conversation tasks; 'tiny-qa' "
+                                        "is task 'qa'"], done.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_bad_conversation_field_is_one_line_naming_the_file_line_and_field(tmp_path):
