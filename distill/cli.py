@@ -55,6 +55,11 @@ def generate(
                                      "run's) classifies each input blind; a different label rejects it."),
     judge: str | None = typer.Option(None, "--judge", help="Teacher spec for the label check and for off_topic "
                                      "(instead of the lexical check)."),
+    user_teacher: str | None = typer.Option(None, "--user-teacher", help="Conversations: teacher spec that plays "
+                                            "the user (default: the task's conversation.user_teacher, else the "
+                                            "run's teacher)."),
+    user_base_url: str | None = typer.Option(None, "--user-base-url", help="The user teacher's server (default: "
+                                             "--base-url when it is the same provider as the teacher)."),
     skip_check: list[str] = typer.Option([], "--skip-check", help="Switch a curation check off by name "
                                          "(off_topic, self_contained ...). Repeatable."),
     executor: str = typer.Option("local", help="local (this process) or ray (actors on a Ray cluster, each with its "
@@ -122,7 +127,8 @@ def generate(
                                             lora=str(lora) if lora else None),
             cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
             label_check=label_check, judge=judge, skip_checks=list(skip_check),
-            executor=check_executor(executor), ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker,
+            user_teacher=TeacherSpec.parse(user_teacher).check() if user_teacher else None,
+            user_base_url=user_base_url, executor=check_executor(executor), ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker,
             documents=documents,
         )
     except ValidationError as exc:  # a bound the flags do not check themselves (concurrency at most 4096)

@@ -21,6 +21,8 @@ def check_inputs(loaded: LoadedTaxonomy, plan: list[PlanItem]) -> None:
         load_all(loaded.taxonomy.heldout)
     if plan:
         rehearse(loaded, plan[0])
+    if loaded.task.code_loaded:  # generating: the task's own Python may be imported now
+        loaded.task.check_code()
 
 
 def rehearse(loaded: LoadedTaxonomy, item: PlanItem) -> None:

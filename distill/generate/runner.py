@@ -7,7 +7,7 @@ import gc
 import sys
 from collections import Counter
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -66,6 +66,10 @@ class GenerateSettings(BaseModel):
     label_check: bool = False
     judge: TeacherSpec | None = None
     skip_checks: list[str] = Field(default_factory=list)
+    # Conversations: the teacher that plays the user (default: the task's `conversation.user_teacher`, else
+    # `teacher`) and its server (default: `teacher_options.base_url` when it is the same provider).
+    user_teacher: TeacherSpec | None = None
+    user_base_url: str | None = None
     # Where the items run: this process, or actors on a Ray cluster (RAY_ADDRESS, else one started on this
     # machine), each with its own teacher: one a CPU unless `ray_workers` says. The entry point that reads
     # this hands the runner the executor it names (distill/executors).
@@ -168,6 +172,9 @@ def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     plan = build_plan(loaded, seed=options.seed, limit=options.limit)
     check_inputs(loaded, plan)
     _check_curate_options(options, loaded)
+    if user_teacher_spec(options, loaded) is not None and options.executor == "ray":
+        raise DistillError("a user teacher (--user-teacher, conversation.user_teacher) runs with --executor local "
+                           "only for now; the Ray workers build the run's teacher alone")
     api = options.teacher.api and teacher_factory is None
     if api and options.cache:  # checked now: the cache is opened only once the teacher is built
         writable_folder(options.cache_dir or default_cache_dir(), "--cache-dir")
@@ -176,9 +183,12 @@ def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
 
 def _run(run_dir: RunDir, job: _Job) -> RunReport:
     """One run at a time holds the directory."""
-    with run_dir.lock(), run_dir.store_errors():
-        return _generate_locked(job.options, job.loaded, job.plan, run_dir, job.api, job.teacher_factory,
-                                job.executor)
+    try:
+        with run_dir.lock(), run_dir.store_errors():
+            return _generate_locked(job.options, job.loaded, job.plan, run_dir, job.api, job.teacher_factory,
+                                    job.executor)
+    finally:
+        job.loaded.task.close()  # a conversation's tool process, started when its tools were checked
 
 
 def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: list[PlanItem], run_dir: RunDir,
@@ -205,17 +215,21 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
             progress = GenerationProgress(enabled=options.progress)
             teacher = progress.starting(options.teacher, lambda: _handed_in(teacher_factory, store) if teacher_factory
                                         else _make_teacher(options.teacher, options, store=store))
+            user_teacher = _user_teacher(options, loaded, store)
             try:
                 if teacher.stream_tokens(progress.stream_tokens):  # in-process teachers count tokens as they decode
                     progress.advise_once(partial(switch_hint.advice, options.teacher))
                 budget = _budget(store, teacher, options)
                 with _fewer_gc_passes():
                     asyncio.run(_generate_all(store, loaded, todo, teacher, options, budget, progress,
-                                              run_preflight=api and options.preflight and not store.info().get("preflight_ok")))
+                                              run_preflight=api and options.preflight and not store.info().get("preflight_ok"),
+                                              user_teacher=user_teacher))
             finally:
                 progress.close()
                 if teacher_factory is None:  # a teacher handed in stays the caller's to close
                     teacher.close()
+                if user_teacher is not None:
+                    user_teacher.close()
         with stage_progress(enabled=options.progress) as curate_progress:
             report = finish_run(store, loaded, plan, run_dir, curate=options.curate,
                                 curate_settings=_curate_settings(options), judge=_judge(store, options),
@@ -261,6 +275,37 @@ def _make_teacher(spec: TeacherSpec, options: GenerateOptions, store: RunStore |
     cache first; `online`: never a provider batch job."""
     cache_dir = (options.cache_dir or default_cache_dir()) if options.cache else None
     return build_teacher(spec.text, options.teacher_options, cache_dir=cache_dir, store=store, online=online)
+
+
+def user_teacher_spec(options: GenerateOptions, loaded: LoadedTaxonomy) -> TeacherSpec | None:
+    """The teacher that plays a conversation's user when it is not the run's teacher: --user-teacher, else the
+    task's `conversation.user_teacher`; None for the run's teacher (and for tasks that are not conversations)."""
+    conversation = loaded.task.spec.conversation
+    if conversation is None:
+        if options.user_teacher is not None or options.user_base_url is not None:
+            raise DistillError(f"--user-teacher and --user-base-url are for conversation tasks; {loaded.name!r} is "
+                               f"task {loaded.task.name!r}")
+        return None
+    spec = options.user_teacher or (TeacherSpec.parse(conversation.user_teacher) if conversation.user_teacher
+                                    else None)
+    if spec is None and options.user_base_url is not None:
+        raise DistillError("--user-base-url goes with a user teacher: give --user-teacher SPEC")
+    return spec
+
+
+def _user_teacher(options: GenerateOptions, loaded: LoadedTaxonomy, store: RunStore) -> Teacher | None:
+    """The user teacher, built like the run's teacher: the run's settings, its own server where given."""
+    spec = user_teacher_spec(options, loaded)
+    if spec is None:
+        return None
+    settings = options.teacher_options
+    if options.user_base_url is not None:
+        settings = settings.model_copy(update={"base_url": options.user_base_url})
+    elif spec.kind != options.teacher.kind:  # another provider's server would not understand it
+        settings = settings.model_copy(update={"base_url": None})
+    return build_teacher(spec.text, TeacherOptions.for_teacher(spec, settings),
+                         cache_dir=(options.cache_dir or default_cache_dir()) if options.cache else None,
+                         store=store)
 
 
 def _check_curate_options(options: GenerateOptions, loaded: LoadedTaxonomy) -> None:
@@ -404,17 +449,19 @@ def _pass_preflight(store: RunStore, sample: list[PlanItem]) -> None:
 
 async def _generate_all(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], teacher: Teacher,
                         options: GenerateOptions, budget: Budget | None, progress: GenerationProgress,
-                        run_preflight: bool) -> None:
+                        run_preflight: bool, user_teacher: Teacher | None = None) -> None:
     progress.start(len(items))
     try:
         sample, items = _split_preflight(loaded, items) if run_preflight else ([], items)
         if sample:
-            await _generate_items(store, loaded, sample, teacher, budget, progress)
+            await _generate_items(store, loaded, sample, teacher, budget, progress, user_teacher)
             if budget is None or not budget.stopped:
                 _pass_preflight(store, sample)
-        await _generate_items(store, loaded, items, teacher, budget, progress)
+        await _generate_items(store, loaded, items, teacher, budget, progress, user_teacher)
     finally:
         await teacher.aclose()  # async HTTP clients close inside the loop that owns them
+        if user_teacher is not None:
+            await user_teacher.aclose()
 
 
 def _generate_elsewhere(executor: ItemExecutor, store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem],
@@ -439,24 +486,30 @@ def _todo(store: RunStore, plan: list[PlanItem], retry_failed: bool) -> list[Pla
 
 
 async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[PlanItem], teacher: Teacher,
-                          budget: Budget | None, progress: GenerationProgress) -> None:
+                          budget: Budget | None, progress: GenerationProgress,
+                          user_teacher: Teacher | None = None) -> None:
     # A leaf's items side by side: they share prompt beginnings (system and seed turns), which the
     # in-process teacher computes once while they are in its prefix cache (providers cache them too).
     items = sorted(items, key=lambda item: item.node_path)
     # Enough items in flight to fill every concurrent batch twice over, so the teacher never waits on us.
     in_flight = asyncio.Semaphore(max(2, teacher.batch_size * teacher.concurrency * 2))
-    async with Dispatcher(teacher) as dispatcher:
+    async with AsyncExitStack() as stack:
+        main_dispatcher = await stack.enter_async_context(Dispatcher(teacher))
+        user_dispatcher = await stack.enter_async_context(Dispatcher(user_teacher)) if user_teacher else None
 
         async def call(item: PlanItem, rank: int, hold: ItemHold | None, step: str,
                        request: GenerationRequest) -> GenerationResult:
-            fingerprint = request.fingerprint(teacher.spec)
+            # A conversation's user turns go to the user teacher when there is one (`user_teacher_spec`).
+            asked, dispatcher = (user_teacher, user_dispatcher) if step == "user" and user_teacher is not None \
+                and user_dispatcher is not None else (teacher, main_dispatcher)
+            fingerprint = request.fingerprint(asked.spec)
             stored = store.find_call(fingerprint)
             if stored is not None:  # answered in an earlier (maybe killed) run: never pay twice
                 return stored.model_copy(update={"key": request.key})
             result = None
             # (A budget is refused for a teacher without a price: `_budget`.)
-            reserved = budget.reserve(cast(float, teacher.price_request(request)), hold, step) if budget is not None \
-                else 0.0
+            reserved = budget.reserve(cast(float, asked.price_request(request) or 0.0), hold, step) \
+                if budget is not None else 0.0
             try:
                 # An item's place in the run is its priority: its later steps go ahead of new items' first ones.
                 result = await dispatcher.submit(request, priority=rank)
@@ -464,7 +517,7 @@ async def _generate_items(store: RunStore, loaded: LoadedTaxonomy, items: list[P
                 if budget is not None:
                     # Cached answers cost nothing new; a failed call is not billed.
                     budget.settle(reserved, None if result is None or result.cached else result.usage.cost_usd)
-            store.add_call(item.id, step, teacher.spec, request, fingerprint, result)
+            store.add_call(item.id, step, asked.spec, request, fingerprint, result)
             progress.add_tokens(result.usage.prompt_tokens, result.usage.completion_tokens)
             if not result.ok:
                 raise TeacherFailed(step, result.error or "no text")

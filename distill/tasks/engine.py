@@ -166,6 +166,13 @@ class Task:
             output=output,
         )
 
+    def close(self) -> None:
+        """Let go of what running items started (a conversation's tool process); the task may run again."""
+
+    def check_code(self) -> None:
+        """Before a run's first teacher call: import the Python the task runs apart from this process (a
+        conversation's tools), so a broken file is one line now rather than an error in every example."""
+
     # -- the pieces of a run -------------------------------------------------------------------------
 
     def choose_seeds(self, loaded, item: PlanItem, leaf) -> list[Seed]:
@@ -390,11 +397,12 @@ def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | No
     if output_schema is not None and spec.labels == "required" and labels:
         output_schema = output_schema.with_labels(spec.label_field, tuple(labels))
     output: Expression | dict[str, Expression] | None = None
-    if isinstance(spec.example.output, dict):
+    example = spec.example  # None for a conversation (distill.tasks.conversation builds on what this compiles)
+    if example is not None and isinstance(example.output, dict):
         output = {name: expression(source, ("example", "output", name))
-                  for name, source in spec.example.output.items()}
-    elif spec.example.output is not None:
-        output = expression(spec.example.output, ("example", "output"))
+                  for name, source in example.output.items()}
+    elif example is not None and isinstance(example.output, str):
+        output = expression(example.output, ("example", "output"))
     if message := unknown_checks(spec.skip_checks):
         raise TaskError(("skip_checks",), message)
     checks = []
@@ -406,7 +414,7 @@ def compile_task(spec: TaskSpec, task_dir: Path | None, taxonomy_file: Path | No
     return Task(
         spec=spec, seed_model=seed_model(spec), steps=steps,
         messages=[(m.role, template(m.content, ("example", "messages", n, "content")))
-                  for n, m in enumerate(spec.example.messages)],
+                  for n, m in enumerate(example.messages if example is not None else [])],
         output=output, output_schema=output_schema, checks=checks, labels=dict(labels or {}), code_loaded=code,
     )
 

@@ -192,6 +192,81 @@ class CheckSpec(Strict):
         return next(k for k in ("required", "allowed", "regex", "length", "custom") if getattr(self, k) is not None)
 
 
+class Turns(Strict):
+    """How many user turns a conversation has: each plan item picks one in [min, max] from its id. YAML short
+    form: a number (`turns: 3`)."""
+
+    min: int = Field(default=1, ge=1, le=50)
+    max: int = Field(default=3, ge=1, le=50)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        return {"min": data, "max": data} if isinstance(data, int) else data
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Turns:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is more than max ({self.max})")
+        return self
+
+
+class SimulatedUser(Strict):
+    """Who plays the user: templates of the request that writes each user turn (defaults built in)."""
+
+    system: Template | None = None
+    prompt: Template | None = None  # the instruction; the conversation so far follows it, roles flipped
+
+
+class ToolSpec(Strict):
+    """A tool the assistant may call: its definition (sent to the teacher) and what answers a call."""
+
+    name: str
+    description: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    # `file.py:function` (a file in the taxonomy's folder) or `package.module:function` (an installed
+    # package), called with the call's arguments as keywords; or `simulated: true`, a teacher writes the result.
+    function: str | None = None
+    simulated: bool = False
+    timeout_s: float | None = Field(default=None, gt=0, le=600)  # default: the conversation's tool_timeout_s
+
+    @field_validator("name")
+    @classmethod
+    def _tool_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]{0,63}", name):
+            raise ValueError("a tool name is letters, digits, '_' and '-' (at most 64), as the APIs take it")
+        return name
+
+    @model_validator(mode="after")
+    def _one_implementation(self) -> ToolSpec:
+        if (self.function is None) == (not self.simulated):
+            raise ValueError("a tool has exactly one of `function: file.py:function` and `simulated: true`")
+        return self
+
+
+class ConversationSpec(Strict):
+    """A multi-turn conversation in place of `steps` and `example`: a simulated user and the assistant take
+    turns, the assistant may call `tools`; every turn is its own teacher call (docs/taxonomies.md#conversations)."""
+
+    turns: Turns = Field(default_factory=Turns)
+    system: Template | None = None  # the assistant's system prompt, kept in the example (default: system_prompt)
+    user: SimulatedUser = Field(default_factory=SimulatedUser)
+    user_teacher: str | None = None  # the teacher that plays the user (default: the run's; --user-teacher wins)
+    persona_axis: str | None = None  # the taxonomy axis whose value is the user's persona
+    end_marker: str | None = "[END]"  # the simulated user writes it when satisfied: the conversation ends there
+    max_tool_rounds: int = Field(default=4, ge=1, le=20)  # assistant replies with calls, per user turn
+    tool_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    tools: list[ToolSpec] = Field(default_factory=list)
+
+    @field_validator("tools")
+    @classmethod
+    def _distinct(cls, tools: list[ToolSpec]) -> list[ToolSpec]:
+        names = [tool.name for tool in tools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tool names must differ: {names}")
+        return tools
+
+
 class TaskSpec(Strict):
     name: str
     description: str = ""
@@ -199,8 +274,10 @@ class TaskSpec(Strict):
     labels: Literal["none", "required"] = "none"
     label_field: str = "label"  # labels: the output field whose values are the taxonomy's labels
     seed: dict[str, SeedField] = Field(min_length=1)  # a seed line's fields besides `id` and `axes`
-    steps: list[Step] = Field(min_length=1)
-    example: ExampleSpec
+    # A task is either `steps` and `example` (one example from a fixed list of teacher calls) or a `conversation`.
+    steps: list[Step] = Field(default_factory=list)
+    example: ExampleSpec | None = None
+    conversation: ConversationSpec | None = None
     output_schema: dict[str, Any] | str | None = None
     checks: list[CheckSpec] = Field(default_factory=list)
     # General curation checks that do not fit this task, by name (e.g. repeats_question for a task whose
@@ -226,6 +303,12 @@ class TaskSpec(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskSpec:
+        if self.conversation is not None and (self.steps or self.example is not None):
+            raise ValueError("a task has either `conversation:` or `steps:` and `example:`, not both")
+        if self.conversation is None and not self.steps:
+            raise ValueError("a task needs `steps:` (at least one) and `example:`, or a `conversation:`")
+        if self.conversation is None and self.example is None:
+            raise ValueError("a task with `steps:` needs an `example:` (the messages of the training example)")
         names = [step.name for step in self.steps]
         if len(set(names)) != len(names):
             raise ValueError(f"step names must differ: {names}")
@@ -234,6 +317,6 @@ class TaskSpec(Strict):
             raise ValueError("a seed field of type `output` needs the task's `output_schema`")
         if "label" in types and self.labels != "required":
             raise ValueError("a seed field of type `label` needs `labels: required`")
-        if self.example.output is not None and self.output_schema is None:
+        if self.example is not None and self.example.output is not None and self.output_schema is None:
             raise ValueError("`example.output` needs an `output_schema` to validate it")
         return self

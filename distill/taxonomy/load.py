@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from distill.errors import DistillError
 from distill.formats import FORMATS, detect, row_messages
+from distill.tasks.conversation import compile_conversation
 from distill.tasks.engine import Seed, Task, compile_task
 from distill.tasks.registry import looks_like_path, resolve_task
 from distill.tasks.schema import SchemaError
@@ -173,8 +174,12 @@ def _bind_task(taxonomy: Taxonomy, file: Path, data: Any, code: bool) -> Task:
 
     try:
         installed = source.origin == "built-in" or source.origin.startswith("plugin")
+        root = None if installed else file.parent
+        if spec.conversation is not None:
+            return compile_conversation(spec, source.folder, file, taxonomy.labels, taxonomy.generation, locate,
+                                        code_root=root, code=code, axes=taxonomy.crossed_axes())
         return compile_task(spec, source.folder, file, taxonomy.labels, taxonomy.generation, locate,
-                            code_root=None if installed else file.parent, code=code)
+                            code_root=root, code=code)
     except TaskError as exc:
         raise DistillError(f"{'.'.join(map(str, (*prefix, *exc.loc)))}: {exc.message}", path=where,
                            line=line_of(lines, (*prefix, *exc.loc))) from None

@@ -79,6 +79,9 @@ class Faults:
     # Answers without tools carry this reasoning apart from their text, as a reasoning model does: OpenAI's
     # `reasoning_content` (vLLM serving one), an Anthropic `thinking` block when the request asked for thinking.
     reasoning: str | None = None
+    # A request without tools for which this returns text is answered with that text (a simulated user's turn,
+    # tests/fakeapi/support.py); None leaves the request to the answers above.
+    user: Callable[[dict[str, Any]], str | None] | None = None
 
 
 @dataclass
@@ -299,12 +302,15 @@ class FakeAPI:
             return self.compose_agent(request, prompt)
         if provider == "anthropic" and anthropic_agent_request(request):
             return self.compose_anthropic_agent(request, prompt)
-        kind = self.content_kind(prompt)
+        said = self.faults.user(request) if self.faults.user is not None and not request.get("tools") else None
+        kind = None if said is not None else self.content_kind(prompt)
         self.kinds[conversation_key(request.get("messages") or [], request.get("seed"))] = kind
         structured = wants_json(request)
         words = [WORDS[int(prompt[i:i + 2], 16) % len(WORDS)] for i in range(0, 40, 2)]
         schema = requested_schema(request)
-        if structured and is_verdict(schema):
+        if said is not None:
+            text = said
+        elif structured and is_verdict(schema):
             verdict = self.faults.verdict(request, schema) if self.faults.verdict else None
             text = json.dumps(verdict if verdict is not None else default_verdict(schema))
         elif structured:
