@@ -175,7 +175,9 @@ def test_real_questions_written_by_people_name_their_subject():
 
     questions = [row[0] for path in sorted(MMLU.glob("*_test.csv")) for row in mmlu(path.name.removesuffix("_test.csv"))]
     for path in glob.glob(str(ROOT / "seeds" / "*" / "*.jsonl")):
-        questions += [row.get("question") or row.get("text") or row["note"] for row in map(json_module.loads, open(path))]
+        # (seeds of conversation tasks hold a situation for the simulated user, not a question: not read here)
+        rows = [json_module.loads(line) for line in open(path)]
+        questions += [text for row in rows if (text := row.get("question") or row.get("text") or row.get("note"))]
     assert len(questions) > 1100
     flagged = [q for q in questions if reason(ex(q, "A full answer that would otherwise pass every check here.")) is not None]
     assert flagged == []
