@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 import bench_recipe  # noqa: E402
+
 from fakeapi import FakeAPI, Faults  # noqa: E402
 from fakeapi.support import support_agent, support_user  # noqa: E402
 
@@ -28,7 +29,7 @@ def main() -> None:
         os.environ["OPENAI_BASE_URL"] = api.url + "/v1"
         os.environ.setdefault("OPENAI_API_KEY", "sk-loopback")
         bench_recipe.main()
-        print(f"teacher requests answered by the loopback support agent: {api.total_paid}")
+        print(f"teacher requests answered by the loopback support agent: {api.total_paid()}")
 
 
 if __name__ == "__main__":
