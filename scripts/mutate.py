@@ -215,6 +215,23 @@ MUTATIONS = [
              'if kind == "tool_use":',
              ("tests/teachers/test_api_tool_calls_anthropic.py::"
               "test_the_tools_are_sent_natively_and_a_call_comes_back_with_its_input_as_arguments",)),
+    # Conversations: invalid calls never run, checks reject them, training learns assistant turns only, eval's rules.
+    Mutation("a call the tool's schema refuses is not run", "distill/tasks/conversation.py",
+             "if checked.problem is not None or checked.tool is None:", "if checked.tool is None:",
+             ("tests/generate/test_conversations.py::test_unknown_tools_and_invalid_arguments_are_recorded_not_run",)),
+    Mutation("a call to a tool the example does not declare is a reject", "distill/curate/conversation.py",
+             "        if call.function.name not in tools:", "        if False:",
+             ("tests/curate/test_curate_conversations.py::test_each_fault_fails_its_own_check_with_the_turn_and_tool",)),
+    Mutation("a call's arguments are checked against its tool's schema", "distill/curate/conversation.py",
+             "            validator.validate(args)", "            pass",
+             ("tests/curate/test_curate_conversations.py::test_each_fault_fails_its_own_check_with_the_turn_and_tool",)),
+    Mutation("a conversation trains on its assistant turns and nothing else", "distill/train/data.py",
+             "labels += ids if learned else [IGNORE] * len(ids)", "labels += ids",
+             ("tests/train/test_train_conversations.py::test_a_conversation_is_trained_on_every_assistant_turn_and_its_tool_calls",)),
+    Mutation("eval's right tool compares the called names with the reference's", "distill/evaluate/tool_scores.py",
+             "right_tool = [c.function.name for c in calls] == [c.function.name for c in reference]",
+             "right_tool = bool(calls)",
+             ("tests/evaluate/test_eval_tool_calls.py::test_a_call_is_scored_by_every_rule",)),
     Mutation("in-process teachers read <tool_call> blocks as calls", "distill/teachers/local/turns.py",
              "return Answer(turn.content, turn.tool_calls or None, turn.reasoning)", "return Answer(text, None, None)",
              ("tests/teachers/test_local_teacher_tools.py::"
