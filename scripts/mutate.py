@@ -107,8 +107,8 @@ MUTATIONS = [
              "    for (let j = 0; j <= from && j < view.length; j++) if (view[j].todo) return j;",
              ("tests/review/test_review_browser.py::test_a_second_reviewers_page_skips_the_cards_another_has_open",)),
     Mutation("an edit of the answer keeps the question as it was (page)",
-             "distill/review/static/review.js", 'm.role === "system" ? m.content : areas[k++].value',
-             'm.role === "system" ? m.content : areas[areas.length - 1].value',
+             "distill/review/static/review.js", "(edits.has(i) ? Object.assign({}, m, {content: edits.get(i)}) : m)",
+             "(edits.has(i) ? Object.assign({}, m, {content: [...edits.values()].pop()}) : m)",
              ("tests/review/test_review_browser.py::test_keyboard_accept_reject_edit_undo_skip",)),
     # Curation and generation.
     Mutation("an n-gram common in the held-out set is a stem, not contamination",
