@@ -10,6 +10,7 @@ Tests script calls with valid and invalid arguments, unknown tools, loops and an
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,16 @@ class AgentReply:
     content: str = ""
     calls: list[tuple[str, Any]] = field(default_factory=list)  # (tool name, arguments: a dict, or raw text)
     reasoning: str | None = None
+
+
+def scripted(*replies: AgentReply) -> tuple[Callable[[AgentView], AgentReply], list[AgentView]]:
+    """An agent that gives these replies in turn (the last one from then on), and the views it was asked with."""
+    seen: list[AgentView] = []
+
+    def agent(view: AgentView) -> AgentReply:
+        seen.append(view)
+        return replies[min(len(seen), len(replies)) - 1]
+    return agent, seen
 
 
 def default_agent(view: AgentView) -> AgentReply:

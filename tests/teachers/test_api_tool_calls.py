@@ -12,7 +12,8 @@ import pytest
 from distill.records import GenerationRequest, Message, ToolCall, ToolFunction
 from distill.teachers.registry import teacher_options
 from distill.teachers.stack import build_teacher
-from fakeapi import AgentReply, AgentView, FakeAPI, Faults
+from fakeapi import AgentReply, FakeAPI, Faults
+from fakeapi.agent import scripted
 
 TOOLS = [{"type": "function", "function": {
     "name": "lookup_order", "description": "An order by its id",
@@ -40,15 +41,6 @@ def ask(api: FakeAPI, messages: list[Message], concurrency: int = 4, cache: Path
         return asyncio.run(main())[0]
     finally:
         teacher.close()
-
-
-def scripted(*replies: AgentReply):
-    seen: list[AgentView] = []
-
-    def agent(view: AgentView) -> AgentReply:
-        seen.append(view)
-        return replies[min(len(seen), len(replies)) - 1]
-    return agent, seen
 
 
 def test_the_tools_are_sent_and_a_call_comes_back_with_its_arguments_and_reasoning():

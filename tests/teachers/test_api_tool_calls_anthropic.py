@@ -16,7 +16,8 @@ from distill.records import GenerationRequest, Message, SamplingParams, ToolCall
 from distill.teachers.http.cost import load_api_config
 from distill.teachers.registry import teacher_options
 from distill.teachers.stack import build_teacher
-from fakeapi import AgentReply, AgentView, FakeAPI, Faults
+from fakeapi import AgentReply, FakeAPI, Faults
+from fakeapi.agent import scripted
 
 LOOKUP = {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}
 REFUND = {"type": "object", "properties": {"order_id": {"type": "string"}, "amount": {"type": "number"}},
@@ -58,15 +59,6 @@ def ask(api: FakeAPI, messages: list[Message], tools=TOOLS, **options):
 
 def thinking(budget: int = 2048) -> dict:
     return {"api_config": {"anthropic": {"thinking_budget": budget}}}
-
-
-def scripted(*replies: AgentReply):
-    seen: list[AgentView] = []
-
-    def agent(view: AgentView) -> AgentReply:
-        seen.append(view)
-        return replies[min(len(seen), len(replies)) - 1]
-    return agent, seen
 
 
 def test_the_tools_are_sent_natively_and_a_call_comes_back_with_its_input_as_arguments():
