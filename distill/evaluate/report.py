@@ -231,7 +231,7 @@ def score_turns(examples: list[Example], turns: list[tuple[int, int]], texts: li
     scores: list[list[CallScore]] = [[] for _ in examples]
     for (i, turn), text in zip(turns, texts):
         reference = examples[i].messages[turn].tool_calls or []
-        scores[i].append(score_call(text, reference, examples[i].tools))
+        scores[i].append(score_call(text, reference, examples[i].tools, turn))
     return scores
 
 

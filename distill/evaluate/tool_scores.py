@@ -9,7 +9,7 @@ trained in. Pure: works on the model's text.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from distill.records import Example, ToolCall
@@ -24,11 +24,14 @@ TOOL_METRICS = ("valid_call", "right_tool", "arguments_equal")
 class CallScore:
     """One turn: `valid`: the model called, every call names a declared tool and its arguments are a JSON object
     its `parameters` schema accepts; `right_tool`: it called the reference's tools, in order; `arguments_equal`:
-    and with the reference's arguments (as JSON objects)."""
+    and with the reference's arguments (as JSON objects). `turn` is the reference turn's index in the
+    conversation and `text` what the model wrote there, kept so a reader of the report sees the call itself."""
 
     valid: bool
     right_tool: bool
     arguments_equal: bool
+    turn: int = field(default=-1, compare=False)  # where and what, not part of the verdict
+    text: str = field(default="", compare=False)
 
 
 def call_turns(example: Example) -> list[int]:
@@ -42,8 +45,9 @@ def turn_prompt(example: Example, turn: int, renders_tools: bool,
     return chat_for_template(example.messages[:turn], example.tools, renders_tools, reasoning=reasoning)
 
 
-def score_call(text: str, reference: list[ToolCall], tools: list[dict[str, Any]] | None) -> CallScore:
-    """The model's text at a tool-calling turn against the reference's calls."""
+def score_call(text: str, reference: list[ToolCall], tools: list[dict[str, Any]] | None,
+               turn: int = -1) -> CallScore:
+    """The model's text at the tool-calling turn `turn` against the reference's calls."""
     calls = parse_turn(text).tool_calls
     schemas = {spec.get("name"): spec.get("parameters") or {"type": "object"}
                for spec in (tool.get("function", tool) for tool in tools or [])}
@@ -52,7 +56,7 @@ def score_call(text: str, reference: list[ToolCall], tools: list[dict[str, Any]]
     equal = right_tool and all(_as_object(ours.function.arguments) is not None
                                and _as_object(ours.function.arguments) == _as_object(theirs.function.arguments)
                                for ours, theirs in zip(calls, reference))
-    return CallScore(valid=valid, right_tool=right_tool, arguments_equal=equal)
+    return CallScore(valid=valid, right_tool=right_tool, arguments_equal=equal, turn=turn, text=text)
 
 
 def _valid(call: ToolCall, schemas: dict[str, Any]) -> bool:

@@ -66,4 +66,6 @@ def test_report_headlines_tool_calling_by_its_call_rates():
     assert "| student | 0.750 [" in markdown
     assert "| tools/weather | tool_calling (valid_call) | 2 |" in markdown
     assert report["examples"][3]["tool_calls"]["student"] == [
-        {"valid": False, "right_tool": False, "arguments_equal": False}]
+        {"valid": False, "right_tool": False, "arguments_equal": False, "turn": 2, "text": "no call"}]
+    # the call itself is in the report, where a reader looks for what the student wrote at that turn
+    assert report["examples"][0]["tool_calls"]["student"][0]["text"] == right[0]
