@@ -212,7 +212,7 @@ def run_job(config: Path = typer.Argument(..., help="Run config YAML (taxonomy, 
     from distill.run import load_run_config, run_pipeline
 
     state = run_pipeline(load_run_config(config), say=lambda line: console.print(line, highlight=False),
-                         retry_failed=retry_failed, force=force)
+                         retry_failed=retry_failed, force=force, progress=sys.stderr.isatty())
     console.print_json(json.dumps(state["done"], default=str))
 
 

@@ -76,24 +76,26 @@ def load_run_config(path: Path) -> RunConfig:
     return config
 
 
-def generate_options(config: RunConfig, out: Path, retry_failed: bool = False) -> GenerateOptions:
+def generate_options(config: RunConfig, out: Path, retry_failed: bool = False,
+                     progress: bool = False) -> GenerateOptions:
     """The run's `GenerateOptions`: the `generate:` section as it stands, its API config file read."""
     stage = config.generate
     settings = stage.model_dump(exclude={"api_config", "retry_failed"}, exclude_unset=True)
     if stage.api_config is not None:
         settings["teacher_options"] = TeacherOptions(**{**stage.teacher_options.model_dump(exclude_none=True),
                                                         "api_config": load_api_config(stage.api_config)})
-    return GenerateOptions(**settings, taxonomy=config.taxonomy, out=out, progress=False,
+    return GenerateOptions(**settings, taxonomy=config.taxonomy, out=out, progress=progress,
                            retry_failed=retry_failed or stage.retry_failed)
 
 
 def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
-                 force: bool = False) -> dict[str, Any]:
+                 force: bool = False, progress: bool = False) -> dict[str, Any]:
     """Run every stage not yet finished; returns the summary that is also written to pipeline.json.
 
     `retry_failed` (or `generate.retry_failed` in the config) asks the teacher again for failed items.
     With a `review:` section (or a queue built by hand) it stops after generation until the review
-    passes its gate (ReviewPending, exit code 4); `force` trains anyway, and the adapter says so."""
+    passes its gate (ReviewPending, exit code 4); `force` trains anyway, and the adapter says so.
+    `progress` shows generation's and training's progress bars (the CLI, on a terminal)."""
     try:
         train_config = TrainConfig(**config.train)
         eval_config = EvalConfig(**config.eval)
@@ -104,11 +106,11 @@ def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
     # --force here passes the review gate, so a folder of the user's is refused with no way past but another out:
     run_dir = RunDir.claim(out, option="out:", force_option=None)
     with run_dir.lock():  # the whole pipeline: a second `distill run` on it stops at once
-        return _run_stages(config, run_dir, say, retry_failed, force, train_config, eval_config)
+        return _run_stages(config, run_dir, say, retry_failed, force, train_config, eval_config, progress)
 
 
 def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], retry_failed: bool, force: bool,
-                train_config: TrainConfig, eval_config: EvalConfig) -> dict[str, Any]:
+                train_config: TrainConfig, eval_config: EvalConfig, progress: bool = False) -> dict[str, Any]:
     """Each stage's `run(run_dir, settings)` in turn, skipping those pipeline.json records as finished."""
     state = run_dir.read_pipeline()
 
@@ -118,7 +120,7 @@ def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], r
 
     if "generate" not in state["done"]:
         say("stage 1/4: generate + curate")
-        options = generate_options(config, run_dir.root, retry_failed)
+        options = generate_options(config, run_dir.root, retry_failed, progress)
         report = generation.run(run_dir, options, generation_executor(options.executor))
         counts = report.stats["counts"]
         if counts["pending"] or counts["failed"]:
@@ -138,7 +140,7 @@ def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], r
         finish("split", train=len(made.train), eval=len(made.eval), strata=len(made.strata), note=made.note)
     if "train" not in state["done"]:
         say("stage 3/4: train")
-        trained = training.run(run_dir, train_config, progress=False, log=say, force_review=force)
+        trained = training.run(run_dir, train_config, progress=progress, log=say, force_review=force)
         finish("train", **trained.model_dump(mode="json"))
     if "eval" not in state["done"]:
         say("stage 4/4: eval")
