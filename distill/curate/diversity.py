@@ -71,7 +71,7 @@ class LeafDiversity(BaseModel):
     embedded: int = 0  # examples embedded
     empty: bool = False  # a leaf of the taxonomy with no example
     saturated: bool = False
-    why: list[str] = Field(default_factory=list)  # what made it saturated
+    why: list[str] = Field(default_factory=list)  # what made it saturated: self_similarity, duplicate_rate
 
 
 def leaf_of(example: Example) -> str:
@@ -193,10 +193,11 @@ def mean_cosine_distance(unit: np.ndarray) -> float:
 
 
 def saturation(figures: LeafDiversity, settings: DiversitySettings) -> list[str]:
-    """Why a leaf counts as saturated: its examples are too alike, or curation removed too many as duplicates."""
+    """Why a leaf counts as saturated: its examples are too alike (`self_similarity`), or curation removed too
+    many of them as duplicates (`duplicate_rate`), each at or above its threshold in `settings`."""
     why = []
     if figures.self_similarity is not None and figures.self_similarity >= settings.saturated_similarity:
-        why.append(f"self-similarity {figures.self_similarity:.2f} >= {settings.saturated_similarity:.2f}")
+        why.append("self_similarity")
     if figures.duplicate_rate is not None and figures.duplicate_rate >= settings.saturated_duplicate_rate:
-        why.append(f"duplicate rate {figures.duplicate_rate:.2f} >= {settings.saturated_duplicate_rate:.2f}")
+        why.append("duplicate_rate")
     return why
