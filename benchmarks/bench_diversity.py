@@ -13,19 +13,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from distill.curate.diversity import DiversitySettings, leaf_diversity  # noqa: E402
 from distill.curate.minhash import exact_jaccard, shingle_sets  # noqa: E402
 from distill.records import Example, ExampleMeta, Message  # noqa: E402
 
-PUBMEDQA = Path(__file__).resolve().parents[1] / "tests" / "data" / "heldout" / "pubmedqa_ori_pqal.json"
+PUBMEDQA = ROOT / "tests" / "data" / "heldout" / "pubmedqa_ori_pqal.json"
 WORDS = 20
 
 
@@ -71,6 +74,28 @@ def whole_set(records: int, leaves: int, words: list[str]) -> None:
           f"empty {sum(f.empty for f in figures.values())}")
 
 
+def command(records: int, leaves: int, words: list[str]) -> None:
+    """`distill taxonomy diversity` end to end on the same set written as a run's dataset.jsonl: reading and
+    validating the rows, the figures, diversity.json."""
+    rng = np.random.default_rng(0)
+    per_leaf = records // leaves
+    data = {f"topic-{k // 10}/leaf-{k}": leaf_texts(per_leaf, k % 5 == 0, rng, words) for k in range(leaves)}
+    with tempfile.TemporaryDirectory() as folder:
+        run = Path(folder) / "run"
+        run.mkdir()
+        with (run / "dataset.jsonl").open("w", encoding="utf-8") as out:
+            for example in examples(data):
+                out.write(example.model_dump_json() + "\n")
+        script = Path(sys.executable).with_name("distill")
+        start = time.perf_counter()
+        done = subprocess.run([str(script), "taxonomy", "diversity", str(run)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        took = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr
+    print(f"\n## `distill taxonomy diversity` on the same set as dataset.jsonl: {took:.1f} s, load "
+          f"{os.getloadavg()[0]:.1f}")
+
+
 def growth(words: list[str]) -> None:
     print("\n## One leaf, growing\n| examples | seconds | µs an example |\n|---:|---:|---:|")
     rng = np.random.default_rng(1)
@@ -103,6 +128,7 @@ def main() -> None:
     args = parser.parse_args()
     words = vocabulary()
     whole_set(args.records, args.leaves, words)
+    command(args.records, args.leaves, words)
     growth(words)
     accuracy(words)
 

@@ -92,7 +92,8 @@ def leaf_diversity(examples: Iterable[Example], *, leaves: Sequence[str] = (),
         texts[leaf_of(example)].append(dedup_text(example))
     duplicates = duplicate_counts(rejects)
     out: dict[str, LeafDiversity] = {}
-    for leaf in sorted({*texts, *leaves}):
+    # A leaf whose every example curation removed as a duplicate is shown too: saturated, nothing kept.
+    for leaf in sorted({*texts, *leaves, *duplicates}):
         figures = text_figures(leaf, texts.get(leaf, []), settings)
         figures.empty = leaf in leaves and not figures.examples
         figures.duplicate_rejects = duplicates.get(leaf, 0)
