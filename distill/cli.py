@@ -201,10 +201,15 @@ def taxonomy_diversity(
 
 
 def _run_student(run) -> str:
-    """The student the run trained (its adapter's manifest), else the embedded model."""
+    """The base of the student the run trained (its adapter's manifest), else the embedded model."""
+    from distill.models import LOCAL_ALIASES
     from distill.train.manifest import MANIFEST_NAME, read_manifest
 
-    return read_manifest(run.student).student if (run.student / MANIFEST_NAME).is_file() else "local"
+    if not (run.student / MANIFEST_NAME).is_file():
+        return "local"
+    manifest = read_manifest(run.student)
+    # What it resolved to when it trained: a folder named relative to where `distill train` ran is found again.
+    return "local" if manifest.student in LOCAL_ALIASES else manifest.base_model
 
 
 @taxonomy_app.command("import-instructlab")
