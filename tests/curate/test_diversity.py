@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import cli_env, distill, error_lines
+from distill.curate.diversity import leaf_diversity
+from distill.records import Example
 
 # One pattern with one slot (the order number): near-copies to a reader, though too far apart for dedup (5-word
 # shingles at 0.7) to remove.
@@ -92,6 +94,23 @@ def leaves_of(out: Path) -> dict:
     return json.loads((out / "diversity.json").read_text(encoding="utf-8"))["leaves"]
 
 
+def test_leaf_diversity_ranks_leaves_as_the_re_planning_reads_them():
+    """The library call `distill improve` makes: self-similarity 0..1, higher for the leaf of near-copies; an
+    empty leaf and a leaf of duplicates named, each with its cause."""
+    examples = [Example.model_validate(row("copies", i, *pair)) for i, pair in enumerate(COPIES)]
+    examples += [Example.model_validate(row("varied", i, *pair)) for i, pair in enumerate(VARIED)]
+    rejects = [{"id": f"r{i}", "stage": "dedup", "reason": "near_duplicate", "detail": "", "node_path": "support/varied"}
+               for i in range(12)]
+    leaves = leaf_diversity(examples, leaves=["support/copies", "support/varied", "support/empty"], rejects=rejects)
+    assert list(leaves) == ["support/copies", "support/empty", "support/varied"]
+    copies, varied = leaves["support/copies"], leaves["support/varied"]
+    assert 1 >= copies.self_similarity >= 0.3 > 0.1 >= varied.self_similarity >= 0
+    assert copies.distinct_2 < varied.distinct_2
+    assert copies.why == ["self_similarity"] and varied.why == ["duplicate_rate"] and varied.duplicate_rate == 0.5
+    assert leaves["support/empty"].empty and leaves["support/empty"].self_similarity is None
+
+
+@pytest.mark.slow  # from here on the console script in a subprocess: a few seconds each
 def test_near_copies_read_as_alike_varied_texts_as_varied_and_empty_and_saturated_leaves_are_named(curated):
     out, taxonomy, env = curated
     done = distill("taxonomy", "diversity", str(out), "--taxonomy", str(taxonomy), cwd=out.parent, env=env)
@@ -114,6 +133,7 @@ def test_near_copies_read_as_alike_varied_texts_as_varied_and_empty_and_saturate
     assert "4 leaves, 1 empty, 2 saturated" in done.stdout
 
 
+@pytest.mark.slow
 def test_bad_run_folders_are_one_line_and_exit_2(tmp_path):
     env = cli_env(tmp_path)
     (tmp_path / "nothing").mkdir()
@@ -128,6 +148,7 @@ def test_bad_run_folders_are_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "curated" / "diversity.json").exists()
 
 
+@pytest.mark.slow
 def test_a_large_leaf_is_measured_on_sampled_pairs_close_to_the_exact_mean(tmp_path):
     """300 examples have 44,850 pairs: 2,000 are drawn, and their MinHash mean is near the exact mean Jaccard of
     every pair's word 3-grams (computed here with Python sets)."""
@@ -149,6 +170,24 @@ def test_a_large_leaf_is_measured_on_sampled_pairs_close_to_the_exact_mean(tmp_p
     assert big["pairs"] == 2000 and 0.2 < exact < 0.6
     assert abs(big["self_similarity"] - exact) < 0.05
     assert "no taxonomy.json in the run" in done.stdout  # nothing names the leaves: no empty leaf can be told
+
+
+@pytest.mark.slow
+def test_embeddings_come_from_the_student_the_run_trained(curated, tmp_path):
+    """The run's adapter names its base: that model is the one loaded (here a folder since moved away, so the
+    command says so in one line, before anything is measured)."""
+    from distill.train.manifest import Manifest, write_manifest
+
+    out, _, env = curated
+    gone = str(tmp_path / "models" / "my-student")
+    (out / "student").mkdir()
+    write_manifest(out / "student", Manifest(student=gone, base_model=gone, qlora=False, chat_template="{{ x }}",
+                                             chat_template_sha256="0", tokenizer_sha256="0", eot_token="<|im_end|>",
+                                             train_examples=1, eval_examples=1, train_sha256="0", eval_sha256="0",
+                                             config={}))
+    done = distill("taxonomy", "diversity", str(out), "--embeddings", cwd=out.parent, env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(error_lines(done.stderr)) == 1 and gone in done.stderr and "does not exist" in done.stderr
 
 
 @pytest.mark.model
