@@ -170,6 +170,48 @@ def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed."),
         show_coverage(console, loaded, documents)
 
 
+@taxonomy_app.command("diversity")
+def taxonomy_diversity(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory (or a folder `distill curate` "
+                                   "wrote) with dataset.jsonl."),
+    train: bool = typer.Option(False, "--train", help="Measure train.jsonl (what the student learns from), not "
+                               "dataset.jsonl."),
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", "-t", help="The taxonomy file, for its empty leaves "
+                                         "(default: the run's taxonomy.json)."),
+    embeddings: bool = typer.Option(False, "--embeddings", help="Also the spread of the student's own embeddings "
+                                    "of each leaf's examples (loads the student; needs distill[local])."),
+    student: str | None = typer.Option(None, help="--embeddings: the model (default: the run's student/ base, "
+                                       "else local, the embedded SmolLM2)."),
+) -> None:
+    """Distinct-n, self-similarity and duplicate rate of each leaf's examples, empty and saturated leaves;
+    writes RUN_DIR/diversity.json (docs/curation.md#diversity-per-leaf)."""
+    from distill.curate.diversity_report import diversity_table, measure_run, summary
+    from distill.rundir import RunDir
+
+    run = RunDir(run_dir, "RUN_DIR")
+    model = (student or _run_student(run)) if embeddings else None
+    embed = None
+    if model is not None:
+        from distill.curate.embeddings import student_embedder
+
+        embed = student_embedder(model)
+    report = measure_run(run, train=train, taxonomy=taxonomy, embed=embed, embedding_model=model)
+    console.print(diversity_table(report))
+    console.print(escape(summary(report, run)), highlight=False, soft_wrap=True)
+
+
+def _run_student(run) -> str:
+    """The base of the student the run trained (its adapter's manifest), else the embedded model."""
+    from distill.models import LOCAL_ALIASES
+    from distill.train.manifest import MANIFEST_NAME, read_manifest
+
+    if not (run.student / MANIFEST_NAME).is_file():
+        return "local"
+    manifest = read_manifest(run.student)
+    # What it resolved to when it trained: a folder named relative to where `distill train` ran is found again.
+    return "local" if manifest.student in LOCAL_ALIASES else manifest.base_model
+
+
 @taxonomy_app.command("import-instructlab")
 def taxonomy_import_instructlab(
     source: Path = typer.Argument(..., help="Root folder of an InstructLab taxonomy (compositional_skills/, "

@@ -57,13 +57,14 @@ EVAL_MD = "eval.md"  # `distill eval`: the tables a person reads
 EVAL_LEAVES_PNG = "eval_leaves.png"  # `distill eval`: scores per leaf
 EVAL_CONFUSION_PNG = "eval_confusion.png"  # `distill eval`: confusion matrices
 STUDENT = "student"  # `distill train`'s adapter folder, by default
+DIVERSITY = "diversity.json"  # `distill taxonomy diversity`: distinct-n, self-similarity, empty and saturated leaves
 
 EXPORTS = (DATASET, REJECTED, STATS)  # rebuilt from run.db at the end of every generation (and by the review)
 SPLIT = (TRAIN, EVAL)
 CURATED = (DATASET, REJECTED, STATS, REPORT, CONTAMINATION, DUPLICATES)  # what `distill curate` writes
 EVAL_REPORT = (EVAL_JSON, EVAL_MD, EVAL_LEAVES_PNG, EVAL_CONFUSION_PNG)
 ARTIFACTS = (RUN_DB, LOCK_FILE, *CURATED, TAXONOMY, *SPLIT, PIPELINE, JUDGE_DB, DATASET_PARTS, REJECTED_PARTS,
-             *EVAL_REPORT)
+             *EVAL_REPORT, DIVERSITY)
 
 _held: dict[Path, int] = {}  # run directories this process holds -> nesting depth (`distill run` wraps generate)
 
@@ -271,6 +272,10 @@ class RunDir:
     def update_stats(self, **parts: Any) -> Path:
         """Merge top-level keys into stats.json (where every stage keeps its figures), the rest kept."""
         return self.write_stats({**self.read_stats(), **parts})
+
+    def write_diversity(self, report: dict[str, Any]) -> Path:
+        """diversity.json, replaced whole: the figures of each taxonomy leaf (`curate/diversity_report.py`)."""
+        return self.folder().write_json(DIVERSITY, report)
 
     def check_split(self) -> None:
         """Refuse, before any work, a train.jsonl, eval.jsonl or stats.json of the user's."""
