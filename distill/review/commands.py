@@ -186,7 +186,39 @@ def print_status(console: Console, figures: dict) -> None:
     if figures["top_reasons"]:
         console.print("top reasons: " + ", ".join(f"{REVIEW_REASONS.get(r, r)} {n}"
                                                   for r, n in figures["top_reasons"].items()), highlight=False)
+    print_calibration(console, figures.get("calibration") or [])
     console.print(f"gate: {figures['gate']['message']}", highlight=False, soft_wrap=True)
+
+
+def print_calibration(console: Console, rows: list[dict]) -> None:
+    """Each check against the reviewers (review/calibration.py); curation's checks that flag no reviewed item by
+    construction go on one line, not as rows of 0 of 0."""
+    if not rows or not rows[0]["reviewed"]:
+        return
+    shown = [r for r in rows if not (r["by_construction"] and r["suggested"] is None and r["threshold"] is None)]
+    silent = [r["check"] for r in rows if r not in shown]
+    first = rows[0]
+    table = Table("check", "threshold", "flagged", "rejects caught", "precision (95% Wilson)",
+                  "recall (95% Wilson)", "suggested threshold (best F1)",
+                  title=f"checks against the reviewers: {first['reviewed']} reviewed items, "
+                        f"{first['rejected']} rejected")
+    for r in shown:
+        suggested = r["suggested"]
+        table.add_row(r["check"], "-" if r["threshold"] is None else f"{r['threshold']:g}", str(r["flagged"]),
+                      f"{r['caught']} of {r['rejected']}",
+                      _share(r["precision"], r["precision_ci"], "by construction: none flagged"
+                             if r["by_construction"] else "none flagged"),
+                      _share(r["recall"], r["recall_ci"], "no rejects"),
+                      "-" if suggested is None else f"{suggested['threshold']:.3g} (P {suggested['precision']:.2f}, "
+                                                    f"R {suggested['recall']:.2f}, F1 {suggested['f1']:.2f})")
+    console.print(table)
+    if silent:
+        console.print(f"passed by every reviewed item, by construction (curation removed what they flag, or they do "
+                      f"not apply): {', '.join(silent)}", highlight=False, soft_wrap=True)
+
+
+def _share(value: float | None, ci: list[float] | None, empty: str) -> str:
+    return empty if value is None or ci is None else f"{value:.2f} ({ci[0]:.2f}-{ci[1]:.2f})"
 
 
 @review_app.command("add-reviewer")

@@ -1,0 +1,115 @@
+"""Checks calibrated against people (issue 23, scope 4): a scripted reviewer whose decisions are known, through
+the installed `distill review` and a real run.db."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+from statsmodels.stats.proportion import proportion_confint
+
+from cli_helpers import cli_env, distill
+from distill.owned import OwnedFolder
+from distill.review.calibration import MIN_EACH, suggest_threshold
+from review_helpers import TOPICS, example_row, review_all
+
+PLANTED = 24  # answers that loop on a phrase: the reviewer rejects exactly these
+CLEAN = 96
+UNFINISHED_CLEAN, UNFINISHED_PLANTED = 12, 4  # answers whose last line has no stop, in each group
+
+
+def _vocabulary(rng: random.Random, size: int) -> list[str]:
+    syllables = ["ka", "lo", "mi", "ve", "tu", "sar", "ne", "po", "di", "ru", "fe", "gan", "zo", "bi", "hu"]
+    words: set[str] = set()
+    while len(words) < size:
+        words.add("".join(rng.choice(syllables) for _ in range(4)))
+    return sorted(words)
+
+
+def _ratio(text: str) -> float:
+    """The share of word 3-grams that repeat, written here from its definition (not distill's code)."""
+    words = re.sub(r"[^\w\s]", " ", text.lower()).split()
+    grams = list(zip(words, words[1:], words[2:]))
+    return 1 - len(set(grams)) / len(grams)
+
+
+def _dataset(directory):
+    """120 items over four leaves, every word of an answer its own; PLANTED of them loop on a phrase (3-gram
+    repeat share 0.4 to 0.6), a third of the clean ones repeat one phrase once (about 0.05)."""
+    rng = random.Random(7)
+    vocabulary = iter(_vocabulary(rng, 3000))
+    leaves = list(TOPICS)
+    rows, planted, scores = [], set(), {"clean": [], "planted": []}
+    for k in range(PLANTED + CLEAN):
+        leaf = leaves[k % len(leaves)]
+        term = TOPICS[leaf][k % 5]
+        unique = [next(vocabulary) for _ in range(rng.randint(14, 22))]
+        is_planted = k < PLANTED
+        if is_planted:
+            body = unique[:3] * rng.randint(5, 7) + unique[3:10]
+        else:
+            body = unique + (unique[:3] if k % 3 == 0 else [])
+        answer = f"About {term}: {' '.join(body)}."
+        unfinished = k < UNFINISHED_PLANTED or PLANTED <= k < PLANTED + UNFINISHED_CLEAN
+        if unfinished:
+            answer += "\nask your nurse"  # a short last line without a stop: curation lets it pass, risk flags it
+        item_id = f"item-{k:03d}"
+        rows.append(example_row(item_id, leaf, f"What should I know about {term} (case {k})?", answer))
+        scores["planted" if is_planted else "clean"].append(_ratio(answer))
+        if is_planted:
+            planted.add(item_id)
+    folder = OwnedFolder.claim(directory, "curated", force=True)
+    folder.write_text("dataset.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    return planted, scores
+
+
+@pytest.mark.slow
+def test_status_measures_each_check_against_a_scripted_reviewer(tmp_path):
+    directory = tmp_path / "run"
+    planted, scores = _dataset(directory)
+    env = cli_env(tmp_path)
+    queued = distill("review", str(directory), "--size", "120", cwd=tmp_path, env=env)
+    assert queued.returncode == 0, queued.stderr
+    review_all(directory, reject=planted, reason="wrong")
+
+    status = distill("review", "status", str(directory), cwd=tmp_path, env=env)
+    assert status.returncode == 0, status.stderr
+    rows = {r["check"]: r for r in json.loads((directory / "stats.json").read_text())["review"]["calibration"]}
+
+    # The check that sees the planted property agrees with the reviewer on every item, with Wilson's interval.
+    for name, threshold in (("repetition", 0.3), ("risk:repetition", 0.15)):
+        row = rows[name]
+        assert (row["reviewed"], row["rejected"], row["flagged"], row["caught"]) == (120, PLANTED, PLANTED, PLANTED)
+        assert row["precision"] == row["recall"] == 1.0 and row["threshold"] == threshold
+        assert row["precision_ci"] == pytest.approx(proportion_confint(PLANTED, PLANTED, method="wilson"))
+        # The suggested cut separates the groups: above every clean answer, below every planted one.
+        suggested = row["suggested"]
+        assert max(scores["clean"]) < suggested["threshold"] < min(scores["planted"])
+        assert (suggested["flagged"], suggested["caught"], suggested["f1"]) == (PLANTED, PLANTED, 1.0)
+
+    # A check blind to it flags what it flags whatever the reviewer did: 4 of its 16 are rejects.
+    unfinished = rows["risk:unfinished"]
+    assert (unfinished["flagged"], unfinished["caught"]) == (UNFINISHED_CLEAN + UNFINISHED_PLANTED, UNFINISHED_PLANTED)
+    assert unfinished["precision"] == 4 / 16 and unfinished["recall"] == 4 / PLANTED
+    assert unfinished["recall_ci"] == pytest.approx(proportion_confint(4, PLANTED, method="wilson"))
+
+    # Curation's checks that nothing reviewed can fail say so, rather than a 0 of 0.
+    structure = rows["structure"]
+    assert structure["flagged"] == 0 and structure["by_construction"] and structure["precision"] is None
+
+    # The table `distill review status` prints.
+    out = status.stdout
+    assert "checks against the reviewers: 120 reviewed items, 24 rejected" in out
+    cells = [line.split("│") for line in out.splitlines()]
+    repetition_line = "│".join(next(c for c in cells if len(c) > 2 and c[1].strip() == "repetition"))
+    assert "24 of 24" in repetition_line and "1.00 (0.86-1.00)" in repetition_line
+    assert re.search(r"by construction.*structure", out.replace("\n", " "))
+
+
+def test_no_threshold_is_suggested_from_too_few_rejects():
+    few = [(0.5, True)] * (MIN_EACH - 1) + [(0.0, False)] * 50
+    assert suggest_threshold(few) is None
+    enough = [(0.5, True)] * MIN_EACH + [(0.1, False)] * 50
+    assert suggest_threshold(enough).threshold == 0.3
