@@ -1,7 +1,7 @@
 """`distill review ...`: parse options, call the review library, print what happened.
 
     distill review DIR [--size N | --sample F | --more N] [--serve | --cli]   queue (build or grow), then review
-    distill review status DIR                                                 figures, gate; rewrites the files
+    distill review status DIR                                                 figures, checks, gate; rewrites files
     distill review add-reviewer DIR NAME                                      a token for another reviewer
     distill review regenerate DIR --leaf PATH -t TAXONOMY                     ask the teacher again for a leaf
     distill review export DIR --format argilla|datasets                       for Argilla 2.x or `datasets`
@@ -149,8 +149,9 @@ def _refresh(directory: Path, console: Console) -> None:
 
 @review_app.command("status")
 def status_command(directory: Path = typer.Argument(..., metavar="DIR")) -> None:
-    """Reject rate per branch with its interval, agreement, top reasons and the gate; rewrites
-    dataset.jsonl, rejected.jsonl and stats.json["review"] from the decisions."""
+    """Reject rate per branch with its interval, agreement, top reasons, each automated check's precision
+    and recall against the reviewers, and the gate; rewrites dataset.jsonl, rejected.jsonl and
+    stats.json["review"] from the decisions."""
     from distill.review.feedback import refresh_files
 
     if not RunDir(directory).has_store():
