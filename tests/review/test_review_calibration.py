@@ -11,8 +11,13 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from cli_helpers import cli_env, distill
+from distill.curate.dataset_io import load_examples
+from distill.curate.judge import TOPIC_STEP, topic_request
+from distill.curate.topic import NodeText
 from distill.owned import OwnedFolder
+from distill.records import GenerationResult
 from distill.review.calibration import MIN_EACH, suggest_threshold
+from distill.rundir import RunDir
 from review_helpers import TOPICS, example_row, review_all
 
 PLANTED = 24  # answers that loop on a phrase: the reviewer rejects exactly these
@@ -65,47 +70,95 @@ def _dataset(directory):
     return planted, scores
 
 
-@pytest.mark.slow
-def test_status_measures_each_check_against_a_scripted_reviewer(tmp_path):
+JUDGED_OFF = 20  # planted items a logged topic judge voted off topic; it also voted so on CLEAN_OFF clean ones
+CLEAN_OFF, UNCLEAR = 6, 2
+
+
+def _log_topic_verdicts(directory, planted: set[str]) -> None:
+    """The verdicts a topic judge would have logged in run.db (curate/judge.py's step and request)."""
+    store = RunDir(directory).open_store()
+    try:
+        for k, example in enumerate(load_examples(directory / "dataset.jsonl")):
+            node = NodeText(path=example.meta.taxonomy_path, title="topic", description="", lineage=[])
+            request = topic_request(example, node)
+            if example.id in planted:
+                text = '{"on_topic": false}' if k < JUDGED_OFF else '{"on_topic": true}'
+            else:
+                clean = k - PLANTED
+                text = ('{"on_topic": false}' if clean < CLEAN_OFF else
+                        "I cannot tell" if clean < CLEAN_OFF + UNCLEAR else '{"on_topic": true}')
+            store.add_call(example.meta.plan_item_id, TOPIC_STEP, "loopback", request, request.fingerprint("loopback"),
+                           GenerationResult(key=request.key, text=text))
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def reviewed(tmp_path_factory):
+    """120 items queued with the installed `distill review`, decided by a reviewer who rejects exactly the planted
+    ones, then `distill review status`: (its output, stats.json's calibration rows by check, the groups' scores)."""
+    tmp_path = tmp_path_factory.mktemp("calibration")
     directory = tmp_path / "run"
     planted, scores = _dataset(directory)
     env = cli_env(tmp_path)
     queued = distill("review", str(directory), "--size", "120", cwd=tmp_path, env=env)
     assert queued.returncode == 0, queued.stderr
     review_all(directory, reject=planted, reason="wrong")
-
+    _log_topic_verdicts(directory, planted)
     status = distill("review", "status", str(directory), cwd=tmp_path, env=env)
     assert status.returncode == 0, status.stderr
     rows = {r["check"]: r for r in json.loads((directory / "stats.json").read_text())["review"]["calibration"]}
+    return status.stdout, rows, scores
 
-    # The check that sees the planted property agrees with the reviewer on every item, with Wilson's interval.
-    for name, threshold in (("repetition", 0.3), ("risk:repetition", 0.15)):
-        row = rows[name]
-        assert (row["reviewed"], row["rejected"], row["flagged"], row["caught"]) == (120, PLANTED, PLANTED, PLANTED)
-        assert row["precision"] == row["recall"] == 1.0 and row["threshold"] == threshold
-        assert row["precision_ci"] == pytest.approx(proportion_confint(PLANTED, PLANTED, method="wilson"))
-        # The suggested cut separates the groups: above every clean answer, below every planted one.
-        suggested = row["suggested"]
-        assert max(scores["clean"]) < suggested["threshold"] < min(scores["planted"])
-        assert (suggested["flagged"], suggested["caught"], suggested["f1"]) == (PLANTED, PLANTED, 1.0)
 
-    # A check blind to it flags what it flags whatever the reviewer did: 4 of its 16 are rejects.
-    unfinished = rows["risk:unfinished"]
+@pytest.mark.slow
+@pytest.mark.parametrize("name,threshold", [("repetition", 0.3), ("risk:repetition", 0.15)])
+def test_the_check_that_sees_the_planted_property_agrees_with_the_reviewer(reviewed, name, threshold):
+    _, rows, scores = reviewed
+    row = rows[name]
+    assert (row["reviewed"], row["rejected"], row["flagged"], row["caught"]) == (120, PLANTED, PLANTED, PLANTED)
+    assert row["precision"] == row["recall"] == 1.0 and row["threshold"] == threshold
+    assert row["precision_ci"] == pytest.approx(proportion_confint(PLANTED, PLANTED, method="wilson"))
+    # The suggested cut separates the groups: above every clean answer, below every planted one.
+    suggested = row["suggested"]
+    assert max(scores["clean"]) < suggested["threshold"] < min(scores["planted"])
+    assert (suggested["flagged"], suggested["caught"], suggested["f1"]) == (PLANTED, PLANTED, 1.0)
+
+
+@pytest.mark.slow
+def test_a_check_blind_to_it_scores_what_it_flags(reviewed):
+    # It flags what it flags whatever the reviewer did: 4 of its 16 are rejects.
+    unfinished = reviewed[1]["risk:unfinished"]
     assert (unfinished["flagged"], unfinished["caught"]) == (UNFINISHED_CLEAN + UNFINISHED_PLANTED, UNFINISHED_PLANTED)
     assert unfinished["precision"] == 4 / 16 and unfinished["recall"] == 4 / PLANTED
     assert unfinished["recall_ci"] == pytest.approx(proportion_confint(4, PLANTED, method="wilson"))
+    assert unfinished["suggested"] is None and unfinished["threshold"] is None  # no score, no threshold
 
-    # Curation's checks that nothing reviewed can fail say so, rather than a 0 of 0.
+
+@pytest.mark.slow
+def test_a_logged_judge_is_measured_on_its_clear_verdicts(reviewed):
+    judge = reviewed[1]["judge:topic_check"]
+    assert (judge["reviewed"], judge["rejected"]) == (120 - UNCLEAR, PLANTED)
+    assert (judge["flagged"], judge["caught"]) == (JUDGED_OFF + CLEAN_OFF, JUDGED_OFF)
+    assert judge["precision"] == JUDGED_OFF / (JUDGED_OFF + CLEAN_OFF) and judge["recall"] == JUDGED_OFF / PLANTED
+
+
+@pytest.mark.slow
+def test_checks_nothing_reviewed_can_fail_say_so(reviewed):
+    out, rows, _ = reviewed
     structure = rows["structure"]
     assert structure["flagged"] == 0 and structure["by_construction"] and structure["precision"] is None
+    assert re.search(r"by construction.*structure", out.replace("\n", " "))
+    assert not any(line.split("│")[1].strip() == "structure" for line in out.splitlines() if line.count("│") > 2)
 
-    # The table `distill review status` prints.
-    out = status.stdout
+
+@pytest.mark.slow
+def test_status_prints_the_table(reviewed):
+    out = reviewed[0]
     assert "checks against the reviewers: 120 reviewed items, 24 rejected" in out
     cells = [line.split("│") for line in out.splitlines()]
-    repetition_line = "│".join(next(c for c in cells if len(c) > 2 and c[1].strip() == "repetition"))
-    assert "24 of 24" in repetition_line and "1.00 (0.86-1.00)" in repetition_line
-    assert re.search(r"by construction.*structure", out.replace("\n", " "))
+    repetition = "│".join(next(c for c in cells if len(c) > 2 and c[1].strip() == "repetition"))
+    assert "24 of 24" in repetition and "1.00 (0.86-1.00)" in repetition and "0.229 (P 1.00, R 1.00" in repetition
 
 
 def test_no_threshold_is_suggested_from_too_few_rejects():
