@@ -96,7 +96,8 @@ def _log_topic_verdicts(directory, planted: set[str]) -> None:
 @pytest.fixture(scope="module")
 def reviewed(tmp_path_factory):
     """120 items queued with the installed `distill review`, decided by a reviewer who rejects exactly the planted
-    ones, then `distill review status`: (its output, stats.json's calibration rows by check, the groups' scores)."""
+    ones, then `distill review status`: (its output, stats.json's calibration rows by check, the groups' scores, the
+    folder)."""
     tmp_path = tmp_path_factory.mktemp("calibration")
     directory = tmp_path / "run"
     planted, scores = _dataset(directory)
@@ -108,13 +109,13 @@ def reviewed(tmp_path_factory):
     status = distill("review", "status", str(directory), cwd=tmp_path, env=env)
     assert status.returncode == 0, status.stderr
     rows = {r["check"]: r for r in json.loads((directory / "stats.json").read_text())["review"]["calibration"]}
-    return status.stdout, rows, scores
+    return status.stdout, rows, scores, directory
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,threshold", [("repetition", 0.3), ("risk:repetition", 0.15)])
 def test_the_check_that_sees_the_planted_property_agrees_with_the_reviewer(reviewed, name, threshold):
-    _, rows, scores = reviewed
+    _, rows, scores, _ = reviewed
     row = rows[name]
     assert (row["reviewed"], row["rejected"], row["flagged"], row["caught"]) == (120, PLANTED, PLANTED, PLANTED)
     assert row["precision"] == row["recall"] == 1.0 and row["threshold"] == threshold
@@ -145,7 +146,7 @@ def test_a_logged_judge_is_measured_on_its_clear_verdicts(reviewed):
 
 @pytest.mark.slow
 def test_checks_nothing_reviewed_can_fail_say_so(reviewed):
-    out, rows, _ = reviewed
+    out, rows, _, _ = reviewed
     structure = rows["structure"]
     assert structure["flagged"] == 0 and structure["by_construction"] and structure["precision"] is None
     assert re.search(r"by construction.*structure", out.replace("\n", " "))
@@ -166,3 +167,15 @@ def test_no_threshold_is_suggested_from_too_few_rejects():
     assert suggest_threshold(few) is None
     enough = [(0.5, True)] * MIN_EACH + [(0.1, False)] * 50
     assert suggest_threshold(enough).threshold == 0.3
+
+
+@pytest.mark.slow
+def test_the_dataset_card_shows_the_checks_that_flag_something(reviewed, tmp_path):
+    directory = reviewed[3]
+    done = distill("export", str(directory), "--out", str(tmp_path / "ds"), "--license", "mit", cwd=tmp_path,
+                   env=cli_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert "| repetition | 0.3 | 24 | 24 of 24 | 1.00 (0.86 to 1.00) | 1.00 (0.86 to 1.00) | 0.2294 |" in card
+    assert "| risk:unfinished | - | 16 | 4 of 24 | 0.25 (0.10 to 0.49) |" in card
+    assert "| structure |" not in card  # nothing reviewed could fail it: no row of 0 of 0
