@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from distill.curate import conversation
 from distill.curate.language import detect_language
 from distill.curate.normalize import normalized_words_once
-from distill.curate.topic import TopicIndex
+from distill.curate.topic import TopicIndex, TopicScore
 from distill.curate.vocabulary import PRONOUNS, subject_words, words
 from distill.records import Example, Failure
 from distill.tasks.schema import SchemaError
@@ -359,17 +359,23 @@ def check_off_topic(example: Example, settings: CheckSettings) -> Failure | None
     login_problem ticket in the billing leaf rightly talks like the account leaf (in tiny-tickets the
     check removed 2 of 4 such items).
     """
+    score = topic_score(example, settings)
+    if score is None or score.rival is None or score.ratio >= settings.min_topic_ratio:
+        return None
+    return Failure("off_topic", f"closer to {score.rival} ({score.rival_score:.3f}) than to its node "
+                                f"{example.meta.taxonomy_path} ({score.own:.3f}, under {settings.min_topic_ratio:g}x)")
+
+
+def topic_score(example: Example, settings: CheckSettings) -> TopicScore | None:
+    """How the example scores against its node and the other leaves (what `check_off_topic` judges); None where
+    that check stands aside."""
     path = example.meta.taxonomy_path
     if (settings.topics is None or settings.topic_judge or settings.labels or path is None
             or path not in settings.topics):
         return None
     turns = conversation.conversation_turns(example)
     text = "\n".join(m.content for m in turns) if len(turns) > 2 else f"{example.prompt}\n{example.response}"
-    score = settings.topics.score(text, path)
-    if score.rival is None or score.ratio >= settings.min_topic_ratio:
-        return None
-    return Failure("off_topic", f"closer to {score.rival} ({score.rival_score:.3f}) than to its node {path} "
-                                f"({score.own:.3f}, under {settings.min_topic_ratio:g}x)")
+    return settings.topics.score(text, path)
 
 
 # Order matters: the first failure is the recorded reason, so structural problems come first.

@@ -23,8 +23,10 @@ from typing import Literal
 from pydantic import BaseModel
 
 from distill.curate import checks as curation
+from distill.curate.from_taxonomy import node_title
 from distill.curate.judge import LABEL_STEP, TOPIC_STEP, planned_label, read_json_field, read_on_topic
 from distill.curate.normalize import normalized_words_once
+from distill.curate.topic import NodeText, TopicIndex
 from distill.records import Example
 from distill.review.intervals import wilson
 from distill.review.population import load_review
@@ -32,9 +34,11 @@ from distill.review.risk import NEAR_NEIGHBOUR, REPETITION
 from distill.review.state import REJECT, ItemState, ReviewState
 from distill.rundir import RunDir
 from distill.store import RunStore
+from distill.taxonomy.snapshot import read_snapshot
 
 MIN_EACH = 5  # reviewer rejects and accepts, each, with a score, before a threshold is suggested
 NEAR_DUPLICATE = 0.7  # curation's near-duplicate Jaccard (CurateConfig.threshold's default)
+MAX_TOPIC_SCORE = 100.0  # off_topic's score where the example shares no word with its own node
 Source = Literal["curation", "risk", "judge"]
 
 
@@ -153,15 +157,52 @@ def repetition_score(example: Example, n: int = 3) -> float | None:
     return curation.repeated_ngram_ratio(words, n) if len(words) >= 12 else None
 
 
+def off_topic_score(example: Example, settings: curation.CheckSettings) -> float | None:
+    """The best other leaf's score over the example's own node's (`check_off_topic` flags it above
+    1 / min_topic_ratio), capped at MAX_TOPIC_SCORE where the own node scores 0; None where the check stands aside."""
+    score = curation.topic_score(example, settings)
+    if score is None:
+        return None
+    if score.rival is None or score.rival_score <= 0:
+        return 0.0
+    return min(MAX_TOPIC_SCORE, score.rival_score / score.own) if score.own > 0 else MAX_TOPIC_SCORE
+
+
+def check_settings(directory: Path | RunDir) -> curation.CheckSettings:
+    """Curation's check settings as far as the folder records them: the defaults, with the labels and the nodes of
+    its taxonomy.json (`off_topic` and `label` then run as they did in `distill generate`)."""
+    snapshot = read_snapshot(Path(directory))
+    if snapshot is None:
+        return curation.CheckSettings()
+    described = {node.path: node.description for node in snapshot.nodes}
+
+    def lineage(path: str) -> list[str]:
+        parts = path.split("/")[:-1]
+        ancestors = ["/".join(parts[: k + 1]) for k in range(len(parts))]
+        return [f"{node_title(a.rsplit('/', 1)[-1])}: {described.get(a, '')}" for a in ancestors]
+
+    nodes = [NodeText(path=path, title=node_title(path.rsplit("/", 1)[-1]), description=text, lineage=lineage(path),
+                      is_leaf=not any(other.startswith(path + "/") for other in described))
+             for path, text in described.items()]
+    return curation.CheckSettings(labels=list(snapshot.labels) if snapshot.labels else None,
+                                  topics=TopicIndex(nodes) if nodes else None)
+
+
 def _curation_outcomes(items: list[ItemState], settings: curation.CheckSettings
                        ) -> list[tuple[CheckSpec, dict[str, CheckOutcome]]]:
     out = []
     for check in curation.CHECKS:
         name = curation.check_name(check)
-        if name == "repetition":  # scored: below
+        if name == "repetition" or (name == "off_topic" and settings.topics is not None):  # scored: below
             continue
         out.append((CheckSpec(name=name, source="curation"),
                     {s.item_id: CheckOutcome(flagged=check(s.item.example, settings) is not None) for s in items}))
+    if settings.topics is not None:  # scored: how many times closer to another leaf than to its own node
+        topic = {s.item_id: off_topic_score(s.item.example, settings) for s in items}
+        out.append((CheckSpec(name="off_topic", source="curation", score="another leaf's TF-IDF score over its own",
+                              threshold=round(1 / settings.min_topic_ratio, 3)),
+                    {s.item_id: CheckOutcome(flagged=curation.check_off_topic(s.item.example, settings) is not None,
+                                             score=topic[s.item_id]) for s in items}))
     scores = {s.item_id: repetition_score(s.item.example, settings.repetition_ngram) for s in items}
     limit = settings.max_repeated_ngram_ratio
     out.append((CheckSpec(name="repetition", source="curation", score="share of word 3-grams repeated",
@@ -252,4 +293,4 @@ def calibrate_folder(directory: Path | RunDir) -> list[CheckCalibration] | None:
         return None
     with closing(run_dir.open_store()) as store:
         calls = judge_calls(store)
-    return calibration_table(review.state, calls)
+    return calibration_table(review.state, calls, check_settings(run_dir))

@@ -21,7 +21,7 @@ from typing import Any
 
 from distill.records import REVIEW_REASONS, Example, Reject
 from distill.review.agreement import reject_agreement
-from distill.review.calibration import calibration_table, judge_calls
+from distill.review.calibration import calibration_table, check_settings, judge_calls
 from distill.review.gate import Census, census_of, evaluate, top_reasons
 from distill.review.ledger import ReviewLedger
 from distill.review.population import LoadedReview, load_review
@@ -39,7 +39,7 @@ def review_in_store(store, curated: list[Example], directory: Path) -> tuple[lis
     population = [state.items[e.id].item.example if e.id in state.items else e for e in curated]
     kept, rejects = apply_review(population, state)
     figures = summary(state, population, directory)
-    figures["calibration"] = _calibration(state, store)
+    figures["calibration"] = _calibration(state, store, directory)
     return kept, rejects, figures
 
 
@@ -133,9 +133,10 @@ def summary(state: ReviewState, population: list[Example] | Census, directory: P
     }
 
 
-def _calibration(state: ReviewState, store: RunStore) -> list[dict[str, Any]]:
+def _calibration(state: ReviewState, store: RunStore, directory: Path) -> list[dict[str, Any]]:
     """Each automated check's precision and recall against the reviewers (calibration.py), for stats.json."""
-    return [row.model_dump(mode="json") for row in calibration_table(state, judge_calls(store))]
+    return [row.model_dump(mode="json") for row in calibration_table(state, judge_calls(store),
+                                                                      check_settings(directory))]
 
 
 def _unit(u) -> dict[str, Any]:
@@ -166,7 +167,7 @@ def _rebuild(run_dir: RunDir, review: LoadedReview, say: Callable[[str], None] |
     kept, rejects = apply_review(review.population, review.state)
     figures = summary(review.state, review.population, run_dir.root)
     with closing(run_dir.open_store()) as store:
-        figures["calibration"] = _calibration(review.state, store)
+        figures["calibration"] = _calibration(review.state, store, run_dir.root)
     theirs = run_dir.users_files((DATASET, REJECTED, STATS))
     if theirs and say is not None:
         say(f"note: {', '.join(theirs)} in {run_dir.root} {'is' if len(theirs) == 1 else 'are'} not distill's: left "

@@ -18,6 +18,7 @@ from distill.owned import OwnedFolder
 from distill.records import GenerationResult
 from distill.review.calibration import MIN_EACH, suggest_threshold
 from distill.rundir import RunDir
+from distill.taxonomy.snapshot import NodeInfo, TaxonomySnapshot
 from review_helpers import TOPICS, example_row, review_all
 
 PLANTED = 24  # answers that loop on a phrase: the reviewer rejects exactly these
@@ -179,3 +180,43 @@ def test_the_dataset_card_shows_the_checks_that_flag_something(reviewed, tmp_pat
     assert "| repetition | 0.3 | 24 | 24 of 24 | 1.00 (0.86 to 1.00) | 1.00 (0.86 to 1.00) | 0.2294 |" in card
     assert "| risk:unfinished | - | 16 | 4 of 24 | 0.25 (0.10 to 0.49) |" in card
     assert "| structure |" not in card  # nothing reviewed could fail it: no row of 0 of 0
+
+
+OFF_TOPIC = 10  # asthma-leaf answers about heart failure: the reviewer rejects exactly these
+
+
+@pytest.mark.slow
+def test_off_topic_is_measured_with_the_runs_taxonomy(tmp_path):
+    """A run folder with its taxonomy.json: the topic check runs as in `distill generate`, with its score."""
+    directory = tmp_path / "run"
+    asthma = "inhaler wheeze trigger spacer peak flow reliever preventer".split()
+    heart = "breathlessness ankle swelling diuretics ejection fraction salt weight".split()
+    rng = random.Random(3)
+    rows, off = [], set()
+    for k in range(40):
+        leaf = "respiratory/asthma" if k % 2 == 0 else "cardiology/heart-failure"
+        own = asthma if leaf == "respiratory/asthma" else heart
+        about = heart if k < 2 * OFF_TOPIC and k % 2 == 0 else own  # every other of the first 20: the wrong leaf's
+        if about is not own:
+            off.add(f"item-{k:03d}")
+        words = " ".join(rng.sample(about, 5))
+        rows.append(example_row(f"item-{k:03d}", leaf, f"What matters most about {words.split()[0]} (case {k})?",
+                                f"Patients should watch {words} closely. Ask your clinician about {about[k % 7]}."))
+    snapshot = TaxonomySnapshot(name="toy", nodes=[
+        NodeInfo(path="respiratory", description="Lungs and breathing."),
+        NodeInfo(path="respiratory/asthma", description="Asthma: " + ", ".join(asthma) + "."),
+        NodeInfo(path="cardiology", description="The heart."),
+        NodeInfo(path="cardiology/heart-failure", description="Heart failure: " + ", ".join(heart) + ".")])
+    folder = OwnedFolder.claim(directory, "run", force=True)
+    folder.write_text("dataset.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    folder.write_text("taxonomy.json", snapshot.model_dump_json())
+    env = cli_env(tmp_path)
+    assert distill("review", str(directory), "--size", "40", cwd=tmp_path, env=env).returncode == 0
+    review_all(directory, reject=off, reason="off_topic")
+    status = distill("review", "status", str(directory), cwd=tmp_path, env=env)
+    assert status.returncode == 0, status.stderr
+
+    row = {r["check"]: r for r in json.loads((directory / "stats.json").read_text())["review"]["calibration"]}["off_topic"]
+    assert row["threshold"] == round(1 / 0.3, 3) and not row["by_construction"]
+    assert (row["reviewed"], row["rejected"], row["flagged"], row["caught"]) == (40, OFF_TOPIC, OFF_TOPIC, OFF_TOPIC)
+    assert (row["suggested"]["caught"], row["suggested"]["flagged"], row["suggested"]["f1"]) == (OFF_TOPIC, OFF_TOPIC, 1)
