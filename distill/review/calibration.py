@@ -128,16 +128,16 @@ def suggest_threshold(scored: Iterable[tuple[float | None, bool]]) -> Suggestion
     with_score = [(s, t) for s, t in pairs if s is not None]
     if sum(t for _, t in with_score) < MIN_EACH or sum(not t for _, t in with_score) < MIN_EACH:
         return None
-    levels = sorted({s for s, _ in with_score}, reverse=True)
+    ordered = sorted(with_score, key=lambda pair: -pair[0])  # one pass down the scores, counting as it goes
     best: Suggestion | None = None
-    for k, level in enumerate(levels):
-        flagged = sum(s >= level for s, _ in with_score)
-        caught = sum(s >= level and t for s, t in with_score)
-        if not caught:
-            continue
+    flagged = caught = 0
+    for k, (level, rejected) in enumerate(ordered):
+        flagged, caught = flagged + 1, caught + rejected
+        below = ordered[k + 1][0] if k + 1 < len(ordered) else level
+        if below == level and k + 1 < len(ordered) or not caught:
+            continue  # a cut goes between two different scores
         f1 = _f1(caught, flagged, rejects)
         if best is None or f1 > best.f1:
-            below = levels[k + 1] if k + 1 < len(levels) else level
             best = Suggestion(threshold=round((level + below) / 2, 4), flagged=flagged, caught=caught,
                               precision=caught / flagged, recall=caught / rejects, f1=f1)
     return best

@@ -220,3 +220,20 @@ def test_off_topic_is_measured_with_the_runs_taxonomy(tmp_path):
     assert row["threshold"] == round(1 / 0.3, 3) and not row["by_construction"]
     assert (row["reviewed"], row["rejected"], row["flagged"], row["caught"]) == (40, OFF_TOPIC, OFF_TOPIC, OFF_TOPIC)
     assert (row["suggested"]["caught"], row["suggested"]["flagged"], row["suggested"]["f1"]) == (OFF_TOPIC, OFF_TOPIC, 1)
+
+
+def test_the_suggested_cut_has_the_best_f1_of_every_cut():
+    rng = random.Random(11)
+    for _ in range(50):
+        pairs = [(rng.choice([None, *[round(rng.random(), 1) for _ in range(3)]]), rng.random() < 0.3)
+                 for _ in range(rng.randint(20, 80))]
+        rejects = sum(t for _, t in pairs)
+        scored = [(s, t) for s, t in pairs if s is not None]
+        f1s = [2 * sum(s >= cut and t for s, t in scored) / (sum(s >= cut for s, _ in scored) + rejects)
+               for cut in {s for s, _ in scored}]
+        found = suggest_threshold(pairs)
+        if sum(t for _, t in scored) < MIN_EACH or sum(not t for _, t in scored) < MIN_EACH:
+            assert found is None
+        elif max(f1s) > 0:
+            assert found.f1 == pytest.approx(max(f1s))
+            assert found.flagged == sum(s >= found.threshold for s, _ in scored)  # flags at or above the cut
