@@ -260,6 +260,12 @@ class RunStore:
                                                                    ).with_extra(extra))
         return answered
 
+    def step_calls(self, step: str) -> dict[str, str | None]:
+        """plan item id -> the text of its latest answered call of `step` (a judged check's verdict)."""
+        return {item_id: text for item_id, text in self.db.execute(
+            "SELECT plan_item_id, text FROM teacher_calls WHERE step = ? AND error IS NULL AND plan_item_id IS NOT NULL"
+            " ORDER BY id", (step,))}
+
     def add_call(self, plan_item_id: str | None, step: str, teacher: str, request: GenerationRequest,
                  fingerprint: str, result: GenerationResult) -> None:
         with self.window:

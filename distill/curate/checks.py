@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from distill.curate import conversation
 from distill.curate.language import detect_language
 from distill.curate.normalize import normalized_words_once
-from distill.curate.topic import TopicIndex
+from distill.curate.topic import TopicIndex, TopicScore
 from distill.curate.vocabulary import PRONOUNS, subject_words, words
 from distill.records import Example, Failure
 from distill.tasks.schema import SchemaError
@@ -363,13 +363,27 @@ def check_off_topic(example: Example, settings: CheckSettings) -> Failure | None
     if (settings.topics is None or settings.topic_judge or settings.labels or path is None
             or path not in settings.topics):
         return None
-    turns = conversation.conversation_turns(example)
-    text = "\n".join(m.content for m in turns) if len(turns) > 2 else f"{example.prompt}\n{example.response}"
-    score = settings.topics.score(text, path)
+    score = settings.topics.score(topic_text(example), path)
     if score.rival is None or score.ratio >= settings.min_topic_ratio:
         return None
     return Failure("off_topic", f"closer to {score.rival} ({score.rival_score:.3f}) than to its node {path} "
                                 f"({score.own:.3f}, under {settings.min_topic_ratio:g}x)")
+
+
+def topic_score(example: Example, settings: CheckSettings) -> TopicScore | None:
+    """How the example scores against its node and the other leaves (what `check_off_topic` judges, for the
+    review's calibration); None where that check stands aside (the same conditions as the check's)."""
+    path = example.meta.taxonomy_path
+    if (settings.topics is None or settings.topic_judge or settings.labels or path is None
+            or path not in settings.topics):
+        return None
+    return settings.topics.score(topic_text(example), path)
+
+
+def topic_text(example: Example) -> str:
+    """What the topic check reads: question and answer, or every user and assistant turn of a conversation."""
+    turns = conversation.conversation_turns(example)
+    return "\n".join(m.content for m in turns) if len(turns) > 2 else f"{example.prompt}\n{example.response}"
 
 
 # Order matters: the first failure is the recorded reason, so structural problems come first.

@@ -13,7 +13,8 @@ from distill.taxonomy import LoadedTaxonomy, load_taxonomy
 SHOTS_PER_LABEL = 2
 
 
-def _title(name: str) -> str:
+def node_title(name: str) -> str:
+    """A node's name as a title: "heart-failure" -> "Heart failure"."""
     return name.replace("-", " ").replace("_", " ").capitalize()
 
 
@@ -21,8 +22,8 @@ def taxonomy_nodes(loaded) -> list[NodeText]:
     """Every node of a loaded taxonomy (`distill.taxonomy.LoadedTaxonomy`) as a `NodeText`."""
     out = []
     for node in loaded.nodes:
-        lineage = [f"{_title(a.path.rsplit('/', 1)[-1])}: {a.node.description}" for a in node.ancestors]
-        out.append(NodeText(path=node.path, title=_title(node.path.rsplit("/", 1)[-1]),
+        lineage = [f"{node_title(a.path.rsplit('/', 1)[-1])}: {a.node.description}" for a in node.ancestors]
+        out.append(NodeText(path=node.path, title=node_title(node.path.rsplit("/", 1)[-1]),
                             description=node.node.description, lineage=lineage, is_leaf=node.is_leaf))
     return out
 

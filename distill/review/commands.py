@@ -1,7 +1,7 @@
 """`distill review ...`: parse options, call the review library, print what happened.
 
     distill review DIR [--size N | --sample F | --more N] [--serve | --cli]   queue (build or grow), then review
-    distill review status DIR                                                 figures, gate; rewrites the files
+    distill review status DIR                                                 figures, checks, gate; rewrites files
     distill review add-reviewer DIR NAME                                      a token for another reviewer
     distill review regenerate DIR --leaf PATH -t TAXONOMY                     ask the teacher again for a leaf
     distill review export DIR --format argilla|datasets                       for Argilla 2.x or `datasets`
@@ -149,8 +149,9 @@ def _refresh(directory: Path, console: Console) -> None:
 
 @review_app.command("status")
 def status_command(directory: Path = typer.Argument(..., metavar="DIR")) -> None:
-    """Reject rate per branch with its interval, agreement, top reasons and the gate; rewrites
-    dataset.jsonl, rejected.jsonl and stats.json["review"] from the decisions."""
+    """Reject rate per branch with its interval, agreement, top reasons, each automated check's precision
+    and recall against the reviewers, and the gate; rewrites dataset.jsonl, rejected.jsonl and
+    stats.json["review"] from the decisions."""
     from distill.review.feedback import refresh_files
 
     if not RunDir(directory).has_store():
@@ -186,7 +187,39 @@ def print_status(console: Console, figures: dict) -> None:
     if figures["top_reasons"]:
         console.print("top reasons: " + ", ".join(f"{REVIEW_REASONS.get(r, r)} {n}"
                                                   for r, n in figures["top_reasons"].items()), highlight=False)
+    print_calibration(console, figures.get("calibration") or [])
     console.print(f"gate: {figures['gate']['message']}", highlight=False, soft_wrap=True)
+
+
+def print_calibration(console: Console, rows: list[dict]) -> None:
+    """Each check against the reviewers (review/calibration.py); curation's checks that flag no reviewed item by
+    construction go on one line, not as rows of 0 of 0."""
+    if not rows or not rows[0]["reviewed"]:
+        return
+    shown = [r for r in rows if not (r["by_construction"] and r["suggested"] is None and r["threshold"] is None)]
+    silent = [r["check"] for r in rows if r not in shown]
+    first = rows[0]
+    table = Table("check", "threshold", "flagged", "rejects caught", "precision (95% Wilson)",
+                  "recall (95% Wilson)", "suggested threshold (best F1)",
+                  title=f"checks against the reviewers: {first['reviewed']} reviewed items, "
+                        f"{first['rejected']} rejected")
+    for r in shown:
+        suggested = r["suggested"]
+        table.add_row(r["check"], "-" if r["threshold"] is None else f"{r['threshold']:g}", str(r["flagged"]),
+                      f"{r['caught']} of {r['rejected']}",
+                      _share(r["precision"], r["precision_ci"], "by construction: none flagged"
+                             if r["by_construction"] else "none flagged"),
+                      _share(r["recall"], r["recall_ci"], "no rejects"),
+                      "-" if suggested is None else f"{suggested['threshold']:.3g} (P {suggested['precision']:.2f}, "
+                                                    f"R {suggested['recall']:.2f}, F1 {suggested['f1']:.2f})")
+    console.print(table)
+    if silent:
+        console.print(f"passed by every reviewed item, by construction (curation removed what they flag, or they do "
+                      f"not apply): {', '.join(silent)}", highlight=False, soft_wrap=True)
+
+
+def _share(value: float | None, ci: list[float] | None, empty: str) -> str:
+    return empty if value is None or ci is None else f"{value:.2f} ({ci[0]:.2f}-{ci[1]:.2f})"
 
 
 @review_app.command("add-reviewer")

@@ -14,17 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from statistics import median
 from typing import Any
 
 from distill.records import REVIEW_REASONS, Example, Reject
 from distill.review.agreement import reject_agreement
+from distill.review.calibration import calibration_table, check_settings, judge_calls
 from distill.review.gate import Census, census_of, evaluate, top_reasons
 from distill.review.ledger import ReviewLedger
 from distill.review.population import LoadedReview, load_review
 from distill.review.state import ACCEPT, EDIT, REJECT, ReviewState
 from distill.rundir import DATASET, REJECTED, STATS, RunDir
+from distill.store import RunStore
 
 
 def review_in_store(store, curated: list[Example], directory: Path) -> tuple[list[Example], list[Reject], dict | None]:
@@ -35,7 +38,9 @@ def review_in_store(store, curated: list[Example], directory: Path) -> tuple[lis
         return curated, [], None
     population = [state.items[e.id].item.example if e.id in state.items else e for e in curated]
     kept, rejects = apply_review(population, state)
-    return kept, rejects, summary(state, population, directory)
+    figures = summary(state, population, directory)
+    figures["calibration"] = _calibration(state, store, directory)
+    return kept, rejects, figures
 
 
 def apply_review(examples: list[Example], state: ReviewState) -> tuple[list[Example], list[Reject]]:
@@ -128,6 +133,12 @@ def summary(state: ReviewState, population: list[Example] | Census, directory: P
     }
 
 
+def _calibration(state: ReviewState, store: RunStore, directory: Path) -> list[dict[str, Any]]:
+    """Each automated check's precision and recall against the reviewers (calibration.py), for stats.json."""
+    return [row.model_dump(mode="json") for row in calibration_table(state, judge_calls(store),
+                                                                      check_settings(directory))]
+
+
 def _unit(u) -> dict[str, Any]:
     return {"items": u.items, "reviewed": u.reviewed, "rejected": u.rejected, "edited": u.edited,
             "accepted": u.accepted, "reject_rate": u.reject_rate, "ci": list(u.ci) if u.ci else None,
@@ -155,6 +166,8 @@ def rebuild(run_dir: RunDir, say: Callable[[str], None] | None = None) -> dict[s
 def _rebuild(run_dir: RunDir, review: LoadedReview, say: Callable[[str], None] | None) -> dict[str, Any]:
     kept, rejects = apply_review(review.population, review.state)
     figures = summary(review.state, review.population, run_dir.root)
+    with closing(run_dir.open_store()) as store:
+        figures["calibration"] = _calibration(review.state, store, run_dir.root)
     theirs = run_dir.users_files((DATASET, REJECTED, STATS))
     if theirs and say is not None:
         say(f"note: {', '.join(theirs)} in {run_dir.root} {'is' if len(theirs) == 1 else 'are'} not distill's: left "

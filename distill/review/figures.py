@@ -19,7 +19,7 @@ NO_REVIEW = ("No human review: no one has reviewed a sample of this data (`disti
 _COUNTS = ("accepted", "approved", "edited", "rejected", "skipped")
 _SHOWN = {"queued", "reviewed", *_COUNTS, "open_reviews", "items_judged", "reject_rate", "reject_rate_ci",
           "interval", "gate", "top_reasons", "agreement", "kappa", "reviewers", "median_seconds_per_item",
-          "overall", "branches"}
+          "overall", "branches", "calibration"}
 
 
 def override_lines(gate: dict[str, Any]) -> list[str]:
@@ -40,7 +40,7 @@ def review_lines(stats: dict[str, Any]) -> list[str]:
                                _agreement(review), _reviewers(review)) if line]
     lines += [f"- {key.replace('_', ' ').capitalize()}: {_plain(review[key])}" for key in sorted(set(review) - _SHOWN)
               if review[key] not in (None, {}, [])]
-    return lines + _branches(review.get("branches"))
+    return lines + _branches(review.get("branches")) + _calibration(review.get("calibration"))
 
 
 def _counts(review: dict) -> str | None:
@@ -128,6 +128,31 @@ def _branches(branches) -> list[str]:
         lines.append(f"| {name} | {b['reviewed']} of {b.get('items', '?')} | {b.get('rejected', 0)} | "
                      f"{_percent(b.get('reject_rate'))}{interval} | {b.get('verdict', '')} |")
     return lines
+
+
+def _calibration(rows) -> list[str]:
+    """The automated checks against the reviewers (review/calibration.py): the ones that flag a reviewed item or
+    have a suggested threshold; those curation left nothing to flag would be rows of 0 of 0."""
+    shown = [r for r in rows or [] if isinstance(r, dict) and (r.get("flagged") or r.get("suggested"))]
+    if not shown:
+        return []
+    lines = ["", "Automated checks against the reviewers (a reviewer's reject is the truth; 95% Wilson intervals):", "",
+             "| check | threshold | flagged | rejects caught | precision (interval) | recall (interval) | "
+                 "suggested threshold |", "|---|---:|---:|---:|---|---|---|"]
+    for r in shown:
+        suggested = r.get("suggested") or {}
+        threshold = "-" if r.get("threshold") is None else _plain(r["threshold"])
+        lines.append(f"| {r['check']} | {threshold} | {r.get('flagged')} | {r.get('caught')} of "
+                     f"{r.get('rejected')} | {_share(r.get('precision'), r.get('precision_ci'))} | "
+                     f"{_share(r.get('recall'), r.get('recall_ci'))} | "
+                     f"{_plain(suggested.get('threshold')) if suggested else ''} |")
+    return lines
+
+
+def _share(value, interval) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" + (f" ({interval[0]:.2f} to {interval[1]:.2f})" if interval else "")
 
 
 def _percent(value) -> str:
