@@ -5,8 +5,9 @@ near-duplicates) written as 16 JSONL shards, each record a chat example with a t
 executors run every step (checks, exact and near dedup, decontamination against PubMedQA's answers)
 and must keep the same number of records. Each run is a process of its own, local and Ray interleaved
 (the machine is shared and noisy). Ray's figures are given without the cluster's start (the cost of
-`ray.init`, shown apart) and memory is the peak PSS summed over the run's whole process tree (driver,
-raylet, workers, object store pages), so shared pages count once.
+`ray.init`, shown apart) and memory is the peak RSS summed over the run's whole process tree (driver,
+raylet, workers, object store pages; statm once a second, benchmarks/memory.py), an upper bound: a page two
+processes share counts twice.
 
     .venv/bin/python benchmarks/bench_ray_curate.py                     # 1,000,000 records
     .venv/bin/python benchmarks/bench_ray_curate.py --records 100000 --repeats 3
@@ -20,7 +21,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_dedup import PUBMEDQA, corpus, vocabulary  # noqa: E402
 from interleaved import run_interleaved  # noqa: E402
+from memory import PeakMemory  # noqa: E402
 
 LEAVES = ["cardiology/arrhythmias", "cardiology/heart-failure", "oncology/breast", "oncology/lung",
           "neurology/stroke", "endocrinology/diabetes", "infectious/sepsis", "renal/ckd"]
@@ -48,46 +49,6 @@ def write_input(folder: Path, n: int) -> None:
                     {"role": "user", "content": f"What does study {i % 997} show?"},
                     {"role": "assistant", "content": texts[i] + "."}], "meta": {"taxonomy_path": LEAVES[i % 8]}}
                 handle.write(json.dumps(row) + "\n")
-
-
-class PeakMemory:
-    """Peak of the summed PSS of this process and all its descendants, and their CPU seconds (user +
-    system, each process's last sample), sampled every 0.5 s. CPU seconds per record measure the work
-    when other jobs share the machine; wall time does not."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.root, self.peak, self._stop = psutil.Process(), 0, threading.Event()
-        self.cpu: dict[int, float] = {}
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-
-    @property
-    def cpu_s(self) -> float:
-        return sum(self.cpu.values())
-
-    def _watch(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            total = 0
-            for proc in [self.root, *self.root.children(recursive=True)]:
-                try:
-                    total += proc.memory_full_info().pss
-                    times = proc.cpu_times()
-                    self.cpu[proc.pid] = times.user + times.system
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    pass
-            self.peak = max(self.peak, total)
-            self._stop.wait(0.5)
-
-    def __enter__(self) -> PeakMemory:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self.thread.join()
 
 
 def run_once(executor: str, folder: Path) -> dict:
@@ -140,7 +101,7 @@ def main() -> None:
         runs = run_interleaved(__file__, ["local", "ray"], args.repeats, [str(folder)], show)
     kept = {row["kept"] for rows in runs.values() for row in rows}
     assert len(kept) == 1, f"the executors kept different numbers of records: {kept}"
-    print("\n| executor | records/s | seconds | records per CPU-second | cluster start s | peak memory (PSS, MB) |\n"
+    print("\n| executor | records/s | seconds | records per CPU-second | cluster start s | peak memory (RSS, MB) |\n"
           "|---|---:|---:|---:|---:|---:|")
     for executor, rows in runs.items():
         m = {k: statistics.median(row[k] for row in rows) for k in ("seconds", "cpu_s", "start_s", "peak_mb")}

@@ -9,7 +9,7 @@ dispatcher does). Compare with the transformers teacher on the same prompts:
 Modes: `eager` (`enforce_eager=True`: no torch.compile warm-up), `compiled` (vLLM's default) and `hf` (the
 transformers teacher, `local`, in this same environment: the A/B pair on one machine at one time).
 Each mode runs in a process of its own (vLLM starts its engine core as a child by spawn: this file
-keeps its `__main__` guard), interleaved when repeated; memory is the peak PSS summed over the run's
+keeps its `__main__` guard), interleaved when repeated; memory is the peak RSS (statm) summed over the run's
 process tree (the engine core included).
 
     .venv-vllm/bin/python benchmarks/bench_vllm_teacher.py [--modes eager compiled hf] [--repeat 1]
@@ -34,7 +34,7 @@ from interleaved import run_interleaved  # noqa: E402
 
 def run_once(mode: str, args) -> dict:
     from bench_local_teacher import answer_all, workload
-    from bench_ray_curate import PeakMemory
+    from memory import PeakMemory
 
     from distill.teachers.registry import TeacherOptions, make_teacher
 
