@@ -139,7 +139,7 @@ async def estimate_items(loaded: LoadedTaxonomy, items: list[PlanItem], teacher_
             await task.run(loaded, item, teacher_spec.text, stand_in)
         except Rejected:
             pass
-    prompt = sum(estimate_prompt_tokens(r.messages) for r in seen)
+    prompt = sum(estimate_prompt_tokens(r.messages, r.tools) for r in seen)
     completion = sum(r.sampling.max_tokens for r in seen)
     model = teacher_spec.model
     # A dry run never imports the taxonomy's Python: past a step whose schema is a model in a file, the stand-in

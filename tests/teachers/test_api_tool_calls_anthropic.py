@@ -7,6 +7,7 @@ own forced tool) is not mistaken for a call."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -200,4 +201,23 @@ def test_the_budget_reserves_the_thinking_a_request_may_spend():
         assert teacher.price_request(structured) == plain.price_request(structured)  # asks for no thinking
     finally:
         teacher.close()
+        plain.close()
+
+
+def test_the_budget_prices_the_tool_definitions_and_earlier_calls_a_request_sends():
+    """Tool definitions and the calls of earlier turns are sent as prompt tokens; --budget-usd reserves them too
+    (a support agent's tool list is often longer than the customer's message)."""
+    plain = build_teacher(SPEC, teacher_options(base_url="http://127.0.0.1:9"))
+    try:
+        tools = [{"type": "function", "function": {"name": f"tool_{i}", "description": "looks a thing up " * 20,
+                                                    "parameters": {"type": "object", "properties": {}}}}
+                 for i in range(5)]
+        ask = GenerationRequest(key="k", messages=[Message(role="user", content="Where is my order?")])
+        with_tools = ask.model_copy(update={"tools": tools})
+        called = ask.model_copy(update={"messages": [*ask.messages, Message(role="assistant", content="", tool_calls=[
+            ToolCall(id="c1", function=ToolFunction(name="tool_0", arguments={"order_id": "NW-" + "1" * 300}))])]})
+        per_token = plain.prices.cost("claude-haiku-4-5", 1, 0)
+        assert plain.price_request(with_tools) - plain.price_request(ask) >= per_token * len(json.dumps(tools)) // 3
+        assert plain.price_request(called) - plain.price_request(ask) >= per_token * 100  # the call's 300 characters
+    finally:
         plain.close()

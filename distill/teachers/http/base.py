@@ -117,13 +117,14 @@ class ApiTeacher(Teacher):
     async def send_with_retries(self, request: GenerationRequest, send: Callable[[], Awaitable[Any]]) -> Any:
         """`send()` under the shared rate limiter, AIMD gate and retry policy, each try given the timeout for
         its whole response; raises `CallFailed`."""
-        tokens = estimate_prompt_tokens(request.messages) + request.sampling.max_tokens
+        tokens = estimate_prompt_tokens(request.messages, request.tools) + request.sampling.max_tokens
         return await with_retries(by_deadline(send, self.settings.timeout_s), limiter=self.limiter, gate=self.gate,
                                   policy=self.policy, tokens=tokens, scrub=self.scrub, sleep=self.sleep)
 
     def price_request(self, request: GenerationRequest) -> float | None:
         """The most this request can cost: its prompt (estimated high) and every allowed output token."""
-        return self.prices.cost(self.model, estimate_prompt_tokens(request.messages), request.sampling.max_tokens,
+        return self.prices.cost(self.model, estimate_prompt_tokens(request.messages, request.tools),
+                                request.sampling.max_tokens,
                                 batch=self.batch)
 
     def next_client(self):

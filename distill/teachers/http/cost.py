@@ -6,6 +6,7 @@ config (`prices:`) overrides or adds models. Provider batch APIs bill about half
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,12 @@ class PriceTable:
         return usd * BATCH_DISCOUNT if batch else usd
 
 
-def estimate_prompt_tokens(messages: list) -> int:
-    """An upper-leaning guess without a tokenizer: English runs ~4 characters a token; count 3."""
-    return sum(len(m.content) // 3 + 4 for m in messages)
+def estimate_prompt_tokens(messages: list, tools: list[dict[str, Any]] | None = None) -> int:
+    """An upper-leaning guess without a tokenizer: English runs ~4 characters a token; count 3. The tool
+    definitions and each turn's calls are sent (and billed) as part of the prompt, so they count as their JSON."""
+    turns = sum((len(m.content) + (len(json.dumps([c.model_dump() for c in m.tool_calls])) if m.tool_calls else 0))
+                // 3 + 4 for m in messages)
+    return turns + (len(json.dumps(tools)) // 3 if tools else 0)
 
 
 class Price(BaseModel):
