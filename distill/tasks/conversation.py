@@ -203,9 +203,11 @@ class _Run:
             return checked.problem or ""
         tool = checked.tool
         if tool.ref is not None:
-            return await self.talk.tools.run(tool, checked.arguments)
-        self.simulated.add(tool.name)
-        return await self.simulate(tool, checked.arguments, where)
+            result = await self.talk.tools.run(tool, checked.arguments)
+        else:
+            self.simulated.add(tool.name)
+            result = await self.simulate(tool, checked.arguments, where)
+        return cut_result(result, self.talk.spec.max_tool_result_chars)
 
     async def simulate(self, tool: Tool, arguments: dict[str, Any], where: str) -> str:
         system = SIMULATED_TOOL.format(name=tool.name, description=tool.spec.description,
@@ -219,6 +221,14 @@ class _Run:
         except Rejected:
             return text  # kept as the teacher wrote it: the assistant reads it as the tool's answer
         return json.dumps(value, ensure_ascii=False)
+
+
+def cut_result(text: str, limit: int) -> str:
+    """`text` within `limit` characters, ending with how much was cut (the assistant and a reviewer see that the
+    result was longer, and the teacher is not billed for the rest on every later turn)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} ... [cut: {len(text) - limit} more characters (max_tool_result_chars)]"
 
 
 def _turn_text(result: GenerationResult, step: str) -> str:

@@ -256,6 +256,9 @@ class ConversationSpec(Strict):
     end_marker: str | None = "[END]"  # the simulated user writes it when satisfied: the conversation ends there
     max_tool_rounds: int = Field(default=4, ge=1, le=20)  # assistant replies with calls, per user turn
     tool_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    # A result longer than this is cut, saying so, before it enters the conversation: a tool that returns a whole
+    # table would otherwise fill the assistant's context and every later turn's prompt (and bill).
+    max_tool_result_chars: int = Field(default=8000, ge=200, le=1_000_000)
     tools: list[ToolSpec] = Field(default_factory=list)
 
     @field_validator("tools")

@@ -124,6 +124,10 @@ def hang():
     time.sleep(120)
 
 
+def dump():
+    return {"rows": ["row %d" % i for i in range(5000)]}
+
+
 def record(note):
     with open(os.environ["TOOL_LOG"], "a") as log:
         log.write(note + "\\n")
@@ -141,6 +145,7 @@ task:
     turns: 1
     max_tool_rounds: 2
     tool_timeout_s: 20
+    max_tool_result_chars: 1000
     tools:
       - name: boom
         description: Always fails.
@@ -154,6 +159,9 @@ task:
         description: Writes down that it ran.
         parameters: {type: object, properties: {note: {type: string}}, required: [note], additionalProperties: false}
         function: tools.py:record
+      - name: dump
+        description: Every row there is.
+        function: tools.py:dump
       - name: weather
         description: Today's weather in a city.
         parameters: {type: object, properties: {city: {type: string}}, required: [city]}
@@ -165,6 +173,9 @@ tree:
   loops:
     description: Calls that never end
     seeds: [{id: s2, situation: "LOOP"}]
+  big:
+    description: A result too long to keep
+    seeds: [{id: s3, situation: "BIG"}]
 """
 
 
@@ -174,6 +185,8 @@ def faulty_agent(view: AgentView) -> AgentReply:
         return AgentReply(calls=[("nope", {})])
     if any(t.role == "tool" for t in view.since_last_user()):
         return AgentReply(content="All done.")
+    if "everything" in last_user:
+        return AgentReply(calls=[("dump", {})])
     return AgentReply(calls=[("boom", {"x": 3}), ("hang", {}), ("weather", {"city": "Oslo"}), ("record", {"note": "ran"}),
                              ("record", {"note": 5}), ("record", "{not json"), ("nope", {"a": 1})])
 
@@ -183,7 +196,8 @@ def faulty_user(request: dict[str, Any]) -> str | None:
     if system.startswith("You are the tool `weather`"):
         return '{"temp_c": 7, "sky": "rain"}'
     if "role-playing the user" in system:
-        return "please loop" if "LOOP" in prompt else "please check the tools"
+        return "please loop" if "LOOP" in prompt else "show me everything" if "BIG" in prompt else \
+            "please check the tools"
     return None
 
 
@@ -248,6 +262,16 @@ def test_unknown_tools_and_invalid_arguments_are_recorded_not_run(faults_run):
 
 
 @pytest.mark.slow
+def test_a_result_past_max_tool_result_chars_is_cut_saying_so(faults_run):
+    """A tool returning a whole table would fill every later turn's prompt: the conversation keeps its first
+    max_tool_result_chars and says how much was cut."""
+    row = _conversation(faults_run[0], "big")
+    result = next(m["content"] for m in row["messages"] if m["role"] == "tool")
+    assert result.startswith('{"rows": ["row 0", "row 1"') and len(result) < 1100
+    assert result.endswith("more characters (max_tool_result_chars)]")
+
+
+@pytest.mark.slow
 def test_past_the_tool_round_limit_the_conversation_stops_and_is_kept(faults_run):
     row = _conversation(faults_run[0], "loops")
     assert row["meta"]["stopped"] == "tool_round_limit"
@@ -279,7 +303,7 @@ def test_a_script_without_a_main_guard_runs_the_tools_once(tmp_path):
                               env=cli_env(tmp_path, BASE_URL=api.url + "/v1", STARTS=str(starts),
                                           TOOL_LOG=str(tmp_path / "tool.log")))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["2"] and starts.read_text() == "started\n"
+    assert done.stdout.split() == ["3"] and starts.read_text() == "started\n"  # one conversation a leaf
     assert (tmp_path / "tool.log").read_text() == "ran\n"
 
 
