@@ -50,6 +50,9 @@ class CurateConfig(BaseModel):
     # off_topic: the taxonomy's nodes (None: curating a file without a taxonomy, the check is skipped)
     topics: list[NodeText] | None = None
     min_topic_ratio: float = Field(0.3, ge=0)
+    # faithful, closed_book: the text of each passage of the user's documents, by chunk id (a taxonomy loaded
+    # with `--documents` supplies them; without, those checks stand aside)
+    passages: dict[str, str] = Field(default_factory=dict)
     # Judged checks (curate/judge.py), run after decontamination with the `judge` curate() is given
     label_check: bool = False  # classification: a teacher classifies each input blind; label_mismatch
     label_descriptions: dict[str, str] | None = None  # label -> when it applies, shown to that teacher
@@ -113,6 +116,7 @@ class CurateConfig(BaseModel):
             generic_words=frozenset(w.lower() for w in self.generic_words), skip=frozenset(self.skip_checks),
             topics=TopicIndex(self.topics) if self.topics else None, min_topic_ratio=self.min_topic_ratio,
             topic_judge=self.topic_judge, task_checks=tuple(self.task_checks), max_tool_rounds=self.max_tool_rounds,
+            passages=self.passages,
         )
 
     def label_task(self) -> LabelTask | None:
