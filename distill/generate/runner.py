@@ -201,6 +201,8 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         store.set_info(taxonomy=loaded.name, taxonomy_file=str(loaded.file), seed=options.seed,
                        teacher=options.teacher.text, task=loaded.task.name)
         write_snapshot(loaded, run_dir)  # what review and export show of the taxonomy: they never load it again
+        if loaded.documents is not None:  # a resumed run without --documents keeps the record it has
+            run_dir.write_documents(loaded.documents)
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
         budget = None
