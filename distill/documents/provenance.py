@@ -81,10 +81,14 @@ def read_declaration(folder: Path, files: list[str]) -> Declaration:
     return declaration
 
 
-def documents_record(folder: Path, library: Library, passages: dict[str, str]) -> DocumentsRecord:
-    """The record of `folder` as read into `library`, with the licences its `documents.yaml` declares."""
-    names = [document.file for document in library.reading.documents]
-    declaration = read_declaration(folder, names)
+def declared(folder: Path, library: Library) -> Declaration:
+    """The licences `folder`'s documents.yaml declares for the documents read into `library`."""
+    return read_declaration(folder, [document.file for document in library.reading.documents])
+
+
+def documents_record(folder: Path, library: Library, declaration: Declaration,
+                     passages: dict[str, str]) -> DocumentsRecord:
+    """The record of `folder` as read into `library`, with the licences `declaration` gives its files."""
     files = [DocumentFile(file=document.file, format=document.format, pages=document.pages,
                           sha256=_sha256(folder / document.file),
                           license=declaration.licenses.get(document.file, declaration.license))
