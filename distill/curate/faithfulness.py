@@ -14,8 +14,9 @@ from distill.records import Example
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
 # A word that starts with a capital letter (or is an acronym), letters, digits and hyphens after it.
 _CAPITALISED = re.compile(r"\b[A-Z][A-Za-z0-9-]*[A-Za-z0-9]\b|\b[A-Z]\b")
-# Sentences end at . ! ? followed by white space, or at a line break (list items are their own sentences).
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# Sentences end at . ! ? followed by white space, or at a line break (list items are their own sentences); a
+# colon before a capital starts one too ("Note: Always ..."), so its first word is not taken for a name.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=:)\s+(?=[A-Z])|\n+")
 # A list marker at the start of a line ("1.", "2)", "-"): a count of the answer's own, not a claim.
 _LIST_MARKER = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s+")
 
