@@ -46,6 +46,7 @@ class CheckSettings(BaseModel):
     topics: TopicIndex | None = None
     min_topic_ratio: float = Field(0.3, ge=0)
     topic_judge: bool = False  # a judge teacher decides off_topic instead (curate/judge.py)
+    faithful_judge: bool = False  # a judge teacher decides faithful instead (curate/judge.py)
     # tool_loop: assistant turns with tool calls allowed between two user turns
     max_tool_rounds: int = Field(4, ge=1)
     # faithful, closed_book: the text of each passage of the user's documents an example may rest on, by chunk id
@@ -375,10 +376,11 @@ def check_faithful(example: Example, settings: CheckSettings) -> Failure | None:
     words or more must have at least half of them (stop words aside, lower-cased, plural and -ing/-ed endings
     folded) in the passage. The detail names the number, the term or the share, and quotes the sentence.
     Only for examples with a passage (`meta.source`) whose text the run recorded; a paraphrase in words the
-    passage does not use can fail it: `--skip-check faithful` switches it off.
+    passage does not use can fail it: `--skip-check faithful` switches it off, and `distill generate
+    --judge-faithfulness` has a teacher decide instead (a judged check, `unfaithful` too).
     """
     passage = passage_text(example, settings.passages)
-    if passage is None:
+    if passage is None or settings.faithful_judge:
         return None
     why = unsupported(example.response, passage, question=example.prompt)
     return Failure("unfaithful", why) if why is not None else None

@@ -35,12 +35,15 @@ PLANTED = {
 
 class Teacher:
     """Faults.user: the fridge leaf's question step gets the next planted question (one for each item, by its
-    sampling seed), and its answer step the planted answer to the question it ends with."""
+    sampling seed), and its answer step the planted answer to the question it ends with; verdicts are left to
+    Faults.verdict."""
 
     def __init__(self, questions: list[str]):
         self.questions, self.given, self.lock = questions, {}, threading.Lock()
 
     def __call__(self, request: dict[str, Any]) -> str | None:
+        if request.get("response_format"):  # a judge's verdict: Faults.verdict answers it
+            return None
         last = request["messages"][-1]["content"]
         text = last if isinstance(last, str) else " ".join(part.get("text", "") for part in last)
         flat = " ".join(text.split())
@@ -155,3 +158,32 @@ def test_a_licence_for_a_file_that_is_not_there_is_one_line(tmp_path):
                    cwd=tmp_path, env=cli_env(tmp_path))
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "documents.yaml:2: licenses: protocol.pdf: no document" in done.stderr
+
+
+@pytest.mark.slow  # a run of 44 items, and a verdict for each example with a passage
+def test_a_judge_decides_faithfulness_on_request(tmp_path):
+    taxonomy, documents = project(tmp_path)
+    asked: list[str] = []
+
+    def verdict(request: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any] | None:
+        if "supported" not in schema["properties"]:
+            return None
+        user = request["messages"][-1]["content"]
+        asked.append(user)
+        return {"supported": "Okafor" not in user}  # this judge minds names, not numbers
+
+    with FakeAPI(Faults(user=Teacher(list(PLANTED)), verdict=verdict)) as api:
+        done = distill("generate", "--taxonomy", str(taxonomy), "--teacher", "openai:test-model", "--base-url",
+                       api.url + "/v1", "--out", str(tmp_path / "run"), "--no-preflight", "--documents",
+                       str(documents), "--per-leaf", "4", "--judge-faithfulness", cwd=tmp_path,
+                       env=cli_env(tmp_path), timeout=300)
+    assert done.returncode == 0, done.stderr
+    # The judge is shown the passage beside the question and the answer.
+    assert any("countersigned every Friday by the duty pharmacist" in text and "Okafor" in text for text in asked)
+    rejects = {r["example"]["messages"][-2]["content"]: (r["reason"], r["detail"])
+               for r in fridge(read_jsonl(tmp_path / "run" / "rejected.jsonl")) if r.get("example")}
+    reason, detail = rejects["Who countersigns the vaccine refrigerator log at Harbour Lane?"]
+    assert reason == "unfaithful" and "judged the answer not supported by its passage (protocols.pdf, page 3)" in detail
+    # The judge, not the lexical rule, decides: the wrong number it let through is not rejected as unfaithful.
+    number = "How often must the vaccine refrigerator log at Harbour Lane be countersigned?"
+    assert rejects.get(number, ("", ""))[0] != "unfaithful"
