@@ -205,7 +205,8 @@ def _provenance(run_dir: RunDir, stats, taxonomy, options) -> list[str]:
 
 def _source_documents(run_dir: RunDir, examples: list[Example]) -> list[str]:
     """The section naming the documents the examples rest on (`meta.source`), from what the run recorded of them
-    when it was made (documents.json): the folder may be gone or changed since. Nothing for a run without one."""
+    when it was made (documents.json): the folder may be gone or changed since. Nothing for a run without one.
+    The folder is named, never its path: a published card must not carry the paths of the machine it ran on."""
     record = run_dir.read_documents()
     if record is None:
         return []
@@ -221,7 +222,7 @@ def _source_documents(run_dir: RunDir, examples: list[Example]) -> list[str]:
     used = [f for f in files if resting[f["file"]]]
     lines = ["", "## Source documents", "",
              f"{sum(resting.values())} of the {len(examples)} examples rest on a passage of these documents, read "
-             f"from `{_cell(record.get('folder'))}` (each example's `meta_extra` has its `source`: file, page, "
+             f"from a folder `{_cell(Path(str(record.get('folder') or '')).name)}` (each example's `meta_extra` has its `source`: file, page, "
              "headings, span); the licences are those their owner declared in the folder's `documents.yaml`.", "",
              "| file | sha256 | pages used | examples | licence |", "|---|---|---|---:|---|"]
     for each in used:

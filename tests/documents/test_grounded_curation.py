@@ -150,6 +150,7 @@ def test_the_dataset_card_lists_the_documents_with_checksums_and_declared_licenc
     on_pdf = sum(e["meta"].get("source", {}).get("file") == "protocols.pdf" for e in examples)
     assert on_pdf and int(rows["protocols.pdf"][3]) == on_pdf
     assert "visitors.txt" not in rows  # no leaf uses it, so no example rests on it
+    assert str(tmp_path) not in card  # the folder by its name: a published card carries no local path
 
 
 def test_a_licence_for_a_file_that_is_not_there_is_one_line(tmp_path):
