@@ -11,7 +11,7 @@ from collections.abc import Iterable
 # In the order curation runs them (curate/checks.py's CHECKS, less the task's own checks).
 GENERAL_CHECKS = ("structure", "tool_names", "tool_arguments", "tool_loop", "schema", "label", "reasoning", "truncated",
                   "length", "refusal", "repeats_question", "repetition", "repeated_turns", "tool_results", "language",
-                  "self_contained", "off_topic")
+                  "self_contained", "closed_book", "faithful", "off_topic")
 
 
 def unknown_checks(names: Iterable[str]) -> str | None:

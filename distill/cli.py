@@ -55,6 +55,9 @@ def generate(
                                      "run's) classifies each input blind; a different label rejects it."),
     judge: str | None = typer.Option(None, "--judge", help="Teacher spec for the label check and for off_topic "
                                      "(instead of the lexical check)."),
+    judge_faithfulness: bool = typer.Option(False, "--judge-faithfulness", help="With --documents: a teacher "
+                                            "(--judge, default the run's) decides whether each answer is supported "
+                                            "by its passage, instead of the lexical check."),
     user_teacher: str | None = typer.Option(None, "--user-teacher", help="Conversations: teacher spec that plays "
                                             "the user (default: the task's conversation.user_teacher, else the "
                                             "run's teacher)."),
@@ -126,7 +129,7 @@ def generate(
                                             engine_args=parse_engine_args(engine_arg) or None,
                                             lora=str(lora) if lora else None),
             cache=not no_cache, cache_dir=cache_dir, budget_usd=budget_usd, preflight=preflight,
-            label_check=label_check, judge=judge, skip_checks=list(skip_check),
+            label_check=label_check, judge=judge, judge_faithfulness=judge_faithfulness, skip_checks=list(skip_check),
             user_teacher=TeacherSpec.parse(user_teacher).check() if user_teacher else None,
             user_base_url=user_base_url, executor=check_executor(executor), ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker,
             documents=documents,

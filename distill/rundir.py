@@ -58,13 +58,14 @@ EVAL_LEAVES_PNG = "eval_leaves.png"  # `distill eval`: scores per leaf
 EVAL_CONFUSION_PNG = "eval_confusion.png"  # `distill eval`: confusion matrices
 STUDENT = "student"  # `distill train`'s adapter folder, by default
 DIVERSITY = "diversity.json"  # `distill taxonomy diversity`: distinct-n, self-similarity, empty and saturated leaves
+DOCUMENTS = "documents.json"  # `distill generate --documents`: the files read (sha256, licence) and passages' texts
 
 EXPORTS = (DATASET, REJECTED, STATS)  # rebuilt from run.db at the end of every generation (and by the review)
 SPLIT = (TRAIN, EVAL)
 CURATED = (DATASET, REJECTED, STATS, REPORT, CONTAMINATION, DUPLICATES)  # what `distill curate` writes
 EVAL_REPORT = (EVAL_JSON, EVAL_MD, EVAL_LEAVES_PNG, EVAL_CONFUSION_PNG)
 ARTIFACTS = (RUN_DB, LOCK_FILE, *CURATED, TAXONOMY, *SPLIT, PIPELINE, JUDGE_DB, DATASET_PARTS, REJECTED_PARTS,
-             *EVAL_REPORT, DIVERSITY)
+             *EVAL_REPORT, DIVERSITY, DOCUMENTS)
 
 _held: dict[Path, int] = {}  # run directories this process holds -> nesting depth (`distill run` wraps generate)
 
@@ -245,6 +246,21 @@ class RunDir:
             raise DistillError(f"{PIPELINE} is damaged; delete it to run every stage again (each resumes from what "
                                "it saved)", path=path) from None
 
+    def read_documents(self) -> dict[str, Any] | None:
+        """documents.json: the documents the run was generated from (distill/documents/provenance.py); None
+        for a run without `--documents`."""
+        path = self.root / DOCUMENTS
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict):
+            raise DistillError(f"{DOCUMENTS} is damaged; run `distill generate --documents DIR` on this folder "
+                               "again to write it", path=path)
+        return data
+
     def users_files(self, names: Iterable[str]) -> list[str]:
         """Those of `names` that are in the folder and were not written by distill: the user's, left alone."""
         folder = self.folder()
@@ -272,6 +288,10 @@ class RunDir:
     def update_stats(self, **parts: Any) -> Path:
         """Merge top-level keys into stats.json (where every stage keeps its figures), the rest kept."""
         return self.write_stats({**self.read_stats(), **parts})
+
+    def write_documents(self, record: dict[str, Any]) -> Path:
+        """documents.json, replaced whole: what the run was generated from (distill/documents/provenance.py)."""
+        return self.folder().write_json(DOCUMENTS, record)
 
     def write_diversity(self, report: dict[str, Any]) -> Path:
         """diversity.json, replaced whole: the figures of each taxonomy leaf (`curate/diversity_report.py`)."""

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distill.curate import conversation
+from distill.curate.faithfulness import closed_book, leaning_phrase, passage_text, unsupported
 from distill.curate.language import detect_language
 from distill.curate.normalize import normalized_words_once
 from distill.curate.topic import TopicIndex, TopicScore
@@ -45,8 +46,12 @@ class CheckSettings(BaseModel):
     topics: TopicIndex | None = None
     min_topic_ratio: float = Field(0.3, ge=0)
     topic_judge: bool = False  # a judge teacher decides off_topic instead (curate/judge.py)
+    faithful_judge: bool = False  # a judge teacher decides faithful instead (curate/judge.py)
     # tool_loop: assistant turns with tool calls allowed between two user turns
     max_tool_rounds: int = Field(4, ge=1)
+    # faithful, closed_book: the text of each passage of the user's documents an example may rest on, by chunk id
+    # (`meta.source.id`); an example whose passage is not here is not judged by them
+    passages: dict[str, str] = Field(default_factory=dict)
     skip: frozenset[str] = frozenset()  # names of checks switched off, e.g. {"off_topic", "repetition"}
 
 
@@ -344,6 +349,43 @@ def check_self_contained(example: Example, settings: CheckSettings) -> Failure |
     return Failure("not_self_contained", f"the question names no subject ({why}): {shown!r}")
 
 
+def check_closed_book(example: Example, settings: CheckSettings) -> Failure | None:
+    """A closed-book question must not lean on a passage the student will not see (`leaning_phrase`).
+
+    Only for an example made from a passage of your documents (`distill generate --documents`) whose passage is
+    in none of its user or system turns (the built-in `qa` task; `grounded-qa` keeps it in the user turn, so
+    "according to the passage" is right there). Rejected: "according to / based on / as described in the
+    passage, text, document, section, protocol ...", "this / the above / the provided passage ...", "the
+    passage", "described above", "in the protocol described". The detail quotes the phrase.
+    """
+    passage = passage_text(example, settings.passages)
+    if passage is None or not closed_book(example, passage):
+        return None
+    question = next((m.content for m in example.messages if m.role == "user"), "")
+    if (phrase := leaning_phrase(question)) is None:
+        return None
+    return Failure("leaning_phrase", f"the student will not see the passage, and the question says {phrase!r}")
+
+
+def check_faithful(example: Example, settings: CheckSettings) -> Failure | None:
+    """An answer made from a passage of your documents must say what the passage says (`unfaithful`).
+
+    Lexical, each sentence of the answer in turn (list markers aside): every number in it must be in the
+    passage ("1,500" and "1500" are one number); every capitalised term past the sentence's first word (a
+    name, a drug, an acronym) must be a word of the passage or of the question; and a sentence with 4 content
+    words or more must have at least half of them (stop words aside, lower-cased, plural and -ing/-ed endings
+    folded) in the passage. The detail names the number, the term or the share, and quotes the sentence.
+    Only for examples with a passage (`meta.source`) whose text the run recorded; a paraphrase in words the
+    passage does not use can fail it: `--skip-check faithful` switches it off, and `distill generate
+    --judge-faithfulness` has a teacher decide instead (a judged check, `unfaithful` too).
+    """
+    passage = passage_text(example, settings.passages)
+    if passage is None or settings.faithful_judge:
+        return None
+    why = unsupported(example.response, passage, question=example.prompt)
+    return Failure("unfaithful", why) if why is not None else None
+
+
 def check_off_topic(example: Example, settings: CheckSettings) -> Failure | None:
     """Question and answer must be about their taxonomy node, not mostly about another leaf.
 
@@ -405,6 +447,8 @@ CHECKS: list[Callable[[Example, CheckSettings], Failure | None]] = [
     check_tool_results,
     check_language,
     check_self_contained,
+    check_closed_book,
+    check_faithful,
     check_off_topic,
 ]
 

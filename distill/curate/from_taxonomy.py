@@ -61,6 +61,8 @@ def taxonomy_config(loaded) -> dict[str, Any]:
         "label_descriptions": dict(task.labels) if labels else None,
         "label_instructions": taxonomy.system_prompt if labels else None,
         "label_shots": label_shots(loaded) if labels else [],
+        # The passages of `--documents` the examples rest on, for the faithful and closed_book checks
+        "passages": {chunk["id"]: chunk["text"] for chunks in loaded.passages.values() for chunk in chunks},
     }
 
 

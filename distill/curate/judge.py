@@ -21,12 +21,14 @@ from typing import Any, Literal, Protocol, cast
 
 from pydantic import create_model
 
+from distill.curate.faithfulness import passage_text
 from distill.curate.topic import NodeText
 from distill.records import Example, Message, SamplingParams
 from distill.teachers.base import GenerationRequest, GenerationResult, Teacher
 
 LABEL_STEP = "label_check"
 TOPIC_STEP = "topic_check"
+FAITHFUL_STEP = "faithful_check"
 # Greedy and short: a verdict, not prose. The seed is fixed so an API's sampled answer is repeatable too.
 VERDICT_SAMPLING = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=48, seed=0)
 
@@ -207,7 +209,30 @@ def topic_request(example: Example, node: NodeText) -> GenerationRequest:
 
 
 def read_on_topic(text: str | None) -> bool | None:
-    value = read_json_field(text, "on_topic")
+    return read_boolean(text, "on_topic")
+
+
+# The faithfulness judge
+
+
+def faithful_schema() -> dict:
+    return create_model("FaithfulVerdict", supported=(bool, ...)).model_json_schema()
+
+
+def faithful_request(example: Example, passage: str) -> GenerationRequest:
+    system = ("You review training data written from a passage of a document.\n"
+              "Decide whether every claim of the answer below (each number, name, step and fact) is stated in or "
+              "follows from the passage. An answer that adds a fact the passage does not give, or contradicts it, "
+              "is not supported, even if the fact is true.\n"
+              'Reply with JSON only: {"supported": true} or {"supported": false}.')
+    user = f"Passage:\n{passage}\n\nQuestion:\n{example.prompt}\n\nAnswer:\n{example.response}"
+    return GenerationRequest(key=f"{example.id}:{FAITHFUL_STEP}", sampling=VERDICT_SAMPLING,
+                             messages=[Message(role="system", content=system), Message(role="user", content=user)],
+                             json_schema=faithful_schema())
+
+
+def read_boolean(text: str | None, name: str) -> bool | None:
+    value = read_json_field(text, name)
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
@@ -215,7 +240,7 @@ def read_on_topic(text: str | None) -> bool | None:
     return None
 
 
-# Running both
+# Running them
 
 
 @dataclass
@@ -253,8 +278,10 @@ class JudgeOutcome:
 
 def run_judged_checks(examples: list[Example], candidates: list[int], *, labels: LabelTask | None,
                       label_judge: Judge | None, topics: dict[str, NodeText] | None, topic_judge: Judge | None,
+                      passages: dict[str, str] | None = None, faithful_judge: Judge | None = None,
                       progress: Progress | None = None) -> JudgeOutcome:
-    """Ask the judges about every candidate example; a label that differs, or an off-topic verdict, fails it."""
+    """Ask the judges about every candidate example; a label that differs, an off-topic verdict, or an answer
+    judged unsupported by its passage (`passages`: chunk id -> text, for `faithful_judge`) fails it."""
     asks: dict[int, tuple[Judge, list[Question]]] = {}  # one batch of questions per judge (often the same one)
     for i in candidates:
         example = examples[i]
@@ -266,6 +293,10 @@ def run_judged_checks(examples: list[Example], candidates: list[int], *, labels:
         if node is not None and topic_judge is not None and planned_label(example) is None:  # labels cross leaves: see check_off_topic
             asks.setdefault(id(topic_judge), (topic_judge, []))[1].append(
                 Question(i, TOPIC_STEP, topic_request(example, node), item_id))
+        passage = passage_text(example, passages) if passages and faithful_judge is not None else None
+        if passage is not None and faithful_judge is not None:
+            asks.setdefault(id(faithful_judge), (faithful_judge, []))[1].append(
+                Question(i, FAITHFUL_STEP, faithful_request(example, passage), item_id))
     outcome = JudgeOutcome()
     failed_already: set[int] = set()
     for judge, questions in asks.values():
@@ -289,6 +320,11 @@ def _decide(example: Example, question: Question, result: GenerationResult, spec
         planned, said = planned_label(example), read_label(result.text, list(labels.labels if labels else {}))
         verdict = None if said is None else said == planned
         failure = ("label_mismatch", f"planned {planned!r}; {spec} classified it blind as {said!r}")
+    elif question.step == FAITHFUL_STEP:
+        verdict = read_boolean(result.text, "supported")
+        source = (example.meta.model_extra or {}).get("source") or {}
+        where = source.get("file", "?") + (f", page {source['page']}" if source.get("page") else "")
+        failure = ("unfaithful", f"{spec} judged the answer not supported by its passage ({where})")
     else:
         verdict = read_on_topic(result.text)
         failure = ("off_topic", f"{spec} judged it not about {example.meta.taxonomy_path}")

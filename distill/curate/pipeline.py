@@ -50,12 +50,16 @@ class CurateConfig(BaseModel):
     # off_topic: the taxonomy's nodes (None: curating a file without a taxonomy, the check is skipped)
     topics: list[NodeText] | None = None
     min_topic_ratio: float = Field(0.3, ge=0)
+    # faithful, closed_book: the text of each passage of the user's documents, by chunk id (a taxonomy loaded
+    # with `--documents` supplies them; without, those checks stand aside)
+    passages: dict[str, str] = Field(default_factory=dict)
     # Judged checks (curate/judge.py), run after decontamination with the `judge` curate() is given
     label_check: bool = False  # classification: a teacher classifies each input blind; label_mismatch
     label_descriptions: dict[str, str] | None = None  # label -> when it applies, shown to that teacher
     label_instructions: str | None = None  # the task's instructions (a taxonomy's system prompt)
     label_shots: list[tuple[str, str]] = Field(default_factory=list)  # labelled seeds: (text, label)
     topic_judge: bool = False  # off_topic decided by the judge instead of lexically
+    faithful_judge: bool = False  # faithful decided by the judge instead of lexically (examples with a passage)
     # Dedup
     exact_dedup: bool = True
     near_dedup: bool = True
@@ -112,7 +116,8 @@ class CurateConfig(BaseModel):
             output_schema=self.output_schema, max_repeated_ngram_ratio=self.max_repeated_ngram_ratio,
             generic_words=frozenset(w.lower() for w in self.generic_words), skip=frozenset(self.skip_checks),
             topics=TopicIndex(self.topics) if self.topics else None, min_topic_ratio=self.min_topic_ratio,
-            topic_judge=self.topic_judge, task_checks=tuple(self.task_checks), max_tool_rounds=self.max_tool_rounds,
+            topic_judge=self.topic_judge, faithful_judge=self.faithful_judge, task_checks=tuple(self.task_checks), max_tool_rounds=self.max_tool_rounds,
+            passages=self.passages,
         )
 
     def label_task(self) -> LabelTask | None:
@@ -191,8 +196,9 @@ def curation(config: CurateConfig, judge: Judge | None = None, label_judge: Judg
     """The steps `config` asks for, in order. `judge` answers the judged checks (`config.topic_judge`, and
     `config.label_check` unless a `label_judge` is given for it)."""
     label_judge = label_judge or judge
-    if (config.label_check and label_judge is None) or (config.topic_judge and judge is None):
-        raise ValueError("label_check and topic_judge need a judge teacher")
+    if (config.label_check and label_judge is None) or ((config.topic_judge or config.faithful_judge)
+                                                         and judge is None):
+        raise ValueError("label_check, topic_judge and faithful_judge need a judge teacher")
     steps: list[Step] = [Checks(config.check_settings()), ComparedText(config.dedup_on)]
     if config.exact_dedup:
         steps.append(ExactDedup(config.against))
@@ -203,7 +209,8 @@ def curation(config: CurateConfig, judge: Judge | None = None, label_judge: Judg
     # Judged checks: a teacher call per example, so only on what every cheaper step kept
     labels = config.label_task()
     topics = {node.path: node for node in config.topics or []} if config.topic_judge else None
-    if labels or topics:
-        steps.append(JudgedChecks(labels, label_judge, topics, judge))
+    passages = config.passages if config.faithful_judge and config.passages else None
+    if labels or topics or passages:
+        steps.append(JudgedChecks(labels, label_judge, topics, judge, passages, judge if passages else None))
     return Curation(steps=steps, against=list(config.against), heldout=[s.path for s in config.heldout],
                     notes=config.notes(), input_format=config.input_format)

@@ -9,13 +9,17 @@ from pathlib import Path
 
 from distill.documents.attach import attach
 from distill.documents.library import load_library
+from distill.documents.provenance import declared, documents_record
 from distill.taxonomy.load import LoadedTaxonomy
 
 
 def with_passages(loaded: LoadedTaxonomy, folder: Path, warn: Callable[[str], None]) -> LoadedTaxonomy:
     """`loaded` with `passages` set from the documents in `folder`; `warn` gets a line for each file that could
-    not be read, one for each pin that matches no document there, and one naming the leaves left without a passage (they are asked from the teacher's knowledge)."""
+    not be read, one for each pin that matches no document there, and one naming the leaves left without a passage
+    (they are asked from the teacher's knowledge). `documents` is the record the run keeps (documents/provenance.py);
+    a bad `documents.yaml` in the folder is one line."""
     library = load_library(folder)
+    declaration = declared(folder, library)  # a mistake in it stops the run before any warning
     for line in library.reading.problems():
         warn(line)
     coverage = attach(loaded, library, folder)
@@ -27,4 +31,7 @@ def with_passages(loaded: LoadedTaxonomy, folder: Path, warn: Callable[[str], No
     passages: dict[str, list[dict]] = {}
     for each in coverage.attachments:
         passages.setdefault(each.leaf, []).append(each.chunk.model_dump())
-    return dataclasses.replace(loaded, passages=passages)
+    # What the run keeps of the folder (documents.json): the card and the checks never read the folder again.
+    texts = {each.chunk.id: each.chunk.text for each in coverage.attachments}
+    record = documents_record(folder, library, declaration, texts)
+    return dataclasses.replace(loaded, passages=passages, documents=record.model_dump())

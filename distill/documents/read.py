@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from distill.documents.markdown import read_markdown
 from distill.documents.pdf import read_pdf
 from distill.documents.plain import read_plain
-from distill.documents.records import FORMATS, CannotRead, Document, Unreadable
+from distill.documents.records import DECLARATION, FORMATS, CannotRead, Document, Unreadable
 from distill.documents.web import read_html
 from distill.documents.word import read_docx
 from distill.errors import DistillError
@@ -36,7 +36,7 @@ class Reading(BaseModel):
 
 def document_files(folder: Path) -> list[Path]:
     """The files under `folder`, sorted by their path (so a reading is the same on every machine), without
-    hidden files and folders, and without links that lead outside `folder`."""
+    hidden files and folders, without links that lead outside `folder`, and without its `documents.yaml`."""
     if not folder.is_dir():
         raise DistillError("not a folder; give the folder that holds your documents (PDF, Word, HTML, Markdown, "
                            "text)", path=folder, page=PAGE)
@@ -47,6 +47,8 @@ def document_files(folder: Path) -> list[Path]:
         if any(part.startswith(".") for part in relative.parts) or not path.is_file():
             continue
         if not path.resolve().is_relative_to(root):
+            continue
+        if relative.as_posix() == DECLARATION:  # the folder's own declaration of licences, not a document
             continue
         found.append(path)
     return sorted(found, key=lambda path: path.relative_to(folder).as_posix())

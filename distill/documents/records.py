@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 FORMATS = {".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html", ".md": "markdown",
            ".markdown": "markdown", ".txt": "text"}
+DECLARATION = "documents.yaml"  # in a documents folder: the licences its owner declares (provenance.py)
 
 
 class Block(BaseModel):

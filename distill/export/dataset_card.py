@@ -106,6 +106,7 @@ def _body(run_dir: RunDir, splits, files, stats, name, options) -> str:
         *_tools(train + test),
         "", "## How it was made", "",
         *_provenance(run_dir, stats, taxonomy, options),
+        *_source_documents(run_dir, train + test),
         "", "## Counts per stage", "", *_stage_counts(stats),
         "", "## Per taxonomy leaf", "", *_leaf_table(stats, splits, taxonomy),
         "", "## Reject reasons", "", *_reasons(stats),
@@ -114,6 +115,8 @@ def _body(run_dir: RunDir, splits, files, stats, name, options) -> str:
         "", "## Limitations and license", "",
         f"- License chosen by the publisher: `{options.license}`. The text was written by a model: check that "
         "the teacher's terms of use allow this use and this license.",
+        *(["- The source documents' own licences (under Source documents) apply to what the answers take "
+           "from them."] if run_dir.read_documents() else []),
         "- Synthetic data inherits its teacher's errors and biases; automatic checks remove malformed, "
         "duplicated and contaminated items, not wrong ones.",
         "- The `test` split comes from the same teacher and taxonomy: scores on it measure agreement with the "
@@ -197,6 +200,39 @@ def _provenance(run_dir: RunDir, stats, taxonomy, options) -> list[str]:
     for split, path in (("train", run_dir.train), ("test", run_dir.eval)):  # "test": what the Hub expects
         if path.is_file():
             lines.append(f"- `{split}` is the run's `{path.name}`, sha256 `{sha256_file(path)[:16]}`")
+    return lines
+
+
+def _source_documents(run_dir: RunDir, examples: list[Example]) -> list[str]:
+    """The section naming the documents the examples rest on (`meta.source`), from what the run recorded of them
+    when it was made (documents.json): the folder may be gone or changed since. Nothing for a run without one.
+    The folder is named, never its path: a published card must not carry the paths of the machine it ran on."""
+    record = run_dir.read_documents()
+    if record is None:
+        return []
+    resting: Counter = Counter()
+    pages: dict[str, set[int]] = {}
+    for example in examples:
+        source = (example.meta.model_extra or {}).get("source")
+        if isinstance(source, dict) and source.get("file"):
+            resting[source["file"]] += 1
+            if isinstance(source.get("page"), int):
+                pages.setdefault(source["file"], set()).add(source["page"])
+    files = [f for f in record.get("files") or [] if isinstance(f, dict) and f.get("file")]
+    used = [f for f in files if resting[f["file"]]]
+    lines = ["", "## Source documents", "",
+             f"{sum(resting.values())} of the {len(examples)} examples rest on a passage of these documents, read "
+             f"from a folder `{_cell(Path(str(record.get('folder') or '')).name)}` (each example's `meta_extra` has its `source`: file, page, "
+             "headings, span); the licences are those their owner declared in the folder's `documents.yaml`.", "",
+             "| file | sha256 | pages used | examples | licence |", "|---|---|---|---:|---|"]
+    for each in used:
+        total = f" of {each['pages']}" if each.get("pages") else ""
+        shown = ", ".join(str(p) for p in sorted(pages.get(each["file"], ()))) + total if each.get("pages") else ""
+        lines.append(f"| {_cell(each['file'])} | `{_cell(each.get('sha256'))}` | {shown} | {resting[each['file']]} "
+                     f"| {_cell(each.get('license') or 'not declared')} |")
+    unused = [each["file"] for each in files if not resting[each["file"]]]
+    if unused:
+        lines += ["", f"Read, but no example here rests on them: {', '.join(unused)}."]
     return lines
 
 

@@ -50,7 +50,8 @@ def finish_run(store: RunStore, loaded: LoadedTaxonomy, plan: list[PlanItem], ru
     position: dict[str | None, int] = {item.id: rank for rank, item in enumerate(plan)}
     examples = sorted(store.examples(scope), key=lambda example: position.get(example.meta.plan_item_id, len(plan)))
     generation_rejects = store.latest_generation_rejects(scope)
-    kept, curation_rejects, curation_stats = _curate(examples, loaded, curate, curate_settings or {}, judge, progress)
+    kept, curation_rejects, curation_stats = _curate(examples, loaded, curate, _with_passages(curate_settings or {}, loaded, run_dir),
+                                                     judge, progress)
     store.replace_curation_rejects(curation_rejects)
     kept, review_rejects, review_stats = _review(store, kept, run_dir)
     curation_rejects = curation_rejects + review_rejects  # (review rejects live in its own tables, not here)
@@ -89,6 +90,15 @@ def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool, sett
     config = CurateConfig(**with_taxonomy(loaded, settings))
     result = curate_examples(examples, config, progress=progress, judge=judge)
     return result.kept, result.rejects, result.to_stats()
+
+
+def _with_passages(settings: dict, loaded: LoadedTaxonomy, run_dir: RunDir) -> dict:
+    """A run resumed (or reviewed) without `--documents` still checks its examples against the passages it
+    recorded when it was made (documents.json)."""
+    if loaded.passages or "passages" in settings:
+        return settings
+    record = run_dir.read_documents()
+    return {**settings, "passages": record.get("passages") or {}} if record else settings
 
 
 def _review(store: RunStore, kept: list[Example], run_dir: RunDir) -> tuple[list[Example], list[Reject], dict | None]:

@@ -64,6 +64,7 @@ class GenerateSettings(BaseModel):
     # classify each input blind; with a `judge`, off_topic is decided by it too. Checks in
     # `skip_checks` are switched off (by name: "off_topic", "self_contained" ...).
     label_check: bool = False
+    judge_faithfulness: bool = False  # `faithful` decided by `judge` (default: the run's teacher), not lexically
     judge: TeacherSpec | None = None
     skip_checks: list[str] = Field(default_factory=list)
     # Conversations: the teacher that plays the user (default: the task's `conversation.user_teacher`, else
@@ -201,6 +202,8 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
         store.set_info(taxonomy=loaded.name, taxonomy_file=str(loaded.file), seed=options.seed,
                        teacher=options.teacher.text, task=loaded.task.name)
         write_snapshot(loaded, run_dir)  # what review and export show of the taxonomy: they never load it again
+        if loaded.documents is not None:  # a resumed run without --documents keeps the record it has
+            run_dir.write_documents(loaded.documents)
         store.add_plan(plan)
         todo = _todo(store, plan, options.retry_failed)
         budget = None
@@ -321,12 +324,13 @@ def _check_curate_options(options: GenerateOptions, loaded: LoadedTaxonomy) -> N
 
 def _curate_settings(options: GenerateOptions) -> dict:
     return {"label_check": options.label_check, "topic_judge": options.judge is not None,
+            "faithful_judge": options.judge_faithfulness,
             "skip_checks": list(options.skip_checks)}
 
 
 def _judge(store: RunStore, options: GenerateOptions):
     """The teacher of the judged checks, its calls recorded in run.db like generation's; None when off."""
-    if not options.curate or not (options.label_check or options.judge):
+    if not options.curate or not (options.label_check or options.judge or options.judge_faithfulness):
         return None
     spec = options.judge or options.teacher
     # Verdicts go out online, one request each: never as a provider batch job.

@@ -60,6 +60,9 @@ class LoadedTaxonomy:
     # Leaf path -> the passages of the user's documents attached to it (`distill generate --documents`): each a
     # chunk as a dict (text and provenance, distill/documents/records.py), plain data so it travels to Ray workers.
     passages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # What a run records of that folder (distill/documents/provenance.py `DocumentsRecord`, as data): its files,
+    # their sha256 and declared licences, and the passages' texts; None without `--documents`.
+    documents: dict[str, Any] | None = None
 
     @cached_property
     def crossed_axes(self) -> dict[str, Axis]:
@@ -91,7 +94,7 @@ class LoadedTaxonomy:
             return self
         again = load_taxonomy(*self.source, code=True)
         return dataclasses.replace(again, taxonomy=again.taxonomy.model_copy(
-            update={"generation": self.taxonomy.generation}), passages=self.passages)  # as planned (`--per-leaf`)
+            update={"generation": self.taxonomy.generation}), passages=self.passages, documents=self.documents)  # as planned (`--per-leaf`)
 
 
 def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = None, *,
