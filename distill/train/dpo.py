@@ -142,7 +142,6 @@ def build_trainer(model, tokenizer, pairs: list[PreferencePair], config: TrainCo
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    checkpointing_args: dict[str, Any] = {"gradient_checkpointing": True} if checkpointing else {}
     args = DPOConfig(
         output_dir=str(out_dir / CHECKPOINTS),
         use_cpu=not cuda,
@@ -156,7 +155,8 @@ def build_trainer(model, tokenizer, pairs: list[PreferencePair], config: TrainCo
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
-        **checkpointing_args,
+        # Named either way: TRL's configs turn it on by default, and on CPU it only costs time (no memory pressure).
+        gradient_checkpointing=checkpointing,
         max_length=config.max_length,
         save_strategy="steps",
         save_steps=config.save_steps,
