@@ -38,7 +38,7 @@ def test_failed_attempts_become_pairs_and_the_file_is_trls_preference_form(tmp_p
     tool_attempt.answer = Message(role="assistant", content="", tool_calls=[wrong])
     attempts = [
         attempt(1, label("positive"), label("negative"), False, "label_mismatch"),
-        attempt(2, label("negative"), label("negative"), True),  # passed: no pair
+        attempt(2, label("negative"), '{"label":"negative"}', True),  # passed (the same label): no pair
         attempt(3, label("negative"), f" {label('negative')}\n", False, "schema_invalid"),  # same text: no pair
         tool_attempt,
     ]
