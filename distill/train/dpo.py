@@ -34,7 +34,7 @@ from distill.tool_calls import chat_for_template, template_renders_tools
 from distill.train import manifest as mf
 from distill.train.config import TrainConfig
 from distill.train.preferences import PreferencePair, read_preferences
-from distill.train.sft import CHECKPOINTS, _last_checkpoint, _step_of, _use_progress_bar, adapter_folder, load_model
+from distill.train.sft import CHECKPOINTS, adapter_folder, last_checkpoint, load_model, step_of, use_progress_bar
 
 
 class DPOResult(BaseModel):
@@ -92,9 +92,9 @@ def run(run_dir: RunDir, pairs: Path | list[PreferencePair], config: TrainConfig
                               trainable=True)
     trainer = build_trainer(model, tokenizer, pair_list, config, out_dir, cuda, checkpointing)
     _check_reference(trainer)
-    _use_progress_bar(trainer, progress)
+    use_progress_bar(trainer, progress)
 
-    last = _last_checkpoint(out_dir / CHECKPOINTS) if config.resume else None
+    last = last_checkpoint(out_dir / CHECKPOINTS) if config.resume else None
     if last:
         say(f"resuming from {last}")
     say(f"DPO on {len(pair_list)} preference pairs from {sft_adapter} (beta {config.dpo_beta})")
@@ -107,7 +107,7 @@ def run(run_dir: RunDir, pairs: Path | list[PreferencePair], config: TrainConfig
                           f"{out_dir / CHECKPOINTS}: run the same command again to resume") from None
     elapsed = time.perf_counter() - started
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
-    steps_run = trainer.state.global_step - (_step_of(last) if last else 0)
+    steps_run = trainer.state.global_step - (step_of(last) if last else 0)
     result = DPOResult(
         adapter_dir=out_dir, sft_adapter=sft_adapter, pairs=len(pair_list), steps=trainer.state.global_step,
         loss_first=logs[0]["loss"] if logs else None, loss_last=logs[-1]["loss"] if logs else None,
