@@ -69,8 +69,12 @@ def run(run_dir: RunDir, pairs: Path | list[PreferencePair], config: TrainConfig
     import torch
 
     say = log or ((lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None))
-    pairs_file = Path(pairs) if isinstance(pairs, (str, Path)) else None
-    pair_list = read_preferences(pairs_file) if pairs_file is not None else list(pairs)  # type: ignore[arg-type]
+    pairs_file: Path | None = None
+    if isinstance(pairs, (str, Path)):
+        pairs_file = Path(pairs)
+        pair_list = read_preferences(pairs_file)
+    else:
+        pair_list = list(pairs)
     if not pair_list:
         raise DistillError("no preference pairs to train on: the student failed no training prompt, or every "
                            "failed one had the teacher's answer")
