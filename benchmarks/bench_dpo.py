@@ -35,8 +35,9 @@ from distill.improve.pairs import preference_pairs  # noqa: E402
 from distill.improve.records import Attempt  # noqa: E402
 from distill.records import Example, Message, read_examples  # noqa: E402
 from distill.run import load_run_config, run_pipeline  # noqa: E402
+from distill.rundir import PREFERENCES  # noqa: E402
 from distill.train.config import TrainConfig  # noqa: E402
-from distill.train.preferences import write_preferences  # noqa: E402
+from distill.train.preferences import read_preferences, write_preferences  # noqa: E402
 
 
 def load() -> str:
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--dpo-epochs", type=float, default=3)
     parser.add_argument("--dpo-lr", type=float, default=1e-4)
     parser.add_argument("--dpo-beta", type=float, default=0.1)
+    parser.add_argument("--dpo-max-steps", type=int, default=-1, help="stop DPO after N steps (-1: the epochs)")
     args = parser.parse_args()
 
     from distill.evaluate.report import EvalConfig, evaluate
@@ -107,26 +109,32 @@ def main() -> None:
 
     started = time.perf_counter()
     state = run_pipeline(config, say=lambda line: print(line, flush=True))
-    timed(summary, "sft run (generate, curate, split, train, eval)", started)
+    if "sft run (generate, curate, split, train, eval)" not in summary.get("minutes", {}):
+        timed(summary, "sft run (generate, curate, split, train, eval)", started)
     summary["split"] = state["done"]["split"]
     summary["sft_train"] = {k: state["done"]["train"].get(k) for k in ("steps", "train_loss_first", "train_loss_last")}
 
-    started = time.perf_counter()
-    eval_settings = {"max_new_tokens": 96, **config.eval}
-    attempts = attempts_on_training_split(out, eval_settings["max_new_tokens"], eval_settings.get("batch_size", 8))
-    pairs = preference_pairs(attempts)
-    write_preferences(out, pairs)
-    timed(summary, "attempts on the training split", started)
-    reasons: dict[str, int] = {}
-    for attempt in attempts:
-        reasons[attempt.reason or "passed"] = reasons.get(attempt.reason or "passed", 0) + 1
-    summary["attempts"] = {"n": len(attempts), "by_reason": reasons, "pairs": len(pairs)}
+    if "attempts" in summary and (out / PREFERENCES).is_file():  # a re-run reuses the finished attempts
+        pairs = read_preferences(out / PREFERENCES)
+    else:
+        started = time.perf_counter()
+        eval_settings = {"max_new_tokens": 96, **config.eval}
+        attempts = attempts_on_training_split(out, eval_settings["max_new_tokens"],
+                                              eval_settings.get("batch_size", 8))
+        pairs = preference_pairs(attempts)
+        write_preferences(out, pairs)
+        timed(summary, "attempts on the training split", started)
+        reasons: dict[str, int] = {}
+        for attempt in attempts:
+            reasons[attempt.reason or "passed"] = reasons.get(attempt.reason or "passed", 0) + 1
+        summary["attempts"] = {"n": len(attempts), "by_reason": reasons, "pairs": len(pairs)}
+        path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(f"attempts: {summary['attempts']}", flush=True)
 
     started = time.perf_counter()
     train = TrainConfig(**{**config.train, "epochs": args.dpo_epochs, "learning_rate": args.dpo_lr,
                            "dpo_beta": args.dpo_beta, "batch_size": 2, "grad_accum": 1, "logging_steps": 1,
-                           "warmup_ratio": 0.0})
+                           "warmup_ratio": 0.0, "max_steps": args.dpo_max_steps})
     result = train_dpo(out, pairs, train, out / "student", progress=False, log=print)
     timed(summary, "dpo", started)
     summary["dpo_train"] = result.model_dump(mode="json")
