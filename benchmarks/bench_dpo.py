@@ -35,7 +35,7 @@ from distill.improve.pairs import preference_pairs  # noqa: E402
 from distill.improve.records import Attempt  # noqa: E402
 from distill.records import Example, Message, read_examples  # noqa: E402
 from distill.run import load_run_config, run_pipeline  # noqa: E402
-from distill.rundir import PREFERENCES  # noqa: E402
+from distill.rundir import PREFERENCES, RunDir  # noqa: E402
 from distill.train.config import TrainConfig  # noqa: E402
 from distill.train.preferences import read_preferences, write_preferences  # noqa: E402
 
@@ -135,7 +135,7 @@ def main() -> None:
     train = TrainConfig(**{**config.train, "epochs": args.dpo_epochs, "learning_rate": args.dpo_lr,
                            "dpo_beta": args.dpo_beta, "batch_size": 2, "grad_accum": 1, "logging_steps": 1,
                            "warmup_ratio": 0.0, "max_steps": args.dpo_max_steps})
-    result = train_dpo(out, pairs, train, out / "student", progress=False, log=print)
+    result = train_dpo(RunDir(out), pairs, train, out / "student", progress=False, log=print)
     timed(summary, "dpo", started)
     summary["dpo_train"] = result.model_dump(mode="json")
 
