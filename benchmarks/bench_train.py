@@ -44,7 +44,7 @@ def one(method: str, threads: int, steps: int, batch_size: int, max_length: int)
     model = sft.load_model(resolve_model("local"), config.qlora, cuda=False, checkpointing=False)
     trainer = sft.build_trainer(model, tokenizer, train, [], config, run / "out", cuda=False, checkpointing=False)
     sft.prepare_labels(trainer, eot, max_length)
-    sft._use_progress_bar(trainer, False)
+    sft.use_progress_bar(trainer, False)
 
     class Timer(TrainerCallback):
         def __init__(self):

@@ -59,13 +59,15 @@ EVAL_CONFUSION_PNG = "eval_confusion.png"  # `distill eval`: confusion matrices
 STUDENT = "student"  # `distill train`'s adapter folder, by default
 DIVERSITY = "diversity.json"  # `distill taxonomy diversity`: distinct-n, self-similarity, empty and saturated leaves
 DOCUMENTS = "documents.json"  # `distill generate --documents`: the files read (sha256, licence) and passages' texts
+PREFERENCES = "preferences.jsonl"  # preference pairs from the student's own answers (train/preferences.py)
+STUDENT_DPO = "student-dpo"  # `distill train --dpo`'s adapter folder, by default
 
 EXPORTS = (DATASET, REJECTED, STATS)  # rebuilt from run.db at the end of every generation (and by the review)
 SPLIT = (TRAIN, EVAL)
 CURATED = (DATASET, REJECTED, STATS, REPORT, CONTAMINATION, DUPLICATES)  # what `distill curate` writes
 EVAL_REPORT = (EVAL_JSON, EVAL_MD, EVAL_LEAVES_PNG, EVAL_CONFUSION_PNG)
 ARTIFACTS = (RUN_DB, LOCK_FILE, *CURATED, TAXONOMY, *SPLIT, PIPELINE, JUDGE_DB, DATASET_PARTS, REJECTED_PARTS,
-             *EVAL_REPORT, DIVERSITY, DOCUMENTS)
+             *EVAL_REPORT, DIVERSITY, DOCUMENTS, PREFERENCES)
 
 _held: dict[Path, int] = {}  # run directories this process holds -> nesting depth (`distill run` wraps generate)
 
@@ -180,6 +182,15 @@ class RunDir:
     def student(self) -> Path:
         """Where `distill train` writes the adapter unless told otherwise."""
         return self.root / STUDENT
+
+    @property
+    def preferences(self) -> Path:
+        return self.root / PREFERENCES
+
+    @property
+    def student_dpo(self) -> Path:
+        """Where `distill train --dpo` writes the preference-trained adapter unless told otherwise."""
+        return self.root / STUDENT_DPO
 
     # --- the store ------------------------------------------------------------------------------------------
 

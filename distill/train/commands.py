@@ -1,4 +1,5 @@
-"""`distill train`: parse options, call `distill.train.sft.train`, print where things went."""
+"""`distill train`: parse options, call `distill.train.sft.train` (or, with --dpo, `distill.train.dpo.run`), print
+where things went."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from pathlib import Path
 
 import typer
 
+from distill.errors import DistillError
+
 
 def train_command(
     run_dir: Path = typer.Argument(..., help="Run directory with dataset.jsonl (or train.jsonl + eval.jsonl)."),
     student: str | None = typer.Option(None, "--student", help="local | Hugging Face id | model folder."),
-    out: Path | None = typer.Option(None, "--out", help="Adapter folder (default RUN_DIR/student)."),
+    out: Path | None = typer.Option(None, "--out", help="Adapter folder (default RUN_DIR/student; with --dpo "
+                                    "RUN_DIR/student-dpo)."),
     config: Path | None = typer.Option(None, "--config", help="YAML training config (see configs/train-*.yaml)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     epochs: float | None = typer.Option(None, "--epochs"),
@@ -29,6 +33,13 @@ def train_command(
     seed: int | None = typer.Option(None, "--seed"),
     reasoning: bool | None = typer.Option(None, "--reasoning/--no-reasoning", help="Train assistant turns with the "
                                           "teacher's reasoning in a <think> block before the answer (default: off)."),
+    dpo: Path | None = typer.Option(None, "--dpo", metavar="PAIRS.jsonl", help="Preference-train the SFT adapter "
+                                    "with DPO on these pairs (RUN_DIR/preferences.jsonl: prompt, chosen, rejected) "
+                                    "instead of SFT; its reference is the SFT adapter."),
+    sft_adapter: Path | None = typer.Option(None, "--sft-adapter", help="--dpo: the SFT adapter to start from "
+                                            "(default RUN_DIR/student)."),
+    dpo_beta: float | None = typer.Option(None, "--dpo-beta", min=0.0, help="--dpo: how far the student may move "
+                                          "from the SFT adapter (default 0.1; lower: further)."),
     force: bool = typer.Option(False, "--force", help="Train although the review gate has not passed "
                                "(recorded in the manifest and the model card)."),
     force_out: bool = typer.Option(False, "--force-out", help="Write into a non-empty --out folder distill did "
@@ -42,7 +53,12 @@ def train_command(
     cfg = load_train_config(config, student=student, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
                             batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, lora_r=lora_r,
                             lora_alpha=lora_alpha, qlora=qlora, packing=packing, merge=merge, resume=resume,
-                            threads=threads, seed=seed, reasoning=reasoning)
+                            threads=threads, seed=seed, reasoning=reasoning, dpo_beta=dpo_beta)
+    if dpo is not None:
+        preference_train(run_dir, dpo, cfg, sft_adapter, out, force_out)
+        return
+    if sft_adapter is not None:
+        raise DistillError("--sft-adapter is for --dpo (the adapter DPO starts from); add --dpo PAIRS.jsonl")
     # Notices (the split, memory, truncation) go to stderr even without a terminal: a log must show them.
     result = train(run_dir, cfg, out_dir=out, progress=sys.stderr.isatty(), log=lambda line: typer.echo(line, err=True),
                    force_review=force, force_out=force_out)
@@ -53,6 +69,18 @@ def train_command(
     typer.echo(f"adapter: {result.adapter_dir}")
     if result.merged_dir:
         typer.echo(f"merged 16-bit model: {result.merged_dir}")
+
+
+def preference_train(run_dir: Path, pairs: Path, cfg, sft_adapter: Path | None, out: Path | None,
+                     force_out: bool) -> None:
+    from distill.rundir import RunDir
+    from distill.train.dpo import run
+
+    result = run(RunDir(run_dir, option="RUN_DIR"), pairs, cfg, sft_adapter, out, progress=sys.stderr.isatty(),
+                 log=lambda line: typer.echo(line, err=True), force_out=force_out)
+    loss = f"{result.loss_first:.3f} -> {result.loss_last:.3f}" if result.loss_first is not None else "n/a"
+    typer.echo(f"DPO: {result.steps} steps on {result.pairs} pairs from {result.sft_adapter}: loss {loss}")
+    typer.echo(f"adapter: {result.adapter_dir}")
 
 
 def register(app: typer.Typer) -> None:

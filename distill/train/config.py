@@ -26,6 +26,8 @@ class TrainConfig(BaseModel):
     - merge: also write a merged 16-bit model next to the adapter (never merged into 4-bit weights).
     - resume: continue from the last checkpoint in the output folder when there is one.
     - check_memory: refuse to start when the fit estimate exceeds the memory available.
+    - dpo_beta: DPO's beta (`distill train --dpo`): how far the preference-trained student may move from the SFT
+      student it starts from (lower: further).
     - reasoning: assistant turns are trained with the teacher's reasoning in a `<think>` block before the
       answer (the student learns to reason first); off: the answer alone.
     """
@@ -59,6 +61,7 @@ class TrainConfig(BaseModel):
     resume: bool = True
     check_memory: bool = True
     reasoning: bool = False
+    dpo_beta: float = Field(0.1, gt=0)
 
     @field_validator("max_steps")
     @classmethod

@@ -39,6 +39,9 @@ class Manifest(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     merged_dir: str | None = None
     review: dict[str, Any] = Field(default_factory=dict)  # the review gate: verdict, forced (--force), message
+    # Set when the adapter was preference-trained after SFT (`distill train --dpo`): the method, the SFT adapter it
+    # continued from, the pairs (count, file hash) and beta. Empty for an SFT adapter.
+    preference: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -92,15 +95,16 @@ def read_manifest(directory: Path) -> Manifest:
         raise DistillError(f"unreadable manifest: {exc.errors()[0]['msg']}", path=path) from None
 
 
-def attach_adapter(base, adapter_dir: Path):
-    """`base` with the adapter in `adapter_dir` on it (a PEFT model). A damaged adapter file (truncated,
-    overwritten, not JSON) is one line naming the file, not the library's traceback."""
+def attach_adapter(base, adapter_dir: Path, trainable: bool = False):
+    """`base` with the adapter in `adapter_dir` on it (a PEFT model; its weights trainable with `trainable`, to
+    train it further). A damaged adapter file (truncated, overwritten, not JSON) is one line naming the file, not
+    the library's traceback."""
     from peft import PeftModel
     from safetensors import SafetensorError
 
     adapter_dir = Path(adapter_dir)
     try:
-        return PeftModel.from_pretrained(base, str(adapter_dir))
+        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
     except (SafetensorError, ValueError, OSError) as exc:
         if isinstance(exc, SafetensorError):
             weights = adapter_dir / "adapter_model.safetensors"

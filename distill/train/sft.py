@@ -103,8 +103,8 @@ def run(run_dir: RunDir, config: TrainConfig, out_dir: Path | None = None, progr
         say(f"note: {mask.rows - mask.rows_with_eot} of {mask.rows} training rows were truncated before "
             f"{eot_token} (max_length {config.max_length}); they teach the answer but not where it stops")
 
-    _use_progress_bar(trainer, progress)
-    last = _last_checkpoint(out_dir / CHECKPOINTS) if config.resume else None
+    use_progress_bar(trainer, progress)
+    last = last_checkpoint(out_dir / CHECKPOINTS) if config.resume else None
     eval_before = None
     if trainer.eval_dataset is not None and config.eval_before and last is None:
         eval_before = trainer.evaluate()["eval_loss"]
@@ -121,7 +121,7 @@ def run(run_dir: RunDir, config: TrainConfig, out_dir: Path | None = None, progr
     eval_after = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
 
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    steps_run = trainer.state.global_step - (_step_of(last) if last else 0)
+    steps_run = trainer.state.global_step - (step_of(last) if last else 0)
     tokens = trainer.state.num_input_tokens_seen or 0
     result = TrainResult(
         adapter_dir=out_dir, steps=trainer.state.global_step,
@@ -291,20 +291,22 @@ def save_outputs(trainer, tokenizer, result: TrainResult, config: TrainConfig, b
     folder.write_text("README.md", render_card(manifest, train_examples, eval_examples, run_dir.read_stats()))
 
 
-def _last_checkpoint(directory: Path) -> str | None:
+def last_checkpoint(directory: Path) -> str | None:
+    """The newest TRL checkpoint under `directory` (a re-run resumes from it), or None."""
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(directory)) if directory.is_dir() else None
 
 
-def _step_of(checkpoint: str) -> int:
+def step_of(checkpoint: str) -> int:
+    """The optimizer step a checkpoint folder (checkpoint-N) was saved at; 0 when its name does not say."""
     try:
         return int(Path(checkpoint).name.rsplit("-", 1)[1])
     except (IndexError, ValueError):
         return 0
 
 
-def _use_progress_bar(trainer, progress: bool) -> None:
+def use_progress_bar(trainer, progress: bool) -> None:
     """Our bar (loss, tokens/s) instead of transformers' bar and its raw log dicts."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
