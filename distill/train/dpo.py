@@ -34,7 +34,15 @@ from distill.tool_calls import chat_for_template, template_renders_tools
 from distill.train import manifest as mf
 from distill.train.config import TrainConfig
 from distill.train.preferences import PreferencePair, read_preferences
-from distill.train.sft import CHECKPOINTS, adapter_folder, last_checkpoint, load_model, step_of, use_progress_bar
+from distill.train.sft import (
+    CHECKPOINTS,
+    adapter_folder,
+    checkpointing_option,
+    last_checkpoint,
+    load_model,
+    step_of,
+    use_progress_bar,
+)
 
 
 class DPOResult(BaseModel):
@@ -160,7 +168,7 @@ def build_trainer(model, tokenizer, pairs: list[PreferencePair], config: TrainCo
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
         # Named either way: TRL's configs turn it on by default, and on CPU it only costs time (no memory pressure).
-        gradient_checkpointing=checkpointing,
+        **checkpointing_option(DPOConfig, checkpointing),
         max_length=config.max_length,
         save_strategy="steps",
         save_steps=config.save_steps,

@@ -207,6 +207,15 @@ def load_model(base_model: str, qlora: bool, cuda: bool, checkpointing: bool):
     return model
 
 
+def checkpointing_option(config_class: type, on: bool) -> dict[str, Any]:
+    """Activation checkpointing on or off, said explicitly: TRL's configs default it to on, and on CPU (no
+    memory pressure) recomputing every layer's activations only costs time. transformers 5 renamed the field
+    (`activation_checkpointing`; the old name warns), 4.x has only the old one."""
+    fields = getattr(config_class, "__dataclass_fields__", {})
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    return {name: on}
+
+
 def build_trainer(model, tokenizer, train_examples, eval_examples, config: TrainConfig, out_dir: Path, cuda: bool,
                   checkpointing: bool):
     from peft import LoraConfig
@@ -216,8 +225,7 @@ def build_trainer(model, tokenizer, train_examples, eval_examples, config: Train
     # On CPU it was measured to bring no speed-up, so "auto" leaves it off there.
     packing = config.packing if config.packing is not None else cuda
     has_eval = bool(eval_examples)
-    # Named only when on: the name is deprecated in transformers 5.
-    checkpointing_args: dict[str, Any] = {"gradient_checkpointing": True} if checkpointing else {}
+    checkpointing_args = checkpointing_option(SFTConfig, checkpointing)
     args = SFTConfig(
         output_dir=str(out_dir / CHECKPOINTS),
         use_cpu=not cuda,
