@@ -15,6 +15,7 @@ class ImproveSettings(BaseModel):
     - mastered: a leaf whose interval's lower end is at or above this gets nothing new.
     - attempts_per_leaf: training items of each targeted leaf the student answers before a round (its failures
       condition the new items).
+    - stop_early: start no round after one in which no leaf improved past its interval.
     - dpo: after SFT, also train on preference pairs from the student's failed attempts (the integrator's hook:
       distill/improve/rounds.py names the place)."""
 
@@ -23,6 +24,7 @@ class ImproveSettings(BaseModel):
     new_items: int | None = Field(None, gt=0)
     mastered: float = Field(MASTERED, gt=0, le=1)
     attempts_per_leaf: int = Field(8, ge=0)
+    stop_early: bool = True
     dpo: bool = False
 
 

@@ -156,7 +156,7 @@ class _Job:
         spent = store.usage_totals()["cost_usd"]
         if self.budget_usd is not None and spent >= self.budget_usd:
             return f"the teacher has cost ${spent:.4f} so far, at or over --budget-usd {self.budget_usd:g}"
-        if number >= 2:
+        if number >= 2 and self.settings.stop_early:
             before, after = (self._scores(self._entry(store, n)) for n in (number - 2, number - 1))
             if not improved_past_interval(before, after):
                 return f"no leaf improved past its interval in round {number - 1}"
