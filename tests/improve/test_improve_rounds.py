@@ -4,7 +4,6 @@ rounds and resumed without paying the teacher twice; the held-out split frozen a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import sqlite3
