@@ -176,6 +176,8 @@ class _Job:
         round with its new items (None when every leaf is mastered)."""
         last = self._entry(store, number - 1)
         assert last is not None and last.adapter is not None
+        # diversity: each leaf's self-similarity (0..1) from distill/curate/diversity.py, another branch's; the
+        # integrator passes it here (the rule already weighs it: plan.replan).
         plan = replan(self.leaves, self._scores(last), reject_rates(self.run_dir), self.new_items,
                       diversity=None, mastered=self.settings.mastered)
         quotas = plan.quotas()
