@@ -123,7 +123,9 @@ class _Job:
         done = self.run_dir.read_pipeline()["done"]
         trained = done.get("train", {})
         minutes = (trained.get("steps", 0) * (trained.get("seconds_per_step") or 0)) / 60 if trained else None
-        ledger.start_round(store, Round(round=0, status=DONE, plan={"eval_sha256": self._eval_digest()},
+        # The split's record as round 0 made it: generation rewrites stats.json, and each round restores it.
+        frozen = {"eval_sha256": self._eval_digest(), "split": self.run_dir.recorded_split() or {}}
+        ledger.start_round(store, Round(round=0, status=DONE, plan=frozen,
                                         adapter=self.run_dir.student.name, eval=EVAL_JSON,
                                         teacher_cost_usd=store.usage_totals()["cost_usd"], train_minutes=minutes), [])
 
@@ -136,13 +138,14 @@ class _Job:
             raise DistillError(f"{self.run_dir.eval} changed since round 0 of `distill improve` froze it; every "
                                "round is scored on the same held-out split: restore it, or start in another out:")
 
-    def _freeze_split(self) -> None:
+    def _freeze_split(self, store: RunStore) -> None:
         """train.jsonl: every kept example not held out at round 0; eval.jsonl left byte for byte as it is. The
         split's record names the dataset as it is now, so no reader extends the held-out side with new data."""
         held_out = {example.id for example in self.run_dir.read_held_out()}
         train = [example for example in self.run_dir.read_dataset() if example.id not in held_out]
         self.run_dir.write_train(train)
-        recorded = self.run_dir.recorded_split() or {}
+        zero = self._entry(store, 0)
+        recorded = (zero.plan.get("split") if zero else None) or self.run_dir.recorded_split() or {}
         split.record_split(self.run_dir, {**recorded, "train": len(train), "eval": len(held_out),
                                           "source_sha256": split.dataset_digest(self.run_dir), "frozen": True})
 
@@ -240,7 +243,7 @@ class _Job:
             if counts["pending"] or counts["failed"]:
                 raise RunFailed(f"round {number}: generation left {counts['pending']} pending and {counts['failed']} "
                                 "failed items; run the same command again to resume")
-            self._freeze_split()
+            self._freeze_split(store)
             earlier = sum(r.teacher_cost_usd for r in ledger.rounds(store) if r.round < number)
             ledger.update_round(store, number, status=GENERATED,
                                 teacher_cost_usd=max(0.0, store.usage_totals()["cost_usd"] - earlier))

@@ -49,7 +49,8 @@ def config_for(tmp_path: Path, api: FakeAPI) -> Path:
         " eval_before: false, threads: 2}\n"
         "eval: {max_new_tokens: 16, resamples: 50, threads: 2}\n"
         # stop_early off: two steered rounds run whatever round 1 measured (a 2-step student rarely gains)
-        "improve: {new_items: 4, attempts_per_leaf: 2, stop_early: false}\n")
+        # 12 new items a round: enough that a split following the dataset would hold some of them out
+        "improve: {new_items: 12, attempts_per_leaf: 2, stop_early: false}\n")
     return config
 
 
@@ -93,6 +94,8 @@ def test_two_rounds_resume_after_a_kill_without_paying_twice_and_keep_the_held_o
         kept_later = {row["id"] for row in read_jsonl(out / "dataset.jsonl")} & later
         assert kept_later and kept_later <= train_ids
         assert not later & {row["id"] for row in read_jsonl(out / "eval.jsonl")}
+        split = json.loads((out / "stats.json").read_text())["split"]
+        assert (split["fraction"], split["eval"], split["frozen"]) == (0.3, len(held_out.splitlines()), True)
 
         # The new items were asked with the student's failures in their prompt, only from training items.
         attempts = [json.loads(line) for line in (out / "rounds" / "1" / "attempts.jsonl").read_text().splitlines()]
