@@ -287,11 +287,12 @@ def _register_stage_commands() -> None:
     from distill.documents import commands as documents_commands
     from distill.evaluate import commands as evaluate_commands
     from distill.export import commands as export_commands
+    from distill.improve import commands as improve_commands
     from distill.review import commands as review_commands
     from distill.train import commands as train_commands
 
     for stage in (curate_commands, review_commands, train_commands, evaluate_commands, export_commands,
-                  documents_commands):
+                  documents_commands, improve_commands):
         stage.register(app)
 
 

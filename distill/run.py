@@ -52,6 +52,7 @@ class RunConfig(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields
     eval: dict[str, Any] = Field(default_factory=dict)  # EvalConfig fields
     review: ReviewSettings | None = None  # a human review queue after generation, and its gate
+    improve: dict[str, Any] = Field(default_factory=dict)  # `distill improve`'s settings (distill/improve/config.py)
 
 
 def load_run_config(path: Path) -> RunConfig:

@@ -61,13 +61,16 @@ DIVERSITY = "diversity.json"  # `distill taxonomy diversity`: distinct-n, self-s
 DOCUMENTS = "documents.json"  # `distill generate --documents`: the files read (sha256, licence) and passages' texts
 PREFERENCES = "preferences.jsonl"  # preference pairs from the student's own answers (train/preferences.py)
 STUDENT_DPO = "student-dpo"  # `distill train --dpo`'s adapter folder, by default
+ROUNDS = "rounds"  # `distill improve`: rounds/N/ holds round N's attempts, adapter (student/) and eval (eval/)
+IMPROVE_MD = "improve.md"  # `distill improve`: every round's table
+IMPROVE_PNG = "improve_leaves.png"  # `distill improve`: per-leaf scores across rounds
 
 EXPORTS = (DATASET, REJECTED, STATS)  # rebuilt from run.db at the end of every generation (and by the review)
 SPLIT = (TRAIN, EVAL)
 CURATED = (DATASET, REJECTED, STATS, REPORT, CONTAMINATION, DUPLICATES)  # what `distill curate` writes
 EVAL_REPORT = (EVAL_JSON, EVAL_MD, EVAL_LEAVES_PNG, EVAL_CONFUSION_PNG)
 ARTIFACTS = (RUN_DB, LOCK_FILE, *CURATED, TAXONOMY, *SPLIT, PIPELINE, JUDGE_DB, DATASET_PARTS, REJECTED_PARTS,
-             *EVAL_REPORT, DIVERSITY, DOCUMENTS, PREFERENCES)
+             *EVAL_REPORT, DIVERSITY, DOCUMENTS, PREFERENCES, ROUNDS, IMPROVE_MD, IMPROVE_PNG)
 
 _held: dict[Path, int] = {}  # run directories this process holds -> nesting depth (`distill run` wraps generate)
 
@@ -319,6 +322,16 @@ class RunDir:
         folder.check_all(SPLIT)
         folder.write_jsonl(TRAIN, train)
         folder.write_jsonl(EVAL, held_out)
+
+    def write_train(self, train: Iterable[Example]) -> Path:
+        """train.jsonl alone, replaced whole: eval.jsonl is left byte for byte as it is (`distill improve`)."""
+        folder = self.folder()
+        folder.check_all(SPLIT)
+        return folder.write_jsonl(TRAIN, train)
+
+    def round_dir(self, number: int) -> Path:
+        """`distill improve`'s folder for round `number` (its attempts, adapter and eval)."""
+        return self.root / ROUNDS / str(number)
 
     def write_pipeline(self, state: dict[str, Any]) -> Path:
         return self.folder().write_text(PIPELINE, json.dumps(state, indent=2, default=str))

@@ -132,6 +132,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE teacher_calls ADD COLUMN extra TEXT;
     """,
+    # `distill improve` (distill/improve): a row a round (its plan, where it stands, its adapter and eval, what it
+    # cost), and the plan items each round added beyond the taxonomy's plan (generation asks for those too).
+    """
+    CREATE TABLE improve_rounds (
+        round INTEGER PRIMARY KEY, plan TEXT NOT NULL, status TEXT NOT NULL, adapter TEXT, eval TEXT,
+        teacher_cost_usd REAL NOT NULL DEFAULT 0, train_minutes REAL, created_at REAL NOT NULL, updated_at REAL
+    );
+    CREATE TABLE improve_items (plan_item_id TEXT PRIMARY KEY, node_path TEXT NOT NULL, round INTEGER NOT NULL);
+    """,
 ]
 
 PENDING, GENERATED, REJECTED, FAILED = "pending", "generated", "rejected", "failed"
@@ -217,6 +226,12 @@ class RunStore:
     def regenerated_plan_items(self) -> list[PlanItem]:
         """Plan items `distill review regenerate` added for a leaf (beyond the taxonomy's plan), oldest first."""
         rows = self.db.execute("SELECT p.id, p.node_path, p.axes, p.idx FROM plan_items p JOIN review_regenerated r"
+                               " ON r.plan_item_id = p.id ORDER BY r.rowid")
+        return [PlanItem(id=i, node_path=path, axes=json.loads(axes), index=idx) for i, path, axes, idx in rows]
+
+    def improve_plan_items(self) -> list[PlanItem]:
+        """Plan items `distill improve` added for its rounds (beyond the taxonomy's plan), oldest first."""
+        rows = self.db.execute("SELECT p.id, p.node_path, p.axes, p.idx FROM plan_items p JOIN improve_items r"
                                " ON r.plan_item_id = p.id ORDER BY r.rowid")
         return [PlanItem(id=i, node_path=path, axes=json.loads(axes), index=idx) for i, path, axes, idx in rows]
 

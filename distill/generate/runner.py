@@ -198,6 +198,7 @@ def _generate_locked(options: GenerateOptions, loaded: LoadedTaxonomy, plan: lis
     store = run_dir.open_store()
     try:
         plan += store.regenerated_plan_items()  # a leaf asked again after review stays in the run
+        plan += store.improve_plan_items()  # and so do the items `distill improve` added for its rounds
         _check_same_taxonomy(store, loaded, run_dir.root)
         store.set_info(taxonomy=loaded.name, taxonomy_file=str(loaded.file), seed=options.seed,
                        teacher=options.teacher.text, task=loaded.task.name)
