@@ -20,12 +20,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from distill.errors import DistillError
-from distill.records import Example
+from distill.records import Example, read_examples
+from distill.rundir import RunDir
+from distill.taxonomy.snapshot import read_snapshot
 
 LABEL = "label"
 
@@ -139,3 +142,21 @@ class SchemaMask:
         keep = torch.zeros(len(self.matchers), 1, dtype=torch.bool, device=scores.device)
         keep[list(live)] = True
         return scores.masked_fill(blocked & keep, float("-inf"))
+
+
+def run_schema(run_dir: Path) -> dict[str, Any] | None:
+    """The schema a run's student answers in, for serving (export-model's schema.json): the taxonomy's output
+    schema with its label set, else one read off a held-out reference; None for a task without typed output
+    (and for a run of several tasks without taxonomy.json)."""
+    snapshot = read_snapshot(run_dir)
+    labels = sorted(snapshot.labels) if snapshot and snapshot.labels else []
+    held = RunDir(run_dir).eval
+    examples = read_examples(held) if held.is_file() else []
+    tasks = {e.meta.task or ("classification" if LABEL in (e.output or {}) else "qa") for e in examples}
+    if snapshot is None and len(tasks) != 1:
+        return None  # a run of several tasks has no one schema to serve
+    task = snapshot.task if snapshot else tasks.pop()
+    typed = [e for e in examples if e.output and (e.meta.task or task) == task]
+    if not labels and task == "classification":
+        labels = sorted({label for e in typed if isinstance(label := (e.output or {}).get(LABEL), str)})
+    return task_schema(task, typed, snapshot.output_schema if snapshot else None, labels)
