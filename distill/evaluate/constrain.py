@@ -100,9 +100,10 @@ def compile_schemas(tokenizer, vocab_size: int, stop: int,
         key = json.dumps(schema, sort_keys=True)
         if key not in grammars:
             grammar = llguidance.LLMatcher.grammar_from_json_schema(key)
-            ok, warnings = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, guidance)
-            if not ok:
-                raise DistillError(f"--constrained: the output schema cannot be decoded under ({warnings}): {key[:200]}")
+            failed, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, guidance)
+            if failed:
+                raise DistillError(f"--constrained: the output schema cannot be decoded under "
+                                   f"({'; '.join(messages)}): {key[:200]}")
             grammars[key] = grammar
         out.append(grammars[key])
     return out

@@ -42,15 +42,21 @@ def _rows() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def evaluated(trained, tmp_path_factory):
-    """(eval.json, eval.md, stderr) of one `distill eval --constrained` on a held-out set of three tasks."""
-    _, result = trained
-    tmp = tmp_path_factory.mktemp("constrained")
-    run = tmp / "run"
+def run(tmp_path_factory):
+    """A run folder whose held-out set has three tasks, its taxonomy.json the extraction task's schema."""
+    run = tmp_path_factory.mktemp("constrained") / "run"
     run.mkdir()
     (run / "eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in _rows()), encoding="utf-8")
     (run / "taxonomy.json").write_text(json.dumps({"name": "people", "task": "extraction",
                                                    "output_schema": PERSON}), encoding="utf-8")
+    return run
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, run):
+    """(eval.json, eval.md, stderr) of one `distill eval --constrained` on a held-out set of three tasks."""
+    _, result = trained
+    tmp = run.parent
     out = tmp / "eval"
     done = distill("eval", str(run), "--student", str(result.adapter_dir), "--out", str(out), "--constrained",
                    "--max-new-tokens", "64", "--threads", "1", cwd=tmp, env=cli_env(tmp), timeout=1200)
@@ -89,3 +95,16 @@ def test_a_task_without_typed_output_is_answered_free_with_a_note(evaluated):
     assert len(note) == 1 and "no typed output" in note[0]
     assert report["constrained"]["notes"] == [note[0]]
     assert "qa" in report["tasks"] and all(row["task"] != "qa" for row in report["constrained"]["examples"])
+
+
+def test_the_exported_model_carries_its_schema_and_how_to_serve_with_it(trained, run, evaluated):
+    run_dir, result = trained
+    (run / "train.jsonl").write_bytes((run_dir / "train.jsonl").read_bytes())  # export-model: the adapter's run
+    out = run.parent / "export"
+    done = distill("export-model", str(result.adapter_dir), "--run", str(run), "--gguf", "none", "--no-eval",
+                   "--out", str(out), "--threads", "1", cwd=run.parent, env=cli_env(run.parent), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    merged = result.adapter_dir.parent / (result.adapter_dir.name + "-merged")
+    assert json.loads((merged / "schema.json").read_text()) == PERSON
+    card = (merged / "README.md").read_text()
+    assert "`schema.json`" in card and '"type": "json_schema"' in card
