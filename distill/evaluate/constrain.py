@@ -119,7 +119,7 @@ class SchemaMask:
 
         guidance = _guidance_tokenizer(tokenizer, vocab_size, stop)
         self.matchers = [None if g is None else llguidance.LLMatcher(guidance, g) for g in grammars]
-        self.vocab_size = vocab_size
+        self.vocab_size, self.stop = vocab_size, stop
         self.started = False
 
     def __call__(self, input_ids, scores):
@@ -131,18 +131,26 @@ class SchemaMask:
                 if matcher is not None and not matcher.is_stopped():
                     matcher.consume_token(token)
         self.started = True
-        live = {i: matcher for i, matcher in enumerate(self.matchers) if matcher is not None and not matcher.is_stopped()}
-        if not live:
+        held = [i for i, matcher in enumerate(self.matchers) if matcher is not None]
+        if not held:
             return scores
         mask = llguidance.numpy.allocate_token_bitmask(len(self.matchers), self.vocab_size)
-        for i, matcher in live.items():
-            llguidance.numpy.fill_next_token_bitmask(matcher, mask, i)
+        for i in held:
+            matcher = self.matchers[i]
+            assert matcher is not None
+            if matcher.is_stopped():
+                # Its schema is complete (or it failed): the end of turn, nothing else. A stopped matcher left
+                # free let the model write on after its JSON closed (an extraction answer, 2026-12-07).
+                mask[i] = 0
+                mask[i, self.stop // 32] = np.int32(np.uint32(1 << (self.stop % 32)).view(np.int32))
+            else:
+                llguidance.numpy.fill_next_token_bitmask(matcher, mask, i)
         # Bit b of word w allows token 32*w + b (little-endian words): unpacked, one flag per token.
         allowed = np.unpackbits(mask.view(np.uint8), axis=1, bitorder="little")[:, : scores.shape[1]]
         blocked = torch.from_numpy(allowed == 0).to(scores.device)
-        keep = torch.zeros(len(self.matchers), 1, dtype=torch.bool, device=scores.device)
-        keep[list(live)] = True
-        return scores.masked_fill(blocked & keep, float("-inf"))
+        rows = torch.zeros(len(self.matchers), 1, dtype=torch.bool, device=scores.device)
+        rows[held] = True
+        return scores.masked_fill(blocked & rows, float("-inf"))
 
 
 def run_schema(run_dir: Path) -> dict[str, Any] | None:
