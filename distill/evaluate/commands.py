@@ -26,6 +26,8 @@ def eval_command(
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="API judge: the shared response cache's folder "
                                           "(default $DISTILL_CACHE_DIR or ~/.cache/distill)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="API judge: bypass the shared response cache."),
+    constrained: bool = typer.Option(False, "--constrained", help="Also answer each task with a typed output (a label "
+                                     "set, a JSON schema) with decoding held to its schema; report both side by side."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Compare base and the student (adapter, merged, GGUF; and the teacher's answers) on the held-out split."""
@@ -34,7 +36,7 @@ def eval_command(
 
     config = EvalConfig(out_dir=out, judge=judge, limit=limit, max_new_tokens=max_new_tokens, batch_size=batch_size,
                         threads=threads, max_drop=max_drop, cache=not no_cache, cache_dir=cache_dir,
-                        force=force)
+                        constrained=constrained, force=force)
     result = evaluate(run_dir, students or [default_out_dir(run_dir)], config,
                       say=lambda line: typer.echo(line, err=True))
     typer.echo(result.markdown_path.read_text(encoding="utf-8"))

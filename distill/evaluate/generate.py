@@ -12,6 +12,7 @@ from typing import cast
 
 from pydantic import BaseModel
 
+from distill.evaluate.constrain import SchemaMask, compile_schemas
 from distill.models import load_causal_lm
 from distill.train.manifest import Manifest, attach_adapter, load_student_tokenizer, read_manifest
 
@@ -51,27 +52,38 @@ def load_for_eval(name: str | Path, **kwargs):
 
 
 def generate(model, tokenizer, manifest: Manifest, conversations: list[list[dict]], *, max_new_tokens: int = 128,
-             batch_size: int = 8, adapter: bool = True, tools: list[list[dict] | None] | None = None) -> list[Answer]:
+             batch_size: int = 8, adapter: bool = True, tools: list[list[dict] | None] | None = None,
+             schemas: list[dict | None] | None = None) -> list[Answer]:
     """Greedy answers to each conversation (its turns before the answer), in input order.
 
-    `tools`: per conversation, the definitions a template that renders tools is given (None: none)."""
+    `tools`: per conversation, the definitions a template that renders tools is given (None: none).
+    `schemas`: per conversation, a JSON Schema its answer is held to (`constrain.py`; None: free)."""
     import torch
 
     tokenizer.padding_side = "left"  # decoder-only: pad on the left so every row ends where generation starts
     stop = tokenizer.convert_tokens_to_ids(manifest.eot_token)
     tools = tools or [None] * len(conversations)
+    schemas = schemas or [None] * len(conversations)
+    vocab_size = model.config.vocab_size
+    grammars = compile_schemas(tokenizer, vocab_size, stop, schemas) if any(schemas) else [None] * len(schemas)
     prompts = [tokenizer.apply_chat_template(c, tools=t, tokenize=False, add_generation_prompt=True)
                for c, t in zip(conversations, tools)]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch: less padding
+    # Similar lengths share a batch (less padding); free rows batch apart from constrained ones, so the free
+    # answers come from the very batches an evaluation without --constrained makes.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    batches = [group[start : start + batch_size]
+               for group in ([i for i in order if grammars[i] is None], [i for i in order if grammars[i] is not None])
+               for start in range(0, len(group), batch_size)]
     answers: list[Answer | None] = [None] * len(prompts)
     device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
+    for batch in batches:
         encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
                             add_special_tokens=False).to(device)
+        held = [grammars[i] for i in batch]
+        processors = [SchemaMask(tokenizer, vocab_size, stop, held)] if any(held) else []
         with torch.inference_mode(), _adapter_switch(model, adapter):
             output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop,
-                                    pad_token_id=tokenizer.pad_token_id)
+                                    pad_token_id=tokenizer.pad_token_id, logits_processor=processors)
         new = output[:, encoded["input_ids"].shape[1] :]
         for i, row in zip(batch, new):
             # A row that stopped early holds the stop token (then padding); one cut at the budget does not.

@@ -19,13 +19,34 @@ def _est(value: dict | None) -> str:
 
 def render_markdown(report: dict) -> str:
     """eval.md: header, export-step flags, the headline, the leaves (table and plot), then the details."""
-    return "\n".join(_header(report) + _flag_summary(report) + headline(report) + _leaf_section(report)
-                     + _details(report, figures=True) + _steps_section(report))
+    return "\n".join(_header(report) + _flag_summary(report) + headline(report) + constrained_section(report)
+                     + _leaf_section(report) + _details(report, figures=True) + _steps_section(report))
 
 
 def summary_sections(report: dict) -> list[str]:
     """Flags, the headline, the details and the export steps: what a model card shows of an evaluation."""
-    return _flag_summary(report) + headline(report) + _details(report, figures=False) + _steps_section(report)
+    return (_flag_summary(report) + headline(report) + constrained_section(report) + _details(report, figures=False)
+            + _steps_section(report))
+
+
+def constrained_section(report: dict) -> list[str]:
+    """`--constrained`: per task, each model free and held to the schema, the same measures side by side."""
+    block = report.get("constrained")
+    if block is None:
+        return []
+    lines = ["## Constrained decoding", "",
+             "The same held-out items answered again with greedy decoding held to the task's output schema "
+             "(`--constrained`); free -> constrained, 95% intervals in brackets.", ""]
+    for task, held in block["tasks"].items():
+        metrics = [metric for metric in next(iter(held["systems"].values()), {})]
+        lines += [f"### {task} (n={held['n']})", "", "| system | " + " | ".join(LABELS.get(c, c) for c in metrics)
+                  + " |", "|---|" + "---|" * len(metrics)]
+        for system, row in held["systems"].items():
+            cells = [f"{_est(row[c]['free'])} -> {_est(row[c]['constrained'])}" if c in row else "-" for c in metrics]
+            lines.append(f"| {system} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [f"Note: {note.removeprefix('--constrained: ')}" for note in block.get("notes", [])]
+    return lines + ([""] if block.get("notes") else [])
 
 
 def _models(report: dict) -> list[str]:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from distill.curate.split import read_split
 from distill.errors import DistillError, RunFailed
 from distill.evaluate import metrics as m
+from distill.evaluate.constrain import task_schema
 from distill.evaluate.figures import write_figures
 from distill.evaluate.forms import ModelForm, detect_forms, load_form, shared_manifest
 from distill.evaluate.generate import Answer, generate, load_base, load_student
@@ -36,6 +37,7 @@ from distill.models import set_threads
 from distill.owned import OwnedFolder, writable_folder
 from distill.records import Example, Message, SamplingParams
 from distill.rundir import EVAL_JSON, EVAL_MD, EVAL_REPORT, RunDir
+from distill.taxonomy.snapshot import read_snapshot
 from distill.teachers.base import GenerationRequest
 from distill.teachers.registry import TeacherSpec
 from distill.teachers.stack import build_teacher
@@ -59,6 +61,8 @@ class EvalConfig(BaseModel):
     - max_drop: a metric falling by more than this (absolute) after merge or quantization is flagged.
     - cache / cache_dir: an API judge answers from the shared response cache first (as generation does), so
       re-running an eval pays for no verdict twice; cache_dir None: $DISTILL_CACHE_DIR or ~/.cache/distill.
+    - constrained: also answer each task that has a typed output (a label set, a JSON schema) with decoding held
+      to its schema (`constrain.py`), and report both side by side (eval.json's "constrained").
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -75,6 +79,7 @@ class EvalConfig(BaseModel):
     cache: bool = True
     cache_dir: Path | None = None
     force: bool = False  # write into a non-empty out_dir distill did not make, beside what is there
+    constrained: bool = False
 
     @field_validator("judge", mode="before")
     @classmethod
@@ -136,7 +141,19 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
     turns = [(i, turn) for i, example in enumerate(examples) for turn in call_turns(example)]
     prompts = [_context(e, renders, reasoning) for e in examples] + \
         [turn_prompt(examples[i], turn, renders, reasoning) for i, turn in turns]
-    generated = generate_answers(forms, manifest, prompts, config, observe)
+    snapshot = read_snapshot(run_dir.root)
+    label_set = sorted(snapshot.labels) if snapshot and snapshot.labels else None
+    schemas, notes = output_schemas(examples, snapshot, label_set) if config.constrained else ({}, [])
+    for note in notes:
+        if say is not None:
+            say(note)
+    held = [i for i, e in enumerate(examples) if task_of(e) in schemas]  # answered twice: free, then held
+    prompts += [prompts[i] for i in held]
+    free = len(prompts) - len(held)
+    generated = generate_answers(forms, manifest, prompts, config, observe,
+                                 schemas=[None] * free + [schemas[task_of(examples[i])] for i in held])
+    constrained = {system: rows[free:] for system, rows in generated.items()}
+    generated = {system: rows[:free] for system, rows in generated.items()}
     # A student trained with reasoning thinks first: its answer is what follows the <think> block.
     answers = {system: [split_reasoning(a.text)[1] for a in rows[: len(examples)]] for system, rows in generated.items()}
     ended = {system: [a.ended for a in rows[: len(examples)]] for system, rows in generated.items()}
@@ -144,7 +161,10 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
              for system, rows in generated.items()}
     answers[TEACHER] = [e.response for e in examples]
     judge = _judge(config.judge, config)
-    report = build_report(examples, answers, config, judge, ended=ended, calls=calls)
+    report = build_report(examples, answers, config, judge, ended=ended, calls=calls, label_set=label_set)
+    if config.constrained:
+        report["constrained"] = constrained_report(report, [examples[i] for i in held], schemas, notes, constrained,
+                                                   config, label_set)
     report["adapter"] = {"dir": str(forms[0].path), "student": manifest.student, "base_model": manifest.base_model,
                          "chat_template_sha256": manifest.chat_template_sha256,
                          "tokenizer_sha256": manifest.tokenizer_sha256}
@@ -182,17 +202,18 @@ def _empty_split_cause(run_dir: RunDir) -> str:
 
 
 def generate_answers(forms: list[ModelForm], manifest, prompts: list[tuple[list[dict], list[dict] | None]],
-                     config: EvalConfig,
-                     observe: Callable[[ModelForm, Any], None] | None = None) -> dict[str, list[Answer]]:
+                     config: EvalConfig, observe: Callable[[ModelForm, Any], None] | None = None,
+                     schemas: list[dict | None] | None = None) -> dict[str, list[Answer]]:
     """Greedy answers of the base and of each form to each (conversation, tools), one model in memory at a time.
 
     With an adapter, the base answers come from the same weights with the adapter switched off.
+    `schemas`: per prompt, the JSON Schema its decoding is held to (None: free).
     """
     conversations, tools = [chat for chat, _ in prompts], [defined for _, defined in prompts]
 
     def answer(model, tokenizer, adapter: bool = True) -> list[Answer]:
         return generate(model, tokenizer, manifest, conversations, max_new_tokens=config.max_new_tokens,
-                        batch_size=config.batch_size, adapter=adapter, tools=tools)
+                        batch_size=config.batch_size, adapter=adapter, tools=tools, schemas=schemas)
 
     answers: dict[str, list[Answer]] = {}
     adapter = next((form for form in forms if form.kind == "adapter"), None)
@@ -242,11 +263,13 @@ def task_of(example: Example) -> str:
 
 
 def build_report(examples: list[Example], answers: dict[str, list[str]], config: EvalConfig, judge=None,
-                 ended: dict[str, list[bool]] | None = None, calls: dict[str, list[list[CallScore]]] | None = None) -> dict:
+                 ended: dict[str, list[bool]] | None = None, calls: dict[str, list[list[CallScore]]] | None = None,
+                 label_set: Sequence[str] | None = None) -> dict:
     """Scores per task, per taxonomy leaf, and the answers themselves. Pure: no model involved.
 
     `ended`: per model system, whether each answer ended its turn (None where unknown: no format measures).
-    `calls`: per model system and example, the scores of its tool calls (`score_turns`)."""
+    `calls`: per model system and example, the scores of its tool calls (`score_turns`).
+    `label_set`: the taxonomy's labels, where the run knows them (else the held-out labels are the set)."""
     ended, calls = ended or {}, calls or {}
     by_task: dict[str, list[int]] = defaultdict(list)
     by_leaf: dict[str, list[int]] = defaultdict(list)
@@ -263,12 +286,12 @@ def build_report(examples: list[Example], answers: dict[str, list[str]], config:
     report: dict[str, Any] = {"n": len(examples), "systems": list(answers), "tasks": {}, "leaves": {},
                               "length_band": list(m.LENGTH_BAND)}
     for task, idx in sorted(by_task.items()):
-        report["tasks"][task] = score(task, *pick(idx), config=config, judge=judge)
+        report["tasks"][task] = score(task, *pick(idx), config=config, judge=judge, label_set=label_set)
     for leaf, idx in sorted(by_leaf.items()):
         tasks = sorted({task_of(examples[i]) for i in idx})
         report["leaves"][leaf] = {
             task: score(task, *pick([i for i in idx if task_of(examples[i]) == task]), config=config, judge=None,
-                        with_confusion=False)
+                        with_confusion=False, label_set=label_set)
             for task in tasks
         }
     report["examples"] = [
@@ -282,13 +305,16 @@ def build_report(examples: list[Example], answers: dict[str, list[str]], config:
 
 
 def score(task: str, examples: list[Example], answers: dict[str, list[str]], ended: dict[str, list[bool]],
-          calls: dict[str, list[list[CallScore]]], config: EvalConfig, judge=None, with_confusion: bool = True) -> dict:
+          calls: dict[str, list[list[CallScore]]], config: EvalConfig, judge=None, with_confusion: bool = True,
+          label_set: Sequence[str] | None = None) -> dict:
     out: dict[str, Any] = {"n": len(examples), "systems": {}}
     structured = [i for i, e in enumerate(examples) if e.output]
     # A label outside the set is not a valid answer, however well-formed its JSON (the schema's enum). The set is
-    # the held-out labels: the split is stratified, so it holds every label the run has.
+    # the taxonomy's (taxonomy.json), else the held-out labels: the split is stratified, so it holds every label
+    # a run of enough examples has (a run of 12 held-out tickets lacked some of the ten).
     choices: dict[str, Sequence[str]] | None = \
-        {"label": sorted({gold_label(e) for e in examples} - {m.NO_LABEL})} if task == "classification" else None
+        {"label": list(label_set) if label_set else sorted({gold_label(e) for e in examples} - {m.NO_LABEL})} \
+        if task == "classification" else None
     for system, texts in answers.items():
         row: dict[str, Any] = {}
         if structured:
@@ -312,6 +338,45 @@ def score(task: str, examples: list[Example], answers: dict[str, list[str]], end
             for other in (BASE, TEACHER)
         }
     return out
+
+
+def output_schemas(examples: list[Example], snapshot, label_set: Sequence[str] | None
+                   ) -> tuple[dict[str, dict], list[str]]:
+    """({task: the JSON Schema its answers are held to}, a note for each task that has none) for --constrained."""
+    schemas, notes = {}, []
+    for task in sorted({task_of(e) for e in examples}):
+        mine = [e for e in examples if task_of(e) == task]
+        run_schema = snapshot.output_schema if snapshot is not None and snapshot.task == task else None
+        labels = label_set or sorted({gold_label(e) for e in mine} - {m.NO_LABEL})
+        schema = task_schema(task, mine, run_schema, labels)
+        if schema is None:
+            notes.append(f"--constrained: task {task} has no typed output (no output schema, no `output` in its "
+                         "references): its answers are decoded as without the option")
+        else:
+            schemas[task] = schema
+    return schemas, notes
+
+
+def constrained_report(report: dict, examples: list[Example], schemas: dict[str, dict], notes: list[str],
+                       answers: dict[str, list[Answer]], config: EvalConfig,
+                       label_set: Sequence[str] | None) -> dict:
+    """eval.json's "constrained": per task held to a schema, each model's scores free and constrained side by
+    side (the same measures, the same items), the schema, the constrained answers, and the notes."""
+    texts = {system: [split_reasoning(a.text)[1] for a in rows] for system, rows in answers.items()}
+    ended = {system: [a.ended for a in rows] for system, rows in answers.items()}
+    held = build_report(examples, texts, config, ended=ended, label_set=label_set)
+    tasks = {}
+    for task, schema in schemas.items():
+        systems = {}
+        for system in answers:
+            free, bound = report["tasks"][task]["systems"][system], held["tasks"][task]["systems"][system]
+            systems[system] = {metric: {"free": free[metric], "constrained": bound[metric]}
+                               for metric in ("schema_validity", "ends_turn", "accuracy", "macro_f1", "token_f1",
+                                              "rouge_l") if metric in free and metric in bound}
+        tasks[task] = {"n": held["tasks"][task]["n"], "schema": schema, "systems": systems}
+    return {"tasks": tasks, "notes": notes,
+            "examples": [{key: row[key] for key in ("id", "task", *answers, "ended") if key in row}
+                         for row in held["examples"]]}
 
 
 def _format(task: str, examples: list[Example], texts: list[str], ended: list[bool]) -> dict:

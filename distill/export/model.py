@@ -26,7 +26,7 @@ from distill.evaluate.report import EvalConfig, evaluate
 from distill.export.dataset import check_license
 from distill.export.dataset_card import unknown_languages
 from distill.export.gguf_writer import QUANT_TYPES, GgufFile, write_gguf
-from distill.export.model_card import write_model_cards
+from distill.export.model_card import SCHEMA_FILE, write_model_cards
 from distill.export.modelfile import Modelfile, write_modelfile
 from distill.export.verify import GgufChecker, LogitCheck, probe_sequences
 from distill.extras import needs
@@ -137,7 +137,7 @@ def _plan(adapter_dir: Path, manifest: Manifest, options: ModelExportOptions, sa
 def _claim_folders(result: ModelExport, manifest: Manifest, options: ModelExportOptions) -> None:
     """The folders this export writes, claimed before anything loads: the merged one when a merge is due,
     and OUT when GGUFs go there; a user's file named like one of ours stops the export now."""
-    reports = ("README.md", "export.json", *(EVAL_REPORT if options.evaluate else ()))
+    reports = ("README.md", "export.json", SCHEMA_FILE, *(EVAL_REPORT if options.evaluate else ()))
     if options.gguf:
         out = OwnedFolder.claim(result.out_dir, "model-export", force=options.force)
         out.check_all((*(f"{result.name}-{quant}.gguf" for quant in options.gguf), "Modelfile", MANIFEST_NAME,

