@@ -172,7 +172,8 @@ MUTATIONS = [
              "    _review_split(run_dir, review)\n    return figures", "    return figures",
              ("tests/test_rundir.py::test_the_review_rebuilds_the_split_with_the_other_files",)),
     Mutation("a user's file named like one side of the split stops it before either side is written",
-             "distill/rundir.py", "        folder.check_all(SPLIT)\n", "",
+             "distill/rundir.py", "        folder.check_all(SPLIT)\n        folder.write_jsonl(TRAIN, train)\n        folder.write_jsonl(EVAL",
+             "        folder.write_jsonl(TRAIN, train)\n        folder.write_jsonl(EVAL",
              ("tests/test_rundir.py::test_a_run_dirs_files_go_through_its_ownership_record",)),
     # Your documents: a file that cannot be read is one line, chunks keep their limits, pins stay in the project,
     # and an example made from a passage says where the passage came from.
