@@ -237,6 +237,15 @@ MUTATIONS = [
              "return Answer(turn.content, turn.tool_calls or None, turn.reasoning)", "return Answer(text, None, None)",
              ("tests/teachers/test_local_teacher_tools.py::"
               "test_a_tool_call_in_the_models_text_becomes_a_call_and_its_think_block_the_reasoning",)),
+    # Improve in rounds: a leaf the student masters gets nothing new. Your documents: an answer its passage does
+    # not support is a reject.
+    Mutation("a leaf the student masters gets no new items", "distill/improve/plan.py",
+             "is_mastered = score is not None and score.low >= mastered", "is_mastered = False",
+             ("tests/improve/test_improve_plan.py::test_a_weak_leaf_gains_and_a_mastered_one_gets_nothing",)),
+    Mutation("an answer its passage does not support is rejected as unfaithful", "distill/curate/checks.py",
+             "why = unsupported(example.response, passage, question=example.prompt)", "why = None",
+             ("tests/documents/test_grounded_curation.py::"
+              "test_an_answer_its_passage_does_not_support_is_rejected_and_a_faithful_one_kept",)),
 ]
 
 
