@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from distill.curate import split
+from distill.curate.diversity import leaf_diversity
 from distill.errors import DistillError, RunFailed
 from distill.evaluate import report as evaluation
 from distill.evaluate.figures import save as save_figure
@@ -174,15 +175,20 @@ class _Job:
         report = self._report(entry)
         return leaf_scores(report) if report else {}
 
+    def _similarity(self) -> dict[str, float]:
+        """Each leaf's self-similarity (0..1, distill/curate/diversity.py) over the training split as it stands:
+        the rule moves quota toward leaves whose data repeats itself."""
+        train, _ = self.run_dir.read_split()
+        return {leaf: figures.self_similarity for leaf, figures in leaf_diversity(train).items()
+                if figures.self_similarity is not None}
+
     def _plan(self, store: RunStore, number: int) -> Round | None:
         """Re-plan from the last round, run the student on the targeted leaves' training items, and record the
         round with its new items (None when every leaf is mastered)."""
         last = self._entry(store, number - 1)
         assert last is not None and last.adapter is not None
-        # diversity: each leaf's self-similarity (0..1) from distill/curate/diversity.py, another branch's; the
-        # integrator passes it here (the rule already weighs it: plan.replan).
         plan = replan(self.leaves, self._scores(last), reject_rates(self.run_dir), self.new_items,
-                      diversity=None, mastered=self.settings.mastered)
+                      diversity=self._similarity(), mastered=self.settings.mastered)
         quotas = plan.quotas()
         if not quotas:
             return None
