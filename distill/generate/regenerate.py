@@ -42,11 +42,13 @@ class RegenerateReport:
     message: str
 
 
-def new_item_id(taxonomy: str, leaf: str, round_: int, k: int, taken: set[str]) -> str:
-    """An id no plan item of the taxonomy can have: the key differs in shape from PlanItem.make_id's."""
+def new_item_id(taxonomy: str, leaf: str, round_: int, k: int, taken: set[str],
+                source: str = "review-regenerate") -> str:
+    """An id no plan item of the taxonomy can have: the key differs in shape from PlanItem.make_id's. `source`
+    (who adds items after the plan: the review's regeneration, `distill improve`'s rounds) keeps theirs apart."""
     salt = 0
     while True:
-        key = json.dumps(["review-regenerate", taxonomy, leaf, round_, k, salt])
+        key = json.dumps([source, taxonomy, leaf, round_, k, salt])
         item_id = hashlib.sha256(key.encode()).hexdigest()[:16]
         if item_id not in taken:
             return item_id

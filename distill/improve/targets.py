@@ -12,25 +12,15 @@ to run.db: generation asks only for them, and a resumed round finds the same ids
 
 from __future__ import annotations
 
-import hashlib
 import json
 
+from distill.generate.regenerate import new_item_id
 from distill.improve.records import Attempt
 from distill.records import PlanItem
 
 BRIEF_AXIS = "student_missed"
 SHOWN = 3  # failures shown in one item's prompt: enough to name a pattern, short enough to stay a prompt
 WIDTH = 160  # characters kept of each prompt, reference and answer
-
-
-def improve_item_id(taxonomy: str, leaf: str, round_: int, k: int, taken: set[str]) -> str:
-    salt = 0
-    while True:
-        key = json.dumps(["improve", taxonomy, leaf, round_, k, salt])
-        item_id = hashlib.sha256(key.encode()).hexdigest()[:16]
-        if item_id not in taken:
-            return item_id
-        salt += 1
 
 
 def _short(text: str) -> str:
@@ -72,7 +62,7 @@ def targeted_items(taxonomy: str, round_: int, quotas: dict[str, int], attempts:
             if failures:  # a different window of failures for each item, so the items do not all read alike
                 shown = [failures[(k + j) % len(failures)] for j in range(min(SHOWN, len(failures)))]
                 axes[BRIEF_AXIS] = failure_brief(shown)
-            item_id = improve_item_id(taxonomy, leaf, round_, k, taken)
+            item_id = new_item_id(taxonomy, leaf, round_, k, taken, source="improve")
             taken.add(item_id)
             index += 1
             items.append(PlanItem(id=item_id, node_path=leaf, axes=axes, index=index))
