@@ -34,15 +34,8 @@ from distill.tool_calls import chat_for_template, template_renders_tools
 from distill.train import manifest as mf
 from distill.train.config import TrainConfig
 from distill.train.preferences import PreferencePair, read_preferences
-from distill.train.sft import (
-    CHECKPOINTS,
-    adapter_folder,
-    checkpointing_option,
-    last_checkpoint,
-    load_model,
-    step_of,
-    use_progress_bar,
-)
+from distill.train.sft import adapter_folder, last_checkpoint, load_model, step_of, use_progress_bar
+from distill.train.trainer_args import CHECKPOINTS, shared_args
 
 
 class DPOResult(BaseModel):
@@ -154,32 +147,7 @@ def build_trainer(model, tokenizer, pairs: list[PreferencePair], config: TrainCo
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    args = DPOConfig(
-        output_dir=str(out_dir / CHECKPOINTS),
-        use_cpu=not cuda,
-        bf16=cuda,
-        fp16=False,
-        beta=config.dpo_beta,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        # Named either way: TRL's configs turn it on by default, and on CPU it only costs time (no memory pressure).
-        **checkpointing_option(DPOConfig, checkpointing),
-        max_length=config.max_length,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        logging_steps=config.logging_steps,
-        logging_first_step=True,
-        report_to="none",
-        disable_tqdm=True,
-        seed=config.seed,
-        dataloader_pin_memory=cuda,
-    )
+    args = DPOConfig(**shared_args(DPOConfig, config, out_dir, cuda, checkpointing), beta=config.dpo_beta)
     # No ref_model and no peft_config: TRL takes the PEFT model as it is and adds the "ref" adapter (see the top).
     return DPOTrainer(model=model, args=args, processing_class=tokenizer,
                       train_dataset=Dataset.from_list(dataset_rows(pairs, tokenizer)))

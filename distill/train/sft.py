@@ -26,8 +26,7 @@ from distill.train.card import render_card
 from distill.train.config import TrainConfig
 from distill.train.memory import MemoryEstimate
 from distill.train.merge import merge_adapter, merged_folder
-
-CHECKPOINTS = "checkpoints"
+from distill.train.trainer_args import CHECKPOINTS, shared_args
 
 
 class TrainResult(BaseModel):
@@ -207,15 +206,6 @@ def load_model(base_model: str, qlora: bool, cuda: bool, checkpointing: bool):
     return model
 
 
-def checkpointing_option(config_class: type, on: bool) -> dict[str, Any]:
-    """Activation checkpointing on or off, said explicitly: TRL's configs default it to on, and on CPU (no
-    memory pressure) recomputing every layer's activations only costs time. transformers 5 renamed the field
-    (`activation_checkpointing`; the old name warns), 4.x has only the old one."""
-    fields = getattr(config_class, "__dataclass_fields__", {})
-    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    return {name: on}
-
-
 def build_trainer(model, tokenizer, train_examples, eval_examples, config: TrainConfig, out_dir: Path, cuda: bool,
                   checkpointing: bool):
     from peft import LoraConfig
@@ -225,36 +215,14 @@ def build_trainer(model, tokenizer, train_examples, eval_examples, config: Train
     # On CPU it was measured to bring no speed-up, so "auto" leaves it off there.
     packing = config.packing if config.packing is not None else cuda
     has_eval = bool(eval_examples)
-    checkpointing_args = checkpointing_option(SFTConfig, checkpointing)
     args = SFTConfig(
-        output_dir=str(out_dir / CHECKPOINTS),
-        use_cpu=not cuda,
-        bf16=cuda,
-        fp16=False,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
+        **shared_args(SFTConfig, config, out_dir, cuda, checkpointing),
         per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        **checkpointing_args,
-        max_length=config.max_length,
         packing=packing,
         completion_only_loss=True,
         eval_strategy=("steps" if config.eval_steps else "epoch") if has_eval else "no",
         eval_steps=config.eval_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        logging_steps=config.logging_steps,
-        logging_first_step=True,
         include_num_input_tokens_seen="non_padding",
-        report_to="none",
-        disable_tqdm=True,
-        seed=config.seed,
-        dataloader_pin_memory=cuda,
     )
     lora = LoraConfig(
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
