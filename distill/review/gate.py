@@ -5,7 +5,9 @@ enough reviewed items to be judged alone, the upper end of the 95% interval on t
 under the threshold (default 10%). "Enough" is the fewest reviews that could pass at all (35 at 10%
 with Wilson's interval: a bound under 10% needs that many clean reviews), so a leaf with fewer is
 judged with its siblings, inside its parent's branch. A branch whose every current item was read
-passes whatever its rate: its rejects are gone from the data and nothing unread remains.
+passes whatever its rate: its rejects are gone from the data and nothing unread remains. When every one of
+them was rejected it is "emptied", not "pass": nothing of it is left to train on, which a person should see;
+the gate fails only when the whole set is emptied (there is no data at all).
 
 After `distill review regenerate` a leaf is judged on its newest round only: the earlier round's
 unread items leave the data (feedback.py), so its old reject rate no longer describes what trains.
@@ -40,7 +42,7 @@ class Unit(BaseModel):
     reject_rate: float | None
     ci: tuple[float, float] | None  # the 95% (or configured) interval on the reject rate
     judged: bool  # enough reviews to be judged on its own (always true for the whole set)
-    verdict: str  # pass | fail | undecided | small (not judged alone) | unread
+    verdict: str  # pass | fail | undecided | small (not judged alone) | unread | emptied (read, all rejected)
     more: int | None = None  # reviews that would decide it (None: cannot say)
 
     @property
@@ -109,7 +111,7 @@ def units(state: ReviewState, population: list[Example] | Census) -> list[Unit]:
               if t.reviewed else None)
         more = None
         if t.reviewed == t.kept:
-            verdict = "pass" if t.kept else "unread"
+            verdict = "unread" if not t.kept else "emptied" if t.rejected == t.reviewed else "pass"
         elif not judged:
             verdict = "small"
         elif ci is not None and ci[1] < settings.threshold:
@@ -143,6 +145,11 @@ def evaluate(state: ReviewState, population: list[Example] | Census, directory: 
         verdict = "waiting"
         message = (f"waiting for review: {open_reviews} of {queued} queued reviews still open; review with "
                    f"`distill review {directory} --serve` (or --cli), then run this again")
+    elif found and found[0].verdict == "emptied":
+        verdict = "fail"
+        message = (f"review gate: every one of the {found[0].reviewed} items was rejected in review, so nothing "
+                   f"is left to train on: regenerate the data (`distill review regenerate {directory} --leaf LEAF "
+                   "--taxonomy FILE`) or generate again with a stronger teacher")
     elif failing:
         verdict = "fail"
         message = _failure_message(failing, settings, directory)
@@ -151,6 +158,9 @@ def evaluate(state: ReviewState, population: list[Example] | Census, directory: 
         overall = found[0]
         message = (f"review passed: {overall.rejected} rejects in {overall.reviewed} reviews, reject rate at most "
                    f"{_pct(overall.ci[1]) if overall.ci else 'n/a'} < {_pct(settings.threshold)}")
+        emptied = [u.name for u in found if u.verdict == "emptied"]
+        if emptied:
+            message += f"; every item of {', '.join(emptied)} was rejected: nothing of it trains"
     return GateResult(verdict=verdict, message=message, open_reviews=open_reviews, queued_reviews=queued,
                       units=found, **common)
 

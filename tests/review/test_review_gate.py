@@ -93,6 +93,31 @@ def test_a_branch_read_in_full_passes_whatever_its_rate(tmp_path):
     assert gate(directory).verdict == "pass"
 
 
+def test_a_branch_read_in_full_and_all_rejected_is_emptied_not_passed(tmp_path):
+    sizes = {ASTHMA: 6, COLD: 200, AF: 0, HF: 0}
+    directory = make_dataset(tmp_path / "run", per_leaf=sizes)
+    queue_ids(directory, leaf_ids(ASTHMA, 6) + leaf_ids(COLD, 200))
+    review_all(directory, reject=set(leaf_ids(ASTHMA, 6)))
+    result = gate(directory)
+    units = {u.name: u for u in result.units}
+    assert units[ASTHMA].verdict == "emptied"  # nothing of it is left: not a "pass" a person would trust
+    assert result.verdict == "pass" and f"every item of {ASTHMA}, respiratory was rejected" not in result.message
+    assert f"every item of {ASTHMA} was rejected: nothing of it trains" in result.message
+    status = distill("review", "status", str(directory))
+    assert status.returncode == 0 and "emptied" in status.stdout
+
+
+def test_a_set_whose_every_item_was_rejected_fails_the_gate_in_one_line(tmp_path):
+    directory = make_dataset(tmp_path / "run", per_leaf={ASTHMA: 4, COLD: 3, AF: 0, HF: 0})
+    queue_ids(directory, leaf_ids(ASTHMA, 4) + leaf_ids(COLD, 3))
+    review_all(directory, reject=set(leaf_ids(ASTHMA, 4) + leaf_ids(COLD, 3)))
+    assert gate(directory).verdict == "fail"
+    cli = distill("train", str(directory), "--student", "local")
+    lines = [line for line in cli.stderr.splitlines() if line.strip()]
+    assert cli.returncode == 4 and len(lines) == 1, cli.stderr
+    assert "every one of the 7 items was rejected in review, so nothing is left to train on" in lines[0]
+
+
 def test_status_prints_the_figures_and_writes_them_to_stats(tmp_path):
     directory = make_dataset(tmp_path / "run", per_leaf=10)
     OwnedFolder.in_place(directory).write_text("stats.json", json.dumps({"counts": {"kept": 40}}))  # generation's
