@@ -7,6 +7,7 @@ run directory records which stages finished, so a re-run starts where it stopped
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,15 +67,25 @@ def load_run_config(path: Path) -> RunConfig:
             model(**getattr(config, section))
         except ValidationError as exc:
             raise located(exc, data, path, prefix=(section,), page="docs/run-configs.md#the-file") from None
-    base = path.parent
-    config.taxonomy = base / config.taxonomy
+    config.taxonomy = _beside(path, config.taxonomy)
     if config.generate.api_config is not None:
-        config.generate.api_config = base / config.generate.api_config
+        config.generate.api_config = _beside(path, config.generate.api_config)
     if config.generate.documents is not None:
-        config.generate.documents = base / config.generate.documents
+        config.generate.documents = _beside(path, config.generate.documents)
     if config.out is not None:
-        config.out = base / config.out
+        config.out = _beside(path, config.out)
     return config
+
+
+def _beside(config_file: Path, path: Path) -> Path:
+    """A path of the config, relative to its folder, with `..` steps folded (`runs/x`, not `configs/../runs/x`,
+    in every message and record); the config's own folder is resolved first so a link in it is followed."""
+    if path.is_absolute():
+        return path
+    folder = config_file.parent
+    if any(p.is_symlink() for p in (folder, *folder.parents) if str(p) not in ("", ".")):
+        return folder / path
+    return Path(os.path.normpath(folder / path))
 
 
 def generate_options(config: RunConfig, out: Path, retry_failed: bool = False,

@@ -48,6 +48,19 @@ def test_bad_run_config_is_one_clear_error(tmp_path):
         load_run_config(config_path)
 
 
+def test_paths_of_a_config_are_relative_to_its_folder_with_dot_dot_folded(tmp_path):
+    (tmp_path / "configs").mkdir()
+    config_path = tmp_path / "configs" / "job.yaml"
+    config_path.write_text("taxonomy: ../taxonomies/qa.yaml\nout: ../runs/job\n")
+    config = load_run_config(config_path)
+    # Said in every message and record as the user would write it, not as configs/../runs/job.
+    assert config.out == tmp_path / "runs" / "job" and ".." not in config.out.parts
+    assert config.taxonomy == tmp_path / "taxonomies" / "qa.yaml"
+    (tmp_path / "linked").symlink_to(tmp_path / "configs")
+    linked = load_run_config(tmp_path / "linked" / "job.yaml")
+    assert linked.out == tmp_path / "linked" / ".." / "runs" / "job"  # a link's `..` is left to the system
+
+
 def test_the_generate_section_takes_what_distill_generate_takes(tmp_path, monkeypatch):
     """budget_usd, teacher_options and an API config file: one settings model for the flags, the run config
     and the Python API. The prices in api.yaml make the first calls cost more than the budget; at the
