@@ -384,8 +384,10 @@ def _format(task: str, examples: list[Example], texts: list[str], ended: list[bo
     also stays in length (ends its turn at LENGTH_BAND times the reference's length in words)."""
     row = {"ends_turn": m.wilson(sum(ended), len(ended)).model_dump()}
     if task != "classification":
-        fits = [done and m.in_length(text, e.response) for text, done, e in zip(texts, ended, examples)]
-        row["in_length"] = m.wilson(sum(fits), len(fits)).model_dump()
+        fits = [done and m.in_length(text, answer) for text, done, answer in
+                zip(texts, ended, (final_answer(e) for e in examples)) if answer is not None]
+        if fits:
+            row["in_length"] = m.wilson(sum(fits), len(fits)).model_dump()
     return row
 
 
@@ -432,13 +434,23 @@ def _classification(examples, texts, config: EvalConfig, with_confusion: bool) -
     return row
 
 
+def final_answer(example: Example) -> str | None:
+    """The reference's closing answer in words, or None when the reference ends in a tool call: such a
+    conversation is scored at its call turns (valid call, right tool, arguments) and has no answer whose
+    words an overlap score could compare (its call turn's preface, often empty, is not one)."""
+    last = example.messages[-1] if example.messages else None
+    if last is None or last.role != "assistant" or last.tool_calls:
+        return None
+    return last.content
+
+
 def _overlap(examples, texts, config: EvalConfig) -> dict:
-    refs = [e.response for e in examples]
+    pairs = [(t, r) for t, r in zip(texts, (final_answer(e) for e in examples)) if r is not None]
+    if not pairs:
+        return {}
     return {
-        "token_f1": m.mean_estimate([m.token_f1(t, r) for t, r in zip(texts, refs)], config.resamples,
-                                    config.seed).model_dump(),
-        "rouge_l": m.mean_estimate([m.rouge_l(t, r) for t, r in zip(texts, refs)], config.resamples,
-                                   config.seed).model_dump(),
+        "token_f1": m.mean_estimate([m.token_f1(t, r) for t, r in pairs], config.resamples, config.seed).model_dump(),
+        "rouge_l": m.mean_estimate([m.rouge_l(t, r) for t, r in pairs], config.resamples, config.seed).model_dump(),
     }
 
 

@@ -69,3 +69,23 @@ def test_report_headlines_tool_calling_by_its_call_rates():
         {"valid": False, "right_tool": False, "arguments_equal": False, "turn": 2, "text": "no call"}]
     # the call itself is in the report, where a reader looks for what the student wrote at that turn
     assert report["examples"][0]["tool_calls"]["student"][0]["text"] == right[0]
+
+
+def test_a_reference_ending_in_a_call_is_scored_at_its_call_not_as_an_answer():
+    rows = conversation_rows(4)
+    for row in rows[:2]:  # these two stop at their call turn: no closing answer in words
+        row["messages"] = row["messages"][:3]
+    examples = [Example.model_validate(row) for row in rows]
+    turns = [(i, turn) for i, e in enumerate(examples) for turn in call_turns(e)]
+    calls = score_turns(examples, turns, ["no call"] * 4)
+    answers = {"base": ["x"] * 4, "student": [e.response for e in examples]}
+    block = build_report(examples, answers, EvalConfig(resamples=50), calls={"base": calls, "student": calls})
+    student = block["tasks"]["tool_calling"]["systems"]["student"]
+    # Only the two with a closing answer count: the others' "reference" would be their call turn's preface.
+    assert student["token_f1"]["n"] == 2 and student["token_f1"]["value"] == 1.0
+    assert student["valid_call"]["n"] == 4
+    only_calls = [e for e in examples[:2]]
+    alone = build_report(only_calls, {"base": ["x"] * 2, "student": ["y"] * 2}, EvalConfig(resamples=50),
+                         calls={"base": calls[:2], "student": calls[:2]})
+    assert "token_f1" not in alone["tasks"]["tool_calling"]["systems"]["student"]
+    assert "| student |" in render_markdown(alone)
