@@ -43,12 +43,12 @@ def knowledge() -> dict:
                                    {"question": f"How cold are vaccines kept ({n}.{k})?",
                                     "answer": f"Between two and eight degrees ({n}.{k})."} for k in range(3)]}
                               for n in range(1, 6)],
-            "document": {"repo": f"../../../{DOCS}", "commit": "0123456789abcdef", "patterns": ["*.pdf", "*.docx"]}}
+            "document": {"repo": f"../../../{DOCS}", "commit": "0123456789abcdef", "patterns": ["**/*.pdf", "*.docx"]}}
 
 
 def tree(tmp_path: Path) -> Path:
-    """An InstructLab tree whose one knowledge leaf names a folder holding a two-page PDF, a Word file and a
-    broken PDF."""
+    """An InstructLab tree whose one knowledge leaf names a folder holding a two-page PDF, a Word file, a broken
+    PDF and a hidden folder."""
     root = tmp_path / "taxonomy"
     write(root, "knowledge/clinic/fridge", knowledge())
     folder = root / DOCS
@@ -64,6 +64,8 @@ def tree(tmp_path: Path) -> Path:
     word.add_paragraph(IN_WORD)
     word.save(str(folder / "doors.docx"))
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog")
+    (folder / ".git").mkdir()  # a clone's own files: hidden, never read
+    (folder / ".git" / "old.pdf").write_bytes(b"%PDF-1.4\n")
     return root
 
 

@@ -76,6 +76,8 @@ def leaf_files(leaf: Leaf, root: Path, documents: Path | None) -> tuple[list[str
         if not _inside(path, folder):
             raise Refused(Problem(leaf.file, ref.line, f"document.patterns match {path.relative_to(folder)}, a link "
                                   f"to a file outside {where}; distill reads documents only inside it"))
+    # Hidden files and folders (a clone's .git) are skipped, as distill/documents skips them in a folder.
+    files = [path for path in files if not any(part.startswith(".") for part in path.relative_to(folder).parts)]
     if not files:
         return [], Problem(leaf.file, ref.line, f"no file in {where} matches document.patterns "
                            f"({', '.join(ref.patterns)}); {stand_in(leaf)}")
