@@ -226,17 +226,20 @@ def taxonomy_import_instructlab(
     name: str | None = typer.Option(None, help="Taxonomy name (default: the --out file's name)."),
     per_leaf: int = typer.Option(3, min=1, help="Items to plan for each leaf."),
     system_prompt: str | None = typer.Option(None, help="The system turn of every example."),
-    chunk_words: int = typer.Option(600, min=50, help="Words per passage of a knowledge document."),
+    max_chars: int = typer.Option(1500, "--max-chars", min=200, help="The longest passage of a knowledge document, "
+                                  "in characters (as `distill documents chunks`)."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
     """Convert an InstructLab taxonomy (qna.yaml files) into a taxonomy file and seed files; invalid files are
     listed and skipped."""
+    from distill.documents.knowledge import passage_texts
     from distill.taxonomy.instructlab.convert import SYSTEM_PROMPT
     from distill.taxonomy.instructlab.importer import import_instructlab
 
     errors = Console(stderr=True)
-    result = import_instructlab(source, out, documents=documents, name=name, per_leaf=per_leaf,
-                                system_prompt=system_prompt or SYSTEM_PROMPT, chunk_words=chunk_words, force=force,
+    result = import_instructlab(source, out, read=lambda folder, files: passage_texts(folder, files, max_chars),
+                                documents=documents, name=name, per_leaf=per_leaf,
+                                system_prompt=system_prompt or SYSTEM_PROMPT, force=force,
                                 say=lambda line: errors.print(escape(line), highlight=False, soft_wrap=True,
                                                               emoji=False))
     invalid = len({problem.file for problem in result.problems})

@@ -19,6 +19,7 @@ from distill.check_names import unknown_checks
 from distill.curate.judge import Judge
 from distill.curate.progress import stage_progress
 from distill.documents.grounding import with_passages
+from distill.documents.knowledge import with_knowledge
 from distill.errors import DistillError, RunFailed
 from distill.generate import preflight, switch_hint
 from distill.generate.budget import Budget, BudgetStop, Estimate, ItemHold, estimate_items
@@ -103,6 +104,7 @@ def _load_taxonomy(options: GenerateOptions, code: bool) -> LoadedTaxonomy:
     loaded = load_taxonomy(options.taxonomy, code=code)
     if options.documents is not None:
         loaded = with_passages(loaded, options.documents, warn=lambda line: print(f"warning: {line}", file=sys.stderr))
+    loaded = with_knowledge(loaded, warn=lambda line: print(f"warning: {line}", file=sys.stderr))  # InstructLab's
     return with_per_leaf(loaded, options.per_leaf) if options.per_leaf else loaded
 
 

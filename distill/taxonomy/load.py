@@ -18,6 +18,7 @@ from distill.tasks.engine import Seed, Task, compile_task
 from distill.tasks.registry import looks_like_path, resolve_task
 from distill.tasks.schema import SchemaError
 from distill.tasks.spec import TaskError, TaskSpec
+from distill.taxonomy.instructlab.documents import Knowledge
 from distill.taxonomy.instructlab.load import load_instructlab
 from distill.taxonomy.model import Axis, Node, Taxonomy
 from distill.taxonomy.paths import taxonomy_path
@@ -63,6 +64,9 @@ class LoadedTaxonomy:
     # What a run records of that folder (distill/documents/provenance.py `DocumentsRecord`, as data): its files,
     # their sha256 and declared licences, and the passages' texts; None without `--documents`.
     documents: dict[str, Any] | None = None
+    # An InstructLab folder: its knowledge leaves' document files, read and chunked into `passages` by `distill
+    # generate` (distill/documents/knowledge.py); None for a taxonomy file.
+    knowledge: Knowledge | None = None
 
     @cached_property
     def crossed_axes(self) -> dict[str, Axis]:
@@ -111,8 +115,9 @@ def load_taxonomy(source: str | Path | Taxonomy, base_dir: str | Path | None = N
         data: Any = None
         taxonomy = source.model_copy(deep=True)
     elif Path(source).is_dir():  # an InstructLab taxonomy folder, converted in memory
-        loaded = load_taxonomy(load_instructlab(source), base_dir=source, code=code)
-        loaded.file, loaded.source = Path(source), origin  # the folder, as the user named it
+        converted, knowledge = load_instructlab(source)
+        loaded = load_taxonomy(converted, base_dir=source, code=code)
+        loaded.file, loaded.source, loaded.knowledge = Path(source), origin, knowledge  # the folder, as named
         return loaded
     else:
         file = Path(source)

@@ -14,7 +14,6 @@ import yaml
 from cli_helpers import cli_env, distill, error_lines
 from distill.records import Example, read_jsonl
 from distill.taxonomy import build_plan, load_taxonomy
-from distill.taxonomy.instructlab.documents import chunk
 from fakeapi import FakeAPI
 from instructlab_helpers import POEMS, skill, write
 
@@ -258,10 +257,3 @@ def test_contexts_come_through_the_written_taxonomy_unchanged(tmp_path):
     assert [(s.question, s.answer) for s in block.seeds] == [(f"Question {n}?", f"Answer {n}.") for n in range(5)]
     assert [leaf.context for leaf in odd] == contexts
     assert [seed.context for seed in odd[0].seeds] == contexts
-
-
-def test_documents_are_cut_into_passages_at_paragraphs():
-    text = "\n\n".join(" ".join([f"w{p}"] * 30) for p in range(5))
-    passages = chunk(text, 70)
-    assert [len(p.split()) for p in passages] == [60, 60, 30]
-    assert chunk("one " * 150, 60) == ["one " * 59 + "one"] * 2 + [" ".join(["one"] * 30)]

@@ -4,8 +4,11 @@ with both its own qna.yaml and subfolders holding more gets its own file as a ch
 Every leaf runs the built-in `grounded-qa` task. A skill without contexts is a leaf whose seeds are its
 question/answer pairs. A grounded skill (seeds with a `context`) gets one child node a distinct context,
 so every item is asked and answered against a real passage; the seeds keep their own contexts for the
-few-shot turns. A knowledge leaf gets one child a passage of its documents when they are found locally
-(see documents.py), else one child a seed context, so its data is grounded either way.
+few-shot turns. A knowledge leaf whose documents are found locally (see documents.py) is grounded in their
+passages: converted in memory, it stays one leaf and names its files (`Converted.knowledge`), which `distill
+generate` reads and chunks, each item taking the leaf's passages in turn, with their provenance; imported into a
+file (`read` given), it gets one child a passage. Without its documents it gets one child a seed context, so its
+data is grounded either way.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.taxonomy.instructlab.documents import CHUNK_WORDS, Refused, leaf_passages
+from distill.taxonomy.instructlab.documents import (
+    Knowledge,
+    ReadPassages,
+    Refused,
+    allowed_folder,
+    leaf_files,
+    stand_in,
+)
 from distill.taxonomy.instructlab.read import Leaf, Problem, read_taxonomy
 
 TASK = "grounded-qa"
@@ -37,6 +47,7 @@ class Converted:
     notes: list[Problem] = field(default_factory=list)  # imported, with a default for what an older schema lacks
     leaves: int = 0
     seeds: int = 0
+    knowledge: Knowledge | None = None  # converted in memory: the knowledge leaves' files, read at generate time
 
 
 def jsonl_line(row: dict[str, Any]) -> str:
@@ -53,9 +64,10 @@ def node_name(folder: str) -> str:
 
 
 def convert(root: Path, name: str, *, files_dir: str | None = None, documents: Path | None = None,
-            per_leaf: int = 3, system_prompt: str = SYSTEM_PROMPT, chunk_words: int = CHUNK_WORDS) -> Converted:
+            per_leaf: int = 3, system_prompt: str = SYSTEM_PROMPT, read: ReadPassages | None = None) -> Converted:
     """The taxonomy below `root`. `files_dir` (relative to the taxonomy file): write seeds and passages as files
-    there; None: keep them inline (a taxonomy converted in memory)."""
+    there; None: keep them inline (a taxonomy converted in memory). `read`: read a knowledge leaf's documents now
+    into passage children (the importer's); None: name them in `Converted.knowledge` for `distill generate`."""
     leaves, problems = read_taxonomy(root)
     converted = Converted(data={
         "name": name,
@@ -65,6 +77,8 @@ def convert(root: Path, name: str, *, files_dir: str | None = None, documents: P
         "generation": {"per_leaf": per_leaf},
         "tree": {},
     }, problems=problems)
+    folder = allowed_folder(root, documents)
+    knowledge = Knowledge(folder=str(folder), files={})
     paths = {id(leaf): tuple(node_name(part) for part in leaf.folder) for leaf in leaves}
     parents = {path[:depth] for path in paths.values() for depth in range(1, len(path))}
     claimed: dict[tuple[str, ...], Path] = {}  # node path -> the qna.yaml that made it a leaf
@@ -82,19 +96,30 @@ def convert(root: Path, name: str, *, files_dir: str | None = None, documents: P
             converted.problems.append(Problem(leaf.file, None, f"its folder names the same node as {claimed[path]} "
                                               f"({'/'.join(path)}); rename one of the folders"))
             continue
-        passages: list[str] = []
+        files: list[str] = []
         if leaf.kind == "knowledge":
             try:
-                passages, warning = leaf_passages(leaf, root, documents, chunk_words)
+                files, warning = leaf_files(leaf, root, documents)
             except Refused as refused:  # its documents lie outside what the user named: not imported
                 converted.problems.append(refused.problem)
                 continue
             if warning is not None:
                 converted.warnings.append(warning)
+        passages: list[str] = []
+        if files and read is not None:
+            passages, unread = read(folder, files)
+            converted.warnings += [Problem(leaf.file, leaf.document.line if leaf.document else None, line)
+                                   for line in unread]
+            if not passages:
+                converted.warnings.append(Problem(leaf.file, leaf.document.line if leaf.document else None,
+                                                  f"its documents in {folder} gave no passage; {stand_in(leaf)}"))
+        elif files:
+            knowledge.files["/".join(path)] = files
         claimed[path] = leaf.file
         converted.notes += leaf.notes
         node = _place(converted.data["tree"], path)
-        _fill(converted, node, leaf, "/".join(path), files_dir, passages)
+        _fill(converted, node, leaf, "/".join(path), files_dir, passages, "/".join(path) in knowledge.files)
+    converted.knowledge = knowledge if knowledge.files else None
     return converted
 
 
@@ -110,7 +135,7 @@ def _place(tree: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _fill(converted: Converted, node: dict[str, Any], leaf: Leaf, path: str, files_dir: str | None,
-          passages: list[str]) -> None:
+          passages: list[str], read_later: bool) -> None:
     node["description"] = leaf.description
     seeds = [{"id": f"{path}#{number}", **({"context": pair.context} if pair.context else {}),
               "question": pair.question, "answer": pair.answer} for number, pair in enumerate(leaf.pairs, 1)]
@@ -132,7 +157,7 @@ def _fill(converted: Converted, node: dict[str, Any], leaf: Leaf, path: str, fil
                 child["context_file"] = f"{files_dir}/{path}/{child_name}.md"
                 converted.files[child["context_file"]] = passage + "\n"
             children[child_name] = child
-    elif leaf.grounded or leaf.kind == "knowledge":
+    elif (leaf.grounded or leaf.kind == "knowledge") and not read_later:  # the stand-in for missing documents
         contexts = list(dict.fromkeys(pair.context for pair in leaf.pairs if pair.context))
         for number, context in enumerate(contexts, 1):
             children[f"context-{number}"] = {"description": f"Seed context {number} of {len(contexts)}",

@@ -1,4 +1,4 @@
-"""A knowledge leaf's documents, read from a local folder and cut into passages.
+"""A knowledge leaf's documents, found in a local folder.
 
 InstructLab names a knowledge leaf's documents by a git repository, a commit and glob patterns. distill
 reaches no network at run time, so it reads them from a local folder: `--documents DIR` (the repository's
@@ -9,20 +9,34 @@ not found keeps its seed contexts as its passages, with a warning saying what to
 A qna.yaml is often someone else's, and what is read goes to the teacher and into the dataset: documents are
 read only inside the folder the user named (the taxonomy's tree, or `--documents`). A repo or a pattern that
 leaves it (an absolute path, `..`, a link out) refuses the file, in one line naming it, before anything is read.
+
+This module only finds the files: reading and chunking them is distill/documents' (PDF, Word, HTML, Markdown,
+text, each passage with its file, page and headings), which sits above the taxonomy in the layers. So a
+taxonomy converted in memory names its knowledge leaves' files (`Knowledge`) and `distill generate` reads them
+(distill/documents/knowledge.py); the importer, which writes the passages out, is handed the reader
+(`ReadPassages`) by its command.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from distill.errors import DistillError
-from distill.taxonomy.instructlab.read import Leaf, Problem
-from distill.userfiles import read_text
+from pydantic import BaseModel
 
-# InstructLab cuts documents into chunks of about 1,000 words for its teacher; 600 leaves room for the
-# few-shot seeds' own passages and the answer in an 8k-token window (SmolLM2, many local models).
-CHUNK_WORDS = 600
+from distill.taxonomy.instructlab.read import Leaf, Problem
+
+# (folder, files relative to it) -> (the passages' texts, a line for each file or page that could not be read)
+ReadPassages = Callable[[Path, list[str]], tuple[list[str], list[str]]]
+
+
+class Knowledge(BaseModel):
+    """The documents of a taxonomy's knowledge leaves, found and checked but not yet read: the folder they were
+    looked for in (the taxonomy's tree, or `--documents`), and each leaf's files, relative to it."""
+
+    folder: str
+    files: dict[str, list[str]]  # leaf path -> its files, "/" between folders, in name order
 
 
 class Refused(Exception):
@@ -33,10 +47,10 @@ class Refused(Exception):
         self.problem = problem
 
 
-def leaf_passages(leaf: Leaf, root: Path, documents: Path | None,
-                  chunk_words: int = CHUNK_WORDS) -> tuple[list[str], Problem | None]:
-    """The passages of a knowledge leaf's documents ([] when none were found) and a warning, if any; `Refused`
-    when the qna.yaml points outside `root` (the taxonomy's tree) or `documents`, before any file is read."""
+def leaf_files(leaf: Leaf, root: Path, documents: Path | None) -> tuple[list[str], Problem | None]:
+    """The files of a knowledge leaf's documents, relative to `allowed_folder(root, documents)` ([] when none
+    were found) and a warning, if any; `Refused` when the qna.yaml points outside `root` (the taxonomy's tree) or
+    `documents`, before any file is read."""
     ref = leaf.document
     assert ref is not None
     for number, pattern in enumerate(ref.patterns):
@@ -45,7 +59,7 @@ def leaf_passages(leaf: Leaf, root: Path, documents: Path | None,
             raise Refused(Problem(leaf.file, line, f"document.patterns.{number}: {pattern!r} leaves the repository's "
                                   "folder; a pattern is relative to it (like *.md or docs/**/*.md)"))
     folder, where = _repo_folder(leaf, documents)
-    allowed = documents if documents is not None else root
+    allowed = allowed_folder(root, documents)
     if folder is not None and not _inside(folder, allowed):
         raise Refused(Problem(leaf.file, ref.line, f"document.repo {ref.repo} is outside {_named(allowed, documents)}; "
                               "distill reads documents only there: put a clone there, or pass --documents with the "
@@ -53,7 +67,7 @@ def leaf_passages(leaf: Leaf, root: Path, documents: Path | None,
     if folder is None or not folder.is_dir():
         return [], Problem(leaf.file, ref.line, f"document.repo {ref.repo} is not a local folder and distill reads "
                            f"no network: clone it at commit {ref.commit[:12]} and pass --documents with the clone's "
-                           f"folder; {_stand_in(leaf)} until then")
+                           f"folder; {stand_in(leaf)} until then")
     try:
         files = sorted({path for pattern in ref.patterns for path in folder.glob(pattern) if path.is_file()})
     except (ValueError, NotImplementedError, OSError) as exc:
@@ -62,24 +76,21 @@ def leaf_passages(leaf: Leaf, root: Path, documents: Path | None,
         if not _inside(path, folder):
             raise Refused(Problem(leaf.file, ref.line, f"document.patterns match {path.relative_to(folder)}, a link "
                                   f"to a file outside {where}; distill reads documents only inside it"))
+    # Hidden files and folders (a clone's .git) are skipped, as distill/documents skips them in a folder.
+    files = [path for path in files if not any(part.startswith(".") for part in path.relative_to(folder).parts)]
     if not files:
         return [], Problem(leaf.file, ref.line, f"no file in {where} matches document.patterns "
-                           f"({', '.join(ref.patterns)}); {_stand_in(leaf)}")
-    texts = []
-    for path in files:
-        try:
-            texts.append(read_text(path, "knowledge document"))
-        except DistillError as exc:
-            return [], Problem(leaf.file, ref.line, f"{exc} (distill reads Markdown and plain-text documents); "
-                               f"{_stand_in(leaf)}")
-    passages = chunk("\n\n".join(texts), chunk_words)
-    if not passages:
-        return [], Problem(leaf.file, ref.line, f"the documents matching document.patterns in {where} hold no text; "
-                           f"{_stand_in(leaf)}")
-    return passages, None
+                           f"({', '.join(ref.patterns)}); {stand_in(leaf)}")
+    base = allowed.resolve()  # every file resolved inside it (checked above): named relative to it
+    return sorted({path.resolve().relative_to(base).as_posix() for path in files}), None
 
 
-def _stand_in(leaf: Leaf) -> str:
+def allowed_folder(root: Path, documents: Path | None) -> Path:
+    """The one folder a taxonomy's knowledge documents may be read in: `--documents` when given, else its tree."""
+    return documents if documents is not None else root
+
+
+def stand_in(leaf: Leaf) -> str:
     """What the leaf is generated from while its documents are missing."""
     if leaf.grounded:
         return "the leaf's seed contexts stand in for the documents"
@@ -117,27 +128,3 @@ def _repo_folder(leaf: Leaf, documents: Path | None) -> tuple[Path | None, str]:
     path = Path(local).expanduser()
     path = path if path.is_absolute() else leaf.file.parent / path
     return path, str(path)
-
-
-def chunk(text: str, words: int) -> list[str]:
-    """Paragraphs packed into passages of at most `words` words (a longer paragraph is cut by words)."""
-    passages: list[str] = []
-    current: list[str] = []
-    count = 0
-    for paragraph in (p.strip() for p in text.split("\n\n")):
-        if not paragraph:
-            continue
-        size = len(paragraph.split())
-        if current and count + size > words:
-            passages.append("\n\n".join(current))
-            current, count = [], 0
-        while size > words:
-            tokens = paragraph.split()
-            passages.append(" ".join(tokens[:words]))
-            paragraph, size = " ".join(tokens[words:]), size - words
-        if paragraph:
-            current.append(paragraph)
-            count += size
-    if current:
-        passages.append("\n\n".join(current))
-    return passages

@@ -15,7 +15,7 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 from distill.errors import DistillError
 from distill.owned import MANIFEST, OwnedFolder, atomic_write
 from distill.taxonomy.instructlab.convert import SYSTEM_PROMPT, Converted, convert, node_name
-from distill.taxonomy.instructlab.documents import CHUNK_WORDS
+from distill.taxonomy.instructlab.documents import ReadPassages
 from distill.taxonomy.instructlab.load import Say, log_line, report
 from distill.taxonomy.instructlab.read import Problem
 from distill.taxonomy.load import load_taxonomy
@@ -35,10 +35,12 @@ class ImportReport:
     notes: list[Problem] = field(default_factory=list)  # defaults for what an older schema version lacks
 
 
-def import_instructlab(root: str | Path, out: str | Path, *, documents: str | Path | None = None,
+def import_instructlab(root: str | Path, out: str | Path, *, read: ReadPassages, documents: str | Path | None = None,
                        name: str | None = None, per_leaf: int = 3, system_prompt: str = SYSTEM_PROMPT,
-                       chunk_words: int = CHUNK_WORDS, force: bool = False, say: Say = log_line) -> ImportReport:
-    """Write `out` (a distill taxonomy) and its files in `<NAME>-seeds/` beside it, then load it back."""
+                       force: bool = False, say: Say = log_line) -> ImportReport:
+    """Write `out` (a distill taxonomy) and its files in `<NAME>-seeds/` beside it, then load it back. `read`
+    reads a knowledge leaf's documents into passages (distill/documents/knowledge.py `passage_texts`: it sits
+    above the taxonomy, so the command hands it in)."""
     root, out = Path(root), Path(out)
     name = name or node_name(out.stem)
     if not name:
@@ -50,7 +52,7 @@ def import_instructlab(root: str | Path, out: str | Path, *, documents: str | Pa
                            path=documents)
     files_dir = f"{name}-seeds"
     converted = convert(root, name, files_dir=files_dir, documents=Path(documents) if documents else None,
-                        per_leaf=per_leaf, system_prompt=system_prompt, chunk_words=chunk_words)
+                        per_leaf=per_leaf, system_prompt=system_prompt, read=read)
     report(converted, root, say)
     Taxonomy.model_validate(converted.data)  # what we write must load
     seeds = _seeds_folder(out, files_dir, converted, force)

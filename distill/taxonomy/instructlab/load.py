@@ -10,6 +10,7 @@ from pathlib import Path
 
 from distill.errors import DistillError
 from distill.taxonomy.instructlab.convert import Converted, convert, node_name
+from distill.taxonomy.instructlab.documents import Knowledge
 from distill.taxonomy.model import Taxonomy
 
 log = logging.getLogger("distill.instructlab")
@@ -37,9 +38,10 @@ def report(converted: Converted, root: Path, say: Say) -> None:
                            "listed above); fix them and import again", path=root)
 
 
-def load_instructlab(root: str | Path, say: Say = log_line) -> Taxonomy:
-    """The taxonomy of an InstructLab folder, converted in memory (seeds and passages inline)."""
+def load_instructlab(root: str | Path, say: Say = log_line) -> tuple[Taxonomy, Knowledge | None]:
+    """The taxonomy of an InstructLab folder, converted in memory (seeds and seed contexts inline), and its
+    knowledge leaves' document files, for `distill generate` to read (None: no leaf has local documents)."""
     root = Path(root)
     converted = convert(root, node_name(root.resolve().name) or "instructlab")
     report(converted, root, say)
-    return Taxonomy.model_validate(converted.data)
+    return Taxonomy.model_validate(converted.data), converted.knowledge
