@@ -11,6 +11,8 @@ model (400 naming the field), and a database that cannot take it (disk full, loc
 message the page shows, never a traceback.
 The page's Content-Security-Policy allows no inline script and nothing from elsewhere; the page
 itself never turns teacher text into HTML (static/review.js builds text nodes).
+`/documents/NAME` serves an original of the user's documents to the same token holders: only a file the
+run's documents.json records, by that name, and only unchanged since the run (sources.py).
 """
 
 from __future__ import annotations
