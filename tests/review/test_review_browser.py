@@ -13,12 +13,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sources_helpers import ALSO_SUPPORTING, SUPPORTING, documents_run, fridge_item
 
 from distill.records import read_jsonl
 from distill.review.ledger import ReviewLedger
 from distill.review.server import ReviewServer
 from review_helpers import conversation_row, example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
-from sources_helpers import ALSO_SUPPORTING, SUPPORTING, documents_run, fridge_item
 
 CHROMIUM = os.environ.get("DISTILL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from review_helpers import example_row, make_dataset, queue_ids
 from sources_helpers import ALSO_SUPPORTING, DOCUMENTS, SUPPORTING, documents_run, fridge_item, kept
+
 from distill.review.server import ReviewServer
+from review_helpers import example_row, make_dataset, queue_ids
 
 # The tests marked slow share one run generated from the documents (about 5 s).
 

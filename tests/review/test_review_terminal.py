@@ -11,12 +11,12 @@ import sys
 import time
 
 import pytest
+from sources_helpers import documents_run, fridge_item
 
 from cli_helpers import ROOT as REPO
 from distill.review.tui import clean, parse_turns
 from distill.train.data import load_splits
 from review_helpers import conversation_row, example_row, leaf_ids, make_dataset, queue_ids, wait_for_decisions
-from sources_helpers import documents_run, fridge_item
 
 ORDER = leaf_ids("respiratory/asthma", 3) + ["hostile"] + leaf_ids("cardiology/arrhythmias", 2)
 CONVERSATION_EDITOR = """
