@@ -37,17 +37,17 @@ def teacher(request: dict[str, Any]) -> str | None:
 
 
 def documents_run(tmp_path: Path) -> Path:
-    """A copy of the shipped taxonomy and documents, a run generated from them, every kept example queued."""
+    """A copy of the shipped taxonomy and documents, a run generated from them (the folder named relative to
+    `tmp_path`, as a user types it), every kept example queued."""
     taxonomy = tmp_path / "taxonomies" / TAXONOMY.name
     taxonomy.parent.mkdir(parents=True)
     shutil.copy(TAXONOMY, taxonomy)
-    documents = tmp_path / "documents" / DOCUMENTS.name
-    shutil.copytree(DOCUMENTS, documents)
+    shutil.copytree(DOCUMENTS, tmp_path / "documents" / DOCUMENTS.name)
     env = cli_env(tmp_path)
     with FakeAPI(Faults(user=teacher)) as api:
         done = distill("generate", "--taxonomy", str(taxonomy), "--teacher", "openai:test-model", "--base-url",
                        api.url + "/v1", "--out", str(tmp_path / "run"), "--no-preflight", "--per-leaf", "1",
-                       "--documents", str(documents), cwd=tmp_path, env=env, timeout=300)
+                       "--documents", "documents/clinic-protocols", cwd=tmp_path, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     queued = distill("review", str(tmp_path / "run"), "--sample", "1", cwd=tmp_path, env=env)
     assert queued.returncode == 0, queued.stderr
