@@ -17,6 +17,9 @@ _CAPITALISED = re.compile(r"\b[A-Z][A-Za-z0-9-]*[A-Za-z0-9]\b|\b[A-Z]\b")
 # Sentences end at . ! ? followed by white space, or at a line break (list items are their own sentences); a
 # colon before a capital starts one too ("Note: Always ..."), so its first word is not taken for a name.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=:)\s+(?=[A-Z])|\n+")
+# In a passage a line break before a lower-case letter does not end a sentence: a PDF page's text breaks its
+# sentences where the page's lines end ("The\nvaccine refrigerator log ..."), which is layout, not the author's.
+_WRAPPED_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=:)\s+(?=[A-Z])|\n\s*\n\s*|\n+(?![a-z\n])")
 # A list marker at the start of a line ("1.", "2)", "-"): a count of the answer's own, not a claim.
 _LIST_MARKER = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s+")
 
@@ -38,7 +41,7 @@ LEANING = re.compile(
 def passage_text(example: Example, passages: dict[str, str]) -> str | None:
     """The text of the passage the example was made from (by `meta.source.id`); None without one, or where the
     passage's text is not at hand (curating a file without the run's documents)."""
-    source = _source(example)
+    source = source_of(example)
     return passages.get(str(source.get("id"))) if source else None
 
 
@@ -81,8 +84,26 @@ def unsupported(answer: str, passage: str, question: str = "") -> str | None:
     return None
 
 
+def sentence_spans(text: str, wrapped: bool = False) -> list[tuple[int, int]]:
+    """The character spans of `text`'s sentences, as the `faithful` check cuts an answer: at . ! ? and white space,
+    a colon before a capital, a line break; a list marker and the white space around a sentence left out.
+    `wrapped`: the text is a passage whose lines may break a sentence (see `_WRAPPED_SENTENCE_END`)."""
+    spans = []
+    start = 0
+    for end in [*(m for m in (_WRAPPED_SENTENCE_END if wrapped else _SENTENCE_END).finditer(text)), None]:
+        stop = end.start() if end is not None else len(text)
+        marker = _LIST_MARKER.match(text[start:stop])  # sliced: "^" holds at the string's start only
+        first = start + marker.end() if marker else start
+        piece = text[first:stop]
+        if piece.strip():
+            lead = len(piece) - len(piece.lstrip())
+            spans.append((first + lead, first + len(piece.rstrip())))
+        start = end.end() if end is not None else stop
+    return spans
+
+
 def _sentences(text: str) -> list[str]:
-    return [s for part in _SENTENCE_END.split(text) if (s := _LIST_MARKER.sub("", part).strip())]
+    return [text[start:end] for start, end in sentence_spans(text)]
 
 
 def _plain_number(number: str) -> str:
@@ -91,7 +112,8 @@ def _plain_number(number: str) -> str:
     return plain.rstrip("0").rstrip(".") if "." in plain else plain
 
 
-def _source(example: Example) -> dict[str, Any] | None:
+def source_of(example: Example) -> dict[str, Any] | None:
+    """The `meta.source` of an example made from a passage of the user's documents; None for any other."""
     extra = example.meta.model_extra or {}
     source = extra.get("source")
     return source if isinstance(source, dict) else None

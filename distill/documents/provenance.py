@@ -58,7 +58,7 @@ class DocumentFile(BaseModel):
 
 
 class DocumentsRecord(BaseModel):
-    folder: str  # as given to `--documents`
+    folder: str  # absolute: the review serves the originals from it, whatever folder it is started in
     files: list[DocumentFile]
     passages: dict[str, str] = {}  # chunk id -> text, for the passages attached to a leaf
 
@@ -93,7 +93,7 @@ def documents_record(folder: Path, library: Library, declaration: Declaration,
                           sha256=_sha256(folder / document.file),
                           license=declaration.licenses.get(document.file, declaration.license))
              for document in library.reading.documents]
-    return DocumentsRecord(folder=str(folder), files=files, passages=passages)
+    return DocumentsRecord(folder=str(folder.resolve()), files=files, passages=passages)
 
 
 def _sha256(path: Path) -> str:

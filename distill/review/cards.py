@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from distill.curate.checks import CHECKS, CheckSettings
 from distill.records import Message
 from distill.review.model import Neighbour, Signal
+from distill.review.sources import RecordedDocuments, SourcePassage
 from distill.review.state import ItemState
 from distill.taxonomy.snapshot import read_snapshot
 
@@ -50,6 +51,7 @@ class Card(BaseModel):
     mine: Past | None  # this reviewer's standing decision
     outcome: str | None
     history: list[Past]
+    source: SourcePassage | None = None  # the passage of the user's documents it was made from (meta.source)
 
 
 def run_checks(messages: list[Message], example) -> list[Check]:
@@ -75,7 +77,8 @@ def _past(decision) -> Past:
                 note=decision.note, at=decision.created_at)
 
 
-def make_card(item: ItemState, reviewer: str, seeds: dict[str, str]) -> Card:
+def make_card(item: ItemState, reviewer: str, seeds: dict[str, str],
+              documents: RecordedDocuments | None = None) -> Card:
     example = item.item.example
     messages = item.messages()
     edited = item.latest_edit() is not None
@@ -86,4 +89,5 @@ def make_card(item: ItemState, reviewer: str, seeds: dict[str, str]) -> Card:
         signals=item.item.signals, neighbour=item.item.neighbour, checks=run_checks(messages, example),
         messages=messages, original=list(example.messages) if edited else None, output=example.output,
         tools=example.tools, mine=_past(mine) if mine else None, outcome=item.outcome, history=[_past(d) for d in item.history],
+        source=documents.passage(example, messages) if documents else None,
     )

@@ -11,6 +11,8 @@ model (400 naming the field), and a database that cannot take it (disk full, loc
 message the page shows, never a traceback.
 The page's Content-Security-Policy allows no inline script and nothing from elsewhere; the page
 itself never turns teacher text into HTML (static/review.js builds text nodes).
+`/documents/NAME` serves an original of the user's documents to the same token holders: only a file the
+run's documents.json records, by that name, and only unchanged since the run (sources.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import socket
 import sqlite3
 import threading
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import uvicorn
 from pydantic import BaseModel, ValidationError
@@ -38,6 +40,7 @@ from distill.records import REVIEW_REASONS
 from distill.review.ledger import token_digest
 from distill.review.model import DecisionRequest, UndoRequest
 from distill.review.session import BadDecision, ReviewSession
+from distill.review.sources import ROUTE, Unavailable
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "distill_review"
@@ -159,6 +162,22 @@ def build_app(session: ReviewSession, owner: str | None = None, owner_token: str
             return PlainTextResponse("not found\n", status_code=404, headers=HEADERS)
         return FileResponse(STATIC / name, media_type=FILES[name], headers=HEADERS)
 
+    async def document(request: Request) -> Response:
+        """An original document of the run, by its recorded name (sources.py decides what may be served)."""
+        if who(request) is None:
+            return refuse()
+        try:
+            original = session.documents.original(request.path_params["name"])
+        except Unavailable as err:
+            if "application/json" in request.headers.get("accept", ""):
+                return error(err.message, err.status)
+            return PlainTextResponse(err.message + "\n", status_code=err.status, headers=HEADERS)
+        headers = {k: v for k, v in HEADERS.items() if k != "Content-Security-Policy"}
+        if original.policy:
+            headers["Content-Security-Policy"] = original.policy
+        headers["Content-Disposition"] = f"inline; filename*=utf-8''{quote(original.name.rsplit('/', 1)[-1])}"
+        return Response(original.content, media_type=original.media_type, headers=headers)
+
     def error(message: str, status: int) -> Response:
         return JSONResponse({"error": message}, status_code=status, headers=HEADERS)
 
@@ -210,6 +229,7 @@ def build_app(session: ReviewSession, owner: str | None = None, owner_token: str
     routes = [
         Route("/", page),
         Route("/static/{name}", static),
+        Route(ROUTE + "{name:path}", document),
         Route("/api/hello", api(hello)),
         Route("/api/queue", api(overview)),
         Route("/api/item/{item_id}", api(card)),

@@ -19,6 +19,7 @@ from distill.review.feedback import summary
 from distill.review.gate import Census
 from distill.review.ledger import ReviewLedger
 from distill.review.population import load_population
+from distill.review.sources import RecordedDocuments
 from distill.review.state import ReviewState, build_state
 
 CLAIM_S = 120.0  # a card opened by one reviewer is not handed to another for this long
@@ -38,6 +39,7 @@ class ReviewSession:
             raise DistillError(f"no review queue yet: build one with `distill review {self.directory}`",
                                path=self.directory)
         self.seeds = seed_texts(self.directory)
+        self.documents = RecordedDocuments.of(self.directory)
         self._queue_size = -1
         self._decisions: list[Decision] = []
         self._claims: dict[str, tuple[str, float]] = {}
@@ -67,7 +69,7 @@ class ReviewSession:
         if item_id not in state.items:
             raise BadDecision(f"{_quoted(item_id)} is not in the review queue")
         self._claims[item_id] = (reviewer, time.monotonic() + CLAIM_S)
-        return make_card(state.items[item_id], reviewer, self.seeds)
+        return make_card(state.items[item_id], reviewer, self.seeds, self.documents)
 
     def claimed_by_other(self, item_id: str, reviewer: str) -> bool:
         claim = self._claims.get(item_id)

@@ -30,6 +30,7 @@ from distill.errors import DistillError
 from distill.records import REVIEW_REASONS, Message
 from distill.review.cards import Card
 from distill.review.session import BadDecision, ReviewSession
+from distill.review.sources import SourcePassage
 
 REASON_KEYS = {str(k): code for k, code in enumerate(REVIEW_REASONS, 1)}
 KEYS = ("a accept · r reject (1-7 toggle, Enter) · e edit ($EDITOR) · u undo · s skip · "
@@ -312,6 +313,24 @@ def _turn(message: Message) -> Text:
     return Text("\n").join(lines)
 
 
+def _source(source: SourcePassage) -> Panel:
+    """The passage the example was made from, its supporting sentences highlighted. It is the user's document:
+    each piece cleaned as teacher text is (cleaned apart, so the spans keep to the recorded text)."""
+    where = f"{source.file}, page {source.page}" if source.page else source.file
+    title = Text(clean(" · ".join(["source", where, " › ".join(source.headings)] if source.headings
+                                  else ["source", where])))
+    if source.text is None:
+        return Panel(Text("the passage's text is not in the run's documents.json", style="dim"), title=title,
+                     title_align="left", border_style="yellow")
+    body, at = Text(), 0
+    for span in source.spans:
+        body.append(clean(source.text[at:span.start]))
+        body.append(clean(source.text[span.start:span.end]), style="black on yellow")
+        at = span.end
+    body.append(clean(source.text[at:]))
+    return Panel(body, title=title, title_align="left", border_style="yellow")
+
+
 def render_card(card: Card) -> Group:
     axes = ", ".join(f"{k}: {v}" for k, v in card.axes.items())
     head = Text.assemble((card.leaf or "(no leaf)", "bold"), f"  {axes}  ", (f"[{card.id}]", "dim"))
@@ -326,6 +345,8 @@ def render_card(card: Card) -> Group:
         title = Text(f"{number} · {message.role}{_doing(message)}" if numbered else message.role)
         parts.append(Panel(_turn(message), title=title, title_align="left",
                            border_style=colours.get(message.role, "white")))
+    if card.source is not None:
+        parts.append(_source(card.source))
     facts = []
     if card.tools:
         facts.append("tools: " + ", ".join(clean(str(t.get("function", {}).get("name", "?"))) for t in card.tools))

@@ -6,11 +6,14 @@ do not skip.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
+from pathlib import Path
 
 import pytest
+from sources_helpers import ALSO_SUPPORTING, SUPPORTING, documents_run, fridge_item
 
 from distill.records import read_jsonl
 from distill.review.ledger import ReviewLedger
@@ -273,4 +276,69 @@ def test_a_conversation_shows_its_turns_tool_calls_and_folded_results_and_one_tu
     page.keyboard.press("r")
     page.wait_for_selector("#reasons:not([hidden])")
     assert page.locator("#reason-turn-label").is_hidden()
+    assert errors == []
+
+
+PLANTED_MARKUP = 'countersigned <img src=x onerror="window.__pwned = \'passage\'"> every Friday'
+
+
+@pytest.fixture
+def sourced(tmp_path):
+    """A run generated from the shipped documents, its fridge passage (as documents.json keeps it) carrying markup
+    in its supporting sentence: a user's document is data, whatever it holds."""
+    run = documents_run(tmp_path)
+    record = json.loads((run / "documents.json").read_text())
+    record["passages"] = {k: v.replace("countersigned every Friday", PLANTED_MARKUP)
+                          for k, v in record["passages"].items()}
+    (run / "documents.json").write_text(json.dumps(record))
+    server = ReviewServer(run, port=0, owner="kim").start()
+    yield run, server, Path(record["folder"])
+    server.stop()
+
+
+FETCH = """async (href) => {
+  const response = await fetch(href);
+  const bytes = await response.arrayBuffer();
+  const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
+  return {status: response.status, type: response.headers.get("content-type"),
+          sha256: digest.map((b) => b.toString(16).padStart(2, "0")).join(""),
+          text: response.ok ? "" : new TextDecoder().decode(bytes)};
+}"""
+
+
+@pytest.mark.slow  # a run generated from the documents first
+def test_the_source_passage_beside_the_answer_with_its_support_marked_and_a_link_to_its_page(page, sourced):
+    run, server, folder = sourced
+    fridge = fridge_item(run)["id"]
+    errors = open_page(page, server)
+    if card_id(page) != fridge:
+        assert press_and_wait(page, "j") == fridge
+    source = page.locator("#card .with-source aside.source")
+    answer = page.locator("#card .with-source .msg.assistant")
+    assert source.is_visible() and answer.is_visible()
+    # Beside the answer: to its right, overlapping it in height.
+    a, s = answer.bounding_box(), source.bounding_box()
+    assert s["x"] >= a["x"] + a["width"] and s["y"] < a["y"] + a["height"]
+    assert "protocols.pdf, page 3" in source.inner_text() and "Medication storage" in source.inner_text()
+    # The supporting sentences inside <mark> elements, the passage's markup as text: no element, nothing run.
+    marks = [text for text in source.locator("mark").all_text_contents()]
+    assert marks == [ALSO_SUPPORTING, SUPPORTING.replace("countersigned every Friday", PLANTED_MARKUP)]
+    assert source.locator("img, script, [onerror]").count() == 0
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.__pwned") is None
+
+    link = source.locator("a.source-link")
+    assert link.get_attribute("href") == "/documents/protocols.pdf#page=3"
+    assert link.inner_text() == "open page 3 of protocols.pdf"
+    pdf = page.evaluate(FETCH, link.get_attribute("href"))
+    original = (folder / "protocols.pdf").read_bytes()
+    assert (pdf["status"], pdf["type"], pdf["sha256"]) == (200, "application/pdf", hashlib.sha256(original).hexdigest())
+    (folder / "protocols.pdf").write_bytes(original + b"\n% edited since the run\n")
+    changed = page.evaluate(FETCH, link.get_attribute("href"))
+    assert changed["status"] == 409 and "protocols.pdf has changed since the run" in changed["text"]
+
+    # The example not made from a passage: its card as before, no source beside it.
+    press_and_wait(page, "j")
+    assert page.locator("#card .msg.assistant").is_visible()
+    assert page.locator("#card .with-source, #card .source").count() == 0
     assert errors == []

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
 import time
 
 import pytest
+from sources_helpers import documents_run, fridge_item
 
 from cli_helpers import ROOT as REPO
 from distill.review.tui import clean, parse_turns
@@ -167,3 +169,26 @@ def test_terminal_shows_a_conversation_and_reviews_one_turn(tmp_path):
     train, held_out = load_splits(directory, eval_fraction=0.2)
     trained = {e.id: e for e in train + held_out}
     assert "conv" not in trained and trained["conv-2"].messages[2].tool_calls[0].function.name == "lookup_order"
+
+
+@pytest.mark.slow  # a run generated from the documents first
+def test_terminal_shows_the_source_passage_with_its_support_highlighted(tmp_path):
+    run = documents_run(tmp_path)
+    fridge = fridge_item(run)["id"]
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "160", "LINES": "60"}
+    term = Pty([sys.executable, "-m", "distill.cli", "review", str(run), "--cli", "--reviewer", "tess"], env)
+    try:
+        term.expect("a accept")
+        if f"[{fridge}]".encode() not in term.seen:
+            term.send("j")
+            term.expect(f"[{fridge}]")
+        term.expect("source · protocols.pdf, page 3 · Medication storage")
+        term.expect("practice manager is told the same day.")
+        # The supporting sentence on a yellow background (SGR 43); the table's rows on the same page plain.
+        assert re.search(rb"\x1b\[[0-9;]*43mthe lowest and highest reading of the week\.", term.seen)
+        assert not re.search(rb"\x1b\[[0-9;]*43mVaccines 2 to 8", term.seen)
+        term.send("q")
+        assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()

@@ -320,7 +320,8 @@
     editable = editable === undefined ? false : editable;
     const numbered = isConversation(card);
     const chat = el("div", {class: "chat"}, card.messages.map((m, i) => message(m, editable, i, numbered)));
-    const parts = [head, chat];
+    // An example made from a passage of the user's documents: the passage beside the answer.
+    const parts = [head, card.source ? el("div", {class: "with-source"}, chat, sourcePanel(card.source)) : chat];
     if (editable !== false) parts.push(el("p", {class: "hint"}, "Editing: Ctrl+Enter saves the edit, Esc cancels."));
     if (card.original && editable === false) {
       parts.push(el("details", {class: "original"}, el("summary", {}, "Original (before the edit)"),
@@ -334,6 +335,37 @@
       const first = $("card").querySelector("textarea[data-role=assistant]") || $("card").querySelector("textarea");
       if (first) first.focus();
     }
+  }
+
+  // The passage is the user's document: text nodes, and <mark> elements around the supporting sentences.
+  function highlighted(text, spans) {
+    const out = [];
+    let at = 0;
+    for (const span of spans) {
+      if (span.start < at || span.end > text.length) continue;
+      if (span.start > at) out.push(text.slice(at, span.start));
+      out.push(el("mark", {}, text.slice(span.start, span.end)));
+      at = span.end;
+    }
+    if (at < text.length) out.push(text.slice(at));
+    return out;
+  }
+
+  function sourcePanel(source) {
+    const where = source.page ? `${source.file}, page ${source.page}` : source.file;
+    const text = typeof source.text === "string"
+      ? el("div", {class: "passage-text"}, ...highlighted(source.text, source.spans))
+      : el("p", {class: "muted"}, "The passage's text is not in the run's documents.json.");
+    // Only the review's own route: the server built the link from the name documents.json records.
+    const link = source.href && source.href.startsWith("/documents/")
+      ? el("a", {class: "source-link", href: source.href, target: "_blank", rel: "noopener noreferrer"},
+        source.page ? `open page ${source.page} of ${source.file}` : `open ${source.file}`)
+      : el("p", {class: "muted"}, "The file is not recorded in the run's documents.json.");
+    return el("aside", {class: "source", "aria-label": "source passage"},
+      el("div", {class: "role"}, "source passage"),
+      el("div", {class: "source-file"}, where),
+      source.headings.length ? el("div", {class: "source-headings"}, source.headings.join(" › ")) : null,
+      text, link);
   }
 
   function section(title, ...children) {
