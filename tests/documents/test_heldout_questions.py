@@ -139,3 +139,34 @@ def test_a_held_out_set_that_cannot_be_read_is_one_line_before_anything_is_writt
     assert done.stderr.count("\n") == 1, done.stderr
     assert f"documents.yaml:3: {problem}" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # a run of 2 items, to the review gate
+def test_a_run_configs_documents_folder_brings_its_held_out_sets(tmp_path):
+    taxonomy, documents = project(tmp_path, "held_out: [faq.jsonl, exam]\n")
+    config = tmp_path / "run.yaml"
+    with FakeAPI(Faults(user=Teacher([COPIED, CLEAN]))) as api:
+        config.write_text(f"taxonomy: {taxonomy.name}\nout: run\nreview: {{size: 1}}\n"
+                          f"generate: {{teacher: 'openai:test-model', documents: {documents.name}, preflight: false,"
+                          f" teacher_options: {{base_url: '{api.url}/v1'}}}}\n")
+        done = distill("run", str(config), cwd=tmp_path, env=cli_env(tmp_path), timeout=300)
+    assert done.returncode == 4, done.stderr  # the review gate stops it after generation and curation
+    rejects = [r for r in read_jsonl(tmp_path / "run" / "rejected.jsonl") if r.get("example")]
+    assert [(r["reason"], r["example"]["messages"][-2]["content"]) for r in rejects
+            if "faq.jsonl" in r["detail"]] == [("contaminated", COPIED)]
+
+
+@pytest.mark.slow  # a run of 2 items, then the same run again
+def test_a_run_resumed_without_documents_is_decontaminated_against_the_sets_it_recorded(tmp_path):
+    taxonomy, documents = project(tmp_path, "held_out: [faq.jsonl, exam]\n")
+    with FakeAPI(Faults(user=Teacher([COPIED, CLEAN]))) as api:
+        args = ("generate", "--taxonomy", str(taxonomy), "--teacher", "openai:test-model", "--base-url",
+                api.url + "/v1", "--out", str(tmp_path / "run"), "--no-preflight")
+        done = distill(*args, "--documents", str(documents), "--no-curate", cwd=tmp_path, env=cli_env(tmp_path))
+        assert done.returncode == 0, done.stderr
+        assert len(read_jsonl(tmp_path / "run" / "dataset.jsonl")) == 2  # not curated: the copy is still there
+        done = distill(*args, cwd=tmp_path, env=cli_env(tmp_path))  # every item answered: curated again
+    assert done.returncode == 0, done.stderr
+    assert [e["messages"][-2]["content"] for e in read_jsonl(tmp_path / "run" / "dataset.jsonl")] == [CLEAN]
+    rejects = read_jsonl(tmp_path / "run" / "rejected.jsonl")
+    assert any(r["reason"] == "contaminated" and "held-out faq.jsonl:1" in r["detail"] for r in rejects)
