@@ -32,7 +32,16 @@ class Declaration(BaseModel):
 
     license: str | None = None
     licenses: dict[str, str] = Field(default_factory=dict)
-    held_out: list[str | HeldoutSource] = Field(default_factory=list)
+    held_out: list[HeldoutSource] = Field(default_factory=list)
+
+    @field_validator("held_out", mode="before")
+    @classmethod
+    def _paths_as_sources(cls, value: Any) -> Any:
+        """`faq.jsonl`, `[faq.jsonl, {path: exam.csv, fields: [question]}]`: each entry a source."""
+        entries = [value] if isinstance(value, (str, dict)) else [] if value is None else value
+        if not isinstance(entries, list):
+            return value
+        return [{"path": entry} if isinstance(entry, str) else entry for entry in entries]
 
     @field_validator("license")
     @classmethod
@@ -60,7 +69,8 @@ def load_declaration(folder: Path) -> tuple[Declaration, Any]:
     try:
         return Declaration.model_validate(data), data
     except ValidationError as exc:
-        raise located(exc, data, path, page=PAGE) from None
+        page = HELD_OUT_PAGE if exc.errors()[0]["loc"][:1] == ("held_out",) else PAGE
+        raise located(exc, data, path, page=page) from None
 
 
 def held_out_sets(folder: Path) -> dict[str, HeldoutSource]:
@@ -71,9 +81,10 @@ def held_out_sets(folder: Path) -> dict[str, HeldoutSource]:
     declaration, data = load_declaration(folder)
     root = folder.resolve()
     sets: dict[str, HeldoutSource] = {}
-    for number, entry in enumerate(declaration.held_out):
-        source = HeldoutSource(path=entry) if isinstance(entry, str) else entry
-        where = ("held_out", number) if isinstance(entry, str) else ("held_out", number, "path")
+    entries = data.get("held_out") if isinstance(data, dict) else None
+    for number, source in enumerate(declaration.held_out):
+        written_as_path = isinstance(entries, str) or (isinstance(entries, list) and isinstance(entries[number], str))
+        where = ("held_out", number) if written_as_path else ("held_out", number, "path")
         problem = _problem(folder, root, source.path)
         if problem:
             raise DistillError(f"held_out.{number}: {source.path}: {problem}", path=folder / DECLARATION,

@@ -126,6 +126,7 @@ def test_held_out_sets_are_not_chunks(tmp_path):
     ("outside.jsonl", "held_out.0: outside.jsonl: a link that leads out of the documents folder"),
     ("quiz.jsonl", "held_out.0: quiz.jsonl: not found in"),
     ("storage.md", "held_out.0: storage.md: .md is not a question-set format distill reads"),
+    ("{path: faq.jsonl, feilds: [question]}", "held_out.0.feilds: unknown field 'feilds'"),
 ])
 def test_a_held_out_set_that_cannot_be_read_is_one_line_before_anything_is_written(tmp_path, entry, problem):
     secret = tmp_path / "secret.jsonl"
