@@ -107,8 +107,9 @@ def _node(section: _Section, path: list[str]) -> dict[str, Any]:
 
 def _leaf(title: str, chunk: Chunk, path: list[str]) -> dict[str, Any]:
     sentence = first_sentence(chunk.text)
-    # A draft seed: a taxonomy needs one, and its words help attach the section's chunks to this leaf.
-    seed = {"id": "-".join(path), "question": f"What should I know about {title}?", "answer": sentence}
+    # A draft seed: a taxonomy needs one, and its words help attach the section's chunks to this leaf. Its id is
+    # the leaf's path, unique in the tree ("-" joined, a/b-c and a-b/c would meet).
+    seed = {"id": "/".join(path), "question": f"What should I know about {title}?", "answer": sentence}
     return {"description": f"{title}: {sentence}", "seeds": [seed]}
 
 
@@ -135,6 +136,7 @@ def write_first_taxonomy(folder: Path, out: Path, force: bool = False,
             yaml.width = 4096  # one line a value: folding leaves spaces at line ends
             yaml.dump(data, handle)
 
+    out.parent.mkdir(parents=True, exist_ok=True)  # taxonomies/ in a new project
     atomic_write(out, write)
     loaded = load_taxonomy(out)  # the file written loads
     return Proposal(out=out, leaves=len(loaded.leaves), nodes=len(loaded.nodes), problems=problems)
