@@ -173,6 +173,23 @@ def taxonomy_show(path: Path, seed: int = typer.Option(0, help="Plan seed."),
         show_coverage(console, loaded, documents)
 
 
+@taxonomy_app.command("from-documents")
+def taxonomy_from_documents(
+    folder: Path = typer.Argument(..., metavar="DIR", help="The folder that holds your documents."),
+    out: Path = typer.Option(..., "--out", help="Taxonomy file to write (taxonomies/NAME.yaml)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if distill wrote it (your edits are lost)."),
+) -> None:
+    """Propose a first taxonomy from the headings of your documents, for you to edit (docs/documents.md)."""
+    from distill.documents.first_taxonomy import write_first_taxonomy
+
+    errors = Console(stderr=True)
+    proposal = write_first_taxonomy(folder, out, force=force, say=lambda line: errors.print(
+        f"warning: {escape(line)}", highlight=False, soft_wrap=True))
+    console.print(f"[green]proposed[/green] {escape(str(out))}: {proposal.nodes} nodes, {proposal.leaves} leaves; "
+                  f"edit it, then check it with distill taxonomy show {escape(str(out))} --documents "
+                  f"{escape(str(folder))}", highlight=False, soft_wrap=True)
+
+
 @taxonomy_app.command("diversity")
 def taxonomy_diversity(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory (or a folder `distill curate` "

@@ -378,6 +378,11 @@ def write_jsonl(path, rows) -> None:
         raise
 
 
+# The files a held-out set may be (besides a `datasets` or Hub-layout folder), by suffix: what curate/heldout.py reads.
+HELDOUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv",
+                    ".parquet": "parquet"}
+
+
 class HeldoutSource(BaseModel):
     """A held-out evaluation set to keep out of the training data (and to evaluate on)."""
 

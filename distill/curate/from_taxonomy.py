@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from distill.curate.topic import NodeText
+from distill.documents.provenance import held_out_sources
 from distill.tasks.engine import seed_text
 from distill.taxonomy import LoadedTaxonomy, load_taxonomy
 
@@ -56,7 +57,8 @@ def taxonomy_config(loaded) -> dict[str, Any]:
         "output_schema": task.output_schema,  # the student's output schema lives with the task
         "task_checks": task.checks,
         "skip_checks": list(task.spec.skip_checks),
-        "heldout": list(taxonomy.heldout),
+        # the taxonomy's held-out sets, and those the documents folder of `--documents` holds out (documents.yaml)
+        "heldout": [*taxonomy.heldout, *held_out_sources(loaded.documents)],
         "topics": taxonomy_nodes(loaded),
         "label_descriptions": dict(task.labels) if labels else None,
         "label_instructions": taxonomy.system_prompt if labels else None,

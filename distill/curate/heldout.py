@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from distill.curate.dataset_io import hub_files, iter_rows, unreadable_parquet
 from distill.errors import DistillError
 from distill.formats import detect, row_messages
-from distill.records import HeldoutSource, iter_jsonl
+from distill.records import HELDOUT_SUFFIXES, HeldoutSource, iter_jsonl
 from distill.userfiles import read_text
 
 # Tried in order when the user names no fields.
@@ -64,13 +64,12 @@ def _format_of(source: HeldoutSource) -> str:
             path=path,
         )
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    formats = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
-    if suffix.lower() not in formats:
+    if suffix.lower() not in HELDOUT_SUFFIXES:
         raise DistillError(
             f"unknown held-out format {suffix or '(no extension)'!r}; use .jsonl, .json, .csv, .parquet or a datasets folder",
             path=path,
         )
-    return formats[suffix.lower()]
+    return HELDOUT_SUFFIXES[suffix.lower()]
 
 
 def _rows_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:

@@ -10,14 +10,17 @@ from pathlib import Path
 from distill.documents.attach import attach
 from distill.documents.library import load_library
 from distill.documents.provenance import declared, documents_record
+from distill.records import HeldoutSource
 from distill.taxonomy.load import LoadedTaxonomy
 
 
-def with_passages(loaded: LoadedTaxonomy, folder: Path, warn: Callable[[str], None]) -> LoadedTaxonomy:
+def with_passages(loaded: LoadedTaxonomy, folder: Path, warn: Callable[[str], None],
+                  questions: Callable[[HeldoutSource], int]) -> LoadedTaxonomy:
     """`loaded` with `passages` set from the documents in `folder`; `warn` gets a line for each file that could
     not be read, one for each pin that matches no document there, and one naming the leaves left without a passage
-    (they are asked from the teacher's knowledge). `documents` is the record the run keeps (documents/provenance.py);
-    a bad `documents.yaml` in the folder is one line."""
+    (they are asked from the teacher's knowledge). `documents` is the record the run keeps (documents/provenance.py),
+    with the question sets the folder holds out, each read by `questions` (which counts them, or says in one line
+    why it cannot); a bad `documents.yaml` in the folder is one line."""
     library = load_library(folder)
     declaration = declared(folder, library)  # a mistake in it stops the run before any warning
     for line in library.reading.problems():
@@ -33,5 +36,5 @@ def with_passages(loaded: LoadedTaxonomy, folder: Path, warn: Callable[[str], No
         passages.setdefault(each.leaf, []).append(each.chunk.model_dump())
     # What the run keeps of the folder (documents.json): the card and the checks never read the folder again.
     texts = {each.chunk.id: each.chunk.text for each in coverage.attachments}
-    record = documents_record(folder, library, declaration, texts)
+    record = documents_record(folder, library, declaration, texts, questions)
     return dataclasses.replace(loaded, passages=passages, documents=record.model_dump())

@@ -233,6 +233,11 @@ def _source_documents(run_dir: RunDir, examples: list[Example]) -> list[str]:
     unused = [each["file"] for each in files if not resting[each["file"]]]
     if unused:
         lines += ["", f"Read, but no example here rests on them: {', '.join(unused)}."]
+    held_out = [each for each in record.get("held_out") or [] if isinstance(each, dict) and each.get("file")]
+    if held_out:  # the folder's own question sets (documents.yaml `held_out:`): kept out, and decontaminated against
+        lines += ["", "Question sets of the folder, held out (not used for generation), every example decontaminated "
+                  "against them: " + ", ".join(f"{_cell(each['file'])} (sha256 `{_cell(each.get('sha256'))}`, "
+                                              f"{each.get('questions', '?')} questions)" for each in held_out) + "."]
     return lines
 
 

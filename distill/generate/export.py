@@ -8,6 +8,7 @@ from pathlib import Path
 
 from distill.curate.from_taxonomy import with_taxonomy
 from distill.curate.pipeline import CurateConfig
+from distill.documents.provenance import held_out_sources
 from distill.executors.local import curate as curate_examples
 from distill.records import Example, PlanItem, Reject
 from distill.review.feedback import review_in_store
@@ -94,11 +95,16 @@ def _curate(examples: list[Example], loaded: LoadedTaxonomy, enabled: bool, sett
 
 def _with_passages(settings: dict, loaded: LoadedTaxonomy, run_dir: RunDir) -> dict:
     """A run resumed (or reviewed) without `--documents` still checks its examples against the passages it
-    recorded when it was made (documents.json)."""
-    if loaded.passages or "passages" in settings:
+    recorded when it was made (documents.json), and is decontaminated against the question sets its documents
+    folder held out."""
+    if loaded.documents is not None:  # --documents: the taxonomy's config has them (curate/from_taxonomy.py)
         return settings
     record = run_dir.read_documents()
-    return {**settings, "passages": record.get("passages") or {}} if record else settings
+    if not record:
+        return settings
+    held_out = held_out_sources(record)
+    settings = {**settings, "heldout": [*settings.get("heldout", []), *held_out]} if held_out else settings
+    return settings if "passages" in settings else {**settings, "passages": record.get("passages") or {}}
 
 
 def _review(store: RunStore, kept: list[Example], run_dir: RunDir) -> tuple[list[Example], list[Reject], dict | None]:

@@ -16,6 +16,7 @@ from typing import Literal, Protocol, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from distill.check_names import unknown_checks
+from distill.curate.heldout import load_heldout
 from distill.curate.judge import Judge
 from distill.curate.progress import stage_progress
 from distill.documents.grounding import with_passages
@@ -103,7 +104,8 @@ def _load_taxonomy(options: GenerateOptions, code: bool) -> LoadedTaxonomy:
     """`code`: import the task's Python (its custom checks, its models): a run does, a dry run does not."""
     loaded = load_taxonomy(options.taxonomy, code=code)
     if options.documents is not None:
-        loaded = with_passages(loaded, options.documents, warn=lambda line: print(f"warning: {line}", file=sys.stderr))
+        loaded = with_passages(loaded, options.documents, warn=lambda line: print(f"warning: {line}", file=sys.stderr),
+                               questions=lambda source: len(load_heldout(source)))
     loaded = with_knowledge(loaded, warn=lambda line: print(f"warning: {line}", file=sys.stderr))  # InstructLab's
     return with_per_leaf(loaded, options.per_leaf) if options.per_leaf else loaded
 
