@@ -115,14 +115,20 @@ def run_pipeline(config: RunConfig, say=print, retry_failed: bool = False,
         err = exc.errors()[0]
         raise DistillError(f"run config: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
     out = config.out or default_out(load_taxonomy(config.taxonomy))
+    prepared = None
+    if "generate" not in RunDir(out, "out:").read_pipeline()["done"]:
+        # The generation's inputs first: a missing seed file or a bad documents.yaml leaves no folder behind.
+        options = generate_options(config, out, retry_failed, progress)
+        prepared = generation.prepare(options, generation_executor(options.executor))
     # --force here passes the review gate, so a folder of the user's is refused with no way past but another out:
     run_dir = RunDir.claim(out, option="out:", force_option=None)
     with run_dir.lock():  # the whole pipeline: a second `distill run` on it stops at once
-        return _run_stages(config, run_dir, say, retry_failed, force, train_config, eval_config, progress)
+        return _run_stages(config, run_dir, say, retry_failed, force, train_config, eval_config, progress, prepared)
 
 
 def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], retry_failed: bool, force: bool,
-                train_config: TrainConfig, eval_config: EvalConfig, progress: bool = False) -> dict[str, Any]:
+                train_config: TrainConfig, eval_config: EvalConfig, progress: bool = False,
+                prepared: generation.PreparedRun | None = None) -> dict[str, Any]:
     """Each stage's `run(run_dir, settings)` in turn, skipping those pipeline.json records as finished."""
     state = run_dir.read_pipeline()
 
@@ -133,7 +139,7 @@ def _run_stages(config: RunConfig, run_dir: RunDir, say: Callable[[str], Any], r
     if "generate" not in state["done"]:
         say("stage 1/4: generate + curate")
         options = generate_options(config, run_dir.root, retry_failed, progress)
-        report = generation.run(run_dir, options, generation_executor(options.executor))
+        report = generation.run(run_dir, options, generation_executor(options.executor), prepared)
         counts = report.stats["counts"]
         if counts["pending"] or counts["failed"]:
             raise RunFailed(f"generation left {counts['pending']} pending and {counts['failed']} failed items; "

@@ -131,7 +131,7 @@ class ItemRun(Protocol):
 
 
 @dataclass
-class _Job:
+class PreparedRun:
     """A generation checked and planned, before anything is written or sent."""
 
     options: GenerateOptions
@@ -155,15 +155,22 @@ def generate(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     return _run(run_dir, job)
 
 
-def run(run_dir: RunDir, options: GenerateOptions, executor: ItemExecutor | None = None) -> RunReport:
+def run(run_dir: RunDir, options: GenerateOptions, executor: ItemExecutor | None = None,
+        prepared: PreparedRun | None = None) -> RunReport:
     """The generation stage in a run folder already claimed (`distill run` claims it for its whole job):
     every item asked (here, or with `executor`), every answer in run.db, then the run's files rebuilt from it
-    (`finish_run`)."""
-    return _run(run_dir, _prepare(options, None, executor))
+    (`finish_run`). `prepared`: what `prepare` checked of these options, so nothing is read twice."""
+    return _run(run_dir, prepared or _prepare(options, None, executor))
+
+
+def prepare(options: GenerateOptions, executor: ItemExecutor | None = None) -> PreparedRun:
+    """Every input of the generation checked (taxonomy, seeds, documents, held-out sets, templates) before
+    a run folder is claimed, so a mistake in them leaves no folder behind; pass the result to `run`."""
+    return _prepare(options, None, executor)
 
 
 def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | None,
-             executor: ItemExecutor | None) -> _Job:
+             executor: ItemExecutor | None) -> PreparedRun:
     """Everything a run reads (taxonomy, seeds, held-out sets, prompt templates, the response cache) checked
     before the run folder is touched or the first teacher call."""
     check_flags(options)
@@ -183,10 +190,10 @@ def _prepare(options: GenerateOptions, teacher_factory: Callable[[], Teacher] | 
     api = options.teacher.api and teacher_factory is None
     if api and options.cache:  # checked now: the cache is opened only once the teacher is built
         writable_folder(options.cache_dir or default_cache_dir(), "--cache-dir")
-    return _Job(options, loaded, plan, api, teacher_factory, executor)
+    return PreparedRun(options, loaded, plan, api, teacher_factory, executor)
 
 
-def _run(run_dir: RunDir, job: _Job) -> RunReport:
+def _run(run_dir: RunDir, job: PreparedRun) -> RunReport:
     """One run at a time holds the directory."""
     try:
         with run_dir.lock(), run_dir.store_errors():

@@ -365,3 +365,14 @@ def test_python_dash_m_distill_cli_behaves_the_same(tmp_path):
         done = subprocess.run([sys.executable, "-m", "distill.train", *args], cwd=tmp_path, env=cli_env(tmp_path),
                               capture_output=True, text=True, timeout=180)
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_distill_run_checks_the_generations_inputs_before_it_makes_its_folder(tmp_path):
+    tiny_copy(tmp_path)
+    (tmp_path / "tiny" / "seeds" / "respiratory.jsonl").unlink()  # the taxonomy names it
+    (tmp_path / "job.yaml").write_text(
+        "taxonomy: tiny/qa.yaml\nout: run\ngenerate: {teacher: 'openai:gpt-4o-mini', limit: 1}\n")
+    done = distill("run", str(tmp_path / "job.yaml"), cwd=tmp_path, env=cli_env(tmp_path))
+    lines = error_lines(done.stderr)
+    assert done.returncode == 2 and len(lines) == 1 and "respiratory.jsonl" in lines[0], done.stderr
+    assert not (tmp_path / "run").exists()  # nothing left behind for a mistake in the inputs
