@@ -21,11 +21,12 @@ BASE, TEACHER = "base", "teacher"  # the systems a report compares besides the s
 # its name: then the final answer's overlap follows.
 TOOL_CALLING = "tool_calling"
 HEADLINE = {"classification": ("schema_validity", "accuracy", "macro_f1"),
-            "qa": ("token_f1", "rouge_l", "ends_turn", "in_length"),
+            "qa": ("token_f1", "rouge_l", "faithful", "ends_turn", "in_length"),
             TOOL_CALLING: ("valid_call", "right_tool", "arguments_equal", "token_f1", "ends_turn")}
 LABELS = {"schema_validity": "schema validity", "accuracy": "accuracy", "macro_f1": "macro-F1",
           "token_f1": "token-F1", "rouge_l": "ROUGE-L", "ends_turn": "ends its turn", "in_length": "stays in length",
-          "valid_call": "valid call", "right_tool": "right tool", "arguments_equal": "arguments equal"}
+          "valid_call": "valid call", "right_tool": "right tool", "arguments_equal": "arguments equal",
+          "faithful": "faithful to its passage"}
 
 
 def calls_tools(block: dict | None) -> bool:

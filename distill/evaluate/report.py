@@ -25,6 +25,7 @@ from distill.curate.split import read_split
 from distill.errors import DistillError, RunFailed
 from distill.evaluate import metrics as m
 from distill.evaluate.constrain import task_schema
+from distill.evaluate.faithfulness import faithful_share
 from distill.evaluate.figures import write_figures
 from distill.evaluate.forms import ModelForm, detect_forms, load_form, shared_manifest
 from distill.evaluate.generate import Answer, generate, load_base, load_student
@@ -161,7 +162,9 @@ def run(run_dir: RunDir, config: EvalConfig, students: Path | list[Path],
              for system, rows in generated.items()}
     answers[TEACHER] = [e.response for e in examples]
     judge = _judge(config.judge, config)
-    report = build_report(examples, answers, config, judge, ended=ended, calls=calls, label_set=label_set)
+    documents = run_dir.read_documents() or {}  # the passages the held-out questions were written from
+    report = build_report(examples, answers, config, judge, ended=ended, calls=calls, label_set=label_set,
+                          passages=documents.get("passages") or {})
     if config.constrained:
         report["constrained"] = constrained_report(report, [examples[i] for i in held], schemas, notes, constrained,
                                                    config, label_set)
@@ -264,12 +267,13 @@ def task_of(example: Example) -> str:
 
 def build_report(examples: list[Example], answers: dict[str, list[str]], config: EvalConfig, judge=None,
                  ended: dict[str, list[bool]] | None = None, calls: dict[str, list[list[CallScore]]] | None = None,
-                 label_set: Sequence[str] | None = None) -> dict:
+                 label_set: Sequence[str] | None = None, passages: dict[str, str] | None = None) -> dict:
     """Scores per task, per taxonomy leaf, and the answers themselves. Pure: no model involved.
 
     `ended`: per model system, whether each answer ended its turn (None where unknown: no format measures).
     `calls`: per model system and example, the scores of its tool calls (`score_turns`).
-    `label_set`: the taxonomy's labels, where the run knows them (else the held-out labels are the set)."""
+    `label_set`: the taxonomy's labels, where the run knows them (else the held-out labels are the set).
+    `passages`: the run's passages by id (documents.json), for the share of answers faithful to them."""
     ended, calls = ended or {}, calls or {}
     by_task: dict[str, list[int]] = defaultdict(list)
     by_leaf: dict[str, list[int]] = defaultdict(list)
@@ -286,12 +290,13 @@ def build_report(examples: list[Example], answers: dict[str, list[str]], config:
     report: dict[str, Any] = {"n": len(examples), "systems": list(answers), "tasks": {}, "leaves": {},
                               "length_band": list(m.LENGTH_BAND)}
     for task, idx in sorted(by_task.items()):
-        report["tasks"][task] = score(task, *pick(idx), config=config, judge=judge, label_set=label_set)
+        report["tasks"][task] = score(task, *pick(idx), config=config, judge=judge, label_set=label_set,
+                                      passages=passages)
     for leaf, idx in sorted(by_leaf.items()):
         tasks = sorted({task_of(examples[i]) for i in idx})
         report["leaves"][leaf] = {
             task: score(task, *pick([i for i in idx if task_of(examples[i]) == task]), config=config, judge=None,
-                        with_confusion=False, label_set=label_set)
+                        with_confusion=False, label_set=label_set, passages=passages)
             for task in tasks
         }
     report["examples"] = [
@@ -306,7 +311,7 @@ def build_report(examples: list[Example], answers: dict[str, list[str]], config:
 
 def score(task: str, examples: list[Example], answers: dict[str, list[str]], ended: dict[str, list[bool]],
           calls: dict[str, list[list[CallScore]]], config: EvalConfig, judge=None, with_confusion: bool = True,
-          label_set: Sequence[str] | None = None) -> dict:
+          label_set: Sequence[str] | None = None, passages: dict[str, str] | None = None) -> dict:
     out: dict[str, Any] = {"n": len(examples), "systems": {}}
     structured = [i for i, e in enumerate(examples) if e.output]
     # A label outside the set is not a valid answer, however well-formed its JSON (the schema's enum). The set is
@@ -327,6 +332,9 @@ def score(task: str, examples: list[Example], answers: dict[str, list[str]], end
                 row.update(_format(task, examples, texts, ended[system]))
             if any(calls.get(system, [])):
                 row.update(_tool_calls([score for scores in calls[system] for score in scores]))
+        share = faithful_share(examples, texts, passages) if passages and task != "classification" else None
+        if share is not None:  # examples made from a passage of the user's documents
+            row["faithful"] = share.model_dump()
         out["systems"][system] = row
     versus = versus_base(out["systems"])
     if versus:

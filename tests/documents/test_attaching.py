@@ -56,7 +56,7 @@ def test_the_coverage_report_names_leaves_without_documents_and_documents_withou
     done = distill("taxonomy", "show", str(TAXONOMY), "--documents", str(DOCUMENTS), cwd=tmp_path,
                    env=cli_env(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert "16 chunks attached to 10 of 11 leaves" in done.stdout
+    assert "59 chunks attached to 21 of 22 leaves" in done.stdout
     assert "leaf without documents: medicines/travel-vaccination" in done.stdout
     assert "document used by no leaf: visitors.txt" in done.stdout
     row = next(line for line in done.stdout.splitlines() if "medicines/vaccine-storage" in line)

@@ -18,7 +18,7 @@ DOCUMENTS = ROOT / "documents" / "clinic-protocols"
 PLANTED = "The vaccine refrigerator log at Harbour Lane is countersigned every Friday by the duty pharmacist"
 
 
-@pytest.mark.slow  # a whole run: 22 items, 44 calls to the loopback API
+@pytest.mark.slow  # a whole run: 44 items, 88 calls to the loopback API
 def test_a_planted_sentence_reaches_its_leafs_prompts_and_the_example_points_at_its_page(tmp_path):
     out = tmp_path / "run"
     with FakeAPI() as api:  # curation off: the fake's answers are random words; the prompts are what is tested
@@ -37,8 +37,9 @@ def test_a_planted_sentence_reaches_its_leafs_prompts_and_the_example_points_at_
     assert planted == {("medicines/vaccine-storage", "instruction"), ("medicines/vaccine-storage", "response")}
     examples = [json.loads(line) for line in (out / "dataset.jsonl").read_text().splitlines()]
     fridge = [e for e in examples if e["meta"]["taxonomy_path"] == "medicines/vaccine-storage"]
-    assert len(fridge) == 2
-    for example in fridge:
+    # Its two passages in turn: the planted page 3 and the vaccine deliveries of page 10.
+    assert sorted(e["meta"]["source"]["page"] for e in fridge) == [3, 10]
+    for example in [e for e in fridge if e["meta"]["source"]["page"] == 3]:
         source = example["meta"]["source"]
         assert (source["file"], source["page"], source["headings"]) == ("protocols.pdf", 3, ["Medication storage"])
         chunk = next(c for c in map(json.loads, distill("documents", "chunks", str(DOCUMENTS), "--json", cwd=tmp_path,
@@ -55,7 +56,7 @@ def test_a_planted_sentence_reaches_its_leafs_prompts_and_the_example_points_at_
     assert travel and all("source" not in e["meta"] for e in travel)
 
 
-@pytest.mark.slow  # a run of 22 items, then the review queue
+@pytest.mark.slow  # a run of 44 items, then the review queue
 def test_a_run_configs_documents_folder_is_relative_to_the_config(tmp_path):
     config = tmp_path / "configs" / "clinic.yaml"
     config.parent.mkdir()
@@ -68,10 +69,10 @@ def test_a_run_configs_documents_folder_is_relative_to_the_config(tmp_path):
     assert done.returncode == 4, done.stderr  # the review gate stops it after generation, as it should
     examples = [json.loads(line) for line in (config.parent / "run" / "dataset.jsonl").read_text().splitlines()]
     assert {e["meta"].get("source", {}).get("page") for e in examples
-            if e["meta"]["taxonomy_path"] == "medicines/vaccine-storage"} == {3}
+            if e["meta"]["taxonomy_path"] == "medicines/vaccine-storage"} == {3, 10}
 
 
-@pytest.mark.slow  # two runs of 22 items
+@pytest.mark.slow  # two runs of 44 items
 def test_editing_one_document_asks_again_only_for_the_passages_it_changed(tmp_path):
     project = tmp_path / "project"
     (project / "taxonomies").mkdir(parents=True)
@@ -98,7 +99,7 @@ def test_editing_one_document_asks_again_only_for_the_passages_it_changed(tmp_pa
     asked = [path for path, cached in again if not cached]
     # The power cut's passage changed: its item's two calls are asked again, and every other answer is reused.
     assert asked == ["emergencies/fire-and-power"] * 2
-    assert len(again) == 44
+    assert len(again) == 88  # 44 items, two calls each
 
 
 @pytest.mark.slow  # a whole run
@@ -116,7 +117,7 @@ def test_a_task_that_reads_context_keeps_the_passage_in_the_students_prompt(tmp_
     assert done.returncode == 0, done.stderr
     examples = [json.loads(line) for line in (out / "dataset.jsonl").read_text().splitlines()]
     fridge = [e for e in examples if e["meta"]["taxonomy_path"] == "medicines/vaccine-storage"]
-    assert fridge and all(e["meta"]["source"]["page"] == 3 for e in fridge)
-    for example in fridge:
+    assert sorted(e["meta"]["source"]["page"] for e in fridge) == [3, 10]  # the leaf's two passages in turn
+    for example in [e for e in fridge if e["meta"]["source"]["page"] == 3]:
         user = next(m["content"] for m in example["messages"] if m["role"] == "user")
         assert PLANTED in " ".join(user.split())

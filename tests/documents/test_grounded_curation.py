@@ -86,12 +86,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.slow  # a run of 44 items
+@pytest.mark.slow  # a run of 176 items
 def test_an_answer_its_passage_does_not_support_is_rejected_and_a_faithful_one_kept(tmp_path):
     taxonomy, documents = project(tmp_path)
-    done = generate(tmp_path, taxonomy, documents, list(PLANTED), "--per-leaf", "4")
+    # The fridge leaf's two passages (pages 3 and 10) are taken in turn: 8 items give page 3 four of them.
+    done = generate(tmp_path, taxonomy, documents, list(PLANTED), "--per-leaf", "8")
     assert done.returncode == 0, done.stderr
-    kept = [e for e in read_jsonl(tmp_path / "run" / "dataset.jsonl") if e["meta"]["taxonomy_path"]
+    kept = [e for e in fridge(read_jsonl(tmp_path / "run" / "dataset.jsonl")) if e["meta"]["taxonomy_path"]
             == "medicines/vaccine-storage"]
     assert [(e["messages"][-2]["content"], e["messages"][-1]["content"]) for e in kept] == \
         [("How often is the vaccine refrigerator log at Harbour Lane countersigned?", TRUE)]
@@ -161,7 +162,7 @@ def test_a_licence_for_a_file_that_is_not_there_is_one_line(tmp_path):
     assert done.stderr.count("\n") == 1 and "documents.yaml:2: licenses: protocol.pdf: no document" in done.stderr
 
 
-@pytest.mark.slow  # a run of 44 items, and a verdict for each example with a passage
+@pytest.mark.slow  # a run of 176 items, and a verdict for each example with a passage
 def test_a_judge_decides_faithfulness_on_request(tmp_path):
     taxonomy, documents = project(tmp_path)
     asked: list[str] = []
@@ -176,7 +177,7 @@ def test_a_judge_decides_faithfulness_on_request(tmp_path):
     with FakeAPI(Faults(user=Teacher(list(PLANTED)), verdict=verdict)) as api:
         done = distill("generate", "--taxonomy", str(taxonomy), "--teacher", "openai:test-model", "--base-url",
                        api.url + "/v1", "--out", str(tmp_path / "run"), "--no-preflight", "--documents",
-                       str(documents), "--per-leaf", "4", "--judge-faithfulness", cwd=tmp_path,
+                       str(documents), "--per-leaf", "8", "--judge-faithfulness", cwd=tmp_path,
                        env=cli_env(tmp_path), timeout=300)
     assert done.returncode == 0, done.stderr
     # The judge is shown the passage beside the question and the answer.

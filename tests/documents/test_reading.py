@@ -37,7 +37,7 @@ def test_every_format_is_read_with_its_pages_headings_and_tables(tmp_path):
                                "staff-handbook.docx", "visitors.txt"]
     pdf = by_file["protocols.pdf"]
     # The PDF's pages, and the heading of each from its outline (bookmarks).
-    assert sorted({c["page"] for c in pdf}) == [1, 2, 3, 4, 5]
+    assert sorted({c["page"] for c in pdf}) == list(range(1, 16))
     assert {c["page"]: c["headings"] for c in pdf}[3] == ["Medication storage"]
     planted = [c for c in pdf if PLANTED in squash(c["text"])]
     assert [c["page"] for c in planted] == [3]

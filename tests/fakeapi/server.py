@@ -82,6 +82,9 @@ class Faults:
     # A request without tools for which this returns text is answered with that text (a simulated user's turn,
     # tests/fakeapi/support.py); None leaves the request to the answers above.
     user: Callable[[dict[str, Any]], str | None] | None = None
+    # The same for a teacher's text answers (tests/fakeapi/documents.py: an extractive teacher of the shipped
+    # clinic documents, for the measured document recipe).
+    teacher: Callable[[dict[str, Any]], str | None] | None = None
 
 
 @dataclass
@@ -302,7 +305,10 @@ class FakeAPI:
             return self.compose_agent(request, prompt)
         if provider == "anthropic" and anthropic_agent_request(request):
             return self.compose_anthropic_agent(request, prompt)
-        said = self.faults.user(request) if self.faults.user is not None and not request.get("tools") else None
+        said = None
+        for handler in (self.faults.user, self.faults.teacher):
+            if said is None and handler is not None and not request.get("tools"):
+                said = handler(request)
         kind = None if said is not None else self.content_kind(prompt)
         self.kinds[conversation_key(request.get("messages") or [], request.get("seed"))] = kind
         structured = wants_json(request)
