@@ -131,7 +131,8 @@ def _longest_fixed(schema: dict[str, Any]) -> Any:
 def _capped(schema: dict[str, Any], room: int) -> dict[str, Any]:
     out = dict(schema)
     if _is_free_string(schema):
-        out["maxLength"] = min(room + int(schema.get("minLength", 0)), schema.get("maxLength", room + 10**9))
+        cap = room + int(schema.get("minLength", 0))
+        out["maxLength"] = min(cap, schema.get("maxLength", cap))  # a tighter cap of the schema's own stands
     if "properties" in schema:
         out["properties"] = {key: _capped(value, room) for key, value in schema["properties"].items()}
         out["additionalProperties"] = False
