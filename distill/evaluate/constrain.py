@@ -13,6 +13,11 @@ label + free-text rationale), 0.83 (xgrammar, same schema) and 0.47 (the trie, l
 them, so cost did not decide. The trie enumerates finite answers only, so it cannot hold the classification
 task's free-text rationale or an extraction's nested fields; xgrammar does both but depends on triton (pulled on
 Linux x86, 150+ MB, no use on CPU) and apache-tvm-ffi; llguidance does both with no dependency at all.
+
+A schema holds an answer's shape, not its length: on the tickets split (2026-12-07) every constrained miss was a
+free-text rationale still running when `--max-new-tokens` ran out, so the object never closed. `within_budget`
+therefore gives the grammar a length bound derived from the token budget (see its docstring), so that a
+constrained answer always closes inside it.
 """
 
 from __future__ import annotations
@@ -64,6 +69,79 @@ def reference_schema(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         return {"type": "string"}
     return {}  # null in the reference: any value
+
+
+def within_budget(schema: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:
+    """The schema as decoding under `max_new_tokens` is held to it: every free-text string capped in length so the
+    answer's JSON always closes (and its end-of-turn token fits) inside the budget.
+
+    Why a length cap in the grammar rather than forcing the closing near the end: the cap is decided once, from the
+    schema and the budget alone, so every answer is a value of one fixed schema (what the card's schema.json says
+    and any server can enforce), and the model sees from the start how much room a string has; forcing the end
+    would need the grammar's shortest completion at every step, which llguidance does not expose.
+
+    The bound, token by token: the fixed parts (braces, keys, separators, the longest enum value, `minLength`
+    characters) are counted in UTF-8 bytes, and no token is shorter than one byte; the room left is split evenly
+    over the free strings, as characters, which a token covers one or more of in text a byte-level tokenizer has
+    whole characters for (ASCII, most Latin script). Whitespace between tokens is fixed (`x-guidance`), and an
+    object takes no property the schema does not name: either would be unbounded. Not bounded: numbers' digits
+    and arrays' item counts (a schema with them gets only its strings capped)."""
+    strings = _free_strings(schema)
+    if not strings:
+        return schema
+    fixed = len(json.dumps(_longest_fixed(schema), ensure_ascii=False).encode()) + 1  # + the end-of-turn token
+    room = max(0, max_new_tokens - fixed) // strings
+    bounded = _capped(schema, room)
+    return {**bounded, "x-guidance": {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}}
+
+
+def _is_free_string(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "string" and not {"enum", "const", "pattern", "format"} & set(schema)
+
+
+def _children(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    kids = list((schema.get("properties") or {}).values())
+    kids += [schema["items"]] if isinstance(schema.get("items"), dict) else []
+    return kids + [option for key in ("anyOf", "oneOf") for option in schema.get(key) or []]
+
+
+def _free_strings(schema: dict[str, Any]) -> int:
+    return int(_is_free_string(schema)) + sum(_free_strings(kid) for kid in _children(schema))
+
+
+def _longest_fixed(schema: dict[str, Any]) -> Any:
+    """A value with every fixed part at its longest and every free string at its shortest (`minLength` characters):
+    what an answer writes whatever its free text says."""
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return max(schema["enum"], key=lambda value: len(json.dumps(value, ensure_ascii=False).encode()))
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        return max((_longest_fixed(option) for option in options),
+                   key=lambda value: len(json.dumps(value, ensure_ascii=False).encode()))
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        return {key: _longest_fixed(value) for key, value in (schema.get("properties") or {}).items()}
+    if kind == "string":
+        return "x" * int(schema.get("minLength", 0))
+    return {"array": [], "boolean": False, "number": 0, "integer": 0}.get(str(kind))
+
+
+def _capped(schema: dict[str, Any], room: int) -> dict[str, Any]:
+    out = dict(schema)
+    if _is_free_string(schema):
+        cap = room + int(schema.get("minLength", 0))
+        out["maxLength"] = min(cap, schema.get("maxLength", cap))  # a tighter cap of the schema's own stands
+    if "properties" in schema:
+        out["properties"] = {key: _capped(value, room) for key, value in schema["properties"].items()}
+        out["additionalProperties"] = False
+    if isinstance(schema.get("items"), dict):
+        out["items"] = _capped(schema["items"], room)
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            out[key] = [_capped(option, room) for option in schema[key]]
+    return out
 
 
 def _with_labels(schema: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:

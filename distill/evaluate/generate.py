@@ -12,7 +12,7 @@ from typing import cast
 
 from pydantic import BaseModel
 
-from distill.evaluate.constrain import SchemaMask, compile_schemas
+from distill.evaluate.constrain import SchemaMask, compile_schemas, within_budget
 from distill.models import load_causal_lm
 from distill.train.manifest import Manifest, attach_adapter, load_student_tokenizer, read_manifest
 
@@ -57,13 +57,14 @@ def generate(model, tokenizer, manifest: Manifest, conversations: list[list[dict
     """Greedy answers to each conversation (its turns before the answer), in input order.
 
     `tools`: per conversation, the definitions a template that renders tools is given (None: none).
-    `schemas`: per conversation, a JSON Schema its answer is held to (`constrain.py`; None: free)."""
+    `schemas`: per conversation, a JSON Schema its answer is held to (`constrain.py`; None: free), its free text
+    capped so the answer closes within `max_new_tokens` (`within_budget`)."""
     import torch
 
     tokenizer.padding_side = "left"  # decoder-only: pad on the left so every row ends where generation starts
     stop = tokenizer.convert_tokens_to_ids(manifest.eot_token)
     tools = tools or [None] * len(conversations)
-    schemas = schemas or [None] * len(conversations)
+    schemas = [None if s is None else within_budget(s, max_new_tokens) for s in schemas or [None] * len(conversations)]
     vocab_size = model.config.vocab_size
     grammars = compile_schemas(tokenizer, vocab_size, stop, schemas) if any(schemas) else [None] * len(schemas)
     prompts = [tokenizer.apply_chat_template(c, tools=t, tokenize=False, add_generation_prompt=True)

@@ -108,3 +108,45 @@ def test_the_exported_model_carries_its_schema_and_how_to_serve_with_it(trained,
     assert json.loads((merged / "schema.json").read_text()) == PERSON
     card = (merged / "README.md").read_text()
     assert "`schema.json`" in card and '"type": "json_schema"' in card
+
+
+# The tickets recipe's output schema as taxonomy.json keeps it: a label of the set and a free-text rationale, open
+# to other properties, its length unbounded.
+TICKET = {"type": "object", "required": ["label", "rationale"], "properties": {
+    "label": {"type": "string", "enum": ["billing_error", "shipping_delay"]},
+    "rationale": {"type": "string", "minLength": 1}}}
+TICKETS = [("I was charged twice for the same order last week, please look into it.", "billing_error"),
+           ("My parcel was due on Monday and tracking has not moved for five days.", "shipping_delay")]
+
+
+def test_a_constrained_answer_closes_its_json_within_a_tight_token_budget(trained, tmp_path):
+    """24 new tokens: room for the label and a word or two of rationale, not for the rationale a model writes free."""
+    _, result = trained
+    run = tmp_path / "tickets"
+    run.mkdir()
+    rows = [{"id": f"t{i}", "output": {"label": label, "rationale": "Why."}, "messages": [
+        {"role": "system", "content": 'Classify the ticket. Answer {"label": ..., "rationale": "<why, in detail>"}.'},
+        {"role": "user", "content": text}, {"role": "assistant", "content": json.dumps({"label": label})}],
+        "meta": {"taxonomy_path": "tickets", "task": "classification"}} for i, (text, label) in enumerate(TICKETS)]
+    (run / "eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    (run / "taxonomy.json").write_text(json.dumps({"name": "tickets", "task": "classification", "output_schema": TICKET,
+                                                   "labels": {"billing_error": "", "shipping_delay": ""}}))
+    done = distill("eval", str(run), "--student", str(result.adapter_dir), "--out", str(tmp_path / "eval"),
+                   "--constrained", "--max-new-tokens", "24", "--threads", "1", cwd=tmp_path, env=cli_env(tmp_path),
+                   timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    answers = [row[system] for row in report["constrained"]["examples"] for system in ("base", "student")]
+    assert len(answers) == 4
+    assert all(_valid_ticket(answer) for answer in answers), answers
+    systems = report["constrained"]["tasks"]["classification"]["systems"]
+    assert {systems[s]["schema_validity"]["constrained"]["value"] for s in ("base", "student")} == {1.0}
+
+
+def _valid_ticket(answer: str) -> bool:
+    from jsonschema import Draft202012Validator
+
+    try:
+        return Draft202012Validator(TICKET).is_valid(json.loads(answer))
+    except json.JSONDecodeError:
+        return False
