@@ -195,7 +195,8 @@ def test_a_taxonomy_folder_is_a_taxonomy_path(tmp_path):
         "few_seeds/qna.yaml:4: seed_examples: 2 seed examples" in lines[0]
     # Only a remote repo: said once, with what to do; its seed contexts are the leaf's passages meanwhile.
     assert lines[1].startswith(f"warning: {remote}:47: document.repo https://github.com/example/history.git is not a "
-                               "local folder") and "clone it at commit 0123456789ab and pass --documents" in lines[1]
+                               "local folder")
+    assert "clone it at commit 0123456789ab and put it inside the taxonomy's folder" in lines[1]
 
     done, examples = generate_with_fake_api(root, tmp_path / "run", tmp_path)
     assert done.stderr.count("invalid, not imported: ") == 1 and done.stderr.count("warning: ") == 1

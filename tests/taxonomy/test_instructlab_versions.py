@@ -75,3 +75,20 @@ def test_a_version_instructlab_has_not_defined_is_refused_with_its_line(tmp_path
         "(a file without `version:` is version 1)",
         f"invalid, not imported: {v2}:{tags_line}: tags: unknown field 'tags'; InstructLab's schema v2 allows created_by, "
         "seed_examples, task_description, version"], skipped
+
+
+def test_a_tree_read_in_place_says_where_a_clone_goes_for_it(tmp_path):
+    """`distill taxonomy show DIR` (as `generate -t DIR`) reads documents only inside the tree: its warning does
+    not send the user to an option that, there, means a folder of their own documents."""
+    root = tmp_path / "taxonomy"
+    shutil.copytree(FIXTURE, root)
+    done = distill("taxonomy", "show", str(root), cwd=tmp_path, env=cli_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    kettles = root / "knowledge/tools/kettles/qna.yaml"
+    warnings = [line for line in error_lines(done.stderr) if line.startswith("warning: ")]
+    assert warnings == [
+        f"warning: {kettles}:17: document.repo https://example.org/kettle-notes.git is not a local folder and distill "
+        "reads no network: clone it at commit 0a1b2c3d4e5f and put it inside the taxonomy's folder and point "
+        "document.repo at it (a relative path), or import the tree with `distill taxonomy import-instructlab TREE "
+        "--documents FOLDER`; the leaf's seeds have no context either (schema before v3), so its items are asked "
+        "without a passage until then"], done.stderr

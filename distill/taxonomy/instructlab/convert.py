@@ -99,7 +99,7 @@ def convert(root: Path, name: str, *, files_dir: str | None = None, documents: P
         files: list[str] = []
         if leaf.kind == "knowledge":
             try:
-                files, warning = leaf_files(leaf, root, documents)
+                files, warning = leaf_files(leaf, root, documents, in_place=read is None)
             except Refused as refused:  # its documents lie outside what the user named: not imported
                 converted.problems.append(refused.problem)
                 continue

@@ -47,10 +47,19 @@ class Refused(Exception):
         self.problem = problem
 
 
-def leaf_files(leaf: Leaf, root: Path, documents: Path | None) -> tuple[list[str], Problem | None]:
+# Where a clone of a knowledge repo goes, said in the warnings: the importer takes a folder of clones
+# (`--documents`); a tree read in place (`distill generate -t DIR`) reads documents only inside itself, and its
+# own `--documents` is a folder of the user's documents for every leaf, not of clones.
+IN_PLACE_CLONES = ("put the clone inside the taxonomy's folder and point document.repo at it (a relative path), or "
+                   "import the tree with `distill taxonomy import-instructlab TREE --documents FOLDER`")
+
+
+def leaf_files(leaf: Leaf, root: Path, documents: Path | None,
+               in_place: bool = False) -> tuple[list[str], Problem | None]:
     """The files of a knowledge leaf's documents, relative to `allowed_folder(root, documents)` ([] when none
     were found) and a warning, if any; `Refused` when the qna.yaml points outside `root` (the taxonomy's tree) or
-    `documents`, before any file is read."""
+    `documents`, before any file is read. `in_place`: the tree is read where it is (not imported), which the
+    warnings' advice on where a clone goes follows."""
     ref = leaf.document
     assert ref is not None
     for number, pattern in enumerate(ref.patterns):
@@ -62,12 +71,14 @@ def leaf_files(leaf: Leaf, root: Path, documents: Path | None) -> tuple[list[str
     allowed = allowed_folder(root, documents)
     if folder is not None and not _inside(folder, allowed):
         raise Refused(Problem(leaf.file, ref.line, f"document.repo {ref.repo} is outside {_named(allowed, documents)}; "
-                              "distill reads documents only there: put a clone there, or pass --documents with the "
-                              "folder holding it"))
+                              "distill reads documents only there: " + (IN_PLACE_CLONES if in_place else
+                              "put a clone there, or pass --documents with the folder holding it")))
     if folder is None or not folder.is_dir():
         return [], Problem(leaf.file, ref.line, f"document.repo {ref.repo} is not a local folder and distill reads "
-                           f"no network: clone it at commit {ref.commit[:12]} and pass --documents with the clone's "
-                           f"folder; {stand_in(leaf)} until then")
+                           f"no network: clone it at commit {ref.commit[:12]} and "
+                           + (IN_PLACE_CLONES.replace("put the clone", "put it", 1) if in_place
+                              else "pass --documents with the clone's folder")
+                           + f"; {stand_in(leaf)} until then")
     try:
         files = sorted({path for pattern in ref.patterns for path in folder.glob(pattern) if path.is_file()})
     except (ValueError, NotImplementedError, OSError) as exc:
