@@ -18,6 +18,8 @@ from distill.formats import detect, row_messages
 from distill.records import HELDOUT_SUFFIXES, HeldoutSource, iter_jsonl
 from distill.userfiles import read_text
 
+# How a user names the fields of a set, wherever they listed it.
+NAME_FIELDS = "--heldout PATH:field1,field2 on the command line, `fields: [...]` where a YAML file lists the set"
 # Tried in order when the user names no fields.
 DEFAULT_FIELDS = ["question", "QUESTION", "prompt", "instruction", "input", "text", "problem"]
 
@@ -192,7 +194,7 @@ def load_heldout(source: HeldoutSource) -> list[HeldoutItem]:
             fields = [f for f in DEFAULT_FIELDS if f in rows[0][1]][:1]
             if not fields:
                 raise DistillError(
-                    f"no text field to match; name one with PATH:field (columns: {', '.join(map(str, rows[0][1]))})",
+                    f"no text field to match; name one ({NAME_FIELDS}; columns: {', '.join(map(str, rows[0][1]))})",
                     path=path,
                 )
     items = []
@@ -200,7 +202,7 @@ def load_heldout(source: HeldoutSource) -> list[HeldoutItem]:
         missing = [f for f in fields if f not in row]
         if missing:
             raise DistillError(
-                f"field {missing[0]!r} missing (has: {', '.join(map(str, row))}); name the right fields with PATH:field1,field2",
+                f"field {missing[0]!r} missing (has: {', '.join(map(str, row))}); name the right fields ({NAME_FIELDS})",
                 path=path,
                 line=number,
             )
@@ -216,7 +218,7 @@ def _conversation_items(rows: list[tuple[int, dict[str, Any]]], path: Path, name
     copy (a held-out answer alone says little)."""
     items = []
     for number, row in rows:
-        turns = row_messages(row, path, number, force_with="--heldout PATH:field1,field2 (the fields to compare)")
+        turns = row_messages(row, path, number, force_with=f"the fields to compare ({NAME_FIELDS})")
         text = "\n".join(_text_of(turn.get("content")) for turn in turns if turn.get("role") == "user").strip()
         if text:
             items.append(HeldoutItem(id=f"{name}:{row.get('id', number)}", text=text, source=str(path)))

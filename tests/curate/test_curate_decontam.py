@@ -182,7 +182,7 @@ def test_heldout_option_syntax():
         ("h.jsonl", '{"question": "a b c d e"}\n{"prompt": "x"}\n', ["question"], "h.jsonl:2: field 'question' missing"),
         ("h.jsonl", '{"question": "a b c d e"}\n{"question": \n', None, "h.jsonl:2: not valid JSON"),
         ("h.txt", "just text\n", None, "unknown held-out format '.txt'"),
-        ("h.jsonl", '{"body": "a b c d e"}\n', None, "no text field to match; name one with PATH:field"),
+        ("h.jsonl", '{"body": "a b c d e"}\n', None, "no text field to match; name one (--heldout PATH:field1,field2 on the command line"),
         ("h.parquet", "not parquet", None, "not a readable Parquet file"),
         ("h.csv", "question,answer\nWhat is x?,y\n", ["stem"], "h.csv:2: field 'stem' missing"),
     ],
