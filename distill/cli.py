@@ -401,10 +401,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def quiet_library_bars() -> None:
-    """Into a log file or a pipe, the libraries' own progress bars (loading weights, converting the GGUF,
-    each of TRL's dataset passes) write dozens of carriage-return lines that say nothing there; distill's
-    own progress lines stay. Set before the libraries are imported (they read it once); a value the user
-    set wins."""
+    """Into a log file or a pipe, the libraries' own progress bars (loading weights, each of TRL's dataset
+    passes) write dozens of carriage-return lines that say nothing there; distill's own progress lines stay.
+    Set before the libraries are imported (they read it once); a value the user set wins. The embedded
+    model's one-time GGUF conversion bar (transformers' plain tqdm) is not covered."""
     if sys.stderr.isatty():
         return
     for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):

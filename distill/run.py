@@ -79,7 +79,8 @@ def load_run_config(path: Path) -> RunConfig:
 
 def _beside(config_file: Path, path: Path) -> Path:
     """A path of the config, relative to its folder, with `..` steps folded (`runs/x`, not `configs/../runs/x`,
-    in every message and record); the config's own folder is resolved first so a link in it is followed."""
+    in every message and record); left unfolded when the folder is reached through a link, where `..` means the
+    link target's parent and only the system can say which folder that is."""
     if path.is_absolute():
         return path
     folder = config_file.parent
